@@ -1,0 +1,19 @@
+"""The two errors users meet: a strict miss, and a cassette that cannot be used."""
+
+from __future__ import annotations
+
+
+class CassetteMiss(BaseException):
+    """A request had no recording while replaying strictly.
+
+    It derives from BaseException, like pytest's own ``Failed``, so that an application's
+    ``except Exception`` and the SDKs' retry loops cannot swallow or retry it.
+    """
+
+    __module__ = "llm_replay"
+
+
+class CassetteError(Exception):
+    """A cassette is unreadable, corrupt, too new, or cannot be written."""
+
+    __module__ = "llm_replay"

@@ -1,0 +1,235 @@
+"""The canonical form of a request, its stable hash, and a field-level diff between two of them.
+
+Canonical = method, host, path, sorted query and the parsed body (JSON with sorted keys;
+multipart without its random boundary). Headers never take part, so credentials never do.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+from .scrub import is_secret_query_param
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, eq=False)
+class CanonicalRequest:
+    """A request reduced to what decides its answer; stored beside its fingerprint."""
+
+    method: str
+    host: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    body_kind: str = "empty"
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(self.to_json().encode(), digest_size=16).hexdigest()
+        object.__setattr__(self, "fingerprint", digest)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-able form stored in cassettes."""
+        return {
+            "method": self.method,
+            "host": self.host,
+            "path": self.path,
+            "query": [list(pair) for pair in self.query],
+            "body_kind": self.body_kind,
+            "body": self.body,
+        }
+
+    def to_json(self) -> str:
+        """Stable text: the same request always gives the same characters."""
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CanonicalRequest":
+        """The request back from its stored text."""
+        data = json.loads(text)
+        return cls(
+            method=data["method"],
+            host=data["host"],
+            path=data["path"],
+            query=tuple((key, value) for key, value in data["query"]),
+            body=data["body"],
+            body_kind=data["body_kind"],
+        )
+
+    @property
+    def url(self) -> str:
+        """The URL as recorded, credentials removed from the query."""
+        query = "&".join(f"{key}={value}" for key, value in self.query)
+        return f"{self.host}{self.path}" + (f"?{query}" if query else "")
+
+    @property
+    def model(self) -> str | None:
+        """The model the request names, if its body is JSON with a ``model`` field."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("model"), str):
+            return self.body["model"]
+        if self.body_kind == "multipart":
+            return next((part.get("value") for part in self.body if part.get("name") == "model"), None)
+        return None
+
+    def prompt(self) -> str | None:
+        """The last message, prompt or input: what a reader recognises the request by."""
+        body = self.body
+        if not isinstance(body, dict):
+            return None
+        messages = body.get("messages")
+        if isinstance(messages, list) and messages:
+            last = messages[-1]
+            role = last.get("role", "?") if isinstance(last, dict) else "?"
+            return f"({role}) {_message_text(last)}"
+        for name in ("input", "prompt"):
+            if name in body:
+                value = body[name]
+                if isinstance(value, list) and value:
+                    value = value[-1]
+                return _message_text(value)
+        return None
+
+
+def canonicalize(method: str, url: str, body: bytes | str | None, content_type: str = "") -> CanonicalRequest:
+    """The canonical request for one HTTP request as the client is about to send it."""
+    parts = urlsplit(url)
+    host = f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
+    query = tuple(sorted((key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_query_param(key)))
+    kind, value = _canonical_body(body, content_type)
+    return CanonicalRequest(method=method.upper(), host=host, path=parts.path or "/", query=query, body=value, body_kind=kind)
+
+
+def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, Any]:
+    if body is None or body == b"" or body == "":
+        return "empty", None
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    if content_type.lower().startswith("multipart/") and "boundary=" in content_type:
+        parts = _multipart_parts(raw, content_type)
+        if parts is not None:
+            return "multipart", parts
+    stripped = raw.lstrip()[:1]
+    if stripped in (b"{", b"["):
+        try:
+            return "json", json.loads(raw)
+        except ValueError:
+            pass  # a body that only looks like JSON is kept as text below
+    try:
+        return "text", raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes", base64.b64encode(raw).decode("ascii")
+
+
+def _multipart_parts(raw: bytes, content_type: str) -> list[dict[str, Any]] | None:
+    """The form's parts in order, with the random boundary gone; file contents as size and digest."""
+    boundary = content_type.split("boundary=", 1)[1].split(";", 1)[0].strip().strip('"').encode()
+    parts = []
+    for chunk in raw.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, separator, content = chunk.strip(b"\r\n").partition(b"\r\n\r\n")
+        if not separator:
+            return None
+        headers = dict(_part_header(line) for line in head.decode("latin-1").split("\r\n") if ":" in line)
+        disposition = _disposition(headers.get("content-disposition", ""))
+        part: dict[str, Any] = {"name": disposition.get("name")}
+        if "filename" in disposition:
+            part["filename"] = disposition["filename"]
+            part["content_type"] = headers.get("content-type")
+            part["size"] = len(content)
+            part["sha256"] = hashlib.sha256(content).hexdigest()
+        else:
+            try:
+                part["value"] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                part["base64"] = base64.b64encode(content).decode("ascii")
+        parts.append(part)
+    return parts
+
+
+def _part_header(line: str) -> tuple[str, str]:
+    name, _, value = line.partition(":")
+    return name.strip().lower(), value.strip()
+
+
+def _disposition(value: str) -> dict[str, str]:
+    params = {}
+    for item in value.split(";")[1:]:
+        key, _, raw = item.strip().partition("=")
+        params[key.lower()] = raw.strip('"')
+    return params
+
+
+def _message_text(message: Any) -> str:
+    """The readable text of a chat message, a Responses input item, or a plain prompt."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, dict):
+        content = message.get("content", message.get("text"))
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [item.get("text", "") for item in content if isinstance(item, dict) and "text" in item]
+            if texts:
+                return " ".join(texts)
+        if "tool_calls" in message:
+            return "tool calls: " + json.dumps(message["tool_calls"], sort_keys=True)
+    return json.dumps(message, sort_keys=True, ensure_ascii=False)
+
+
+# -- differences -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldDifference:
+    """One field that differs between a recording and a new request."""
+
+    path: str
+    recorded: Any
+    requested: Any
+
+    def describe(self, width: int = 100) -> str:
+        """``~ path: recorded -> requested``, ``+`` for a new field, ``-`` for a dropped one."""
+        if self.recorded is _MISSING:
+            return f"+ {self.path}: {_short(self.requested, width)}"
+        if self.requested is _MISSING:
+            return f"- {self.path}: {_short(self.recorded, width)}"
+        return f"~ {self.path}: {_short(self.recorded, width)} -> {_short(self.requested, width)}"
+
+
+def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list[FieldDifference]:
+    """Every leaf field that differs, by path (``messages[1].content``), in a stable order."""
+    old = dict(_leaves(recorded.as_dict()))
+    new = dict(_leaves(requested.as_dict()))
+    return [
+        FieldDifference(path, old.get(path, _MISSING), new.get(path, _MISSING))
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path, _MISSING) != new.get(path, _MISSING)
+    ]
+
+
+def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> int:
+    """How far apart two requests are: differing fields, with another endpoint counting most."""
+    endpoint = (recorded.method, recorded.host, recorded.path) != (requested.method, requested.host, requested.path)
+    return len(differences(recorded, requested)) + (1000 if endpoint else 0)
+
+
+def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _leaves(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{prefix}[{index}]")
+    else:
+        yield prefix, value
+
+
+def _short(value: Any, width: int) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,83 @@
+"""Value objects: a recorded response, and one interaction (request + response + metadata)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+from .fingerprint import CanonicalRequest
+from .scrub import scrub_response_headers
+
+
+@dataclass(frozen=True)
+class RecordedResponse:
+    """A response as stored: decoded body (gzip/deflate/br removed), status and headers kept."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, list[str]]
+    body: bytes
+
+    @classmethod
+    def from_vcr(cls, vcr_response: Mapping[str, Any]) -> "RecordedResponse":
+        """The stored form of a response in vcrpy's shape, decompressed and without cookies."""
+        from vcr.filters import decode_response  # vcrpy knows gzip, deflate and brotli
+
+        decoded = decode_response(vcr_response)
+        body = decoded.get("body", {}).get("string") or b""
+        headers = {name: [str(v) for v in (values if isinstance(values, list) else [values])] for name, values in decoded["headers"].items()}
+        return cls(
+            status=int(decoded["status"]["code"]),
+            reason=str(decoded["status"].get("message") or ""),
+            headers=scrub_response_headers(headers),
+            body=body.encode() if isinstance(body, str) else bytes(body),
+        )
+
+    def as_vcr(self) -> dict[str, Any]:
+        """The shape vcrpy's stubs build a library response from."""
+        return {"status": {"code": self.status, "message": self.reason}, "headers": self.headers, "body": {"string": self.body}}
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON (SSE streams, text, bytes)."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One request and its response, keyed by fingerprint and occurrence."""
+
+    fingerprint: str
+    request_json: str
+    response: RecordedResponse
+    occurrence: int = 0
+    recorded_at: str = ""
+    latency_ms: float | None = None
+    tests: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def of(cls, request: CanonicalRequest, response: RecordedResponse, **metadata: Any) -> "Interaction":
+        """A new interaction for a request just answered."""
+        return cls(fingerprint=request.fingerprint, request_json=request.to_json(), response=response, **metadata)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Where the interaction lives in a cassette."""
+        return self.fingerprint, self.occurrence
+
+    @cached_property
+    def request(self) -> CanonicalRequest:
+        """The canonical request, parsed only when someone needs it (misses, listings)."""
+        return CanonicalRequest.from_json(self.request_json)
+
+    def usage(self) -> tuple[int | None, int | None]:
+        """Input and output tokens the answer reports, for chat, completions and Responses alike."""
+        data = self.response.json()
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            return None, None
+        return (usage.get("prompt_tokens", usage.get("input_tokens")), usage.get("completion_tokens", usage.get("output_tokens")))

@@ -1,0 +1,130 @@
+"""pytest wiring: options, ini keys, the marker, the fixtures and the summary. No logic of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .engine import activated, placeholder_keys
+from .errors import CassetteError
+from .recorder import Recorder
+from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
+from .suite import DEFAULT_CASSETTE, Suite
+
+SUITE = pytest.StashKey[Suite]()
+RECORDER = pytest.StashKey[Recorder]()
+_PLACEHOLDERS = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llm_replay", "llm_replay: record and replay LLM calls")
+    group.addoption(
+        "--llm-mode",
+        choices=MODE_NAMES,
+        default=None,
+        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass). "
+        "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
+    )
+    group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
+    parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
+    parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
+    parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
+    parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True): "
+        "record and replay this test's LLM calls.",
+    )
+    try:
+        mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
+        defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[SUITE] = Suite(
+        mode=mode,
+        mode_is_explicit=explicit,
+        cassette_path=_cassette_path(config),
+        defaults=defaults,
+        rootdir=Path(config.rootpath),
+    )
+    if mode is Mode.REPLAY:
+        # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
+        config.stash[_PLACEHOLDERS] = placeholder_keys()
+        config.stash[_PLACEHOLDERS].__enter__()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PLACEHOLDERS in config.stash:
+        config.stash[_PLACEHOLDERS].__exit__(None, None, None)
+        del config.stash[_PLACEHOLDERS]
+
+
+def _cassette_path(config: pytest.Config) -> Path:
+    cli = config.getoption("--llm-cassette")
+    if cli:
+        return (Path(config.invocation_params.dir) / cli).resolve()
+    ini = config.getini("llm_cassette")
+    return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
+
+
+@pytest.fixture
+def llm_cache_config() -> dict[str, Any]:
+    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config)."""
+    return {}
+
+
+@pytest.fixture
+def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
+    """Record and replay this test's LLM calls; yields a handle with the mode, cassette and counts."""
+    suite = request.config.stash[SUITE]
+    marker = request.node.get_closest_marker("llm_cache")
+    try:
+        settings = suite.settings_for(llm_cache_config, marker.kwargs if marker else {})
+        recorder = suite.recorder(settings, request.node.nodeid)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    except CassetteError as error:
+        pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
+    request.node.stash[RECORDER] = recorder
+    with activated(recorder):
+        yield recorder
+    suite.totals.add(recorder)
+
+
+@pytest.fixture(autouse=True)
+def _llm_cache_autouse(request: pytest.FixtureRequest) -> None:
+    """Activate llm_cache for tests marked with it, or for every test with ini llm_autouse."""
+    if "llm_cache" in request.fixturenames:
+        return
+    if request.node.get_closest_marker("llm_cache") or request.config.getini("llm_autouse"):
+        request.getfixturevalue("llm_cache")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    recorder = item.stash.get(RECORDER, None)
+    if call.when == "call" and report.passed and recorder is not None and recorder.misses:
+        # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
+        report.outcome = "failed"
+        report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    suite = terminalreporter.config.stash.get(SUITE, None)
+    line = suite.summary() if suite else None
+    if line:
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    suite = session.config.stash.get(SUITE, None)
+    if suite is not None:
+        suite.close()

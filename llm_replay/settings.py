@@ -1,0 +1,110 @@
+"""What a cassette activation is asked to do: the mode and the per-test options, parsed and checked."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+
+class Mode(str, enum.Enum):
+    """What happens on a hit and on a miss (see the modes table in README.md)."""
+
+    REPLAY = "replay"
+    RECORD = "record"
+    REFRESH = "refresh"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+MODE_NAMES = tuple(mode.value for mode in Mode)
+SCOPES = ("test", "suite")
+REPEATS = ("cache", "sequence")
+_TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
+_FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
+
+
+def parse_mode(value: str | Mode, source: str) -> Mode:
+    """The Mode named by ``value``; ``source`` names where it came from, for the error."""
+    if isinstance(value, Mode):
+        return value
+    try:
+        return Mode(str(value).strip().lower())
+    except ValueError:
+        raise ValueError(
+            f"unknown llm_replay mode {value!r} (from {source}); "
+            f"use one of: {', '.join(MODE_NAMES)}"
+        ) from None
+
+
+def parse_bool(value: str | bool, source: str) -> bool:
+    """A yes/no setting from an ini file or the environment."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(f"{source} must be true or false, not {value!r}")
+
+
+def default_mode(environ: Mapping[str, str] = os.environ) -> Mode:
+    """``replay`` on CI (env ``CI`` set to a true value), else ``record``, as Jest's ``--ci`` does."""
+    ci = environ.get("CI", "")
+    return Mode.REPLAY if ci.strip().lower() in _TRUE_WORDS else Mode.RECORD
+
+
+def session_mode(cli: str | None, ini: str | None, environ: Mapping[str, str] = os.environ) -> tuple[Mode, bool]:
+    """The suite's mode by precedence CLI > env ``LLM_REPLAY_MODE`` > ini ``llm_mode`` > default.
+
+    The flag says whether the user asked for it explicitly (CLI or env): an explicit mode also
+    overrides a marker's, so ``--llm-mode=refresh`` really re-records every selected test.
+    """
+    if cli:
+        return parse_mode(cli, "--llm-mode"), True
+    env = environ.get("LLM_REPLAY_MODE")
+    if env:
+        return parse_mode(env, "environment variable LLM_REPLAY_MODE"), True
+    if ini:
+        return parse_mode(ini, "ini option llm_mode"), False
+    return default_mode(environ), False
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Options of one ``llm_cache`` activation, from the marker, ``llm_cache_config`` and ini."""
+
+    mode: Mode = Mode.RECORD
+    scope: str = "suite"
+    repeats: str = "cache"
+    match_ignore: tuple[str, ...] = ()
+    freeze_time: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"llm_cache scope must be one of {SCOPES}, not {self.scope!r}")
+        if self.repeats not in REPEATS:
+            raise ValueError(f"llm_cache repeats must be one of {REPEATS}, not {self.repeats!r}")
+
+    def updated(self, options: Mapping[str, Any], source: str) -> "CacheSettings":
+        """A copy with ``options`` applied; unknown option names are an error naming ``source``."""
+        known = {field.name for field in fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown llm_cache option(s) {', '.join(map(repr, unknown))} in {source}; "
+                f"known options: {', '.join(sorted(known))}"
+            )
+        changes = dict(options)
+        if "mode" in changes:
+            changes["mode"] = parse_mode(changes["mode"], source)
+        if "match_ignore" in changes:
+            ignore = changes["match_ignore"]
+            changes["match_ignore"] = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+        if "freeze_time" in changes:
+            changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
+        return replace(self, **changes)
