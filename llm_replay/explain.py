@@ -50,7 +50,7 @@ def _closest_lines(request: CanonicalRequest, cassette: "Cassette") -> list[str]
     shown = [f"    {difference.describe(_WIDTH)}" for difference in diff[:_MAX_DIFF_LINES]]
     if len(diff) > _MAX_DIFF_LINES:
         shown.append(f"    … and {len(diff) - _MAX_DIFF_LINES} more differing fields")
-    return [header + " (- recorded, + requested):", *shown]
+    return [header + " (~ changed: recorded -> requested, + only in the request, - only in the recording):", *shown]
 
 
 def _shorten(text: str) -> str:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
@@ -213,10 +214,17 @@ def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list
     ]
 
 
-def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> int:
-    """How far apart two requests are: differing fields, with another endpoint counting most."""
+def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:
+    """How far apart two requests are: another endpoint counts most, then each differing field,
+    a changed text by how much of it changed (so a prompt with one word edited is closest)."""
     endpoint = (recorded.method, recorded.host, recorded.path) != (requested.method, requested.host, requested.path)
-    return len(differences(recorded, requested)) + (1000 if endpoint else 0)
+    total = 1000.0 if endpoint else 0.0
+    for difference in differences(recorded, requested):
+        if isinstance(difference.recorded, str) and isinstance(difference.requested, str):
+            total += 1.0 - SequenceMatcher(None, difference.recorded, difference.requested).quick_ratio()
+        else:
+            total += 1.0
+    return total
 
 
 def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

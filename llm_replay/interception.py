@@ -48,6 +48,7 @@ class VcrCassetteAdapter:
         return self.recorder.mode is Mode.REPLAY
 
     def _pending(self, vcr_request: Any) -> _Pending:
+        __tracebackhide__ = True
         pending = getattr(vcr_request, _STATE, None)
         body = vcr_request._body
         if pending is not None and pending.body is body:
@@ -62,6 +63,7 @@ class VcrCassetteAdapter:
 
     def can_play_response_for(self, vcr_request: Any) -> bool:
         """Whether a recording answers this request (raises CassetteMiss on a strict miss)."""
+        __tracebackhide__ = True
         return self._pending(vcr_request).found is not None
 
     def play_response(self, vcr_request: Any) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class Recorder:
 
     def lookup(self, request: CanonicalRequest, occurrence: int) -> Interaction | None:
         """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss."""
+        __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         key = (request.fingerprint, occurrence)
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None

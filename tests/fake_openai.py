@@ -108,20 +108,19 @@ class FakeOpenAI:
             return n, _error(*failure)
         given = request["headers"].get("authorization", "")
         if given != f"Bearer {self.api_key}":
-            key = given.removeprefix("Bearer ")
-            message = f"Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."
+            message = f"Incorrect API key provided: {given.removeprefix('Bearer ')}."
             return n, _error(401, message, code="invalid_api_key")
-        path = request["path"]
-        if request["method"] != "POST" or path not in _ROUTES:
-            return n, _error(404, f"Invalid URL ({request['method']} {path})")
-        if path == "/v1/audio/transcriptions":
+        method, path = request["method"], request["path"]
+        if (method, path) == ("POST", "/v1/audio/transcriptions"):
             return n, _transcription(request, n)
+        if method != "POST" or path not in _JSON_ROUTES:
+            return n, _error(404, f"Invalid URL ({method} {path})")
         body = request["json"]
         if not isinstance(body, dict):
             return n, _error(400, "We could not parse the JSON body of your request.")
         if body.get("model") in MODEL_ERRORS:
             return n, _error(*MODEL_ERRORS[body["model"]])
-        return n, _ROUTES[path](body, n)
+        return n, _JSON_ROUTES[path](body, n)
 
 
 class _Server(ThreadingHTTPServer):
@@ -441,13 +440,14 @@ def _response_events(answer: dict[str, Any]) -> list[str]:
     part = item["content"][0]
     pending = {**answer, "status": "in_progress", "output": [], "usage": None}
     where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    started = {**item, "status": "in_progress", "content": []}
     deltas = [
         ("response.output_text.delta", {**where, "delta": piece, "logprobs": []}) for piece in _split(part["text"])
     ]
     events: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": pending}),
         ("response.in_progress", {"response": pending}),
-        ("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}}),
+        ("response.output_item.added", {"output_index": 0, "item": started}),
         ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
         *deltas,
         ("response.output_text.done", {**where, "text": part["text"], "logprobs": []}),
@@ -482,10 +482,9 @@ def _transcription(request: dict[str, Any], n: int) -> _Reply:
     return _Reply(json={"text": f"transcribed {len(data)} bytes {filename} #{n}"})
 
 
-_ROUTES: dict[str, Callable[..., _Reply]] = {
+_JSON_ROUTES: dict[str, Callable[[dict[str, Any], int], _Reply]] = {
     "/v1/chat/completions": _chat,
     "/v1/completions": _completions,
     "/v1/embeddings": _embeddings,
     "/v1/responses": _responses,
-    "/v1/audio/transcriptions": _transcription,
 }

@@ -29,6 +29,7 @@ TOOLS: list[Any] = [
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeOpenAI]:
+    """One server for the module keeps the suite fast; `fresh` gives each test an empty log."""
     with FakeOpenAI() as srv:
         yield srv
 
@@ -291,7 +292,8 @@ def test_gzip_only_on_request(server: FakeOpenAI, client: openai.OpenAI) -> None
 def test_stop_refuses_connections() -> None:
     srv = FakeOpenAI().start()
     client = openai.OpenAI(base_url=srv.base_url, api_key=srv.api_key, max_retries=0)
-    client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])  # pools a connection
+    # The first call leaves a pooled keep-alive connection, which stop() must cut too.
+    client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])
     port = int(srv.base_url.split(":")[2].split("/")[0])
 
     srv.stop()

@@ -1,0 +1,43 @@
+"""Fixtures shared by the project's tests: the loopback OpenAI-compatible server and pytester helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+# The project's own environment must not decide what the sessions under test do.
+_ISOLATED_VARIABLES = ("CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    """A fresh loopback OpenAI-compatible server; tests may stop it to prove replay is offline."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No CI flag, no mode, no keys: what a new user's shell looks like."""
+    for name in _ISOLATED_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def llm_pytester(pytester: pytest.Pytester, env: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose inner sessions run in a clean environment and a fresh temp dir."""
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def cassette_file(pytester: pytest.Pytester) -> Path:
+    """Where an inner session keeps its suite cassette by default."""
+    return pytester.path / "cassettes" / "llm_cache.sqlite3"
+

@@ -1,0 +1,238 @@
+"""Whole pytest sessions as users run them: record, replay offline with the server stopped, strict misses."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import pytest
+
+from conftest import cassette_file
+
+APP_TESTS = '''
+import json
+import openai
+
+BASE_URL = "{base_url}"
+
+
+def ask(prompt, **extra):
+    client = openai.OpenAI(base_url=BASE_URL, max_retries=3)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}], **extra)
+
+
+def test_capital(llm_cache):
+    answer = ask("What is the capital of France?")
+    print("ANSWER", answer.model_dump_json())
+    assert answer.choices[0].message.content.startswith("echo[0]: What is the capital of France?")
+
+
+def test_twice_is_one_recording(llm_cache):
+    first = ask("Tell me a joke")
+    second = ask("Tell me a joke")
+    assert first.model_dump() == second.model_dump()
+    print("COUNTS", llm_cache.replayed, llm_cache.recorded)
+'''
+
+
+def _write_app(pytester: pytest.Pytester, base_url: str, extra: str = "") -> None:
+    pytester.makepyfile(test_app=APP_TESTS.format(base_url=base_url) + extra)
+
+
+def _answers(result: pytest.RunResult) -> list[str]:
+    return [line.split("ANSWER ", 1)[1] for line in result.outlines if "ANSWER " in line]
+
+
+def test_record_then_replay_offline_then_strict_miss(llm_pytester, server, env):
+    _write_app(llm_pytester, server.base_url)
+
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    assert len(server.requests) == 2, "the repeated joke is served from the cache, not asked twice"
+    recorded.stdout.fnmatch_lines(["llm_replay: 1 replayed, 2 recorded, 0 missed in 2 tests (mode record, cassette cassettes/llm_cache.sqlite3)"])
+    assert cassette_file(llm_pytester).exists()
+
+    # CI: no key, no server. Every call replays, byte for byte the answer the app saw when recording.
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=2)
+    assert _answers(replayed) == _answers(recorded) and _answers(replayed)
+    replayed.stdout.fnmatch_lines(["*COUNTS 2 0", "llm_replay: 3 replayed, 0 recorded, 0 missed in 2 tests (mode replay, *)"])
+
+    # A prompt that was never recorded fails at once, with what was asked and the closest recording.
+    _write_app(llm_pytester, server.base_url, extra='''
+
+def test_new_prompt(llm_cache):
+    ask("What is the capital of Spain?", temperature=0.2)
+''')
+    missed = llm_pytester.runpytest()
+    missed.assert_outcomes(passed=2, failed=1)
+    missed.stdout.fnmatch_lines([
+        "*llm_replay.CassetteMiss: no recording for this request (mode 'replay': the network is not used)",
+        f"*request:   POST {server.base_url.replace('/v1', '')}/v1/chat/completions",
+        "*model:     gpt-4o-mini",
+        "*prompt:    (user) What is the capital of Spain?",
+        "*cassette:  *cassettes/llm_cache.sqlite3 (2 recordings)",
+        "*closest recording: POST */v1/chat/completions, recorded * by test_app.py::test_capital*",
+        '*~ body.messages[[]0].content: "What is the capital of France?" -> "What is the capital of Spain?"',
+        "*+ body.temperature: 0.2",
+        "*to record it: pytest --llm-mode=record test_app.py::test_new_prompt  (with the API key set)",
+        "*llm_replay: 3 replayed, 0 recorded, 1 missed in 3 tests*",
+    ])
+    assert "APIConnectionError" not in missed.stdout.str(), "the SDK must not retry or wrap the miss"
+
+
+def test_miss_fails_even_when_the_app_catches_exceptions(llm_pytester, server, env):
+    env.setenv("CI", "1")
+    _write_app(llm_pytester, server.base_url, extra='''
+
+def test_app_with_fallback(llm_cache):
+    try:
+        answer = ask("never recorded").choices[0].message.content
+    except Exception:
+        answer = "fallback"
+    assert answer == "fallback"
+
+
+def test_app_with_bare_except(llm_cache):
+    try:
+        ask("never recorded either")
+    except:  # noqa: E722
+        pass
+''')
+    result = llm_pytester.runpytest("-k", "fallback or bare_except")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*llm_replay.CassetteMiss: no recording for this request*",
+        "*prompt:    (user) never recorded",
+        "*llm_replay.CassetteMiss (caught by the code under test, still a failure):",
+        "*prompt:    (user) never recorded either",
+    ])
+    assert server.requests == [], "replay never touches the network"
+
+
+def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
+    _write_app(llm_pytester, server.base_url)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    first = llm_pytester.runpytest("-s", "-k", "capital")
+    first.assert_outcomes(passed=1)
+
+    refreshed = llm_pytester.runpytest("-s", "-k", "capital", "--llm-mode=refresh")
+    refreshed.assert_outcomes(passed=1)
+    refreshed.stdout.fnmatch_lines(["llm_replay: 0 replayed, 1 recorded, 0 missed*"])
+    assert _answers(refreshed) != _answers(first), "refresh asked the server again (its answers carry a request number)"
+
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        stored = db.execute("SELECT body FROM interactions").fetchall()
+    assert len(stored) == 1, "refresh overwrote the recording instead of adding one"
+    assert json.loads(stored[0][0])["id"] in _answers(refreshed)[0]
+
+    before = len(server.requests)
+    bypassed = llm_pytester.runpytest("-s", "-k", "capital", "--llm-mode=off")
+    bypassed.assert_outcomes(passed=1)
+    assert len(server.requests) == before + 1
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1, "off records nothing"
+
+
+def test_mode_precedence_cli_over_env_over_ini(llm_pytester, env):
+    llm_pytester.makeini("[pytest]\nllm_mode = off\n")
+    llm_pytester.makepyfile(test_mode='''
+def test_mode(llm_cache):
+    print("MODE", llm_cache.mode)
+''')
+    assert "MODE off" in llm_pytester.runpytest("-s").stdout.str()
+    env.setenv("LLM_REPLAY_MODE", "refresh")
+    assert "MODE refresh" in llm_pytester.runpytest("-s").stdout.str()
+    assert "MODE replay" in llm_pytester.runpytest("-s", "--llm-mode=replay").stdout.str()
+
+
+def test_default_mode_follows_ci(llm_pytester, env):
+    llm_pytester.makepyfile(test_mode='''
+def test_mode(llm_cache):
+    print("MODE", llm_cache.mode)
+''')
+    assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
+    env.setenv("CI", "true")
+    assert "MODE replay" in llm_pytester.runpytest("-s").stdout.str()
+    env.setenv("CI", "false")
+    assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
+
+
+def test_unknown_mode_is_a_usage_error(llm_pytester, env):
+    llm_pytester.makepyfile(test_x="def test_x(llm_cache): pass")
+    result = llm_pytester.runpytest("--llm-mode=replays")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-mode: invalid choice: 'replays'*"])
+    env.setenv("LLM_REPLAY_MODE", "strict")
+    result = llm_pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown llm_replay mode 'strict' (from environment variable LLM_REPLAY_MODE); use one of: replay, record, refresh, off*"])
+
+
+def test_marker_config_fixture_and_autouse(llm_pytester, server):
+    llm_pytester.makeini("[pytest]\nllm_autouse = true\n")
+    llm_pytester.makeconftest('''
+import pytest
+
+@pytest.fixture
+def llm_cache_config():
+    return {"scope": "test"}
+''')
+    llm_pytester.makepyfile(test_cfg=f'''
+import openai
+import pytest
+
+def ask():
+    return openai.OpenAI(base_url="{server.base_url}", api_key="{server.api_key}").chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+
+def test_config_fixture_scope(llm_cache):
+    ask(); ask()
+    assert (llm_cache.recorded, llm_cache.replayed) == (1, 1)
+    assert llm_cache.cassette.path is None
+
+def test_autouse_without_requesting(request):
+    ask()
+    assert request.node.stash[__import__("llm_replay.plugin").plugin.RECORDER].recorded == 1
+
+@pytest.mark.llm_cache(scope="suite", mode="record")
+def test_marker_wins_over_config(llm_cache):
+    ask()
+    assert llm_cache.cassette.path is not None
+    assert [i.request.model for i in llm_cache.interactions] == ["gpt-4o-mini"]
+''')
+    result = llm_pytester.runpytest()
+    result.assert_outcomes(passed=3)
+    assert len(server.requests) == 3, "scope='test' starts every test with an empty in-memory cache"
+    assert cassette_file(llm_pytester).exists()
+
+
+def test_bad_marker_option_names_the_option(llm_pytester):
+    llm_pytester.makepyfile(test_bad='''
+import pytest
+
+@pytest.mark.llm_cache(scop="test")
+def test_typo(llm_cache):
+    pass
+''')
+    result = llm_pytester.runpytest()
+    assert result.ret != 0
+    assert re.search(r"unknown llm_cache option\(s\) 'scop' in @pytest.mark.llm_cache", result.stdout.str() + result.stderr.str())
+
+
+def test_corrupt_cassette_fails_clearly_and_is_left_alone(llm_pytester, server):
+    cassette = cassette_file(llm_pytester)
+    cassette.parent.mkdir()
+    cassette.write_bytes(b"this is not a database, it is a text file that someone committed by mistake\n" * 10)
+    before = cassette.read_bytes()
+    _write_app(llm_pytester, server.base_url)
+    result = llm_pytester.runpytest("--llm-mode=record", "-k", "capital")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*llm_replay.CassetteError: *llm_cache.sqlite3 is not an llm_replay cassette (not an SQLite file)*"])
+    assert cassette.read_bytes() == before
+    assert server.requests == []
