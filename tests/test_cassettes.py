@@ -1,0 +1,83 @@
+"""The SQLite cassette: durable, readable with sqlite3, and never damaged by bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llm_replay import CassetteError
+from llm_replay.cassettes import SCHEMA_VERSION, InMemoryCache, SQLiteCache
+from llm_replay.fingerprint import canonicalize
+from llm_replay.interaction import Interaction, RecordedResponse
+
+
+def _interaction(prompt: str, occurrence: int = 0) -> Interaction:
+    request = canonicalize("POST", "https://api.test/v1/chat/completions", f'{{"model":"m","messages":[{{"role":"user","content":"{prompt}"}}]}}'.encode())
+    response = RecordedResponse(200, "OK", {"content-type": ["application/json"]}, b'{"usage": {"prompt_tokens": 3, "completion_tokens": 5}}')
+    return Interaction.of(request, response, occurrence=occurrence, recorded_at="2026-01-01T00:00:00+00:00", tests=("t.py::test",))
+
+
+@pytest.mark.parametrize("make", [InMemoryCache, lambda: SQLiteCache(Path("c.sqlite3"))], ids=["memory", "sqlite"])
+def test_both_stores_answer_the_same_interface(make, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = make()
+    first, again = _interaction("a"), _interaction("a", occurrence=1)
+    store.put(first)
+    store.put(again)
+    assert store.get(first.fingerprint).response.body == first.response.body
+    assert store.get(first.fingerprint, 1).occurrence == 1
+    assert store.get("nope") is None
+    assert len(store) == 2 and len(list(store.interactions())) == 2
+    store.close()
+
+
+def test_recordings_survive_reopening_and_are_readable_with_sqlite3(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "c.sqlite3"
+    store = SQLiteCache(path)
+    store.put(_interaction("persist me"))
+    store.close()
+    assert not path.with_name("c.sqlite3-wal").exists(), "close folds the WAL back so git sees a complete file"
+    with sqlite3.connect(path) as db:
+        model, tokens_in, tokens_out, request = db.execute("SELECT model, input_tokens, output_tokens, request FROM interactions").fetchone()
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert (model, tokens_in, tokens_out) == ("m", 3, 5)
+    assert "persist me" in request
+    assert version == str(SCHEMA_VERSION)
+    reopened = SQLiteCache(path, readonly=True)
+    assert reopened.get(_interaction("persist me").fingerprint) is not None
+
+
+def test_readonly_missing_file_reads_as_empty_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "c.sqlite3"
+    store = SQLiteCache(path, readonly=True)
+    assert len(store) == 0 and store.get("x") is None
+    with pytest.raises(CassetteError, match="read-only"):
+        store.put(_interaction("x"))
+    assert not path.parent.exists()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    path.write_text("interactions:\n- request: {}\n")
+    with pytest.raises(CassetteError, match=r"c.sqlite3 is not an llm_replay cassette \(not an SQLite file\)"):
+        SQLiteCache(path)
+    assert path.read_text() == "interactions:\n- request: {}\n"
+
+
+def test_another_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER)")
+    with pytest.raises(CassetteError, match="not an llm_replay cassette \\(tables: users\\)"):
+        SQLiteCache(path)
+
+
+def test_a_cassette_from_a_newer_llm_replay_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    SQLiteCache(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(CassetteError, match="newer llm_replay .*upgrade llm_replay"):
+        SQLiteCache(path)

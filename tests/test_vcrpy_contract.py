@@ -1,0 +1,62 @@
+"""The slice of vcrpy we rely on. If a vcrpy release changes it, these fail loudly, naming what moved."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import vcr
+import vcr.patch
+import vcr.stubs
+
+from llm_replay.cassettes import InMemoryCache
+from llm_replay.interception import VcrCassetteAdapter, intercepting
+from llm_replay.recorder import Recorder
+from llm_replay.settings import Mode
+
+STUB_MODULES = ["__init__", "httpx_stubs", "aiohttp_stubs", "tornado_stubs", "boto3_stubs", "httplib2_stubs", "requests_stubs", "urllib3_stubs"]
+
+
+def _cassette_attributes_used_by_stubs() -> set[str]:
+    """Every ``cassette.X`` / ``self.cassette.X`` / ``self._cassette.X`` that vcrpy's stubs and patcher read."""
+    used: set[str] = set()
+    files = [Path(vcr.stubs.__file__).with_name(f"{name}.py") for name in STUB_MODULES] + [Path(vcr.patch.__file__)]
+    for path in files:
+        if not path.exists():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                owner = node.value
+                if (isinstance(owner, ast.Name) and owner.id == "cassette") or (isinstance(owner, ast.Attribute) and owner.attr in {"cassette", "_cassette"}):
+                    used.add(node.attr)
+    return used
+
+
+def test_vcrpy_version_is_in_the_tested_range() -> None:
+    major, minor = (int(part) for part in re.match(r"(\d+)\.(\d+)", vcr.__version__).groups())
+    assert (9, 4) <= (major, minor) < (10, 0), f"llm_replay is tested against vcrpy >=9.4,<10; found {vcr.__version__}"
+
+
+def test_the_adapter_answers_everything_vcrpy_stubs_ask_of_a_cassette() -> None:
+    used = _cassette_attributes_used_by_stubs()
+    assert {"can_play_response_for", "play_response", "append", "write_protected", "filter_request"} <= used, (
+        f"vcrpy's stubs no longer use the protocol we adapt; they use: {sorted(used)}"
+    )
+    adapter = VcrCassetteAdapter(Recorder(InMemoryCache(), Mode.RECORD))
+    missing = sorted(name for name in used if not hasattr(adapter, name))
+    assert not missing, f"vcrpy's stubs now read cassette attributes our adapter lacks: {missing}"
+
+
+def test_patcher_builder_still_takes_a_cassette_and_patches_httpx2_and_httpx() -> None:
+    signature = inspect.signature(vcr.patch.CassettePatcherBuilder.__init__)
+    assert list(signature.parameters) == ["self", "cassette"]
+    httpx2 = pytest.importorskip("httpx2")
+    httpx = pytest.importorskip("httpx")
+    original = (httpx2.HTTPTransport.handle_request, httpx2.AsyncHTTPTransport.handle_async_request, httpx.HTTPTransport.handle_request)
+    with intercepting(Recorder(InMemoryCache(), Mode.RECORD)):
+        patched = (httpx2.HTTPTransport.handle_request, httpx2.AsyncHTTPTransport.handle_async_request, httpx.HTTPTransport.handle_request)
+        assert all(now is not before for now, before in zip(patched, original)), "vcrpy no longer patches httpx2/httpx transports"
+    assert (httpx2.HTTPTransport.handle_request, httpx2.AsyncHTTPTransport.handle_async_request, httpx.HTTPTransport.handle_request) == original
