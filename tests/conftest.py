@@ -33,8 +33,13 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture
 def llm_pytester(pytester: pytest.Pytester, env: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester whose inner sessions run in a clean environment and a fresh temp dir."""
-    pytester.makeini("[pytest]\n")
+    write_ini(pytester)
     return pytester
+
+
+def write_ini(pytester: pytest.Pytester, lines: str = "") -> None:
+    """The inner session's ini: pytest-asyncio's loop scope set (it warns otherwise), plus ``lines``."""
+    pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{lines}")
 
 
 def cassette_file(pytester: pytest.Pytester) -> Path:

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from conftest import cassette_file
+from conftest import cassette_file, write_ini
 
 APP_TESTS = '''
 import json
@@ -140,7 +140,7 @@ def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
 
 
 def test_mode_precedence_cli_over_env_over_ini(llm_pytester, env):
-    llm_pytester.makeini("[pytest]\nllm_mode = off\n")
+    write_ini(llm_pytester, "llm_mode = off\n")
     llm_pytester.makepyfile(test_mode='''
 def test_mode(llm_cache):
     print("MODE", llm_cache.mode)
@@ -175,7 +175,7 @@ def test_unknown_mode_is_a_usage_error(llm_pytester, env):
 
 
 def test_marker_config_fixture_and_autouse(llm_pytester, server):
-    llm_pytester.makeini("[pytest]\nllm_autouse = true\n")
+    write_ini(llm_pytester, "llm_autouse = true\n")
     llm_pytester.makeconftest('''
 import pytest
 
