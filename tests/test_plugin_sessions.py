@@ -236,3 +236,18 @@ def test_corrupt_cassette_fails_clearly_and_is_left_alone(llm_pytester, server):
     result.stdout.fnmatch_lines(["*llm_replay.CassetteError: *llm_cache.sqlite3 is not an llm_replay cassette (not an SQLite file)*"])
     assert cassette.read_bytes() == before
     assert server.requests == []
+
+
+def test_cassette_path_from_the_command_line_and_the_ini(llm_pytester, server, env):
+    _write_app(llm_pytester, server.base_url)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    result = llm_pytester.runpytest("-k", "capital", "--llm-cassette=recordings/cli.sqlite3")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*cassette recordings/cli.sqlite3)"])
+    assert (llm_pytester.path / "recordings" / "cli.sqlite3").exists()
+
+    write_ini(llm_pytester, "llm_cassette = recordings/ini.sqlite3\n")
+    result = llm_pytester.runpytest("-k", "capital")
+    result.stdout.fnmatch_lines(["*cassette recordings/ini.sqlite3)"])
+    assert (llm_pytester.path / "recordings" / "ini.sqlite3").exists()
+    assert not cassette_file(llm_pytester).exists()
