@@ -36,6 +36,12 @@ def test_twice_is_one_recording(llm_cache):
 '''
 
 
+MODE_PROBE = '''
+def test_mode(llm_cache):
+    print("MODE", llm_cache.mode)
+'''
+
+
 def _write_app(pytester: pytest.Pytester, base_url: str, extra: str = "") -> None:
     pytester.makepyfile(test_app=APP_TESTS.format(base_url=base_url) + extra)
 
@@ -141,10 +147,7 @@ def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
 
 def test_mode_precedence_cli_over_env_over_ini(llm_pytester, env):
     write_ini(llm_pytester, "llm_mode = off\n")
-    llm_pytester.makepyfile(test_mode='''
-def test_mode(llm_cache):
-    print("MODE", llm_cache.mode)
-''')
+    llm_pytester.makepyfile(test_mode=MODE_PROBE)
     assert "MODE off" in llm_pytester.runpytest("-s").stdout.str()
     env.setenv("LLM_REPLAY_MODE", "refresh")
     assert "MODE refresh" in llm_pytester.runpytest("-s").stdout.str()
@@ -152,10 +155,7 @@ def test_mode(llm_cache):
 
 
 def test_default_mode_follows_ci(llm_pytester, env):
-    llm_pytester.makepyfile(test_mode='''
-def test_mode(llm_cache):
-    print("MODE", llm_cache.mode)
-''')
+    llm_pytester.makepyfile(test_mode=MODE_PROBE)
     assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
     env.setenv("CI", "true")
     assert "MODE replay" in llm_pytester.runpytest("-s").stdout.str()
