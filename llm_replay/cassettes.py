@@ -105,10 +105,10 @@ class SQLiteCache:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA busy_timeout = 60000")
+            self._check_schema(connection)  # first: switching to WAL rewrites the header of someone else's database
             if not self.readonly:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
-            self._check_schema(connection)
             return connection
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
