@@ -42,6 +42,16 @@ def test_users_cache_is_back():
 '''
 
 
+@pytest.fixture(autouse=True)
+def _langchain_global_cache_restored():
+    """The inner sessions run in this process: the cache their test files set must not leak out."""
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    previous = get_llm_cache()
+    yield
+    set_llm_cache(previous)
+
+
 def _write(pytester: pytest.Pytester, base_url: str, extra: str = "") -> None:
     pytester.makepyfile(test_chat=CHAT_TESTS.format(base_url=base_url) + extra)
 
@@ -97,6 +107,8 @@ def test_scope_test_and_ini_layers_and_off(llm_pytester, server, env):
 from langchain_core.globals import get_llm_cache
 from langchain_openai import OpenAI
 
+BEFORE = get_llm_cache()
+
 def ask():
     return OpenAI(model="gpt-3.5-turbo-instruct", n=2, best_of=2, base_url="{server.base_url}").invoke("Tell me a joke")
 
@@ -110,7 +122,7 @@ def test_two(llm_cache):
     assert llm_cache.recorded == 1, "scope='test': a fresh in-memory cache"
 
 def test_without_fixture():
-    assert get_llm_cache() is None
+    assert get_llm_cache() is BEFORE
 ''')
     result = llm_pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=3)
@@ -166,3 +178,30 @@ def test_typo(llm_cache):
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*layer in ini option llm_layers: unknown layer 'grpc'; use one or both of: http, langchain*"])
+
+
+def test_refresh_rerecords_and_sequence_keeps_each_sample(llm_pytester, server, env):
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_samples=f'''
+import pytest
+from langchain_openai import ChatOpenAI
+
+@pytest.mark.llm_cache(layer="langchain", repeats="sequence")
+def test_three_samples(llm_cache):
+    chat = ChatOpenAI(model="gpt-4o-mini", base_url="{server.base_url}", max_retries=0)
+    print("ANSWER", [chat.invoke("Pick a number").content for _ in range(3)])
+''')
+    recorded = llm_pytester.runpytest("-s")
+    recorded.assert_outcomes(passed=1)
+    assert len(server.requests) == 3 and len(set(_answers(recorded)[0].split(","))) == 3
+
+    refreshed = llm_pytester.runpytest("-s", "--llm-mode=refresh")
+    refreshed.assert_outcomes(passed=1)
+    refreshed.stdout.fnmatch_lines(["llm_replay: 0 replayed, 3 recorded, 0 missed*"])
+    assert len(server.requests) == 6 and _answers(refreshed) != _answers(recorded)
+
+    server.stop()
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=1)
+    assert _answers(replayed) == _answers(refreshed), "the three refreshed samples, in order"
