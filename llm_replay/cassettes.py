@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 from urllib.request import pathname2url
 
 from .errors import CassetteError
@@ -64,6 +64,11 @@ class InMemoryCache:
         """Every interaction, in no promised order."""
         return iter(list(self._entries.values()))
 
+    def remove(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Forget these interactions (a LangChain cache's ``clear()``)."""
+        for key in keys:
+            self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -100,10 +105,10 @@ class SQLiteCache:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA busy_timeout = 60000")
+            self._check_schema(connection)  # first: switching to WAL rewrites the header of someone else's database
             if not self.readonly:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
-            self._check_schema(connection)
             return connection
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
@@ -182,6 +187,19 @@ class SQLiteCache:
         with self._lock:
             rows = self._query(f"SELECT {_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence").fetchall()
         return (_from_row(row) for row in rows)
+
+    def remove(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Delete these interactions, all in one transaction (a LangChain cache's ``clear()``)."""
+        keys = list(keys)
+        if self.readonly:
+            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); nothing can be removed from it")
+        if self._connection is None or not keys:
+            return
+        with self._lock:
+            with _transaction(self._connection):
+                self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
+            for key in keys:
+                self._hits.pop(key, None)
 
     def __len__(self) -> int:
         if self._connection is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, MutableMapping
+from typing import ContextManager, Iterator, MutableMapping, Sequence
 
 from .cassettes import InMemoryCache, SQLiteCache
 from .recorder import Recorder
@@ -46,18 +46,35 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
 
 
 @contextmanager
-def activated(recorder: Recorder) -> Iterator[Recorder]:
-    """Intercept HTTP through ``recorder`` for the block (``off`` intercepts nothing)."""
+def activated(recorder: Recorder, layers: Sequence[str] = ("http",)) -> Iterator[Recorder]:
+    """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing).
+
+    ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
+    LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
+    """
     if recorder.mode is Mode.OFF:
         yield recorder
         return
-    from .interception import intercepting
-
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
             stack.enter_context(placeholder_keys())
-        stack.enter_context(intercepting(recorder))
+        if "langchain" in layers:
+            stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
+        if "http" in layers:
+            from .interception import intercepting
+
+            stack.enter_context(intercepting(recorder))
         yield recorder
+
+
+def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]:
+    try:
+        from .langchain import installed_as_llm_cache
+    except ImportError as error:
+        raise ImportError(
+            f"llm_cache layer 'langchain' needs langchain-core ({error}); install it with: pip install 'llm_replay[langchain]'"
+        ) from error
+    return installed_as_llm_cache(recorder, strict=strict)
 
 
 @contextmanager

@@ -197,10 +197,20 @@ class FieldDifference:
     def describe(self, width: int = 100) -> str:
         """``~ path: recorded -> requested``, ``+`` for a new field, ``-`` for a dropped one."""
         if self.recorded is _MISSING:
-            return f"+ {self.path}: {_short(self.requested, width)}"
+            return f"+ {self.path}: {short_json(self.requested, width)}"
         if self.requested is _MISSING:
-            return f"- {self.path}: {_short(self.recorded, width)}"
-        return f"~ {self.path}: {_short(self.recorded, width)} -> {_short(self.requested, width)}"
+            return f"- {self.path}: {short_json(self.recorded, width)}"
+        return f"~ {self.path}: {short_json(self.recorded, width)} -> {short_json(self.requested, width)}"
+
+    @property
+    def only_requested(self) -> bool:
+        """The field is new in the request."""
+        return self.recorded is _MISSING
+
+    @property
+    def only_recorded(self) -> bool:
+        """The field was dropped from the request."""
+        return self.requested is _MISSING
 
 
 def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list[FieldDifference]:
@@ -238,6 +248,7 @@ def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix, value
 
 
-def _short(value: Any, width: int) -> str:
+def short_json(value: Any, width: int) -> str:
+    """A value as JSON, cut to ``width`` characters."""
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= width else text[: width - 1] + "…"

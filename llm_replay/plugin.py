@@ -33,17 +33,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
+    # -- issue 5: the LangChain layer --
+    parser.addini("llm_layers", "where llm_cache answers: http (any SDK), langchain (LangChain's global cache), or both.", default="http")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True): "
+        "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
+        "layer='http'|'langchain'|'http,langchain'): "
         "record and replay this test's LLM calls.",
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
         defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
+        defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -92,7 +96,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     except CassetteError as error:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
     request.node.stash[RECORDER] = recorder
-    with activated(recorder):
+    with activated(recorder, settings.layer):
         yield recorder
     suite.totals.add(recorder)
 

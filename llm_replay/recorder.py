@@ -61,8 +61,11 @@ class Recorder:
             self._seen[request.fingerprint] = occurrence + 1
         return occurrence
 
-    def lookup(self, request: CanonicalRequest, occurrence: int) -> Interaction | None:
-        """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss."""
+    def lookup(self, request: CanonicalRequest, occurrence: int, *, strict: bool = True) -> Interaction | None:
+        """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss.
+
+        ``strict=False`` lets a miss pass to a layer below that applies the mode itself (LangChain over HTTP).
+        """
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         key = (request.fingerprint, occurrence)
         if self.mode is Mode.REFRESH and key not in self._refreshed:
@@ -73,7 +76,7 @@ class Recorder:
                 self.replayed += 1
                 self.interactions.append(found)
             return found
-        if self.mode is Mode.REPLAY:
+        if self.mode is Mode.REPLAY and strict:
             miss = CassetteMiss(explain_miss(request, occurrence, self.cassette, self._record_hint() if self._record_hint else None))
             with self._lock:
                 self.missed += 1

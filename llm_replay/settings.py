@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 class Mode(str, enum.Enum):
@@ -23,6 +23,7 @@ class Mode(str, enum.Enum):
 MODE_NAMES = tuple(mode.value for mode in Mode)
 SCOPES = ("test", "suite")
 REPEATS = ("cache", "sequence")
+LAYERS = ("http", "langchain")
 _TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 _FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
 
@@ -50,6 +51,16 @@ def parse_bool(value: str | bool, source: str) -> bool:
     if word in _FALSE_WORDS:
         return False
     raise ValueError(f"{source} must be true or false, not {value!r}")
+
+
+def parse_layers(value: str | Sequence[str], source: str) -> tuple[str, ...]:
+    """Where llm_replay answers: ``"http"``, ``"langchain"``, or both (``"http,langchain"`` or a list)."""
+    names = value.replace(",", " ").split() if isinstance(value, str) else [str(name).strip() for name in value]
+    unknown = [name for name in names if name not in LAYERS]
+    if unknown or not names:
+        named = f"unknown layer {', '.join(map(repr, unknown))}" if unknown else "no layer named"
+        raise ValueError(f"{source}: {named}; use one or both of: {', '.join(LAYERS)}")
+    return tuple(name for name in LAYERS if name in names)
 
 
 def default_mode(environ: Mapping[str, str] = os.environ) -> Mode:
@@ -83,6 +94,8 @@ class CacheSettings:
     repeats: str = "cache"
     match_ignore: tuple[str, ...] = ()
     freeze_time: bool = True
+    # -- issue 5: the LangChain layer (llm_replay.langchain) --
+    layer: tuple[str, ...] = ("http",)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -107,4 +120,6 @@ class CacheSettings:
             changes["match_ignore"] = (ignore,) if isinstance(ignore, str) else tuple(ignore)
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
+        if "layer" in changes:
+            changes["layer"] = parse_layers(changes["layer"], f"layer in {source}")
         return replace(self, **changes)

@@ -15,6 +15,12 @@ from fake_openai import FakeOpenAI  # noqa: E402
 _ISOLATED_VARIABLES = ("CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # langchain-tests' chat-model suites (imported with its cache suites, never run here) use these marks.
+    config.addinivalue_line("markers", "benchmark: pytest-benchmark mark used by langchain-tests")
+    config.addinivalue_line("markers", "vcr: pytest-recording mark used by langchain-tests")
+
+
 @pytest.fixture
 def server() -> Iterator[FakeOpenAI]:
     """A fresh loopback OpenAI-compatible server; tests may stop it to prove replay is offline."""

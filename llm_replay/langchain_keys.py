@@ -1,0 +1,159 @@
+"""LangChain cache keys as canonical requests, so LangChain entries share the cassette, listings and miss diffs.
+
+A LangChain cache is keyed by two strings: the prompt (a chat model's messages as LangChain JSON, or an
+LLM's plain text) and the ``llm_string`` (the model's settings, as JSON and/or a Python repr). They are
+stored parsed, so a reader sees fields, but only when re-rendering the parsed form gives back exactly the
+original characters: two different keys never share a recording. Pure Python: no LangChain import here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+from .fingerprint import CanonicalRequest, FieldDifference, short_json
+from .scrub import is_secret_field
+
+LANGCHAIN_METHOD = "LANGCHAIN"
+LANGCHAIN_HOST = "langchain://"
+LANGCHAIN_PATH = "/llm_cache"
+SCRUBBED = "<scrubbed>"
+# LangChain's chat models join the model's serialized JSON and the call's parameters with this.
+_CHAT_SEPARATOR = "---"
+_MODEL_FIELDS = ("model_name", "model", "model_id", "deployment_name")
+
+
+def langchain_request(prompt: str, llm_string: str) -> CanonicalRequest:
+    """The canonical request standing for one LangChain cache key."""
+    settings = _parsed_llm_string(llm_string)
+    body: dict[str, Any] = {"prompt": _parsed_prompt(prompt), "llm_string": settings}
+    model = _model_of(settings)
+    if model is not None:
+        body["model"] = model  # derived from llm_string: fills the cassette's model column for listings
+    return CanonicalRequest(method=LANGCHAIN_METHOD, host=LANGCHAIN_HOST, path=LANGCHAIN_PATH, body=body, body_kind="json")
+
+
+def is_langchain_request(request: CanonicalRequest) -> bool:
+    """Whether a canonical request is a LangChain cache key rather than an HTTP request."""
+    return request.method == LANGCHAIN_METHOD and request.host == LANGCHAIN_HOST
+
+
+def describe_llm(request: CanonicalRequest) -> str:
+    """``ChatOpenAI, model gpt-4o-mini``: the model class (or LLM type) and model name a key names."""
+    settings = request.body.get("llm_string") if isinstance(request.body, dict) else None
+    kind = None
+    if isinstance(settings, dict):
+        serialized = settings.get("serialized")
+        if isinstance(serialized, dict):
+            kind = serialized.get("name") or (serialized.get("id") or [None])[-1]
+        else:
+            kind = settings.get("params", {}).get("_type")
+    parts = [str(kind) if kind else "LangChain model"]
+    if request.model:
+        parts.append(f"model {request.model}")
+    return ", ".join(parts)
+
+
+def prompt_text(request: CanonicalRequest) -> str:
+    """The last message of a chat prompt, ``(human) text``, or an LLM's prompt text."""
+    prompt = request.body.get("prompt") if isinstance(request.body, dict) else None
+    if isinstance(prompt, list) and prompt:
+        last = prompt[-1]
+        kwargs = last.get("kwargs", {}) if isinstance(last, dict) else {}
+        content = kwargs.get("content", last)
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, sort_keys=True)
+        return f"({kwargs.get('type', '?')}) {text}"
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
+def setting_label(difference: FieldDifference) -> str | None:
+    """A canonical field path as a LangChain user knows it (``temperature``, ``prompt[0].content``), or
+    None for fields derived from others."""
+    path = difference.path
+    for prefix in ("body.llm_string.serialized.kwargs.", "body.llm_string.serialized.", "body.llm_string.params."):
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    if path == "body.llm_string":
+        return "llm_string"
+    if path.startswith("body.prompt"):
+        return "prompt" + path[len("body.prompt"):].replace(".kwargs.", ".")
+    return None
+
+
+def describe_setting_difference(difference: FieldDifference, width: int) -> str | None:
+    """``temperature differs: 0.7 -> 0.2``, or None for a field not worth a line."""
+    label = setting_label(difference)
+    if label is None:
+        return None
+    if difference.only_requested:
+        return f"{label} only in the request: {short_json(difference.requested, width)}"
+    if difference.only_recorded:
+        return f"{label} only in the recording: {short_json(difference.recorded, width)}"
+    return f"{label} differs: {short_json(difference.recorded, width)} -> {short_json(difference.requested, width)}"
+
+
+# -- parsing, exact or not at all -------------------------------------------------------------
+
+
+def _parsed_prompt(prompt: str) -> Any:
+    """A chat prompt's message list; anything else stays the text it is."""
+    if prompt[:1] != "[":
+        return prompt
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return prompt
+    # LangChain's dumps() is json.dumps with default separators and key order kept.
+    return messages if json.dumps(messages) == prompt else prompt
+
+
+def _parsed_llm_string(llm_string: str) -> Any:
+    """``{"serialized": ..., "params": ...}`` for a chat model, ``{"params": ...}`` for an LLM, else the text."""
+    serialized_text, separator, params_text = llm_string.rpartition(_CHAT_SEPARATOR)
+    params = _parsed_params(params_text)
+    if params is None:
+        return llm_string
+    if not separator:
+        return {"params": _scrubbed(params)}
+    try:
+        serialized = json.loads(serialized_text)
+    except ValueError:
+        return llm_string
+    if not isinstance(serialized, dict) or json.dumps(serialized, sort_keys=True) != serialized_text:
+        return llm_string
+    return {"serialized": serialized, "params": _scrubbed(params)}
+
+
+def _parsed_params(text: str) -> dict[str, Any] | None:
+    """``str(sorted(params.items()))`` back as a dict, when it is made of JSON values and renders back exactly."""
+    try:
+        pairs = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(pairs, list) or not all(isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str) for pair in pairs):
+        return None
+    params = dict(pairs)
+    try:
+        params = json.loads(json.dumps(params))  # tuples, sets or bytes would not survive storage: keep the text
+    except (TypeError, ValueError):
+        return None
+    return params if str(sorted(params.items())) == text else None
+
+
+def _scrubbed(params: dict[str, Any]) -> dict[str, Any]:
+    """Credentials out: a model that puts its key in its parameters gets the same recording for every key."""
+    return {name: SCRUBBED if is_secret_field(name) and isinstance(value, str) else value for name, value in params.items()}
+
+
+def _model_of(settings: Any) -> str | None:
+    if not isinstance(settings, dict):
+        return None
+    serialized = settings.get("serialized")
+    for source in (serialized.get("kwargs") if isinstance(serialized, dict) else None, settings.get("params")):
+        if isinstance(source, dict):
+            for name in _MODEL_FIELDS:
+                if isinstance(source.get(name), str):
+                    return source[name]
+    return None
+
