@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import cassette_file
+from conftest import cassette_file, write_ini
 
 CHAT_TESTS = '''
 import pytest
@@ -102,7 +102,7 @@ def test_changed_settings(llm_cache):
 
 def test_scope_test_and_ini_layers_and_off(llm_pytester, server, env):
     env.setenv("OPENAI_API_KEY", server.api_key)
-    llm_pytester.makeini("[pytest]\nllm_layers = langchain\nllm_scope = test\n")
+    write_ini(llm_pytester, "llm_layers = langchain\nllm_scope = test\n")
     llm_pytester.makepyfile(test_scoped=f'''
 from langchain_core.globals import get_llm_cache
 from langchain_openai import OpenAI
@@ -174,7 +174,7 @@ def test_typo(llm_cache):
     assert result.ret != 0
     assert "layer in @pytest.mark.llm_cache: unknown layer 'langchian'; use one or both of: http, langchain" in result.stdout.str() + result.stderr.str()
 
-    llm_pytester.makeini("[pytest]\nllm_layers = http grpc\n")
+    write_ini(llm_pytester, "llm_layers = http grpc\n")
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*layer in ini option llm_layers: unknown layer 'grpc'; use one or both of: http, langchain*"])
