@@ -33,17 +33,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
+    # Deterministic replay: the frozen clock and the matching rules.
+    parser.addini("llm_freeze_time", "freeze the wall clock at each test's recorded instant (default true).", type="bool", default=True)
+    parser.addini(
+        "llm_match_ignore",
+        "JSON body paths left out of matching, one a line (e.g. metadata.request_id, messages[*].name).",
+        type="linelist",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True): "
+        "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
+        "before_fingerprint=None): "
         "record and replay this test's LLM calls.",
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
         defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
+        defaults = defaults.updated(
+            {"freeze_time": config.getini("llm_freeze_time"), "match_ignore": config.getini("llm_match_ignore")},
+            "the ini file (llm_freeze_time, llm_match_ignore)",
+        )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
