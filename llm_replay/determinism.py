@@ -30,15 +30,20 @@ def new_instant() -> datetime:
 
 @contextmanager
 def frozen_clock(instant: datetime) -> Iterator[None]:
-    """Freeze the wall clock at ``instant`` for the block; monotonic clocks and event loops keep running."""
+    """Freeze the wall clock at ``instant`` for the block; monotonic clocks and event loops keep running.
+
+    A clock that is already frozen (the test's own freezegun or pytest-freezer fixture) is left as it is:
+    the test chose its instant.
+    """
     from freezegun import api, freeze_time
 
-    outermost = not api.freeze_factories
+    if api.freeze_factories:
+        yield
+        return
     freezer = freeze_time(instant, ignore=list(IGNORED_MODULES), real_asyncio=True)
     freezer.start()
     try:
-        if outermost:  # a freeze the test started itself keeps its own rules
-            _restore_monotonic_clocks(api, freezer)
+        _restore_monotonic_clocks(api, freezer)
         yield
     finally:
         freezer.stop()

@@ -53,10 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
         defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
-        defaults = defaults.updated(
-            {"freeze_time": config.getini("llm_freeze_time"), "match_ignore": config.getini("llm_match_ignore")},
-            "the ini file (llm_freeze_time, llm_match_ignore)",
-        )
+        defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
+        defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(

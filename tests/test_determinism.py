@@ -46,11 +46,15 @@ def test_event_loops_keep_real_time():
         assert asyncio.run(timed_out())
 
 
-def test_a_freeze_inside_the_test_wins_until_it_ends():
+def test_the_tests_own_freeze_wins_inside_and_outside():
     with frozen_clock(INSTANT):
         with freeze_time("1999-12-31 23:59:59"):
             assert date.today() == date(1999, 12, 31)
         assert date.today() == date(2001, 2, 3)
+    with freeze_time("1999-12-31 23:59:59"):
+        with frozen_clock(INSTANT):
+            assert date.today() == date(1999, 12, 31)
+        assert date.today() == date(1999, 12, 31)
 
 
 def test_llm_replay_stamps_recordings_with_the_real_time():

@@ -293,3 +293,11 @@ def test_rules_change(llm_cache):
         "*hint: the request differs from this recording only in values that look like timestamps, dates or UUIDs.",
         "*with @pytest.mark.llm_cache(match_ignore=[[]\"metadata.request_id\"]) (or ini llm_match_ignore)",
     ])
+
+
+def test_a_bad_ini_path_is_a_usage_error(llm_pytester):
+    llm_pytester.makeini("[pytest]\nllm_match_ignore = metadata..id\n")
+    llm_pytester.makepyfile(test_x="def test_x(llm_cache): pass")
+    result = llm_pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad match_ignore path 'metadata..id' in ini option llm_match_ignore: expected dotted JSON body fields*"])
