@@ -2,7 +2,8 @@
 
 from .engine import use_cassette
 from .errors import CassetteError, CassetteMiss
+from .fingerprint import CanonicalRequest
 from .settings import Mode
 
-__all__ = ["CassetteError", "CassetteMiss", "Mode", "use_cassette"]
+__all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "use_cassette"]
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """Stores of interactions keyed by (fingerprint, occurrence): in memory per test, or one SQLite file per suite.
 
-Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``.
+Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``; plus ``requests``
+(re-keying under new match rules) and ``instant``/``put_instant`` (each test's frozen clock).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 from urllib.request import pathname2url
@@ -36,7 +38,9 @@ CREATE TABLE IF NOT EXISTS interactions (
     tests TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (fingerprint, occurrence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL) WITHOUT ROWID;
 """
+_TABLES = frozenset({"meta", "interactions", "test_instants"})
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 
 
@@ -47,6 +51,7 @@ class InMemoryCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, int], Interaction] = {}
+        self._instants: dict[str, datetime] = {}
 
     def describe(self) -> str:
         """How the cassette is named in messages."""
@@ -69,6 +74,19 @@ class InMemoryCache:
         for key in keys:
             self._entries.pop(key, None)
 
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first."""
+        ordered = sorted(self._entries.values(), key=lambda interaction: interaction.recorded_at)
+        return iter([(i.fingerprint, i.occurrence, i.request_json) for i in ordered])
+
+    def instant(self, test_id: str) -> datetime | None:
+        """The instant a test's clock was frozen at when it recorded, if it did."""
+        return self._instants.get(test_id)
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember the instant a test recorded at."""
+        self._instants[test_id] = instant
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -89,6 +107,7 @@ class SQLiteCache:
         self._lock = threading.Lock()
         self._hits: dict[tuple[str, int], Interaction] = {}
         self._connection: sqlite3.Connection | None = None
+        self._has_instants = False
         _check_is_sqlite(self.path)
         if not readonly or self.path.exists():
             self._connection = self._connect()
@@ -130,14 +149,16 @@ class SQLiteCache:
                     f"cassette {self.path} was written by a newer llm_replay (schema {version}, this one reads up to "
                     f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
                 )
+        self._has_instants = "test_instants" in tables
+        if self.readonly or tables >= _TABLES:
             return
-        if self.readonly:
-            return
+        # Tables added within schema 1 (CREATE … IF NOT EXISTS) appear in older files the first time they are written.
         with _transaction(connection):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
-            connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._has_instants = True
 
     def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
         """The interaction recorded under this key, if any."""
@@ -155,10 +176,6 @@ class SQLiteCache:
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, durably, in one transaction."""
-        if self.readonly:
-            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
-        if self._connection is None:
-            self._connection = self._connect()
         response = interaction.response
         body: bytes | str = response.body
         try:
@@ -172,13 +189,20 @@ class SQLiteCache:
             json.dumps(response.headers, sort_keys=True), body, interaction.recorded_at, request.model,
             input_tokens, output_tokens, interaction.latency_ms, json.dumps(list(interaction.tests)),
         )
+        self._write("INSERT OR REPLACE INTO interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        self._hits[interaction.key] = interaction
+
+    def _write(self, sql: str, row: tuple) -> None:
+        if self.readonly:
+            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
+        if self._connection is None:
+            self._connection = self._connect()
         with self._lock:
             try:
                 with _transaction(self._connection):
-                    self._connection.execute("INSERT OR REPLACE INTO interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+                    self._connection.execute(sql, row)
             except sqlite3.OperationalError as error:
                 raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
-        self._hits[interaction.key] = interaction
 
     def interactions(self) -> Iterator[Interaction]:
         """Every interaction, ordered by fingerprint and occurrence."""
@@ -200,6 +224,26 @@ class SQLiteCache:
                 self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
             for key in keys:
                 self._hits.pop(key, None)
+
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
+        if self._connection is None:
+            return iter(())
+        with self._lock:
+            rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
+        return iter(rows)
+
+    def instant(self, test_id: str) -> datetime | None:
+        """The instant a test's clock was frozen at when it recorded, if it did."""
+        if self._connection is None or not self._has_instants:
+            return None
+        with self._lock:
+            row = self._query("SELECT instant FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember, durably, the instant a test recorded at; a later record run of the test reuses it."""
+        self._write("INSERT OR REPLACE INTO test_instants VALUES (?, ?)", (test_id, instant.isoformat()))
 
     def __len__(self) -> int:
         if self._connection is None:

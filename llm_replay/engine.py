@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import ContextManager, Iterator, MutableMapping, Sequence
 
 from .cassettes import InMemoryCache, SQLiteCache
+from .determinism import frozen_clock
+from .matching import BeforeFingerprint, MatchRules, ignore_paths
 from .recorder import Recorder
 from .settings import Mode, parse_mode, session_mode
 
@@ -47,7 +49,8 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
 
 @contextmanager
 def activated(recorder: Recorder, layers: Sequence[str] = ("http",)) -> Iterator[Recorder]:
-    """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing).
+    """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing), the
+    wall clock frozen at ``recorder.frozen_at`` when it is set.
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
@@ -64,6 +67,8 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",)) -> Iterator
             from .interception import intercepting
 
             stack.enter_context(intercepting(recorder))
+        if recorder.frozen_at is not None:
+            stack.enter_context(frozen_clock(recorder.frozen_at))
         yield recorder
 
 
@@ -78,17 +83,26 @@ def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]
 
 
 @contextmanager
-def use_cassette(path: str | os.PathLike[str] | None, mode: str | Mode | None = None, *, repeats: str = "cache") -> Iterator[Recorder]:
+def use_cassette(
+    path: str | os.PathLike[str] | None,
+    mode: str | Mode | None = None,
+    *,
+    repeats: str = "cache",
+    match_ignore: str | Sequence[str] = (),
+    before_fingerprint: BeforeFingerprint | None = None,
+) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
     ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
-    env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``.
+    env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
+    frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     """
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
+    rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
     cassette = InMemoryCache() if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        with activated(Recorder(cassette, chosen, repeats=repeats, record_hint=lambda: hint)) as recorder:
+        with activated(Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)) as recorder:
             yield recorder
     finally:
         cassette.close()

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+import re
+from typing import TYPE_CHECKING, Any, Iterable
 
-from .fingerprint import CanonicalRequest, differences, distance
+from .fingerprint import CanonicalRequest, FieldDifference, differences, distance
 from .langchain_keys import describe_llm, describe_setting_difference, is_langchain_request, prompt_text
 
 if TYPE_CHECKING:
     from .interaction import Interaction
+    from .matching import MatchRules
     from .recorder import Cassette
 
 _MAX_DIFF_LINES = 12
 _WIDTH = 160
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*\.?,?"
+# Values that change on every run by nature: the clock and generated ids. Longest forms first.
+_VOLATILE = re.compile(
+    "|".join([
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",  # UUID
+        r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?",  # ISO date/time
+        rf"(?:{_WEEKDAY}\s+)?(?:\d{{1,2}}\s+{_MONTH}|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?)\s+\d{{4}}",  # 26 Nov 2026
+        r"\d{1,2}/\d{1,2}/\d{2,4}",  # 11/26/2026
+        r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[AaPp][Mm])?",  # 12:32:40, 3:05 pm
+        r"\b1\d{9}(?:\d{3})?(?:\.\d+)?\b",  # Unix time in seconds or milliseconds
+    ]),
+    re.IGNORECASE,
+)
 
 
-def explain_miss(request: CanonicalRequest, occurrence: int, cassette: "Cassette", record_command: str | None) -> str:
+def explain_miss(request: CanonicalRequest, key: tuple[str, int], cassette: "Cassette", rules: "MatchRules", record_command: str | None) -> str:
     """A message for the person reading the failed CI log."""
+    fingerprint, occurrence = key
     if is_langchain_request(request):
         return _explain_langchain_miss(request, occurrence, cassette, record_command)
     lines = ["no recording for this request (mode 'replay': the network is not used)"]
@@ -29,37 +46,81 @@ def explain_miss(request: CanonicalRequest, occurrence: int, cassette: "Cassette
     elif request.body is not None:
         lines.append(f"  body:      {_shorten(request.to_json())}")
     if occurrence:
-        lines.append(f"  repeat:    occurrence {occurrence} of this request (repeats='sequence'); fewer were recorded")
+        recorded = _recorded_occurrences(cassette, fingerprint)
+        lines.append(
+            f"  repeat:    this is identical request no. {occurrence + 1} in the test (repeats='sequence'); "
+            f"the cassette holds {recorded} answer{'s' if recorded != 1 else ''} for it"
+        )
     count = len(cassette)
     lines.append(f"  cassette:  {cassette.describe()} ({count} recording{'s' if count != 1 else ''})")
-    lines.extend(_closest_lines(request, cassette))
+    lines.extend(_closest_lines(rules.view(request), cassette, rules))
     lines.append(f"  to record it: {record_command or 'run again with --llm-mode=record (and an API key)'}")
     return "\n".join(lines)
 
 
-def _closest(request: CanonicalRequest, interactions: Iterable["Interaction"]) -> "Interaction | None":
+def _recorded_occurrences(cassette: "Cassette", fingerprint: str) -> int:
+    count = 0
+    while cassette.get(fingerprint, count) is not None:
+        count += 1
+    return count
+
+
+def _closest(request: CanonicalRequest, interactions: Iterable["Interaction"], rules: "MatchRules | None" = None) -> "tuple[Interaction, CanonicalRequest] | None":
+    """The interaction nearest to ``request``, and its request as matching sees it (ignored fields left out)."""
     best = None
     best_distance = None
     for interaction in interactions:
-        candidate_distance = distance(interaction.request, request)
+        view = rules.view(interaction.request) if rules is not None else interaction.request
+        candidate_distance = distance(view, request)
         if best_distance is None or candidate_distance < best_distance:
-            best, best_distance = interaction, candidate_distance
+            best, best_distance = (interaction, view), candidate_distance
     return best
 
 
-def _closest_lines(request: CanonicalRequest, cassette: "Cassette") -> list[str]:
-    best = _closest(request, cassette.interactions())
-    if best is None:
+def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "MatchRules") -> list[str]:
+    """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
+    closest = _closest(requested, cassette.interactions(), rules)
+    if closest is None:
         return ["  closest recording: none (the cassette is empty)"]
+    best, best_view = closest
     recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
     header = f"  closest recording: {best.request.method} {best.request.url}, recorded {best.recorded_at}{recorded_by}"
-    diff = differences(best.request, request)
+    diff = differences(best_view, requested)
     if not diff:
-        return [header, "    same request, but not at this occurrence"]
+        return [header, "    same request, but not at this occurrence: record the test again to add the missing answers"]
     shown = [f"    {difference.describe(_WIDTH)}" for difference in diff[:_MAX_DIFF_LINES]]
     if len(diff) > _MAX_DIFF_LINES:
         shown.append(f"    … and {len(diff) - _MAX_DIFF_LINES} more differing fields")
-    return [header + " (~ changed: recorded -> requested, + only in the request, - only in the recording):", *shown]
+    return [header + " (~ changed: recorded -> requested, + only in the request, - only in the recording):", *shown, *_volatile_hint(diff)]
+
+
+def _volatile_hint(diff: list[FieldDifference]) -> list[str]:
+    """When only clock readings or generated ids differ, say so and name the fixes."""
+    if not all(_only_volatile_change(difference) for difference in diff):
+        return []
+    whole = [d.path.removeprefix("body.") for d in diff if d.path.startswith("body.") and _is_volatile(d.requested)]
+    lines = [
+        "  hint: the request differs from this recording only in values that look like timestamps, dates or UUIDs.",
+        "    - the clock: llm_cache freezes it at the instant the test recorded at (freeze_time=True, ini llm_freeze_time);",
+        "      check it is on for this test and that the value is read during the test, not at import or collection",
+        "    - generated ids: mask them with a before_fingerprint hook in llm_cache_config, or leave the field out of matching",
+    ]
+    if whole:
+        paths = ", ".join(f'"{path}"' for path in whole)
+        lines.append(f"      with @pytest.mark.llm_cache(match_ignore=[{paths}]) (or ini llm_match_ignore)")
+    return lines
+
+
+def _only_volatile_change(difference: FieldDifference) -> bool:
+    old, new = difference.recorded, difference.requested
+    if not isinstance(old, (str, int, float)) or not isinstance(new, (str, int, float)) or isinstance(old, bool) or isinstance(new, bool):
+        return False
+    old_text, new_text = str(old), str(new)
+    return _VOLATILE.search(new_text) is not None and _VOLATILE.sub("\0", old_text) == _VOLATILE.sub("\0", new_text)
+
+
+def _is_volatile(value: Any) -> bool:
+    return _VOLATILE.fullmatch(str(value).strip()) is not None
 
 
 def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette: "Cassette", record_command: str | None) -> str:
@@ -71,10 +132,11 @@ def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette
         lines.append(f"  repeat:    occurrence {occurrence} of this lookup (repeats='sequence'); fewer were recorded")
     entries = [interaction for interaction in cassette.interactions() if is_langchain_request(interaction.request)]
     lines.append(f"  cassette:  {cassette.describe()} ({len(entries)} LangChain entr{'ies' if len(entries) != 1 else 'y'})")
-    best = _closest(request, entries)
-    if best is None:
+    closest = _closest(request, entries)
+    if closest is None:
         lines.append("  closest entry: none (no LangChain entry is recorded)")
     else:
+        best = closest[0]
         recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
         lines.append(f"  closest entry: {describe_llm(best.request)}, recorded {best.recorded_at}{recorded_by}:")
         described = [describe_setting_difference(difference, _WIDTH) for difference in differences(best.request, request)]

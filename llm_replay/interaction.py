@@ -60,9 +60,10 @@ class Interaction:
     tests: tuple[str, ...] = field(default=())
 
     @classmethod
-    def of(cls, request: CanonicalRequest, response: RecordedResponse, **metadata: Any) -> "Interaction":
-        """A new interaction for a request just answered."""
-        return cls(fingerprint=request.fingerprint, request_json=request.to_json(), response=response, **metadata)
+    def of(cls, request: CanonicalRequest, response: RecordedResponse, fingerprint: str | None = None, **metadata: Any) -> "Interaction":
+        """A new interaction for a request just answered, stored whole under ``fingerprint``
+        (its key under the match rules; by default the request's own fingerprint)."""
+        return cls(fingerprint=fingerprint or request.fingerprint, request_json=request.to_json(), response=response, **metadata)
 
     @property
     def key(self) -> tuple[str, int]:

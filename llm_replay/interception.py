@@ -22,12 +22,12 @@ _STATE = "_llm_replay_state"
 class _Pending:
     """What one in-flight request was matched to; kept on vcrpy's request object between stub calls."""
 
-    __slots__ = ("body", "request", "occurrence", "found", "started")
+    __slots__ = ("body", "request", "key", "found", "started")
 
-    def __init__(self, body: Any, request: CanonicalRequest, occurrence: int, found: Interaction | None) -> None:
+    def __init__(self, body: Any, request: CanonicalRequest, key: tuple[str, int], found: Interaction | None) -> None:
         self.body = body
         self.request = request
-        self.occurrence = occurrence
+        self.key = key
         self.found = found
         self.started = time.perf_counter()
 
@@ -55,10 +55,10 @@ class VcrCassetteAdapter:
             return pending
         headers = vcr_request.headers
         request = canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or "")
-        occurrence = self.recorder.occurrence(request)
-        pending = _Pending(body, request, occurrence, None)
+        key = self.recorder.key(request)
+        pending = _Pending(body, request, key, None)
         setattr(vcr_request, _STATE, pending)
-        pending.found = self.recorder.lookup(request, occurrence)
+        pending.found = self.recorder.lookup(request, key)
         return pending
 
     def can_play_response_for(self, vcr_request: Any) -> bool:
@@ -76,7 +76,7 @@ class VcrCassetteAdapter:
         """A live answer arrived: record it."""
         pending = self._pending(vcr_request)
         latency = time.perf_counter() - pending.started
-        self.recorder.record(pending.request, pending.occurrence, RecordedResponse.from_vcr(vcr_response), latency)
+        self.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)
 
     def filter_request(self, vcr_request: Any) -> Any:
         """Every request is ours to record."""

@@ -145,16 +145,16 @@ class RecorderCache(_CassetteBackedCache):
         super().__init__(recorder.cassette)
         self.recorder = recorder
         self.strict = strict
-        self._pending: dict[str, int] = {}
+        self._pending: dict[str, tuple[str, int]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
         __tracebackhide__ = True
         request = self._request(prompt, llm_string)
-        occurrence = self.recorder.occurrence(request)
-        found = self.recorder.lookup(request, occurrence, strict=self.strict)
+        key = self.recorder.key(request)
+        found = self.recorder.lookup(request, key, strict=self.strict)
         if found is None:
-            self._pending[request.fingerprint] = occurrence
+            self._pending[request.fingerprint] = key
             return None
         return self._generations(found)
 
@@ -163,8 +163,8 @@ class RecorderCache(_CassetteBackedCache):
         if self.recorder.mode is Mode.REPLAY:
             return
         request = self._request(prompt, llm_string)
-        occurrence = self._pending.pop(request.fingerprint, 0)
-        self.recorder.record(request, occurrence, serialized(return_val), latency_s=0.0)
+        key = self._pending.pop(request.fingerprint, None) or (self.recorder.rules.fingerprint(request), 0)
+        self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
 
 
 @contextmanager

@@ -35,19 +35,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
     # -- issue 5: the LangChain layer --
     parser.addini("llm_layers", "where llm_cache answers: http (any SDK), langchain (LangChain's global cache), or both.", default="http")
+    # Deterministic replay: the frozen clock and the matching rules.
+    parser.addini("llm_freeze_time", "freeze the wall clock at each test's recorded instant (default true).", type="bool", default=True)
+    parser.addini(
+        "llm_match_ignore",
+        "JSON body paths left out of matching, one a line (e.g. metadata.request_id, messages[*].name).",
+        type="linelist",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
-        "layer='http'|'langchain'|'http,langchain'): "
+        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain'): "
         "record and replay this test's LLM calls.",
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
         defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
+        defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
+        defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(

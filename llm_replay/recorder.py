@@ -11,9 +11,11 @@ from .errors import CassetteMiss
 from .explain import explain_miss
 from .fingerprint import CanonicalRequest
 from .interaction import Interaction, RecordedResponse
+from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 
 Cassette = InMemoryCache | SQLiteCache
+Key = tuple[str, int]
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
 
@@ -21,8 +23,8 @@ _NEVER_RECORDED = frozenset({429})
 class Recorder:
     """One activation of a cassette (a test, or a ``use_cassette`` block) and what it did.
 
-    The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``
-    and ``interactions``.
+    The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``,
+    ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     """
 
     def __init__(
@@ -31,19 +33,27 @@ class Recorder:
         mode: Mode,
         *,
         repeats: str = "cache",
+        rules: MatchRules | None = None,
+        rekey: RekeyIndex | None = None,
         test_id: str | None = None,
-        refreshed: set[tuple[str, int]] | None = None,
+        frozen_at: datetime | None = None,
+        keep_instant: bool = False,
+        refreshed: set[Key] | None = None,
         record_hint: Callable[[], str] | None = None,
     ) -> None:
         self.cassette = cassette
         self.mode = mode
         self.repeats = repeats
+        self.rules = rules or MatchRules()
         self.test_id = test_id
+        self.frozen_at = frozen_at
         self.replayed = 0
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
         self.misses: list[CassetteMiss] = []
+        self._rekey = rekey or RekeyIndex(self.rules)
+        self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._refreshed = refreshed if refreshed is not None else set()
         self._record_hint = record_hint
         self._seen: dict[str, int] = {}
@@ -52,53 +62,60 @@ class Recorder:
     def __repr__(self) -> str:
         return f"<llm_cache mode={self.mode} replayed={self.replayed} recorded={self.recorded} missed={self.missed} cassette={self.cassette.describe()}>"
 
-    def occurrence(self, request: CanonicalRequest) -> int:
-        """Which repeat of this request this is: always 0 with cache semantics, else 0, 1, 2, … per test."""
+    def key(self, request: CanonicalRequest) -> Key:
+        """Where this request is stored: its fingerprint under the match rules, and which repeat of it this is
+        (always 0 with cache semantics, else 0, 1, 2, … per test)."""
+        fingerprint = self.rules.fingerprint(request)
         if self.repeats == "cache":
-            return 0
+            return fingerprint, 0
         with self._lock:
-            occurrence = self._seen.get(request.fingerprint, 0)
-            self._seen[request.fingerprint] = occurrence + 1
-        return occurrence
+            occurrence = self._seen.get(fingerprint, 0)
+            self._seen[fingerprint] = occurrence + 1
+        return fingerprint, occurrence
 
-    def lookup(self, request: CanonicalRequest, occurrence: int, *, strict: bool = True) -> Interaction | None:
+    def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
         """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss.
 
         ``strict=False`` lets a miss pass to a layer below that applies the mode itself (LangChain over HTTP).
         """
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
-        key = (request.fingerprint, occurrence)
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
-        found = self.cassette.get(*key)
+        found = self.cassette.get(*key) or self._rekey.find(self.cassette, *key)
         if found is not None:
             with self._lock:
                 self.replayed += 1
                 self.interactions.append(found)
             return found
         if self.mode is Mode.REPLAY and strict:
-            miss = CassetteMiss(explain_miss(request, occurrence, self.cassette, self._record_hint() if self._record_hint else None))
+            hint = self._record_hint() if self._record_hint else None
+            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint))
             with self._lock:
                 self.missed += 1
                 self.misses.append(miss)
             raise miss
         return None
 
-    def record(self, request: CanonicalRequest, occurrence: int, response: RecordedResponse, latency_s: float) -> None:
+    def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
         """Keep a live answer, unless it is a rate limit or server error (those are retried live)."""
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
+        fingerprint, occurrence = key
         interaction = Interaction.of(
             request,
             response,
+            fingerprint=fingerprint,
             occurrence=occurrence,
             recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             latency_ms=round(latency_s * 1000, 1),
             tests=(self.test_id,) if self.test_id else (),
         )
+        with self._lock:
+            keep_instant, self._keep_instant = self._keep_instant, False
+        if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
+            self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
         self.cassette.put(interaction)
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
             self.interactions.append(interaction)
-

@@ -5,7 +5,9 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from .matching import ignore_paths
 
 
 class Mode(str, enum.Enum):
@@ -94,6 +96,7 @@ class CacheSettings:
     repeats: str = "cache"
     match_ignore: tuple[str, ...] = ()
     freeze_time: bool = True
+    before_fingerprint: Callable[[Any], Any] | None = None
     # -- issue 5: the LangChain layer (llm_replay.langchain) --
     layer: tuple[str, ...] = ("http",)
 
@@ -102,6 +105,11 @@ class CacheSettings:
             raise ValueError(f"llm_cache scope must be one of {SCOPES}, not {self.scope!r}")
         if self.repeats not in REPEATS:
             raise ValueError(f"llm_cache repeats must be one of {REPEATS}, not {self.repeats!r}")
+        if self.before_fingerprint is not None and not callable(self.before_fingerprint):
+            raise ValueError(
+                f"llm_cache before_fingerprint must be a function taking and returning a CanonicalRequest, "
+                f"not {self.before_fingerprint!r}"
+            )
 
     def updated(self, options: Mapping[str, Any], source: str) -> "CacheSettings":
         """A copy with ``options`` applied; unknown option names are an error naming ``source``."""
@@ -116,8 +124,9 @@ class CacheSettings:
         if "mode" in changes:
             changes["mode"] = parse_mode(changes["mode"], source)
         if "match_ignore" in changes:
-            ignore = changes["match_ignore"]
-            changes["match_ignore"] = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+            # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
+            added = ignore_paths(changes["match_ignore"], source)
+            changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         if "layer" in changes:

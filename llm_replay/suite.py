@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from .cassettes import InMemoryCache, SQLiteCache
-from .recorder import Recorder
+from .determinism import new_instant
+from .matching import MatchRules, RekeyIndex
+from .recorder import Cassette, Recorder
 from .settings import CacheSettings, Mode
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
@@ -43,6 +46,7 @@ class Suite:
     totals: Totals = field(default_factory=Totals)
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
+    _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
@@ -66,14 +70,33 @@ class Suite:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
         in_memory = settings.scope == "test"
         cassette = InMemoryCache() if in_memory else self.cassette(settings.mode)
+        rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        frozen_at, new = self.instant(settings, cassette, nodeid)
         return Recorder(
             cassette,
             settings.mode,
             repeats=settings.repeats,
+            rules=rules,
+            rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
             test_id=nodeid,
+            frozen_at=frozen_at,
+            keep_instant=new,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
         )
+
+    def instant(self, settings: CacheSettings, cassette: Cassette, nodeid: str) -> tuple[datetime | None, bool]:
+        """The instant the test's wall clock freezes at (None: not frozen), and whether it is new.
+
+        Replay and record runs reuse the instant stored when the test first recorded; the first record
+        run, a refresh, and a replay with nothing stored take the real time now (a new instant is
+        stored with the test's first recording). ``off`` leaves the clock alone. An in-memory cassette
+        (scope='test') keeps nothing between tests, so those tests freeze at their real start.
+        """
+        if not settings.freeze_time or settings.mode is Mode.OFF:
+            return None, False
+        stored = None if settings.mode is Mode.REFRESH else cassette.instant(nodeid)
+        return (stored, False) if stored else (new_instant(), True)
 
     def record_command(self, nodeid: str, in_memory: bool) -> str:
         """The command that records what a test is missing."""

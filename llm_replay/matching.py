@@ -1,0 +1,139 @@
+"""What takes part in matching: the user's ignore paths and normalising hook, applied to a canonical request.
+
+The cassette stores every request whole; the rules only decide its key. So when the rules change,
+old recordings are found again by re-keying their stored requests under the new rules (RekeyIndex).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .fingerprint import CanonicalRequest
+
+if TYPE_CHECKING:
+    from .interaction import Interaction
+    from .recorder import Cassette
+
+BeforeFingerprint = Callable[[CanonicalRequest], CanonicalRequest]
+_SEGMENT = re.compile(r"(?P<key>[^.\[\]]+)?(?P<indexes>(?:\[(?:\d+|\*)\])*)")
+_INDEX = re.compile(r"\[(\d+|\*)\]")
+_REMOVED = object()
+_ANY = None
+PATH_SYNTAX = "dotted JSON body fields with [n] list indexes and * wildcards, e.g. metadata.request_id, messages[*].name, tools[*].function.description"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One step of an ignore path: a key of an object or an index of a list; ``which=None`` is any."""
+
+    in_list: bool
+    which: str | int | None
+
+
+def parse_ignore_path(path: str, source: str) -> tuple[_Step, ...]:
+    """The steps of one ``match_ignore`` path; a malformed path is an error naming it and ``source``."""
+    steps: list[_Step] = []
+    segments = path.strip().split(".") if isinstance(path, str) and path.strip() else [""]
+    for number, segment in enumerate(segments):
+        found = _SEGMENT.fullmatch(segment)
+        if not segment or found is None or (found["key"] is None and number > 0):
+            raise ValueError(f"bad match_ignore path {path!r} in {source}: expected {PATH_SYNTAX}")
+        if found["key"] is not None:
+            steps.append(_Step(False, _ANY if found["key"] == "*" else found["key"]))
+        for index in _INDEX.findall(found["indexes"]):
+            steps.append(_Step(True, _ANY if index == "*" else int(index)))
+    return tuple(steps)
+
+
+def ignore_paths(value: str | Iterable[str], source: str) -> tuple[str, ...]:
+    """``match_ignore`` as given (one path or several), checked; errors name ``source``."""
+    paths = (value,) if isinstance(value, str) else tuple(value)
+    for path in paths:
+        parse_ignore_path(path, source)
+    return paths
+
+
+@dataclass(frozen=True)
+class MatchRules:
+    """The user's matching rules: body fields to leave out, and a hook that normalises the request first."""
+
+    ignore: tuple[str, ...] = ()
+    before_fingerprint: BeforeFingerprint | None = None
+    _steps: tuple[tuple[_Step, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_steps", tuple(parse_ignore_path(path, "match_ignore") for path in self.ignore))
+
+    def view(self, request: CanonicalRequest) -> CanonicalRequest:
+        """The request as matching sees it: the hook applied to a copy, then the ignored fields removed."""
+        if not self.ignore and self.before_fingerprint is None:
+            return request
+        if self.before_fingerprint is not None:
+            request = self._hooked(request)
+        body = request.body
+        for steps in self._steps:
+            body = _without(body, steps)
+        return replace(request, body=None if body is _REMOVED else body)
+
+    def fingerprint(self, request: CanonicalRequest) -> str:
+        """The key the request is stored and looked up under."""
+        return self.view(request).fingerprint
+
+    def _hooked(self, request: CanonicalRequest) -> CanonicalRequest:
+        # A copy, so a hook that edits request.body in place cannot change what the cassette stores.
+        hook = self.before_fingerprint
+        result = hook(CanonicalRequest.from_json(request.to_json()))  # type: ignore[misc]
+        if not isinstance(result, CanonicalRequest):
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise TypeError(
+                f"the before_fingerprint hook {name} returned {type(result).__name__}, not a CanonicalRequest; "
+                "return the request it was given (edit request.body in place) or dataclasses.replace(request, body=...)"
+            )
+        return result
+
+
+def _without(value: Any, steps: tuple[_Step, ...]) -> Any:
+    """``value`` minus what ``steps`` point at; shares every part it does not change."""
+    if not steps:
+        return _REMOVED
+    step, rest = steps[0], steps[1:]
+    if step.in_list and isinstance(value, list):
+        kept = [_without(item, rest) if step.which in (_ANY, index) else item for index, item in enumerate(value)]
+        return [item for item in kept if item is not _REMOVED]
+    if not step.in_list and isinstance(value, dict):
+        kept = {key: _without(item, rest) if step.which in (_ANY, key) else item for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item is not _REMOVED}
+    return value
+
+
+class RekeyIndex:
+    """Recordings whose stored request, keyed under the current rules, differs from the key it was stored under.
+
+    Built once, on the first miss (one pass over the stored requests), so that recordings made under
+    other ignore rules or another hook still replay. When several recordings fall on the same new
+    key, the most recently recorded one wins.
+    """
+
+    def __init__(self, rules: MatchRules) -> None:
+        self.rules = rules
+        self._keys: dict[tuple[str, int], tuple[str, int]] | None = None
+        self._lock = threading.Lock()
+
+    def find(self, cassette: "Cassette", fingerprint: str, occurrence: int) -> "Interaction | None":
+        """The recording stored under another key whose request now has this key, if any."""
+        with self._lock:
+            if self._keys is None:
+                self._keys = self._build(cassette.requests())
+        stored = self._keys.get((fingerprint, occurrence))
+        return cassette.get(*stored) if stored is not None else None
+
+    def _build(self, rows: Iterable[tuple[str, int, str]]) -> dict[tuple[str, int], tuple[str, int]]:
+        keys: dict[tuple[str, int], tuple[str, int]] = {}
+        for fingerprint, occurrence, request_json in rows:
+            current = self.rules.fingerprint(CanonicalRequest.from_json(request_json))
+            if current != fingerprint:
+                keys[(current, occurrence)] = (fingerprint, occurrence)
+        return keys

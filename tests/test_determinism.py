@@ -1,0 +1,83 @@
+"""The frozen clock alone: the wall clock reads the instant, monotonic clocks and llm_replay's own clock stay real."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from datetime import date, datetime, timezone
+
+from freezegun import freeze_time
+
+from llm_replay.cassettes import InMemoryCache, SQLiteCache
+from llm_replay.determinism import frozen_clock
+from llm_replay.fingerprint import canonicalize
+from llm_replay.interaction import RecordedResponse
+from llm_replay.recorder import Recorder
+from llm_replay.settings import Mode
+
+INSTANT = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+
+
+def test_wall_clock_reads_the_instant_and_monotonic_clocks_keep_running():
+    with frozen_clock(INSTANT):
+        assert datetime.now(timezone.utc) == INSTANT
+        assert datetime.now() == datetime(2001, 2, 3, 4, 5, 6), "naive now() is the instant in UTC on every machine"
+        assert date.today() == date(2001, 2, 3)
+        assert time.time() == INSTANT.timestamp()
+        assert time.gmtime()[:6] == (2001, 2, 3, 4, 5, 6)
+        assert time.strftime("%Y") == "2001"
+        monotonic, perf = time.monotonic(), time.perf_counter_ns()
+        time.sleep(0.01)
+        assert time.monotonic() > monotonic and time.perf_counter_ns() > perf
+        assert time.time() == INSTANT.timestamp(), "sleeping does not move the frozen wall clock"
+    assert datetime.now(timezone.utc).year > 2001
+
+
+def test_event_loops_keep_real_time():
+    async def timed_out() -> bool:
+        try:
+            await asyncio.wait_for(asyncio.sleep(60), timeout=0.01)
+        except TimeoutError:
+            return True
+        return False
+
+    with frozen_clock(INSTANT):
+        assert asyncio.run(timed_out())
+
+
+def test_the_tests_own_freeze_wins_inside_and_outside():
+    with frozen_clock(INSTANT):
+        with freeze_time("1999-12-31 23:59:59"):
+            assert date.today() == date(1999, 12, 31)
+        assert date.today() == date(2001, 2, 3)
+    with freeze_time("1999-12-31 23:59:59"):
+        with frozen_clock(INSTANT):
+            assert date.today() == date(1999, 12, 31)
+        assert date.today() == date(1999, 12, 31)
+
+
+def test_llm_replay_stamps_recordings_with_the_real_time():
+    recorder = Recorder(InMemoryCache(), Mode.RECORD, test_id="t::x", frozen_at=INSTANT, keep_instant=True)
+    request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", b'{"model": "m"}', "application/json")
+    with frozen_clock(INSTANT):
+        recorder.record(request, recorder.key(request), RecordedResponse(200, "OK", {}, b"{}"), latency_s=0.5)
+    assert recorder.interactions[0].recorded_at[:4] != "2001"
+    assert recorder.cassette.instant("t::x") == INSTANT
+
+
+def test_instants_persist_and_older_files_gain_the_table(tmp_path):
+    path = tmp_path / "cassette.sqlite3"
+    cassette = SQLiteCache(path)
+    cassette.put_instant("t::x", INSTANT)
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE test_instants")  # a file written before instants were kept
+    readonly = SQLiteCache(path, readonly=True)
+    assert readonly.instant("t::x") is None
+    readonly.close()
+    writable = SQLiteCache(path)
+    writable.put_instant("t::x", INSTANT)
+    assert writable.instant("t::x") == INSTANT
+    writable.close()
+    assert SQLiteCache(path, readonly=True).instant("t::x") == INSTANT
