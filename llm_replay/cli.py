@@ -7,13 +7,14 @@ Exit codes: 0 success, 1 ``diff`` found differences, 2 bad usage or an unusable 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from .cassettes import SQLiteCache
-from .errors import CassetteError
+from .errors import CassetteError, CommandError
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -69,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except CassetteError as error:
+    except (CassetteError, CommandError) as error:
         print(f"llm-replay {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # `llm-replay ls | head`: the reader has all it wanted
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
 
 
 def _cassette_path(args: argparse.Namespace) -> Path:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from .cassettes import InMemoryCache, SQLiteCache
+from .locate import DEFAULT_CASSETTE
 from .recorder import Recorder
+from .runs import Key, RunOutcome
 from .settings import CacheSettings, Mode
-
-DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
 
 @dataclass
@@ -43,6 +46,11 @@ class Suite:
     totals: Totals = field(default_factory=Totals)
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
+    # -- run usage (prune) --
+    prune: bool = False
+    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
+    used: Counter[Key] = field(default_factory=Counter)
+    end_lines: list[str] = field(default_factory=list)
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
@@ -91,6 +99,31 @@ class Suite:
         except ValueError:
             shown = self.cassette_path
         return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+
+    def track_usage(self, recorder: Recorder) -> None:
+        """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
+        if isinstance(recorder.cassette, SQLiteCache):
+            for interaction in recorder.interactions:
+                self.used[interaction.key] += 0
+            self.used.update(recorder.replays_by_key)
+
+    def finish_run(self) -> None:
+        """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
+        from .pruning import finish_run
+
+        if not self.totals.tests and not self.prune:
+            return
+        may_write = self._cassette is not None and not self._cassette.readonly
+        self.close()
+        self.end_lines = finish_run(
+            self.cassette_path,
+            self.outcome,
+            self.used,
+            uid=os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex,
+            rootdir=self.rootdir,
+            write_usage=may_write,
+            prune=self.prune,
+        )
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""
