@@ -240,6 +240,16 @@ class SQLiteCache:
             row = self._query("SELECT uid, finished_at, complete, scope FROM runs WHERE complete ORDER BY finished_at DESC LIMIT 1").fetchone()
         return RunRecord.from_row(*row) if row else None
 
+    def keys_used_since(self, finished_at: str) -> set[Key]:
+        """The recordings some run finishing at or after ``finished_at`` used."""
+        if not self._has_table("usage"):
+            return set()
+        with self._lock:
+            rows = self._query(
+                "SELECT u.fingerprint, u.occurrence FROM usage u JOIN runs r ON r.uid = u.last_used_run WHERE r.finished_at >= ?", (finished_at,)
+            ).fetchall()
+        return {(fingerprint, occurrence) for fingerprint, occurrence in rows}
+
     def usage(self) -> dict[Key, tuple[str, int]]:
         """For each recording ever used by a run: that run's uid and the replays counted so far."""
         if not self._has_table("usage"):

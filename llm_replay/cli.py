@@ -85,8 +85,8 @@ def _cassette_path(args: argparse.Namespace) -> Path:
 
 
 @contextmanager
-def _opened(path: Path, writable: bool = False) -> Iterator[SQLiteCache]:
-    if not writable and not path.is_file():
+def _opened(path: Path, writable: bool = False, create: bool = False) -> Iterator[SQLiteCache]:
+    if not create and not path.is_file():
         raise CassetteError(f"no cassette at {path}; record one with pytest --llm-mode=record, or name another with --cassette FILE")
     cassette = SQLiteCache(path, readonly=not writable)
     try:
@@ -128,7 +128,7 @@ def _import(args: argparse.Namespace) -> int:
     from .yaml_io import DEFAULT_REDACTED_HOST, import_yaml
 
     path = _cassette_path(args)
-    with _opened(path, writable=True) as cassette:
+    with _opened(path, writable=True, create=True) as cassette:
         report = import_yaml(cassette, args.paths, args.redacted_host or DEFAULT_REDACTED_HOST)
     union = report.union
     _print(report.skipped)

@@ -54,6 +54,12 @@ def finish_run(
         cassette.close()
 
 
+def _later(recorded_at: str, finished_at: str) -> bool:
+    try:
+        return datetime.fromisoformat(recorded_at) > datetime.fromisoformat(finished_at)
+    except ValueError:
+        return True  # an unreadable date is never a reason to delete
+
 def prune_after_last_complete_run(cassette: "SQLiteCache", rootdir: Path, dry_run: bool = False) -> list[str]:
     """``llm-replay prune``: delete what the last complete run could have used and did not."""
     run = cassette.last_complete_run()
@@ -62,8 +68,9 @@ def prune_after_last_complete_run(cassette: "SQLiteCache", rootdir: Path, dry_ru
             f"no complete pytest run is recorded in {cassette.describe()}: run the whole suite once (pytest, every test passing, "
             "in a mode that may write the cassette, e.g. --llm-mode=record), then llm-replay prune"
         )
-    used = [key for key, (last_run, _) in cassette.usage().items() if last_run == run.uid]
-    unused = unused_keys(cassette.index(), used, run, rootdir)
+    # Used by that run or a later one, or recorded after it: that run could not have used them.
+    kept = cassette.keys_used_since(run.finished_at) | {i.key for i in cassette.interactions() if _later(i.recorded_at, run.finished_at)}
+    unused = unused_keys(cassette.index(), kept, run, rootdir)
     scope = "the whole suite" if run.scope is None else f"{len(run.scope)} test files"
     if dry_run:
         return [f"would delete {len(unused)} recordings not used by the last complete run ({run.finished_at}, {scope}):", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
