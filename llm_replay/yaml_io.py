@@ -234,7 +234,8 @@ def export_yaml(interactions: Iterable[Interaction], directory: Path) -> list[Pa
     """Write vcrpy cassettes (format version 1) that vcrpy itself replays: one file per test.
 
     A recording used by several tests goes into each test's file; imported recordings go back to
-    a file named after their source; those without a test into ``llm_cache.yaml``.
+    a file named after their source; those without a test into ``llm_cache.yaml``. Requests carry
+    a JSON content-type, so vcrpy's ``body`` matcher compares them as JSON.
     """
     from vcr.serialize import serialize
     from vcr.serializers import yamlserializer
@@ -245,6 +246,7 @@ def export_yaml(interactions: Iterable[Interaction], directory: Path) -> list[Pa
             by_file.setdefault(directory / _yaml_name(name), []).append(interaction)
     written = []
     for path, members in sorted(by_file.items()):
+        members.sort(key=lambda i: (i.recorded_at, i.occurrence))  # vcrpy plays same-URL requests in file order
         cassette = {"requests": [_vcr_request(i.request) for i in members], "responses": [i.response.as_vcr() for i in members]}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(serialize(cassette, yamlserializer), encoding="utf-8")

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import openai
 import pytest
+import vcr  # imported here, once: pytester's inner sessions reset modules they import themselves
 
 from conftest import cassette_file
 from llm_replay.cli import main
@@ -225,3 +227,29 @@ def test_stats_counts_replays_and_what_they_saved(recorded, capsys):
     saved = next(line for line in out.splitlines() if line.startswith("saved by replays:"))
     assert not saved.startswith("saved by replays:  0 tokens"), saved
     assert "last complete run: " in out and "whole suite" in out
+
+
+def test_export_writes_yaml_that_vcrpy_replays_through_the_openai_sdk(recorded, server, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "export", "--yaml", str(tmp_path / "yaml"))
+    assert code == 0 and out.startswith("wrote 2 vcrpy cassettes")
+    capital = tmp_path / "yaml" / "test_app" / "test_capital.yaml"
+    assert capital.is_file() and (tmp_path / "yaml" / "test_app" / "test_tell.yaml").is_file()
+    recorded_answer = next(i for i in _interactions(cassette_file(recorded)) if "Capital" in i.request.prompt()).response.json()
+
+    server.stop()
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    matching = ["method", "scheme", "host", "port", "path", "query", "body"]
+    with vcr.use_cassette(str(capital), record_mode="none", match_on=matching) as cassette:
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France"}])
+    assert cassette.play_count == 1
+    assert answer.to_dict() == recorded_answer
+
+
+def _interactions(path: Path) -> list:
+    from llm_replay.cassettes import SQLiteCache
+
+    cassette = SQLiteCache(path, readonly=True)
+    try:
+        return list(cassette.interactions())
+    finally:
+        cassette.close()

@@ -9,11 +9,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import vcr
 
 import llm_replay
 from llm_replay.cassettes import SQLiteCache
 from llm_replay.cli import main
 from llm_replay.interaction import Interaction
+from llm_replay.yaml_io import interactions_from_yaml
 
 # ../shared beside the repository; LLM_REPLAY_REAL_CASSETTES points elsewhere (e.g. from a git worktree).
 REAL_CASSETTES = Path(os.environ.get("LLM_REPLAY_REAL_CASSETTES") or Path(__file__).parents[1].parent / "shared" / "real-cassettes")
@@ -43,7 +45,7 @@ def _sse_events(body: bytes) -> list[dict]:
 def _send_with_openai_sdk(recording: Interaction) -> object:
     """What the application would have got back from the openai SDK for this request, as plain data."""
     request = recording.request
-    client = openai.OpenAI(base_url=request.host + "/v1", max_retries=0)
+    client = openai.OpenAI(base_url=request.host + "/v1", api_key=os.environ.get("OPENAI_API_KEY", "placeholder"), max_retries=0)
     body = dict(request.body)
     endpoint = request.path.removeprefix("/v1")
     if endpoint == "/embeddings":  # create() would add encoding_format=base64, which the recording never sent
@@ -93,3 +95,28 @@ def test_anthropic_recordings_replay_over_httpx(imported, env):
             answer = client.post(recording.request.url, json=recording.request.body, headers={"x-api-key": "placeholder"})
             assert (answer.status_code, answer.content) == (recording.response.status, recording.response.body)
     assert recorder.replayed == len(recordings)
+
+
+def test_exported_yaml_replays_in_vcrpy_through_the_openai_sdk(imported, tmp_path, env):
+    assert main(["export", "--cassette", str(imported), "--yaml", str(tmp_path)]) == 0
+    files = sorted(tmp_path.glob("*.yaml"))
+    assert len(files) == len(list(REAL_CASSETTES.rglob("*.yaml*"))), "one file per imported source cassette"
+    matching = ["method", "scheme", "host", "port", "path", "query", "body"]
+    played = 0
+    for path in files:
+        recordings, skipped = interactions_from_yaml(path, path.name)
+        assert not skipped
+        if recordings[0].request.host != "https://api.openai.com":
+            continue
+        with vcr.use_cassette(str(path), record_mode="none", match_on=matching) as cassette:
+            for recording in recordings:
+                if recording.response.status >= 400:
+                    with pytest.raises(openai.APIStatusError):
+                        _send_with_openai_sdk(recording)
+                elif recording.request.body.get("stream"):
+                    assert _send_with_openai_sdk(recording) == _sse_events(recording.response.body), path.name
+                else:
+                    assert _send_with_openai_sdk(recording) == recording.response.json(), path.name
+        assert cassette.play_count == len(recordings) and cassette.all_played
+        played += len(recordings)
+    assert played >= 40
