@@ -169,8 +169,9 @@ def _diff(args: argparse.Namespace) -> int:
 def _textconv(args: argparse.Namespace) -> int:
     from .gitmerge import textconv_lines
 
-    with _opened(args.file) as cassette:
-        _print(textconv_lines(cassette))
+    if not args.file.is_file():
+        raise CassetteError(f"no cassette at {args.file}")
+    _print(textconv_lines(args.file))
     return EXIT_OK
 
 

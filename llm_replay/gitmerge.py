@@ -10,8 +10,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import CommandError
 from .listing import show_lines
@@ -23,9 +25,30 @@ if TYPE_CHECKING:
 DRIVER = "llm-replay"
 
 
-def textconv_lines(cassette: "SQLiteCache") -> list[str]:
+@contextmanager
+def snapshot(path: Path) -> Iterator["SQLiteCache"]:
+    """A read-only copy of a file git hands us, opened in a folder of our own.
+
+    A read-only SQLite connection to a WAL database leaves -wal/-shm files beside it; beside
+    git's temporary files they would litter the work tree.
+    """
+    from .cassettes import SQLiteCache
+
+    with tempfile.TemporaryDirectory(prefix="llm-replay-") as folder:
+        copy = Path(folder) / "cassette.sqlite3"
+        if path.is_file():
+            shutil.copyfile(path, copy)
+        cassette = SQLiteCache(copy, readonly=True)
+        try:
+            yield cassette
+        finally:
+            cassette.close()
+
+
+def textconv_lines(path: Path) -> list[str]:
     """The whole cassette as text sorted by key, so a re-recording shows as a small diff."""
-    interactions = list(cassette.interactions())
+    with snapshot(path) as cassette:
+        interactions = list(cassette.interactions())
     lines = [f"llm_replay cassette: {len(interactions)} recordings", ""]
     for interaction in interactions:
         lines.extend(show_lines(interaction))
@@ -37,11 +60,12 @@ def merge_into_ours(ours: Path, theirs: Path) -> list[str]:
     """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash."""
     from .cassettes import SQLiteCache
 
-    mine, other = SQLiteCache(ours), SQLiteCache(theirs, readonly=True)
+    with snapshot(theirs) as other:
+        recordings = list(other.interactions())
+    mine = SQLiteCache(ours)
     try:
-        report = add_missing(mine, other.interactions())
+        report = add_missing(mine, recordings)
     finally:
-        other.close()
         mine.close()
     summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"
     if report.conflicts:
