@@ -125,12 +125,12 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .yaml_io import DEFAULT_REDACTED_HOST, import_yaml
+    from .yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
     path = _cassette_path(args)
+    report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST)
     with _opened(path, writable=True, create=True) as cassette:
-        report = import_yaml(cassette, args.paths, args.redacted_host or DEFAULT_REDACTED_HOST)
-    union = report.union
+        union = import_yaml(cassette, report)
     _print(report.skipped)
     _print(union.describe_conflicts())
     print(f"imported {union.added} recordings from {report.files} files into {path} ({union.identical} already there, {len(union.conflicts)} clashes kept ours, {len(report.skipped)} skipped)")

@@ -35,11 +35,12 @@ _STALE_RESPONSE_HEADERS = frozenset({"content-length", "content-encoding", "tran
 
 @dataclass
 class ImportReport:
-    """What importing YAML files did: per file counts, and what could not be imported and why."""
+    """What importing YAML files found and did, and what could not be imported and why."""
 
-    union: UnionReport = field(default_factory=UnionReport)
     files: int = 0
+    interactions: list[Interaction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    union: UnionReport = field(default_factory=UnionReport)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -99,18 +100,24 @@ def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT
     return interactions, skipped
 
 
-def import_yaml(cassette: "SQLiteCache", paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST) -> ImportReport:
-    """Import YAML cassettes (files, or folders searched for *.yaml, *.yml, *.yaml.gz) into ``cassette``."""
+def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST) -> ImportReport:
+    """Every recording in these YAML cassettes (files, or folders searched for *.yaml, *.yml, *.yaml.gz).
+
+    All files are read before anything is written, so a bad file leaves the cassette untouched.
+    """
     report = ImportReport()
     for path in _yaml_files(paths):
         interactions, skipped = interactions_from_yaml(path, str(path), redacted_host)
         report.files += 1
+        report.interactions.extend(interactions)
         report.skipped.extend(skipped)
-        step = add_missing(cassette, interactions)
-        report.union.added += step.added
-        report.union.identical += step.identical
-        report.union.conflicts.extend(step.conflicts)
     return report
+
+
+def import_yaml(cassette: "SQLiteCache", report: ImportReport) -> UnionReport:
+    """Add what ``read_yaml_cassettes`` found; recordings already there win a clash."""
+    report.union = add_missing(cassette, report.interactions)
+    return report.union
 
 
 def _yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
