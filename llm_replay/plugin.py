@@ -9,10 +9,11 @@ import pytest
 
 from .engine import activated, placeholder_keys
 from .errors import CassetteError
+from .locate import DEFAULT_CASSETTE
 from .recorder import Recorder
-from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .runs import RunOutcome
-from .suite import DEFAULT_CASSETTE, Suite
+from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
+from .suite import Suite
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey[Recorder]()

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .cassettes import InMemoryCache, SQLiteCache
-from .locate import DEFAULT_CASSETTE
 from .recorder import Recorder
 from .runs import Key, RunOutcome
 from .settings import CacheSettings, Mode

@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import openai
-import pytest
-import vcr  # imported here, once: pytester's inner sessions reset modules they import themselves
+import httpcore2  # noqa: F401  openai's transport, imported on its first request: import it here, once,
+import openai  # so that pytester's inner sessions (which drop the modules they import) cannot leave
+import pytest  # later tests holding exception classes of a dropped module generation
+import vcr
 
 from conftest import cassette_file
 from llm_replay.cli import main

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import openai
-import pytest
 import yaml
 
 import llm_replay
