@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("stats", _stats, "count recordings, size and tokens recorded; tokens and API time saved by replays")
     imports = command("import", _import, "import vcrpy YAML cassettes (.yaml, .yml, .yaml.gz; files or folders)")
-    imports.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    imports.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a YAML cassette, or a folder searched for them")
     imports.add_argument(
         "--redacted-host", default=None, metavar="URL",
         help="host for recordings whose URI was redacted (LangChain's cassettes); default https://api.openai.com",
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("base", "ours", "theirs"):
         merge.add_argument(name, type=Path, metavar=name.upper())
     setup = command("git-setup", _git_setup, "configure git to diff cassettes as text and merge them by union", parents=(one,))
-    setup.add_argument("--command", default=None, metavar="CMD", help="how git should call this tool (default: llm-replay if on PATH)")
+    setup.add_argument("--command", dest="driver_command", default=None, metavar="CMD", help="how git should call this tool (default: llm-replay if on PATH)")
     # `audit` (issue 4) is added here by the lead: command("audit", _audit, "...").
     return parser
 
@@ -185,6 +185,6 @@ def _merge(args: argparse.Namespace) -> int:
 def _git_setup(args: argparse.Namespace) -> int:
     from .gitmerge import git_setup
 
-    _print(git_setup(_cassette_path(args), Path.cwd(), args.command))
+    _print(git_setup(_cassette_path(args), Path.cwd(), args.driver_command))
     return EXIT_OK
 

@@ -43,8 +43,15 @@ def test_git_setup_writes_attributes_and_config(repo, capsys):
     assert attributes == "cassettes/llm_cache.sqlite3 -text diff=llm-replay merge=llm-replay\n"
     assert git(repo.path, "config", "merge.llm-replay.driver").strip().endswith("merge %O %A %B")
     assert git(repo.path, "config", "diff.llm-replay.textconv").strip().endswith("textconv")
-    assert main(["git-setup"]) == 0  # idempotent
+    assert main(["git-setup", "--command", "my-llm-replay"]) == 0  # idempotent, and the command can be chosen
     assert (repo.path / ".gitattributes").read_text() == attributes
+    assert git(repo.path, "config", "merge.llm-replay.driver").strip() == "my-llm-replay merge %O %A %B"
+
+
+def test_git_setup_outside_a_repository_says_so(tmp_path, env, capsys):
+    env.chdir(tmp_path)
+    assert main(["git-setup"]) == 2
+    assert "llm-replay git-setup: error: git rev-parse --show-toplevel failed" in capsys.readouterr().err
 
 
 def test_two_branches_record_different_tests_merge_and_both_replay(repo, server, env):
