@@ -10,13 +10,15 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 from urllib.request import pathname2url
 
 from .errors import CassetteError
 from .interaction import Interaction, RecordedResponse
+from .runs import Key, RunRecord
 
 SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -40,7 +42,18 @@ CREATE TABLE IF NOT EXISTS interactions (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL) WITHOUT ROWID;
 """
-_TABLES = frozenset({"meta", "interactions", "test_instants"})
+# Which run last used each recording, and how often replays saved a call: written once per run.
+_USAGE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (uid TEXT PRIMARY KEY, finished_at TEXT NOT NULL, complete INTEGER NOT NULL, scope TEXT);
+CREATE TABLE IF NOT EXISTS usage (
+    fingerprint TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    last_used_run TEXT NOT NULL,
+    replays INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (fingerprint, occurrence)
+) WITHOUT ROWID;
+"""
+_TABLES = frozenset({"meta", "interactions", "test_instants", "runs", "usage"})
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 
 
@@ -154,7 +167,7 @@ class SQLiteCache:
             return
         # Tables added within schema 1 (CREATE … IF NOT EXISTS) appear in older files the first time they are written.
         with _transaction(connection):
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + _USAGE_SCHEMA).split(";"):
                 if statement.strip():
                     connection.execute(statement)
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -256,6 +269,89 @@ class SQLiteCache:
             return self._connection.execute(sql, params)  # type: ignore[union-attr]
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
+
+    # -- usage by runs (llm-replay prune, --llm-prune, stats) ------------------------------------
+
+    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
+        """Every key with the tests that recorded it, without loading the bodies."""
+        if self._connection is None:
+            return []
+        with self._lock:
+            rows = self._query("SELECT fingerprint, occurrence, tests FROM interactions ORDER BY fingerprint, occurrence").fetchall()
+        return [((fingerprint, occurrence), tuple(json.loads(tests))) for fingerprint, occurrence, tests in rows]
+
+    def record_run(self, run: RunRecord, replays: Mapping[Key, int]) -> None:
+        """Remember a finished run and the recordings it used (with how often each was replayed), in one transaction."""
+        rows = [(fingerprint, occurrence, run.uid, count) for (fingerprint, occurrence), count in replays.items()]
+        with self._lock, self._writing():
+            for statement in _USAGE_SCHEMA.split(";"):
+                if statement.strip():
+                    self._connection.execute(statement)  # type: ignore[union-attr]
+            self._connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.finished_at, int(run.complete), run.scope_json()))  # type: ignore[union-attr]
+            self._connection.executemany(  # type: ignore[union-attr]
+                "INSERT INTO usage VALUES (?,?,?,?) ON CONFLICT (fingerprint, occurrence) "
+                "DO UPDATE SET last_used_run = excluded.last_used_run, replays = replays + excluded.replays",
+                rows,
+            )
+
+    def last_complete_run(self) -> RunRecord | None:
+        """The most recent run in which every collected test ran and passed."""
+        if not self._has_table("runs"):
+            return None
+        with self._lock:
+            row = self._query("SELECT uid, finished_at, complete, scope FROM runs WHERE complete ORDER BY finished_at DESC LIMIT 1").fetchone()
+        return RunRecord.from_row(*row) if row else None
+
+    def keys_used_since(self, finished_at: str) -> set[Key]:
+        """The recordings some run finishing at or after ``finished_at`` used."""
+        if not self._has_table("usage"):
+            return set()
+        with self._lock:
+            rows = self._query(
+                "SELECT u.fingerprint, u.occurrence FROM usage u JOIN runs r ON r.uid = u.last_used_run WHERE r.finished_at >= ?", (finished_at,)
+            ).fetchall()
+        return {(fingerprint, occurrence) for fingerprint, occurrence in rows}
+
+    def usage(self) -> dict[Key, tuple[str, int]]:
+        """For each recording ever used by a run: that run's uid and the replays counted so far."""
+        if not self._has_table("usage"):
+            return {}
+        with self._lock:
+            rows = self._query("SELECT fingerprint, occurrence, last_used_run, replays FROM usage").fetchall()
+        return {(fingerprint, occurrence): (run, replays) for fingerprint, occurrence, run, replays in rows}
+
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Remove these recordings (and their usage), in one transaction; how many were removed."""
+        keys = list(keys)
+        with self._lock, self._writing():
+            removed = self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys).rowcount  # type: ignore[union-attr]
+            if self._has_table("usage", locked=True):
+                self._connection.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)  # type: ignore[union-attr]
+        for key in keys:
+            self._hits.pop(key, None)
+        return removed
+
+    def _has_table(self, name: str, locked: bool = False) -> bool:
+        if self._connection is None:
+            return False
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        if locked:
+            return self._query(sql, (name,)).fetchone() is not None
+        with self._lock:
+            return self._query(sql, (name,)).fetchone() is not None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction, failing as ``put`` does."""
+        if self.readonly:
+            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); open it for writing")
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            with _transaction(self._connection):
+                yield
+        except sqlite3.OperationalError as error:
+            raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
 
     def close(self) -> None:
         """Fold the write-ahead log back into the file, so that what git sees is complete."""

@@ -17,3 +17,9 @@ class CassetteError(Exception):
     """A cassette is unreadable, corrupt, too new, or cannot be written."""
 
     __module__ = "llm_replay"
+
+
+class CommandError(Exception):
+    """An ``llm-replay`` command cannot do what was asked (unknown key, not a git repository, …)."""
+
+    __module__ = "llm_replay"

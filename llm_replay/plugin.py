@@ -9,9 +9,11 @@ import pytest
 
 from .engine import activated, placeholder_keys
 from .errors import CassetteError
+from .locate import DEFAULT_CASSETTE
 from .recorder import Recorder
+from .runs import RunOutcome
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
-from .suite import DEFAULT_CASSETTE, Suite
+from .suite import Suite
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey[Recorder]()
@@ -28,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
     group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
+    group.addoption(
+        "--llm-prune",
+        action="store_true",
+        default=False,
+        help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
+    )
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
@@ -67,6 +75,15 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults=defaults,
         rootdir=Path(config.rootpath),
     )
+    worker = getattr(config, "workerinput", None)
+    if worker and worker.get("testrunuid"):
+        config.stash[SUITE].run_uid = worker["testrunuid"]
+    config.stash[SUITE].prune = config.getoption("--llm-prune")
+    config.stash[SUITE].outcome = RunOutcome(
+        whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,
+        distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
+    )
+    config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
     if mode is Mode.REPLAY:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
@@ -109,6 +126,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     with activated(recorder, settings.layer):
         yield recorder
     suite.totals.add(recorder)
+    suite.track_usage(recorder)
 
 
 @pytest.fixture(autouse=True)
@@ -136,9 +154,38 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     line = suite.summary() if suite else None
     if line:
         terminalreporter.write_line(line)
+    for line in suite.end_lines if suite else ():
+        terminalreporter.write_line(line)
+
+
+# -- what the run used, for the unused-recordings count and --llm-prune --------------------------
+
+
+class _RunWatcher:
+    """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin)."""
+
+    def __init__(self, outcome: RunOutcome) -> None:
+        self.outcome = outcome
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.outcome.add_collected(item.nodeid for item in session.items)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.outcome.deselected += len(items)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.outcome.collection_errors += 1
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.outcome.add_report(report.when, report.outcome)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is not None:
+        try:
+            suite.finish_run()
+        except CassetteError as error:
+            suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
         suite.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -51,6 +52,7 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
+        self.replays_by_key: Counter[tuple[str, int]] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey or RekeyIndex(self.rules)
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
@@ -85,6 +87,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
+                self.replays_by_key[key] += 1
                 self.interactions.append(found)
             return found
         if self.mode is Mode.REPLAY and strict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +14,8 @@ from .cassettes import InMemoryCache, SQLiteCache
 from .determinism import new_instant
 from .matching import MatchRules, RekeyIndex
 from .recorder import Cassette, Recorder
+from .runs import Key, RunOutcome
 from .settings import CacheSettings, Mode
-
-DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
 
 @dataclass
@@ -47,6 +48,12 @@ class Suite:
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    # -- run usage (prune) --
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # shared by pytest-xdist workers
+    prune: bool = False
+    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
+    used: Counter[Key] = field(default_factory=Counter)
+    end_lines: list[str] = field(default_factory=list)
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
@@ -114,6 +121,31 @@ class Suite:
         except ValueError:
             shown = self.cassette_path
         return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+
+    def track_usage(self, recorder: Recorder) -> None:
+        """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
+        if isinstance(recorder.cassette, SQLiteCache):
+            for interaction in recorder.interactions:
+                self.used[interaction.key] += 0
+            self.used.update(recorder.replays_by_key)
+
+    def finish_run(self) -> None:
+        """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
+        from .pruning import finish_run
+
+        if not self.totals.tests and not self.prune:
+            return
+        may_write = self._cassette is not None and not self._cassette.readonly
+        self.close()
+        self.end_lines = finish_run(
+            self.cassette_path,
+            self.outcome,
+            self.used,
+            uid=self.run_uid,
+            rootdir=self.rootdir,
+            write_usage=may_write,
+            prune=self.prune,
+        )
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""

@@ -12,7 +12,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 # The project's own environment must not decide what the sessions under test do.
-_ISOLATED_VARIABLES = ("CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL")
+_ISOLATED_VARIABLES = (
+    "CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
+    # an inner session is not one of the outer session's xdist workers
+    "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

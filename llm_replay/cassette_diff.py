@@ -1,0 +1,50 @@
+"""What changed between two cassettes: recordings added, removed, and answered differently."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
+
+from .interaction import Interaction
+from .listing import endpoint_text, key_text, prompt_words, show_lines
+from .union import same_answer
+
+if TYPE_CHECKING:
+    from .cassettes import SQLiteCache
+
+_MAX_BODY_DIFF_LINES = 30
+
+
+def diff_lines(old: "SQLiteCache", new: "SQLiteCache") -> list[str]:
+    """``+``/``-``/``~`` lines by key, with a short diff of each changed recording; empty when equal."""
+    before = {i.key: i for i in old.interactions()}
+    after = {i.key: i for i in new.interactions()}
+    lines: list[str] = []
+    added = removed = changed = 0
+    for key in sorted(before.keys() | after.keys()):
+        was, now = before.get(key), after.get(key)
+        if was is None:
+            added += 1
+            lines.append(f"+ {_summary(now)}")  # type: ignore[arg-type]
+        elif now is None:
+            removed += 1
+            lines.append(f"- {_summary(was)}")
+        elif not same_answer(was, now):
+            changed += 1
+            lines.append(f"~ {_summary(now)}")
+            lines.extend(_changes(was, now))
+    if lines:
+        lines.append(f"{added} added, {removed} removed, {changed} changed ({old.describe()} -> {new.describe()})")
+    return lines
+
+
+def _summary(interaction: Interaction) -> str:
+    return f"{key_text(interaction)}  {endpoint_text(interaction)}  {interaction.request.model or '-'}  {prompt_words(interaction)}"
+
+
+def _changes(was: Interaction, now: Interaction) -> list[str]:
+    diff = list(difflib.unified_diff(show_lines(was), show_lines(now), "recorded before", "recorded now", n=1, lineterm=""))
+    shown = ["    " + line for line in diff[2:][:_MAX_BODY_DIFF_LINES]]
+    if len(diff) - 2 > _MAX_BODY_DIFF_LINES:
+        shown.append(f"    … {len(diff) - 2 - _MAX_BODY_DIFF_LINES} more lines (llm-replay show {key_text(now)} --cassette …)")
+    return shown

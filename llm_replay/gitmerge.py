@@ -1,0 +1,116 @@
+"""git and SQLite cassettes: a textconv so ``git diff`` shows text, a merge driver that unions recordings.
+
+``llm-replay git-setup`` writes both into the repository: the ``.gitattributes`` line (committed,
+shared) and the driver commands in ``.git/config`` (per clone, as git requires for drivers).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import CommandError
+from .listing import show_lines
+from .union import add_missing
+
+if TYPE_CHECKING:
+    from .cassettes import SQLiteCache
+
+DRIVER = "llm-replay"
+
+
+@contextmanager
+def snapshot(path: Path) -> Iterator["SQLiteCache"]:
+    """A read-only copy of a file git hands us, opened in a folder of our own.
+
+    A read-only SQLite connection to a WAL database leaves -wal/-shm files beside it; beside
+    git's temporary files they would litter the work tree.
+    """
+    from .cassettes import SQLiteCache
+
+    with tempfile.TemporaryDirectory(prefix="llm-replay-") as folder:
+        copy = Path(folder) / "cassette.sqlite3"
+        if path.is_file():
+            shutil.copyfile(path, copy)
+        cassette = SQLiteCache(copy, readonly=True)
+        try:
+            yield cassette
+        finally:
+            cassette.close()
+
+
+def textconv_lines(path: Path) -> list[str]:
+    """The whole cassette as text sorted by key, so a re-recording shows as a small diff."""
+    with snapshot(path) as cassette:
+        interactions = list(cassette.interactions())
+    lines = [f"llm_replay cassette: {len(interactions)} recordings", ""]
+    for interaction in interactions:
+        lines.extend(show_lines(interaction))
+        lines.append("")
+    return lines
+
+
+def merge_into_ours(ours: Path, theirs: Path) -> list[str]:
+    """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash."""
+    from .cassettes import SQLiteCache
+
+    with snapshot(theirs) as other:
+        recordings = list(other.interactions())
+    mine = SQLiteCache(ours)
+    try:
+        report = add_missing(mine, recordings)
+    finally:
+        mine.close()
+    summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"
+    if report.conflicts:
+        summary += f"; {len(report.conflicts)} recorded differently on both branches (kept ours; re-record them with --llm-mode=refresh to choose)"
+    return [summary, *report.describe_conflicts()]
+
+
+def default_command() -> str:
+    """How git should start this tool: the script if it is on PATH, else this Python with ``-m llm_replay``."""
+    return DRIVER if shutil.which(DRIVER) else f"{shlex.quote(sys.executable)} -m llm_replay"
+
+
+def git_setup(cassette: Path, directory: Path, command: str | None = None) -> list[str]:
+    """Mark the cassette in .gitattributes and register the textconv and the merge driver; idempotent."""
+    top = Path(_git(directory, "rev-parse", "--show-toplevel").strip())
+    try:
+        pattern = cassette.resolve().relative_to(top.resolve()).as_posix()
+    except ValueError:
+        raise CommandError(f"cassette {cassette} is outside the git repository at {top}; run git-setup in the repository that holds it") from None
+    command = command or default_command()
+    attributes = top / ".gitattributes"
+    line = f"{pattern} -text diff={DRIVER} merge={DRIVER}"
+    existing = attributes.read_text(encoding="utf-8").splitlines() if attributes.exists() else []
+    done = []
+    if line not in existing:
+        kept = [entry for entry in existing if entry.split()[:1] != [pattern]]
+        attributes.write_text("\n".join([*kept, line]) + "\n", encoding="utf-8")
+        done.append(f"{attributes}: {line}  (commit this file)")
+    settings = {
+        f"diff.{DRIVER}.textconv": f"{command} textconv",
+        f"merge.{DRIVER}.name": "llm_replay cassette: union of both branches' recordings",
+        f"merge.{DRIVER}.driver": f"{command} merge %O %A %B",
+    }
+    for name, value in settings.items():
+        _git(top, "config", "--local", name, value)
+        done.append(f"git config {name} {shlex.quote(value)}")
+    done.append("git diff now shows the cassette as text; git merge unions recordings (every clone runs llm-replay git-setup once)")
+    return done
+
+
+def _git(directory: Path, *args: str) -> str:
+    try:
+        result = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise CommandError("git is not installed (or not on PATH); install git, then run llm-replay git-setup again") from None
+    if result.returncode != 0:
+        raise CommandError(f"git {' '.join(args[:2])} failed in {directory}: {result.stderr.strip()}; run git-setup inside a git repository")
+    return result.stdout

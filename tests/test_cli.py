@@ -1,0 +1,256 @@
+"""The llm-replay command end to end: over cassettes recorded by real pytest sessions against the loopback server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpcore2  # noqa: F401  openai's transport, imported on its first request: import it here, once,
+import openai  # so that pytester's inner sessions (which drop the modules they import) cannot leave
+import pytest  # later tests holding exception classes of a dropped module generation
+import vcr
+
+from conftest import cassette_file
+from llm_replay.cli import main
+
+ASK = '''
+import openai
+
+
+def ask(prompt):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
+'''
+
+
+def app_tests(base_url: str, *prompts: str, failing: str = "") -> str:
+    """A test module with one test per prompt (test_<first word>), and optionally one failing test."""
+    body = ASK.format(base_url=base_url)
+    for prompt in prompts:
+        body += f'''
+
+def test_{prompt.split()[0].lower()}(llm_cache):
+    assert ask("{prompt}").startswith("echo")
+'''
+    if failing:
+        body += f'''
+
+def test_{failing}(llm_cache):
+    ask("{failing}")
+    assert False, "a failing test"
+'''
+    return body
+
+
+@pytest.fixture(autouse=True)
+def _fast_inner_sessions(env: pytest.MonkeyPatch) -> None:
+    """Inner sessions skip hypothesis's plugin: pytester re-imports hypothesis for each one (seconds each)."""
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # what inner pytest sessions printed is not the command's output
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def recorded(llm_pytester, server, env) -> pytest.Pytester:
+    """A project with two tests recorded into its default cassette; the cwd is the project."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke"))
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    env.chdir(llm_pytester.path)
+    return llm_pytester
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("ls", "show", "stats", "import", "export", "prune", "diff", "textconv", "merge", "git-setup"):
+        assert f"    {command}" in out
+    assert "--cassette FILE" in out
+
+
+def test_the_console_script_is_installed():
+    script = shutil.which("llm-replay", path=str(Path(sys.executable).parent))
+    assert script, "pyproject.toml [project.scripts] must install llm-replay"
+    result = subprocess.run([script, "prune", "--help"], capture_output=True, text=True, check=True)
+    assert "--dry-run" in result.stdout and "--cassette FILE" in result.stdout
+
+
+def test_ls_show_stats_use_the_cassette_pytest_uses(recorded, capsys):
+    code, out, _ = run_cli(capsys, "ls")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY", "MODEL", "ENDPOINT", "STATUS", "RECORDED", "TESTS", "PROMPT"]
+    capital = next(line for line in lines if "Capital of France" in line)
+    assert "gpt-4o-mini" in capital and "POST 127.0.0.1:" in capital and "/v1/chat/completions" in capital
+    assert "test_app.py::test_capital" in capital and "(user) Capital of France" in capital
+    assert lines[-1] == "2 recordings"
+
+    key = capital.split()[0]
+    code, out, _ = run_cli(capsys, "show", key[:6])
+    assert code == 0
+    assert f"key:       {key}" in out and "tests:     test_app.py::test_capital" in out
+    assert '"content": "Capital of France"' in out and "response:  200" in out and '"object": "chat.completion"' in out
+
+    code, out, _ = run_cli(capsys, "stats")
+    assert code == 0
+    assert "recordings:        2" in out and "models:            gpt-4o-mini 2" in out
+    assert "tokens recorded:" in out and "(2 of 2 recordings report usage)" in out
+
+
+def test_errors_name_the_file_and_the_fix(recorded, capsys, tmp_path):
+    code, _, err = run_cli(capsys, "show", "zzzz")
+    assert code == 2 and "no recording with key 'zzzz'" in err and "llm-replay ls" in err
+
+    missing = tmp_path / "nowhere.sqlite3"
+    code, _, err = run_cli(capsys, "ls", "--cassette", str(missing))
+    assert code == 2 and str(missing) in err and "--llm-mode=record" in err
+
+    not_sqlite = tmp_path / "notes.sqlite3"
+    not_sqlite.write_text("hello")
+    code, _, err = run_cli(capsys, "stats", "--cassette", str(not_sqlite))
+    assert code == 2 and "not an llm_replay cassette" in err and str(not_sqlite) in err
+
+    code, _, err = run_cli(capsys, "import", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "missing.yaml: no such file or folder" in err
+
+
+def test_ini_llm_cassette_is_the_default(llm_pytester, server, env, capsys):
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makeini("[pytest]\nllm_cassette = recordings/suite.sqlite3\n")
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    llm_pytester.runpytest().assert_outcomes(passed=1)
+    (llm_pytester.path / "sub").mkdir()
+    env.chdir(llm_pytester.path / "sub")
+    code, out, _ = run_cli(capsys, "stats")
+    assert code == 0 and f"cassette:          {llm_pytester.path / 'recordings' / 'suite.sqlite3'}" in out
+
+
+def test_diff_shows_added_removed_and_changed(recorded, server, capsys):
+    before = recorded.path / "before.sqlite3"
+    shutil.copy(cassette_file(recorded), before)
+    code, out, _ = run_cli(capsys, "diff", str(before), str(cassette_file(recorded)))
+    assert code == 0 and "no differences" in out
+
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Name a colour"))
+    recorded.runpytest("--llm-mode=refresh").assert_outcomes(passed=2)  # the capital is answered anew (#n changes)
+    code, out, _ = run_cli(capsys, "diff", str(before), str(cassette_file(recorded)))
+    assert code == 1
+    lines = out.splitlines()
+    assert any(line.startswith("+ ") and "Name a colour" in line for line in lines)
+    assert any(line.startswith("~ ") and "Capital of France" in line for line in lines)
+    assert any(line.startswith("    -") and "echo[0]: Capital of France" in line for line in lines), "the changed answer is shown"
+    assert lines[-1].startswith("1 added, 0 removed, 1 changed")
+    code, out, _ = run_cli(capsys, "diff", str(cassette_file(recorded)), str(before))
+    assert any(line.startswith("- ") and "Name a colour" in line for line in out.splitlines())
+
+
+# -- prune ------------------------------------------------------------------------------------
+
+
+def test_summary_counts_unused_and_llm_prune_deletes_only_after_a_complete_run(recorded, server, capsys):
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # the joke test is gone
+    result = recorded.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run (pytest --llm-prune deletes them*"])
+
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", failing="broken"))
+    refused = recorded.runpytest("--llm-prune")
+    refused.assert_outcomes(passed=1, failed=1)
+    refused.stdout.fnmatch_lines(["llm_replay: --llm-prune refused: 1 test phase(s) failed or errored; nothing was deleted*"])
+    deselected = recorded.runpytest("--llm-prune", "-k", "capital")
+    deselected.stdout.fnmatch_lines(["llm_replay: --llm-prune refused: 1 test(s) deselected; nothing was deleted*"])
+    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n"), "nothing was deleted"
+
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    pruned = recorded.runpytest("--llm-prune", "--llm-mode=replay")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: 2 recordings not used by this run", f"llm_replay: --llm-prune deleted 2 unused recordings from {cassette_file(recorded)}"])
+    out = run_cli(capsys, "ls")[1]
+    assert "Capital of France" in out and "joke" not in out and "broken" not in out and out.endswith("1 recording\n")
+    again = recorded.runpytest()
+    again.stdout.fnmatch_lines(["llm_replay: 0 recordings not used by this run"])
+
+
+def test_a_run_of_some_files_never_prunes_other_files_recordings(recorded, server, capsys):
+    recorded.makepyfile(test_other=app_tests(server.base_url, "Name a colour"))
+    recorded.runpytest().assert_outcomes(passed=3)
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # drops the joke
+    partial = recorded.runpytest("test_app.py", "--llm-prune")
+    partial.assert_outcomes(passed=1)
+    partial.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run", "llm_replay: --llm-prune deleted 1 unused recording from *"])
+    out = run_cli(capsys, "ls")[1]
+    assert "Name a colour" in out and "Capital of France" in out and "joke" not in out
+
+
+def test_prune_command_uses_the_last_complete_run(recorded, server, capsys):
+    code, _, err = run_cli(capsys, "prune", "--cassette", str(recorded.path / "other.sqlite3"))
+    assert code == 2 and "no cassette at" in err
+
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", failing="broken"))
+    recorded.runpytest().assert_outcomes(passed=2, failed=1)  # records "broken", but the run is not complete
+    code, out, _ = run_cli(capsys, "prune")
+    assert (code, out.split(" (")[0]) == (0, "deleted 0 recordings not used by the last complete run"), "newer than that run: kept"
+    assert not (recorded.path / "other.sqlite3").exists(), "a command never creates a cassette it was only asked to read or prune"
+
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    recorded.runpytest().assert_outcomes(passed=1)
+    code, out, _ = run_cli(capsys, "prune", "--dry-run")
+    assert code == 0 and out.startswith("would delete 2 recordings not used by the last complete run") and "whole suite" in out
+    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n")
+    code, out, _ = run_cli(capsys, "prune")
+    assert code == 0 and out.startswith("deleted 2 recordings")
+    assert run_cli(capsys, "ls")[1].endswith("1 recording\n")
+
+
+def test_prune_command_without_a_complete_run_says_what_to_do(llm_pytester, server, env, capsys):
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", failing="broken"))
+    llm_pytester.runpytest().assert_outcomes(passed=1, failed=1)
+    env.chdir(llm_pytester.path)
+    code, _, err = run_cli(capsys, "prune")
+    assert code == 2 and "no complete pytest run is recorded" in err and "run the whole suite once" in err
+
+
+def test_stats_counts_replays_and_what_they_saved(recorded, capsys):
+    recorded.runpytest().assert_outcomes(passed=2)  # record mode: both replay, and the run may write usage
+    recorded.runpytest().assert_outcomes(passed=2)
+    out = run_cli(capsys, "stats")[1]
+    assert "replays so far:    4 " in out
+    saved = next(line for line in out.splitlines() if line.startswith("saved by replays:"))
+    assert not saved.startswith("saved by replays:  0 tokens"), saved
+    assert "last complete run: " in out and "whole suite" in out
+
+
+def test_export_writes_yaml_that_vcrpy_replays_through_the_openai_sdk(recorded, server, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "export", "--yaml", str(tmp_path / "yaml"))
+    assert code == 0 and out.startswith("wrote 2 vcrpy cassettes")
+    capital = tmp_path / "yaml" / "test_app" / "test_capital.yaml"
+    assert capital.is_file() and (tmp_path / "yaml" / "test_app" / "test_tell.yaml").is_file()
+    recorded_answer = next(i for i in _interactions(cassette_file(recorded)) if "Capital" in i.request.prompt()).response.json()
+
+    server.stop()
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    matching = ["method", "scheme", "host", "port", "path", "query", "body"]
+    with vcr.use_cassette(str(capital), record_mode="none", match_on=matching) as cassette:
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France"}])
+    assert cassette.play_count == 1
+    assert answer.to_dict() == recorded_answer
+
+
+def _interactions(path: Path) -> list:
+    from llm_replay.cassettes import SQLiteCache
+
+    cassette = SQLiteCache(path, readonly=True)
+    try:
+        return list(cassette.interactions())
+    finally:
+        cassette.close()

@@ -1,0 +1,109 @@
+"""A real git repository: two branches record different tests, git merges the cassette, both replay."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import cassette_file
+from llm_replay.cli import main
+from test_cli import app_tests
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def repo(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
+    """A project under git with llm-replay git-setup done, on branch main."""
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    for name, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null"}.items():
+        env.setenv(name, value)
+    path = llm_pytester.path
+    git(path, "init", "-q", "-b", "main")
+    env.chdir(path)
+    assert main(["git-setup"]) == 0
+    (path / ".gitignore").write_text(".pytest_cache/\n__pycache__/\n*.sqlite3-wal\n*.sqlite3-shm\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "project")
+    return llm_pytester
+
+
+def test_git_setup_writes_attributes_and_config(repo, capsys):
+    attributes = (repo.path / ".gitattributes").read_text()
+    assert attributes == "cassettes/llm_cache.sqlite3 -text diff=llm-replay merge=llm-replay\n"
+    assert git(repo.path, "config", "merge.llm-replay.driver").strip().endswith("merge %O %A %B")
+    assert git(repo.path, "config", "diff.llm-replay.textconv").strip().endswith("textconv")
+    assert main(["git-setup", "--command", "my-llm-replay"]) == 0  # idempotent, and the command can be chosen
+    assert (repo.path / ".gitattributes").read_text() == attributes
+    assert git(repo.path, "config", "merge.llm-replay.driver").strip() == "my-llm-replay merge %O %A %B"
+
+
+def test_git_setup_outside_a_repository_says_so(tmp_path, env, capsys):
+    env.chdir(tmp_path)
+    assert main(["git-setup"]) == 2
+    assert "llm-replay git-setup: error: git rev-parse --show-toplevel failed" in capsys.readouterr().err
+
+
+def test_two_branches_record_different_tests_merge_and_both_replay(repo, server, env):
+    path = repo.path
+    repo.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    repo.runpytest().assert_outcomes(passed=1)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "record the capital")
+
+    git(path, "checkout", "-q", "-b", "jokes")
+    repo.makepyfile(test_jokes=app_tests(server.base_url, "Tell me a joke"))
+    repo.runpytest("test_jokes.py").assert_outcomes(passed=1)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "record a joke")
+    shown = git(path, "show", "HEAD", "--", "cassettes/llm_cache.sqlite3")
+    assert '+llm_replay cassette: 2 recordings' in shown and '+tests:     test_jokes.py::test_tell' in shown, "git diff shows the cassette as text"
+
+    git(path, "checkout", "-q", "main")
+    repo.makepyfile(test_colours=app_tests(server.base_url, "Name a colour"))
+    repo.runpytest("test_colours.py").assert_outcomes(passed=1)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "record a colour")
+
+    merged = git(path, "merge", "--no-edit", "jokes")
+    assert "llm-replay merge: added 1 recordings from the other branch, 1 were already here" in merged
+    assert git(path, "status", "--porcelain") == "", "the merge completed without conflicts"
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    replayed = repo.runpytest()
+    replayed.assert_outcomes(passed=3)
+    replayed.stdout.fnmatch_lines(["llm_replay: 3 replayed, 0 recorded, 0 missed in 3 tests*"])
+
+
+def test_same_test_recorded_on_both_branches_keeps_ours_and_reports(repo, server):
+    path = repo.path
+    git(path, "checkout", "-q", "-b", "theirs")
+    repo.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    repo.runpytest().assert_outcomes(passed=1)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "theirs")
+    git(path, "checkout", "-q", "main")
+    repo.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    repo.runpytest().assert_outcomes(passed=1)  # the server numbers its answers: this one differs from theirs
+    ours = cassette_file(repo).read_bytes()
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "ours")
+
+    merged = git(path, "merge", "--no-edit", "theirs")
+    assert "1 recorded differently on both branches (kept ours" in merged
+    assert "kept ours for " in merged and "POST http://127.0.0.1:" in merged
+    before = path / "ours-before.sqlite3"
+    before.write_bytes(ours)
+    assert main(["diff", str(before), str(cassette_file(repo))]) == 0, "the merged cassette answers as ours did"
