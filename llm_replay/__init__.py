@@ -1,8 +1,8 @@
 """llm_replay: record LLM calls once, replay them deterministically in tests."""
 
 from .engine import use_cassette
-from .errors import CassetteError, CassetteMiss
+from .errors import CassetteError, CassetteMiss, NetworkBlocked
 from .settings import Mode
 
-__all__ = ["CassetteError", "CassetteMiss", "Mode", "use_cassette"]
+__all__ = ["CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "use_cassette"]
 __version__ = "0.1.0"

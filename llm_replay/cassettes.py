@@ -15,9 +15,10 @@ from urllib.request import pathname2url
 
 from .errors import CassetteError
 from .interaction import Interaction, RecordedResponse
+from .scrub import Scrubber
 
 SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS interactions (
@@ -45,7 +46,8 @@ class InMemoryCache:
 
     path = None
 
-    def __init__(self) -> None:
+    def __init__(self, scrubber: Scrubber | None = None) -> None:
+        self.scrubber = scrubber or Scrubber()
         self._entries: dict[tuple[str, int], Interaction] = {}
 
     def describe(self) -> str:
@@ -57,7 +59,8 @@ class InMemoryCache:
         return self._entries.get((fingerprint, occurrence))
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction."""
+        """Store or overwrite an interaction, scrubbed of credentials."""
+        interaction = self.scrubber.interaction(interaction)
         self._entries[interaction.key] = interaction
 
     def interactions(self) -> Iterator[Interaction]:
@@ -78,13 +81,16 @@ class SQLiteCache:
     Opened read-only it never creates or changes the file; a missing file then reads as empty.
     """
 
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
         self._hits: dict[tuple[str, int], Interaction] = {}
         self._connection: sqlite3.Connection | None = None
         _check_is_sqlite(self.path)
+        if not readonly:
+            _check_is_writable(self.path)
         if not readonly or self.path.exists():
             self._connection = self._connect()
 
@@ -149,11 +155,12 @@ class SQLiteCache:
         return interaction
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction, durably, in one transaction."""
+        """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
         if self.readonly:
             raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
         if self._connection is None:
             self._connection = self._connect()
+        interaction = self.scrubber.interaction(interaction)
         response = interaction.response
         body: bytes | str = response.body
         try:
@@ -239,15 +246,33 @@ def _from_row(row: tuple) -> Interaction:
 def _check_is_sqlite(path: Path) -> None:
     try:
         with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
+            head = handle.read(len(SQLITE_MAGIC))
     except FileNotFoundError:
         return
     except OSError as error:
         raise CassetteError(f"cannot read cassette {path}: {error}") from error
-    if head and head != _SQLITE_MAGIC:
+    if head and head != SQLITE_MAGIC:
         raise CassetteError(
             f"{path} is not an llm_replay cassette (not an SQLite file); it was left untouched. "
             "Move it away, or point --llm-cassette (ini llm_cassette) at another file"
+        )
+
+
+def _check_is_writable(path: Path) -> None:
+    """Refuse to record into a file its owner made read-only (even as root, who could write it anyway)."""
+    if path.exists():
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+            raise CassetteError(
+                f"cassette {path} is read-only (file permissions) but this run records into it; it was left untouched. "
+                f"Make it writable (chmod u+w {path}) or only replay (--llm-mode=replay)"
+            )
+        folder = path.parent
+    else:
+        folder = next((parent for parent in path.parents if parent.exists()), path.parent)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CassetteError(
+            f"cassette {path} cannot be recorded into: its folder {folder} is not writable "
+            "(SQLite keeps its write-ahead log beside the file). Make the folder writable or point --llm-cassette elsewhere"
         )
 
 

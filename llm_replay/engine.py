@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, MutableMapping
+from typing import Iterable, Iterator, MutableMapping
 
 from .cassettes import InMemoryCache, SQLiteCache
+from .network import blocking_network
 from .recorder import Recorder
+from .scrub import Scrubber
 from .settings import Mode, parse_mode, session_mode
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
@@ -46,8 +48,11 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
 
 
 @contextmanager
-def activated(recorder: Recorder) -> Iterator[Recorder]:
-    """Intercept HTTP through ``recorder`` for the block (``off`` intercepts nothing)."""
+def activated(recorder: Recorder, allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
+    """Intercept HTTP through ``recorder`` for the block (``off`` intercepts nothing).
+
+    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts``.
+    """
     if recorder.mode is Mode.OFF:
         yield recorder
         return
@@ -56,22 +61,31 @@ def activated(recorder: Recorder) -> Iterator[Recorder]:
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
             stack.enter_context(placeholder_keys())
+            stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
         stack.enter_context(intercepting(recorder))
         yield recorder
 
 
 @contextmanager
-def use_cassette(path: str | os.PathLike[str] | None, mode: str | Mode | None = None, *, repeats: str = "cache") -> Iterator[Recorder]:
+def use_cassette(
+    path: str | os.PathLike[str] | None,
+    mode: str | Mode | None = None,
+    *,
+    repeats: str = "cache",
+    allowed_hosts: Iterable[str] = (),
+    scrubber: Scrubber | None = None,
+) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
     ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
     env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``.
+    ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
-    cassette = InMemoryCache() if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY)
+    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        with activated(Recorder(cassette, chosen, repeats=repeats, record_hint=lambda: hint)) as recorder:
+        with activated(Recorder(cassette, chosen, repeats=repeats, record_hint=lambda: hint), allowed_hosts) as recorder:
             yield recorder
     finally:
         cassette.close()

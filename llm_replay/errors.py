@@ -17,3 +17,10 @@ class CassetteError(Exception):
     """A cassette is unreadable, corrupt, too new, or cannot be written."""
 
     __module__ = "llm_replay"
+
+
+class NetworkBlocked(CassetteMiss):
+    """Code under test tried to reach a remote host while replaying (a client vcrpy does not patch,
+    or a service the test did not record). A kind of miss: it fails the test the same way."""
+
+    __module__ = "llm_replay"

@@ -10,6 +10,7 @@ import pytest
 from .engine import activated, placeholder_keys
 from .errors import CassetteError
 from .recorder import Recorder
+from .scrub import Scrubber
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import DEFAULT_CASSETTE, Suite
 
@@ -33,6 +34,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
+    # Safety: secrets and network (docs/safety.md).
+    parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
+    parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
+    parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,7 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
-        defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
+        defaults = CacheSettings(
+            mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"), allow_hosts=tuple(config.getini("llm_allow_hosts"))
+        )
+        scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -52,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cassette_path=_cassette_path(config),
         defaults=defaults,
         rootdir=Path(config.rootpath),
+        scrubber=scrubber,
     )
     if mode is Mode.REPLAY:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -92,7 +101,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     except CassetteError as error:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
     request.node.stash[RECORDER] = recorder
-    with activated(recorder):
+    with activated(recorder, settings.allow_hosts):
         yield recorder
     suite.totals.add(recorder)
 
@@ -128,3 +137,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is not None:
         suite.close()
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # a pytest-xdist worker: the controller prints the summary
+            workeroutput[_XDIST_TOTALS] = suite.totals.as_counts()
+
+
+_XDIST_TOTALS = "llm_replay_totals"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: add a finished worker's counts to the controller's summary."""
+    suite = node.config.stash.get(SUITE, None)
+    counts = getattr(node, "workeroutput", {}).get(_XDIST_TOTALS)
+    if suite is not None and counts:
+        suite.totals.merge(counts)

@@ -83,6 +83,7 @@ class CacheSettings:
     repeats: str = "cache"
     match_ignore: tuple[str, ...] = ()
     freeze_time: bool = True
+    allow_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -105,6 +106,9 @@ class CacheSettings:
         if "match_ignore" in changes:
             ignore = changes["match_ignore"]
             changes["match_ignore"] = (ignore,) if isinstance(ignore, str) else tuple(ignore)
+        if "allow_hosts" in changes:
+            hosts = changes["allow_hosts"]
+            changes["allow_hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         return replace(self, **changes)

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from .cassettes import InMemoryCache, SQLiteCache
 from .recorder import Recorder
+from .scrub import Scrubber
 from .settings import CacheSettings, Mode
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
@@ -30,6 +31,15 @@ class Totals:
         self.missed += recorder.missed
         self.tests += 1
 
+    def merge(self, counts: Mapping[str, int]) -> None:
+        """Add the totals a pytest-xdist worker sent back (``as_counts`` on its side)."""
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + int(value))
+
+    def as_counts(self) -> dict[str, int]:
+        """The totals as plain data, to travel from an xdist worker to the controller."""
+        return {"replayed": self.replayed, "recorded": self.recorded, "missed": self.missed, "tests": self.tests}
+
 
 @dataclass
 class Suite:
@@ -41,6 +51,7 @@ class Suite:
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
+    scrubber: Scrubber = field(default_factory=Scrubber)
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
 
@@ -59,13 +70,13 @@ class Suite:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly)
+            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
         in_memory = settings.scope == "test"
-        cassette = InMemoryCache() if in_memory else self.cassette(settings.mode)
+        cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
         return Recorder(
             cassette,
             settings.mode,
