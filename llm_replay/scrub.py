@@ -13,7 +13,7 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 if TYPE_CHECKING:
     from .fingerprint import CanonicalRequest
@@ -76,6 +76,12 @@ class Scrubber:
         """(value, variable name) of every current secret value, longest first so no value is cut in half."""
         found = {value: name for name, value in sorted(self.environ.items()) if len(value) >= MIN_SECRET_LENGTH and self.is_secret_env_name(name)}
         return sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+
+    def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
+        """(pattern, matched text) for each match of the user's patterns, for the audit."""
+        for source, pattern in zip(self.patterns, self._text_patterns):
+            for match in pattern.finditer(text):
+                yield source, match.group(0)
 
     def text(self, text: str, secrets: Sequence[tuple[str, str]] | None = None) -> str:
         """``text`` with every secret value and pattern match replaced by a placeholder."""
