@@ -55,7 +55,8 @@ class Finding:
 
     def describe(self) -> str:
         """``file: entry: field: kind 'sk-pro…wxyz'`` (the value masked, so the report leaks nothing)."""
-        return f"{self.path}: {self.entry}: {self.field}: {self.kind} {_mask(self.value)!r}"
+        shown = f" {_mask(self.value)!r}" if self.value else ""
+        return f"{self.path}: {self.entry}: {self.field}: {self.kind}{shown}"
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Audit:
                         yield Finding(path, entry, field, kind, value)
                 for name in interaction.response.headers:
                     if name.lower() in SECRET_HEADERS:
-                        yield Finding(path, entry, f"response.headers.{name}", "credential header stored", name)
+                        yield Finding(path, entry, f"response.headers.{name}", "credential header stored", "")
         finally:
             cassette.close()
 
@@ -148,7 +149,8 @@ def _entry_name(interaction: Interaction) -> str:
 
 
 def _mask(value: str) -> str:
-    return value[:6] + "…" + value[-4:] if len(value) > 16 else value[:3] + "…"
+    """Enough to recognise the value by, never enough to use it."""
+    return value[: min(6, len(value) // 4)] + "…" + value[len(value) - min(4, len(value) // 6):]
 
 
 def _size(count: int) -> str:
