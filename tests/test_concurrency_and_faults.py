@@ -26,6 +26,8 @@ def ask(prompt):
     return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
 '''
 WORKER_TESTS = 40
+# Subprocess runs load only what they need: every worker importing every installed plugin costs seconds.
+ONLY_OUR_PLUGINS = ("-p", "xdist", "-p", "llm_replay.plugin")
 
 
 def test_four_xdist_workers_record_into_one_cassette_and_lose_nothing(llm_pytester, server, env):
@@ -37,7 +39,8 @@ def test_question(llm_cache, n):
     assert ask(f"question {{n}}").choices[0].message.content.startswith(f"echo[0]: question {{n}}")
 ''')
     env.setenv("OPENAI_API_KEY", server.api_key)
-    recorded = llm_pytester.runpytest_subprocess("-n", "4", "--llm-mode=record")
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    recorded = llm_pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS, "-n", "4", "--llm-mode=record")
     recorded.assert_outcomes(passed=WORKER_TESTS)
     recorded.stdout.fnmatch_lines([f"llm_replay: 0 replayed, {WORKER_TESTS} recorded, 0 missed in {WORKER_TESTS} tests (mode record*"])
     assert "locked" not in recorded.stdout.str() + recorded.stderr.str()
@@ -48,7 +51,7 @@ def test_question(llm_cache, n):
     server.stop()
     env.delenv("OPENAI_API_KEY")
     env.setenv("CI", "true")
-    replayed = llm_pytester.runpytest_subprocess("-n", "4")
+    replayed = llm_pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS, "-n", "4")
     replayed.assert_outcomes(passed=WORKER_TESTS)
     replayed.stdout.fnmatch_lines([f"llm_replay: {WORKER_TESTS} replayed, 0 recorded, 0 missed in {WORKER_TESTS} tests (mode replay*"])
 
@@ -69,8 +72,9 @@ def test_zz_killed_here(llm_cache):
     time.sleep(120)
 ''')
     env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--llm-mode=record", "test_killed.py"],
+        [sys.executable, "-m", "pytest", *ONLY_OUR_PLUGINS, "-p", "no:cacheprovider", "--llm-mode=record", "test_killed.py"],
         cwd=llm_pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
