@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 from urllib.request import pathname2url
@@ -18,6 +19,7 @@ from .interaction import Interaction, RecordedResponse
 from .scrub import Scrubber
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,10 +106,10 @@ class SQLiteCache:
                 connection = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA busy_timeout = 60000")
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
             if not self.readonly:
-                connection.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")
             self._check_schema(connection)
             return connection
@@ -256,6 +258,21 @@ def _check_is_sqlite(path: Path) -> None:
             f"{path} is not an llm_replay cassette (not an SQLite file); it was left untouched. "
             "Move it away, or point --llm-cassette (ini llm_cassette) at another file"
         )
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch a new cassette to WAL. The switch needs the file to itself and SQLite does not wait for
+    that (no busy handler), so xdist workers opening a new cassette together take turns here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _check_is_writable(path: Path) -> None:
