@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +20,11 @@ from urllib.request import pathname2url
 from .errors import CassetteError
 from .interaction import Interaction, RecordedResponse
 from .runs import Key, RunRecord
+from .scrub import Scrubber
 
 SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 60
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS interactions (
@@ -62,7 +65,8 @@ class InMemoryCache:
 
     path = None
 
-    def __init__(self) -> None:
+    def __init__(self, scrubber: Scrubber | None = None) -> None:
+        self.scrubber = scrubber or Scrubber()
         self._entries: dict[tuple[str, int], Interaction] = {}
         self._instants: dict[str, datetime] = {}
 
@@ -75,7 +79,8 @@ class InMemoryCache:
         return self._entries.get((fingerprint, occurrence))
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction."""
+        """Store or overwrite an interaction, scrubbed of credentials."""
+        interaction = self.scrubber.interaction(interaction)
         self._entries[interaction.key] = interaction
 
     def interactions(self) -> Iterator[Interaction]:
@@ -114,14 +119,17 @@ class SQLiteCache:
     Opened read-only it never creates or changes the file; a missing file then reads as empty.
     """
 
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
         self._hits: dict[tuple[str, int], Interaction] = {}
         self._connection: sqlite3.Connection | None = None
         self._has_instants = False
         _check_is_sqlite(self.path)
+        if not readonly:
+            _check_is_writable(self.path)
         if not readonly or self.path.exists():
             self._connection = self._connect()
 
@@ -135,11 +143,11 @@ class SQLiteCache:
                 connection = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA busy_timeout = 60000")
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
             self._check_schema(connection)  # first: switching to WAL rewrites the header of someone else's database
             if not self.readonly:
-                connection.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")
             return connection
         except sqlite3.DatabaseError as error:
@@ -188,7 +196,8 @@ class SQLiteCache:
         return interaction
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction, durably, in one transaction."""
+        """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
+        interaction = self.scrubber.interaction(interaction)
         response = interaction.response
         body: bytes | str = response.body
         try:
@@ -397,15 +406,48 @@ def _from_row(row: tuple) -> Interaction:
 def _check_is_sqlite(path: Path) -> None:
     try:
         with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
+            head = handle.read(len(SQLITE_MAGIC))
     except FileNotFoundError:
         return
     except OSError as error:
         raise CassetteError(f"cannot read cassette {path}: {error}") from error
-    if head and head != _SQLITE_MAGIC:
+    if head and head != SQLITE_MAGIC:
         raise CassetteError(
             f"{path} is not an llm_replay cassette (not an SQLite file); it was left untouched. "
             "Move it away, or point --llm-cassette (ini llm_cassette) at another file"
+        )
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch a new cassette to WAL. The switch needs the file to itself and SQLite does not wait for
+    that (no busy handler), so xdist workers opening a new cassette together take turns here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _check_is_writable(path: Path) -> None:
+    """Refuse to record into a file its owner made read-only (even as root, who could write it anyway)."""
+    if path.exists():
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+            raise CassetteError(
+                f"cassette {path} is read-only (file permissions) but this run records into it; it was left untouched. "
+                f"Make it writable (chmod u+w {path}) or only replay (--llm-mode=replay)"
+            )
+        folder = path.parent
+    else:
+        folder = next((parent for parent in path.parents if parent.exists()), path.parent)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CassetteError(
+            f"cassette {path} cannot be recorded into: its folder {folder} is not writable "
+            "(SQLite keeps its write-ahead log beside the file). Make the folder writable or point --llm-cassette elsewhere"
         )
 
 

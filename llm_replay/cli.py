@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         merge.add_argument(name, type=Path, metavar=name.upper())
     setup = command("git-setup", _git_setup, "configure git to diff cassettes as text and merge them by union", parents=(one,))
     setup.add_argument("--command", dest="driver_command", default=None, metavar="CMD", help="how git should call this tool (default: llm-replay if on PATH)")
-    # `audit` (issue 4) is added here by the lead: command("audit", _audit, "...").
+    from .audit import add_arguments as add_audit_arguments, run_audit
+
+    add_audit_arguments(command("audit", run_audit, "scan cassettes and exports for secrets (exit 1 on findings)", parents=()))
     return parser
 
 
@@ -141,7 +143,7 @@ def _export(args: argparse.Namespace) -> int:
     from .yaml_io import export_yaml
 
     with _opened(_cassette_path(args)) as cassette:
-        written = export_yaml(cassette.interactions(), args.yaml)
+        written = export_yaml(map(cassette.scrubber.interaction, cassette.interactions()), args.yaml)
     print(f"wrote {len(written)} vcrpy cassettes into {args.yaml}")
     return EXIT_OK
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import ContextManager, Iterator, MutableMapping, Sequence
+from typing import ContextManager, Iterable, Iterator, MutableMapping, Sequence
 
 from .cassettes import InMemoryCache, SQLiteCache
 from .determinism import frozen_clock
 from .matching import BeforeFingerprint, MatchRules, ignore_paths
+from .network import blocking_network
 from .recorder import Recorder
+from .scrub import Scrubber
 from .settings import Mode, parse_mode, session_mode
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
@@ -48,12 +50,13 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
 
 
 @contextmanager
-def activated(recorder: Recorder, layers: Sequence[str] = ("http",)) -> Iterator[Recorder]:
+def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
     """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing), the
     wall clock frozen at ``recorder.frozen_at`` when it is set.
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
+    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts``.
     """
     if recorder.mode is Mode.OFF:
         yield recorder
@@ -61,6 +64,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",)) -> Iterator
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
             stack.enter_context(placeholder_keys())
+            stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:
@@ -90,19 +94,23 @@ def use_cassette(
     repeats: str = "cache",
     match_ignore: str | Sequence[str] = (),
     before_fingerprint: BeforeFingerprint | None = None,
+    allowed_hosts: Iterable[str] = (),
+    scrubber: Scrubber | None = None,
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
     ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
     env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
+    ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
-    cassette = InMemoryCache() if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY)
+    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        with activated(Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)) as recorder:
+        recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
+        with activated(recorder, allowed_hosts=allowed_hosts):
             yield recorder
     finally:
         cassette.close()

@@ -23,3 +23,10 @@ class CommandError(Exception):
     """An ``llm-replay`` command cannot do what was asked (unknown key, not a git repository, …)."""
 
     __module__ = "llm_replay"
+
+
+class NetworkBlocked(CassetteMiss):
+    """Code under test tried to reach a remote host while replaying (a client vcrpy does not patch,
+    or a service the test did not record). A kind of miss: it fails the test the same way."""
+
+    __module__ = "llm_replay"

@@ -98,18 +98,34 @@ class CanonicalRequest:
 
 
 def canonicalize(method: str, url: str, body: bytes | str | None, content_type: str = "") -> CanonicalRequest:
-    """The canonical request for one HTTP request as the client is about to send it."""
-    parts = urlsplit(url)
+    """The canonical request for one HTTP request as the client is about to send it.
+
+    Total: any input gives a request (property-tested), since a crash here would fail a user's test.
+    """
+    url = _encodable(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1" and friends: keep the text whole rather than fail the test
+        return _finish(method, "", url, (), body, content_type)
     host = f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
     query = tuple(sorted((key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_query_param(key)))
+    return _finish(method, host, parts.path or "/", query, body, content_type)
+
+
+def _finish(method: str, host: str, path: str, query: tuple[tuple[str, str], ...], body: bytes | str | None, content_type: str) -> CanonicalRequest:
     kind, value = _canonical_body(body, content_type)
-    return CanonicalRequest(method=method.upper(), host=host, path=parts.path or "/", query=query, body=value, body_kind=kind)
+    return CanonicalRequest(method=_encodable(method).upper(), host=host, path=path, query=query, body=value, body_kind=kind)
+
+
+def _encodable(text: str) -> str:
+    """``text`` without lone surrogates, which could not be hashed or stored as UTF-8."""
+    return text if text.isascii() else text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, Any]:
     if body is None or body == b"" or body == "":
         return "empty", None
-    raw = body.encode() if isinstance(body, str) else bytes(body)
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
     if content_type.lower().startswith("multipart/") and "boundary=" in content_type:
         parts = _multipart_parts(raw, content_type)
         if parts is not None:
@@ -117,9 +133,12 @@ def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, A
     stripped = raw.lstrip()[:1]
     if stripped in (b"{", b"["):
         try:
-            return "json", json.loads(raw)
-        except ValueError:
-            pass  # a body that only looks like JSON is kept as text below
+            value = json.loads(raw)
+            if b"\\u" in raw:  # "\ud800" is valid JSON but a lone surrogate cannot be stored as UTF-8
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            return "json", value
+        except (ValueError, RecursionError):
+            pass  # a body that only looks like JSON (or nests deeper than Python recurses) is kept as text below
     try:
         return "text", raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -215,8 +234,8 @@ class FieldDifference:
 
 def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list[FieldDifference]:
     """Every leaf field that differs, by path (``messages[1].content``), in a stable order."""
-    old = dict(_leaves(recorded.as_dict()))
-    new = dict(_leaves(requested.as_dict()))
+    old = dict(field_paths(recorded.as_dict()))
+    new = dict(field_paths(requested.as_dict()))
     return [
         FieldDifference(path, old.get(path, _MISSING), new.get(path, _MISSING))
         for path in sorted(old.keys() | new.keys())
@@ -237,13 +256,14 @@ def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:
     return total
 
 
-def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def field_paths(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) for every leaf of a JSON value: ``messages[1].content``; used by diffs and the audit."""
     if isinstance(value, dict) and value:
         for key, item in value.items():
-            yield from _leaves(item, f"{prefix}.{key}" if prefix else str(key))
+            yield from field_paths(item, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(value, list) and value:
         for index, item in enumerate(value):
-            yield from _leaves(item, f"{prefix}[{index}]")
+            yield from field_paths(item, f"{prefix}[{index}]")
     else:
         yield prefix, value
 

@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import Any, Mapping
 
 from .fingerprint import CanonicalRequest
-from .scrub import scrub_response_headers
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class RecordedResponse:
 
     @classmethod
     def from_vcr(cls, vcr_response: Mapping[str, Any]) -> "RecordedResponse":
-        """The stored form of a response in vcrpy's shape, decompressed and without cookies."""
+        """The response in vcrpy's shape, decompressed (the cassette scrubs it when storing it)."""
         from vcr.filters import decode_response  # vcrpy knows gzip, deflate and brotli
 
         decoded = decode_response(vcr_response)
@@ -31,7 +30,7 @@ class RecordedResponse:
         return cls(
             status=int(decoded["status"]["code"]),
             reason=str(decoded["status"].get("message") or ""),
-            headers=scrub_response_headers(headers),
+            headers=headers,
             body=body.encode() if isinstance(body, str) else bytes(body),
         )
 

@@ -54,7 +54,8 @@ class VcrCassetteAdapter:
         if pending is not None and pending.body is body:
             return pending
         headers = vcr_request.headers
-        request = canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or "")
+        # Scrubbed before the lookup, so the key is the one the cassette stores (no secret value in it).
+        request = self.recorder.cassette.scrubber.request(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
         key = self.recorder.key(request)
         pending = _Pending(body, request, key, None)
         setattr(vcr_request, _STATE, pending)

@@ -12,6 +12,7 @@ from .errors import CassetteError
 from .locate import DEFAULT_CASSETTE
 from .recorder import Recorder
 from .runs import RunOutcome
+from .scrub import Scrubber
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import Suite
 
@@ -51,6 +52,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    # Safety: secrets and network (docs/safety.md).
+    parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
+    parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
+    parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,10 +67,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
-        defaults = CacheSettings(mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"))
+        defaults = CacheSettings(
+            mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"), allow_hosts=tuple(config.getini("llm_allow_hosts"))
+        )
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
+        scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -74,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         cassette_path=_cassette_path(config),
         defaults=defaults,
         rootdir=Path(config.rootpath),
+        scrubber=scrubber,
     )
     worker = getattr(config, "workerinput", None)
     if worker and worker.get("testrunuid"):
@@ -123,7 +132,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     except CassetteError as error:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
     request.node.stash[RECORDER] = recorder
-    with activated(recorder, settings.layer):
+    with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.totals.add(recorder)
     suite.track_usage(recorder)
@@ -189,3 +198,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         except CassetteError as error:
             suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
         suite.close()
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # a pytest-xdist worker: the controller prints the summary
+            workeroutput[_XDIST_TOTALS] = suite.totals.as_counts()
+
+
+_XDIST_TOTALS = "llm_replay_totals"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: add a finished worker's counts to the controller's summary."""
+    suite = node.config.stash.get(SUITE, None)
+    counts = getattr(node, "workeroutput", {}).get(_XDIST_TOTALS)
+    if suite is not None and counts:
+        suite.totals.merge(counts)

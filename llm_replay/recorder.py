@@ -93,11 +93,15 @@ class Recorder:
         if self.mode is Mode.REPLAY and strict:
             hint = self._record_hint() if self._record_hint else None
             miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint))
-            with self._lock:
-                self.missed += 1
-                self.misses.append(miss)
+            self.count_miss(miss)
             raise miss
         return None
+
+    def count_miss(self, miss: CassetteMiss) -> None:
+        """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
+        with self._lock:
+            self.missed += 1
+            self.misses.append(miss)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
         """Keep a live answer, unless it is a rate limit or server error (those are retried live)."""

@@ -1,11 +1,33 @@
-"""Credentials out of everything a cassette stores."""
+"""Credentials out of everything a cassette stores.
+
+Every cassette's ``put`` passes what it stores through ``Scrubber.interaction``, so record, refresh,
+import, merge and export cannot bypass it. Canonical requests never hold headers, so request
+credentials (``authorization``, ``api-key``, cookies) never reach a cassette; what is left to clean
+is the query, the URL path, the bodies, the response headers, and above all the *value* of every
+secret-looking environment variable, wherever it appears.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .fingerprint import CanonicalRequest
+    from .interaction import Interaction, RecordedResponse
 
 SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "api-key", "access_token", "token", "code", "signature", "sig"})
-SECRET_RESPONSE_HEADERS = frozenset({"set-cookie", "openai-organization", "openai-project", "anthropic-organization-id"})
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
+    "openai-organization", "openai-project", "anthropic-organization-id",
+})
+# Names of environment variables whose values are secret: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*.
+SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
+PATTERN_PLACEHOLDER = "<scrubbed>"
 
 
 def is_secret_query_param(name: str) -> bool:
@@ -13,12 +35,118 @@ def is_secret_query_param(name: str) -> bool:
     return name.lower() in SECRET_QUERY_PARAMS
 
 
-def scrub_response_headers(headers: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """The response headers minus cookies and account identifiers."""
-    return {name: list(values) for name, values in headers.items() if name.lower() not in SECRET_RESPONSE_HEADERS}
-
-
 def is_secret_field(name: str) -> bool:
     """Whether a settings field holds a credential (``api_key``, ``openai_api_key``, ``access_token``)."""
     lowered = name.lower().replace("-", "_")
     return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
+
+
+def env_placeholder(name: str) -> str:
+    """What stands in a cassette where the value of environment variable ``name`` was."""
+    return f"<scrubbed:{name}>"
+
+
+@dataclass(frozen=True)
+class Scrubber:
+    """What counts as a secret: the built-in rules, plus the user's variable names and value patterns.
+
+    ``env_names`` are extra variable names or globs (``MY_SERVICE_CREDS``, ``*_DSN``); ``patterns``
+    are regular expressions whose matches become ``<scrubbed>``. The environment is read at each
+    use, so a key set by ``monkeypatch.setenv`` in the middle of a session is caught too.
+    """
+
+    env_names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
+    _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env_names", tuple(self.env_names))
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        compiled = []
+        for pattern in self.patterns:
+            try:
+                compiled.append((re.compile(pattern), re.compile(pattern.encode())))
+            except re.error as error:
+                raise ValueError(f"secret pattern {pattern!r} is not a valid regular expression ({error}); fix it in ini llm_secret_patterns") from None
+        object.__setattr__(self, "_text_patterns", tuple(text for text, _ in compiled))
+        object.__setattr__(self, "_bytes_patterns", tuple(raw for _, raw in compiled))
+
+    def is_secret_env_name(self, name: str) -> bool:
+        """Whether the value of variable ``name`` is a secret (by the built-in words or the user's globs)."""
+        upper = name.upper()
+        return any(word in upper for word in SECRET_ENV_WORDS) or any(fnmatch.fnmatchcase(upper, glob.upper()) for glob in self.env_names)
+
+    def env_secrets(self) -> list[tuple[str, str]]:
+        """(value, variable name) of every current secret value, longest first so no value is cut in half."""
+        found = {value: name for name, value in sorted(self.environ.items()) if len(value) >= MIN_SECRET_LENGTH and self.is_secret_env_name(name)}
+        return sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+
+    def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
+        """(pattern, matched text) for each match of the user's patterns, for the audit."""
+        for source, pattern in zip(self.patterns, self._text_patterns):
+            for match in pattern.finditer(text):
+                yield source, match.group(0)
+
+    def text(self, text: str, secrets: Sequence[tuple[str, str]] | None = None) -> str:
+        """``text`` with every secret value and pattern match replaced by a placeholder."""
+        for value, name in self.env_secrets() if secrets is None else secrets:
+            if value in text:
+                text = text.replace(value, env_placeholder(name))
+        for pattern in self._text_patterns:
+            text = pattern.sub(PATTERN_PLACEHOLDER, text)
+        return text
+
+    def data(self, data: bytes, secrets: Sequence[tuple[str, str]] | None = None) -> bytes:
+        """The bytes twin of ``text``, for bodies that may not be text at all."""
+        for value, name in self.env_secrets() if secrets is None else secrets:
+            encoded = value.encode("utf-8", "surrogateescape")
+            if encoded in data:
+                data = data.replace(encoded, env_placeholder(name).encode())
+        for pattern in self._bytes_patterns:
+            data = pattern.sub(PATTERN_PLACEHOLDER.encode(), data)
+        return data
+
+    def request(self, request: "CanonicalRequest") -> "CanonicalRequest":
+        """The canonical request without secret query parameters or secret values (fingerprint recomputed).
+
+        Lookups go through this too, so a key in a URL path matches its recording whoever's key it is.
+        """
+        secrets = self.env_secrets()
+        query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
+        scrubbed = replace(
+            request,
+            host=self.text(request.host, secrets),
+            path=self.text(request.path, secrets),
+            query=query,
+            body=self._value(request.body, secrets),
+        )
+        return request if scrubbed.fingerprint == request.fingerprint else scrubbed
+
+    def response(self, response: "RecordedResponse") -> "RecordedResponse":
+        """The response without cookies or account identifiers, and with no secret value in headers or body."""
+        secrets = self.env_secrets()
+        headers = {
+            name: [self.text(value, secrets) for value in values]
+            for name, values in response.headers.items()
+            if name.lower() not in SECRET_HEADERS
+        }
+        return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=self.data(response.body, secrets))
+
+    def interaction(self, interaction: "Interaction") -> "Interaction":
+        """What a cassette may store of ``interaction``; its key follows the scrubbed request."""
+        request = interaction.request
+        scrubbed = self.request(request)
+        if scrubbed is not request:
+            interaction = replace(interaction, fingerprint=scrubbed.fingerprint, request_json=scrubbed.to_json())
+        return replace(interaction, response=self.response(interaction.response))
+
+    def _value(self, value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
+        if isinstance(value, str):
+            return self.text(value, secrets)
+        if isinstance(value, list):
+            return [self._value(item, secrets) for item in value]
+        if isinstance(value, dict):
+            return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
+        return value

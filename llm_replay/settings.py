@@ -97,6 +97,7 @@ class CacheSettings:
     match_ignore: tuple[str, ...] = ()
     freeze_time: bool = True
     before_fingerprint: Callable[[Any], Any] | None = None
+    allow_hosts: tuple[str, ...] = ()
     # -- issue 5: the LangChain layer (llm_replay.langchain) --
     layer: tuple[str, ...] = ("http",)
 
@@ -127,6 +128,9 @@ class CacheSettings:
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
             added = ignore_paths(changes["match_ignore"], source)
             changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
+        if "allow_hosts" in changes:
+            hosts = changes["allow_hosts"]
+            changes["allow_hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         if "layer" in changes:

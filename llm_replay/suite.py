@@ -15,6 +15,7 @@ from .determinism import new_instant
 from .matching import MatchRules, RekeyIndex
 from .recorder import Cassette, Recorder
 from .runs import Key, RunOutcome
+from .scrub import Scrubber
 from .settings import CacheSettings, Mode
 
 
@@ -34,6 +35,15 @@ class Totals:
         self.missed += recorder.missed
         self.tests += 1
 
+    def merge(self, counts: Mapping[str, int]) -> None:
+        """Add the totals a pytest-xdist worker sent back (``as_counts`` on its side)."""
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + int(value))
+
+    def as_counts(self) -> dict[str, int]:
+        """The totals as plain data, to travel from an xdist worker to the controller."""
+        return {"replayed": self.replayed, "recorded": self.recorded, "missed": self.missed, "tests": self.tests}
+
 
 @dataclass
 class Suite:
@@ -45,6 +55,7 @@ class Suite:
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
+    scrubber: Scrubber = field(default_factory=Scrubber)
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
@@ -70,13 +81,13 @@ class Suite:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly)
+            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
         in_memory = settings.scope == "test"
-        cassette = InMemoryCache() if in_memory else self.cassette(settings.mode)
+        cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
         rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
         frozen_at, new = self.instant(settings, cassette, nodeid)
         return Recorder(

@@ -11,6 +11,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
+# httpx2 imports its transport (httpcore2) on the first request. Import it before any pytester session:
+# pytester unloads the modules an inner session imported first, and a re-imported httpcore2 has new
+# exception classes that httpx2 no longer maps (ConnectError then escapes the SDK in later tests).
+for _transport in ("httpcore2", "httpcore"):
+    try:
+        __import__(_transport)
+    except ImportError:
+        pass
+
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (
     "CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",

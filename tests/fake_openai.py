@@ -7,6 +7,10 @@ test can tell a live answer from a replayed one.
 Test switches:
 - `fail_next(status)` queues error answers; models "error-400", "error-429" and
   "error-500" always fail with that status.
+- Like the real API, every answer carries account headers (`openai-organization`, `openai-project`)
+  and a `set-cookie`, which cassettes must never store.
+- Binary answers: `POST /v1/audio/speech` (bytes that are not UTF-8) and
+  `GET /v1/files/file-<size>/content` (`size` bytes, e.g. `file-20971520` for 20 MB).
 - The JSON body is gzip-compressed when the client accepts gzip and the request
   carries the header `x-fake-gzip: 1` or the query parameter `fake_gzip=1`.
 """
@@ -43,6 +47,7 @@ class _Reply:
     json: Any = None
     sse: list[str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
 
 
 class FakeOpenAI:
@@ -113,6 +118,10 @@ class FakeOpenAI:
         method, path = request["method"], request["path"]
         if (method, path) == ("POST", "/v1/audio/transcriptions"):
             return n, _transcription(request, n)
+        if (method, path) == ("POST", "/v1/audio/speech"):
+            return n, _speech(request["json"] or {}, n)
+        if method == "GET" and path.startswith("/v1/files/file-") and path.endswith("/content"):
+            return n, _file_content(path, n)
         if method != "POST" or path not in _JSON_ROUTES:
             return n, _error(404, f"Invalid URL ({method} {path})")
         body = request["json"]
@@ -185,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
         compress = "gzip" in headers.get("accept-encoding", "") and (
             headers.get("x-fake-gzip") == "1" or parse_qs(url.query).get("fake_gzip") == ["1"]
         )
-        self._write(reply, {"x-request-id": f"req_fake_{n}", **reply.headers}, compress)
+        account = {"openai-organization": "org-fake-account", "openai-project": "proj_fake_project", "set-cookie": f"__cf_bm=fake-session-{n}; path=/; HttpOnly"}
+        self._write(reply, {"x-request-id": f"req_fake_{n}", **account, **reply.headers}, compress)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
@@ -204,6 +214,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         for key, value in headers.items():
             self.send_header(key, value)
+        if reply.raw is not None:
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(reply.raw)))
+            self.end_headers()
+            self.wfile.write(reply.raw)
+            return
         if reply.sse is None:
             data = json.dumps(reply.json).encode()
             if compress:
@@ -480,6 +496,22 @@ def _transcription(request: dict[str, Any], n: int) -> _Reply:
         return _error(400, "Missing required parameter: 'file'.")
     filename, data = fields["file"]
     return _Reply(json={"text": f"transcribed {len(data)} bytes {filename} #{n}"})
+
+
+def _speech(body: dict[str, Any], n: int) -> _Reply:
+    """Text to speech: bytes that are not UTF-8 (a fake MP3 frame header, then every byte value)."""
+    text = str(body.get("input", "")).encode()
+    return _Reply(raw=b"\xff\xfb\x90\x00" + bytes(range(256)) + text + f"#{n}".encode())
+
+
+def _file_content(path: str, n: int) -> _Reply:
+    """File download of the size the id names (``file-20971520`` is 20 MB), ending in the request number."""
+    size_text = path.removeprefix("/v1/files/file-").removesuffix("/content")
+    if not size_text.isdigit():
+        return _error(404, f"No such File object: {size_text}")
+    tail = f"#{n}".encode()
+    size = max(int(size_text), len(tail))
+    return _Reply(raw=(b"0123456789abcdef\n" * (size // 17 + 1))[: size - len(tail)] + tail)
 
 
 _JSON_ROUTES: dict[str, Callable[[dict[str, Any], int], _Reply]] = {

@@ -12,7 +12,7 @@ import openai  # so that pytester's inner sessions (which drop the modules they 
 import pytest  # later tests holding exception classes of a dropped module generation
 import vcr
 
-from conftest import cassette_file
+from conftest import cassette_file, write_ini
 from llm_replay.cli import main
 
 ASK = '''
@@ -125,7 +125,7 @@ def test_errors_name_the_file_and_the_fix(recorded, capsys, tmp_path):
 
 def test_ini_llm_cassette_is_the_default(llm_pytester, server, env, capsys):
     env.setenv("OPENAI_API_KEY", server.api_key)
-    llm_pytester.makeini("[pytest]\nllm_cassette = recordings/suite.sqlite3\n")
+    write_ini(llm_pytester, "llm_cassette = recordings/suite.sqlite3\n")
     llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
     llm_pytester.runpytest().assert_outcomes(passed=1)
     (llm_pytester.path / "sub").mkdir()

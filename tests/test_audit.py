@@ -1,0 +1,126 @@
+"""`llm-replay audit`: every key shape and secret env value found with file, entry and field; clean is 0."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llm_replay.audit import main_audit
+from llm_replay.cli import main
+from llm_replay.cassettes import SQLiteCache
+from llm_replay.fingerprint import canonicalize
+from llm_replay.interaction import Interaction, RecordedResponse
+from llm_replay.scrub import Scrubber
+
+REPO = Path(__file__).parents[1]
+REAL_CASSETTES = REPO.parent / "shared" / "real-cassettes"
+# Built by concatenation so this file itself never looks like it holds a key.
+SHAPES = {
+    "OpenAI API key": "sk-" + "proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4",
+    "Anthropic API key": "sk-" + "ant-api03-" + "Zy9Xw8Vu7Ts6Rq5Po4Nm3Lk2",
+    "Google API key": "AI" + "za" + "SyDk9Lm2Np4Qr6St8Uv0Wx1Yz3Ab5Cd7Ef9Gh"[:35],
+    "AWS access key id": "AK" + "IAZ7Q3M9K2XW4B5N6V",
+    "GitHub token": "gh" + "p_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "Slack token": "xo" + "xb-1234567890-abcdefghij",
+    "bearer token": "Be" + "arer eyQ0mVt7ZyX2wPl8NaRb",
+    "JWT": "ey" + "JhbGciOiJIUzI1NiJ9.ey" + "JzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+}
+
+
+def _cassette(path: Path, request_body: dict, response_headers: dict, response_body: bytes) -> Path:
+    cassette = SQLiteCache(path, scrubber=Scrubber(environ={}))  # store as-is: the audit must find what slipped through
+    request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", json.dumps(request_body), "application/json")
+    cassette.put(Interaction.of(request, RecordedResponse(200, "OK", response_headers, response_body), tests=("tests/test_app.py::test_leak",)))
+    cassette.close()
+    return path
+
+
+def test_every_shape_is_reported_with_file_entry_and_field_masked(tmp_path, capsys, env):
+    secret_env_value = "hunter2-but-longer"
+    env.setenv("MY_DB_PASSWORD", secret_env_value)
+    body = json.dumps({"id": "chatcmpl-1", "choices": [{"message": {"content": f"{SHAPES['AWS access key id']} and {secret_env_value}"}}]})
+    path = _cassette(
+        tmp_path / "leaky.sqlite3",
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{name}: {value}"} for name, value in SHAPES.items()]},
+        {"x-debug": [SHAPES["OpenAI API key"]]},
+        body.encode(),
+    )
+    assert main_audit([str(path)]) == 1
+    out = capsys.readouterr().out
+    entry = f"{path}: entry * (POST https://api.openai.com/v1/chat/completions, recorded by tests/test_app.py::test_leak)"
+    expected = [f"{entry}: request.body.messages[[]{index}].content: {name} '*" for index, name in enumerate(SHAPES)]
+    expected += [
+        f"{entry}: response.headers.x-debug: OpenAI API key 'sk-pro…*'",
+        f"{entry}: response.body.choices[[]0].message.content: AWS access key id '*",
+        f"{entry}: response.body.choices[[]0].message.content: value of environment variable $MY_DB_PASSWORD 'hunt…ger'",
+        "llm-replay audit: 11 secret-looking values (scanned 1 files, 1 entries, * kB)*rotate any real key*",
+    ]
+    pytest.LineMatcher(out.splitlines()).fnmatch_lines(expected, consecutive=False)
+    assert not any(value in out for value in [*SHAPES.values(), secret_env_value]), "the report masks what it found"
+
+
+def test_clean_cassettes_placeholders_and_stored_credential_headers(tmp_path, capsys, env):
+    clean = _cassette(tmp_path / "clean.sqlite3", {"messages": [{"content": "Bearer <scrubbed:OPENAI_API_KEY>", "x": "sk-test-fake"}]}, {}, b"hello")
+    assert main_audit([str(clean)]) == 0
+    assert "llm-replay audit: no secrets found (scanned 1 files, 1 entries" in capsys.readouterr().out
+
+    with sqlite3.connect(clean) as db:  # a cassette written by a tool that bypassed the scrubber
+        db.execute("""UPDATE interactions SET headers = '{"set-cookie": ["session=1"]}'""")
+    assert main_audit([str(clean)]) == 1
+    assert ": response.headers.set-cookie: credential header stored\n" in capsys.readouterr().out
+
+
+def test_text_exports_folders_user_patterns_and_errors(tmp_path, capsys, env):
+    exports = tmp_path / "cassettes"
+    (exports / "sub").mkdir(parents=True)
+    (exports / "sub" / "old.yaml").write_text(f"interactions:\n- request:\n    headers:\n      Authorization: [{SHAPES['bearer token']}]\n")
+    (exports / "langchain.yaml.gz").write_bytes(gzip.compress(b"ok\nid: corp-0123456789abcdef\n"))
+    (exports / "notes.txt").write_text(SHAPES["OpenAI API key"])  # not a cassette file name: skipped in folders
+    assert main_audit([str(exports), "--secret-pattern", r"corp-[0-9a-f]{16}"]) == 1
+    out = capsys.readouterr().out
+    assert f"{exports / 'sub' / 'old.yaml'}: line 4: text: bearer token 'Bearer…" in out
+    assert f"{exports / 'langchain.yaml.gz'}: line 2: text: match of secret pattern 'corp-[0-9a-f]{{16}}'" in out
+    assert "notes.txt" not in out and "scanned 2 files, 6 entries" in out
+
+    assert main_audit([str(tmp_path / "missing.sqlite3")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    assert main_audit([str(other)]) == 2
+    assert "is an SQLite database but not an llm_replay cassette" in capsys.readouterr().err
+
+
+def test_console_script_and_pre_commit_hook_run_the_audit(tmp_path, capsys, env, monkeypatch):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["llm-replay"] == "llm_replay.cli:main"
+    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "llm-replay-audit" and hook["entry"] == "llm-replay audit" and hook["pass_filenames"] is True
+    clean = _cassette(tmp_path / "cassettes" / "llm_cache.sqlite3", {"messages": []}, {}, b"{}")
+    assert main(["audit", str(clean)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["audit"]) == 0, "with no PATH it scans ./cassettes"
+    assert "scanned 1 files, 1 entries" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as unknown:
+        main(["inspect"])
+    assert unknown.value.code == 2
+
+
+@pytest.mark.skipif(not REAL_CASSETTES.is_dir(), reason=f"real recorded traffic not present at {REAL_CASSETTES}")
+def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp_path, capsys, env):
+    assert main_audit([str(REAL_CASSETTES)]) == 0
+    out = capsys.readouterr().out
+    assert "no secrets found (scanned 41 files" in out, out
+
+    sample = next(REAL_CASSETTES.glob("simonw__llm/*.yaml"))
+    leaked = tmp_path / "cassettes" / sample.name
+    leaked.parent.mkdir()
+    leaked.write_text(sample.read_text().replace("interactions:", f"# {SHAPES['Anthropic API key']}\ninteractions:", 1))
+    assert main_audit([str(leaked)]) == 1
+    assert f"{leaked}: line 1: text: Anthropic API key 'sk-ant…" in capsys.readouterr().out

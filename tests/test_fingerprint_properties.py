@@ -1,0 +1,102 @@
+"""Property tests: canonicalize() and the scrubber never crash, and fingerprints are stable, on any input.
+
+A crash in the fingerprint code would fail a user's test for a reason that has nothing to do with it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llm_replay.fingerprint import CanonicalRequest, canonicalize, differences, distance
+from llm_replay.scrub import Scrubber
+
+EXAMPLES = 400  # per property; 4 properties
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+any_text = st.text(st.characters(codec=None), max_size=40)  # surrogates included
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=12,
+)
+urls = any_text | st.builds(
+    lambda scheme, host, path, query: f"{scheme}://{host}/{path}?{query}",
+    st.sampled_from(["http", "https", "", "ws"]),
+    st.sampled_from(["api.openai.com", "127.0.0.1:8080", "[::1]", "[::1", "user:pw@h", "h:99999", ""]),
+    any_text,
+    any_text,
+)
+
+
+@st.composite
+def multipart(draw: st.DrawFn) -> tuple[bytes, str]:
+    """A multipart body, well- or ill-formed, and the content type that announces its boundary."""
+    boundary = draw(st.text("abcXYZ019-'_", min_size=0, max_size=12))
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        head = draw(st.sampled_from([
+            'Content-Disposition: form-data; name="model"',
+            'Content-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav',
+            "Content-Disposition: form-data",
+            "garbage without colon",
+            "",
+        ]))
+        separator = draw(st.sampled_from(["\r\n\r\n", "\r\n", ""]))
+        parts.append(f"--{boundary}\r\n{head}{separator}".encode() + draw(st.binary(max_size=20)) + b"\r\n")
+    closing = draw(st.sampled_from([f"--{boundary}--\r\n".encode(), b""]))
+    quote = draw(st.sampled_from(["", '"']))
+    return b"".join(parts) + closing, f"multipart/form-data; boundary={quote}{boundary}{quote}"
+
+
+bodies = st.one_of(
+    st.none(),
+    st.binary(max_size=200),
+    any_text,
+    json_values.map(json.dumps),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
+    st.just(b'{"a": "\\ud800"}'),
+)
+content_types = any_text | st.sampled_from(["application/json", "text/plain; charset=utf-8", "multipart/form-data; boundary="])
+
+
+@FUZZ
+@given(method=any_text, url=urls, body=bodies, content_type=content_types)
+def test_canonicalize_never_crashes_and_round_trips(method, url, body, content_type):
+    request = canonicalize(method, url, body, content_type)
+    assert len(request.fingerprint) == 32
+    assert canonicalize(method, url, body, content_type).fingerprint == request.fingerprint, "same request, same key"
+    stored = request.to_json()
+    stored.encode("utf-8")  # what the cassette writes must be storable text
+    assert CanonicalRequest.from_json(stored).fingerprint == request.fingerprint
+
+
+@FUZZ
+@given(body_and_type=multipart(), url=urls)
+def test_multipart_of_any_shape_never_crashes(body_and_type, url):
+    body, content_type = body_and_type
+    request = canonicalize("POST", url, body, content_type)
+    assert CanonicalRequest.from_json(request.to_json()).fingerprint == request.fingerprint
+
+
+@FUZZ
+@given(first=st.tuples(any_text, urls, bodies), second=st.tuples(any_text, urls, bodies))
+def test_differences_and_distance_never_crash(first, second):
+    one, two = canonicalize(*first, "application/json"), canonicalize(*second, "application/json")
+    assert distance(one, one) == 0 and differences(one, one) == []
+    assert distance(one, two) >= 0
+    assert (differences(one, two) == []) == (one.to_json() == two.to_json())
+
+
+@FUZZ
+@given(url=urls, body=bodies, secret=st.text("abcdefXYZ0123456789-_:/", min_size=8, max_size=20))
+def test_scrubbing_never_crashes_removes_the_secret_and_is_stable(url, body, secret):
+    scrubber = Scrubber(environ={"SOME_API_KEY": secret})
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    planted = canonicalize("POST", f"{url}/{secret}", (raw or b"") + secret.encode(), "text/plain")
+    scrubbed = scrubber.request(planted)
+    assert secret not in scrubbed.to_json() or secret in "<scrubbed:SOME_API_KEY>"
+    assert scrubber.request(scrubbed).fingerprint == scrubbed.fingerprint

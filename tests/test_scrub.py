@@ -1,0 +1,132 @@
+"""No secret in any cassette: the Scrubber alone, at the cassette's put, and in whole record/refresh/replay sessions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from conftest import cassette_file, write_ini
+from llm_replay.audit import main_audit
+from llm_replay.cassettes import InMemoryCache, SQLiteCache
+from llm_replay.fingerprint import canonicalize
+from llm_replay.interaction import Interaction, RecordedResponse
+from llm_replay.scrub import Scrubber
+
+KEY = "sk-proj-Zq3XvB8nLw2Rt6Yp1Ks9Hd4Fg7Jm0Cx5Vb2Nq8Wr"
+ENVIRON = {"OPENAI_API_KEY": KEY, "TELEGRAM_BOT_TOKEN": "123456:AAFxyzSecretBot", "HOME": "/home/someone-long", "SHORT_KEY": "abc"}
+
+
+def _interaction(url: str, body: bytes, response_headers: dict[str, list[str]], response_body: bytes) -> Interaction:
+    request = canonicalize("POST", url, body, "application/json")
+    return Interaction.of(request, RecordedResponse(200, "OK", response_headers, response_body))
+
+
+def test_scrubber_replaces_secret_values_everywhere_and_drops_credential_headers():
+    scrubber = Scrubber(environ=ENVIRON)
+    original = _interaction(
+        f"https://api.telegram.org/bot123456:AAFxyzSecretBot/send?key={KEY}&chat=1",
+        f'{{"text": "my key is {KEY}", "home": "/home/someone-long", "short": "abc"}}'.encode(),
+        {"Set-Cookie": ["session=1"], "openai-organization": ["org-1"], "x-echo": [f"Bearer {KEY}"], "content-type": ["application/json"]},
+        b'\xff\x00binary ' + KEY.encode(),
+    )
+    stored = scrubber.interaction(original)
+
+    request = stored.request
+    assert request.path == "/bot<scrubbed:TELEGRAM_BOT_TOKEN>/send"
+    assert request.query == (("chat", "1"),), "the key= query parameter is dropped"
+    assert request.body == {"text": "my key is <scrubbed:OPENAI_API_KEY>", "home": "/home/someone-long", "short": "abc"}
+    assert stored.fingerprint == request.fingerprint != original.fingerprint, "the key follows the scrubbed request"
+    assert stored.response.headers == {"x-echo": ["Bearer <scrubbed:OPENAI_API_KEY>"], "content-type": ["application/json"]}
+    assert stored.response.body == b"\xff\x00binary <scrubbed:OPENAI_API_KEY>"
+    assert scrubber.interaction(stored) == stored, "scrubbing twice changes nothing"
+
+
+def test_user_names_and_patterns_add_to_the_built_in_rules():
+    environ = {"DATABASE_DSN": "postgres://admin:hunter22@db/app", "PLAIN_SETTING": "not-a-secret-value"}
+    scrubber = Scrubber(env_names=("*_DSN",), patterns=(r"corp-[0-9a-f]{16}",), environ=environ)
+    assert scrubber.text("dsn postgres://admin:hunter22@db/app id corp-0123456789abcdef, not-a-secret-value") == (
+        "dsn <scrubbed:DATABASE_DSN> id <scrubbed>, not-a-secret-value"
+    )
+    with pytest.raises(ValueError, match=r"secret pattern '\(unclosed' is not a valid regular expression .*llm_secret_patterns"):
+        Scrubber(patterns=("(unclosed",))
+
+
+@pytest.mark.parametrize("make_cassette", [lambda tmp_path, s: SQLiteCache(tmp_path / "c.sqlite3", scrubber=s), lambda tmp_path, s: InMemoryCache(s)])
+def test_every_put_scrubs_so_no_write_path_can_bypass_it(tmp_path, make_cassette):
+    """Import, merge and export store with ``put`` too: hand it an unscrubbed interaction, as they would."""
+    cassette = make_cassette(tmp_path, Scrubber(environ=ENVIRON))
+    cassette.put(_interaction(f"https://api.example.com/v1/x?api_key={KEY}", f'{{"k": "{KEY}"}}'.encode(), {"set-cookie": ["a=b"]}, KEY.encode()))
+    (stored,) = list(cassette.interactions())
+    assert KEY not in stored.request_json and KEY.encode() not in stored.response.body and "set-cookie" not in stored.response.headers
+    assert cassette.get(stored.fingerprint) == stored
+    cassette.close()
+    if cassette.path:
+        assert KEY.encode() not in cassette.path.read_bytes()
+
+
+SECRET_APP = '''
+import os
+import httpx
+import openai
+import pytest
+
+BASE_URL = "{base_url}"
+
+
+def client(key_variable="OPENAI_API_KEY"):
+    return openai.OpenAI(base_url=BASE_URL, api_key=os.environ[key_variable], default_query={{"key": os.environ["GOOGLE_API_KEY"]}}, max_retries=0)
+
+
+def test_chat(llm_cache):
+    prompt = f"token {{os.environ['MY_SERVICE_TOKEN']}}, creds {{os.environ['INTERNAL_CREDS']}}, id corp-0123456789abcdef"
+    answer = client().chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+    print("ANSWER", answer.choices[0].message.content)
+
+
+def test_wrong_key_is_echoed_by_the_server(llm_cache):
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client("OTHER_API_KEY").chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+    print("ERROR", raised.value.message)
+'''
+SECRETS = {
+    "GOOGLE_API_KEY": "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
+    "MY_SERVICE_TOKEN": "tok_live_8f7e6d5c4b3a2910",
+    "INTERNAL_CREDS": "internal-creds-5566778899",
+    "OTHER_API_KEY": "sk-proj-Other0Key1That2The3Server4Rejects5",
+}
+
+
+def test_record_refresh_and_replay_sessions_store_no_secret(llm_pytester, server, env):
+    write_ini(llm_pytester, "llm_secret_env = INTERNAL_CREDS\nllm_secret_patterns = corp-[0-9a-f]{16}\n")
+    llm_pytester.makepyfile(test_app=SECRET_APP.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    for name, value in SECRETS.items():
+        env.setenv(name, value)
+    cassette = cassette_file(llm_pytester)
+
+    for mode in ("record", "refresh"):
+        result = llm_pytester.runpytest("-s", f"--llm-mode={mode}")
+        result.assert_outcomes(passed=2)
+        assert server.requests[-2]["query"] == f"key={SECRETS['GOOGLE_API_KEY']}", "the live request carried the key"
+        assert f"Incorrect API key provided: {SECRETS['OTHER_API_KEY']}" in result.stdout.str(), "the live answer echoed it"
+        stored = cassette.read_bytes()
+        leaked = [name for name, value in {**SECRETS, "OPENAI_API_KEY": server.api_key}.items() if value.encode() in stored]
+        assert leaked == [], f"{mode} stored the values of {leaked}"
+        for word in (b"corp-0123456789abcdef", b"set-cookie", b"org-fake-account", b"proj_fake_project"):
+            assert word not in stored
+        for placeholder in (b"<scrubbed:MY_SERVICE_TOKEN>", b"<scrubbed:INTERNAL_CREDS>", b"<scrubbed>", b"<scrubbed:OTHER_API_KEY>"):
+            assert placeholder in stored
+    assert main_audit([str(cassette)]) == 0
+
+    # CI holds other values of the same secrets: the placeholders still match, and replay is offline.
+    server.stop()
+    env.setenv("CI", "true")
+    env.delenv("OPENAI_API_KEY")
+    for name, value in SECRETS.items():
+        env.setenv(name, value[::-1])
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=2)
+    replayed.stdout.fnmatch_lines(["*ERROR *Incorrect API key provided: <scrubbed:OTHER_API_KEY>.*", "llm_replay: 2 replayed, 0 recorded, 0 missed*"])
+    with sqlite3.connect(cassette) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (2,)
