@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .scrub import is_secret_query_param
 
 _MISSING = object()
+_DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +115,12 @@ def canonicalize(method: str, url: str, body: bytes | str | None, content_type: 
 
 def _finish(method: str, host: str, path: str, query: tuple[tuple[str, str], ...], body: bytes | str | None, content_type: str) -> CanonicalRequest:
     kind, value = _canonical_body(body, content_type)
-    return CanonicalRequest(method=_encodable(method).upper(), host=host, path=path, query=query, body=value, body_kind=kind)
+    method = _encodable(method).upper()
+    try:
+        return CanonicalRequest(method=method, host=host, path=path, query=query, body=value, body_kind=kind)
+    except RecursionError:  # JSON nested right at Python's limit: it loaded, but does not dump one level deeper
+        kind, value = _text_or_bytes(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body or b""))
+        return CanonicalRequest(method=method, host=host, path=path, query=query, body=value, body_kind=kind)
 
 
 def _encodable(text: str) -> str:
@@ -134,11 +140,17 @@ def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, A
     if stripped in (b"{", b"["):
         try:
             value = json.loads(raw)
-            if b"\\u" in raw:  # "\ud800" is valid JSON but a lone surrogate cannot be stored as UTF-8
+            # A lone surrogate ("\ud800") is valid JSON but cannot be stored as UTF-8, and very deep nesting
+            # may load yet not dump: check those rare bodies by dumping them (cheap tests first).
+            if b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > _DEEP:
                 json.dumps(value, ensure_ascii=False).encode("utf-8")
             return "json", value
         except (ValueError, RecursionError):
             pass  # a body that only looks like JSON (or nests deeper than Python recurses) is kept as text below
+    return _text_or_bytes(raw)
+
+
+def _text_or_bytes(raw: bytes) -> tuple[str, str]:
     try:
         return "text", raw.decode("utf-8")
     except UnicodeDecodeError:
