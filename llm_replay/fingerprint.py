@@ -31,10 +31,12 @@ class CanonicalRequest:
     body: Any = None
     body_kind: str = "empty"
     fingerprint: str = field(init=False)
+    _text: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        digest = hashlib.blake2b(self.to_json().encode(), digest_size=16).hexdigest()
-        object.__setattr__(self, "fingerprint", digest)
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        object.__setattr__(self, "_text", text)
+        object.__setattr__(self, "fingerprint", hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON-able form stored in cassettes."""
@@ -48,8 +50,8 @@ class CanonicalRequest:
         }
 
     def to_json(self) -> str:
-        """Stable text: the same request always gives the same characters."""
-        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """Stable text: the same request always gives the same characters (made once, with the fingerprint)."""
+        return self._text
 
     @classmethod
     def from_json(cls, text: str) -> "CanonicalRequest":

@@ -10,6 +10,7 @@ secret-looking environment variable, wherever it appears.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,7 @@ class Scrubber:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
     _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
+    _env_cache: tuple[tuple, list[tuple[str, str]]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -79,9 +81,20 @@ class Scrubber:
         return any(word in upper for word in SECRET_ENV_WORDS) or any(fnmatch.fnmatchcase(upper, glob.upper()) for glob in self.env_names)
 
     def env_secrets(self) -> list[tuple[str, str]]:
-        """(value, variable name) of every current secret value, longest first so no value is cut in half."""
+        """(value, variable name) of every current secret value, longest first so no value is cut in half.
+
+        Remembered until the environment changes: every request asks, and the environment rarely moves.
+        """
+        # os.environ's raw dict snapshots in a microsecond; its decoded items() would take ten.
+        raw = getattr(self.environ, "_data", self.environ)
+        snapshot = tuple(raw.items())
+        cached = self._env_cache
+        if cached is not None and cached[0] == snapshot:
+            return cached[1]
         found = {value: name for name, value in sorted(self.environ.items()) if len(value) >= MIN_SECRET_LENGTH and self.is_secret_env_name(name)}
-        return sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+        secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+        object.__setattr__(self, "_env_cache", (snapshot, secrets))
+        return secrets
 
     def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
         """(pattern, matched text) for each match of the user's patterns, for the audit."""
@@ -114,6 +127,8 @@ class Scrubber:
         Lookups go through this too, so a key in a URL path matches its recording whoever's key it is.
         """
         secrets = self.env_secrets()
+        if not self._text_patterns and not any(value in request.to_json() or _json_escaped(value) in request.to_json() for value, _ in secrets):
+            return request  # the usual case, decided on the text the fingerprint was made from
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         scrubbed = replace(
             request,
@@ -150,3 +165,8 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _json_escaped(value: str) -> str:
+    """How ``value`` reads inside the canonical JSON text (quotes and backslashes escaped)."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
