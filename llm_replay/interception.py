@@ -7,6 +7,7 @@ The contract test in tests/test_vcrpy_contract.py fails loudly if that protocol 
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
@@ -40,7 +41,11 @@ class VcrCassetteAdapter:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self._path = f"llm_replay:{recorder.cassette.describe()}"
+
+    @property
+    def _path(self) -> str:
+        """vcrpy names its connection classes and error messages after this."""
+        return f"llm_replay:{self.recorder.cassette.describe()}" if self.recorder else "llm_replay"
 
     @property
     def write_protected(self) -> bool:
@@ -87,13 +92,72 @@ class VcrCassetteAdapter:
         return [(vcr_request, [], [])]
 
 
+class _ReusablePatchers:
+    """vcrpy's patchers, built once per process over one adapter whose recorder changes per activation.
+
+    Building them costs about 0.5 ms (vcrpy retries the import of every absent HTTP library, makes
+    new connection classes and mock objects), which each test paid twice per activation; entering
+    prebuilt ones costs a few microseconds each. Patches still come off between activations.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = False
+        self._adapter: VcrCassetteAdapter | None = None
+        self._patchers: list[Any] = []
+
+    def claim(self, recorder: Recorder) -> tuple[VcrCassetteAdapter, list[Any]] | None:
+        """The shared adapter and patchers, pointed at ``recorder``; None while another activation holds them."""
+        with self._lock:
+            if self._busy:
+                return None
+            self._busy = True
+        if self._adapter is None:
+            from vcr.patch import CassettePatcherBuilder
+
+            adapter = VcrCassetteAdapter(recorder)
+            try:
+                self._patchers = list(CassettePatcherBuilder(adapter).build())
+            except BaseException:
+                self._busy = False
+                raise
+            self._adapter = adapter
+        self._adapter.recorder = recorder
+        return self._adapter, self._patchers
+
+    def release(self) -> None:
+        """After the patches came off: forget the recorder and the connections vcrpy tracked for it."""
+        from vcr.patch import ConnectionRemover
+
+        for patcher in self._patchers:
+            if isinstance(patcher, ConnectionRemover):
+                # A fresh remover starts empty; this one has closed its connections already.
+                patcher._connection_pool_to_connections.clear()
+        self._adapter.recorder = None  # type: ignore[union-attr]
+        with self._lock:
+            self._busy = False
+
+
+_REUSABLE = _ReusablePatchers()
+
+
 @contextmanager
 def intercepting(recorder: Recorder) -> Iterator[VcrCassetteAdapter]:
     """Route every HTTP library vcrpy patches through ``recorder`` while the block runs."""
-    from vcr.patch import CassettePatcherBuilder
+    claimed = _REUSABLE.claim(recorder)
+    if claimed is None:
+        # Nested (use_cassette inside a test's llm_cache): its own patchers on top, as vcrpy nests cassettes.
+        from vcr.patch import CassettePatcherBuilder
 
-    adapter = VcrCassetteAdapter(recorder)
-    with ExitStack() as stack:
-        for patcher in CassettePatcherBuilder(adapter).build():
-            stack.enter_context(patcher)
-        yield adapter
+        adapter = VcrCassetteAdapter(recorder)
+        patchers: Any = CassettePatcherBuilder(adapter).build()
+    else:
+        adapter, patchers = claimed
+    try:
+        with ExitStack() as stack:
+            for patcher in patchers:
+                stack.enter_context(patcher)
+            yield adapter
+    finally:
+        if claimed is not None:
+            _REUSABLE.release()
