@@ -11,7 +11,6 @@ import sqlite3
 import threading
 from pathlib import Path
 from typing import Iterator
-from urllib.request import pathname2url
 
 from .errors import CassetteError
 from .interaction import Interaction, RecordedResponse
@@ -95,7 +94,7 @@ class SQLiteCache:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
-                connection = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)

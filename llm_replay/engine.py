@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Iterator, MutableMapping
 
-from .cassettes import InMemoryCache, SQLiteCache
-from .recorder import Recorder
 from .settings import Mode, parse_mode, session_mode
+
+if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from .recorder import Recorder
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
 PLACEHOLDER_KEY_VARIABLES = (
@@ -67,6 +68,9 @@ def use_cassette(path: str | os.PathLike[str] | None, mode: str | Mode | None = 
     ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
     env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``.
     """
+    from .cassettes import InMemoryCache, SQLiteCache
+    from .recorder import Recorder
+
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     cassette = InMemoryCache() if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY)
     try:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
 from .engine import activated, placeholder_keys
 from .errors import CassetteError
-from .recorder import Recorder
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import DEFAULT_CASSETTE, Suite
 
+if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
+    from .recorder import Recorder
+
 SUITE = pytest.StashKey[Suite]()
-RECORDER = pytest.StashKey[Recorder]()
+RECORDER = pytest.StashKey["Recorder"]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from .cassettes import InMemoryCache, SQLiteCache
-from .recorder import Recorder
 from .settings import CacheSettings, Mode
+
+if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from .cassettes import SQLiteCache
+    from .recorder import Recorder
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -59,11 +61,16 @@ class Suite:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
+            from .cassettes import SQLiteCache
+
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly)
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from .cassettes import InMemoryCache
+        from .recorder import Recorder
+
         in_memory = settings.scope == "test"
         cassette = InMemoryCache() if in_memory else self.cassette(settings.mode)
         return Recorder(
