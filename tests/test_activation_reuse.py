@@ -80,3 +80,26 @@ def test_patchers_reused_across_tests_leak_nothing(llm_pytester, server, env):
     replayed.assert_outcomes(passed=3, deselected=1)
     assert _answers(replayed) == _answers(recorded) and len(_answers(replayed)) == 4
     replayed.stdout.fnmatch_lines(["llm_replay: 5 replayed, 0 recorded, 0 missed in 3 tests*"])
+
+
+def test_every_patched_library_is_restored_exactly():
+    """Patches come off after each activation, nested or not; inherited attributes get no own copy left behind."""
+    import http.client
+
+    import httpx
+    import httpx2
+    import urllib3.connection
+    import urllib3.connectionpool
+
+    from llm_replay import use_cassette
+
+    patched = (http.client, urllib3.connection, urllib3.connectionpool, urllib3.connectionpool.HTTPConnectionPool,
+               urllib3.connectionpool.HTTPSConnectionPool, httpx.HTTPTransport, httpx.MockTransport, httpx2.HTTPTransport,
+               httpx2.AsyncHTTPTransport, httpx2.MockTransport)
+    before = [dict(vars(target)) for target in patched]
+    for _ in range(2):
+        with use_cassette(None, mode="record"):
+            assert "_get_conn" in vars(urllib3.connectionpool.HTTPSConnectionPool), "vcrpy's patches are on"
+            with use_cassette(None, mode="record"):
+                pass
+    assert [dict(vars(target)) for target in patched] == before
