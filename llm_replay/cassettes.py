@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS interactions (
     latency_ms REAL,
     tests TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (fingerprint, occurrence)
-) WITHOUT ROWID;
+);
 """
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 
