@@ -143,16 +143,21 @@ class _ReusablePatchers:
                     undo.append(step)
             yield
         finally:
+            failure: BaseException | None = None
             for step in reversed(undo):
                 if not isinstance(step, tuple):
-                    step.__exit__(None, None, None)
-                    _forget_connections(step)
+                    try:
+                        step.__exit__(None, None, None)
+                    except BaseException as error:  # every patch must still come off; the first error is raised after
+                        failure = failure or error
                     continue
                 target, attribute, original = step
                 if original is _ABSENT:
                     delattr(target, attribute)  # it was inherited: the class's own copy goes
                 else:
                     setattr(target, attribute, original)
+            if failure is not None:
+                raise failure
 
     def release(self) -> None:
         """After the patches came off: forget the recorder."""
@@ -166,13 +171,15 @@ def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
     replacement) triples, anything else kept as the context manager it is."""
     from unittest import mock
 
-    from vcr.patch import CassettePatcherBuilder
+    from vcr.patch import CassettePatcherBuilder, ConnectionRemover
 
     patch_type = type(mock.patch.object(object, "__doc__", None))
     steps: list[Any] = []
     for patcher in CassettePatcherBuilder(adapter).build():
         if type(patcher) is patch_type and _plain(patcher):
             steps.append((patcher.getter(), patcher.attribute, patcher.new))
+        elif isinstance(patcher, ConnectionRemover):
+            steps.append(_ReusedConnectionRemover(patcher))
         else:
             steps.append(patcher)
     return steps
@@ -184,12 +191,20 @@ def _plain(patcher: Any) -> bool:
     return not any(extras)
 
 
-def _forget_connections(step: Any) -> None:
-    """Empty a vcrpy ConnectionRemover after its exit, as a fresh one would start: it closed them already."""
-    from vcr.patch import ConnectionRemover
+class _ReusedConnectionRemover:
+    """vcrpy's ConnectionRemover, emptied after each exit as a fresh one would start (it closed them already)."""
 
-    if isinstance(step, ConnectionRemover):
-        step._connection_pool_to_connections.clear()
+    def __init__(self, remover: Any) -> None:
+        self._remover = remover
+
+    def __enter__(self) -> None:
+        self._remover.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._remover.__exit__(*exc_info)
+        finally:
+            self._remover._connection_pool_to_connections.clear()
 
 
 _REUSABLE = _ReusablePatchers()
