@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from .engine import activated, placeholder_keys
-from .errors import CassetteError
+from .errors import CassetteError, CassetteMiss
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import DEFAULT_CASSETTE, Suite
 
@@ -110,6 +110,11 @@ def _llm_cache_autouse(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    if call.excinfo is not None and call.excinfo.errisinstance(CassetteMiss) and not item.config.getoption("fulltrace"):
+        from .tracebacks import without_installed_packages
+
+        miss = call.excinfo.value
+        call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
     recorder = item.stash.get(RECORDER, None)
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
