@@ -540,7 +540,7 @@ def targets(rows: list[Row]) -> list[str]:
     their_net, my_net = _find(rows, "  pytest-recording: added"), _find(rows, "  llm_replay: added")
     if theirs and mine and their_net and my_net:
         whole, net = theirs.median_us / mine.median_us, their_net.median_us / my_net.median_us  # type: ignore[operator]
-        check(whole >= 10, f"1,000-test session >= 10x faster than pytest-recording: {whole:.1f}x for the whole session "
+        check(whole >= 10, f"test session >= 10x faster than pytest-recording: {whole:.1f}x for the whole session "
               f"(pytest start-up and the SDK included); {net:.0f}x for the time each adds over the floor")
     fixture = _find(rows, "llm_cache fixture setup + teardown")
     if fixture:
