@@ -2,8 +2,16 @@
 
 from .engine import use_cassette
 from .errors import CassetteError, CassetteMiss, NetworkBlocked
-from .fingerprint import CanonicalRequest
 from .settings import Mode
 
 __all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "use_cassette"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # CanonicalRequest (for before_fingerprint hooks) loads on first use, like the rest of the engine.
+    if name == "CanonicalRequest":
+        from .fingerprint import CanonicalRequest
+
+        return CanonicalRequest
+    raise AttributeError(f"module 'llm_replay' has no attribute {name!r}")

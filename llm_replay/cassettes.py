@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
-from urllib.request import pathname2url
 
 from .errors import CassetteError
 from .interaction import Interaction, RecordedResponse
@@ -42,7 +41,7 @@ CREATE TABLE IF NOT EXISTS interactions (
     latency_ms REAL,
     tests TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (fingerprint, occurrence)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL) WITHOUT ROWID;
 """
 # Which run last used each recording, and how often replays saved a call: written once per run.
@@ -140,7 +139,7 @@ class SQLiteCache:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.readonly:
-                connection = sqlite3.connect(f"file:{pathname2url(str(self.path.resolve()))}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import ContextManager, Iterable, Iterator, MutableMapping, Sequence
+from typing import TYPE_CHECKING, ContextManager, Iterable, Iterator, MutableMapping, Sequence
 
-from .cassettes import InMemoryCache, SQLiteCache
-from .determinism import frozen_clock
-from .matching import BeforeFingerprint, MatchRules, ignore_paths
-from .network import blocking_network
-from .recorder import Recorder
-from .scrub import Scrubber
 from .settings import Mode, parse_mode, session_mode
+
+if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from .matching import BeforeFingerprint
+    from .recorder import Recorder
+    from .scrub import Scrubber
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
 PLACEHOLDER_KEY_VARIABLES = (
@@ -63,6 +62,8 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
         return
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
+            from .network import blocking_network
+
             stack.enter_context(placeholder_keys())
             stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
         if "langchain" in layers:
@@ -72,6 +73,8 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
 
             stack.enter_context(intercepting(recorder))
         if recorder.frozen_at is not None:
+            from .determinism import frozen_clock
+
             stack.enter_context(frozen_clock(recorder.frozen_at))
         yield recorder
 
@@ -104,6 +107,10 @@ def use_cassette(
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
+    from .cassettes import InMemoryCache, SQLiteCache
+    from .matching import MatchRules, ignore_paths
+    from .recorder import Recorder
+
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
     cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)

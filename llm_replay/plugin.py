@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
 from .engine import activated, placeholder_keys
-from .errors import CassetteError
+from .errors import CassetteError, CassetteMiss
 from .locate import DEFAULT_CASSETTE
-from .recorder import Recorder
 from .runs import RunOutcome
 from .scrub import Scrubber
 from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import Suite
 
+if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
+    from .recorder import Recorder
+
 SUITE = pytest.StashKey[Suite]()
-RECORDER = pytest.StashKey[Recorder]()
+RECORDER = pytest.StashKey["Recorder"]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 
 
@@ -149,6 +151,11 @@ def _llm_cache_autouse(request: pytest.FixtureRequest) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    if call.excinfo is not None and call.excinfo.errisinstance(CassetteMiss) and not item.config.getoption("fulltrace"):
+        from .tracebacks import without_installed_packages
+
+        miss = call.excinfo.value
+        call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
     recorder = item.stash.get(RECORDER, None)
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:

@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from .matching import ignore_paths
-
 
 class Mode(str, enum.Enum):
     """What happens on a hit and on a miss (see the modes table in README.md)."""
@@ -126,6 +124,8 @@ class CacheSettings:
             changes["mode"] = parse_mode(changes["mode"], source)
         if "match_ignore" in changes:
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
+            from .matching import ignore_paths
+
             added = ignore_paths(changes["match_ignore"], source)
             changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
         if "allow_hosts" in changes:

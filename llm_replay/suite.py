@@ -8,15 +8,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from .cassettes import InMemoryCache, SQLiteCache
-from .determinism import new_instant
-from .matching import MatchRules, RekeyIndex
-from .recorder import Cassette, Recorder
 from .runs import Key, RunOutcome
 from .scrub import Scrubber
 from .settings import CacheSettings, Mode
+
+if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from .cassettes import SQLiteCache
+    from .matching import MatchRules, RekeyIndex
+    from .recorder import Cassette, Recorder
 
 
 @dataclass
@@ -81,11 +82,17 @@ class Suite:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
+            from .cassettes import SQLiteCache
+
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from .cassettes import InMemoryCache
+        from .matching import MatchRules, RekeyIndex
+        from .recorder import Recorder
+
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
         rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
@@ -114,6 +121,8 @@ class Suite:
         if not settings.freeze_time or settings.mode is Mode.OFF:
             return None, False
         stored = None if settings.mode is Mode.REFRESH else cassette.instant(nodeid)
+        from .determinism import new_instant
+
         return (stored, False) if stored else (new_instant(), True)
 
     def record_command(self, nodeid: str, in_memory: bool) -> str:
@@ -135,7 +144,7 @@ class Suite:
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
-        if isinstance(recorder.cassette, SQLiteCache):
+        if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
             for interaction in recorder.interactions:
                 self.used[interaction.key] += 0
             self.used.update(recorder.replays_by_key)

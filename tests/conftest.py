@@ -11,14 +11,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
 
-# httpx2 imports its transport (httpcore2) on the first request. Import it before any pytester session:
-# pytester unloads the modules an inner session imported first, and a re-imported httpcore2 has new
-# exception classes that httpx2 no longer maps (ConnectError then escapes the SDK in later tests).
-for _transport in ("httpcore2", "httpcore"):
-    try:
-        __import__(_transport)
-    except ImportError:
-        pass
+# pytester's in-process sessions drop from sys.modules what they imported first. httpx2 imports
+# httpcore2 on its first request and keeps a map of its exception classes, so a first import inside
+# an inner session would leave the outer process with a stale map (ConnectError no longer mapped).
+import httpcore2  # noqa: E402,F401
 
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (

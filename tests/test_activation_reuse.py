@@ -1,0 +1,105 @@
+"""vcrpy's patchers are built once per process and re-entered per test: prove nothing leaks between tests.
+
+Sessions of several tests in a row over a pooled ``requests`` session (urllib3's connection pool, whose
+connections vcrpy tracks per activation) and the openai SDK (httpx2); a test without ``llm_cache`` in
+between must reach the server unrecorded; ``use_cassette`` nested in a test's ``llm_cache`` records into
+its own cassette, and the test's own cassette takes over again after the block.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from conftest import cassette_file
+
+REUSE_TESTS = '''
+import openai
+import requests
+
+from llm_replay import use_cassette
+
+BASE_URL = "{base_url}"
+SESSION = requests.Session()  # one connection pool shared by every test of the module
+
+
+def via_session(prompt):
+    answer = SESSION.post(BASE_URL + "/chat/completions", json={{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": prompt}}]}},
+                          headers={{"Authorization": "Bearer {api_key}"}}, timeout=10)
+    return answer.json()["choices"][0]["message"]["content"]
+
+
+def via_openai(prompt):
+    client = openai.OpenAI(base_url=BASE_URL, api_key="{api_key}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
+
+
+def test_first(llm_cache):
+    print("ANSWER", via_session("one"), "|", via_openai("two"))
+    assert llm_cache.replayed + llm_cache.recorded == 2
+
+
+def test_second(llm_cache):
+    print("ANSWER", via_session("three"), "|", via_openai("four"))
+    assert llm_cache.replayed + llm_cache.recorded == 2
+
+
+def test_between_without_llm_cache():
+    assert via_session("not intercepted").startswith("echo[0]: not intercepted")
+
+
+def test_nested_use_cassette(llm_cache):
+    with use_cassette("inner.sqlite3") as inner:
+        print("ANSWER", via_openai("five"))
+        assert inner.replayed + inner.recorded == 1
+    assert llm_cache.replayed + llm_cache.recorded == 0
+    print("ANSWER", via_session("six"))
+    assert llm_cache.replayed + llm_cache.recorded == 1
+'''
+
+
+def _answers(result) -> list[str]:
+    return [line.split("ANSWER ", 1)[1] for line in result.outlines if "ANSWER " in line]
+
+
+def test_patchers_reused_across_tests_leak_nothing(llm_pytester, server, env):
+    llm_pytester.makepyfile(test_reuse=REUSE_TESTS.format(base_url=server.base_url, api_key=server.api_key))
+
+    recorded = llm_pytester.runpytest("-s")
+    recorded.assert_outcomes(passed=4)
+    assert len(server.requests) == 7, "every first call went live, and so did the one outside llm_cache"
+    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 5 recorded, 0 missed in 3 tests*"])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        prompts = {row[0] for row in db.execute("SELECT request FROM interactions")}
+    assert len(prompts) == 5 and not any("not intercepted" in text for text in prompts), "the test without llm_cache was recorded"
+    assert not any("five" in text for text in prompts), "the nested block recorded into the test's cassette"
+    assert (llm_pytester.path / "inner.sqlite3").exists()
+
+    server.stop()
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s", "-k", "not between")
+    replayed.assert_outcomes(passed=3, deselected=1)
+    assert _answers(replayed) == _answers(recorded) and len(_answers(replayed)) == 4
+    replayed.stdout.fnmatch_lines(["llm_replay: 5 replayed, 0 recorded, 0 missed in 3 tests*"])
+
+
+def test_every_patched_library_is_restored_exactly():
+    """Patches come off after each activation, nested or not; inherited attributes get no own copy left behind."""
+    import http.client
+
+    import httpx
+    import httpx2
+    import urllib3.connection
+    import urllib3.connectionpool
+
+    from llm_replay import use_cassette
+
+    patched = (http.client, urllib3.connection, urllib3.connectionpool, urllib3.connectionpool.HTTPConnectionPool,
+               urllib3.connectionpool.HTTPSConnectionPool, httpx.HTTPTransport, httpx.MockTransport, httpx2.HTTPTransport,
+               httpx2.AsyncHTTPTransport, httpx2.MockTransport)
+    before = [dict(vars(target)) for target in patched]
+    for _ in range(2):
+        with use_cassette(None, mode="record"):
+            assert "_get_conn" in vars(urllib3.connectionpool.HTTPSConnectionPool), "vcrpy's patches are on"
+            with use_cassette(None, mode="record"):
+                pass
+    assert [dict(vars(target)) for target in patched] == before
