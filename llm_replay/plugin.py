@@ -199,24 +199,27 @@ class _RunWatcher:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is not None:
-        try:
-            suite.finish_run()
-        except CassetteError as error:
-            suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
+    if suite is None:
+        return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
+        workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:  # a pytest-xdist worker: the controller prints the summary
-            workeroutput[_XDIST_TOTALS] = suite.totals.as_counts()
+        return
+    try:
+        suite.finish_run()
+    except CassetteError as error:
+        suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
+    suite.close()
 
 
-_XDIST_TOTALS = "llm_replay_totals"
+_XDIST_REPORT = "llm_replay"
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist: add a finished worker's counts to the controller's summary."""
+    """pytest-xdist: add a finished worker's counts and usage to the controller's."""
     suite = node.config.stash.get(SUITE, None)
-    counts = getattr(node, "workeroutput", {}).get(_XDIST_TOTALS)
-    if suite is not None and counts:
-        suite.totals.merge(counts)
+    report = getattr(node, "workeroutput", {}).get(_XDIST_REPORT)
+    if suite is not None and report:
+        suite.merge_worker(report)

@@ -66,6 +66,7 @@ class Suite:
     outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
     used: Counter[Key] = field(default_factory=Counter)
     end_lines: list[str] = field(default_factory=list)
+    workers_wrote: bool = False
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
@@ -155,7 +156,7 @@ class Suite:
 
         if not self.totals.tests and not self.prune:
             return
-        may_write = self._cassette is not None and not self._cassette.readonly
+        may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
         self.close()
         self.end_lines = finish_run(
             self.cassette_path,
@@ -166,6 +167,21 @@ class Suite:
             write_usage=may_write,
             prune=self.prune,
         )
+
+    def worker_report(self) -> dict[str, Any]:
+        """What a pytest-xdist worker sends the controller: its counts and what it used, as plain data."""
+        return {
+            "totals": self.totals.as_counts(),
+            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
+            "wrote": self._cassette is not None and not self._cassette.readonly,
+        }
+
+    def merge_worker(self, report: Mapping[str, Any]) -> None:
+        """Add a finished worker's report, so the controller's summary and usage cover the whole run."""
+        self.totals.merge(report["totals"])
+        for fingerprint, occurrence, count in report["used"]:
+            self.used[(fingerprint, occurrence)] += count
+        self.workers_wrote = self.workers_wrote or bool(report["wrote"])
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""

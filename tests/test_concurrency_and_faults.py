@@ -42,7 +42,10 @@ def test_question(llm_cache, n):
     env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     recorded = llm_pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS, "-n", "4", "--llm-mode=record")
     recorded.assert_outcomes(passed=WORKER_TESTS)
-    recorded.stdout.fnmatch_lines([f"llm_replay: 0 replayed, {WORKER_TESTS} recorded, 0 missed in {WORKER_TESTS} tests (mode record*"])
+    recorded.stdout.fnmatch_lines([
+        f"llm_replay: 0 replayed, {WORKER_TESTS} recorded, 0 missed in {WORKER_TESTS} tests (mode record*",
+        "llm_replay: 0 recordings not used by this run",  # the controller adds up what every worker used
+    ])
     assert "locked" not in recorded.stdout.str() + recorded.stderr.str()
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         prompts = {row[0] for row in db.execute("SELECT json_extract(request, '$.body.messages[0].content') FROM interactions")}
@@ -53,7 +56,12 @@ def test_question(llm_cache, n):
     env.setenv("CI", "true")
     replayed = llm_pytester.runpytest_subprocess(*ONLY_OUR_PLUGINS, "-n", "4")
     replayed.assert_outcomes(passed=WORKER_TESTS)
-    replayed.stdout.fnmatch_lines([f"llm_replay: {WORKER_TESTS} replayed, 0 recorded, 0 missed in {WORKER_TESTS} tests (mode replay*"])
+    replayed.stdout.fnmatch_lines([
+        f"llm_replay: {WORKER_TESTS} replayed, 0 recorded, 0 missed in {WORKER_TESTS} tests (mode replay*",
+        "llm_replay: 0 recordings not used by this run",
+    ])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        assert db.execute("SELECT count(*) FROM usage").fetchone()[0] == WORKER_TESTS, "the record run's usage, written once"
 
 
 def test_sigkill_while_recording_keeps_every_earlier_interaction(llm_pytester, server, env):
