@@ -1,7 +1,7 @@
 """Stores of interactions keyed by (fingerprint, occurrence): in memory per test, or one SQLite file per suite.
 
 Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``; plus ``requests``
-(re-keying under new match rules) and ``instant``/``put_instant`` (each test's frozen clock).
+(re-keying under new match rules) and ``stored_clock``/``put_instant``/``put_clock_read`` (each test's frozen clock).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS interactions (
     tests TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (fingerprint, occurrence)
 );
-CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL, clock_read INTEGER) WITHOUT ROWID;
 """
 # Which run last used each recording, and how often replays saved a call: written once per run.
 _USAGE_SCHEMA = """
@@ -68,6 +68,7 @@ class InMemoryCache:
         self.scrubber = scrubber or Scrubber()
         self._entries: dict[tuple[str, int], Interaction] = {}
         self._instants: dict[str, datetime] = {}
+        self._clock_reads: dict[str, bool] = {}
 
     def describe(self) -> str:
         """How the cassette is named in messages."""
@@ -96,13 +97,19 @@ class InMemoryCache:
         ordered = sorted(self._entries.values(), key=lambda interaction: interaction.recorded_at)
         return iter([(i.fingerprint, i.occurrence, i.request_json) for i in ordered])
 
-    def instant(self, test_id: str) -> datetime | None:
-        """The instant a test's clock was frozen at when it recorded, if it did."""
-        return self._instants.get(test_id)
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        return self._instants.get(test_id), self._clock_reads.get(test_id)
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
-        """Remember the instant a test recorded at."""
+        """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
         self._instants[test_id] = instant
+        self._clock_reads.pop(test_id, None)
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock."""
+        if test_id in self._instants:
+            self._clock_reads[test_id] = read
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -126,6 +133,7 @@ class SQLiteCache:
         self._hits: dict[tuple[str, int], Interaction] = {}
         self._connection: sqlite3.Connection | None = None
         self._has_instants = False
+        self._has_clock_read = False
         _check_is_sqlite(self.path)
         if not readonly:
             _check_is_writable(self.path)
@@ -170,15 +178,18 @@ class SQLiteCache:
                     f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
                 )
         self._has_instants = "test_instants" in tables
-        if self.readonly or tables >= _TABLES:
+        self._has_clock_read = self._has_instants and _has_clock_read_column(connection)
+        if self.readonly or (tables >= _TABLES and self._has_clock_read):
             return
-        # Tables added within schema 1 (CREATE … IF NOT EXISTS) appear in older files the first time they are written.
+        # Tables and columns added within schema 1 appear in older files the first time they are written.
         with _transaction(connection):
             for statement in (_SCHEMA + _USAGE_SCHEMA).split(";"):
                 if statement.strip():
                     connection.execute(statement)
+            if not _has_clock_read_column(connection):  # checked again under the write lock: xdist workers open together
+                connection.execute("ALTER TABLE test_instants ADD COLUMN clock_read INTEGER")
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self._has_instants = True
+        self._has_instants = self._has_clock_read = True
 
     def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
         """The interaction recorded under this key, if any."""
@@ -254,17 +265,26 @@ class SQLiteCache:
             rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
         return iter(rows)
 
-    def instant(self, test_id: str) -> datetime | None:
-        """The instant a test's clock was frozen at when it recorded, if it did."""
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
+        cassettes written before llm_replay kept it)."""
         if self._connection is None or not self._has_instants:
-            return None
+            return None, None
+        clock_read = "clock_read" if self._has_clock_read else "NULL"
         with self._lock:
-            row = self._query("SELECT instant FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
-        return datetime.fromisoformat(row[0]) if row else None
+            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
+        if row is None:
+            return None, None
+        return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
-        """Remember, durably, the instant a test recorded at; a later record run of the test reuses it."""
-        self._write("INSERT OR REPLACE INTO test_instants VALUES (?, ?)", (test_id, instant.isoformat()))
+        """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
+        Whether the test reads the clock stays unknown until it ends (``put_clock_read``)."""
+        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", (test_id, instant.isoformat()))
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
+        self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", (int(read), test_id))
 
     def __len__(self) -> int:
         if self._connection is None:
@@ -387,6 +407,10 @@ class _transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._connection.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _has_clock_read_column(connection: sqlite3.Connection) -> bool:
+    return any(column[1] == "clock_read" for column in connection.execute("PRAGMA table_info(test_instants)"))
 
 
 def _from_row(row: tuple) -> Interaction:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 # Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, pytest's own durations, and the
 # SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
@@ -28,23 +28,42 @@ def new_instant() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+class ClockWatch:
+    """Tells whether the code under test read the frozen wall clock, so a replay can skip freezing a test that never does.
+
+    freezegun asks its newest time factory for every frozen read (``datetime.now()``, ``utcnow()``,
+    ``date.today()``, ``time.time()``, ``time_ns()``, ``gmtime()``, ``localtime()``, ``strftime()``), and answers
+    the modules it ignores with the real clock, without asking. Standing in for that factory sees every read.
+    """
+
+    def __init__(self, factory: Callable[[], datetime] | None = None) -> None:
+        self._factory = factory
+        self.read = factory is None  # a clock frozen by someone else cannot be watched: assume it is read
+
+    def __call__(self) -> datetime:
+        self.read = True
+        return self._factory()  # type: ignore[misc]
+
+
 @contextmanager
-def frozen_clock(instant: datetime) -> Iterator[None]:
+def frozen_clock(instant: datetime) -> Iterator[ClockWatch]:
     """Freeze the wall clock at ``instant`` for the block; monotonic clocks and event loops keep running.
 
-    A clock that is already frozen (the test's own freezegun or pytest-freezer fixture) is left as it is:
-    the test chose its instant.
+    Yields a ClockWatch whose ``read`` says whether the block read the clock. A clock that is already
+    frozen (the test's own freezegun or pytest-freezer fixture) is left as it is: the test chose its instant.
     """
     from freezegun import api, freeze_time
 
     if api.freeze_factories:
-        yield
+        yield ClockWatch()
         return
     freezer = freeze_time(instant, ignore=list(IGNORED_MODULES), real_asyncio=True)
     freezer.start()
     try:
         _restore_monotonic_clocks(api, freezer)
-        yield
+        watch = ClockWatch(api.freeze_factories[-1])
+        api.freeze_factories[-1] = watch
+        yield watch
     finally:
         freezer.stop()
 

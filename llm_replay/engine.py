@@ -51,7 +51,7 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
 @contextmanager
 def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
     """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing), the
-    wall clock frozen at ``recorder.frozen_at`` when it is set.
+    wall clock frozen at ``recorder.frozen_at`` when it is set (and whether the block read it kept for the test).
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
@@ -72,11 +72,14 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
             from .interception import intercepting
 
             stack.enter_context(intercepting(recorder))
+        clock = None
         if recorder.frozen_at is not None:
             from .determinism import frozen_clock
 
-            stack.enter_context(frozen_clock(recorder.frozen_at))
+            clock = stack.enter_context(frozen_clock(recorder.frozen_at))
         yield recorder
+    if clock is not None:
+        recorder.keep_clock_read(clock.read)
 
 
 def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]:

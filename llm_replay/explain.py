@@ -31,8 +31,11 @@ _VOLATILE = re.compile(
 )
 
 
-def explain_miss(request: CanonicalRequest, key: tuple[str, int], cassette: "Cassette", rules: "MatchRules", record_command: str | None) -> str:
-    """A message for the person reading the failed CI log."""
+def explain_miss(
+    request: CanonicalRequest, key: tuple[str, int], cassette: "Cassette", rules: "MatchRules", record_command: str | None, *, clock_unread: bool = False
+) -> str:
+    """A message for the person reading the failed CI log (``clock_unread``: the test runs on the real clock
+    because its recording never read it)."""
     fingerprint, occurrence = key
     if is_langchain_request(request):
         return _explain_langchain_miss(request, occurrence, cassette, record_command)
@@ -53,7 +56,7 @@ def explain_miss(request: CanonicalRequest, key: tuple[str, int], cassette: "Cas
         )
     count = len(cassette)
     lines.append(f"  cassette:  {cassette.describe()} ({count} recording{'s' if count != 1 else ''})")
-    lines.extend(_closest_lines(rules.view(request), cassette, rules))
+    lines.extend(_closest_lines(rules.view(request), cassette, rules, clock_unread))
     lines.append(f"  to record it: {record_command or 'run again with --llm-mode=record (and an API key)'}")
     return "\n".join(lines)
 
@@ -77,7 +80,7 @@ def _closest(request: CanonicalRequest, interactions: Iterable["Interaction"], r
     return best
 
 
-def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "MatchRules") -> list[str]:
+def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "MatchRules", clock_unread: bool) -> list[str]:
     """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
     closest = _closest(requested, cassette.interactions(), rules)
     if closest is None:
@@ -91,20 +94,23 @@ def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "Ma
     shown = [f"    {difference.describe(_WIDTH)}" for difference in diff[:_MAX_DIFF_LINES]]
     if len(diff) > _MAX_DIFF_LINES:
         shown.append(f"    … and {len(diff) - _MAX_DIFF_LINES} more differing fields")
-    return [header + " (~ changed: recorded -> requested, + only in the request, - only in the recording):", *shown, *_volatile_hint(diff)]
+    return [header + " (~ changed: recorded -> requested, + only in the request, - only in the recording):", *shown, *_volatile_hint(diff, clock_unread)]
 
 
-def _volatile_hint(diff: list[FieldDifference]) -> list[str]:
+def _volatile_hint(diff: list[FieldDifference], clock_unread: bool) -> list[str]:
     """When only clock readings or generated ids differ, say so and name the fixes."""
     if not all(_only_volatile_change(difference) for difference in diff):
         return []
     whole = [d.path.removeprefix("body.") for d in diff if d.path.startswith("body.") and _is_volatile(d.requested)]
-    lines = [
-        "  hint: the request differs from this recording only in values that look like timestamps, dates or UUIDs.",
-        "    - the clock: llm_cache freezes it at the instant the test recorded at (freeze_time=True, ini llm_freeze_time);",
-        "      check it is on for this test and that the value is read during the test, not at import or collection",
-        "    - generated ids: mask them with a before_fingerprint hook in llm_cache_config, or leave the field out of matching",
-    ]
+    lines = ["  hint: the request differs from this recording only in values that look like timestamps, dates or UUIDs."]
+    if clock_unread:
+        lines.append("    - the clock: this test's recording did not read it, so it replays on the real clock; re-record it with --llm-mode=refresh")
+    else:
+        lines += [
+            "    - the clock: llm_cache freezes it at the instant the test recorded at (freeze_time=True, ini llm_freeze_time);",
+            "      check it is on for this test and that the value is read during the test, not at import or collection",
+        ]
+    lines.append("    - generated ids: mask them with a before_fingerprint hook in llm_cache_config, or leave the field out of matching")
     if whole:
         paths = ", ".join(f'"{path}"' for path in whole)
         lines.append(f"      with @pytest.mark.llm_cache(match_ignore=[{paths}]) (or ini llm_match_ignore)")

@@ -26,6 +26,7 @@ class Recorder:
 
     The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``,
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
+    ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class Recorder:
         test_id: str | None = None,
         frozen_at: datetime | None = None,
         keep_instant: bool = False,
+        clock_unread: bool = False,
         refreshed: set[Key] | None = None,
         record_hint: Callable[[], str] | None = None,
     ) -> None:
@@ -48,6 +50,7 @@ class Recorder:
         self.rules = rules or MatchRules()
         self.test_id = test_id
         self.frozen_at = frozen_at
+        self.clock_unread = clock_unread
         self.replayed = 0
         self.recorded = 0
         self.missed = 0
@@ -56,6 +59,7 @@ class Recorder:
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey or RekeyIndex(self.rules)
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
+        self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
         self._record_hint = record_hint
         self._seen: dict[str, int] = {}
@@ -92,7 +96,7 @@ class Recorder:
             return found
         if self.mode is Mode.REPLAY and strict:
             hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint))
+            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
             self.count_miss(miss)
             raise miss
         return None
@@ -121,8 +125,22 @@ class Recorder:
             keep_instant, self._keep_instant = self._keep_instant, False
         if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
             self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
+            self._instant_kept = True
         self.cassette.put(interaction)
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
             self.interactions.append(interaction)
+
+    def keep_clock_read(self, read: bool) -> None:
+        """At the end of a frozen test: store whether it read the clock, so its replays freeze only if it did.
+
+        A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
+        recorded under it may have read the clock). Replays write nothing.
+        """
+        if self.test_id is None or self.mode is Mode.REPLAY:
+            return
+        if self._instant_kept:
+            self.cassette.put_clock_read(self.test_id, read)
+        elif read and self.frozen_at is not None and not self._keep_instant:
+            self.cassette.put_clock_read(self.test_id, True)

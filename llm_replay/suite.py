@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .runs import Key, RunOutcome
 from .scrub import Scrubber
@@ -44,6 +44,15 @@ class Totals:
     def as_counts(self) -> dict[str, int]:
         """The totals as plain data, to travel from an xdist worker to the controller."""
         return {"replayed": self.replayed, "recorded": self.recorded, "missed": self.missed, "tests": self.tests}
+
+
+class WallClock(NamedTuple):
+    """A test's wall clock: frozen at ``instant`` (None: real), whether that instant is new (stored with the
+    test's first recording), and whether it runs real because the test's recording never read it."""
+
+    instant: datetime | None
+    new: bool = False
+    unread: bool = False
 
 
 @dataclass
@@ -97,7 +106,7 @@ class Suite:
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
         rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
-        frozen_at, new = self.instant(settings, cassette, nodeid)
+        clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,
             settings.mode,
@@ -105,26 +114,35 @@ class Suite:
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
             test_id=nodeid,
-            frozen_at=frozen_at,
-            keep_instant=new,
+            frozen_at=clock.instant,
+            keep_instant=clock.new,
+            clock_unread=clock.unread,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
         )
 
-    def instant(self, settings: CacheSettings, cassette: Cassette, nodeid: str) -> tuple[datetime | None, bool]:
-        """The instant the test's wall clock freezes at (None: not frozen), and whether it is new.
+    def clock(self, settings: CacheSettings, cassette: Cassette, nodeid: str) -> WallClock:
+        """How the test's wall clock runs: frozen at which instant, or real.
 
         Replay and record runs reuse the instant stored when the test first recorded; the first record
-        run, a refresh, and a replay with nothing stored take the real time now (a new instant is
-        stored with the test's first recording). ``off`` leaves the clock alone. An in-memory cassette
+        run and a refresh take the real time now (stored with the test's first recording). ``off`` leaves
+        the clock alone. A replay freezes only a test whose recording read the clock or may have (not
+        known: recorded by an older llm_replay); one whose recording never read it, or that recorded
+        nothing of its own, runs on the real clock and skips freezegun's cost. An in-memory cassette
         (scope='test') keeps nothing between tests, so those tests freeze at their real start.
         """
         if not settings.freeze_time or settings.mode is Mode.OFF:
-            return None, False
-        stored = None if settings.mode is Mode.REFRESH else cassette.instant(nodeid)
+            return WallClock(None)
         from .determinism import new_instant
 
-        return (stored, False) if stored else (new_instant(), True)
+        if settings.scope == "test" or settings.mode is Mode.REFRESH:
+            return WallClock(new_instant(), new=True)
+        stored, read = cassette.stored_clock(nodeid)
+        if settings.mode is Mode.REPLAY and stored is None:
+            return WallClock(None)
+        if settings.mode is Mode.REPLAY and read is False:
+            return WallClock(None, unread=True)
+        return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
     def record_command(self, nodeid: str, in_memory: bool) -> str:
         """The command that records what a test is missing."""

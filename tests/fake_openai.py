@@ -24,6 +24,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -170,6 +171,11 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming, as httpx expects
     server: _Server
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # A real server runs elsewhere: its Date header must not read the test's frozen clock (llm_cache
+        # would count that as the test reading it). freezegun leaves clock_gettime alone.
+        return super().date_time_string(time.clock_gettime(time.CLOCK_REALTIME) if timestamp is None else timestamp)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests must not see server chatter on stdout/stderr."""

@@ -34,6 +34,34 @@ def test_wall_clock_reads_the_instant_and_monotonic_clocks_keep_running():
     assert datetime.now(timezone.utc).year > 2001
 
 
+WALL_CLOCK_READS = {
+    "datetime.now()": lambda: datetime.now(),
+    "datetime.now(tz)": lambda: datetime.now(timezone.utc),
+    "datetime.utcnow()": lambda: datetime.utcnow(),
+    "datetime.today()": lambda: datetime.today(),
+    "date.today()": lambda: date.today(),
+    "time.time()": lambda: time.time(),
+    "time.time_ns()": lambda: time.time_ns(),
+    "time.gmtime()": lambda: time.gmtime(),
+    "time.localtime()": lambda: time.localtime(),
+    "time.strftime()": lambda: time.strftime("%Y"),
+}
+
+
+def test_every_read_of_the_frozen_wall_clock_is_seen_and_nothing_else():
+    for name, read in WALL_CLOCK_READS.items():
+        with frozen_clock(INSTANT) as clock:
+            time.monotonic(), time.perf_counter_ns(), time.sleep(0), datetime(2020, 1, 1), time.gmtime(0)
+            assert not clock.read, f"{name}: no wall clock read yet"
+            read()
+            assert clock.read, f"{name} read the frozen clock unseen"
+
+
+def test_a_clock_frozen_by_the_test_itself_counts_as_read():
+    with freeze_time("1999-12-31 23:59:59"), frozen_clock(INSTANT) as clock:
+        assert clock.read, "llm_replay cannot watch another freeze: it assumes the clock is read"
+
+
 def test_event_loops_keep_real_time():
     async def timed_out() -> bool:
         try:
@@ -63,7 +91,7 @@ def test_llm_replay_stamps_recordings_with_the_real_time():
     with frozen_clock(INSTANT):
         recorder.record(request, recorder.key(request), RecordedResponse(200, "OK", {}, b"{}"), latency_s=0.5)
     assert recorder.interactions[0].recorded_at[:4] != "2001"
-    assert recorder.cassette.instant("t::x") == INSTANT
+    assert recorder.cassette.stored_clock("t::x")[0] == INSTANT
 
 
 def test_instants_persist_and_older_files_gain_the_table(tmp_path):
@@ -74,10 +102,10 @@ def test_instants_persist_and_older_files_gain_the_table(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE test_instants")  # a file written before instants were kept
     readonly = SQLiteCache(path, readonly=True)
-    assert readonly.instant("t::x") is None
+    assert readonly.stored_clock("t::x")[0] is None
     readonly.close()
     writable = SQLiteCache(path)
     writable.put_instant("t::x", INSTANT)
-    assert writable.instant("t::x") == INSTANT
+    assert writable.stored_clock("t::x")[0] == INSTANT
     writable.close()
-    assert SQLiteCache(path, readonly=True).instant("t::x") == INSTANT
+    assert SQLiteCache(path, readonly=True).stored_clock("t::x")[0] == INSTANT

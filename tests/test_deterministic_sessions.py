@@ -301,3 +301,102 @@ def test_a_bad_ini_path_is_a_usage_error(llm_pytester):
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad match_ignore path 'metadata..id' in ini option llm_match_ignore: expected dotted JSON body fields*"])
+
+
+CLOCK_APP = '''
+import datetime
+import os
+
+import openai
+
+
+def ask(content):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": content}}]).choices[0].message.content
+
+
+def test_timeless(llm_cache):
+    # The class names tell frozen from real without reading the clock (a read would set the flag).
+    print("CLOCK", datetime.datetime.__name__, llm_cache.frozen_at and llm_cache.frozen_at.isoformat())
+    when = os.environ.get("WHEN") or datetime.datetime.now().isoformat()
+    print("ANSWER", ask(f"Summarise the news of {{when}}"))
+    if llm_cache.frozen_at is None:
+        assert type(datetime.datetime.now()) is datetime.datetime and datetime.datetime.__name__ == "datetime"
+
+
+def test_dated(llm_cache):
+    print("CLOCK", datetime.datetime.__name__, llm_cache.frozen_at and llm_cache.frozen_at.isoformat())
+    print("ANSWER", ask(f"Plan my day: it is {{datetime.datetime.now().isoformat()}}"))
+    assert datetime.datetime.now(datetime.timezone.utc) == llm_cache.frozen_at
+'''
+
+
+def _clock_reads(pytester: pytest.Pytester) -> dict[str, int | None]:
+    with sqlite3.connect(cassette_file(pytester)) as db:
+        return dict(db.execute("SELECT test_id, clock_read FROM test_instants"))
+
+
+@pytest.fixture
+def clock_app(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
+    llm_pytester.makepyfile(test_clock=CLOCK_APP.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("WHEN", "2020-01-01T09:00:00")  # a date from the environment: the timeless test reads no clock
+    return llm_pytester
+
+
+def test_a_replay_freezes_only_tests_whose_recording_read_the_clock(clock_app, server, env):
+    recorded = clock_app.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    instants = _instants(clock_app)
+    assert _lines(recorded, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+    assert _clock_reads(clock_app) == {"test_clock.py::test_timeless": 0, "test_clock.py::test_dated": 1}
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    for _ in range(2):
+        replayed = clock_app.runpytest("-s", "--llm-mode=replay")
+        replayed.assert_outcomes(passed=2)
+        assert _lines(replayed, "CLOCK") == ["datetime None", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+        assert _lines(replayed, "ANSWER") == _lines(recorded, "ANSWER")
+    assert _instants(clock_app) == instants, "replays leave the stored instants alone"
+
+    # The test now takes the date from the clock, which its recording never read: it misses, and says why.
+    env.delenv("WHEN")
+    missed = clock_app.runpytest("--llm-mode=replay", "-k", "timeless")
+    missed.assert_outcomes(failed=1)
+    missed.stdout.fnmatch_lines([
+        "*hint: the request differs from this recording only in values that look like timestamps, dates or UUIDs.",
+        "*- the clock: this test's recording did not read it, so it replays on the real clock; re-record it with --llm-mode=refresh",
+    ])
+
+
+def test_record_runs_only_ever_turn_the_flag_to_read(clock_app, server, env):
+    clock_app.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    env.delenv("WHEN")
+    again = clock_app.runpytest("-s", "--llm-mode=record", "-k", "timeless")
+    again.assert_outcomes(passed=1)
+    assert _lines(again, "CLOCK") == [f"FakeDatetime {_instants(clock_app)['test_clock.py::test_timeless']}"], "record runs reuse the instant"
+    assert _clock_reads(clock_app)["test_clock.py::test_timeless"] == 1, "the new recording read the clock under the stored instant"
+
+    env.setenv("WHEN", "2020-01-01T09:00:00")
+    clock_app.runpytest("--llm-mode=record", "-k", "timeless").assert_outcomes(passed=1)
+    assert _clock_reads(clock_app)["test_clock.py::test_timeless"] == 1, "an earlier recording under this instant read it"
+    clock_app.runpytest("--llm-mode=refresh", "-k", "timeless").assert_outcomes(passed=1)
+    assert _clock_reads(clock_app)["test_clock.py::test_timeless"] == 0, "a refresh re-records everything under a new instant"
+
+
+def test_a_cassette_that_predates_the_flag_replays_frozen(clock_app, server, env):
+    clock_app.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    instants = _instants(clock_app)
+    with sqlite3.connect(cassette_file(clock_app)) as db:
+        db.execute("ALTER TABLE test_instants DROP COLUMN clock_read")
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    replayed = clock_app.runpytest("-s", "--llm-mode=replay")  # opens the file read-only: the column stays missing
+    replayed.assert_outcomes(passed=2)
+    assert _lines(replayed, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    clock_app.runpytest("--llm-mode=record").assert_outcomes(passed=2)  # all replayed, nothing new: flags stay unknown
+    assert _clock_reads(clock_app) == {"test_clock.py::test_timeless": None, "test_clock.py::test_dated": 1}
