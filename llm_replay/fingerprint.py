@@ -253,8 +253,13 @@ def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list
     return [
         FieldDifference(path, old.get(path, _MISSING), new.get(path, _MISSING))
         for path in sorted(old.keys() | new.keys())
-        if old.get(path, _MISSING) != new.get(path, _MISSING)
+        if not _same(old.get(path, _MISSING), new.get(path, _MISSING))
     ]
+
+
+def _same(recorded: Any, requested: Any) -> bool:
+    """Equal, counting NaN (which JSON bodies can carry) as equal to itself, as the fingerprint does."""
+    return recorded == requested or (recorded != recorded and requested != requested)
 
 
 def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:

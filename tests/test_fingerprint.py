@@ -81,3 +81,8 @@ def test_prompt_reads_chat_responses_and_completions() -> None:
     assert _chat(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]).prompt() == "(user) hi"
     assert _chat(input="write a poem").prompt() == "write a poem"
     assert _chat(prompt=["a", "b"]).prompt() == "b"
+
+
+def test_a_nan_in_a_body_equals_itself() -> None:
+    request = canonicalize("POST", URL, b"[NaN, 1]", "application/json")
+    assert differences(request, request) == [] and distance(request, request) == 0
