@@ -61,7 +61,7 @@ class Scrubber:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
     _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
-    _env_cache: tuple[tuple, list[tuple[str, str]]] | None = field(default=None, init=False, repr=False, compare=False)
+    _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -83,17 +83,19 @@ class Scrubber:
     def env_secrets(self) -> list[tuple[str, str]]:
         """(value, variable name) of every current secret value, longest first so no value is cut in half.
 
-        Remembered until the environment changes: every request asks, and the environment rarely moves.
+        Every request asks, so the answer is remembered: the names are classified again only when the
+        set of variables changes, and only the secret ones' values are compared (pytest itself rewrites
+        PYTEST_CURRENT_TEST at every test phase).
         """
-        # os.environ's raw dict snapshots in a microsecond; its decoded items() would take ten.
-        raw = getattr(self.environ, "_data", self.environ)
-        snapshot = tuple(raw.items())
-        cached = self._env_cache
-        if cached is not None and cached[0] == snapshot:
-            return cached[1]
-        found = {value: name for name, value in sorted(self.environ.items()) if len(value) >= MIN_SECRET_LENGTH and self.is_secret_env_name(name)}
-        secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
-        object.__setattr__(self, "_env_cache", (snapshot, secrets))
+        keys = tuple(getattr(self.environ, "_data", self.environ))  # os.environ's raw keys: no decoding
+        cached_keys, names, cached_values, secrets = self._env_cache or ((), (), None, [])
+        if keys != cached_keys:
+            names = tuple(sorted(name for name in self.environ if self.is_secret_env_name(name)))
+        values = tuple(self.environ.get(name, "") for name in names)
+        if keys != cached_keys or values != cached_values:
+            found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}
+            secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+            object.__setattr__(self, "_env_cache", (keys, names, values, secrets))
         return secrets
 
     def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
