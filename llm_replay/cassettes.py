@@ -382,15 +382,21 @@ class SQLiteCache:
             raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
 
     def close(self) -> None:
-        """Fold the write-ahead log back into the file, so that what git sees is complete."""
+        """Fold the write-ahead log back into the file, so that what git sees is complete.
+
+        The last writer out also turns WAL off again: a cassette at rest is one plain file, and a
+        read-only replay of it (CI) leaves no ``-wal``/``-shm`` files beside it.
+        """
         if self._connection is None:
             return
         with self._lock:
             try:
                 if not self.readonly:
                     self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    self._connection.execute("PRAGMA busy_timeout = 0")
+                    self._connection.execute("PRAGMA journal_mode = DELETE")
             except sqlite3.OperationalError:
-                pass  # another worker still has it open; the last one out checkpoints
+                pass  # another worker still has it open; the last one out checkpoints and leaves WAL
             finally:
                 self._connection.close()
                 self._connection = None

@@ -47,6 +47,20 @@ def test_recordings_survive_reopening_and_are_readable_with_sqlite3(tmp_path: Pa
     assert version == str(SCHEMA_VERSION)
     reopened = SQLiteCache(path, readonly=True)
     assert reopened.get(_interaction("persist me").fingerprint) is not None
+    reopened.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["c.sqlite3"], "a replay leaves no -wal/-shm files behind"
+
+
+def test_a_writer_that_is_not_the_last_one_out_leaves_wal_on(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    first, second = SQLiteCache(path), SQLiteCache(path)
+    first.put(_interaction("one"))
+    first.close()  # the second still has the file open: WAL stays, nothing is lost
+    second.put(_interaction("two"))
+    second.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 2
 
 
 def test_readonly_missing_file_reads_as_empty_and_creates_nothing(tmp_path: Path) -> None:
