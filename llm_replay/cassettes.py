@@ -277,6 +277,15 @@ class SQLiteCache:
             return None, None
         return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
 
+    def instants(self) -> list[tuple[str, datetime, bool | None]]:
+        """Every test's stored instant and clock flag, for merging two branches' cassettes."""
+        if self._connection is None or not self._has_instants:
+            return []
+        clock_read = "clock_read" if self._has_clock_read else "NULL"
+        with self._lock:
+            rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants ORDER BY test_id").fetchall()
+        return [(test_id, datetime.fromisoformat(instant), None if read is None else bool(read)) for test_id, instant, read in rows]
+
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
         Whether the test reads the clock stays unknown until it ends (``put_clock_read``)."""

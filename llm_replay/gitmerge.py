@@ -62,9 +62,16 @@ def merge_into_ours(ours: Path, theirs: Path) -> list[str]:
 
     with snapshot(theirs) as other:
         recordings = list(other.interactions())
+        instants = other.instants()
     mine = SQLiteCache(ours)
     try:
         report = add_missing(mine, recordings)
+        # Their tests' frozen instants travel with their recordings, or prompts carrying the date would miss.
+        for test_id, instant, clock_read in instants:
+            if mine.stored_clock(test_id)[0] is None:
+                mine.put_instant(test_id, instant)
+                if clock_read is not None:
+                    mine.put_clock_read(test_id, clock_read)
     finally:
         mine.close()
     summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"

@@ -15,6 +15,14 @@ from test_cli import app_tests
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
+DATED_TEST = '''
+
+def test_dated(llm_cache):
+    import datetime
+    assert ask(f"What happened on {datetime.datetime.now().isoformat()}?").startswith("echo")
+'''
+
+
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
@@ -62,12 +70,12 @@ def test_two_branches_record_different_tests_merge_and_both_replay(repo, server,
     git(path, "commit", "-q", "-m", "record the capital")
 
     git(path, "checkout", "-q", "-b", "jokes")
-    repo.makepyfile(test_jokes=app_tests(server.base_url, "Tell me a joke"))
-    repo.runpytest("test_jokes.py").assert_outcomes(passed=1)
+    repo.makepyfile(test_jokes=app_tests(server.base_url, "Tell me a joke") + DATED_TEST)
+    repo.runpytest("test_jokes.py").assert_outcomes(passed=2)
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "record a joke")
     shown = git(path, "show", "HEAD", "--", "cassettes/llm_cache.sqlite3")
-    assert '+llm_replay cassette: 2 recordings' in shown and '+tests:     test_jokes.py::test_tell' in shown, "git diff shows the cassette as text"
+    assert '+llm_replay cassette: 3 recordings' in shown and '+tests:     test_jokes.py::test_tell' in shown, "git diff shows the cassette as text"
 
     git(path, "checkout", "-q", "main")
     repo.makepyfile(test_colours=app_tests(server.base_url, "Name a colour"))
@@ -76,15 +84,15 @@ def test_two_branches_record_different_tests_merge_and_both_replay(repo, server,
     git(path, "commit", "-q", "-m", "record a colour")
 
     merged = git(path, "merge", "--no-edit", "jokes")
-    assert "llm-replay merge: added 1 recordings from the other branch, 1 were already here" in merged
+    assert "llm-replay merge: added 2 recordings from the other branch, 1 were already here" in merged
     assert git(path, "status", "--porcelain") == "", "the merge completed without conflicts"
 
     server.stop()
     env.delenv("OPENAI_API_KEY")
     env.setenv("CI", "true")
     replayed = repo.runpytest()
-    replayed.assert_outcomes(passed=3)
-    replayed.stdout.fnmatch_lines(["llm_replay: 3 replayed, 0 recorded, 0 missed in 3 tests*"])
+    replayed.assert_outcomes(passed=4)  # the dated prompt replays only if its test's instant came along
+    replayed.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 0 missed in 4 tests*"])
 
 
 def test_same_test_recorded_on_both_branches_keeps_ours_and_reports(repo, server):
