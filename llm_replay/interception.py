@@ -12,6 +12,8 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
+from .engine import PLACEHOLDER_KEY
+from .errors import CassetteMiss
 from .fingerprint import CanonicalRequest, canonicalize
 from .interaction import Interaction, RecordedResponse
 from .recorder import Recorder
@@ -65,6 +67,10 @@ class VcrCassetteAdapter:
         pending = _Pending(body, request, key, None)
         setattr(vcr_request, _STATE, pending)
         pending.found = self.recorder.lookup(request, key)
+        if pending.found is None and _carries_placeholder_key(headers):
+            miss = CassetteMiss(_PLACEHOLDER_MISS.format(mode=self.recorder.mode, url=request.url))
+            self.recorder.count_miss(miss)
+            raise miss
         return pending
 
     def can_play_response_for(self, vcr_request: Any) -> bool:
@@ -94,6 +100,17 @@ class VcrCassetteAdapter:
 
 
 _ABSENT = object()
+_PLACEHOLDER_MISS = (
+    "not sent: this test records (mode '{mode}') but the request to {url} carries llm_replay's placeholder "
+    "API key. The session replays (CI is set, or --llm-mode=replay), so llm_replay gave the SDK key variables "
+    "a placeholder before the client was built, and a live call would only record a 401. Run the session with "
+    "the real key and --llm-mode=record (e.g. OPENAI_API_KEY=sk-... pytest --llm-mode=record), or let this "
+    "test replay."
+)
+
+
+def _carries_placeholder_key(headers: Any) -> bool:
+    return any(PLACEHOLDER_KEY in str(value) for value in headers.values())
 
 
 class _ReusablePatchers:

@@ -251,3 +251,22 @@ def test_cassette_path_from_the_command_line_and_the_ini(llm_pytester, server, e
     result.stdout.fnmatch_lines(["*cassette recordings/ini.sqlite3)"])
     assert (llm_pytester.path / "recordings" / "ini.sqlite3").exists()
     assert not cassette_file(llm_pytester).exists()
+
+
+def test_a_recording_test_in_a_replaying_session_never_sends_the_placeholder_key(llm_pytester, server, env):
+    env.setenv("CI", "true")  # the session replays, so OPENAI_API_KEY gets llm_replay's placeholder
+    llm_pytester.makepyfile(test_marked=f'''
+import openai
+import pytest
+
+@pytest.mark.llm_cache(mode="record")
+def test_records_with_whatever_key_there_is(llm_cache):
+    openai.OpenAI(base_url="{server.base_url}", max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+''')
+    result = llm_pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CassetteMiss: not sent: this test records (mode 'record') but the request to * carries llm_replay's placeholder*"])
+    assert server.requests == [], "nothing was sent, so no 401 could be recorded"
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 0
