@@ -100,7 +100,7 @@ def use_cassette(
     repeats: str = "cache",
     match_ignore: str | Sequence[str] = (),
     before_fingerprint: BeforeFingerprint | None = None,
-    allowed_hosts: Iterable[str] = (),
+    allow_hosts: Iterable[str] = (),
     scrubber: Scrubber | None = None,
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
@@ -120,7 +120,7 @@ def use_cassette(
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
         recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
-        with activated(recorder, allowed_hosts=allowed_hosts):
+        with activated(recorder, allowed_hosts=allow_hosts):
             yield recorder
     finally:
         cassette.close()

@@ -86,9 +86,6 @@ def pytest_configure(config: pytest.Config) -> None:
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
     )
-    worker = getattr(config, "workerinput", None)
-    if worker and worker.get("testrunuid"):
-        config.stash[SUITE].run_uid = worker["testrunuid"]
     config.stash[SUITE].prune = config.getoption("--llm-prune")
     config.stash[SUITE].outcome = RunOutcome(
         whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,

@@ -57,7 +57,7 @@ class Recorder:
         self.interactions: list[Interaction] = []
         self.replays_by_key: Counter[tuple[str, int]] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
-        self._rekey = rekey or RekeyIndex(self.rules)
+        self._rekey = rekey
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
@@ -87,7 +87,9 @@ class Recorder:
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
-        found = self.cassette.get(*key) or self._rekey.find(self.cassette, *key)
+        found = self.cassette.get(*key)
+        if found is None and self._rekey is not None:
+            found = self._rekey.find(self.cassette, *key)
         if found is not None:
             with self._lock:
                 self.replayed += 1

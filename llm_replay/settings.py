@@ -129,8 +129,10 @@ class CacheSettings:
             added = ignore_paths(changes["match_ignore"], source)
             changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
         if "allow_hosts" in changes:
+            # Like match_ignore, allowed hosts add up (ini, then llm_cache_config, then the marker).
             hosts = changes["allow_hosts"]
-            changes["allow_hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+            added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+            changes["allow_hosts"] = tuple(dict.fromkeys(self.allow_hosts + added))
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         if "layer" in changes:

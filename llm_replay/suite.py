@@ -70,7 +70,7 @@ class Suite:
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     # -- run usage (prune) --
-    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # shared by pytest-xdist workers
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
     prune: bool = False
     outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
     used: Counter[Key] = field(default_factory=Counter)

@@ -80,10 +80,10 @@ def test_sdk_timeouts_fire_under_the_frozen_clock(llm_cache):
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
         url = f"http://127.0.0.1:{{silent.getsockname()[1]}}/v1"
         with pytest.raises(openai.APITimeoutError):
-            openai.OpenAI(base_url=url, max_retries=0, timeout=0.3).models.list()
+            openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=0.3).models.list()
 
         async def ask_async():
-            await openai.AsyncOpenAI(base_url=url, max_retries=0, timeout=0.3).models.list()
+            await openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0, timeout=0.3).models.list()
 
         with pytest.raises(openai.APITimeoutError):
             asyncio.run(ask_async())
