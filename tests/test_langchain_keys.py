@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from llm_replay.langchain_keys import SCRUBBED, langchain_request
+from llm_replay.scrub import is_secret_field
 
 CHAT_LLM_STRING = (
     '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": {"model_name": "gpt-4o-mini", '
@@ -47,5 +48,5 @@ params = st.dictionaries(st.text(max_size=8), st.none() | st.booleans() | st.int
 def test_different_keys_never_share_a_fingerprint(prompt_a, params_a, prompt_b, params_b):
     llm_a, llm_b = str(sorted(params_a.items())), str(sorted(params_b.items()))
     same = langchain_request(prompt_a, llm_a).fingerprint == langchain_request(prompt_b, llm_b).fingerprint
-    secret_only = {k: v for k, v in params_a.items() if "key" not in k.lower()} == {k: v for k, v in params_b.items() if "key" not in k.lower()}
+    secret_only = {k: v for k, v in params_a.items() if not is_secret_field(k)} == {k: v for k, v in params_b.items() if not is_secret_field(k)}
     assert same == ((prompt_a, llm_a) == (prompt_b, llm_b)) or (same and secret_only and prompt_a == prompt_b)

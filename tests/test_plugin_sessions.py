@@ -145,13 +145,17 @@ def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
         assert db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 1, "off records nothing"
 
 
-def test_mode_precedence_cli_over_env_over_ini(llm_pytester, env):
+def test_mode_precedence_cli_over_env_over_marker_over_config_over_ini(llm_pytester, env):
     write_ini(llm_pytester, "llm_mode = off\n")
     llm_pytester.makepyfile(test_mode=MODE_PROBE)
     assert "MODE off" in llm_pytester.runpytest("-s").stdout.str()
-    env.setenv("LLM_REPLAY_MODE", "refresh")
-    assert "MODE refresh" in llm_pytester.runpytest("-s").stdout.str()
-    assert "MODE replay" in llm_pytester.runpytest("-s", "--llm-mode=replay").stdout.str()
+    llm_pytester.makeconftest("import pytest\n\n@pytest.fixture\ndef llm_cache_config():\n    return {'mode': 'record'}\n")
+    assert "MODE record" in llm_pytester.runpytest("-s").stdout.str(), "llm_cache_config over ini"
+    llm_pytester.makepyfile(test_mode="import pytest\n" + MODE_PROBE.replace("def test_mode", "@pytest.mark.llm_cache(mode='refresh')\ndef test_mode"))
+    assert "MODE refresh" in llm_pytester.runpytest("-s").stdout.str(), "marker over llm_cache_config"
+    env.setenv("LLM_REPLAY_MODE", "off")
+    assert "MODE off" in llm_pytester.runpytest("-s").stdout.str(), "env over marker"
+    assert "MODE replay" in llm_pytester.runpytest("-s", "--llm-mode=replay").stdout.str(), "command line over env"
 
 
 def test_default_mode_follows_ci(llm_pytester, env):
