@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from .cassettes import InMemoryCache, SQLiteCache
-from .errors import CassetteMiss
+from .errors import CassetteError, CassetteMiss
 from .explain import explain_miss
 from .fingerprint import CanonicalRequest
 from .interaction import Interaction, RecordedResponse
@@ -125,10 +125,16 @@ class Recorder:
         )
         with self._lock:
             keep_instant, self._keep_instant = self._keep_instant, False
-        if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
-            self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
-            self._instant_kept = True
-        self.cassette.put(interaction)
+        try:
+            if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
+                self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
+                self._instant_kept = True
+            self.cassette.put(interaction)
+        except CassetteError as error:
+            # A CassetteMiss, not the plain error: the app's ``except Exception`` must not let the test pass unrecorded.
+            failure = CassetteMiss(f"the live answer from {request.method} {request.url} could not be recorded: {error}")
+            self.count_miss(failure)
+            raise failure from error
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1

@@ -95,3 +95,21 @@ def test_a_cassette_from_a_newer_llm_replay_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(CassetteError, match="newer llm_replay .*upgrade llm_replay"):
         SQLiteCache(path)
+
+
+def test_a_recording_that_cannot_be_written_fails_the_test_even_if_the_app_catches_exceptions(tmp_path: Path, server) -> None:
+    import openai
+
+    import llm_replay
+
+    cassette = tmp_path / "c.sqlite3"
+    with pytest.raises(llm_replay.CassetteMiss, match="could not be recorded: .*read-only"):
+        with llm_replay.use_cassette(cassette, mode="record") as recorder:
+            recorder.cassette.readonly = True  # writes now fail, as on a full disk or a lock held past the timeout
+            try:
+                openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0).chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "keep me"}]
+                )
+            except Exception:  # an application's fallback cannot hide the lost recording
+                pass
+    assert recorder.missed == 1
