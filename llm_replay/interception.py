@@ -59,9 +59,7 @@ class VcrCassetteAdapter:
         if pending is not None and pending.body is body:
             return pending
         headers = vcr_request.headers
-        # Scrubbed before the lookup, so the key is the one the cassette stores (no secret value in it).
-        request = self.recorder.cassette.scrubber.request(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
-        key = self.recorder.key(request)
+        request, key = self.recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
         pending = _Pending(body, request, key, None)
         setattr(vcr_request, _STATE, pending)
         pending.found = self.recorder.lookup(request, key)

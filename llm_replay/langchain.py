@@ -92,7 +92,7 @@ class _StandaloneCache(_CassetteBackedCache):
         hit = self._hits.get((prompt, llm_string))
         if hit is not None:
             return hit
-        found = self.cassette.get(self._request(prompt, llm_string).fingerprint)
+        found = self.cassette.get(self._stored_request(prompt, llm_string).fingerprint)
         if found is None:
             return None
         hit = self._hits[prompt, llm_string] = self._generations(found)
@@ -100,8 +100,12 @@ class _StandaloneCache(_CassetteBackedCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the generations; the next hit returns them as parsed back from the cassette."""
-        self.cassette.put(Interaction.of(self._request(prompt, llm_string), serialized(return_val), recorded_at=_now()))
+        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=_now()))
         self._hits.pop((prompt, llm_string), None)
+
+    def _stored_request(self, prompt: str, llm_string: str) -> CanonicalRequest:
+        """The key's request as the cassette stores it, secret values scrubbed (as ``Recorder.keyed`` does)."""
+        return self.cassette.scrubber.request(self._request(prompt, llm_string))
 
     def _forget(self) -> None:
         super()._forget()
@@ -145,16 +149,15 @@ class RecorderCache(_CassetteBackedCache):
         super().__init__(recorder.cassette)
         self.recorder = recorder
         self.strict = strict
-        self._pending: dict[str, tuple[str, int]] = {}
+        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, tuple[str, int]]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
         __tracebackhide__ = True
-        request = self._request(prompt, llm_string)
-        key = self.recorder.key(request)
+        request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
         if found is None:
-            self._pending[request.fingerprint] = key
+            self._pending[prompt, llm_string] = (request, key)
             return None
         return self._generations(found)
 
@@ -162,8 +165,7 @@ class RecorderCache(_CassetteBackedCache):
         """Record what the model answered (never while replaying: the layer below answered then)."""
         if self.recorder.mode is Mode.REPLAY:
             return
-        request = self._request(prompt, llm_string)
-        key = self._pending.pop(request.fingerprint, None) or (self.recorder.rules.fingerprint(request), 0)
+        request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
 
 

@@ -68,16 +68,18 @@ class Recorder:
     def __repr__(self) -> str:
         return f"<llm_cache mode={self.mode} replayed={self.replayed} recorded={self.recorded} missed={self.missed} cassette={self.cassette.describe()}>"
 
-    def key(self, request: CanonicalRequest) -> Key:
-        """Where this request is stored: its fingerprint under the match rules, and which repeat of it this is
-        (always 0 with cache semantics, else 0, 1, 2, … per test)."""
+    def keyed(self, request: CanonicalRequest) -> tuple[CanonicalRequest, Key]:
+        """The request as the cassette stores it (secret values scrubbed, so whoever's key it carries it
+        matches its recording), and where: its fingerprint under the match rules, and which repeat of it
+        this is (always 0 with cache semantics, else 0, 1, 2, … per test). Every layer asks here."""
+        request = self.cassette.scrubber.request(request)
         fingerprint = self.rules.fingerprint(request)
         if self.repeats == "cache":
-            return fingerprint, 0
+            return request, (fingerprint, 0)
         with self._lock:
             occurrence = self._seen.get(fingerprint, 0)
             self._seen[fingerprint] = occurrence + 1
-        return fingerprint, occurrence
+        return request, (fingerprint, occurrence)
 
     def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
         """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss.

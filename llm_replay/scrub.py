@@ -152,11 +152,12 @@ class Scrubber:
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=self.data(response.body, secrets))
 
     def interaction(self, interaction: "Interaction") -> "Interaction":
-        """What a cassette may store of ``interaction``; its key follows the scrubbed request."""
+        """What a cassette may store of ``interaction``, under the key it was given: whoever computed the key
+        (``Recorder.keyed``, import) did so from the scrubbed request, under match rules this cannot know."""
         request = interaction.request
         scrubbed = self.request(request)
         if scrubbed is not request:
-            interaction = replace(interaction, fingerprint=scrubbed.fingerprint, request_json=scrubbed.to_json())
+            interaction = replace(interaction, request_json=scrubbed.to_json())
         return replace(interaction, response=self.response(interaction.response))
 
     def _value(self, value: Any, secrets: Sequence[tuple[str, str]]) -> Any:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from .errors import CassetteError
 from .fingerprint import CanonicalRequest, canonicalize
 from .interaction import Interaction, RecordedResponse
+from .scrub import Scrubber
 from .union import UnionReport, add_missing
 
 if TYPE_CHECKING:
@@ -68,12 +69,16 @@ def read_pairs(path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     )
 
 
-def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT_REDACTED_HOST) -> tuple[list[Interaction], list[str]]:
+def interactions_from_yaml(
+    path: Path, source: str, redacted_host: str = DEFAULT_REDACTED_HOST, scrubber: Scrubber | None = None
+) -> tuple[list[Interaction], list[str]]:
     """The file's recordings as Interactions, and a reason for each one that cannot be imported.
 
     ``source`` is stored as the recording's test, so ``ls`` shows where it came from. Repeated
-    identical requests become occurrences 0, 1, … as vcrpy played them back in order.
+    identical requests become occurrences 0, 1, … as vcrpy played them back in order. Requests are
+    keyed scrubbed, as a replay through the SDK keys them (``Recorder.keyed``).
     """
+    scrubber = scrubber or Scrubber()
     interactions, skipped = [], []
     seen: Counter[str] = Counter()
     for number, (vcr_request, vcr_response) in enumerate(read_pairs(path), start=1):
@@ -84,7 +89,7 @@ def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT
         if url is None:
             skipped.append(f"{path}: interaction {number}: its URI is redacted and its bodies are not a known LLM API call; skipped")
             continue
-        request = canonicalize(str(vcr_request.get("method", "GET")), url, body, _first(headers, "content-type"))
+        request = scrubber.request(canonicalize(str(vcr_request.get("method", "GET")), url, body, _first(headers, "content-type")))
         occurrence = seen[request.fingerprint]
         seen[request.fingerprint] += 1
         interactions.append(
@@ -100,14 +105,14 @@ def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT
     return interactions, skipped
 
 
-def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST) -> ImportReport:
+def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST, scrubber: Scrubber | None = None) -> ImportReport:
     """Every recording in these YAML cassettes (files, or folders searched for *.yaml, *.yml, *.yaml.gz).
 
     All files are read before anything is written, so a bad file leaves the cassette untouched.
     """
     report = ImportReport()
     for path in _yaml_files(paths):
-        interactions, skipped = interactions_from_yaml(path, str(path), redacted_host)
+        interactions, skipped = interactions_from_yaml(path, str(path), redacted_host, scrubber)
         report.files += 1
         report.interactions.extend(interactions)
         report.skipped.extend(skipped)
