@@ -95,3 +95,20 @@ def test_a_cassette_from_a_newer_llm_replay_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(CassetteError, match="newer llm_replay .*upgrade llm_replay"):
         SQLiteCache(path)
+
+
+def test_a_streamed_answer_stores_the_tokens_its_last_event_reports(tmp_path: Path, server, env) -> None:
+    import openai
+
+    from llm_replay import use_cassette
+
+    path = tmp_path / "c.sqlite3"
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    with use_cassette(path, mode="record"):
+        chunks = list(client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True, stream_options={"include_usage": True}
+        ))
+    reported = chunks[-1].usage
+    assert reported is not None and reported.prompt_tokens > 0 and reported.completion_tokens > 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT input_tokens, output_tokens FROM interactions").fetchall() == [(reported.prompt_tokens, reported.completion_tokens)]
