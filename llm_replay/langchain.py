@@ -61,7 +61,7 @@ class _CassetteBackedCache(BaseCache):
     def clear(self, **kwargs: Any) -> None:
         """Remove every LangChain entry from the cassette; its HTTP recordings stay."""
         keys = [interaction.key for interaction in self.cassette.interactions() if is_langchain_request(interaction.request)]
-        self.cassette.remove(keys)
+        self.cassette.delete(keys)
         self._forget()
 
     def _forget(self) -> None:
