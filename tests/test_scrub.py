@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from conftest import cassette_file, write_ini
-from llm_replay.audit import main_audit
+from llm_replay.cli import main
 from llm_replay.cassettes import InMemoryCache, SQLiteCache
 from llm_replay.fingerprint import canonicalize
 from llm_replay.interaction import Interaction, RecordedResponse
@@ -117,7 +117,7 @@ def test_record_refresh_and_replay_sessions_store_no_secret(llm_pytester, server
             assert word not in stored
         for placeholder in (b"<scrubbed:MY_SERVICE_TOKEN>", b"<scrubbed:INTERNAL_CREDS>", b"<scrubbed>", b"<scrubbed:OTHER_API_KEY>"):
             assert placeholder in stored
-    assert main_audit([str(cassette)]) == 0
+    assert main(["audit", str(cassette)]) == 0
 
     # CI holds other values of the same secrets: the placeholders still match, and replay is offline.
     server.stop()
