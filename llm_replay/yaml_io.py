@@ -41,7 +41,6 @@ class ImportReport:
     files: int = 0
     interactions: list[Interaction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    union: UnionReport = field(default_factory=UnionReport)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -121,8 +120,7 @@ def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDA
 
 def import_yaml(cassette: "SQLiteCache", report: ImportReport) -> UnionReport:
     """Add what ``read_yaml_cassettes`` found; recordings already there win a clash."""
-    report.union = add_missing(cassette, report.interactions)
-    return report.union
+    return add_missing(cassette, report.interactions)
 
 
 def _yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
