@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from .errors import CassetteError
-from .interaction import Interaction, RecordedResponse
-from .runs import Key, RunRecord
+from .interaction import Interaction, Key, RecordedResponse
+from .runs import RunRecord
 from .scrub import Scrubber
 
 SCHEMA_VERSION = 1
@@ -66,7 +66,7 @@ class InMemoryCache:
 
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         self.scrubber = scrubber or Scrubber()
-        self._entries: dict[tuple[str, int], Interaction] = {}
+        self._entries: dict[Key, Interaction] = {}
         self._instants: dict[str, datetime] = {}
         self._clock_reads: dict[str, bool] = {}
 
@@ -129,7 +129,7 @@ class SQLiteCache:
         self.readonly = readonly
         self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
-        self._hits: dict[tuple[str, int], Interaction] = {}
+        self._hits: dict[Key, Interaction] = {}
         self._connection: sqlite3.Connection | None = None
         self._has_instants = False
         self._has_clock_read = False

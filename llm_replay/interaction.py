@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Iterator, Mapping
 
 from .fingerprint import CanonicalRequest
+
+Key = tuple[str, int]  # (fingerprint, occurrence): where an interaction lives in a cassette
+
+
+def utc_stamp(instant: datetime | None = None) -> str:
+    """How a recording's time is stored (``recorded_at``): UTC to the second; now unless given."""
+    return (instant or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Interaction:
         return cls(fingerprint=fingerprint or request.fingerprint, request_json=request.to_json(), response=response, **metadata)
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         """Where the interaction lives in a cassette."""
         return self.fingerprint, self.occurrence
 

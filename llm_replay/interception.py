@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse
 from .recorder import Recorder
 from .settings import Mode
 
@@ -25,7 +25,7 @@ class _Pending:
 
     __slots__ = ("body", "request", "key", "found", "started")
 
-    def __init__(self, body: Any, request: CanonicalRequest, key: tuple[str, int], found: Interaction | None) -> None:
+    def __init__(self, body: Any, request: CanonicalRequest, key: Key, found: Interaction | None) -> None:
         self.body = body
         self.request = request
         self.key = key

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
 from langchain_core._api import suppress_langchain_beta_warning
@@ -22,7 +21,7 @@ from langchain_core.load import dumpd, load
 from . import cassettes
 from .errors import CassetteError
 from .fingerprint import CanonicalRequest
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse, utc_stamp
 from .langchain_keys import is_langchain_request, langchain_request
 from .recorder import Cassette, Recorder
 from .settings import Mode
@@ -38,7 +37,7 @@ class _CassetteBackedCache(BaseCache):
     def __init__(self, cassette: Cassette) -> None:
         self.cassette = cassette
         self._requests: dict[tuple[str, str], CanonicalRequest] = {}
-        self._parsed: dict[tuple[str, int], tuple[Interaction, list[Any]]] = {}
+        self._parsed: dict[Key, tuple[Interaction, list[Any]]] = {}
 
     def _request(self, prompt: str, llm_string: str) -> CanonicalRequest:
         key = (prompt, llm_string)
@@ -100,7 +99,7 @@ class _StandaloneCache(_CassetteBackedCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the generations; the next hit returns them as parsed back from the cassette."""
-        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=_now()))
+        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=utc_stamp()))
         self._hits.pop((prompt, llm_string), None)
 
     def _stored_request(self, prompt: str, llm_string: str) -> CanonicalRequest:
@@ -149,7 +148,7 @@ class RecorderCache(_CassetteBackedCache):
         super().__init__(recorder.cassette)
         self.recorder = recorder
         self.strict = strict
-        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, tuple[str, int]]] = {}
+        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, Key]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
@@ -185,7 +184,3 @@ def serialized(generations: Sequence[Any]) -> RecordedResponse:
     """Generations as the response of a LangChain entry: LangChain's own JSON, readable in the cassette."""
     body = json.dumps([dumpd(generation) for generation in generations], ensure_ascii=False)
     return RecordedResponse(status=200, reason="OK", headers=_JSON_HEADERS, body=body.encode("utf-8"))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

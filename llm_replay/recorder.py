@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from .cassettes import InMemoryCache, SQLiteCache
 from .errors import CassetteMiss
 from .explain import explain_miss
 from .fingerprint import CanonicalRequest
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse, utc_stamp
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 
 Cassette = InMemoryCache | SQLiteCache
-Key = tuple[str, int]
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
 
@@ -55,7 +54,7 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
-        self.replays_by_key: Counter[tuple[str, int]] = Counter()  # what the run used, written once at its end
+        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey or RekeyIndex(self.rules)
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
@@ -119,7 +118,7 @@ class Recorder:
             response,
             fingerprint=fingerprint,
             occurrence=occurrence,
-            recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
             tests=(self.test_id,) if self.test_id else (),
         )

@@ -14,14 +14,13 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .errors import CassetteError
 from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, RecordedResponse, utc_stamp
 from .scrub import Scrubber
 from .union import UnionReport, add_missing
 
@@ -224,9 +223,9 @@ def _endpoint_from_bodies(request_body: bytes | str | None, response_body: bytes
 def _recorded_at(response: RecordedResponse) -> str:
     date = _first(response.headers, "date")
     try:
-        return parsedate_to_datetime(date).astimezone(timezone.utc).isoformat(timespec="seconds")
+        return utc_stamp(parsedate_to_datetime(date))
     except (TypeError, ValueError):
-        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return utc_stamp()
 
 
 def _processing_ms(response: RecordedResponse) -> float | None:
