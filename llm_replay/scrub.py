@@ -42,6 +42,12 @@ def is_secret_field(name: str) -> bool:
     return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
 
 
+def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings with every credential field's text replaced (a model that puts its key in its parameters,
+    as a LangChain ``llm_string`` does), so every key gets the same recording."""
+    return {name: PATTERN_PLACEHOLDER if is_secret_field(name) and isinstance(value, str) else value for name, value in fields.items()}
+
+
 def env_placeholder(name: str) -> str:
     """What stands in a cassette where the value of environment variable ``name`` was."""
     return f"<scrubbed:{name}>"
