@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -191,3 +192,11 @@ def test_langchains_own_cache_finds_an_entry_whose_prompt_holds_a_secret(env):
     cache.update("ticket from desk-token-1234567890", "llm", [Generation(text="done")])
     assert "desk-token-1234567890" not in next(cache.cassette.interactions()).request_json
     assert cache.lookup("ticket from desk-token-1234567890", "llm") == [Generation(text="done")]
+
+
+def test_request_scrubbing_sees_escaped_values_and_patterns_across_newlines_and_leaves_clean_requests_alone():
+    scrubber = Scrubber(patterns=(r"-----BEGIN KEY-----\n\w+",), environ={"DB_PASSWORD": 'pa"ss\\word-1234'})
+    dirty = canonicalize("POST", "https://api.test/v1/x", json.dumps({"a": 'login pa"ss\\word-1234', "b": "-----BEGIN KEY-----\nMIIEabc"}).encode(), "application/json")
+    assert scrubber.request(dirty).body == {"a": "login <scrubbed:DB_PASSWORD>", "b": "<scrubbed>"}
+    clean = canonicalize("POST", "https://api.test/v1/x", b'{"a": "nothing to hide\\nhere"}', "application/json")
+    assert scrubber.request(clean) is clean
