@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from .cassettes import SQLITE_MAGIC, SQLiteCache
 from .errors import CassetteError
@@ -196,13 +196,3 @@ def run_audit(args: argparse.Namespace, out: Any = None) -> int:
     print(f"llm-replay audit: no secrets found ({scanned})", file=out)
     return 0
 
-
-def main_audit(argv: Sequence[str] | None = None) -> int:
-    """``llm-replay audit [PATH...]`` as a function: parse ``argv`` and run."""
-    parser = argparse.ArgumentParser(prog="llm-replay audit", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_audit(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main_audit())

@@ -1,6 +1,6 @@
 """Stores of interactions keyed by (fingerprint, occurrence): in memory per test, or one SQLite file per suite.
 
-Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``; plus ``requests``
+Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``, ``delete``; plus ``requests``
 (re-keying under new match rules) and ``stored_clock``/``put_instant``/``put_clock_read`` (each test's frozen clock).
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from .errors import CassetteError
-from .interaction import Interaction, RecordedResponse
-from .runs import Key, RunRecord
+from .interaction import Interaction, Key, RecordedResponse
+from .runs import RunRecord
 from .scrub import Scrubber
 
 SCHEMA_VERSION = 1
@@ -66,7 +66,7 @@ class InMemoryCache:
 
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         self.scrubber = scrubber or Scrubber()
-        self._entries: dict[tuple[str, int], Interaction] = {}
+        self._entries: dict[Key, Interaction] = {}
         self._instants: dict[str, datetime] = {}
         self._clock_reads: dict[str, bool] = {}
 
@@ -87,10 +87,9 @@ class InMemoryCache:
         """Every interaction, in no promised order."""
         return iter(list(self._entries.values()))
 
-    def remove(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Forget these interactions (a LangChain cache's ``clear()``)."""
-        for key in keys:
-            self._entries.pop(key, None)
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Forget these interactions (a LangChain cache's ``clear()``); how many there were."""
+        return sum(self._entries.pop(key, None) is not None for key in keys)
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first."""
@@ -130,7 +129,7 @@ class SQLiteCache:
         self.readonly = readonly
         self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
-        self._hits: dict[tuple[str, int], Interaction] = {}
+        self._hits: dict[Key, Interaction] = {}
         self._connection: sqlite3.Connection | None = None
         self._has_instants = False
         self._has_clock_read = False
@@ -225,16 +224,8 @@ class SQLiteCache:
         self._hits[interaction.key] = interaction
 
     def _write(self, sql: str, row: tuple) -> None:
-        if self.readonly:
-            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
-        if self._connection is None:
-            self._connection = self._connect()
-        with self._lock:
-            try:
-                with _transaction(self._connection):
-                    self._connection.execute(sql, row)
-            except sqlite3.OperationalError as error:
-                raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
+        with self._lock, self._writing():
+            self._connection.execute(sql, row)  # type: ignore[union-attr]
 
     def interactions(self) -> Iterator[Interaction]:
         """Every interaction, ordered by fingerprint and occurrence."""
@@ -243,19 +234,6 @@ class SQLiteCache:
         with self._lock:
             rows = self._query(f"SELECT {_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence").fetchall()
         return (_from_row(row) for row in rows)
-
-    def remove(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Delete these interactions, all in one transaction (a LangChain cache's ``clear()``)."""
-        keys = list(keys)
-        if self.readonly:
-            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); nothing can be removed from it")
-        if self._connection is None or not keys:
-            return
-        with self._lock:
-            with _transaction(self._connection):
-                self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
-            for key in keys:
-                self._hits.pop(key, None)
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
@@ -320,10 +298,7 @@ class SQLiteCache:
     def record_run(self, run: RunRecord, replays: Mapping[Key, int]) -> None:
         """Remember a finished run and the recordings it used (with how often each was replayed), in one transaction."""
         rows = [(fingerprint, occurrence, run.uid, count) for (fingerprint, occurrence), count in replays.items()]
-        with self._lock, self._writing():
-            for statement in _USAGE_SCHEMA.split(";"):
-                if statement.strip():
-                    self._connection.execute(statement)  # type: ignore[union-attr]
+        with self._lock, self._writing():  # a writable cassette has every table: _check_schema made them on opening
             self._connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.finished_at, int(run.complete), run.scope_json()))  # type: ignore[union-attr]
             self._connection.executemany(  # type: ignore[union-attr]
                 "INSERT INTO usage VALUES (?,?,?,?) ON CONFLICT (fingerprint, occurrence) "
@@ -358,30 +333,29 @@ class SQLiteCache:
         return {(fingerprint, occurrence): (run, replays) for fingerprint, occurrence, run, replays in rows}
 
     def delete(self, keys: Iterable[Key]) -> int:
-        """Remove these recordings (and their usage), in one transaction; how many were removed."""
+        """Remove these recordings and their usage, in one transaction (``prune``, a LangChain cache's
+        ``clear()``); how many were removed."""
         keys = list(keys)
+        if not keys:
+            return 0
         with self._lock, self._writing():
             removed = self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys).rowcount  # type: ignore[union-attr]
-            if self._has_table("usage", locked=True):
-                self._connection.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)  # type: ignore[union-attr]
+            self._connection.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)  # type: ignore[union-attr]
         for key in keys:
             self._hits.pop(key, None)
         return removed
 
-    def _has_table(self, name: str, locked: bool = False) -> bool:
+    def _has_table(self, name: str) -> bool:
         if self._connection is None:
             return False
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-        if locked:
-            return self._query(sql, (name,)).fetchone() is not None
         with self._lock:
-            return self._query(sql, (name,)).fetchone() is not None
+            return self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """A write transaction, failing as ``put`` does."""
+        """A write transaction (the caller holds the lock); every failure is a CassetteError naming the file."""
         if self.readonly:
-            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); open it for writing")
+            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
         if self._connection is None:
             self._connection = self._connect()
         try:
@@ -389,6 +363,8 @@ class SQLiteCache:
                 yield
         except sqlite3.OperationalError as error:
             raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
+        except sqlite3.DatabaseError as error:  # "database disk image is malformed" and other damage
+            raise CassetteError(_unusable(self.path, error)) from error
 
     def close(self) -> None:
         """Fold the write-ahead log back into the file, so that what git sees is complete.

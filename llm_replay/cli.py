@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 from .cassettes import SQLiteCache
 from .errors import CassetteError, CommandError
+from .scrub import Scrubber
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -87,10 +88,10 @@ def _cassette_path(args: argparse.Namespace) -> Path:
 
 
 @contextmanager
-def _opened(path: Path, writable: bool = False, create: bool = False) -> Iterator[SQLiteCache]:
+def _opened(path: Path, writable: bool = False, create: bool = False, scrubber: Scrubber | None = None) -> Iterator[SQLiteCache]:
     if not create and not path.is_file():
         raise CassetteError(f"no cassette at {path}; record one with pytest --llm-mode=record, or name another with --cassette FILE")
-    cassette = SQLiteCache(path, readonly=not writable)
+    cassette = SQLiteCache(path, readonly=not writable, scrubber=scrubber)
     try:
         yield cassette
     finally:
@@ -127,11 +128,13 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from .locate import ini_scrubber
     from .yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
     path = _cassette_path(args)
-    report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST)
-    with _opened(path, writable=True, create=True) as cassette:
+    scrubber = ini_scrubber()
+    report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST, scrubber)
+    with _opened(path, writable=True, create=True, scrubber=scrubber) as cassette:
         union = import_yaml(cassette, report)
     _print(report.skipped)
     _print(union.describe_conflicts())
@@ -140,9 +143,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .locate import ini_scrubber
     from .yaml_io import export_yaml
 
-    with _opened(_cassette_path(args)) as cassette:
+    with _opened(_cassette_path(args), scrubber=ini_scrubber()) as cassette:
         written = export_yaml(map(cassette.scrubber.interaction, cassette.interactions()), args.yaml)
     print(f"wrote {len(written)} vcrpy cassettes into {args.yaml}")
     return EXIT_OK
@@ -179,8 +183,9 @@ def _textconv(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from .gitmerge import merge_into_ours
+    from .locate import ini_scrubber
 
-    _print(merge_into_ours(args.ours, args.theirs))
+    _print(merge_into_ours(args.ours, args.theirs, ini_scrubber()))  # git runs drivers at the work tree's top
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ from .fingerprint import CanonicalRequest, FieldDifference, differences, distanc
 from .langchain_keys import describe_llm, describe_setting_difference, is_langchain_request, prompt_text
 
 if TYPE_CHECKING:
-    from .interaction import Interaction
+    from .interaction import Key
     from .matching import MatchRules
     from .recorder import Cassette
 
@@ -68,24 +68,30 @@ def _recorded_occurrences(cassette: "Cassette", fingerprint: str) -> int:
     return count
 
 
-def _closest(request: CanonicalRequest, interactions: Iterable["Interaction"], rules: "MatchRules | None" = None) -> "tuple[Interaction, CanonicalRequest] | None":
-    """The interaction nearest to ``request``, and its request as matching sees it (ignored fields left out)."""
+def _stored_requests(cassette: "Cassette") -> list[tuple["Key", CanonicalRequest]]:
+    """Every recording's key and request, without loading a single response body."""
+    return [((fingerprint, occurrence), CanonicalRequest.from_json(text)) for fingerprint, occurrence, text in cassette.requests()]
+
+
+def _closest(request: CanonicalRequest, stored: Iterable[tuple["Key", CanonicalRequest]], rules: "MatchRules | None" = None) -> "tuple[Key, CanonicalRequest] | None":
+    """The key of the stored request nearest to ``request``, and that request as matching sees it (ignored fields left out)."""
     best = None
     best_distance = None
-    for interaction in interactions:
-        view = rules.view(interaction.request) if rules is not None else interaction.request
+    for key, candidate in stored:
+        view = rules.view(candidate) if rules is not None else candidate
         candidate_distance = distance(view, request)
         if best_distance is None or candidate_distance < best_distance:
-            best, best_distance = (interaction, view), candidate_distance
+            best, best_distance = (key, view), candidate_distance
     return best
 
 
 def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "MatchRules", clock_unread: bool) -> list[str]:
     """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
-    closest = _closest(requested, cassette.interactions(), rules)
+    closest = _closest(requested, _stored_requests(cassette), rules)
     if closest is None:
         return ["  closest recording: none (the cassette is empty)"]
-    best, best_view = closest
+    key, best_view = closest
+    best = cassette.get(*key)  # the one recording whose response and metadata the message needs
     recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
     header = f"  closest recording: {best.request.method} {best.request.url}, recorded {best.recorded_at}{recorded_by}"
     diff = differences(best_view, requested)
@@ -136,13 +142,13 @@ def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette
     lines.append(f"  prompt:    {_shorten(prompt_text(request))}")
     if occurrence:
         lines.append(f"  repeat:    occurrence {occurrence} of this lookup (repeats='sequence'); fewer were recorded")
-    entries = [interaction for interaction in cassette.interactions() if is_langchain_request(interaction.request)]
+    entries = [(key, stored) for key, stored in _stored_requests(cassette) if is_langchain_request(stored)]
     lines.append(f"  cassette:  {cassette.describe()} ({len(entries)} LangChain entr{'ies' if len(entries) != 1 else 'y'})")
     closest = _closest(request, entries)
     if closest is None:
         lines.append("  closest entry: none (no LangChain entry is recorded)")
     else:
-        best = closest[0]
+        best = cassette.get(*closest[0])
         recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
         lines.append(f"  closest entry: {describe_llm(best.request)}, recorded {best.recorded_at}{recorded_by}:")
         described = [describe_setting_difference(difference, _WIDTH) for difference in differences(best.request, request)]

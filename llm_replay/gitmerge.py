@@ -21,6 +21,7 @@ from .union import add_missing
 
 if TYPE_CHECKING:
     from .cassettes import SQLiteCache
+    from .scrub import Scrubber
 
 DRIVER = "llm-replay"
 
@@ -56,14 +57,15 @@ def textconv_lines(path: Path) -> list[str]:
     return lines
 
 
-def merge_into_ours(ours: Path, theirs: Path) -> list[str]:
-    """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash."""
+def merge_into_ours(ours: Path, theirs: Path, scrubber: "Scrubber | None" = None) -> list[str]:
+    """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash.
+    ``scrubber``: the project's secret rules (ini), applied to what is added."""
     from .cassettes import SQLiteCache
 
     with snapshot(theirs) as other:
         recordings = list(other.interactions())
         instants = other.instants()
-    mine = SQLiteCache(ours)
+    mine = SQLiteCache(ours, scrubber=scrubber)
     try:
         report = add_missing(mine, recordings)
         # Their tests' frozen instants travel with their recordings, or prompts carrying the date would miss.

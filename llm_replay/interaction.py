@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .fingerprint import CanonicalRequest
+
+Key = tuple[str, int]  # (fingerprint, occurrence): where an interaction lives in a cassette
+
+
+def utc_stamp(instant: datetime | None = None) -> str:
+    """How a recording's time is stored (``recorded_at``): UTC to the second; now unless given."""
+    return (instant or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Interaction:
         return cls(fingerprint=fingerprint or request.fingerprint, request_json=request.to_json(), response=response, **metadata)
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         """Where the interaction lives in a cassette."""
         return self.fingerprint, self.occurrence
 
@@ -75,9 +83,32 @@ class Interaction:
         return CanonicalRequest.from_json(self.request_json)
 
     def usage(self) -> tuple[int | None, int | None]:
-        """Input and output tokens the answer reports, for chat, completions and Responses alike."""
+        """Input and output tokens the answer reports (None where it does not), for chat, completions,
+        Responses and Anthropic alike, whole JSON or streamed (the usage in its events; the last count wins)."""
         data = self.response.json()
-        usage = data.get("usage") if isinstance(data, dict) else None
-        if not isinstance(usage, dict):
-            return None, None
-        return (usage.get("prompt_tokens", usage.get("input_tokens")), usage.get("completion_tokens", usage.get("output_tokens")))
+        events = [data] if data is not None else _sse_events(self.response.body)
+        found_in = found_out = None
+        for event in events:
+            for usage in _usages(event):
+                found_in = usage.get("prompt_tokens", usage.get("input_tokens", found_in))
+                found_out = usage.get("completion_tokens", usage.get("output_tokens", found_out))
+        return (found_in if isinstance(found_in, int) else None, found_out if isinstance(found_out, int) else None)
+
+
+def _sse_events(body: bytes) -> Iterator[Any]:
+    for line in body.decode("utf-8", "replace").splitlines():
+        if line.startswith("data:"):
+            try:
+                yield json.loads(line[5:])
+            except ValueError:
+                continue  # [DONE] and keep-alives
+
+
+def _usages(event: Any) -> Iterator[dict]:
+    """``usage`` at the top of an answer or stream event (chat, Anthropic deltas), or in its response/message
+    (Responses events, Anthropic's message_start)."""
+    if not isinstance(event, dict):
+        return
+    for holder in (event, event.get("response"), event.get("message")):
+        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
+            yield holder["usage"]

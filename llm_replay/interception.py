@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from .engine import PLACEHOLDER_KEY
 from .errors import CassetteMiss
 from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse
 from .recorder import Recorder
 from .settings import Mode
 
@@ -27,7 +27,7 @@ class _Pending:
 
     __slots__ = ("body", "request", "key", "found", "started")
 
-    def __init__(self, body: Any, request: CanonicalRequest, key: tuple[str, int], found: Interaction | None) -> None:
+    def __init__(self, body: Any, request: CanonicalRequest, key: Key, found: Interaction | None) -> None:
         self.body = body
         self.request = request
         self.key = key
@@ -61,9 +61,7 @@ class VcrCassetteAdapter:
         if pending is not None and pending.body is body:
             return pending
         headers = vcr_request.headers
-        # Scrubbed before the lookup, so the key is the one the cassette stores (no secret value in it).
-        request = self.recorder.cassette.scrubber.request(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
-        key = self.recorder.key(request)
+        request, key = self.recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
         pending = _Pending(body, request, key, None)
         setattr(vcr_request, _STATE, pending)
         pending.found = self.recorder.lookup(request, key)

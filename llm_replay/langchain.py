@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
 from langchain_core._api import suppress_langchain_beta_warning
@@ -22,7 +21,7 @@ from langchain_core.load import dumpd, load
 from . import cassettes
 from .errors import CassetteError
 from .fingerprint import CanonicalRequest
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse, utc_stamp
 from .langchain_keys import is_langchain_request, langchain_request
 from .recorder import Cassette, Recorder
 from .settings import Mode
@@ -38,7 +37,7 @@ class _CassetteBackedCache(BaseCache):
     def __init__(self, cassette: Cassette) -> None:
         self.cassette = cassette
         self._requests: dict[tuple[str, str], CanonicalRequest] = {}
-        self._parsed: dict[tuple[str, int], tuple[Interaction, list[Any]]] = {}
+        self._parsed: dict[Key, tuple[Interaction, list[Any]]] = {}
 
     def _request(self, prompt: str, llm_string: str) -> CanonicalRequest:
         key = (prompt, llm_string)
@@ -61,7 +60,7 @@ class _CassetteBackedCache(BaseCache):
     def clear(self, **kwargs: Any) -> None:
         """Remove every LangChain entry from the cassette; its HTTP recordings stay."""
         keys = [interaction.key for interaction in self.cassette.interactions() if is_langchain_request(interaction.request)]
-        self.cassette.remove(keys)
+        self.cassette.delete(keys)
         self._forget()
 
     def _forget(self) -> None:
@@ -92,7 +91,7 @@ class _StandaloneCache(_CassetteBackedCache):
         hit = self._hits.get((prompt, llm_string))
         if hit is not None:
             return hit
-        found = self.cassette.get(self._request(prompt, llm_string).fingerprint)
+        found = self.cassette.get(self._stored_request(prompt, llm_string).fingerprint)
         if found is None:
             return None
         hit = self._hits[prompt, llm_string] = self._generations(found)
@@ -100,8 +99,12 @@ class _StandaloneCache(_CassetteBackedCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the generations; the next hit returns them as parsed back from the cassette."""
-        self.cassette.put(Interaction.of(self._request(prompt, llm_string), serialized(return_val), recorded_at=_now()))
+        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=utc_stamp()))
         self._hits.pop((prompt, llm_string), None)
+
+    def _stored_request(self, prompt: str, llm_string: str) -> CanonicalRequest:
+        """The key's request as the cassette stores it, secret values scrubbed (as ``Recorder.keyed`` does)."""
+        return self.cassette.scrubber.request(self._request(prompt, llm_string))
 
     def _forget(self) -> None:
         super()._forget()
@@ -145,16 +148,15 @@ class RecorderCache(_CassetteBackedCache):
         super().__init__(recorder.cassette)
         self.recorder = recorder
         self.strict = strict
-        self._pending: dict[str, tuple[str, int]] = {}
+        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, Key]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
         __tracebackhide__ = True
-        request = self._request(prompt, llm_string)
-        key = self.recorder.key(request)
+        request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
         if found is None:
-            self._pending[request.fingerprint] = key
+            self._pending[prompt, llm_string] = (request, key)
             return None
         return self._generations(found)
 
@@ -162,8 +164,7 @@ class RecorderCache(_CassetteBackedCache):
         """Record what the model answered (never while replaying: the layer below answered then)."""
         if self.recorder.mode is Mode.REPLAY:
             return
-        request = self._request(prompt, llm_string)
-        key = self._pending.pop(request.fingerprint, None) or (self.recorder.rules.fingerprint(request), 0)
+        request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
 
 
@@ -183,7 +184,3 @@ def serialized(generations: Sequence[Any]) -> RecordedResponse:
     """Generations as the response of a LangChain entry: LangChain's own JSON, readable in the cassette."""
     body = json.dumps([dumpd(generation) for generation in generations], ensure_ascii=False)
     return RecordedResponse(status=200, reason="OK", headers=_JSON_HEADERS, body=body.encode("utf-8"))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -13,12 +13,11 @@ import json
 from typing import Any
 
 from .fingerprint import CanonicalRequest, FieldDifference, short_json
-from .scrub import is_secret_field
+from .scrub import without_secret_fields
 
 LANGCHAIN_METHOD = "LANGCHAIN"
 LANGCHAIN_HOST = "langchain://"
 LANGCHAIN_PATH = "/llm_cache"
-SCRUBBED = "<scrubbed>"
 # LangChain's chat models join the model's serialized JSON and the call's parameters with this.
 _CHAT_SEPARATOR = "---"
 _MODEL_FIELDS = ("model_name", "model", "model_id", "deployment_name")
@@ -115,14 +114,14 @@ def _parsed_llm_string(llm_string: str) -> Any:
     if params is None:
         return llm_string
     if not separator:
-        return {"params": _scrubbed(params)}
+        return {"params": without_secret_fields(params)}
     try:
         serialized = json.loads(serialized_text)
     except ValueError:
         return llm_string
     if not isinstance(serialized, dict) or json.dumps(serialized, sort_keys=True) != serialized_text:
         return llm_string
-    return {"serialized": serialized, "params": _scrubbed(params)}
+    return {"serialized": serialized, "params": without_secret_fields(params)}
 
 
 def _parsed_params(text: str) -> dict[str, Any] | None:
@@ -139,11 +138,6 @@ def _parsed_params(text: str) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         return None
     return params if str(sorted(params.items())) == text else None
-
-
-def _scrubbed(params: dict[str, Any]) -> dict[str, Any]:
-    """Credentials out: a model that puts its key in its parameters gets the same recording for every key."""
-    return {name: SCRUBBED if is_secret_field(name) and isinstance(value, str) else value for name, value in params.items()}
 
 
 def _model_of(settings: Any) -> str | None:

@@ -114,34 +114,11 @@ def _indented(text: str) -> list[str]:
 
 
 def reported_tokens(interaction: Interaction) -> tuple[int, int] | None:
-    """Input and output tokens the answer reports, JSON or streamed (the usage in its events), or None."""
+    """Input and output tokens the answer reports (a side it leaves out counts 0), or None when it reports none."""
     found_in, found_out = interaction.usage()
     if found_in is None and found_out is None:
-        for event in _sse_data(interaction.response.body):
-            for usage in _usages(event):
-                found_in = usage.get("prompt_tokens", usage.get("input_tokens", found_in))
-                found_out = usage.get("completion_tokens", usage.get("output_tokens", found_out))
-    if not isinstance(found_in, int) and not isinstance(found_out, int):
         return None
-    return (found_in if isinstance(found_in, int) else 0, found_out if isinstance(found_out, int) else 0)
-
-
-def _sse_data(body: bytes) -> Iterable[Any]:
-    for line in body.decode("utf-8", "replace").splitlines():
-        if line.startswith("data:"):
-            try:
-                yield json.loads(line[5:])
-            except ValueError:
-                continue  # [DONE] and keep-alives
-
-
-def _usages(event: Any) -> Iterable[dict]:
-    """``usage`` at the top of a stream event (chat, Anthropic deltas) or in its response/message (Responses, Anthropic start)."""
-    if not isinstance(event, dict):
-        return
-    for holder in (event, event.get("response"), event.get("message")):
-        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
-            yield holder["usage"]
+    return found_in or 0, found_out or 0
 
 
 def stats_lines(cassette: "SQLiteCache") -> list[str]:

@@ -1,8 +1,12 @@
-"""Which cassette ``pytest`` would use when started from a directory, so the command defaults to it."""
+"""Which cassette and secrets ``pytest`` would use when started from a directory, so the command defaults to them."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scrub import Scrubber
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -28,3 +32,24 @@ def default_cassette(directory: Path | None = None) -> Path:
     rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     configured = ini.get("llm_cassette")
     return rootdir / (str(configured) if configured else DEFAULT_CASSETTE)
+
+
+def ini_scrubber(directory: Path | None = None) -> "Scrubber":
+    """The Scrubber pytest would use: ini ``llm_secret_env`` and ``llm_secret_patterns`` added to the built-in rules,
+    so what the command writes (import, export, merge) is scrubbed as a pytest run would scrub it."""
+    from .errors import CommandError
+    from .scrub import Scrubber
+
+    _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    try:
+        return Scrubber(env_names=_lines(ini.get("llm_secret_env")), patterns=_lines(ini.get("llm_secret_patterns")))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _lines(value: object) -> tuple[str, ...]:
+    """An ini ``linelist`` as pytest's getini reads it: one entry per non-blank line, or a TOML list."""
+    if value is None:
+        return ()
+    entries = value.splitlines() if isinstance(value, str) else [str(item) for item in value]  # type: ignore[attr-defined]
+    return tuple(entry.strip() for entry in entries if entry.strip())

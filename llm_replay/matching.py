@@ -6,6 +6,8 @@ old recordings are found again by re-keying their stored requests under the new 
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -83,9 +85,13 @@ class MatchRules:
         return self.view(request).fingerprint
 
     def _hooked(self, request: CanonicalRequest) -> CanonicalRequest:
-        # A copy, so a hook that edits request.body in place cannot change what the cassette stores.
+        # A copy, so a hook that edits request.body in place cannot change what the cassette stores. Its body
+        # comes from the JSON text made with the fingerprint: the copy is the same request, so it shares both
+        # and is not dumped and hashed again (view() makes the fingerprint of whatever the hook returns).
         hook = self.before_fingerprint
-        result = hook(CanonicalRequest.from_json(request.to_json()))  # type: ignore[misc]
+        duplicate = copy.copy(request)
+        object.__setattr__(duplicate, "body", json.loads(request.to_json())["body"])
+        result = hook(duplicate)  # type: ignore[misc]
         if not isinstance(result, CanonicalRequest):
             name = getattr(hook, "__qualname__", repr(hook))
             raise TypeError(
@@ -124,10 +130,11 @@ class RekeyIndex:
 
     def find(self, cassette: "Cassette", fingerprint: str, occurrence: int) -> "Interaction | None":
         """The recording stored under another key whose request now has this key, if any."""
-        with self._lock:
-            if self._keys is None:
-                self._keys = self._build(cassette.requests())
-        stored = self._keys.get((fingerprint, occurrence))
+        if self._keys is None:  # checked again under the lock: only the first miss builds
+            with self._lock:
+                if self._keys is None:
+                    self._keys = self._build(cassette.requests())
+        stored = self._keys.get((fingerprint, occurrence))  # type: ignore[union-attr]
         return cassette.get(*stored) if stored is not None else None
 
     def _build(self, rows: Iterable[tuple[str, int, str]]) -> dict[tuple[str, int], tuple[str, int]]:

@@ -30,6 +30,7 @@ class HostPolicy:
         self.allowed = tuple(entry.strip().lower() for entry in allowed_hosts if entry.strip())
         self._networks = tuple(network for network in map(_network, self.allowed) if network is not None)
         self._resolved: set[str] = set()
+        self._own_name = socket.gethostname().lower()  # asked once per guard, not on every connect
         self._lock = threading.Lock()
 
     def allows_name(self, host: str) -> bool:
@@ -41,7 +42,7 @@ class HostPolicy:
         return (
             host in LOCAL_NAMES
             or host.endswith(".localhost")
-            or host == socket.gethostname().lower()
+            or host == self._own_name
             or any(fnmatch.fnmatchcase(host, entry) for entry in self.allowed)
         )
 

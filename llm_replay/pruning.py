@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from .errors import CommandError
-from .runs import Key, RunOutcome, unused_keys
+from .interaction import Key
+from .runs import RunOutcome, unused_keys
 
 if TYPE_CHECKING:
     from .cassettes import SQLiteCache

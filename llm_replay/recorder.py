@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from .cassettes import InMemoryCache, SQLiteCache
 from .errors import CassetteError, CassetteMiss
 from .explain import explain_miss
 from .fingerprint import CanonicalRequest
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, Key, RecordedResponse, utc_stamp
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 
 Cassette = InMemoryCache | SQLiteCache
-Key = tuple[str, int]
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
 
@@ -55,7 +54,7 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
-        self.replays_by_key: Counter[tuple[str, int]] = Counter()  # what the run used, written once at its end
+        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
@@ -68,16 +67,18 @@ class Recorder:
     def __repr__(self) -> str:
         return f"<llm_cache mode={self.mode} replayed={self.replayed} recorded={self.recorded} missed={self.missed} cassette={self.cassette.describe()}>"
 
-    def key(self, request: CanonicalRequest) -> Key:
-        """Where this request is stored: its fingerprint under the match rules, and which repeat of it this is
-        (always 0 with cache semantics, else 0, 1, 2, … per test)."""
+    def keyed(self, request: CanonicalRequest) -> tuple[CanonicalRequest, Key]:
+        """The request as the cassette stores it (secret values scrubbed, so whoever's key it carries it
+        matches its recording), and where: its fingerprint under the match rules, and which repeat of it
+        this is (always 0 with cache semantics, else 0, 1, 2, … per test). Every layer asks here."""
+        request = self.cassette.scrubber.request(request)
         fingerprint = self.rules.fingerprint(request)
         if self.repeats == "cache":
-            return fingerprint, 0
+            return request, (fingerprint, 0)
         with self._lock:
             occurrence = self._seen.get(fingerprint, 0)
             self._seen[fingerprint] = occurrence + 1
-        return fingerprint, occurrence
+        return request, (fingerprint, occurrence)
 
     def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
         """The recording to replay, or None to go live; in replay mode a miss raises CassetteMiss.
@@ -119,7 +120,7 @@ class Recorder:
             response,
             fingerprint=fingerprint,
             occurrence=occurrence,
-            recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
             tests=(self.test_id,) if self.test_id else (),
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-Key = tuple[str, int]
+from .interaction import Key
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,12 @@ def is_secret_field(name: str) -> bool:
     return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
 
 
+def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings with every credential field's text replaced (a model that puts its key in its parameters,
+    as a LangChain ``llm_string`` does), so every key gets the same recording."""
+    return {name: PATTERN_PLACEHOLDER if is_secret_field(name) and isinstance(value, str) else value for name, value in fields.items()}
+
+
 def env_placeholder(name: str) -> str:
     """What stands in a cassette where the value of environment variable ``name`` was."""
     return f"<scrubbed:{name}>"
@@ -61,7 +67,10 @@ class Scrubber:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
     _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
-    _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]]] | None = field(default=None, init=False, repr=False, compare=False)
+    # (variable names, secret names, their values, secrets, the secrets as they read in canonical JSON)
+    _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -87,16 +96,21 @@ class Scrubber:
         set of variables changes, and only the secret ones' values are compared (pytest itself rewrites
         PYTEST_CURRENT_TEST at every test phase).
         """
+        return self._current_env()[3]
+
+    def _current_env(self) -> tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]]:
         keys = tuple(getattr(self.environ, "_data", self.environ))  # os.environ's raw keys: no decoding
-        cached_keys, names, cached_values, secrets = self._env_cache or ((), (), None, [])
+        cached = self._env_cache
+        cached_keys, names, cached_values = cached[:3] if cached else ((), (), None)
         if keys != cached_keys:
             names = tuple(sorted(name for name in self.environ if self.is_secret_env_name(name)))
         values = tuple(self.environ.get(name, "") for name in names)
-        if keys != cached_keys or values != cached_values:
+        if cached is None or keys != cached_keys or values != cached_values:
             found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}
             secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
-            object.__setattr__(self, "_env_cache", (keys, names, values, secrets))
-        return secrets
+            cached = (keys, names, values, secrets, tuple(_json_escaped(value) for value, _ in secrets))
+            object.__setattr__(self, "_env_cache", cached)
+        return cached
 
     def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
         """(pattern, matched text) for each match of the user's patterns, for the audit."""
@@ -128,9 +142,10 @@ class Scrubber:
 
         Lookups go through this too, so a key in a URL path matches its recording whoever's key it is.
         """
-        secrets = self.env_secrets()
-        if not self._text_patterns and not any(value in request.to_json() or _json_escaped(value) in request.to_json() for value, _ in secrets):
-            return request  # the usual case, decided on the text the fingerprint was made from
+        *_, secrets, in_json = self._current_env()
+        text = request.to_json()
+        if not any(value in text for value in in_json) and not self._pattern_in(request):
+            return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         scrubbed = replace(
             request,
@@ -152,12 +167,21 @@ class Scrubber:
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=self.data(response.body, secrets))
 
     def interaction(self, interaction: "Interaction") -> "Interaction":
-        """What a cassette may store of ``interaction``; its key follows the scrubbed request."""
+        """What a cassette may store of ``interaction``, under the key it was given: whoever computed the key
+        (``Recorder.keyed``, import) did so from the scrubbed request, under match rules this cannot know."""
         request = interaction.request
         scrubbed = self.request(request)
         if scrubbed is not request:
-            interaction = replace(interaction, fingerprint=scrubbed.fingerprint, request_json=scrubbed.to_json())
+            interaction = replace(interaction, request_json=scrubbed.to_json())
         return replace(interaction, response=self.response(interaction.response))
+
+    def _pattern_in(self, request: "CanonicalRequest") -> bool:
+        """Whether a pattern matches one of the request's strings. Searched string by string, not in the JSON
+        text, where escapes (a newline as ``\\n``) and quotes around values would hide matches."""
+        if not self._text_patterns:
+            return False
+        strings = _strings([request.host, request.path, *(item for pair in request.query for item in pair), request.body])
+        return any(pattern.search(string) for string in strings for pattern in self._text_patterns)
 
     def _value(self, value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
         if isinstance(value, str):
@@ -167,6 +191,19 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
 
 
 def _json_escaped(value: str) -> str:

@@ -10,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-from .runs import Key, RunOutcome
+from .interaction import Key
+from .runs import RunOutcome
 from .scrub import Scrubber
 from .settings import CacheSettings, Mode
 

@@ -14,14 +14,14 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .errors import CassetteError
 from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, RecordedResponse
+from .interaction import Interaction, RecordedResponse, utc_stamp
+from .scrub import Scrubber
 from .union import UnionReport, add_missing
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ class ImportReport:
     files: int = 0
     interactions: list[Interaction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    union: UnionReport = field(default_factory=UnionReport)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -68,12 +67,16 @@ def read_pairs(path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     )
 
 
-def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT_REDACTED_HOST) -> tuple[list[Interaction], list[str]]:
+def interactions_from_yaml(
+    path: Path, source: str, redacted_host: str = DEFAULT_REDACTED_HOST, scrubber: Scrubber | None = None
+) -> tuple[list[Interaction], list[str]]:
     """The file's recordings as Interactions, and a reason for each one that cannot be imported.
 
     ``source`` is stored as the recording's test, so ``ls`` shows where it came from. Repeated
-    identical requests become occurrences 0, 1, … as vcrpy played them back in order.
+    identical requests become occurrences 0, 1, … as vcrpy played them back in order. Requests are
+    keyed scrubbed, as a replay through the SDK keys them (``Recorder.keyed``).
     """
+    scrubber = scrubber or Scrubber()
     interactions, skipped = [], []
     seen: Counter[str] = Counter()
     for number, (vcr_request, vcr_response) in enumerate(read_pairs(path), start=1):
@@ -84,7 +87,7 @@ def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT
         if url is None:
             skipped.append(f"{path}: interaction {number}: its URI is redacted and its bodies are not a known LLM API call; skipped")
             continue
-        request = canonicalize(str(vcr_request.get("method", "GET")), url, body, _first(headers, "content-type"))
+        request = scrubber.request(canonicalize(str(vcr_request.get("method", "GET")), url, body, _first(headers, "content-type")))
         occurrence = seen[request.fingerprint]
         seen[request.fingerprint] += 1
         interactions.append(
@@ -100,14 +103,14 @@ def interactions_from_yaml(path: Path, source: str, redacted_host: str = DEFAULT
     return interactions, skipped
 
 
-def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST) -> ImportReport:
+def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDACTED_HOST, scrubber: Scrubber | None = None) -> ImportReport:
     """Every recording in these YAML cassettes (files, or folders searched for *.yaml, *.yml, *.yaml.gz).
 
     All files are read before anything is written, so a bad file leaves the cassette untouched.
     """
     report = ImportReport()
     for path in _yaml_files(paths):
-        interactions, skipped = interactions_from_yaml(path, str(path), redacted_host)
+        interactions, skipped = interactions_from_yaml(path, str(path), redacted_host, scrubber)
         report.files += 1
         report.interactions.extend(interactions)
         report.skipped.extend(skipped)
@@ -116,8 +119,7 @@ def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDA
 
 def import_yaml(cassette: "SQLiteCache", report: ImportReport) -> UnionReport:
     """Add what ``read_yaml_cassettes`` found; recordings already there win a clash."""
-    report.union = add_missing(cassette, report.interactions)
-    return report.union
+    return add_missing(cassette, report.interactions)
 
 
 def _yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -221,9 +223,9 @@ def _endpoint_from_bodies(request_body: bytes | str | None, response_body: bytes
 def _recorded_at(response: RecordedResponse) -> str:
     date = _first(response.headers, "date")
     try:
-        return parsedate_to_datetime(date).astimezone(timezone.utc).isoformat(timespec="seconds")
+        return utc_stamp(parsedate_to_datetime(date))
     except (TypeError, ValueError):
-        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return utc_stamp()
 
 
 def _processing_ms(response: RecordedResponse) -> float | None:

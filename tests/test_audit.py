@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_replay.audit import main_audit
 from llm_replay.cli import main
 from llm_replay.cassettes import SQLiteCache
 from llm_replay.fingerprint import canonicalize
@@ -51,7 +50,7 @@ def test_every_shape_is_reported_with_file_entry_and_field_masked(tmp_path, caps
         {"x-debug": [SHAPES["OpenAI API key"]]},
         body.encode(),
     )
-    assert main_audit([str(path)]) == 1
+    assert main(["audit", str(path)]) == 1
     out = capsys.readouterr().out
     entry = f"{path}: entry * (POST https://api.openai.com/v1/chat/completions, recorded by tests/test_app.py::test_leak)"
     expected = [f"{entry}: request.body.messages[[]{index}].content: {name} '*" for index, name in enumerate(SHAPES)]
@@ -67,12 +66,12 @@ def test_every_shape_is_reported_with_file_entry_and_field_masked(tmp_path, caps
 
 def test_clean_cassettes_placeholders_and_stored_credential_headers(tmp_path, capsys, env):
     clean = _cassette(tmp_path / "clean.sqlite3", {"messages": [{"content": "Bearer <scrubbed:OPENAI_API_KEY>", "x": "sk-test-fake"}]}, {}, b"hello")
-    assert main_audit([str(clean)]) == 0
+    assert main(["audit", str(clean)]) == 0
     assert "llm-replay audit: no secrets found (scanned 1 files, 1 entries" in capsys.readouterr().out
 
     with sqlite3.connect(clean) as db:  # a cassette written by a tool that bypassed the scrubber
         db.execute("""UPDATE interactions SET headers = '{"set-cookie": ["session=1"]}'""")
-    assert main_audit([str(clean)]) == 1
+    assert main(["audit", str(clean)]) == 1
     assert ": response.headers.set-cookie: credential header stored\n" in capsys.readouterr().out
 
 
@@ -82,18 +81,18 @@ def test_text_exports_folders_user_patterns_and_errors(tmp_path, capsys, env):
     (exports / "sub" / "old.yaml").write_text(f"interactions:\n- request:\n    headers:\n      Authorization: [{SHAPES['bearer token']}]\n")
     (exports / "langchain.yaml.gz").write_bytes(gzip.compress(b"ok\nid: corp-0123456789abcdef\n"))
     (exports / "notes.txt").write_text(SHAPES["OpenAI API key"])  # not a cassette file name: skipped in folders
-    assert main_audit([str(exports), "--secret-pattern", r"corp-[0-9a-f]{16}"]) == 1
+    assert main(["audit", str(exports), "--secret-pattern", r"corp-[0-9a-f]{16}"]) == 1
     out = capsys.readouterr().out
     assert f"{exports / 'sub' / 'old.yaml'}: line 4: text: bearer token 'Bearer…" in out
     assert f"{exports / 'langchain.yaml.gz'}: line 2: text: match of secret pattern 'corp-[0-9a-f]{{16}}'" in out
     assert "notes.txt" not in out and "scanned 2 files, 6 entries" in out
 
-    assert main_audit([str(tmp_path / "missing.sqlite3")]) == 2
+    assert main(["audit", str(tmp_path / "missing.sqlite3")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     other = tmp_path / "other.sqlite3"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE users (name TEXT)")
-    assert main_audit([str(other)]) == 2
+    assert main(["audit", str(other)]) == 2
     assert "is an SQLite database but not an llm_replay cassette" in capsys.readouterr().err
 
 
@@ -114,7 +113,7 @@ def test_console_script_and_pre_commit_hook_run_the_audit(tmp_path, capsys, env,
 
 @pytest.mark.skipif(not REAL_CASSETTES.is_dir(), reason=f"real recorded traffic not present at {REAL_CASSETTES}")
 def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp_path, capsys, env):
-    assert main_audit([str(REAL_CASSETTES)]) == 0
+    assert main(["audit", str(REAL_CASSETTES)]) == 0
     out = capsys.readouterr().out
     assert "no secrets found (scanned 41 files" in out, out
 
@@ -122,5 +121,5 @@ def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp
     leaked = tmp_path / "cassettes" / sample.name
     leaked.parent.mkdir()
     leaked.write_text(sample.read_text().replace("interactions:", f"# {SHAPES['Anthropic API key']}\ninteractions:", 1))
-    assert main_audit([str(leaked)]) == 1
+    assert main(["audit", str(leaked)]) == 1
     assert f"{leaked}: line 1: text: Anthropic API key 'sk-ant…" in capsys.readouterr().out

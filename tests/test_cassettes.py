@@ -113,3 +113,56 @@ def test_a_recording_that_cannot_be_written_fails_the_test_even_if_the_app_catch
             except Exception:  # an application's fallback cannot hide the lost recording
                 pass
     assert recorder.missed == 1
+
+
+def test_a_streamed_answer_stores_the_tokens_its_last_event_reports(tmp_path: Path, server, env) -> None:
+    import openai
+
+    from llm_replay import use_cassette
+
+    path = tmp_path / "c.sqlite3"
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    with use_cassette(path, mode="record"):
+        chunks = list(client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True, stream_options={"include_usage": True}
+        ))
+    reported = chunks[-1].usage
+    assert reported is not None and reported.prompt_tokens > 0 and reported.completion_tokens > 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT input_tokens, output_tokens FROM interactions").fetchall() == [(reported.prompt_tokens, reported.completion_tokens)]
+
+
+def test_a_damaged_table_fails_a_write_with_a_message_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    store.put(_interaction("before the damage"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'interactions'").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * page_size : root * page_size] = b"\xab" * page_size  # the schema still reads; the recordings do not
+    path.write_bytes(bytes(data))
+
+    damaged = SQLiteCache(path)
+    with pytest.raises(CassetteError, match=rf"cassette {path} cannot be used \(database disk image is malformed\).*Restore it from git"):
+        damaged.put(_interaction("after"))
+    damaged.close()
+
+
+def test_delete_removes_recordings_and_their_usage_in_both_stores(tmp_path: Path) -> None:
+    from llm_replay.runs import RunRecord
+
+    kept, gone = _interaction("kept"), _interaction("gone")
+    memory = InMemoryCache()
+    for interaction in (kept, gone):
+        memory.put(interaction)
+    assert memory.delete([gone.key, ("absent", 0)]) == 1 and [i.key for i in memory.interactions()] == [kept.key]
+
+    store = SQLiteCache(tmp_path / "c.sqlite3")
+    for interaction in (kept, gone):
+        store.put(interaction)
+    store.record_run(RunRecord("run-1", "2026-01-01T00:00:00+00:00", True, None), {kept.key: 1, gone.key: 2})
+    assert store.delete([gone.key]) == 1 and store.delete([]) == 0
+    assert store.get(gone.fingerprint) is None and list(store.usage()) == [kept.key], "no orphan usage row is left"
+    store.close()

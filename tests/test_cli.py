@@ -254,3 +254,47 @@ def _interactions(path: Path) -> list:
         return list(cassette.interactions())
     finally:
         cassette.close()
+
+
+def test_import_export_and_merge_scrub_with_the_projects_ini_secrets(tmp_path, env, capsys):
+    """ini llm_secret_env / llm_secret_patterns count for the commands that write, as they do for pytest."""
+    import json
+
+    from llm_replay import use_cassette
+    from llm_replay.cassettes import SQLiteCache
+    from llm_replay.fingerprint import canonicalize
+    from llm_replay.interaction import Interaction, RecordedResponse
+    from llm_replay.scrub import Scrubber
+
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_secret_env = INTERNAL_CREDS\nllm_secret_patterns = corp-[0-9a-f]{16}\n")
+    env.chdir(tmp_path)
+    env.setenv("INTERNAL_CREDS", "creds-5566778899")
+    secrets = (b"creds-5566778899", b"corp-0123456789abcdef")
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "creds-5566778899 for corp-0123456789abcdef"}]}
+    answer = {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok corp-0123456789abcdef"}}]}
+
+    yaml_file = tmp_path / "old.yaml"
+    yaml_file.write_text(vcr.serialize.serialize({"requests": [vcr.request.Request(
+        "POST", "https://api.openai.com/v1/chat/completions", json.dumps(request), {"content-type": "application/json"}
+    )], "responses": [{"status": {"code": 200, "message": "OK"}, "headers": {}, "body": {"string": json.dumps(answer)}}]}, vcr.serializers.yamlserializer))
+    assert run_cli(capsys, "import", str(yaml_file))[0] == 0
+    cassette = tmp_path / "cassettes" / "llm_cache.sqlite3"
+    assert not any(secret in cassette.read_bytes() for secret in secrets)
+    client = openai.OpenAI(base_url="https://api.openai.com/v1", api_key="any", max_retries=0)
+    with use_cassette(cassette, mode="replay", scrubber=Scrubber(("INTERNAL_CREDS",), ("corp-[0-9a-f]{16}",))) as recorder:
+        client.chat.completions.create(**request)
+    assert recorder.replayed == 1, "the imported recording is keyed as the SDK's request is"
+
+    unscrubbed = tmp_path / "theirs.sqlite3"  # as if written without the ini rules
+    theirs = SQLiteCache(unscrubbed, scrubber=Scrubber(environ={}))
+    theirs.put(Interaction.of(canonicalize("POST", "https://api.openai.com/v1/chat/completions", json.dumps({**request, "n": 2}).encode(), "application/json"),
+                              RecordedResponse(200, "OK", {}, json.dumps(answer).encode())))
+    theirs.close()
+    assert secrets[1] in unscrubbed.read_bytes()
+    assert run_cli(capsys, "export", "--cassette", str(unscrubbed), "--yaml", str(tmp_path / "exported"))[0] == 0
+    assert not any(secret in path.read_bytes() for path in (tmp_path / "exported").rglob("*.yaml") for secret in secrets)
+    assert run_cli(capsys, "merge", str(tmp_path / "base"), str(cassette), str(unscrubbed))[0] == 0
+    merged = SQLiteCache(cassette, readonly=True)
+    assert len(merged) == 2
+    merged.close()
+    assert not any(secret in cassette.read_bytes() for secret in secrets)

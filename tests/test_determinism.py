@@ -89,7 +89,7 @@ def test_llm_replay_stamps_recordings_with_the_real_time():
     recorder = Recorder(InMemoryCache(), Mode.RECORD, test_id="t::x", frozen_at=INSTANT, keep_instant=True)
     request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", b'{"model": "m"}', "application/json")
     with frozen_clock(INSTANT):
-        recorder.record(request, recorder.key(request), RecordedResponse(200, "OK", {}, b"{}"), latency_s=0.5)
+        recorder.record(*recorder.keyed(request), RecordedResponse(200, "OK", {}, b"{}"), latency_s=0.5)
     assert recorder.interactions[0].recorded_at[:4] != "2001"
     assert recorder.cassette.stored_clock("t::x")[0] == INSTANT
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from llm_replay.langchain_keys import SCRUBBED, langchain_request
-from llm_replay.scrub import is_secret_field
+from llm_replay.langchain_keys import langchain_request
+from llm_replay.scrub import PATTERN_PLACEHOLDER, is_secret_field
 
 CHAT_LLM_STRING = (
     '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": {"model_name": "gpt-4o-mini", '
@@ -25,7 +25,7 @@ def test_chat_key_is_stored_as_fields():
 
 def test_llm_params_are_fields_and_credentials_are_scrubbed():
     request = langchain_request("Tell me a joke", "[('api_key', 'sk-live-123456'), ('model_name', 'm'), ('n', 2)]")
-    assert request.body["llm_string"] == {"params": {"api_key": SCRUBBED, "model_name": "m", "n": 2}}
+    assert request.body["llm_string"] == {"params": {"api_key": PATTERN_PLACEHOLDER, "model_name": "m", "n": 2}}
     assert "sk-live" not in request.to_json()
     other_key = langchain_request("Tell me a joke", "[('api_key', 'sk-other-654321'), ('model_name', 'm'), ('n', 2)]")
     assert other_key.fingerprint == request.fingerprint, "the same recording whoever's key recorded it"

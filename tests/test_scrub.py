@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
 
 from conftest import cassette_file, write_ini
-from llm_replay.audit import main_audit
+from llm_replay.cli import main
 from llm_replay.cassettes import InMemoryCache, SQLiteCache
 from llm_replay.fingerprint import canonicalize
 from llm_replay.interaction import Interaction, RecordedResponse
@@ -36,7 +37,7 @@ def test_scrubber_replaces_secret_values_everywhere_and_drops_credential_headers
     assert request.path == "/bot<scrubbed:TELEGRAM_BOT_TOKEN>/send"
     assert request.query == (("chat", "1"),), "the key= query parameter is dropped"
     assert request.body == {"text": "my key is <scrubbed:OPENAI_API_KEY>", "home": "/home/someone-long", "short": "abc"}
-    assert stored.fingerprint == request.fingerprint != original.fingerprint, "the key follows the scrubbed request"
+    assert stored.fingerprint == original.fingerprint != request.fingerprint, "the key is the one it was given (the Recorder's)"
     assert stored.response.headers == {"x-echo": ["Bearer <scrubbed:OPENAI_API_KEY>"], "content-type": ["application/json"]}
     assert stored.response.body == b"\xff\x00binary <scrubbed:OPENAI_API_KEY>"
     assert scrubber.interaction(stored) == stored, "scrubbing twice changes nothing"
@@ -117,7 +118,7 @@ def test_record_refresh_and_replay_sessions_store_no_secret(llm_pytester, server
             assert word not in stored
         for placeholder in (b"<scrubbed:MY_SERVICE_TOKEN>", b"<scrubbed:INTERNAL_CREDS>", b"<scrubbed>", b"<scrubbed:OTHER_API_KEY>"):
             assert placeholder in stored
-    assert main_audit([str(cassette)]) == 0
+    assert main(["audit", str(cassette)]) == 0
 
     # CI holds other values of the same secrets: the placeholders still match, and replay is offline.
     server.stop()
@@ -130,3 +131,72 @@ def test_record_refresh_and_replay_sessions_store_no_secret(llm_pytester, server
     replayed.stdout.fnmatch_lines(["*ERROR *Incorrect API key provided: <scrubbed:OTHER_API_KEY>.*", "llm_replay: 2 replayed, 0 recorded, 0 missed*"])
     with sqlite3.connect(cassette) as db:
         assert db.execute("SELECT count(*) FROM interactions").fetchone() == (2,)
+
+
+SECRET_IN_PROMPT = '''
+import os
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+BASE_URL = "{base_url}"
+
+
+def prompt():
+    return f"summarise the ticket from account {{os.environ['SUPPORT_DESK_TOKEN']}}"
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_langchain_layer(llm_cache):
+    print("ANSWER", ChatOpenAI(base_url=BASE_URL, model="gpt-4o-mini", max_retries=0).invoke(prompt()).content)
+
+
+@pytest.mark.llm_cache(match_ignore=["user"])
+def test_http_with_match_ignore(llm_cache):
+    client = openai.OpenAI(base_url=BASE_URL, max_retries=0)
+    answer = client.chat.completions.create(model="gpt-4o-mini", user="u-1", messages=[{{"role": "user", "content": prompt()}}])
+    print("ANSWER", answer.choices[0].message.content)
+'''
+
+
+def test_a_secret_in_the_prompt_replays_under_the_key_it_was_recorded_with(llm_pytester, server, env):
+    """Every layer keys the scrubbed request, so the recording is found, and found whatever value CI holds."""
+    llm_pytester.makepyfile(test_secret_prompt=SECRET_IN_PROMPT.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("SUPPORT_DESK_TOKEN", "desk-token-1234567890")
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record", "-p", "no:randomly")
+    recorded.assert_outcomes(passed=2)
+    assert b"desk-token-1234567890" not in cassette_file(llm_pytester).read_bytes()
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    answers = []
+    for value in ("desk-token-1234567890", "another-desk-token-0987"):
+        env.setenv("SUPPORT_DESK_TOKEN", value)
+        replayed = llm_pytester.runpytest("-s", "-p", "no:randomly")
+        replayed.assert_outcomes(passed=2)
+        replayed.stdout.fnmatch_lines(["llm_replay: 2 replayed, 0 recorded, 0 missed*"])
+        answers.append([line.split("ANSWER ", 1)[1] for line in replayed.outlines if "ANSWER " in line])
+    assert answers[0] == answers[1] and len(answers[0]) == 2
+    assert all("account <scrubbed:SUPPORT_DESK_TOKEN> #" in answer for answer in answers[0]), "the echoed secret was scrubbed too"
+
+
+def test_langchains_own_cache_finds_an_entry_whose_prompt_holds_a_secret(env):
+    from langchain_core.outputs import Generation
+
+    from llm_replay.langchain import InMemoryCache as LangChainCache
+
+    env.setenv("SUPPORT_DESK_TOKEN", "desk-token-1234567890")
+    cache = LangChainCache()
+    cache.update("ticket from desk-token-1234567890", "llm", [Generation(text="done")])
+    assert "desk-token-1234567890" not in next(cache.cassette.interactions()).request_json
+    assert cache.lookup("ticket from desk-token-1234567890", "llm") == [Generation(text="done")]
+
+
+def test_request_scrubbing_sees_escaped_values_and_patterns_across_newlines_and_leaves_clean_requests_alone():
+    scrubber = Scrubber(patterns=(r"-----BEGIN KEY-----\n\w+",), environ={"DB_PASSWORD": 'pa"ss\\word-1234'})
+    dirty = canonicalize("POST", "https://api.test/v1/x", json.dumps({"a": 'login pa"ss\\word-1234', "b": "-----BEGIN KEY-----\nMIIEabc"}).encode(), "application/json")
+    assert scrubber.request(dirty).body == {"a": "login <scrubbed:DB_PASSWORD>", "b": "<scrubbed>"}
+    clean = canonicalize("POST", "https://api.test/v1/x", b'{"a": "nothing to hide\\nhere"}', "application/json")
+    assert scrubber.request(clean) is clean
