@@ -131,7 +131,7 @@ def test_without_fixture():
 
     off = llm_pytester.runpytest("--llm-mode=off", "-k", "two or without")
     off.assert_outcomes(passed=1, failed=1)
-    off.stdout.fnmatch_lines(["*FAILED test_scoped.py::test_two - AssertionError: scope='test': a fresh in-memory cache*"])  # off records nothing
+    off.stdout.fnmatch_lines(["*test_two*", "E       assert 0 == 1"])  # off records nothing
     assert len(server.requests) == 3, "off leaves LangChain's cache alone: the call went live"
 
 
