@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 from .engine import PLACEHOLDER_KEY
-from .errors import CassetteMiss
+from .errors import CassetteError, CassetteMiss
 from .fingerprint import CanonicalRequest, canonicalize
 from .interaction import Interaction, Key, RecordedResponse
 from .recorder import Recorder
@@ -123,6 +123,7 @@ class _ReusablePatchers:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy = False
+        self.owner: int | None = None  # the thread whose activation holds the patches
         self._adapter: VcrCassetteAdapter | None = None
         # Each step is (target, attribute, replacement) to set, or a context manager to enter (vcrpy's ConnectionRemover).
         self._steps: list[Any] = []
@@ -133,6 +134,7 @@ class _ReusablePatchers:
             if self._busy:
                 return None
             self._busy = True
+            self.owner = threading.get_ident()
         try:
             if self._adapter is None:
                 adapter = VcrCassetteAdapter(recorder)
@@ -180,6 +182,7 @@ class _ReusablePatchers:
         self._adapter.recorder = None  # type: ignore[union-attr]
         with self._lock:
             self._busy = False
+            self.owner = None
 
 
 def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
@@ -230,6 +233,12 @@ _REUSABLE = _ReusablePatchers()
 def intercepting(recorder: Recorder) -> Iterator[VcrCassetteAdapter]:
     """Route every HTTP library vcrpy patches through ``recorder`` while the block runs."""
     adapter = _REUSABLE.claim(recorder)
+    if adapter is None and _REUSABLE.owner != threading.get_ident():
+        # The patches are process-wide: a second thread's cassette would answer the first thread's calls.
+        raise CassetteError(
+            f"a cassette is already active in another thread; {recorder.cassette.describe()} cannot be activated "
+            "alongside it (HTTP interception is process-wide). Activate one cassette around all the threads' work"
+        )
     if adapter is None:
         # Nested (use_cassette inside a test's llm_cache): its own patchers on top, as vcrpy nests cassettes.
         from vcr.patch import CassettePatcherBuilder

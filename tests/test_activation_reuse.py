@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from conftest import cassette_file
 
 REUSE_TESTS = '''
@@ -103,3 +105,29 @@ def test_every_patched_library_is_restored_exactly():
             with use_cassette(None, mode="record"):
                 pass
     assert [dict(vars(target)) for target in patched] == before
+
+
+def test_a_second_thread_cannot_activate_a_cassette_while_another_is_active(tmp_path) -> None:
+    import threading
+
+    import llm_replay
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with llm_replay.use_cassette(tmp_path / "first.sqlite3", mode="record"):
+            inside.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(llm_replay.CassetteError, match="already active in another thread"):
+            with llm_replay.use_cassette(tmp_path / "second.sqlite3", mode="record"):
+                pass
+    finally:
+        leave.set()
+        holder.join(10)
+    with llm_replay.use_cassette(tmp_path / "second.sqlite3", mode="record") as recorder:  # free again afterwards
+        assert recorder.mode == "record"
