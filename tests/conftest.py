@@ -61,3 +61,8 @@ def cassette_file(pytester: pytest.Pytester) -> Path:
     """Where an inner session keeps its suite cassette by default."""
     return pytester.path / "cassettes" / "llm_cache.sqlite3"
 
+
+
+def printed(result: pytest.RunResult, tag: str) -> list[str]:
+    """What an inner session's tests printed after ``tag`` (run with ``-s``), in order."""
+    return [line.split(f"{tag} ", 1)[1] for line in result.outlines if f"{tag} " in line]

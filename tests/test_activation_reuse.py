@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from conftest import cassette_file
+from conftest import cassette_file, printed
 
 REUSE_TESTS = '''
 import openai
@@ -59,9 +59,6 @@ def test_nested_use_cassette(llm_cache):
 '''
 
 
-def _answers(result) -> list[str]:
-    return [line.split("ANSWER ", 1)[1] for line in result.outlines if "ANSWER " in line]
-
 
 def test_patchers_reused_across_tests_leak_nothing(llm_pytester, server, env):
     llm_pytester.makepyfile(test_reuse=REUSE_TESTS.format(base_url=server.base_url, api_key=server.api_key))
@@ -80,7 +77,7 @@ def test_patchers_reused_across_tests_leak_nothing(llm_pytester, server, env):
     env.setenv("CI", "true")
     replayed = llm_pytester.runpytest("-s", "-k", "not between")
     replayed.assert_outcomes(passed=3, deselected=1)
-    assert _answers(replayed) == _answers(recorded) and len(_answers(replayed)) == 4
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER") and len(printed(replayed, "ANSWER")) == 4
     replayed.stdout.fnmatch_lines(["llm_replay: 5 replayed, 0 recorded, 0 missed in 3 tests*"])
 
 

@@ -12,7 +12,7 @@ import openai  # noqa: F401
 import pytest
 import vcr.patch  # noqa: F401
 
-from conftest import cassette_file, write_ini
+from conftest import cassette_file, printed, write_ini
 
 APP = '''
 import asyncio
@@ -102,9 +102,6 @@ def test_sdk_timeouts_fire_under_the_frozen_clock(llm_cache):
 INI = "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
 
 
-def _lines(result: pytest.RunResult, tag: str) -> list[str]:
-    return [line.split(f"{tag} ", 1)[1] for line in result.outlines if f"{tag} " in line]
-
 
 def _instants(pytester: pytest.Pytester) -> dict[str, str]:
     with sqlite3.connect(cassette_file(pytester)) as db:
@@ -124,7 +121,7 @@ def test_suite_records_then_replays_offline_identically_twice(app, server, env):
     recorded.assert_outcomes(passed=5)
     assert len(server.requests) == 6, "1 timed prompt + 3 samples + 1 ignored-fields call + 1 async call"
     instants = _instants(app)
-    assert instants["test_app.py::test_prompt_with_the_time"] == _lines(recorded, "FROZEN")[0]
+    assert instants["test_app.py::test_prompt_with_the_time"] == printed(recorded, "FROZEN")[0]
     assert "test_app.py::test_sdk_timeouts_fire_under_the_frozen_clock" not in instants, "nothing recorded, no instant kept"
 
     server.stop()
@@ -134,13 +131,13 @@ def test_suite_records_then_replays_offline_identically_twice(app, server, env):
     for replayed in (first, second):
         replayed.assert_outcomes(passed=5)
         replayed.stdout.fnmatch_lines(["llm_replay: 6 replayed, 0 recorded, 0 missed in 5 tests (mode replay, *)"])
-        assert _lines(replayed, "ANSWER") == _lines(recorded, "ANSWER")
-        assert _lines(replayed, "SAMPLES") == _lines(recorded, "SAMPLES")
-        assert _lines(replayed, "FROZEN") == _lines(recorded, "FROZEN")
-    answers = _lines(recorded, "ANSWER")
+        assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
+        assert printed(replayed, "SAMPLES") == printed(recorded, "SAMPLES")
+        assert printed(replayed, "FROZEN") == printed(recorded, "FROZEN")
+    answers = printed(recorded, "ANSWER")
     assert len(answers) == 3
     assert answers[0].startswith(f"echo[0]: It is {instants['test_app.py::test_prompt_with_the_time'][:19]}")
-    assert json.loads(_lines(recorded, "SAMPLES")[0]) == [f"echo[0]: Pick a random number #{n}" for n in (2, 3, 4)]
+    assert json.loads(printed(recorded, "SAMPLES")[0]) == [f"echo[0]: Pick a random number #{n}" for n in (2, 3, 4)]
 
 
 def test_sequence_past_the_last_recording_misses_in_replay_and_records_in_record(app, server, env):
@@ -163,7 +160,7 @@ def test_sequence_past_the_last_recording_misses_in_replay_and_records_in_record
     extended.assert_outcomes(passed=1)
     extended.stdout.fnmatch_lines(["llm_replay: 3 replayed, 1 recorded, 0 missed*"])
     assert len(server.requests) == 4, "only the fourth sample went live"
-    assert json.loads(_lines(extended, "SAMPLES")[0])[-1].endswith("#4")
+    assert json.loads(printed(extended, "SAMPLES")[0])[-1].endswith("#4")
 
     server.stop()
     app.runpytest("-k", "three_samples", "--llm-mode=replay").assert_outcomes(passed=1)
@@ -176,12 +173,12 @@ def test_record_runs_reuse_the_stored_instant_and_refresh_takes_a_new_one(app, s
 
     again = app.runpytest("-s", "-k", "prompt_with_the_time", "--llm-mode=record")
     again.assert_outcomes(passed=1)
-    assert _lines(again, "FROZEN") == ["2001-02-03T04:05:06+00:00"]
-    assert _lines(again, "ANSWER")[0].startswith("echo[0]: It is 2001-02-03T04:05:06 (Saturday, t=981173106). Plan my day.")
+    assert printed(again, "FROZEN") == ["2001-02-03T04:05:06+00:00"]
+    assert printed(again, "ANSWER")[0].startswith("echo[0]: It is 2001-02-03T04:05:06 (Saturday, t=981173106). Plan my day.")
 
     refreshed = app.runpytest("-s", "-k", "prompt_with_the_time", "--llm-mode=refresh")
     refreshed.assert_outcomes(passed=1)
-    new_instant = _lines(refreshed, "FROZEN")[0]
+    new_instant = printed(refreshed, "FROZEN")[0]
     assert not new_instant.startswith("2001")
     assert _instants(app) == {"test_app.py::test_prompt_with_the_time": new_instant}
 
@@ -348,7 +345,7 @@ def test_a_replay_freezes_only_tests_whose_recording_read_the_clock(clock_app, s
     recorded = clock_app.runpytest("-s", "--llm-mode=record")
     recorded.assert_outcomes(passed=2)
     instants = _instants(clock_app)
-    assert _lines(recorded, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+    assert printed(recorded, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
     assert _clock_reads(clock_app) == {"test_clock.py::test_timeless": 0, "test_clock.py::test_dated": 1}
 
     server.stop()
@@ -356,8 +353,8 @@ def test_a_replay_freezes_only_tests_whose_recording_read_the_clock(clock_app, s
     for _ in range(2):
         replayed = clock_app.runpytest("-s", "--llm-mode=replay")
         replayed.assert_outcomes(passed=2)
-        assert _lines(replayed, "CLOCK") == ["datetime None", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
-        assert _lines(replayed, "ANSWER") == _lines(recorded, "ANSWER")
+        assert printed(replayed, "CLOCK") == ["datetime None", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+        assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
     assert _instants(clock_app) == instants, "replays leave the stored instants alone"
 
     # The test now takes the date from the clock, which its recording never read: it misses, and says why.
@@ -375,7 +372,7 @@ def test_record_runs_only_ever_turn_the_flag_to_read(clock_app, server, env):
     env.delenv("WHEN")
     again = clock_app.runpytest("-s", "--llm-mode=record", "-k", "timeless")
     again.assert_outcomes(passed=1)
-    assert _lines(again, "CLOCK") == [f"FakeDatetime {_instants(clock_app)['test_clock.py::test_timeless']}"], "record runs reuse the instant"
+    assert printed(again, "CLOCK") == [f"FakeDatetime {_instants(clock_app)['test_clock.py::test_timeless']}"], "record runs reuse the instant"
     assert _clock_reads(clock_app)["test_clock.py::test_timeless"] == 1, "the new recording read the clock under the stored instant"
 
     env.setenv("WHEN", "2020-01-01T09:00:00")
@@ -395,7 +392,7 @@ def test_a_cassette_that_predates_the_flag_replays_frozen(clock_app, server, env
     env.delenv("OPENAI_API_KEY")
     replayed = clock_app.runpytest("-s", "--llm-mode=replay")  # opens the file read-only: the column stays missing
     replayed.assert_outcomes(passed=2)
-    assert _lines(replayed, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
+    assert printed(replayed, "CLOCK") == [f"FakeDatetime {instants['test_clock.py::test_timeless']}", f"FakeDatetime {instants['test_clock.py::test_dated']}"]
 
     env.setenv("OPENAI_API_KEY", server.api_key)
     clock_app.runpytest("--llm-mode=record").assert_outcomes(passed=2)  # all replayed, nothing new: flags stay unknown

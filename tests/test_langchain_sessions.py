@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import cassette_file, write_ini
+from conftest import cassette_file, printed, write_ini
 
 CHAT_TESTS = '''
 import pytest
@@ -56,9 +56,6 @@ def _write(pytester: pytest.Pytester, base_url: str, extra: str = "") -> None:
     pytester.makepyfile(test_chat=CHAT_TESTS.format(base_url=base_url) + extra)
 
 
-def _answers(result: pytest.RunResult) -> list[str]:
-    return [line.split("ANSWER ", 1)[1] for line in result.outlines if "ANSWER " in line]
-
 
 def test_langchain_layer_records_replays_offline_and_explains_a_miss(llm_pytester, server, env):
     _write(llm_pytester, server.base_url)
@@ -71,7 +68,7 @@ def test_langchain_layer_records_replays_offline_and_explains_a_miss(llm_pyteste
         "*AssertionError: a failing test still gets the app's cache back",
         "llm_replay: 2 replayed, 1 recorded, 0 missed in 2 tests (mode record, cassette cassettes/llm_cache.sqlite3)",
     ])
-    assert _answers(recorded)[0].endswith("#1 echo[0]: What is the capital of France? #1")
+    assert printed(recorded, "ANSWER")[0].endswith("#1 echo[0]: What is the capital of France? #1")
 
     server.stop()
     env.delenv("OPENAI_API_KEY")
@@ -84,7 +81,7 @@ def test_changed_settings(llm_cache):
 ''')
     replayed = llm_pytester.runpytest("-s", "-p", "no:randomly")
     replayed.assert_outcomes(passed=2, failed=2)
-    assert _answers(replayed) == _answers(recorded)
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
     replayed.stdout.fnmatch_lines([
         "*llm_replay.CassetteMiss: no recording for this LangChain cache lookup (mode 'replay': the model is not called)",
         "*llm:       ChatOpenAI, model gpt-4o",
@@ -158,7 +155,7 @@ def test_both(llm_cache):
     env.setenv("CI", "true")
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=1)
-    assert _answers(replayed) == _answers(recorded)
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
     replayed.stdout.fnmatch_lines(["*HOSTS [[]'http']", "llm_replay: 1 replayed, 0 recorded, 0 missed*"])
 
 
@@ -193,15 +190,15 @@ def test_three_samples(llm_cache):
 ''')
     recorded = llm_pytester.runpytest("-s")
     recorded.assert_outcomes(passed=1)
-    assert len(server.requests) == 3 and len(set(_answers(recorded)[0].split(","))) == 3
+    assert len(server.requests) == 3 and len(set(printed(recorded, "ANSWER")[0].split(","))) == 3
 
     refreshed = llm_pytester.runpytest("-s", "--llm-mode=refresh")
     refreshed.assert_outcomes(passed=1)
     refreshed.stdout.fnmatch_lines(["llm_replay: 0 replayed, 3 recorded, 0 missed*"])
-    assert len(server.requests) == 6 and _answers(refreshed) != _answers(recorded)
+    assert len(server.requests) == 6 and printed(refreshed, "ANSWER") != printed(recorded, "ANSWER")
 
     server.stop()
     env.setenv("CI", "true")
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=1)
-    assert _answers(replayed) == _answers(refreshed), "the three refreshed samples, in order"
+    assert printed(replayed, "ANSWER") == printed(refreshed, "ANSWER"), "the three refreshed samples, in order"

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from conftest import cassette_file, write_ini
+from conftest import cassette_file, printed, write_ini
 
 APP_TESTS = '''
 import json
@@ -46,9 +46,6 @@ def _write_app(pytester: pytest.Pytester, base_url: str, extra: str = "") -> Non
     pytester.makepyfile(test_app=APP_TESTS.format(base_url=base_url) + extra)
 
 
-def _answers(result: pytest.RunResult) -> list[str]:
-    return [line.split("ANSWER ", 1)[1] for line in result.outlines if "ANSWER " in line]
-
 
 def test_record_then_replay_offline_then_strict_miss(llm_pytester, server, env):
     _write_app(llm_pytester, server.base_url)
@@ -66,7 +63,7 @@ def test_record_then_replay_offline_then_strict_miss(llm_pytester, server, env):
     env.setenv("CI", "true")
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=2)
-    assert _answers(replayed) == _answers(recorded) and _answers(replayed)
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER") and printed(replayed, "ANSWER")
     replayed.stdout.fnmatch_lines(["*COUNTS 2 0", "llm_replay: 3 replayed, 0 recorded, 0 missed in 2 tests (mode replay, *)"])
 
     # A prompt that was never recorded fails at once, with what was asked and the closest recording.
@@ -130,12 +127,12 @@ def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
     refreshed = llm_pytester.runpytest("-s", "-k", "capital", "--llm-mode=refresh")
     refreshed.assert_outcomes(passed=1)
     refreshed.stdout.fnmatch_lines(["llm_replay: 0 replayed, 1 recorded, 0 missed*"])
-    assert _answers(refreshed) != _answers(first), "refresh asked the server again (its answers carry a request number)"
+    assert printed(refreshed, "ANSWER") != printed(first, "ANSWER"), "refresh asked the server again (its answers carry a request number)"
 
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         stored = db.execute("SELECT body FROM interactions").fetchall()
     assert len(stored) == 1, "refresh overwrote the recording instead of adding one"
-    assert json.loads(stored[0][0])["id"] in _answers(refreshed)[0]
+    assert json.loads(stored[0][0])["id"] in printed(refreshed, "ANSWER")[0]
 
     before = len(server.requests)
     bypassed = llm_pytester.runpytest("-s", "-k", "capital", "--llm-mode=off")
