@@ -192,8 +192,8 @@ def fmt_time(us: float | None) -> str:
 
 def interactions(size: int, stream: bool = False) -> Iterator[Any]:
     """``size`` recordings of ``prompt(i)``, built from the SDK's real request bytes."""
-    from llm_replay.fingerprint import canonicalize
-    from llm_replay.interaction import Interaction, RecordedResponse
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
 
     template = json.loads(request_body(0, stream))
     headers = {name: [value] for name, value in (STREAM_HEADERS if stream else ANSWER_HEADERS).items()}
@@ -205,7 +205,7 @@ def interactions(size: int, stream: bool = False) -> Iterator[Any]:
 
 
 def sqlite_cassette(path: Path, size: int, stream: bool = False) -> Path:
-    from llm_replay.cassettes import SQLiteCache
+    from llm_replay.stores.sqlite import SQLiteCache
 
     cassette = SQLiteCache(path)
     for interaction in interactions(size, stream):
@@ -216,10 +216,10 @@ def sqlite_cassette(path: Path, size: int, stream: bool = False) -> Path:
 
 def replay_rows(workdir: Path, sizes: list[int], count: int, repeats: int) -> list[Row]:
     from llm_replay import use_cassette
-    from llm_replay.cassettes import InMemoryCache
-    from llm_replay.engine import activated
-    from llm_replay.recorder import Recorder
-    from llm_replay.settings import Mode
+    from llm_replay.stores.memory import InMemoryCache
+    from llm_replay.layers.activation import activated
+    from llm_replay.engine.recorder import Recorder
+    from llm_replay.engine.settings import Mode
 
     rows = []
     for size in sizes:
@@ -486,7 +486,7 @@ def collect_only_row(workdir: Path, runs: int) -> Row:
 def plugin_import_row(runs: int) -> Row:
     """The same cost seen from inside, precise where the pairs above are noisy: importing the plugin
     after pytest (``python -X importtime``); its hooks then only read options and build a small object."""
-    code = "import pytest; import llm_replay.plugin"
+    code = "import pytest; import llm_replay.pytest_plugin.plugin"
     samples = []
     for _ in range(runs):
         result = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=_session_env(), capture_output=True, text=True, check=True)
@@ -494,7 +494,7 @@ def plugin_import_row(runs: int) -> Row:
         ours = [line.split("|") for line in result.stderr.splitlines() if line.count("|") == 2 and line.split("|")[2].strip().startswith("llm_replay")]
         depth = min(len(name) - len(name.lstrip()) for _, _, name in ours)
         samples.append(sum(int(cumulative) for _, cumulative, name in ours if len(name) - len(name.lstrip()) == depth))
-    return Row("  of which: importing llm_replay.plugin after pytest (python -X importtime)", statistics.median(samples))
+    return Row("  of which: importing llm_replay.pytest_plugin.plugin after pytest (python -X importtime)", statistics.median(samples))
 
 
 # -- LangChain (built with the LangChain issue) ------------------------------------------------

@@ -1,8 +1,8 @@
 """llm_replay: record LLM calls once, replay them deterministically in tests."""
 
-from .engine import use_cassette
+from .layers.activation import use_cassette
 from .errors import CassetteError, CassetteMiss, NetworkBlocked
-from .settings import Mode
+from .engine.settings import Mode
 
 __all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "use_cassette"]
 __version__ = "0.1.0"
@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # CanonicalRequest (for before_fingerprint hooks) loads on first use, like the rest of the engine.
     if name == "CanonicalRequest":
-        from .fingerprint import CanonicalRequest
+        from .model.fingerprint import CanonicalRequest
 
         return CanonicalRequest
     raise AttributeError(f"module 'llm_replay' has no attribute {name!r}")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from llm_replay import CassetteError
-from llm_replay.cassettes import SCHEMA_VERSION, InMemoryCache, SQLiteCache
-from llm_replay.fingerprint import canonicalize
-from llm_replay.interaction import Interaction, RecordedResponse
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SCHEMA_VERSION, SQLiteCache
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
 
 
 def _interaction(prompt: str, occurrence: int = 0) -> Interaction:
@@ -151,7 +152,7 @@ def test_a_damaged_table_fails_a_write_with_a_message_naming_the_file(tmp_path: 
 
 
 def test_delete_removes_recordings_and_their_usage_in_both_stores(tmp_path: Path) -> None:
-    from llm_replay.runs import RunRecord
+    from llm_replay.model.runs import RunRecord
 
     kept, gone = _interaction("kept"), _interaction("gone")
     memory = InMemoryCache()

@@ -247,7 +247,7 @@ def test_export_writes_yaml_that_vcrpy_replays_through_the_openai_sdk(recorded, 
 
 
 def _interactions(path: Path) -> list:
-    from llm_replay.cassettes import SQLiteCache
+    from llm_replay.stores.sqlite import SQLiteCache
 
     cassette = SQLiteCache(path, readonly=True)
     try:
@@ -261,10 +261,10 @@ def test_import_export_and_merge_scrub_with_the_projects_ini_secrets(tmp_path, e
     import json
 
     from llm_replay import use_cassette
-    from llm_replay.cassettes import SQLiteCache
-    from llm_replay.fingerprint import canonicalize
-    from llm_replay.interaction import Interaction, RecordedResponse
-    from llm_replay.scrub import Scrubber
+    from llm_replay.stores.sqlite import SQLiteCache
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+    from llm_replay.model.scrub import Scrubber
 
     (tmp_path / "pytest.ini").write_text("[pytest]\nllm_secret_env = INTERNAL_CREDS\nllm_secret_patterns = corp-[0-9a-f]{16}\n")
     env.chdir(tmp_path)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import cassette_file
-from llm_replay.cassettes import SQLiteCache
+from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''
 import openai
@@ -27,7 +27,7 @@ def ask(prompt):
 '''
 WORKER_TESTS = 40
 # Subprocess runs load only what they need: every worker importing every installed plugin costs seconds.
-ONLY_OUR_PLUGINS = ("-p", "xdist", "-p", "llm_replay.plugin")
+ONLY_OUR_PLUGINS = ("-p", "xdist", "-p", "llm_replay.pytest_plugin.plugin")
 
 
 def test_four_xdist_workers_record_into_one_cassette_and_lose_nothing(llm_pytester, server, env):

@@ -9,12 +9,13 @@ from datetime import date, datetime, timezone
 
 from freezegun import freeze_time
 
-from llm_replay.cassettes import InMemoryCache, SQLiteCache
-from llm_replay.determinism import frozen_clock
-from llm_replay.fingerprint import canonicalize
-from llm_replay.interaction import RecordedResponse
-from llm_replay.recorder import Recorder
-from llm_replay.settings import Mode
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SQLiteCache
+from llm_replay.engine.clock import frozen_clock
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import RecordedResponse
+from llm_replay.engine.recorder import Recorder
+from llm_replay.engine.settings import Mode
 
 INSTANT = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
 

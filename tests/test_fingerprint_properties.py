@@ -10,8 +10,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm_replay.fingerprint import CanonicalRequest, canonicalize, differences, distance
-from llm_replay.scrub import Scrubber
+from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, differences, distance
+from llm_replay.model.scrub import Scrubber
 
 EXAMPLES = 400  # per property; 4 properties
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,10 +12,10 @@ import pytest
 import vcr
 
 import llm_replay
-from llm_replay.cassettes import SQLiteCache
+from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.cli import main
-from llm_replay.interaction import Interaction
-from llm_replay.yaml_io import interactions_from_yaml
+from llm_replay.model.interaction import Interaction
+from llm_replay.stores.yaml_io import interactions_from_yaml
 
 # ../shared beside the repository; LLM_REPLAY_REAL_CASSETTES points elsewhere (e.g. from a git worktree).
 REAL_CASSETTES = Path(os.environ.get("LLM_REPLAY_REAL_CASSETTES") or Path(__file__).parents[1].parent / "shared" / "real-cassettes")

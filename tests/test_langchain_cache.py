@@ -15,7 +15,7 @@ from langchain_openai import ChatOpenAI, OpenAI
 from langchain_tests.integration_tests.cache import AsyncCacheTestSuite, SyncCacheTestSuite
 
 from llm_replay import CassetteError
-from llm_replay.cassettes import SQLiteCache as Cassette
+from llm_replay.stores.sqlite import SQLiteCache as Cassette
 from llm_replay.langchain import InMemoryCache, SQLiteCache
 
 
@@ -110,8 +110,8 @@ def test_chat_model_cache_argument_and_async(server, tmp_path):
 def test_entries_live_beside_http_recordings_and_clear_keeps_those(tmp_path):
     path = tmp_path / "llm_cache.sqlite3"
     cassette = Cassette(path)
-    from llm_replay.fingerprint import canonicalize
-    from llm_replay.interaction import Interaction, RecordedResponse
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
 
     http = Interaction.of(canonicalize("POST", "https://api.openai.com/v1/chat/completions", b'{"model":"m"}', "application/json"),
                           RecordedResponse(200, "OK", {}, b"{}"))

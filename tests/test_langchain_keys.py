@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from llm_replay.langchain_keys import langchain_request
-from llm_replay.scrub import PATTERN_PLACEHOLDER, is_secret_field
+from llm_replay.engine.langchain_keys import langchain_request
+from llm_replay.model.scrub import PATTERN_PLACEHOLDER, is_secret_field
 
 CHAT_LLM_STRING = (
     '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": {"model_name": "gpt-4o-mini", '

@@ -16,7 +16,7 @@ import pytest
 from conftest import write_ini
 
 from llm_replay import CassetteMiss, NetworkBlocked
-from llm_replay.network import HostPolicy, blocking_network
+from llm_replay.layers.network import HostPolicy, blocking_network
 
 
 def test_raw_sockets_lookups_and_asyncio_are_blocked_naming_the_host(server):

@@ -199,7 +199,7 @@ def test_config_fixture_scope(llm_cache):
 
 def test_autouse_without_requesting(request):
     ask()
-    assert request.node.stash[__import__("llm_replay.plugin").plugin.RECORDER].recorded == 1
+    assert request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER].recorded == 1
 
 @pytest.mark.llm_cache(scope="suite", mode="record")
 def test_marker_wins_over_config(llm_cache):

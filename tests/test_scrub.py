@@ -9,10 +9,11 @@ import pytest
 
 from conftest import cassette_file, write_ini
 from llm_replay.cli import main
-from llm_replay.cassettes import InMemoryCache, SQLiteCache
-from llm_replay.fingerprint import canonicalize
-from llm_replay.interaction import Interaction, RecordedResponse
-from llm_replay.scrub import Scrubber
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SQLiteCache
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.scrub import Scrubber
 
 KEY = "sk-" + "proj-Zq3XvB8nLw2Rt6Yp1Ks9Hd4Fg7Jm0Cx5Vb2Nq8Wr"  # fake, split so secret scanners see no key
 ENVIRON = {"OPENAI_API_KEY": KEY, "TELEGRAM_BOT_TOKEN": "123456:AAFxyzSecretBot", "HOME": "/home/someone-long", "SHORT_KEY": "abc"}

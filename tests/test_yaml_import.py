@@ -10,7 +10,7 @@ import openai
 import yaml
 
 import llm_replay
-from llm_replay.cassettes import SQLiteCache
+from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.cli import main
 
 ANSWER = {

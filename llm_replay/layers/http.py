@@ -12,12 +12,12 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
-from .engine import PLACEHOLDER_KEY
-from .errors import CassetteError, CassetteMiss
-from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, Key, RecordedResponse
-from .recorder import Recorder
-from .settings import Mode
+from .activation import PLACEHOLDER_KEY
+from ..errors import CassetteError, CassetteMiss
+from ..model.fingerprint import CanonicalRequest, canonicalize
+from ..model.interaction import Interaction, Key, RecordedResponse
+from ..engine.recorder import Recorder
+from ..engine.settings import Mode
 
 _STATE = "_llm_replay_state"
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cassettes import SQLITE_MAGIC, SQLiteCache
-from .errors import CassetteError
-from .fingerprint import field_paths
-from .interaction import Interaction
-from .scrub import SECRET_HEADERS, Scrubber
+from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
+from ..errors import CassetteError
+from ..model.fingerprint import field_paths
+from ..model.interaction import Interaction
+from ..model.scrub import SECRET_HEADERS, Scrubber
 
 DEFAULT_PATHS = ("cassettes",)
 CASSETTE_SUFFIXES = (".sqlite3", ".sqlite", ".db", ".yaml", ".yml", ".json", ".yaml.gz", ".yml.gz", ".json.gz")

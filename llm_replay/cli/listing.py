@@ -7,11 +7,11 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
-from .errors import CommandError
-from .interaction import Interaction
+from ..errors import CommandError
+from ..model.interaction import Interaction
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
 _PROMPT_WORDS = 10
 _TESTS_WIDTH = 48

@@ -12,8 +12,8 @@ import ast
 import json
 from typing import Any
 
-from .fingerprint import CanonicalRequest, FieldDifference, short_json
-from .scrub import without_secret_fields
+from ..model.fingerprint import CanonicalRequest, FieldDifference, short_json
+from ..model.scrub import without_secret_fields
 
 LANGCHAIN_METHOD = "LANGCHAIN"
 LANGCHAIN_HOST = "langchain://"

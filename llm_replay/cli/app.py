@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .cassettes import SQLiteCache
-from .errors import CassetteError, CommandError
-from .scrub import Scrubber
+from ..stores.sqlite import SQLiteCache
+from ..errors import CassetteError, CommandError
+from ..model.scrub import Scrubber
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cassette_path(args: argparse.Namespace) -> Path:
-    from .locate import default_cassette
+    from ..engine.project import default_cassette
 
     return args.cassette if args.cassette is not None else default_cassette()
 
@@ -128,8 +128,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .locate import ini_scrubber
-    from .yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
+    from ..engine.project import ini_scrubber
+    from ..stores.yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
     path = _cassette_path(args)
     scrubber = ini_scrubber()
@@ -143,8 +143,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .locate import ini_scrubber
-    from .yaml_io import export_yaml
+    from ..engine.project import ini_scrubber
+    from ..stores.yaml_io import export_yaml
 
     with _opened(_cassette_path(args), scrubber=ini_scrubber()) as cassette:
         written = export_yaml(map(cassette.scrubber.interaction, cassette.interactions()), args.yaml)
@@ -153,8 +153,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from .locate import pytest_rootdir_and_ini
-    from .pruning import prune_after_last_complete_run
+    from ..engine.project import pytest_rootdir_and_ini
+    from ..engine.pruning import prune_after_last_complete_run
 
     path = _cassette_path(args)
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
@@ -164,7 +164,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .cassette_diff import diff_lines
+    from .diff import diff_lines
 
     with _opened(args.old) as old, _opened(args.new) as new:
         lines = diff_lines(old, new)
@@ -173,7 +173,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _textconv(args: argparse.Namespace) -> int:
-    from .gitmerge import textconv_lines
+    from .git import textconv_lines
 
     if not args.file.is_file():
         raise CassetteError(f"no cassette at {args.file}")
@@ -182,15 +182,15 @@ def _textconv(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .gitmerge import merge_into_ours
-    from .locate import ini_scrubber
+    from .git import merge_into_ours
+    from ..engine.project import ini_scrubber
 
     _print(merge_into_ours(args.ours, args.theirs, ini_scrubber()))  # git runs drivers at the work tree's top
     return EXIT_OK
 
 
 def _git_setup(args: argparse.Namespace) -> int:
-    from .gitmerge import git_setup
+    from .git import git_setup
 
     _print(git_setup(_cassette_path(args), Path.cwd(), args.driver_command))
     return EXIT_OK

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .fingerprint import CanonicalRequest, FieldDifference, differences, distance
+from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
 from .langchain_keys import describe_llm, describe_setting_difference, is_langchain_request, prompt_text
 
 if TYPE_CHECKING:
-    from .interaction import Key
+    from ..model.interaction import Key
     from .matching import MatchRules
     from .recorder import Cassette
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from .interaction import Interaction
+from ..model.interaction import Interaction
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
+    from .sqlite import SQLiteCache
 
 
 @dataclass

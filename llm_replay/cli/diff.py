@@ -5,12 +5,12 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-from .interaction import Interaction
+from ..model.interaction import Interaction
 from .listing import endpoint_text, key_text, prompt_words, show_lines
-from .union import same_answer
+from ..stores.union import same_answer
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
 _MAX_BODY_DIFF_LINES = 30
 

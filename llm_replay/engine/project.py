@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .scrub import Scrubber
+    from ..model.scrub import Scrubber
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -37,8 +37,8 @@ def default_cassette(directory: Path | None = None) -> Path:
 def ini_scrubber(directory: Path | None = None) -> "Scrubber":
     """The Scrubber pytest would use: ini ``llm_secret_env`` and ``llm_secret_patterns`` added to the built-in rules,
     so what the command writes (import, export, merge) is scrubbed as a pytest run would scrub it."""
-    from .errors import CommandError
-    from .scrub import Scrubber
+    from ..errors import CommandError
+    from ..model.scrub import Scrubber
 
     _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     try:

@@ -1,6 +1,6 @@
-"""Stores of interactions keyed by (fingerprint, occurrence): in memory per test, or one SQLite file per suite.
+"""One SQLite file per suite: the store of interactions keyed by (fingerprint, occurrence).
 
-Both answer the same small interface: ``get``, ``put``, ``interactions``, ``close``, ``delete``; plus ``requests``
+It answers, like the in-memory store, the same small interface: ``get``, ``put``, ``interactions``, ``close``, ``delete``; plus ``requests``
 (re-keying under new match rules) and ``stored_clock``/``put_instant``/``put_clock_read`` (each test's frozen clock).
 """
 
@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from .errors import CassetteError
-from .interaction import Interaction, Key, RecordedResponse
-from .runs import RunRecord
-from .scrub import Scrubber
+from ..errors import CassetteError
+from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.runs import RunRecord
+from ..model.scrub import Scrubber
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60
@@ -57,64 +57,6 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 _TABLES = frozenset({"meta", "interactions", "test_instants", "runs", "usage"})
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
-
-
-class InMemoryCache:
-    """A dict of interactions, fresh for each test; nothing is written to disk."""
-
-    path = None
-
-    def __init__(self, scrubber: Scrubber | None = None) -> None:
-        self.scrubber = scrubber or Scrubber()
-        self._entries: dict[Key, Interaction] = {}
-        self._instants: dict[str, datetime] = {}
-        self._clock_reads: dict[str, bool] = {}
-
-    def describe(self) -> str:
-        """How the cassette is named in messages."""
-        return "in-memory cache (scope='test')"
-
-    def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
-        """The interaction recorded under this key, if any."""
-        return self._entries.get((fingerprint, occurrence))
-
-    def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction, scrubbed of credentials."""
-        interaction = self.scrubber.interaction(interaction)
-        self._entries[interaction.key] = interaction
-
-    def interactions(self) -> Iterator[Interaction]:
-        """Every interaction, in no promised order."""
-        return iter(list(self._entries.values()))
-
-    def delete(self, keys: Iterable[Key]) -> int:
-        """Forget these interactions (a LangChain cache's ``clear()``); how many there were."""
-        return sum(self._entries.pop(key, None) is not None for key in keys)
-
-    def requests(self) -> Iterator[tuple[str, int, str]]:
-        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first."""
-        ordered = sorted(self._entries.values(), key=lambda interaction: interaction.recorded_at)
-        return iter([(i.fingerprint, i.occurrence, i.request_json) for i in ordered])
-
-    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
-        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
-        return self._instants.get(test_id), self._clock_reads.get(test_id)
-
-    def put_instant(self, test_id: str, instant: datetime) -> None:
-        """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
-        self._instants[test_id] = instant
-        self._clock_reads.pop(test_id, None)
-
-    def put_clock_read(self, test_id: str, read: bool) -> None:
-        """Remember whether a test that recorded read the clock."""
-        if test_id in self._instants:
-            self._clock_reads[test_id] = read
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class SQLiteCache:

@@ -7,12 +7,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager, Iterable, Iterator, MutableMapping, Sequence
 
-from .settings import Mode, parse_mode, session_mode
+from ..engine.settings import Mode, parse_mode, session_mode
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
-    from .matching import BeforeFingerprint
-    from .recorder import Recorder
-    from .scrub import Scrubber
+    from ..engine.matching import BeforeFingerprint
+    from ..engine.recorder import Recorder
+    from ..model.scrub import Scrubber
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
 PLACEHOLDER_KEY_VARIABLES = (
@@ -69,12 +69,12 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:
-            from .interception import intercepting
+            from .http import intercepting
 
             stack.enter_context(intercepting(recorder))
         clock = None
         if recorder.frozen_at is not None:
-            from .determinism import frozen_clock
+            from ..engine.clock import frozen_clock
 
             clock = stack.enter_context(frozen_clock(recorder.frozen_at))
         yield recorder
@@ -110,9 +110,10 @@ def use_cassette(
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
-    from .cassettes import InMemoryCache, SQLiteCache
-    from .matching import MatchRules, ignore_paths
-    from .recorder import Recorder
+    from ..stores.memory import InMemoryCache
+    from ..stores.sqlite import SQLiteCache
+    from ..engine.matching import MatchRules, ignore_paths
+    from ..engine.recorder import Recorder
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)

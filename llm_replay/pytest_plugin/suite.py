@@ -10,15 +10,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
-from .interaction import Key
-from .runs import RunOutcome
-from .scrub import Scrubber
-from .settings import CacheSettings, Mode
+from ..model.interaction import Key
+from ..model.runs import RunOutcome
+from ..model.scrub import Scrubber
+from ..engine.settings import CacheSettings, Mode
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
-    from .cassettes import SQLiteCache
-    from .matching import MatchRules, RekeyIndex
-    from .recorder import Cassette, Recorder
+    from ..stores.sqlite import SQLiteCache
+    from ..engine.matching import MatchRules, RekeyIndex
+    from ..engine.recorder import Cassette, Recorder
 
 
 @dataclass
@@ -93,16 +93,16 @@ class Suite:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            from .cassettes import SQLiteCache
+            from ..stores.sqlite import SQLiteCache
 
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
-        from .cassettes import InMemoryCache
-        from .matching import MatchRules, RekeyIndex
-        from .recorder import Recorder
+        from ..stores.memory import InMemoryCache
+        from ..engine.matching import MatchRules, RekeyIndex
+        from ..engine.recorder import Recorder
 
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
@@ -134,7 +134,7 @@ class Suite:
         """
         if not settings.freeze_time or settings.mode is Mode.OFF:
             return WallClock(None)
-        from .determinism import new_instant
+        from ..engine.clock import new_instant
 
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
@@ -171,7 +171,7 @@ class Suite:
 
     def finish_run(self) -> None:
         """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
-        from .pruning import finish_run
+        from ..engine.pruning import finish_run
 
         if not self.totals.tests and not self.prune:
             return

@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from .errors import CommandError
-from .interaction import Key
-from .runs import RunOutcome, unused_keys
+from ..errors import CommandError
+from ..model.interaction import Key
+from ..model.runs import RunOutcome, unused_keys
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
 
 def finish_run(
@@ -29,7 +29,7 @@ def finish_run(
     prune: bool,
 ) -> list[str]:
     """Summary lines for the end of a pytest run; records its usage and prunes when asked and allowed."""
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
     if not path.is_file():
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []

@@ -18,14 +18,14 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from .errors import CassetteError
-from .fingerprint import CanonicalRequest, canonicalize
-from .interaction import Interaction, RecordedResponse, utc_stamp
-from .scrub import Scrubber
+from ..errors import CassetteError
+from ..model.fingerprint import CanonicalRequest, canonicalize
+from ..model.interaction import Interaction, RecordedResponse, utc_stamp
+from ..model.scrub import Scrubber
 from .union import UnionReport, add_missing
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
+    from .sqlite import SQLiteCache
 
 DEFAULT_REDACTED_HOST = "https://api.openai.com"
 _REDACTED = re.compile(r"redacted|filtered", re.IGNORECASE)

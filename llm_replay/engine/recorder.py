@@ -7,11 +7,12 @@ from collections import Counter
 from datetime import datetime
 from typing import Callable
 
-from .cassettes import InMemoryCache, SQLiteCache
-from .errors import CassetteError, CassetteMiss
+from ..stores.memory import InMemoryCache
+from ..stores.sqlite import SQLiteCache
+from ..errors import CassetteError, CassetteMiss
 from .explain import explain_miss
-from .fingerprint import CanonicalRequest
-from .interaction import Interaction, Key, RecordedResponse, utc_stamp
+from ..model.fingerprint import CanonicalRequest
+from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 

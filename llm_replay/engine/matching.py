@@ -13,10 +13,10 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .fingerprint import CanonicalRequest
+from ..model.fingerprint import CanonicalRequest
 
 if TYPE_CHECKING:
-    from .interaction import Interaction
+    from ..model.interaction import Interaction
     from .recorder import Cassette
 
 BeforeFingerprint = Callable[[CanonicalRequest], CanonicalRequest]

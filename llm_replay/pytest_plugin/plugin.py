@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .engine import activated, placeholder_keys
-from .errors import CassetteError, CassetteMiss
-from .locate import DEFAULT_CASSETTE
-from .runs import RunOutcome
-from .scrub import Scrubber
-from .settings import MODE_NAMES, CacheSettings, Mode, session_mode
+from ..layers.activation import activated, placeholder_keys
+from ..errors import CassetteError, CassetteMiss
+from ..engine.project import DEFAULT_CASSETTE
+from ..model.runs import RunOutcome
+from ..model.scrub import Scrubber
+from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
-    from .recorder import Recorder
+    from ..engine.recorder import Recorder
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()

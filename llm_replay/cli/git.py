@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import CommandError
+from ..errors import CommandError
 from .listing import show_lines
-from .union import add_missing
+from ..stores.union import add_missing
 
 if TYPE_CHECKING:
-    from .cassettes import SQLiteCache
-    from .scrub import Scrubber
+    from ..stores.sqlite import SQLiteCache
+    from ..model.scrub import Scrubber
 
 DRIVER = "llm-replay"
 
@@ -33,7 +33,7 @@ def snapshot(path: Path) -> Iterator["SQLiteCache"]:
     A read-only SQLite connection to a WAL database leaves -wal/-shm files beside it; beside
     git's temporary files they would litter the work tree.
     """
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
     with tempfile.TemporaryDirectory(prefix="llm-replay-") as folder:
         copy = Path(folder) / "cassette.sqlite3"
@@ -60,7 +60,7 @@ def textconv_lines(path: Path) -> list[str]:
 def merge_into_ours(ours: Path, theirs: Path, scrubber: "Scrubber | None" = None) -> list[str]:
     """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash.
     ``scrubber``: the project's secret rules (ini), applied to what is added."""
-    from .cassettes import SQLiteCache
+    from ..stores.sqlite import SQLiteCache
 
     with snapshot(theirs) as other:
         recordings = list(other.interactions())

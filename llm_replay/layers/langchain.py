@@ -1,0 +1,193 @@
+"""LangChain caches (``set_llm_cache``, ``ChatOpenAI(cache=...)``) backed by llm_replay's own cassettes.
+
+Drop-in for LangChain's ``InMemoryCache`` and langchain-community's ``SQLiteCache``: the same SQLite file
+holds HTTP recordings and LangChain entries, so listings and miss explanations cover both. A hit is one
+dict lookup: generations are parsed from the cassette once, on their first hit, and kept.
+Needs langchain-core (``pip install 'llm_replay[langchain]'``); nothing else in llm_replay imports this.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from langchain_core._api import suppress_langchain_beta_warning
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.globals import get_llm_cache, set_llm_cache
+from langchain_core.load import dumpd, load
+
+from ..stores.memory import InMemoryCache as _MemoryStore
+from ..stores.sqlite import SQLiteCache as _SQLiteStore
+from ..errors import CassetteError
+from ..model.fingerprint import CanonicalRequest
+from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
+from ..engine.langchain_keys import is_langchain_request, langchain_request
+from ..engine.recorder import Cassette, Recorder
+from ..engine.settings import Mode
+
+__all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
+
+_JSON_HEADERS = {"content-type": ["application/json"]}
+
+
+class _CassetteBackedCache(BaseCache):
+    """What both drop-in caches share: keys as canonical requests, generations stored as LangChain JSON."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        self.cassette = cassette
+        self._requests: dict[tuple[str, str], CanonicalRequest] = {}
+        self._parsed: dict[Key, tuple[Interaction, list[Any]]] = {}
+
+    def _request(self, prompt: str, llm_string: str) -> CanonicalRequest:
+        key = (prompt, llm_string)
+        request = self._requests.get(key)
+        if request is None:
+            request = self._requests[key] = langchain_request(prompt, llm_string)
+        return request
+
+    def _generations(self, interaction: Interaction) -> list[Any]:
+        """The generations an entry holds, parsed on first use; a re-recorded entry is parsed anew."""
+        parsed = self._parsed.get(interaction.key)
+        if parsed is not None and parsed[0] is interaction:
+            return parsed[1]
+        with suppress_langchain_beta_warning():
+            # Cassettes are reviewed and committed like code; "core" admits LangChain's own classes only.
+            generations = load(json.loads(interaction.response.body), allowed_objects="core", ignore_unserializable_fields=True)
+        self._parsed[interaction.key] = (interaction, generations)
+        return generations
+
+    def clear(self, **kwargs: Any) -> None:
+        """Remove every LangChain entry from the cassette; its HTTP recordings stay."""
+        keys = [interaction.key for interaction in self.cassette.interactions() if is_langchain_request(interaction.request)]
+        self.cassette.delete(keys)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._parsed.clear()
+
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Same as ``lookup``: a hit is a dict lookup, a first hit one indexed SQLite read."""
+        return self.lookup(prompt, llm_string)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Same as ``update``: one short SQLite transaction."""
+        self.update(prompt, llm_string, return_val)
+
+    async def aclear(self, **kwargs: Any) -> None:
+        """Same as ``clear``."""
+        self.clear(**kwargs)
+
+
+class _StandaloneCache(_CassetteBackedCache):
+    """A plain cache over a cassette, for apps and scripts: every miss is a miss, every update is kept."""
+
+    def __init__(self, cassette: Cassette) -> None:
+        super().__init__(cassette)
+        self._hits: dict[tuple[str, str], list[Any]] = {}
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """The generations stored for this prompt and model settings, or None."""
+        hit = self._hits.get((prompt, llm_string))
+        if hit is not None:
+            return hit
+        found = self.cassette.get(self._stored_request(prompt, llm_string).fingerprint)
+        if found is None:
+            return None
+        hit = self._hits[prompt, llm_string] = self._generations(found)
+        return hit
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store the generations; the next hit returns them as parsed back from the cassette."""
+        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=utc_stamp()))
+        self._hits.pop((prompt, llm_string), None)
+
+    def _stored_request(self, prompt: str, llm_string: str) -> CanonicalRequest:
+        """The key's request as the cassette stores it, secret values scrubbed (as ``Recorder.keyed`` does)."""
+        return self.cassette.scrubber.request(self._request(prompt, llm_string))
+
+    def _forget(self) -> None:
+        super()._forget()
+        self._hits.clear()
+
+
+class InMemoryCache(_StandaloneCache):
+    """LangChain's ``InMemoryCache``, in llm_replay's in-memory cassette (nothing written to disk)."""
+
+    __module__ = "llm_replay.langchain"  # its public home
+
+    def __init__(self) -> None:
+        super().__init__(_MemoryStore())
+
+
+class SQLiteCache(_StandaloneCache):
+    """langchain-community's ``SQLiteCache`` without SQLAlchemy: an llm_replay cassette file.
+
+    The file can be shared with pytest runs (``--llm-cassette``) and read with the ``sqlite3`` shell.
+    """
+
+    __module__ = "llm_replay.langchain"  # its public home
+
+    def __init__(self, database_path: str | os.PathLike[str] = ".langchain.db") -> None:
+        try:
+            cassette = _SQLiteStore(database_path)
+        except CassetteError as error:
+            raise CassetteError(
+                f"{error}. A file written by langchain-community's SQLiteCache cannot be reused: "
+                "give llm_replay.langchain.SQLiteCache another database_path (the old file is only a cache)"
+            ) from error.__cause__
+        super().__init__(cassette)
+        self.database_path = cassette.path
+
+    def close(self) -> None:
+        """Fold the write-ahead log into the file (also done when the process exits)."""
+        self.cassette.close()
+
+
+class RecorderCache(_CassetteBackedCache):
+    """The pytest fixture's cache: lookups and updates go through a Recorder, so modes, counts and
+    strict misses behave exactly as at the HTTP layer."""
+
+    __module__ = "llm_replay.langchain"  # its public home
+
+    def __init__(self, recorder: Recorder, *, strict: bool = True) -> None:
+        super().__init__(recorder.cassette)
+        self.recorder = recorder
+        self.strict = strict
+        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, Key]] = {}
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
+        __tracebackhide__ = True
+        request, key = self.recorder.keyed(self._request(prompt, llm_string))
+        found = self.recorder.lookup(request, key, strict=self.strict)
+        if found is None:
+            self._pending[prompt, llm_string] = (request, key)
+            return None
+        return self._generations(found)
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Record what the model answered (never while replaying: the layer below answered then)."""
+        if self.recorder.mode is Mode.REPLAY:
+            return
+        request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
+        self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
+
+
+@contextmanager
+def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterator[RecorderCache]:
+    """LangChain's global cache is ``recorder``'s for the block; the previous one comes back even on failure."""
+    previous = get_llm_cache()
+    cache = RecorderCache(recorder, strict=strict)
+    set_llm_cache(cache)
+    try:
+        yield cache
+    finally:
+        set_llm_cache(previous)
+
+
+def serialized(generations: Sequence[Any]) -> RecordedResponse:
+    """Generations as the response of a LangChain entry: LangChain's own JSON, readable in the cassette."""
+    body = json.dumps([dumpd(generation) for generation in generations], ensure_ascii=False)
+    return RecordedResponse(status=200, reason="OK", headers=_JSON_HEADERS, body=body.encode("utf-8"))

@@ -1,0 +1,1 @@
+"""Value types: interaction, canonical request and fingerprint, field diffs, scrubbing rules, run records."""

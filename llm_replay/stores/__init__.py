@@ -1,0 +1,1 @@
+"""Where recordings live: in memory, SQLite; and the vcrpy YAML interchange."""

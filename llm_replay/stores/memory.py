@@ -1,0 +1,67 @@
+"""The in-memory store: a dict of interactions, fresh for each test (``scope="test"``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from ..model.interaction import Interaction, Key
+from ..model.scrub import Scrubber
+
+
+class InMemoryCache:
+    """A dict of interactions, fresh for each test; nothing is written to disk."""
+
+    path = None
+
+    def __init__(self, scrubber: Scrubber | None = None) -> None:
+        self.scrubber = scrubber or Scrubber()
+        self._entries: dict[Key, Interaction] = {}
+        self._instants: dict[str, datetime] = {}
+        self._clock_reads: dict[str, bool] = {}
+
+    def describe(self) -> str:
+        """How the cassette is named in messages."""
+        return "in-memory cache (scope='test')"
+
+    def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
+        """The interaction recorded under this key, if any."""
+        return self._entries.get((fingerprint, occurrence))
+
+    def put(self, interaction: Interaction) -> None:
+        """Store or overwrite an interaction, scrubbed of credentials."""
+        interaction = self.scrubber.interaction(interaction)
+        self._entries[interaction.key] = interaction
+
+    def interactions(self) -> Iterator[Interaction]:
+        """Every interaction, in no promised order."""
+        return iter(list(self._entries.values()))
+
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Forget these interactions (a LangChain cache's ``clear()``); how many there were."""
+        return sum(self._entries.pop(key, None) is not None for key in keys)
+
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first."""
+        ordered = sorted(self._entries.values(), key=lambda interaction: interaction.recorded_at)
+        return iter([(i.fingerprint, i.occurrence, i.request_json) for i in ordered])
+
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        return self._instants.get(test_id), self._clock_reads.get(test_id)
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
+        self._instants[test_id] = instant
+        self._clock_reads.pop(test_id, None)
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock."""
+        if test_id in self._instants:
+            self._clock_reads[test_id] = read
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> None:
+        """Nothing to release."""
