@@ -115,7 +115,9 @@ def test_console_script_and_pre_commit_hook_run_the_audit(tmp_path, capsys, env,
 def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp_path, capsys, env):
     assert main(["audit", str(REAL_CASSETTES)]) == 0
     out = capsys.readouterr().out
-    assert "no secrets found (scanned 41 files" in out, out
+    cassettes = [path for path in REAL_CASSETTES.rglob("*") if path.name.endswith((".yaml", ".yml", ".yaml.gz"))]
+    assert len(cassettes) > 40
+    assert f"no secrets found (scanned {len(cassettes)} files" in out, out
 
     sample = next(REAL_CASSETTES.glob("simonw__llm/*.yaml"))
     leaked = tmp_path / "cassettes" / sample.name
