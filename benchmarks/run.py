@@ -216,10 +216,10 @@ def sqlite_cassette(path: Path, size: int, stream: bool = False) -> Path:
 
 def replay_rows(workdir: Path, sizes: list[int], count: int, repeats: int) -> list[Row]:
     from llm_replay import use_cassette
-    from llm_replay.stores.memory import InMemoryCache
-    from llm_replay.layers.activation import activated
     from llm_replay.engine.recorder import Recorder
     from llm_replay.engine.settings import Mode
+    from llm_replay.layers.activation import activated
+    from llm_replay.stores.memory import InMemoryCache
 
     rows = []
     for size in sizes:

@@ -1,8 +1,8 @@
 """llm_replay: record LLM calls once, replay them deterministically in tests."""
 
-from .layers.activation import use_cassette
-from .errors import CassetteError, CassetteMiss, NetworkBlocked
 from .engine.settings import Mode
+from .errors import CassetteError, CassetteMiss, NetworkBlocked
+from .layers.activation import use_cassette
 
 __all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "use_cassette"]
 __version__ = "0.1.0"

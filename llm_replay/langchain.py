@@ -3,6 +3,11 @@
 The code lives in ``llm_replay.layers.langchain`` (the layer that catches LangChain's cache lookups).
 """
 
-from .layers.langchain import InMemoryCache, RecorderCache, SQLiteCache, installed_as_llm_cache
+from .layers.langchain import (
+    InMemoryCache,
+    RecorderCache,
+    SQLiteCache,
+    installed_as_llm_cache,
+)
 
 __all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]

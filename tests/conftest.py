@@ -9,12 +9,11 @@ from typing import Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_openai import FakeOpenAI  # noqa: E402
-
 # pytester's in-process sessions drop from sys.modules what they imported first. httpx2 imports
 # httpcore2 on its first request and keeps a map of its exception classes, so a first import inside
 # an inner session would leave the outer process with a stale map (ConnectError no longer mapped).
 import httpcore2  # noqa: E402,F401
+from fake_openai import FakeOpenAI  # noqa: E402
 
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from conftest import cassette_file, printed
 
 REUSE_TESTS = '''

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from llm_replay.cli import main
-from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
+from llm_replay.stores.sqlite import SQLiteCache
 
 REPO = Path(__file__).parents[1]
 REAL_CASSETTES = REPO.parent / "shared" / "real-cassettes"

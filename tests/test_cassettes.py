@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from llm_replay import CassetteError
-from llm_replay.stores.memory import InMemoryCache
-from llm_replay.stores.sqlite import SCHEMA_VERSION, SQLiteCache
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SCHEMA_VERSION, SQLiteCache
 
 
 def _interaction(prompt: str, occurrence: int = 0) -> Interaction:

@@ -11,8 +11,8 @@ import httpcore2  # noqa: F401  openai's transport, imported on its first reques
 import openai  # so that pytester's inner sessions (which drop the modules they import) cannot leave
 import pytest  # later tests holding exception classes of a dropped module generation
 import vcr
-
 from conftest import cassette_file, write_ini
+
 from llm_replay.cli import main
 
 ASK = '''
@@ -261,10 +261,10 @@ def test_import_export_and_merge_scrub_with_the_projects_ini_secrets(tmp_path, e
     import json
 
     from llm_replay import use_cassette
-    from llm_replay.stores.sqlite import SQLiteCache
     from llm_replay.model.fingerprint import canonicalize
     from llm_replay.model.interaction import Interaction, RecordedResponse
     from llm_replay.model.scrub import Scrubber
+    from llm_replay.stores.sqlite import SQLiteCache
 
     (tmp_path / "pytest.ini").write_text("[pytest]\nllm_secret_env = INTERNAL_CREDS\nllm_secret_patterns = corp-[0-9a-f]{16}\n")
     env.chdir(tmp_path)

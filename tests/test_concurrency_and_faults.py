@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import cassette_file
+
 from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''

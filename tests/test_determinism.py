@@ -9,13 +9,13 @@ from datetime import date, datetime, timezone
 
 from freezegun import freeze_time
 
-from llm_replay.stores.memory import InMemoryCache
-from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.engine.clock import frozen_clock
-from llm_replay.model.fingerprint import canonicalize
-from llm_replay.model.interaction import RecordedResponse
 from llm_replay.engine.recorder import Recorder
 from llm_replay.engine.settings import Mode
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import RecordedResponse
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SQLiteCache
 
 INSTANT = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
 

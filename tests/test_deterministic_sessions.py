@@ -11,7 +11,6 @@ import hypothesis  # noqa: F401
 import openai  # noqa: F401
 import pytest
 import vcr.patch  # noqa: F401
-
 from conftest import cassette_file, printed, write_ini
 
 APP = '''

@@ -12,7 +12,6 @@ from typing import Any
 
 import openai
 import pytest
-
 from fake_openai import FakeOpenAI
 
 TOOLS: list[Any] = [

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, differences, distance
+from llm_replay.model.fingerprint import (
+    CanonicalRequest,
+    canonicalize,
+    differences,
+    distance,
+)
 
 URL = "https://api.openai.com/v1/chat/completions"
 

@@ -10,7 +10,12 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, differences, distance
+from llm_replay.model.fingerprint import (
+    CanonicalRequest,
+    canonicalize,
+    differences,
+    distance,
+)
 from llm_replay.model.scrub import Scrubber
 
 EXAMPLES = 400  # per property; 4 properties

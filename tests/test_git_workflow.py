@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import cassette_file
-from llm_replay.cli import main
 from test_cli import app_tests
+
+from llm_replay.cli import main
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -12,9 +12,9 @@ import pytest
 import vcr
 
 import llm_replay
-from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.cli import main
 from llm_replay.model.interaction import Interaction
+from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.stores.yaml_io import interactions_from_yaml
 
 # ../shared beside the repository; LLM_REPLAY_REAL_CASSETTES points elsewhere (e.g. from a git worktree).

@@ -11,13 +11,15 @@ import pytest
 import pytest_asyncio
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.outputs import Generation
-from langchain_openai import ChatOpenAI, OpenAI
-from langchain_tests.integration_tests.cache import AsyncCacheTestSuite, SyncCacheTestSuite
+from langchain_openai import ChatOpenAI
+from langchain_tests.integration_tests.cache import (
+    AsyncCacheTestSuite,
+    SyncCacheTestSuite,
+)
 
 from llm_replay import CassetteError
-from llm_replay.stores.sqlite import SQLiteCache as Cassette
 from llm_replay.langchain import InMemoryCache, SQLiteCache
-
+from llm_replay.stores.sqlite import SQLiteCache as Cassette
 
 # The async suite's tests are coroutines; its one sync test (no overrides) would warn about the class mark.
 ASYNC_SUITE = [pytest.mark.asyncio, pytest.mark.filterwarnings("ignore:The test <Function test_no_overrides_DO_NOT_OVERRIDE>")]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llm_replay.engine.langchain_keys import langchain_request
-from llm_replay.model.scrub import PATTERN_PLACEHOLDER, is_secret_field
+from llm_replay.model.credentials import is_secret_field
+from llm_replay.model.scrub import PATTERN_PLACEHOLDER
 
 CHAT_LLM_STRING = (
     '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": {"model_name": "gpt-4o-mini", '

@@ -4,7 +4,6 @@ out, records, replays with the server stopped, and fails a strict miss with Lang
 from __future__ import annotations
 
 import pytest
-
 from conftest import cassette_file, printed, write_ini
 
 CHAT_TESTS = '''

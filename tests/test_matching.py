@@ -10,11 +10,11 @@ import openai
 import pytest
 
 import llm_replay
-from llm_replay.stores.memory import InMemoryCache
 from llm_replay.engine.explain import explain_miss
+from llm_replay.engine.matching import MatchRules, RekeyIndex, parse_ignore_path
 from llm_replay.model.fingerprint import CanonicalRequest, canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
-from llm_replay.engine.matching import MatchRules, RekeyIndex, parse_ignore_path
+from llm_replay.stores.memory import InMemoryCache
 
 URL = "https://api.openai.com/v1/chat/completions"
 

@@ -12,7 +12,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import write_ini
 
 from llm_replay import CassetteMiss, NetworkBlocked

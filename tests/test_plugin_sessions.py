@@ -7,7 +7,6 @@ import re
 import sqlite3
 
 import pytest
-
 from conftest import cassette_file, printed, write_ini
 
 APP_TESTS = '''

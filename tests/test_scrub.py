@@ -6,14 +6,14 @@ import json
 import sqlite3
 
 import pytest
-
 from conftest import cassette_file, write_ini
+
 from llm_replay.cli import main
-from llm_replay.stores.memory import InMemoryCache
-from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SQLiteCache
 
 KEY = "sk-" + "proj-Zq3XvB8nLw2Rt6Yp1Ks9Hd4Fg7Jm0Cx5Vb2Nq8Wr"  # fake, split so secret scanners see no key
 ENVIRON = {"OPENAI_API_KEY": KEY, "TELEGRAM_BOT_TOKEN": "123456:AAFxyzSecretBot", "HOME": "/home/someone-long", "SHORT_KEY": "abc"}

@@ -12,10 +12,10 @@ import vcr
 import vcr.patch
 import vcr.stubs
 
-from llm_replay.stores.memory import InMemoryCache
-from llm_replay.layers.http import VcrCassetteAdapter, intercepting
 from llm_replay.engine.recorder import Recorder
 from llm_replay.engine.settings import Mode
+from llm_replay.layers.http import VcrCassetteAdapter, intercepting
+from llm_replay.stores.memory import InMemoryCache
 
 STUB_MODULES = ["__init__", "httpx_stubs", "aiohttp_stubs", "tornado_stubs", "boto3_stubs", "httplib2_stubs", "requests_stubs", "urllib3_stubs"]
 

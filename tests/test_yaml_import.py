@@ -10,8 +10,8 @@ import openai
 import yaml
 
 import llm_replay
-from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.cli import main
+from llm_replay.stores.sqlite import SQLiteCache
 
 ANSWER = {
     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from ..stores.sqlite import SQLiteCache
 from ..errors import CassetteError, CommandError
 from ..model.scrub import Scrubber
+from ..stores.sqlite import SQLiteCache
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         merge.add_argument(name, type=Path, metavar=name.upper())
     setup = command("git-setup", _git_setup, "configure git to diff cassettes as text and merge them by union", parents=(one,))
     setup.add_argument("--command", dest="driver_command", default=None, metavar="CMD", help="how git should call this tool (default: llm-replay if on PATH)")
-    from .audit import add_arguments as add_audit_arguments, run_audit
+    from .audit import add_arguments as add_audit_arguments
+    from .audit import run_audit
 
     add_audit_arguments(command("audit", run_audit, "scan cassettes and exports for secrets (exit 1 on findings)", parents=()))
     return parser
@@ -182,8 +183,8 @@ def _textconv(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .git import merge_into_ours
     from ..engine.project import ini_scrubber
+    from .git import merge_into_ours
 
     _print(merge_into_ours(args.ours, args.theirs, ini_scrubber()))  # git runs drivers at the work tree's top
     return EXIT_OK

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
 from ..errors import CassetteError
+from ..model.credentials import SECRET_HEADERS
 from ..model.fingerprint import field_paths
 from ..model.interaction import Interaction
-from ..model.scrub import SECRET_HEADERS, Scrubber
+from ..model.scrub import Scrubber
+from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
 
 DEFAULT_PATHS = ("cassettes",)
 CASSETTE_SUFFIXES = (".sqlite3", ".sqlite", ".db", ".yaml", ".yml", ".json", ".yaml.gz", ".yml.gz", ".json.gz")

@@ -6,8 +6,8 @@ import difflib
 from typing import TYPE_CHECKING
 
 from ..model.interaction import Interaction
-from .listing import endpoint_text, key_text, prompt_words, show_lines
 from ..stores.union import same_answer
+from .listing import endpoint_text, key_text, prompt_words, show_lines
 
 if TYPE_CHECKING:
     from ..stores.sqlite import SQLiteCache

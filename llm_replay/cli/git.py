@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from ..errors import CommandError
-from .listing import show_lines
 from ..stores.union import add_missing
+from .listing import show_lines
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import SQLiteCache
     from ..model.scrub import Scrubber
+    from ..stores.sqlite import SQLiteCache
 
 DRIVER = "llm-replay"
 

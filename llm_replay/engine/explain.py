@@ -6,12 +6,17 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
-from .langchain_keys import describe_llm, describe_setting_difference, is_langchain_request, prompt_text
+from .langchain_keys import (
+    describe_llm,
+    describe_setting_difference,
+    is_langchain_request,
+    prompt_text,
+)
 
 if TYPE_CHECKING:
     from ..model.interaction import Key
+    from ..stores.base import Store
     from .matching import MatchRules
-    from .recorder import Cassette
 
 _MAX_DIFF_LINES = 12
 _WIDTH = 160
@@ -32,7 +37,7 @@ _VOLATILE = re.compile(
 
 
 def explain_miss(
-    request: CanonicalRequest, key: tuple[str, int], cassette: "Cassette", rules: "MatchRules", record_command: str | None, *, clock_unread: bool = False
+    request: CanonicalRequest, key: tuple[str, int], cassette: "Store", rules: "MatchRules", record_command: str | None, *, clock_unread: bool = False
 ) -> str:
     """A message for the person reading the failed CI log (``clock_unread``: the test runs on the real clock
     because its recording never read it)."""
@@ -61,14 +66,14 @@ def explain_miss(
     return "\n".join(lines)
 
 
-def _recorded_occurrences(cassette: "Cassette", fingerprint: str) -> int:
+def _recorded_occurrences(cassette: "Store", fingerprint: str) -> int:
     count = 0
     while cassette.get(fingerprint, count) is not None:
         count += 1
     return count
 
 
-def _stored_requests(cassette: "Cassette") -> list[tuple["Key", CanonicalRequest]]:
+def _stored_requests(cassette: "Store") -> list[tuple["Key", CanonicalRequest]]:
     """Every recording's key and request, without loading a single response body."""
     return [((fingerprint, occurrence), CanonicalRequest.from_json(text)) for fingerprint, occurrence, text in cassette.requests()]
 
@@ -85,7 +90,7 @@ def _closest(request: CanonicalRequest, stored: Iterable[tuple["Key", CanonicalR
     return best
 
 
-def _closest_lines(requested: CanonicalRequest, cassette: "Cassette", rules: "MatchRules", clock_unread: bool) -> list[str]:
+def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "MatchRules", clock_unread: bool) -> list[str]:
     """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
     closest = _closest(requested, _stored_requests(cassette), rules)
     if closest is None:
@@ -135,7 +140,7 @@ def _is_volatile(value: Any) -> bool:
     return _VOLATILE.fullmatch(str(value).strip()) is not None
 
 
-def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette: "Cassette", record_command: str | None) -> str:
+def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette: "Store", record_command: str | None) -> str:
     """The LangChain layer's miss: the model and prompt, and which settings differ from the closest entry."""
     lines = ["no recording for this LangChain cache lookup (mode 'replay': the model is not called)"]
     lines.append(f"  llm:       {describe_llm(request)}")

@@ -17,7 +17,7 @@ from ..model.fingerprint import CanonicalRequest
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction
-    from .recorder import Cassette
+    from ..stores.base import Store
 
 BeforeFingerprint = Callable[[CanonicalRequest], CanonicalRequest]
 _SEGMENT = re.compile(r"(?P<key>[^.\[\]]+)?(?P<indexes>(?:\[(?:\d+|\*)\])*)")
@@ -128,7 +128,7 @@ class RekeyIndex:
         self._keys: dict[tuple[str, int], tuple[str, int]] | None = None
         self._lock = threading.Lock()
 
-    def find(self, cassette: "Cassette", fingerprint: str, occurrence: int) -> "Interaction | None":
+    def find(self, cassette: "Store", fingerprint: str, occurrence: int) -> "Interaction | None":
         """The recording stored under another key whose request now has this key, if any."""
         if self._keys is None:  # checked again under the lock: only the first miss builds
             with self._lock:

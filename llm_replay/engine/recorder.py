@@ -7,16 +7,14 @@ from collections import Counter
 from datetime import datetime
 from typing import Callable
 
-from ..stores.memory import InMemoryCache
-from ..stores.sqlite import SQLiteCache
 from ..errors import CassetteError, CassetteMiss
-from .explain import explain_miss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
+from ..stores.base import Store
+from .explain import explain_miss
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 
-Cassette = InMemoryCache | SQLiteCache
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
 
@@ -31,7 +29,7 @@ class Recorder:
 
     def __init__(
         self,
-        cassette: Cassette,
+        cassette: Store,
         mode: Mode,
         *,
         repeats: str = "cache",

@@ -5,48 +5,21 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Iterable, Iterator, MutableMapping, Sequence
+from typing import (
+    TYPE_CHECKING,
+    ContextManager,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 
 from ..engine.settings import Mode, parse_mode, session_mode
+from .placeholders import placeholder_keys
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.matching import BeforeFingerprint
     from ..engine.recorder import Recorder
     from ..model.scrub import Scrubber
-
-# SDKs refuse to construct a client without these; a replay never sends them anywhere.
-PLACEHOLDER_KEY_VARIABLES = (
-    "OPENAI_API_KEY",
-    "AZURE_OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GOOGLE_API_KEY",
-    "GEMINI_API_KEY",
-    "MISTRAL_API_KEY",
-    "COHERE_API_KEY",
-    "CO_API_KEY",
-    "GROQ_API_KEY",
-    "TOGETHER_API_KEY",
-    "FIREWORKS_API_KEY",
-    "DEEPSEEK_API_KEY",
-    "XAI_API_KEY",
-    "OPENROUTER_API_KEY",
-)
-PLACEHOLDER_KEY = "llm-replay-placeholder-key"
-
-
-@contextmanager
-def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator[None]:
-    """Give unset SDK key variables a placeholder for the block, and unset them again after."""
-    added = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
-    for name in added:
-        environ[name] = PLACEHOLDER_KEY
-    try:
-        yield
-    finally:
-        for name in added:
-            if environ.get(name) == PLACEHOLDER_KEY:
-                del environ[name]
-
 
 @contextmanager
 def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
@@ -110,10 +83,10 @@ def use_cassette(
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
-    from ..stores.memory import InMemoryCache
-    from ..stores.sqlite import SQLiteCache
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
+    from ..stores.memory import InMemoryCache
+    from ..stores.sqlite import SQLiteCache
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)

@@ -12,12 +12,12 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
-from .activation import PLACEHOLDER_KEY
+from ..engine.recorder import Recorder
+from ..engine.settings import Mode
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
-from ..engine.recorder import Recorder
-from ..engine.settings import Mode
+from .placeholders import PLACEHOLDER_KEY
 
 _STATE = "_llm_replay_state"
 

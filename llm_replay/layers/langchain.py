@@ -18,14 +18,15 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.load import dumpd, load
 
-from ..stores.memory import InMemoryCache as _MemoryStore
-from ..stores.sqlite import SQLiteCache as _SQLiteStore
+from ..engine.langchain_keys import is_langchain_request, langchain_request
+from ..engine.recorder import Recorder
+from ..engine.settings import Mode
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
-from ..engine.langchain_keys import is_langchain_request, langchain_request
-from ..engine.recorder import Cassette, Recorder
-from ..engine.settings import Mode
+from ..stores.base import Store
+from ..stores.memory import InMemoryCache as _MemoryStore
+from ..stores.sqlite import SQLiteCache as _SQLiteStore
 
 __all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
 
@@ -35,7 +36,7 @@ _JSON_HEADERS = {"content-type": ["application/json"]}
 class _CassetteBackedCache(BaseCache):
     """What both drop-in caches share: keys as canonical requests, generations stored as LangChain JSON."""
 
-    def __init__(self, cassette: Cassette) -> None:
+    def __init__(self, cassette: Store) -> None:
         self.cassette = cassette
         self._requests: dict[tuple[str, str], CanonicalRequest] = {}
         self._parsed: dict[Key, tuple[Interaction, list[Any]]] = {}
@@ -83,7 +84,7 @@ class _CassetteBackedCache(BaseCache):
 class _StandaloneCache(_CassetteBackedCache):
     """A plain cache over a cassette, for apps and scripts: every miss is a miss, every update is kept."""
 
-    def __init__(self, cassette: Cassette) -> None:
+    def __init__(self, cassette: Store) -> None:
         super().__init__(cassette)
         self._hits: dict[tuple[str, str], list[Any]] = {}
 

@@ -14,7 +14,7 @@ from difflib import SequenceMatcher
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
-from .scrub import is_secret_query_param
+from .credentials import is_secret_query_param
 
 _MISSING = object()
 _DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth

@@ -14,32 +14,19 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-if TYPE_CHECKING:
-    from .fingerprint import CanonicalRequest
-    from .interaction import Interaction, RecordedResponse
+from .credentials import (
+    SECRET_ENV_WORDS,
+    SECRET_HEADERS,
+    is_secret_field,
+    is_secret_query_param,
+)
+from .fingerprint import CanonicalRequest
+from .interaction import Interaction, RecordedResponse
 
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "api-key", "access_token", "token", "code", "signature", "sig"})
-SECRET_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
-    "openai-organization", "openai-project", "anthropic-organization-id",
-})
-# Names of environment variables whose values are secret: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*.
-SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"
-
-
-def is_secret_query_param(name: str) -> bool:
-    """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``)."""
-    return name.lower() in SECRET_QUERY_PARAMS
-
-
-def is_secret_field(name: str) -> bool:
-    """Whether a settings field holds a credential (``api_key``, ``openai_api_key``, ``access_token``)."""
-    lowered = name.lower().replace("-", "_")
-    return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
 
 
 def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +124,7 @@ class Scrubber:
             data = pattern.sub(PATTERN_PLACEHOLDER.encode(), data)
         return data
 
-    def request(self, request: "CanonicalRequest") -> "CanonicalRequest":
+    def request(self, request: CanonicalRequest) -> CanonicalRequest:
         """The canonical request without secret query parameters or secret values (fingerprint recomputed).
 
         Lookups go through this too, so a key in a URL path matches its recording whoever's key it is.
@@ -156,7 +143,7 @@ class Scrubber:
         )
         return request if scrubbed.fingerprint == request.fingerprint else scrubbed
 
-    def response(self, response: "RecordedResponse") -> "RecordedResponse":
+    def response(self, response: RecordedResponse) -> RecordedResponse:
         """The response without cookies or account identifiers, and with no secret value in headers or body."""
         secrets = self.env_secrets()
         headers = {
@@ -166,7 +153,7 @@ class Scrubber:
         }
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=self.data(response.body, secrets))
 
-    def interaction(self, interaction: "Interaction") -> "Interaction":
+    def interaction(self, interaction: Interaction) -> Interaction:
         """What a cassette may store of ``interaction``, under the key it was given: whoever computed the key
         (``Recorder.keyed``, import) did so from the scrubbed request, under match rules this cannot know."""
         request = interaction.request
@@ -175,7 +162,7 @@ class Scrubber:
             interaction = replace(interaction, request_json=scrubbed.to_json())
         return replace(interaction, response=self.response(interaction.response))
 
-    def _pattern_in(self, request: "CanonicalRequest") -> bool:
+    def _pattern_in(self, request: CanonicalRequest) -> bool:
         """Whether a pattern matches one of the request's strings. Searched string by string, not in the JSON
         text, where escapes (a newline as ``\\n``) and quotes around values would hide matches."""
         if not self._text_patterns:

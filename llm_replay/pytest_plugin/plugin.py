@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from ..layers.activation import activated, placeholder_keys
-from ..errors import CassetteError, CassetteMiss
 from ..engine.project import DEFAULT_CASSETTE
+from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
+from ..errors import CassetteError, CassetteMiss
+from ..layers.activation import activated
+from ..layers.placeholders import placeholder_keys
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
-from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing

@@ -10,15 +10,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
+from ..engine.settings import CacheSettings, Mode
 from ..model.interaction import Key
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
-from ..engine.settings import CacheSettings, Mode
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
-    from ..stores.sqlite import SQLiteCache
     from ..engine.matching import MatchRules, RekeyIndex
-    from ..engine.recorder import Cassette, Recorder
+    from ..engine.recorder import Recorder
+    from ..stores.base import Store
+    from ..stores.sqlite import SQLiteCache
 
 
 @dataclass
@@ -100,9 +101,9 @@ class Suite:
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
-        from ..stores.memory import InMemoryCache
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
+        from ..stores.memory import InMemoryCache
 
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
@@ -122,7 +123,7 @@ class Suite:
             record_hint=lambda: self.record_command(nodeid, in_memory),
         )
 
-    def clock(self, settings: CacheSettings, cassette: Cassette, nodeid: str) -> WallClock:
+    def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
         """How the test's wall clock runs: frozen at which instant, or real.
 
         Replay and record runs reuse the instant stored when the test first recorded; the first record

@@ -60,6 +60,14 @@ class InMemoryCache:
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
+    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
+        """Every key with the tests that own it."""
+        return [(key, interaction.tests) for key, interaction in sorted(self._entries.items())]
+
+    def instants(self) -> list[tuple[str, datetime, bool | None]]:
+        """Every test's stored instant and clock flag."""
+        return [(test_id, instant, self._clock_reads.get(test_id)) for test_id, instant in sorted(self._instants.items())]
+
     def __len__(self) -> int:
         return len(self._entries)
 

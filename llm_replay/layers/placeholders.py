@@ -1,0 +1,40 @@
+"""Placeholder API keys while replaying, so SDK clients construct on a machine that has no key."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator, MutableMapping
+
+# SDKs refuse to construct a client without these; a replay never sends them anywhere.
+PLACEHOLDER_KEY_VARIABLES = (
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "MISTRAL_API_KEY",
+    "COHERE_API_KEY",
+    "CO_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHER_API_KEY",
+    "FIREWORKS_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "XAI_API_KEY",
+    "OPENROUTER_API_KEY",
+)
+PLACEHOLDER_KEY = "llm-replay-placeholder-key"
+
+
+@contextmanager
+def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator[None]:
+    """Give unset SDK key variables a placeholder for the block, and unset them again after."""
+    added = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+    for name in added:
+        environ[name] = PLACEHOLDER_KEY
+    try:
+        yield
+    finally:
+        for name in added:
+            if environ.get(name) == PLACEHOLDER_KEY:
+                del environ[name]

@@ -1,0 +1,64 @@
+"""The one interface every store implements: what the engine, the CLI and pruning ask of a cassette.
+
+A new store (memory, SQLite, Redis, …) proves itself by passing ``tests/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..model.interaction import Interaction, Key
+    from ..model.scrub import Scrubber
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Interactions keyed by (fingerprint, occurrence), the tests that own each, and each test's frozen instant.
+
+    ``put`` scrubs what it stores with ``scrubber`` (no write path can bypass it); ``get`` is a keyed
+    lookup, never a scan. ``path`` is the file behind the store, or None when there is none.
+    """
+
+    scrubber: "Scrubber"
+    path: object
+
+    def describe(self) -> str:
+        """How the store is named in messages (never with a password in it)."""
+
+    def get(self, fingerprint: str, occurrence: int = 0) -> "Interaction | None":
+        """The interaction recorded under this key, if any."""
+
+    def put(self, interaction: "Interaction") -> None:
+        """Store or overwrite one interaction, scrubbed, atomically."""
+
+    def delete(self, keys: Iterable["Key"]) -> int:
+        """Remove these interactions; how many there were."""
+
+    def interactions(self) -> Iterator["Interaction"]:
+        """Every interaction."""
+
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
+
+    def index(self) -> list[tuple["Key", tuple[str, ...]]]:
+        """Every key with the tests that own it (ownership, for pruning), without the bodies."""
+
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+
+    def instants(self) -> list[tuple[str, datetime, bool | None]]:
+        """Every test's stored instant and clock flag (for merges and copies)."""
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember the instant a test recorded at."""
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock."""
+
+    def __len__(self) -> int:
+        """How many interactions the store holds."""
+
+    def close(self) -> None:
+        """Release the store; a file store is left as one plain file."""

@@ -1,0 +1,174 @@
+"""The store contract: one suite that every store passes (memory, SQLite; Redis adds one entry to STORES).
+
+Written like LangChain's standard cache tests: the behaviour is stated once, each store only says how
+it is built. A new store proves itself here before the engine, the CLI or pruning may use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.base import Store
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.sqlite import SQLiteCache
+
+# name -> (build a store for a place, whether a second store built for the same place sees the first's writes)
+StoreFactory = Callable[[Path], Store]
+STORES: dict[str, tuple[StoreFactory, bool]] = {
+    "memory": (lambda place: InMemoryCache(), False),
+    "sqlite": (lambda place: SQLiteCache(place / "cassette.sqlite3"), True),
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make(kind: str, tmp_path: Path) -> StoreFactory:
+    opened: list[Store] = []
+
+    def build() -> Store:
+        store = STORES[kind][0](tmp_path)
+        opened.append(store)
+        return store
+
+    yield build
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(make: StoreFactory) -> Store:
+    return make()
+
+
+def _interaction(prompt: str, occurrence: int = 0, tests: tuple[str, ...] = ("t.py::test",), body: bytes = b'{"ok": true}') -> Interaction:
+    request = canonicalize("POST", "https://api.test/v1/chat/completions", f'{{"model":"m","messages":[{{"role":"user","content":"{prompt}"}}]}}'.encode())
+    response = RecordedResponse(200, "OK", {"content-type": ["application/json"]}, body)
+    return Interaction.of(request, response, occurrence=occurrence, recorded_at=f"2026-01-01T00:00:{occurrence:02d}+00:00", tests=tests)
+
+
+def test_every_store_implements_the_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+    assert store.describe()
+
+
+def test_get_returns_what_put_stored_and_nothing_else(store: Store) -> None:
+    recording = _interaction("hello", body=b'{"answer": "hi"}')
+    store.put(recording)
+    found = store.get(recording.fingerprint)
+    assert found is not None
+    assert (found.key, found.request_json, found.response.body, found.response.status) == (
+        recording.key, recording.request_json, b'{"answer": "hi"}', 200
+    )
+    assert found.tests == ("t.py::test",) and found.recorded_at == recording.recorded_at
+    assert store.get(recording.fingerprint, 1) is None
+    assert store.get("0" * 32) is None
+
+
+def test_occurrences_are_separate_recordings(store: Store) -> None:
+    answers = [_interaction("same", occurrence=n, body=f'{{"n": {n}}}'.encode()) for n in range(3)]
+    for answer in answers:
+        store.put(answer)
+    assert [store.get(answers[0].fingerprint, n).response.json() for n in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert len(store) == 3
+
+
+def test_put_overwrites_the_same_key(store: Store) -> None:
+    store.put(_interaction("q", body=b'{"v": 1}'))
+    store.put(_interaction("q", body=b'{"v": 2}'))
+    assert len(store) == 1
+    assert store.get(_interaction("q").fingerprint).response.json() == {"v": 2}
+
+
+def test_put_scrubs_secret_values(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTRACT_API_KEY", "contract-secret-value-123")
+    store.put(_interaction("my key is contract-secret-value-123", body=b'{"echo": "contract-secret-value-123"}'))
+    (stored,) = list(store.interactions())
+    assert "contract-secret-value-123" not in stored.request_json
+    assert b"contract-secret-value-123" not in stored.response.body
+    assert "<scrubbed:CONTRACT_API_KEY>" in stored.request_json
+
+
+def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: Store) -> None:
+    for n, prompt in enumerate(["c", "a", "b"]):
+        store.put(replace(_interaction(prompt), recorded_at=f"2026-01-0{n + 1}T00:00:00+00:00"))
+    assert {i.fingerprint for i in store.interactions()} == {_interaction(p).fingerprint for p in "abc"}
+    assert [fingerprint for fingerprint, _, _ in store.requests()] == [_interaction(p).fingerprint for p in "cab"]
+    assert all('"messages"' in text for _, _, text in store.requests())
+
+
+def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None:
+    store.put(_interaction("a", tests=("t.py::test_a",)))
+    store.put(_interaction("b", tests=("t.py::test_b", "t.py::test_c")))
+    assert dict(store.index()) == {
+        (_interaction("a").fingerprint, 0): ("t.py::test_a",),
+        (_interaction("b").fingerprint, 0): ("t.py::test_b", "t.py::test_c"),
+    }
+
+
+def test_delete_removes_only_the_named_keys(store: Store) -> None:
+    keep, drop = _interaction("keep"), _interaction("drop")
+    store.put(keep)
+    store.put(drop)
+    assert store.delete([drop.key, ("0" * 32, 0)]) == 1
+    assert store.get(drop.fingerprint) is None and store.get(keep.fingerprint) is not None
+    assert len(store) == 1
+    assert store.delete([]) == 0
+
+
+def test_instants_and_clock_reads(store: Store) -> None:
+    instant = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    assert store.stored_clock("t.py::test") == (None, None)
+    store.put_instant("t.py::test", instant)
+    assert store.stored_clock("t.py::test") == (instant, None)
+    store.put_clock_read("t.py::test", True)
+    assert store.stored_clock("t.py::test") == (instant, True)
+    store.put_clock_read("t.py::other", True)  # no instant stored: left alone
+    assert store.stored_clock("t.py::other") == (None, None)
+    assert store.instants() == [("t.py::test", instant, True)]
+
+
+def test_concurrent_writers_lose_nothing(make: StoreFactory, kind: str) -> None:
+    shared = STORES[kind][1]
+    stores = [make() for _ in range(4)] if shared else [make()] * 4
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for n in range(25):
+                stores[worker].put(_interaction(f"w{worker}-{n}"))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    reader = make() if shared else stores[0]
+    assert len(reader) == 100
+    assert all(reader.get(_interaction(f"w{w}-{n}").fingerprint) is not None for w in range(4) for n in range(25))
+
+
+def test_close_keeps_what_was_written_for_the_next_opening(make: StoreFactory, kind: str) -> None:
+    store = make()
+    store.put(_interaction("durable"))
+    store.put_instant("t.py::test", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    store.close()
+    if not STORES[kind][1]:
+        pytest.skip(f"the {kind} store lives only as long as its object")
+    again = make()
+    assert again.get(_interaction("durable").fingerprint) is not None
+    assert again.stored_clock("t.py::test")[0] == datetime(2026, 1, 1, tzinfo=timezone.utc)
