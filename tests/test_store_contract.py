@@ -117,6 +117,19 @@ def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None
     }
 
 
+def test_set_owners_replaces_the_owning_tests_of_the_named_keys_only(store: Store) -> None:
+    a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
+    store.put(a)
+    store.put(b)
+    assert store.get(a.fingerprint) is not None  # read once: a store that caches reads must forget the old owners
+    store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+    assert dict(store.index()) == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test_b",)}
+    assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x")
+    assert store.get(a.fingerprint).response.body == a.response.body, "the answer is untouched"
+    assert len(store) == 2
+    store.set_owners({})
+
+
 def test_delete_removes_only_the_named_keys(store: Store) -> None:
     keep, drop = _interaction("keep"), _interaction("drop")
     store.put(keep)

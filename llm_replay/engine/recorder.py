@@ -53,7 +53,7 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
-        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
+        self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
@@ -93,7 +93,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.replays_by_key[key] += 1
+                self.used[key] += 1
                 self.interactions.append(found)
             return found
         if self.mode is Mode.REPLAY and strict:
@@ -114,6 +114,9 @@ class Recorder:
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
+        # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
+        earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
+        owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
             response,
@@ -121,7 +124,7 @@ class Recorder:
             occurrence=occurrence,
             recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
-            tests=(self.test_id,) if self.test_id else (),
+            tests=owners,
         )
         with self._lock:
             keep_instant, self._keep_instant = self._keep_instant, False
@@ -138,6 +141,7 @@ class Recorder:
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
+            self.used[interaction.key] += 0
             self.interactions.append(interaction)
 
     def keep_clock_read(self, read: bool) -> None:

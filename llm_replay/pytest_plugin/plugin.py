@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
+USAGE = pytest.StashKey[Any]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 
 
@@ -38,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-prune",
         action="store_true",
         default=False,
-        help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
+        help="at the end, delete recordings whose owning tests all passed in this run without them (any selection is safe).",
     )
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
@@ -88,10 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
         scrubber=scrubber,
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
-    config.stash[SUITE].outcome = RunOutcome(
-        whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,
-        distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
-    )
+    config.stash[SUITE].ledger_folder = _ledger_folder(config)
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
     if mode is Mode.REPLAY:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -103,6 +101,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
+
+
+def _ledger_folder(config: pytest.Config) -> Any:
+    """Where the run bookkeeping goes: pytest's cache dir (ini cache_dir); with ``-p no:cacheprovider``, the
+    folder the cache provider would have used by default, so ``llm-replay prune`` and ``stats`` still find it."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return lambda: cache.mkdir("llm_replay")
+    return lambda: Path(config.rootpath) / ".pytest_cache" / "d" / "llm_replay"
 
 
 def _cassette_path(config: pytest.Config) -> Path:
@@ -135,7 +142,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.totals.add(recorder)
-    suite.track_usage(recorder)
+    request.node.stash[USAGE] = suite.usage_of(recorder)
 
 
 @pytest.fixture(autouse=True)
@@ -160,6 +167,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
         report.outcome = "failed"
         report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+    if call.when == "teardown" and recorder is not None:
+        # What the test used rides on its report (to the xdist controller too); the Recorder, with every
+        # interaction it saw, goes now: a session's memory does not grow with its replays.
+        report.llm_replay = item.stash.get(USAGE, None)
+        del item.stash[RECORDER]
     return report
 
 
@@ -180,27 +192,37 @@ class _RunWatcher:
 
     def __init__(self, outcome: RunOutcome) -> None:
         self.outcome = outcome
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.outcome.add_collected(item.nodeid for item in session.items)
-
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.outcome.deselected += len(items)
+        self.broken: set[str] = set()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self.outcome.collection_errors += 1
+            self.broken.add(report.nodeid.split("::", 1)[0])
+
+    @pytest.hookimpl(tryfirst=True)  # before -k, -m, --deselect and --lf take tests out: what exists, not what runs
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if config.getoption("lf", False):
+            return  # --lf leaves passing tests out while collecting: a test not collected may well exist
+        rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
+        narrowed = set()
+        for arg in config.args:
+            if "::" in arg:
+                try:
+                    narrowed.add((here / arg.split("::", 1)[0]).resolve().relative_to(rootdir.resolve()).as_posix())
+                except ValueError:
+                    continue
+        self.outcome.add_collected((item.nodeid for item in items), narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.outcome.add_report(report.when, report.outcome)
+        self.outcome.add_report(report.nodeid, report.when, report.outcome, getattr(report, "llm_replay", None))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is None:
         return
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
+    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes the bookkeeping, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
@@ -216,7 +238,7 @@ _XDIST_REPORT = "llm_replay"
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist: add a finished worker's counts and usage to the controller's."""
+    """pytest-xdist: add a finished worker's counts to the controller's (what each test used came with its reports)."""
     suite = node.config.stash.get(SUITE, None)
     report = getattr(node, "workeroutput", {}).get(_XDIST_REPORT)
     if suite is not None and report:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Iterator
+from dataclasses import replace
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..model.interaction import Interaction, Key
 from ..model.scrub import Scrubber
@@ -63,6 +64,12 @@ class InMemoryCache:
     def index(self) -> list[tuple[Key, tuple[str, ...]]]:
         """Every key with the tests that own it."""
         return [(key, interaction.tests) for key, interaction in sorted(self._entries.items())]
+
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these interactions (absent keys are ignored)."""
+        for key, tests in owners.items():
+            if key in self._entries:
+                self._entries[key] = replace(self._entries[key], tests=tuple(tests))
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag."""
