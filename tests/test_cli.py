@@ -14,6 +14,9 @@ import vcr
 from conftest import cassette_file, write_ini
 
 from llm_replay.cli import main
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''
 import openai
@@ -205,13 +208,17 @@ def test_prune_command_deletes_what_every_owner_passed_without(recorded, server,
     code, out, _ = run_cli(capsys, "prune", "--dry-run")
     assert code == 0 and out.startswith("would delete 0 recordings"), "test_tell was not collected whole: it may exist"
     recorded.runpytest().assert_outcomes(passed=1, failed=1)  # records "broken"; test_tell is now known to be gone
+    imported = SQLiteCache(cassette_file(recorded))  # a recording no test owns, as llm-replay import makes them
+    imported.put(Interaction.of(canonicalize("POST", "https://api.test/v1/x", b'{"q": "imported"}'), RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2020-01-01T00:00:00+00:00"))
+    imported.close()
     code, out, _ = run_cli(capsys, "prune", "--dry-run")
     assert code == 0 and out.startswith("would delete 1 recording that every owning test passed without")
-    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n")
+    assert run_cli(capsys, "ls")[1].endswith("4 recordings\n")
     code, out, _ = run_cli(capsys, "prune")
     assert code == 0 and out.startswith("deleted 1 recording")
     out = run_cli(capsys, "ls")[1]
-    assert out.endswith("2 recordings\n") and "joke" not in out and "broken" in out, "the failing test keeps its recording"
+    assert out.endswith("3 recordings\n") and "joke" not in out and "broken" in out, "the failing test keeps its recording"
+    assert "api.test" in out, "a recording no test owns goes only when named"
 
 
 def test_prune_command_without_bookkeeping_says_what_to_do(recorded, capsys):

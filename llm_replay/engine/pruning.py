@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..errors import CommandError
 from ..model.interaction import Key
-from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before
+from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before, written_before_run
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -76,24 +76,20 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
     changed: dict[Key, tuple[str, ...]] = {}
     replaced: list[Key] = []
     for key, stored in cassette.index():
-        used_by = {test for test in users.get(key, ()) if not (test in refreshed and key not in outcome.tests[test].used)}
-        owners = (set(stored) - refreshed) | used_by
-        if owners == set(stored):
-            continue
-        if refreshed & set(stored) and not owners:
+        owners = set(stored) | users.get(key, set())
+        dropped = {test for test in owners & refreshed if key not in outcome.tests[test].used}
+        if dropped:
             found = cassette.get(*key)
-            if found is not None and _before(found.recorded_at, started_at):
-                replaced.append(key)
-            continue
-        if owners:
+            if found is None or not written_before_run(found.recorded_at, started_at):
+                dropped = set()
+        owners -= dropped
+        if dropped and not owners:
+            replaced.append(key)
+        elif owners != set(stored):
             changed[key] = tuple(sorted(owners))
     cassette.set_owners(changed)
     removed = cassette.delete(replaced)
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
-
-
-def _before(recorded_at: str, started_at: str) -> bool:
-    return written_before(recorded_at, ("run",), {"run": TestPass("", started_at, frozenset())})
 
 
 def _prunable(cassette: "Store", passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None) -> list[Key]:

@@ -136,10 +136,13 @@ def prunable(
 
 def written_before(recorded_at: str, owners: Iterable[str], passes: Mapping[str, TestPass]) -> bool:
     """Whether a recording was written before every owner's latest pass began (else that pass could not have used it)."""
+    return all(written_before_run(recorded_at, passes[owner].started_at) for owner in owners if owner in passes)
+
+
+def written_before_run(recorded_at: str, started_at: str) -> bool:
+    """Whether a recording stamped ``recorded_at`` (to the second) was surely written before a run that began at ``started_at``."""
     try:
-        written = datetime.fromisoformat(recorded_at) + _STAMP_RESOLUTION
-        starts = [datetime.fromisoformat(passes[owner].started_at) for owner in owners if owner in passes]
-        return all(written <= start for start in starts)
+        return datetime.fromisoformat(recorded_at) + _STAMP_RESOLUTION <= datetime.fromisoformat(started_at)
     except (ValueError, TypeError):
         return False  # an unreadable date is never a reason to delete
 
