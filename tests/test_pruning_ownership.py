@@ -194,3 +194,31 @@ def test_a_passing_refresh_replaces_what_the_test_owned_even_under_a_new_key(pro
         owners = dict(db.execute("SELECT json_extract(request, '$.body.messages[0].content'), tests FROM interactions"))
     assert owners["shared"] == '["test_shared.py::test_one", "test_shared.py::test_two"]', "a shared answer stays for its other owner"
     assert owners["v2 test_a"] == '["test_top.py::test_a"]'
+
+
+REKEYED = """
+import os
+
+import openai
+
+
+def test_ask(llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "rekeyed"}}],
+                                   extra_body={{"request_id": os.environ["REQUEST_ID"]}})
+"""
+
+
+def test_a_recording_replayed_under_new_match_rules_is_used_not_pruned(llm_pytester, server, env):
+    llm_pytester.makepyfile(test_rekeyed=REKEYED.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    env.setenv("REQUEST_ID", "first")
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
+    llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_match_ignore = request_id\n")
+    env.setenv("REQUEST_ID", "second")  # matches the old recording only under the new rule, through its old key
+    result = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed*", "llm_replay: --llm-prune deleted 0 recordings*"])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)

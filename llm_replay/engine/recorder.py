@@ -93,7 +93,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.used[key] += 1
+                self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
             return found
         if self.mode is Mode.REPLAY and strict:
