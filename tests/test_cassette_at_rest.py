@@ -220,3 +220,21 @@ def test_after_sigkill_a_read_only_copy_replays_and_the_next_writing_run_folds_t
     assert sorted(p.name for p in cassette.parent.iterdir()) == ["llm_cache.sqlite3"]
     assert cassette.read_bytes()[18:20] == b"\x01\x01"
     assert _prompts(cassette) == [f"(user) question {n}" for n in range(6)]
+
+
+def test_a_cassette_left_in_wal_mode_is_read_without_making_files_beside_it(tmp_path):
+    """As older llm_replay left it after Ctrl-C: header in WAL mode, no log. Reading it in place would make -wal/-shm."""
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    store.put(_interaction("kept", "answer"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+    db.close()
+    before = path.read_bytes()
+    assert before[18:20] == b"\x02\x02" and sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite3"]
+    readonly = SQLiteCache(path, readonly=True)
+    assert readonly.get(_interaction("kept", "").fingerprint).response.body == b"answer"
+    readonly.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite3"] and path.read_bytes() == before
+    SQLiteCache(path).close()  # a writing open that writes nothing leaves it as it is; a write folds it back

@@ -97,12 +97,16 @@ class SQLiteCache:
         if not self.path.exists():
             return
         source = self.path
-        if self.readonly and _leftover_wal(self.path):
-            # A killed run's log: reading it in place would write the -shm index beside a file we promised not to touch.
+        if self.readonly and (_leftover_wal(self.path) or _in_wal_mode(self.path)):
+            # A killed run's log, or a file left in WAL mode: reading it in place would make (or write) the -shm
+            # index beside a file we promised not to touch, and fails in a read-only checkout.
             self._copy = tempfile.TemporaryDirectory(prefix="llm-replay-")
             source = Path(self._copy.name) / self.path.name
-            for suffix in ("", "-wal"):
-                shutil.copyfile(f"{self.path}{suffix}", f"{source}{suffix}")
+            shutil.copyfile(self.path, source)
+            try:
+                shutil.copyfile(f"{self.path}-wal", f"{source}-wal")
+            except FileNotFoundError:
+                pass  # no log (a file left in WAL mode), or its writer just folded it back
         self._connection = self._connect(source, write=False)
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -385,6 +389,15 @@ def _fold_and_compact(connection: sqlite3.Connection) -> None:
         connection.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.OperationalError:
         pass  # another worker still has it open; the last one out compacts, checkpoints and leaves WAL
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL (bytes 18-19 are 2): a writer has it open, or one was killed."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(20)[18:20] == b"\x02\x02"
+    except OSError:
+        return False
 
 
 def _leftover_wal(path: Path) -> bool:
