@@ -102,11 +102,14 @@ class SQLiteCache:
             # index beside a file we promised not to touch, and fails in a read-only checkout.
             self._copy = tempfile.TemporaryDirectory(prefix="llm-replay-")
             source = Path(self._copy.name) / self.path.name
-            shutil.copyfile(self.path, source)
             try:
-                shutil.copyfile(f"{self.path}-wal", f"{source}-wal")
-            except FileNotFoundError:
-                pass  # no log (a file left in WAL mode), or its writer just folded it back
+                shutil.copyfile(self.path, source)
+                try:
+                    shutil.copyfile(f"{self.path}-wal", f"{source}-wal")
+                except FileNotFoundError:
+                    pass  # no log (a file left in WAL mode), or its writer just folded it back
+            except OSError as error:
+                raise CassetteError(f"cannot read cassette {self.path}: {error}") from error
         self._connection = self._connect(source, write=False)
 
     def _open_writer(self) -> sqlite3.Connection:
