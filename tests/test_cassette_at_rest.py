@@ -4,7 +4,6 @@ file after a pass, a failure, SIGINT or SIGTERM, a readable file after SIGKILL, 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import signal
 import sqlite3
@@ -22,7 +21,6 @@ from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''
-import os
 
 import openai
 import pytest
@@ -123,7 +121,7 @@ def test_every_delete_path_leaves_no_bytes_in_or_beside_the_file(path, upstream_
     assert prompts == {"changed prompt", "steady"}, "nothing else was lost"
 
 
-def test_a_quiet_record_run_leaves_the_cassette_byte_identical(llm_pytester, server, env):
+def test_a_quiet_record_run_leaves_the_cassette_byte_identical(llm_pytester, server, env, capsys):
     _project(llm_pytester, server, env, "first")
     llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
     cassette = cassette_file(llm_pytester)
@@ -135,6 +133,12 @@ def test_a_quiet_record_run_leaves_the_cassette_byte_identical(llm_pytester, ser
         assert cassette.read_bytes() == before, f"a {mode} run that records nothing leaves the committed file as it was"
         assert sorted(p.name for p in cassette.parent.iterdir()) == ["llm_cache.sqlite3"]
     assert list((llm_pytester.path / ".pytest_cache" / "d" / "llm_replay").glob("llm_cache-*.sqlite3")), "the bookkeeping went to pytest's cache"
+    llm_pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)  # no cache dir: the same place by default
+    assert cassette.read_bytes() == before
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["stats"]) == 0
+    assert "replays so far:    6 " in capsys.readouterr().out, "llm-replay stats reads every run's replays from the bookkeeping"
 
 
 # -- signals --------------------------------------------------------------------------------------

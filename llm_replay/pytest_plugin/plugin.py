@@ -104,12 +104,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _ledger_folder(config: pytest.Config) -> Any:
-    """Where the run bookkeeping goes: pytest's cache dir (ini cache_dir); with ``-p no:cacheprovider``, the
-    folder the cache provider would have used by default, so ``llm-replay prune`` and ``stats`` still find it."""
+    """Where the run bookkeeping goes: llm_replay's folder in pytest's cache dir (ini cache_dir), made on first use;
+    None with ``-p no:cacheprovider`` (the suite then uses the folder the cache provider would have used)."""
     cache = getattr(config, "cache", None)
-    if cache is not None:
-        return lambda: cache.mkdir("llm_replay")
-    return lambda: Path(config.rootpath) / ".pytest_cache" / "d" / "llm_replay"
+    return None if cache is None else lambda: cache.mkdir("llm_replay")
 
 
 def _cassette_path(config: pytest.Config) -> Path:

@@ -72,7 +72,9 @@ class Suite:
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
-    ledger_folder: Callable[[], Path] | None = None  # pytest's cache dir for llm_replay, made on first use
+    # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
+    # place then, under the rootdir, so that llm-replay prune and stats find it all the same
+    ledger_folder: Callable[[], Path] | None = None
     run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     prune: bool = False
