@@ -170,6 +170,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # interaction it saw, goes now: a session's memory does not grow with its replays.
         report.llm_replay = item.stash.get(USAGE, None)
         del item.stash[RECORDER]
+        if USAGE in item.stash:
+            del item.stash[USAGE]
     return report
 
 
