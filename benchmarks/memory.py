@@ -29,13 +29,14 @@ import pytest
 
 SMALL = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris. " * 100}, "finish_reason": "stop"}]}).encode()
-BIG = SMALL.replace(b"Paris. " * 100, b"x" * (50 * 1024 * 1024))
 
 
 def handler(request):
     if os.environ.get("OFFLINE"):
         raise AssertionError("a replay reached the transport")
-    return httpx2.Response(200, headers={"content-type": "application/json"}, content=BIG if b"big" in request.read() else SMALL)
+    big = b"big" in request.read()
+    content = SMALL.replace(b"Paris. " * 100, b"x" * (50 * 1024 * 1024)) if big else SMALL  # made only while recording
+    return httpx2.Response(200, headers={"content-type": "application/json"}, content=content)
 
 
 CLIENT = openai.OpenAI(api_key="sk-bench", base_url="http://bench.invalid/v1", max_retries=0,

@@ -348,37 +348,49 @@ class SQLiteCache:
 
 
 class _HitCache:
-    """Recently read recordings, least recently used dropped first, within a byte budget."""
+    """Recently read recordings, least recently used dropped first, within a byte budget; safe across threads."""
 
     def __init__(self) -> None:
         self._entries: OrderedDict[Key, Interaction] = OrderedDict()
         self._bytes = 0
+        self._lock = threading.Lock()
 
     def get(self, key: Key) -> Interaction | None:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
 
     def put(self, interaction: Interaction) -> None:
-        self.pop(interaction.key)
-        size = len(interaction.response.body) + len(interaction.request_json)
-        if size > HIT_CACHE_ITEM_BYTES:
-            return
-        self._entries[interaction.key] = interaction
-        self._bytes += size
-        while self._bytes > HIT_CACHE_BYTES:
-            _, dropped = self._entries.popitem(last=False)
-            self._bytes -= len(dropped.response.body) + len(dropped.request_json)
+        size = _size(interaction)
+        with self._lock:
+            self._drop(interaction.key)
+            if size > HIT_CACHE_ITEM_BYTES:
+                return
+            self._entries[interaction.key] = interaction
+            self._bytes += size
+            while self._bytes > HIT_CACHE_BYTES:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= _size(dropped)
 
     def pop(self, key: Key) -> None:
-        dropped = self._entries.pop(key, None)
-        if dropped is not None:
-            self._bytes -= len(dropped.response.body) + len(dropped.request_json)
+        with self._lock:
+            self._drop(key)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: Key) -> None:
+        dropped = self._entries.pop(key, None)
+        if dropped is not None:
+            self._bytes -= _size(dropped)
+
+
+def _size(interaction: Interaction) -> int:
+    return len(interaction.response.body) + len(interaction.request_json)
 
 
 def _fold_and_compact(connection: sqlite3.Connection) -> None:
