@@ -54,30 +54,29 @@ import os
 
 import pytest
 
-TESTS, REPLAYS, BIG = (int(os.environ[name]) for name in ("TESTS", "REPLAYS", "BIG"))
 
 
-@pytest.mark.parametrize("n", range(TESTS))
+@pytest.mark.parametrize("n", range(100))
 def test_replays(ask, n):
-    for i in range(REPLAYS):
+    for i in range(int(os.environ["REPLAYS"])):
         ask(f"question {i % 10}")
 
 
-@pytest.mark.parametrize("n", range(BIG))
+@pytest.mark.parametrize("n", range(4))
 def test_big_answer(ask, n):
     assert len(ask(f"big {n}").choices[0].message.content) == 50 * 1024 * 1024
 '''
 
 
-def session(project: Path, source: str | None, mode: str, tests: int, replays: int, big: int) -> int:
-    """Peak RSS (KiB) of one pytest process running ``tests`` x ``replays`` replays and ``big`` 50 MB answers."""
-    env = {**os.environ, "TESTS": str(tests), "REPLAYS": str(replays), "BIG": str(big), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+def session(project: Path, source: str | None, mode: str, replays: int, selection: str) -> int:
+    """Peak RSS (KiB) of one pytest process running the tests ``selection`` picks, each replaying ``replays`` times."""
+    env = {**os.environ, "REPLAYS": str(replays), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     if source:
         env["PYTHONPATH"] = source
     if mode == "replay":
         env["OFFLINE"] = "1"
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "llm_replay.pytest_plugin.plugin", "-p", "no:cacheprovider", f"--llm-mode={mode}"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "llm_replay.pytest_plugin.plugin", "-p", "no:cacheprovider", f"--llm-mode={mode}", "-k", selection],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     out = process.stdout.read()  # type: ignore[union-attr]
@@ -96,12 +95,12 @@ def main() -> None:
         (project / "pytest.ini").write_text("[pytest]\nllm_freeze_time = false\n")
         (project / "conftest.py").write_text(CONFTEST)
         (project / "test_memory.py").write_text(TESTS)
-        session(project, args.source, "record", 1, 10, 4)
+        session(project, args.source, "record", 10, "")
         rows = [
-            ("100 tests x 10 replays (1,000 replays)", session(project, args.source, "replay", 100, 10, 0)),
-            ("100 tests x 1,000 replays (100,000 replays)", session(project, args.source, "replay", 100, 1000, 0)),
-            ("1 test replaying a 50 MB answer", session(project, args.source, "replay", 0, 0, 1)),
-            ("4 tests each replaying a 50 MB answer", session(project, args.source, "replay", 0, 0, 4)),
+            ("100 tests x 10 replays (1,000 replays)", session(project, args.source, "replay", 10, "test_replays")),
+            ("100 tests x 1,000 replays (100,000 replays)", session(project, args.source, "replay", 1000, "test_replays")),
+            ("1 test replaying a 50 MB answer", session(project, args.source, "replay", 0, "test_big_answer and 0")),
+            ("4 tests each replaying a 50 MB answer", session(project, args.source, "replay", 0, "test_big_answer")),
         ]
     print(f"llm_replay from {args.source or 'the installed package'}; peak RSS of each pytest session:")
     for name, kib in rows:

@@ -7,7 +7,7 @@ from pathlib import Path
 from llm_replay.model.runs import RunOutcome, TestPass, prunable, written_before_run
 
 A, B = ("a" * 32, 0), ("b" * 32, 0)
-LATER = "2026-01-02T00:00:00+00:00"
+EARLIER, LATER = "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"
 
 
 def _pass(*used) -> TestPass:
@@ -16,17 +16,18 @@ def _pass(*used) -> TestPass:
 
 def test_a_recording_goes_only_when_every_owner_passed_without_it(tmp_path: Path) -> None:
     (tmp_path / "t.py").write_text("")
-    index = [(A, ("t.py::one", "t.py::two")), (B, ("t.py::one",))]
-    assert prunable(index, {"t.py::one": _pass()}, tmp_path) == [(B, {"t.py::one"})], "two has not passed yet: A stays"
-    assert [key for key, _ in prunable(index, {"t.py::one": _pass(), "t.py::two": _pass()}, tmp_path)] == [A, B]
-    assert prunable(index, {"t.py::one": _pass(), "t.py::two": _pass(A)}, tmp_path) == [(B, {"t.py::one"})]
+    index = [(A, ("t.py::one", "t.py::two"), EARLIER), (B, ("t.py::one",), EARLIER)]
+    assert prunable(index, {"t.py::one": _pass()}, tmp_path) == [B], "two has not passed yet: A stays"
+    assert prunable(index, {"t.py::one": _pass(), "t.py::two": _pass()}, tmp_path) == [A, B]
+    assert prunable(index, {"t.py::one": _pass(), "t.py::two": _pass(A)}, tmp_path) == [B]
     assert prunable(index, {"t.py::one": _pass(), "t.py::other": _pass(B)}, tmp_path) == [], "a test whose pass used B owns it too"
-    assert prunable([(A, ())], {"t.py::one": _pass()}, tmp_path) == [], "a recording no test owns goes only when named"
-    assert prunable(index, {"t.py::one": _pass(), "t.py::two": _pass()}, tmp_path, among={"t.py::two"}) == [(A, {"t.py::one", "t.py::two"})]
+    assert prunable([(A, (), EARLIER)], {"t.py::one": _pass()}, tmp_path) == [], "a recording no test owns goes only when named"
+    assert prunable(index, {"t.py::one": _pass(), "t.py::two": _pass()}, tmp_path, among={"t.py::two"}) == [A]
+    assert prunable([(A, ("t.py::one",), LATER)], {"t.py::one": _pass()}, tmp_path) == [], "written after that pass began"
 
 
 def test_owners_whose_file_is_gone_hold_nothing(tmp_path: Path) -> None:
-    assert prunable([(A, ("deleted.py::test",))], {}, tmp_path) == [(A, {"deleted.py::test"})]
+    assert prunable([(A, ("deleted.py::test",), EARLIER)], {}, tmp_path) == [A]
 
 
 def test_a_pass_counts_only_for_recordings_written_a_full_second_before_its_run_began() -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import CommandError
 from ..model.interaction import Key
-from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before, written_before_run
+from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -33,14 +33,14 @@ def finish_run(path: Path, ledger: "RunLedger", outcome: RunOutcome, *, uid: str
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
     cassette = SQLiteCache(path, readonly=not (outcome.writes or prune))
     try:
-        vanished = outcome.vanished({test for _, owners in cassette.index() for test in owners})
+        vanished = outcome.vanished({test for _, owners, _ in cassette.index() for test in owners})
         passes = outcome.passes(vanished)
         ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes())), passes, outcome.replays())
         lines = []
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, ledger.passes(), started_at)
         known = ledger.passes()
-        unused = _prunable(cassette, known, rootdir, among=passes)
+        unused = prunable(cassette.index(), known, rootdir, among=passes)
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
@@ -75,13 +75,11 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
             users.setdefault(key, set()).add(test)
     changed: dict[Key, tuple[str, ...]] = {}
     replaced: list[Key] = []
-    for key, stored in cassette.index():
+    for key, stored, recorded_at in cassette.index():
         owners = set(stored) | users.get(key, set())
         dropped = {test for test in owners & refreshed if key not in outcome.tests[test].used}
-        if dropped:
-            found = cassette.get(*key)
-            if found is None or not written_before_run(found.recorded_at, started_at):
-                dropped = set()
+        if not written_before_run(recorded_at, started_at):
+            dropped = set()
         owners -= dropped
         if dropped and not owners:
             replaced.append(key)
@@ -92,16 +90,6 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
 
 
-def _prunable(cassette: "Store", passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None) -> list[Key]:
-    """What pruning may delete: every owner passed without it, in runs that began after it was written."""
-    found = []
-    for key, owners in prunable(cassette.index(), passes, rootdir, among):
-        recording = cassette.get(*key)
-        if recording is not None and written_before(recording.recorded_at, owners, passes):
-            found.append(key)
-    return found
-
-
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
     """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
     passes = ledger.passes()
@@ -110,7 +98,7 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
             f"no passing test is recorded for {cassette.describe()} (bookkeeping {ledger.path}): run the tests once "
             "(pytest, in this project; the recordings of the tests that pass without them become prunable), then llm-replay prune"
         )
-    unused = _prunable(cassette, passes, rootdir)
+    unused = prunable(cassette.index(), passes, rootdir)
     noun = "recording" if len(unused) == 1 else "recordings"
     if dry_run:
         return [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]

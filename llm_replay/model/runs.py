@@ -113,24 +113,26 @@ class RunOutcome:
 
 
 def prunable(
-    index: Iterable[tuple[Key, tuple[str, ...]]], passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None
-) -> list[tuple[Key, set[str]]]:
-    """The recordings every owner passed without, each with its owners: owners are the tests stored with the recording plus any test
-    whose latest pass used it. A recording no test owns is never prunable (it goes only when named). An owner
-    whose test file no longer exists under ``rootdir`` no longer holds it. ``among``: only recordings owned by one
-    of these tests (a run's own tests). The caller still checks each one was written before those passes began."""
+    index: Iterable[tuple[Key, tuple[str, ...], str]], passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None
+) -> list[Key]:
+    """The recordings every owner passed without, in runs begun after the recording was written, from (key, owners,
+    recorded_at). Owners are the tests stored with the recording plus any test whose latest pass used it. A recording
+    no test owns is never prunable (it goes only when named). An owner whose test file no longer exists under
+    ``rootdir`` no longer holds it. ``among``: only recordings owned by one of these tests (a run's own tests)."""
     users: dict[Key, set[str]] = {}
     for test, last in passes.items():
         for key in last.used:
             users.setdefault(key, set()).add(test)
     chosen = None if among is None else set(among)
     found = []
-    for key, stored in index:
+    for key, stored, recorded_at in index:
         if not stored or (chosen is not None and chosen.isdisjoint(stored)):
             continue
         owners = set(stored) | users.get(key, set())
-        if all(_gone(owner, rootdir) or (owner in passes and key not in passes[owner].used) for owner in owners):
-            found.append((key, owners))
+        if all(_gone(owner, rootdir) or (owner in passes and key not in passes[owner].used) for owner in owners) and written_before(
+            recorded_at, owners, passes
+        ):
+            found.append(key)
     return found
 
 

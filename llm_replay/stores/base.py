@@ -43,8 +43,8 @@ class Store(Protocol):
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
 
-    def index(self) -> list[tuple["Key", tuple[str, ...]]]:
-        """Every key with the tests that own it (ownership, for pruning), without the bodies."""
+    def index(self) -> list[tuple["Key", tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without the bodies."""
 
     def set_owners(self, owners: Mapping["Key", Sequence[str]]) -> None:
         """Replace the tests that own these interactions, atomically; keys the store lacks are ignored."""

@@ -61,9 +61,9 @@ class InMemoryCache:
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that own it."""
-        return [(key, interaction.tests) for key, interaction in sorted(self._entries.items())]
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded."""
+        return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items())]
 
     def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
         """Replace the tests that own these interactions (absent keys are ignored)."""

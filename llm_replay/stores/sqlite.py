@@ -287,13 +287,13 @@ class SQLiteCache:
 
     # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that own it, without loading the bodies."""
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded, without loading the bodies."""
         with self._lock:
             if self._reading() is None:
                 return []
-            rows = self._query("SELECT fingerprint, occurrence, tests FROM interactions ORDER BY fingerprint, occurrence").fetchall()
-        return [((fingerprint, occurrence), tuple(json.loads(tests))) for fingerprint, occurrence, tests in rows]
+            rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions ORDER BY fingerprint, occurrence").fetchall()
+        return [((fingerprint, occurrence), tuple(json.loads(tests)), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
 
     def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
         """Replace the tests that own these recordings, in one transaction (absent keys are ignored)."""
