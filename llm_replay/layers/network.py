@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import NetworkBlocked
@@ -52,54 +53,137 @@ class HostPolicy:
             self._resolved.update(str(result[4][0]).lower() for result in results)
 
 
+class _Guard:
+    """One replaying activation's policy, and whom to tell of what it blocked."""
+
+    __slots__ = ("policy", "on_blocked")
+
+    def __init__(self, policy: HostPolicy, on_blocked: Callable[[NetworkBlocked], None] | None) -> None:
+        self.policy = policy
+        self.on_blocked = on_blocked
+
+
+_UNSET: Any = object()
+# The guard of the running thread or task: a _Guard while it replays, None while it may call the network
+# (record, refresh, verify), unset in threads nobody activated (then every active guard applies).
+_CURRENT: ContextVar[Any] = ContextVar("llm_replay_network_guard", default=_UNSET)
+
+
+class _SocketPatches:
+    """The socket functions swapped once, while any guard is active (guards in several threads share them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active: list[_Guard] = []
+        self._real: tuple[Any, Any, Any] | None = None
+
+    def enter(self, guard: _Guard) -> None:
+        with self._lock:
+            if not self.active:
+                self._real = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+                socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = _connect, _connect_ex, _getaddrinfo  # type: ignore[method-assign]
+            self.active.append(guard)
+
+    def leave(self, guard: _Guard) -> None:
+        with self._lock:
+            self.active = [other for other in self.active if other is not guard]
+            if not self.active and self._real is not None:
+                # _real stays: a thread still inside a patched call when the last guard leaves goes on to the real one.
+                socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = self._real  # type: ignore[method-assign]
+
+    @property
+    def real(self) -> tuple[Any, Any, Any]:
+        return self._real  # type: ignore[return-value]
+
+
+_PATCHES = _SocketPatches()
+
+
+def _refusing(host: str) -> _Guard | None:
+    """The guard that refuses ``host`` in this context, if one does."""
+    guard = _CURRENT.get()
+    if guard is None:
+        return None
+    guards = _PATCHES.active if guard is _UNSET else (guard,)
+    return next((each for each in guards if not each.policy.allows_name(host)), None)
+
+
+def _refuse(guard: _Guard, host: str, port: Any, action: str) -> NetworkBlocked:
+    error = NetworkBlocked(_message(host, port, action, guard.policy))
+    if guard.on_blocked is not None:
+        guard.on_blocked(error)
+    return error
+
+
+def _check(sock: socket.socket, address: Any) -> None:
+    __tracebackhide__ = True
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) and address:
+        host = str(address[0])
+        guard = _refusing(host)
+        if guard is not None:
+            raise _refuse(guard, host, address[1] if len(address) > 1 else None, "connect to")
+
+
+def _connect(sock: socket.socket, address: Any) -> None:
+    __tracebackhide__ = True
+    _check(sock, address)
+    return _PATCHES.real[0](sock, address)
+
+
+def _connect_ex(sock: socket.socket, address: Any) -> int:
+    __tracebackhide__ = True
+    _check(sock, address)
+    return _PATCHES.real[1](sock, address)
+
+
+def _getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    __tracebackhide__ = True
+    name = host.decode("idna") if isinstance(host, bytes) else host
+    if name is not None:
+        guard = _refusing(str(name))
+        if guard is not None:
+            raise _refuse(guard, str(name), port, "look up")
+    results = _PATCHES.real[2](host, port, *args, **kwargs)
+    if name is not None and _address(str(name).strip("[]")) is None:
+        current = _CURRENT.get()
+        for guard in _PATCHES.active if current is _UNSET else (current,) if current is not None else ():
+            guard.policy.remember(results)
+    return results
+
+
 @contextmanager
 def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> Iterator[HostPolicy]:
-    """Make non-loopback connects and remote name lookups raise NetworkBlocked for the block.
+    """Make non-loopback connects and remote name lookups raise NetworkBlocked for the block, in this thread or
+    task and in threads that activated nothing (those started by the code under test).
 
     ``on_blocked`` hears of every blocked attempt, so a test still fails if the code under test
     swallows the exception.
     """
-    policy = HostPolicy(allowed_hosts)
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-
-    def refuse(host: str, port: Any, action: str) -> NetworkBlocked:
-        error = NetworkBlocked(_message(host, port, action, policy))
-        if on_blocked is not None:
-            on_blocked(error)
-        return error
-
-    def check(sock: socket.socket, address: Any) -> None:
-        __tracebackhide__ = True
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) and address:
-            host = str(address[0])
-            if not policy.allows_name(host):
-                raise refuse(host, address[1] if len(address) > 1 else None, "connect to")
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        __tracebackhide__ = True
-        check(sock, address)
-        return real_connect(sock, address)
-
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        __tracebackhide__ = True
-        check(sock, address)
-        return real_connect_ex(sock, address)
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        __tracebackhide__ = True
-        name = host.decode("idna") if isinstance(host, bytes) else host
-        if name is not None and not policy.allows_name(str(name)):
-            raise refuse(str(name), port, "look up")
-        results = real_getaddrinfo(host, port, *args, **kwargs)
-        if name is not None and _address(str(name).strip("[]")) is None:
-            policy.remember(results)
-        return results
-
-    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo  # type: ignore[method-assign]
+    guard = _Guard(HostPolicy(allowed_hosts), on_blocked)
+    _PATCHES.enter(guard)
+    token = _CURRENT.set(guard)
     try:
-        yield policy
+        yield guard.policy
     finally:
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = real_connect, real_connect_ex, real_getaddrinfo  # type: ignore[method-assign]
+        _reset(token)
+        _PATCHES.leave(guard)
+
+
+@contextmanager
+def open_network() -> Iterator[None]:
+    """This thread or task may reach the network even while another one replays (a recording activation)."""
+    token = _CURRENT.set(None)
+    try:
+        yield
+    finally:
+        _reset(token)
+
+
+def _reset(token: Token) -> None:
+    try:
+        _CURRENT.reset(token)
+    except ValueError:  # left from another context (an async generator's teardown): restore by value
+        _CURRENT.set(_UNSET if token.old_value is Token.MISSING else token.old_value)
 
 
 def _message(host: str, port: Any, action: str, policy: HostPolicy) -> str:
