@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Iterable, Iterator
 
+from ..errors import CassetteError
 from ..model.interaction import Interaction
 
 BeforeRecord = Callable[[Interaction], "Interaction | None"]
@@ -32,10 +33,14 @@ def shaped(hook: BeforeRecord | None, interaction: Interaction) -> Interaction |
     """What ``before_record`` makes of one interaction about to be written: it, changed, or None (not written)."""
     if hook is None:
         return interaction
-    result = hook(interaction)
+    name = getattr(hook, "__qualname__", repr(hook))
+    try:
+        result = hook(interaction)
+    except Exception as error:
+        raise CassetteError(f"before_record hook {name} failed on {interaction.request.method} {interaction.request.url}: {error!r}") from error
     if result is not None and not isinstance(result, Interaction):
-        raise TypeError(
-            f"before_record hook {getattr(hook, '__qualname__', hook)!r} returned {type(result).__name__}; "
+        raise CassetteError(
+            f"before_record hook {name} returned {type(result).__name__}; "
             "return the interaction (changed with dataclasses.replace, if you like) or None to leave it unrecorded"
         )
     return result

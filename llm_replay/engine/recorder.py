@@ -181,13 +181,13 @@ class Recorder:
             latency_ms=round(latency_s * 1000, 1),
             tests=(self.test_id,) if self.test_id else (),
         )
-        kept = shaped(self.before_record, interaction)
-        if kept is None:
-            return  # the hook chose not to keep it; the caller still gets the live answer
-        interaction = kept
-        with self._lock:
-            keep_instant, self._keep_instant = self._keep_instant, False
         try:
+            kept = shaped(self.before_record, interaction)
+            if kept is None:
+                return  # the hook chose not to keep it; the caller still gets the live answer
+            interaction = kept
+            with self._lock:
+                keep_instant, self._keep_instant = self._keep_instant, False
             if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
                 self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
                 self._instant_kept = True
