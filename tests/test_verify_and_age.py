@@ -396,3 +396,37 @@ def test_threads_and_tasks_record_and_replay_their_own_cassettes(llm_pytester, s
     expected_threads = threads[0].replace(", 0, 1)", ", 1, 0)")
     assert printed(replayed, "THREADS") == [expected_threads]
     assert printed(replayed, "TASKS") == [tasks[0].replace(", 0, 1)", ", 1, 0)")]
+
+
+def test_ages_and_host_patterns_read_as_documented():
+    from llm_replay.engine.age import age_text, parse_age
+    from llm_replay.engine.host_patterns import HostPatterns
+
+    assert [parse_age(text, "t") for text in ("30d", "12h", "90s", "15m", "2w", " 1.5h ")] == [2592000, 43200, 90, 900, 1209600, 5400]
+    assert [age_text(seconds) for seconds in (2592000 + 5, 43200, 90, 59)] == ["30d", "12h", "1m", "59s"]
+    for bad in ("0d", "30", "30 days", "-1h"):
+        with pytest.raises(ValueError, match="t: "):
+            parse_age(bad, "t")
+    patterns = HostPatterns(["localhost:6333", "*.internal", "[::1]:8080", "10.0.0.*"])
+    assert patterns.matches("localhost", 6333) and not patterns.matches("localhost", 6334)
+    assert patterns.matches("vectors.internal", 443) and not patterns.matches("internal.example.com", 443)
+    assert patterns.matches("[::1]", 8080) and patterns.matches("10.0.0.7", 80) and not patterns.matches("10.0.1.7", 80)
+    assert patterns.hosts() == ("localhost", "*.internal", "::1", "10.0.0.*")
+
+
+def test_use_cassette_takes_before_record_and_a_failing_hook_fails_the_call(server):
+    import openai
+
+    import llm_replay
+
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    ask = lambda: client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])  # noqa: E731
+    with llm_replay.use_cassette(None, mode="record", before_record=lambda interaction: None) as recorder:
+        assert ask().id == "chatcmpl-fake-1" and len(recorder.cassette) == 0 and recorder.recorded == 0
+
+    def broken(interaction):
+        return "not an interaction"
+
+    with pytest.raises(llm_replay.CassetteMiss, match="before_record hook .*broken returned str"):
+        with llm_replay.use_cassette(None, mode="record", before_record=broken):
+            ask()

@@ -164,7 +164,8 @@ class _ReusablePatchers:
     def leave(self, recorder: Recorder) -> None:
         """Count one activation less; the last takes the patches off."""
         with self._lock:
-            self._active = [entry for entry in self._active if entry[0] is not recorder]
+            position = max(index for index, (active, _) in enumerate(self._active) if active is recorder)
+            del self._active[position]
             if not self._active:
                 self._remove()
 
