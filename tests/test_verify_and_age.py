@@ -79,11 +79,17 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
     ])
     assert _rows(llm_pytester) == before, "verify wrote to the cassette"
 
-    # --llm-fail-on-drift fails the session for a listed class that occurred, and only then.
-    failing = llm_pytester.runpytest("--llm-mode=verify", "--llm-fail-on-drift=text,status")
+    # --llm-fail-on-drift fails the session for a listed class that occurred, and only then; under
+    # pytest-xdist the controller adds up what each worker compared.
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    failing = llm_pytester.runpytest_subprocess("-p", "xdist", "-p", "llm_replay.pytest_plugin.plugin", "-n", "2", "--llm-fail-on-drift=text,status")
     failing.assert_outcomes(passed=2)
     assert failing.ret == 1
-    failing.stdout.fnmatch_lines(["llm_replay: the session fails: drift in text (--llm-fail-on-drift=status,text)"])
+    failing.stdout.fnmatch_lines([
+        "llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)",
+        "llm_replay: the session fails: drift in text (--llm-fail-on-drift=status,text)",
+    ])
+    env.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     quiet = llm_pytester.runpytest("--llm-mode=verify", "--llm-fail-on-drift=tool_calls")
     assert quiet.ret == 0 and "the session fails" not in quiet.stdout.str()
 
