@@ -124,6 +124,7 @@ class Recorder:
     def _fresh_enough(self, request: CanonicalRequest, found: Interaction) -> bool:
         """Whether an expired recording may still be replayed: yes with a warning, no to re-record it (False),
         or a failure naming its age and the command that re-records it."""
+        __tracebackhide__ = True
         from .age import age_of, age_text
 
         age = age_of(found)
