@@ -183,12 +183,16 @@ def test_expired_recordings_warn_fail_or_are_rerecorded(llm_pytester, server, en
     llm_pytester.runpytest("--llm-mode=replay").assert_outcomes(passed=2)
 
 
-def test_bad_age_is_a_usage_error_naming_the_option(llm_pytester):
+def test_bad_age_or_expiry_action_is_a_usage_error_naming_the_option(llm_pytester):
     write_ini(llm_pytester, "llm_max_age = a month")
     llm_pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*max_age in ini option llm_max_age: 'a month' is not an age; write a number and a unit, e.g. 30d, 12h, 90s*"])
+    write_ini(llm_pytester, "llm_on_expired = nag")
+    result = llm_pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*on_expired in ini option llm_on_expired must be one of warn, fail, refresh, not 'nag'*"])
 
 
 HOOK_TESTS = ASK + '''

@@ -162,6 +162,8 @@ class CacheSettings:
             from .hooks import load_hook
 
             changes["before_record"] = load_hook(changes["before_record"], f"before_record in {source}")
+        if "on_expired" in changes and changes["on_expired"] not in ON_EXPIRED:
+            raise ValueError(f"on_expired in {source} must be one of {', '.join(ON_EXPIRED)}, not {changes['on_expired']!r}")
         if "fail_unplayed" in changes:
             changes["fail_unplayed"] = parse_bool(changes["fail_unplayed"], f"fail_unplayed in {source}")
         if "freeze_time" in changes:
