@@ -52,13 +52,16 @@ def test_every_shape_is_reported_with_file_entry_and_field_masked(tmp_path, caps
     )
     assert main(["audit", str(path)]) == 1
     out = capsys.readouterr().out
-    entry = f"{path}: entry * (POST https://api.openai.com/v1/chat/completions, recorded by tests/test_app.py::test_leak)"
-    expected = [f"{entry}: request.body.messages[[]{index}].content: {name} '*" for index, name in enumerate(SHAPES)]
+    row = f"{path}: table interactions, row *#0, column"
+    remedy = f"(remove: llm-replay scrub {path})"
+    detect_secrets_names = {"Slack token": "Slack Token", "JWT": "JSON Web Token"}  # found by detect-secrets, named by it
+    in_order = [name for name in SHAPES if name not in detect_secrets_names] + ["JWT", "Slack token"]  # ours first, then detect-secrets
+    expected = [f"{row} request (JSON, keys included): {detect_secrets_names.get(name, name)} '*' {remedy}" for name in in_order]
     expected += [
-        f"{entry}: response.headers.x-debug: OpenAI API key 'sk-pro…*'",
-        f"{entry}: response.body.choices[[]0].message.content: AWS access key id '*",
-        f"{entry}: response.body.choices[[]0].message.content: value of environment variable $MY_DB_PASSWORD 'hunt…ger'",
-        "llm-replay audit: 11 secret-looking values (scanned 1 files, 1 entries, * kB)*rotate any real key*",
+        f"{row} headers (JSON, keys included): OpenAI API key 'sk-pro…*' {remedy}",
+        f"{row} body (JSON, keys included): AWS access key id '*' {remedy}",
+        f"{row} body (JSON, keys included): value of environment variable $MY_DB_PASSWORD 'hunt…ger' {remedy}",
+        f"llm-replay audit: 11 secrets (scanned 1 files, 2 rows, * kB). Remove them with: llm-replay scrub {path} *rotate any real key*",
     ]
     pytest.LineMatcher(out.splitlines()).fnmatch_lines(expected, consecutive=False)
     assert not any(value in out for value in [*SHAPES.values(), secret_env_value]), "the report masks what it found"
@@ -67,12 +70,12 @@ def test_every_shape_is_reported_with_file_entry_and_field_masked(tmp_path, caps
 def test_clean_cassettes_placeholders_and_stored_credential_headers(tmp_path, capsys, env):
     clean = _cassette(tmp_path / "clean.sqlite3", {"messages": [{"content": "Bearer <scrubbed:OPENAI_API_KEY>", "x": "sk-test-fake"}]}, {}, b"hello")
     assert main(["audit", str(clean)]) == 0
-    assert "llm-replay audit: no secrets found (scanned 1 files, 1 entries" in capsys.readouterr().out
+    assert "llm-replay audit: no secrets found (scanned 1 files, 2 rows" in capsys.readouterr().out
 
     with sqlite3.connect(clean) as db:  # a cassette written by a tool that bypassed the scrubber
         db.execute("""UPDATE interactions SET headers = '{"set-cookie": ["session=1"]}'""")
     assert main(["audit", str(clean)]) == 1
-    assert ": response.headers.set-cookie: credential header stored\n" in capsys.readouterr().out
+    assert ", column headers: credential header 'set-cookie' stored (remove: llm-replay scrub" in capsys.readouterr().out
 
 
 def test_text_exports_folders_user_patterns_and_errors(tmp_path, capsys, env):
@@ -83,9 +86,9 @@ def test_text_exports_folders_user_patterns_and_errors(tmp_path, capsys, env):
     (exports / "notes.txt").write_text(SHAPES["OpenAI API key"])  # not a cassette file name: skipped in folders
     assert main(["audit", str(exports), "--secret-pattern", r"corp-[0-9a-f]{16}"]) == 1
     out = capsys.readouterr().out
-    assert f"{exports / 'sub' / 'old.yaml'}: line 4: text: bearer token 'Bearer…" in out
-    assert f"{exports / 'langchain.yaml.gz'}: line 2: text: match of secret pattern 'corp-[0-9a-f]{{16}}'" in out
-    assert "notes.txt" not in out and "scanned 2 files, 6 entries" in out
+    assert f"{exports / 'sub' / 'old.yaml'}: line 4: bearer token 'Bearer…" in out
+    assert f"{exports / 'langchain.yaml.gz'}: line 2: match of secret pattern 'corp-[0-9a-f]{{16}}'" in out
+    assert "notes.txt" not in out and "scanned 2 files, 0 rows" in out
 
     assert main(["audit", str(tmp_path / "missing.sqlite3")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
@@ -105,7 +108,7 @@ def test_console_script_and_pre_commit_hook_run_the_audit(tmp_path, capsys, env,
     assert main(["audit", str(clean)]) == 0
     monkeypatch.chdir(tmp_path)
     assert main(["audit"]) == 0, "with no PATH it scans ./cassettes"
-    assert "scanned 1 files, 1 entries" in capsys.readouterr().out
+    assert "scanned 1 files, 2 rows" in capsys.readouterr().out
     with pytest.raises(SystemExit) as unknown:
         main(["inspect"])
     assert unknown.value.code == 2
@@ -124,4 +127,4 @@ def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp
     leaked.parent.mkdir()
     leaked.write_text(sample.read_text().replace("interactions:", f"# {SHAPES['Anthropic API key']}\ninteractions:", 1))
     assert main(["audit", str(leaked)]) == 1
-    assert f"{leaked}: line 1: text: Anthropic API key 'sk-ant…" in capsys.readouterr().out
+    assert f"{leaked}: line 1: Anthropic API key 'sk-ant…" in capsys.readouterr().out
