@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 import yaml
 
 from llm_replay.cli import main
+from llm_replay.cli.audit import audit_for
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
@@ -128,3 +133,72 @@ def test_no_false_positive_on_real_recorded_traffic_yet_a_key_in_it_is_found(tmp
     leaked.write_text(sample.read_text().replace("interactions:", f"# {SHAPES['Anthropic API key']}\ninteractions:", 1))
     assert main(["audit", str(leaked)]) == 1
     assert f"{leaked}: line 1: Anthropic API key 'sk-ant…" in capsys.readouterr().out
+
+
+def _key(place: str) -> str:
+    """A distinct Anthropic-shaped key for each place, so a finding names which one it is."""
+    return "sk-" + "ant-api03-" + hashlib.sha256(place.encode()).hexdigest()[:32] + f"W{PLACES.index(place):02d}Q"  # masked sk-ant…W07Q
+
+
+PLACES = ("meta", "instants", "runs", "usage", "tests", "reason", "model", "jsonkey", "headername", "extratable", "freepage", "wal")
+
+
+def test_secrets_planted_in_every_table_column_key_free_page_and_wal_are_found_and_scrub_removes_every_byte(tmp_path, capsys, env, monkeypatch):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_secret_env = TENANT_CREDS\nllm_secret_patterns = corp-[0-9a-f]{16}\n")
+    env.setenv("TENANT_CREDS", "tenant-credential-value-1")  # secret only by the project's ini
+    monkeypatch.chdir(tmp_path)
+    planted = {place: _key(place) for place in PLACES}
+    extra = {"ini env": "tenant-credential-value-1", "ini pattern": "corp-0123456789abcdef",
+             "google oauth": "ya29." + "a0AfB_byC1d2E3f4G5h6I7j8K9l0M1n2O3p4", "hugging face": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"}
+    path = tmp_path / "cassettes" / "llm_cache.sqlite3"
+    kept = _cassette(path, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, {}, b'{"ok": true}')
+    with sqlite3.connect(kept) as db:
+        db.execute("INSERT INTO meta VALUES ('note', ?)", (planted["meta"],))
+        db.execute("INSERT INTO test_instants VALUES (?, '2025-01-01T00:00:00+00:00', 0)", (f"tests/t.py::test[{planted['instants']}]",))
+        db.execute("INSERT INTO runs VALUES (?, '2025-01-01', 1, NULL)", (planted["runs"],))
+        db.execute("INSERT INTO usage VALUES ('f', 0, ?, 1)", (planted["usage"],))
+        db.execute(
+            "UPDATE interactions SET tests = ?, reason = ?, model = ?, request = json_set(request, '$.body.' || ?, 1), headers = ?, body = ?",
+            (json.dumps([f"t::x[{planted['tests']}]"]), planted["reason"], planted["model"], planted["jsonkey"],
+             json.dumps({planted["headername"]: ["1"], "x-trace": [extra["ini env"]]}),
+             json.dumps({"text": f"{extra['ini pattern']} {extra['google oauth']} {extra['hugging face']}"})),
+        )
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES (?)", (planted["extratable"],))
+        db.execute("PRAGMA secure_delete = OFF")  # as many builds of SQLite have it, and cassettes written before llm_replay set it
+        db.execute("INSERT INTO notes VALUES (?)", (planted["freepage"] + " " + "x" * 9000,))  # spills onto overflow pages
+    with sqlite3.connect(kept) as db:
+        db.execute("PRAGMA secure_delete = OFF")
+        db.execute("DELETE FROM notes WHERE length(body) > 9000")  # its pages go to the freelist, bytes and all
+    writer = f"""import os, sqlite3
+db = sqlite3.connect({str(kept)!r}, isolation_level=None)
+db.execute("PRAGMA journal_mode = WAL"); db.execute("PRAGMA wal_autocheckpoint = 0"); db.execute("PRAGMA secure_delete = OFF")
+db.execute("INSERT INTO notes VALUES (?)", ({planted['wal']!r},)); db.execute("DELETE FROM notes WHERE body = ?", ({planted['wal']!r},))
+os._exit(0)  # killed before closing: the -wal stays beside the file
+"""
+    subprocess.run([sys.executable, "-c", writer], check=True)
+    wal = kept.with_name(kept.name + "-wal")
+    assert wal.is_file() and planted["wal"].encode() in wal.read_bytes()
+
+    assert main(["audit"]) == 1
+    out = capsys.readouterr().out
+    every = {**planted, **extra}
+    audit, paths = audit_for(argparse.Namespace(paths=[], secret_env=[], secret_pattern=[]))
+    values = [finding.value for path in paths for finding in audit.scan_path(path)]
+    # in raw bytes a key may run on into the bytes after it: the finding holds it whole
+    found = {place for place, value in every.items() if any(value in found_value for found_value in values)}
+    assert found == set(every), f"not found: {set(every) - found}"
+    assert f"{Path('cassettes') / 'llm_cache.sqlite3'}: deleted data: free" in out and f"{Path('cassettes') / wal.name}: byte offset " in out
+    assert "(JSON, keys included)" in out and f"Remove them with: llm-replay scrub {Path('cassettes') / 'llm_cache.sqlite3'}" in out
+    print(f"PLANTED found {len(found)}/{len(every)}", file=sys.stderr)
+
+    assert main(["scrub", str(Path("cassettes") / "llm_cache.sqlite3")]) == 0
+    assert "0 secrets left" in capsys.readouterr().out
+    leftover = [place for place, value in every.items() for file in tmp_path.rglob("*") if file.is_file() and value.encode() in file.read_bytes()]
+    assert leftover == [] and not wal.exists()
+    assert main(["audit"]) == 0
+    with sqlite3.connect(kept) as db:  # what was no secret is all still there
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)
+        assert db.execute("SELECT count(*), min(body) FROM notes").fetchone() == (1, "<scrubbed>")
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+        assert json.loads(db.execute("SELECT headers FROM interactions").fetchone()[0]) == {"<scrubbed>": ["1"], "x-trace": ["<scrubbed:TENANT_CREDS>"]}

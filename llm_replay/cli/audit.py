@@ -16,7 +16,6 @@ import json
 import shlex
 import sqlite3
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -61,17 +60,17 @@ class Audit:
     bytes_scanned: int = 0
     _placeholders: dict[str, str] = field(default_factory=dict)
 
-    def detect(self, text: str) -> Iterator[tuple[str, str]]:
-        """(kind, value) of each secret in ``text``."""
+    def detect(self, text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
+        """(kind, value) of each secret in ``text`` (``raw``: a file's bytes, read one character per byte)."""
         self.bytes_scanned += len(text)
         seen = set()
-        for kind, value in self._detected(text):
+        for kind, value in self._detected(text, raw):
             if value not in seen:  # two detectors may know the same shape: one finding
                 seen.add(value)
                 yield kind, value
 
-    def _detected(self, text: str) -> Iterator[tuple[str, str]]:
-        yield from secret_shapes(text)
+    def _detected(self, text: str, raw: bool) -> Iterator[tuple[str, str]]:
+        yield from secret_shapes(text, raw)
         for value, name in self.scrubber.env_secrets():
             if value in text:
                 self._placeholders[value] = env_placeholder(name)
@@ -99,28 +98,23 @@ class Audit:
     def scan_cassette(self, path: Path) -> Iterator[Finding]:
         """Every cell of every table, then the raw bytes the cells do not account for, then the side files."""
         remedy = self.remedy(path)
-        live: Counter[str] = Counter()
         SQLiteCache(path, readonly=True).close()  # refuses, naming the file, what is no cassette at all
         with _read_only(path) as connection:
             for where, text in _cells(connection, self):
                 for kind, value in self.detect(text):
-                    live[value] += text.count(value)
                     yield Finding(path, where, kind, value, remedy)
             for fingerprint, occurrence, headers in connection.execute("SELECT fingerprint, occurrence, headers FROM interactions"):
                 for name in json.loads(headers):
                     if is_secret_header(name):
                         yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-        data = path.read_bytes().decode("latin-1")  # one character per byte: offsets are byte offsets
-        free = _free_pages(path.read_bytes()[:100], path, page_size)
-        for kind, value, offsets in self._raw(data):
-            extra = len(offsets) - live[value]
-            if extra > 0:  # more copies in the file than its rows hold: a deleted row's bytes
-                shown = [offset for offset in offsets if offset // page_size + 1 in free] or offsets
-                for offset in shown[:extra]:
-                    page = offset // page_size + 1
-                    place = "free page" if page in free else "free space in page"
-                    yield Finding(path, f"deleted data: {place} {page}, byte offset {offset}", kind, value, remedy)
+        data = path.read_bytes()
+        free = _free_pages(data, page_size)
+        for kind, value, offsets in self._raw(_free_space(data, page_size, free).decode("latin-1")):
+            for offset in offsets:
+                page = offset // page_size + 1
+                place = "free page" if page in free else "free space in page"
+                yield Finding(path, f"deleted data: {place} {page}, byte offset {offset}", kind, value, remedy)
         for suffix in SIDE_FILES:
             side = path.with_name(path.name + suffix)
             if side.is_file():
@@ -137,7 +131,7 @@ class Audit:
 
     def _raw(self, text: str) -> Iterator[tuple[str, str, list[int]]]:
         """(kind, value, every offset of it) for each distinct secret in ``text``."""
-        for kind, value in self.detect(text):
+        for kind, value in self.detect(text, raw=True):
             if value:
                 yield kind, value, list(_offsets(text, value))
 
@@ -250,20 +244,42 @@ def _offsets(text: str, value: str) -> Iterator[int]:
         start = text.find(value, start + 1)
 
 
-def _free_pages(header: bytes, path: Path, page_size: int) -> set[int]:
+def _free_pages(data: bytes, page_size: int) -> set[int]:
     """The page numbers on the file's freelist (trunk and leaf pages), read from the raw file."""
-    first, count = int.from_bytes(header[32:36], "big"), int.from_bytes(header[36:40], "big")
+    trunk, count = int.from_bytes(data[32:36], "big"), int.from_bytes(data[36:40], "big")
     pages: set[int] = set()
-    with path.open("rb") as handle:
-        trunk = first
-        while trunk and len(pages) < count:
-            pages.add(trunk)
-            handle.seek((trunk - 1) * page_size)
-            page = handle.read(page_size)
-            leaves = int.from_bytes(page[4:8], "big")
-            pages.update(int.from_bytes(page[8 + 4 * index: 12 + 4 * index], "big") for index in range(min(leaves, page_size // 4 - 2)))
-            trunk = int.from_bytes(page[:4], "big")
+    while 0 < trunk and len(pages) < count:
+        pages.add(trunk)
+        page = data[(trunk - 1) * page_size: trunk * page_size]
+        leaves = min(int.from_bytes(page[4:8], "big"), page_size // 4 - 2)
+        pages.update(int.from_bytes(page[8 + 4 * index: 12 + 4 * index], "big") for index in range(leaves))
+        trunk = int.from_bytes(page[:4], "big")
     return pages
+
+
+def _free_space(data: bytes, page_size: int, free: set[int]) -> bytes:
+    """The file with every live byte zeroed: what is left is what deleted rows left behind (free pages, and the
+    unallocated gap and freeblocks of each b-tree page), at its own offsets."""
+    image = bytearray(len(data))
+    for number in range(1, len(data) // page_size + 1):
+        base = (number - 1) * page_size
+        if number in free:
+            image[base: base + page_size] = data[base: base + page_size]
+            continue
+        header = base + (100 if number == 1 else 0)
+        kind = data[header]
+        if kind not in (2, 5, 10, 13):
+            continue  # an overflow or pointer-map page: live data
+        cells = int.from_bytes(data[header + 3: header + 5], "big")
+        content = int.from_bytes(data[header + 5: header + 7], "big") or 65536
+        gap_start = header + (12 if kind in (2, 5) else 8) + 2 * cells
+        image[gap_start: base + content] = data[gap_start: base + content]
+        block = int.from_bytes(data[header + 1: header + 3], "big")
+        while 0 < block < page_size:
+            size = int.from_bytes(data[base + block + 2: base + block + 4], "big")
+            image[base + block + 4: base + block + size] = data[base + block + 4: base + block + size]
+            block = int.from_bytes(data[base + block: base + block + 2], "big") or 0
+    return bytes(image)
 
 
 def _quoted(name: str) -> str:

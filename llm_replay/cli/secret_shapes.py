@@ -32,6 +32,8 @@ OWN_SHAPES: tuple[tuple[str, str], ...] = (
     ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n){0,8000}?-----END [A-Z ]*PRIVATE KEY-----"),
 )
 _OWN = re.compile("|".join(f"(?<!{_EDGE})(?P<g{index}>{pattern})(?!{_EDGE})" for index, (_, pattern) in enumerate(OWN_SHAPES)))
+# In raw pages a value follows its record header, whose bytes may read as letters ("o" is a 49-character text's type).
+_OWN_RAW = re.compile("|".join(f"(?P<g{index}>{pattern})(?!{_EDGE})" for index, (_, pattern) in enumerate(OWN_SHAPES)))
 # Values made up for tests and docs look like keys but are not: "Bearer test_openai_api_key", "sk-fake-…", our placeholders.
 _PLACEHOLDER_WORDS = re.compile(r"(?i)test|fake|dummy|example|placeholder|redacted|scrubbed|xxxx|your[_-]")
 _LEFT_OUT = frozenset({
@@ -60,9 +62,10 @@ def require_detectors() -> None:
     _detectors()
 
 
-def secret_shapes(text: str) -> Iterator[tuple[str, str]]:
-    """(kind, value) of every key-shaped value in ``text`` (placeholders and made-up test keys left out)."""
-    for match in _OWN.finditer(text):
+def secret_shapes(text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
+    """(kind, value) of every key-shaped value in ``text`` (placeholders and made-up test keys left out);
+    ``raw``: ``text`` is a file's bytes, where a key may touch the bytes before it."""
+    for match in (_OWN_RAW if raw else _OWN).finditer(text):
         value = match.group(match.lastgroup or 0)
         if not _PLACEHOLDER_WORDS.search(value):
             yield OWN_SHAPES[int(match.lastgroup[1:])][0], value  # type: ignore[index]
