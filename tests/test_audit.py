@@ -81,6 +81,7 @@ def test_clean_cassettes_placeholders_and_stored_credential_headers(tmp_path, ca
         db.execute("""UPDATE interactions SET headers = '{"set-cookie": ["session=1"]}'""")
     assert main(["audit", str(clean)]) == 1
     assert ", column headers: credential header 'set-cookie' stored (remove: llm-replay scrub" in capsys.readouterr().out
+    assert main(["scrub", str(clean)]) == 0 and main(["audit", str(clean)]) == 0, "scrub drops the stored credential header"
 
 
 def test_text_exports_folders_user_patterns_and_errors(tmp_path, capsys, env):
@@ -202,3 +203,16 @@ os._exit(0)  # killed before closing: the -wal stays beside the file
         assert db.execute("SELECT count(*), min(body) FROM notes").fetchone() == (1, "<scrubbed>")
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
         assert json.loads(db.execute("SELECT headers FROM interactions").fetchone()[0]) == {"<scrubbed>": ["1"], "x-trace": ["<scrubbed:TENANT_CREDS>"]}
+
+
+def test_audit_without_detect_secrets_names_the_install_command(tmp_path, capsys, env, monkeypatch):
+    from llm_replay.cli import secret_shapes
+
+    clean = _cassette(tmp_path / "clean.sqlite3", {"messages": []}, {}, b"{}")
+    monkeypatch.setitem(sys.modules, "detect_secrets.core.plugins.util", None)  # as if it were not installed
+    secret_shapes._detectors.cache_clear()
+    try:
+        assert main(["audit", str(clean)]) == 2
+    finally:
+        secret_shapes._detectors.cache_clear()
+    assert "pip install 'llm_replay[audit]'" in capsys.readouterr().err
