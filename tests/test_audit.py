@@ -26,8 +26,8 @@ REPO = Path(__file__).parents[1]
 REAL_CASSETTES = REPO.parent / "shared" / "real-cassettes"
 # Built by concatenation so this file itself never looks like it holds a key.
 SHAPES = {
-    "OpenAI API key": "sk-" + "proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4",
     "Anthropic API key": "sk-" + "ant-api03-" + "Zy9Xw8Vu7Ts6Rq5Po4Nm3Lk2",
+    "OpenAI API key": "sk-" + "proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4",
     "Google API key": "AI" + "za" + "SyDk9Lm2Np4Qr6St8Uv0Wx1Yz3Ab5Cd7Ef9Gh"[:35],
     "AWS access key id": "AK" + "IAZ7Q3M9K2XW4B5N6V",
     "GitHub token": "gh" + "p_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",

@@ -11,7 +11,9 @@ Each finding names where it is and the command that removes it. Exit status 1 if
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
+import itertools
 import json
 import shlex
 import sqlite3
@@ -110,8 +112,13 @@ class Audit:
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
         data = path.read_bytes()
         free = _free_pages(data, page_size)
-        for kind, value, offsets in self._raw(_free_space(data, page_size, free).decode("latin-1")):
-            for offset in offsets:
+        starts, regions = _free_space(data, page_size, free)
+        text = _SEPARATOR.join(region.decode("latin-1") for region in regions)
+        positions = list(itertools.accumulate((len(region) + len(_SEPARATOR) for region in regions[:-1]), initial=0))
+        for kind, value, found_at in self._raw(text):
+            for position in found_at:
+                index = bisect.bisect_right(positions, position) - 1
+                offset = starts[index] + position - positions[index]
                 page = offset // page_size + 1
                 place = "free page" if page in free else "free space in page"
                 yield Finding(path, f"deleted data: {place} {page}, byte offset {offset}", kind, value, remedy)
@@ -257,14 +264,21 @@ def _free_pages(data: bytes, page_size: int) -> set[int]:
     return pages
 
 
-def _free_space(data: bytes, page_size: int, free: set[int]) -> bytes:
-    """The file with every live byte zeroed: what is left is what deleted rows left behind (free pages, and the
-    unallocated gap and freeblocks of each b-tree page), at its own offsets."""
-    image = bytearray(len(data))
+def _free_space(data: bytes, page_size: int, free: set[int]) -> tuple[list[int], list[bytes]]:
+    """Where deleted rows leave bytes behind: free pages, and each b-tree page's unallocated gap and freeblocks.
+    (their offsets in the file, their bytes), all-zero regions (secure_delete) left out."""
+    starts: list[int] = []
+    regions: list[bytes] = []
+
+    def keep(start: int, end: int) -> None:
+        if end > start and data[start:end].strip(b"\0"):
+            starts.append(start)
+            regions.append(data[start:end])
+
     for number in range(1, len(data) // page_size + 1):
         base = (number - 1) * page_size
         if number in free:
-            image[base: base + page_size] = data[base: base + page_size]
+            keep(base, base + page_size)
             continue
         header = base + (100 if number == 1 else 0)
         kind = data[header]
@@ -272,14 +286,13 @@ def _free_space(data: bytes, page_size: int, free: set[int]) -> bytes:
             continue  # an overflow or pointer-map page: live data
         cells = int.from_bytes(data[header + 3: header + 5], "big")
         content = int.from_bytes(data[header + 5: header + 7], "big") or 65536
-        gap_start = header + (12 if kind in (2, 5) else 8) + 2 * cells
-        image[gap_start: base + content] = data[gap_start: base + content]
+        keep(header + (12 if kind in (2, 5) else 8) + 2 * cells, base + content)
         block = int.from_bytes(data[header + 1: header + 3], "big")
         while 0 < block < page_size:
             size = int.from_bytes(data[base + block + 2: base + block + 4], "big")
-            image[base + block + 4: base + block + size] = data[base + block + 4: base + block + size]
-            block = int.from_bytes(data[base + block: base + block + 2], "big") or 0
-    return bytes(image)
+            keep(base + block + 4, base + block + size)
+            block = int.from_bytes(data[base + block: base + block + 2], "big")
+    return starts, regions
 
 
 def _quoted(name: str) -> str:
