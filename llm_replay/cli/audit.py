@@ -98,7 +98,7 @@ class Audit:
             yield from self.scan_cassette(file) if is_sqlite(file) else self.scan_text_file(file)
 
     def scan_cassette(self, path: Path) -> Iterator[Finding]:
-        """Every cell of every table, then the raw bytes the cells do not account for, then the side files."""
+        """Every cell of every table, then the deleted data left in the file's free space, then the side files."""
         remedy = self.remedy(path)
         SQLiteCache(path, readonly=True).close()  # refuses, naming the file, what is no cassette at all
         with _read_only(path) as connection:
@@ -132,13 +132,13 @@ class Audit:
     def scan_text_file(self, path: Path) -> Iterator[Finding]:
         """Any other file (a YAML or JSON export, gzip'd or not), with the line of each finding."""
         text = read_text(path)
-        for kind, value, offsets in self._raw(text):
+        for kind, value, offsets in self._raw(text, raw=False):
             for offset in offsets:
                 yield Finding(path, f"line {text.count(chr(10), 0, offset) + 1}", kind, value, self.remedy(path))
 
-    def _raw(self, text: str) -> Iterator[tuple[str, str, list[int]]]:
-        """(kind, value, every offset of it) for each distinct secret in ``text``."""
-        for kind, value in self.detect(text, raw=True):
+    def _raw(self, text: str, raw: bool = True) -> Iterator[tuple[str, str, list[int]]]:
+        """(kind, value, every offset of it) for each distinct secret in ``text`` (``raw``: bytes read as text)."""
+        for kind, value in self.detect(text, raw):
             if value:
                 yield kind, value, list(_offsets(text, value))
 
