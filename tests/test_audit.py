@@ -153,13 +153,18 @@ def test_secrets_planted_in_every_table_column_key_free_page_and_wal_are_found_a
              "google oauth": "ya29." + "a0AfB_byC1d2E3f4G5h6I7j8K9l0M1n2O3p4", "hugging face": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345"}
     path = tmp_path / "cassettes" / "llm_cache.sqlite3"
     kept = _cassette(path, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, {}, b'{"ok": true}')
+    untouched = SQLiteCache(kept, scrubber=Scrubber(environ={}))  # a clean recording beside the planted ones
+    clean_request = canonicalize("POST", "https://api.openai.com/v1/embeddings", json.dumps({"input": "clean"}), "application/json")
+    untouched.put(Interaction.of(clean_request, RecordedResponse(200, "OK", {"x-request-id": ["req_1"]}, b'{"data": []}'), tests=("t::clean",)))
+    untouched.close()
     with sqlite3.connect(kept) as db:
         db.execute("INSERT INTO meta VALUES ('note', ?)", (planted["meta"],))
         db.execute("INSERT INTO test_instants VALUES (?, '2025-01-01T00:00:00+00:00', 0)", (f"tests/t.py::test[{planted['instants']}]",))
         db.execute("INSERT INTO runs VALUES (?, '2025-01-01', 1, NULL)", (planted["runs"],))
         db.execute("INSERT INTO usage VALUES ('f', 0, ?, 1)", (planted["usage"],))
         db.execute(
-            "UPDATE interactions SET tests = ?, reason = ?, model = ?, request = json_set(request, '$.body.' || ?, 1), headers = ?, body = ?",
+            "UPDATE interactions SET tests = ?, reason = ?, model = ?, request = json_set(request, '$.body.' || ?, 1), headers = ?, body = ? "
+            "WHERE request LIKE '%chat/completions%'",
             (json.dumps([f"t::x[{planted['tests']}]"]), planted["reason"], planted["model"], planted["jsonkey"],
              json.dumps({planted["headername"]: ["1"], "x-trace": [extra["ini env"]]}),
              json.dumps({"text": f"{extra['ini pattern']} {extra['google oauth']} {extra['hugging face']}"})),
@@ -198,8 +203,11 @@ os._exit(0)  # killed before closing: the -wal stays beside the file
     leftover = [place for place, value in every.items() for file in tmp_path.rglob("*") if file.is_file() and value.encode() in file.read_bytes()]
     assert leftover == [] and not wal.exists()
     assert main(["audit"]) == 0
+    scrubbed = SQLiteCache(kept, readonly=True)
+    assert scrubbed.get(clean_request.fingerprint) == untouched.get(clean_request.fingerprint), "the clean recording is as it was"
+    scrubbed.close()
     with sqlite3.connect(kept) as db:  # what was no secret is all still there
-        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (2,)
         assert db.execute("SELECT count(*), min(body) FROM notes").fetchone() == (1, "<scrubbed>")
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
         assert json.loads(db.execute("SELECT headers FROM interactions").fetchone()[0]) == {"<scrubbed>": ["1"], "x-trace": ["<scrubbed:TENANT_CREDS>"]}
