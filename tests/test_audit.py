@@ -224,3 +224,22 @@ def test_audit_without_detect_secrets_names_the_install_command(tmp_path, capsys
     finally:
         secret_shapes._detectors.cache_clear()
     assert "pip install 'llm_replay[audit]'" in capsys.readouterr().err
+
+
+def test_llm_era_shapes_that_detect_secrets_lacks_are_found_whole_and_never_as_slices():
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    private_key = "-----BEGIN " + "RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA7\\n-----END RSA PRIVATE KEY-----"
+    shapes = {
+        "Google OAuth access token": "ya29." + "a0AfB_byC1d2E3f4G5h6I7j8K9l0",
+        "Google OAuth refresh token": "1//0" + "gAbCdEfGhIjKlMnOpQrStUvWxYz0123456",
+        "Hugging Face token": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+        "AWS session token": "IQoJb3JpZ2lu" + "X2VjEJr" + "A" * 40,
+        "Azure AD client secret": "a1B" + "8Q~" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456",
+        "private key": private_key,
+    }
+    text = json.dumps({name: value for name, value in shapes.items()})
+    found = dict(secret_shapes(text))
+    assert {kind: found.get(kind) for kind in shapes} == {**shapes, "private key": json.dumps(private_key)[1:-1]}, "whole, as JSON holds it"
+    sliced = "".join(f"x{value}" for value in shapes.values() if not value.startswith("-"))  # each one a slice of a longer token
+    assert [kind for kind, _ in secret_shapes(sliced) if kind in shapes] == []
