@@ -109,6 +109,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if SUITE in config.stash:  # a session that ended before its finish hook must not leave the socket module patched
+        config.stash[SUITE].back_online()
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
