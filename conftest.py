@@ -8,5 +8,14 @@ tests/conftest.py. Nothing here reaches the sessions the tests start with pytest
 with an ini of their own, so that folder is their rootdir and holds their cassette.
 """
 
+import pytest
+
 # pytester starts the plugin's sessions under test; pytest reads ``pytest_plugins`` only from the rootdir's conftest.
 pytest_plugins = ("pytester",)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # pyproject.toml sets pytest-asyncio's loop scope for tests/. The example suite's install (".[openai]") has no
+    # pytest-asyncio, and pytest would warn that the key is unknown: declare it then, so both suites run clean.
+    if not pluginmanager.has_plugin("asyncio"):
+        parser.addini("asyncio_default_fixture_loop_scope", "pytest-asyncio's default fixture loop scope (pytest-asyncio is not installed)")
