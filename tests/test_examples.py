@@ -35,6 +35,8 @@ def test_example_suite_replays_offline_from_the_top_level_cassette() -> None:
     assert f"rootdir: {ROOT}" in result.stdout and "configfile: pyproject.toml" in result.stdout
     assert "4 passed in" in result.stdout and "warning" not in result.stdout, result.stdout
     assert "llm_replay: 5 replayed, 0 recorded, 0 missed in 4 tests (mode replay, cassette cassettes/llm_cache.sqlite3)" in result.stdout
+    quoted = _readme_block_after("The first command at the top of this page prints:")
+    assert quoted and all(line in result.stdout.splitlines() for line in quoted), f"README quotes {quoted}, the run printed:\n{result.stdout}"
     # The main suite replays the committed recordings, never writes them (no usage rows, no WAL left beside it).
     assert _digest(CASSETTE) == before
     assert not any(CASSETTE.with_name(CASSETTE.name + suffix).exists() for suffix in ("-wal", "-shm"))
@@ -49,6 +51,13 @@ def test_example_suite_replays_offline_from_the_top_level_cassette() -> None:
         cassette.close()
     assert owners and owners <= node_ids, f"recordings owned by tests that do not exist: {owners - node_ids}"
     assert instants and instants <= node_ids, f"instants kept for tests that do not exist: {instants - node_ids}"
+
+
+def _readme_block_after(sentence: str) -> list[str]:
+    """The lines of the README's first fenced block after ``sentence``."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(sentence):]
+    return after.split("```", 2)[1].strip("\n").splitlines()
 
 
 def test_committed_recordings_hold_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
