@@ -8,7 +8,17 @@ tests/conftest.py. Nothing here reaches the sessions the tests start with pytest
 with an ini of their own, so that folder is their rootdir and holds their cassette.
 """
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# pytest put this folder first on sys.path to import this file; it comes off again. From there, every session the
+# tests start in this process (pytester) would find the llm_replay source folder, mark it for assertion rewriting
+# after it was imported, and print a warning into the output the tests check. Nothing needs the folder on the
+# path: llm_replay is installed, and pytest adds each suite's own folder as it imports the suite's files.
+if sys.path and sys.path[0] == str(Path(__file__).parent):
+    del sys.path[0]
 
 # pytester starts the plugin's sessions under test; pytest reads ``pytest_plugins`` only from the rootdir's conftest.
 pytest_plugins = ("pytester",)

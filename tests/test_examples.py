@@ -73,7 +73,8 @@ def test_the_top_level_holds_the_suites_configuration(request: pytest.FixtureReq
 
 
 def test_sessions_under_test_load_nothing_from_the_repository(llm_pytester: pytest.Pytester) -> None:
-    """The root conftest and cassette stay out of the sessions the tests start: their rootdir is their own folder."""
+    """The root conftest and cassette stay out of the sessions the tests start: their rootdir is their own folder, and
+    the repository's folder on sys.path does not make pytest in them warn about llm_replay."""
     llm_pytester.makepyfile(
         test_inner=f"""
 from pathlib import Path
@@ -84,4 +85,6 @@ def test_inner(request):
     assert Path(request.config.rootpath) == Path({str(llm_pytester.path)!r})
 """
     )
-    llm_pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    result = llm_pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "warning" not in result.stdout.str(), result.stdout.str()  # e.g. llm_replay "already imported", found on the path
