@@ -32,18 +32,19 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts`` and
     the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
     """
-    if recorder.mode is Mode.OFF:
-        yield recorder
-        return
-    from .network import blocking_network, open_network
+    from .network import blocking_network, network_open
 
+    if recorder.mode is Mode.OFF:
+        with network_open():
+            yield recorder
+        return
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
             ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
             stack.enter_context(placeholder_keys())
             stack.enter_context(blocking_network((*allowed_hosts, *ignored), on_blocked=recorder.count_miss))
         else:
-            stack.enter_context(open_network())
+            stack.enter_context(network_open())
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:
