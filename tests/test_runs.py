@@ -30,9 +30,11 @@ def test_owners_whose_file_is_gone_hold_nothing(tmp_path: Path) -> None:
     assert prunable([(A, ("deleted.py::test",), EARLIER)], {}, tmp_path) == [A]
 
 
-def test_a_pass_counts_only_for_recordings_written_a_full_second_before_its_run_began() -> None:
+def test_a_pass_counts_only_for_recordings_written_a_full_stamp_unit_before_its_run_began() -> None:
     assert written_before_run("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00")
     assert not written_before_run("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00.900000+00:00"), "stamped to the second"
+    assert written_before_run("2026-01-01T00:00:00.100+00:00", "2026-01-01T00:00:00.101000+00:00"), "to the millisecond"
+    assert not written_before_run("2026-01-01T00:00:00.100+00:00", "2026-01-01T00:00:00.100900+00:00")
     assert not written_before_run("", LATER) and not written_before_run("2026-01-01T00:00:00", LATER), "unreadable or naive: kept"
 
 

@@ -17,8 +17,10 @@ from typing import Iterable, Mapping
 
 from .interaction import Key
 
-# recorded_at is kept to the second: a recording stamped 12:00:00 may have been written at 12:00:00.99.
-_STAMP_RESOLUTION = timedelta(seconds=1)
+# recorded_at is kept to the millisecond (to the second in older cassettes): a recording stamped 12:00:00 may have
+# been written at 12:00:00.99.
+_STAMP_RESOLUTION = timedelta(milliseconds=1)
+_OLD_STAMP_RESOLUTION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,11 @@ def written_before(recorded_at: str, owners: Iterable[str], passes: Mapping[str,
 
 
 def written_before_run(recorded_at: str, started_at: str) -> bool:
-    """Whether a recording stamped ``recorded_at`` (to the second) was surely written before a run that began at ``started_at``."""
+    """Whether a recording stamped ``recorded_at`` (to the millisecond, or the second) was surely written before a run
+    that began at ``started_at``."""
+    resolution = _STAMP_RESOLUTION if "." in recorded_at else _OLD_STAMP_RESOLUTION
     try:
-        return datetime.fromisoformat(recorded_at) + _STAMP_RESOLUTION <= datetime.fromisoformat(started_at)
+        return datetime.fromisoformat(recorded_at) + resolution <= datetime.fromisoformat(started_at)
     except (ValueError, TypeError):
         return False  # an unreadable date is never a reason to delete
 

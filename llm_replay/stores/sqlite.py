@@ -247,7 +247,7 @@ class SQLiteCache:
             if self._reading() is None or not self._has_instants:
                 return None, None
             clock_read = "clock_read" if self._has_clock_read else "NULL"
-            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
+            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (self.scrubber.test_id(test_id),)).fetchone()
         if row is None:
             return None, None
         return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
@@ -264,14 +264,14 @@ class SQLiteCache:
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
         Whether the test reads the clock stays unknown until it ends (``put_clock_read``)."""
-        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", [(test_id, instant.isoformat())])
+        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", [(self.scrubber.test_id(test_id), instant.isoformat())])
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
         """Remember whether a test that recorded read the clock (a test with no stored instant is left alone).
         Writes only a change: a run that records nothing leaves the file as it was."""
         instant, known = self.stored_clock(test_id)
         if instant is not None and known is not read:
-            self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", [(int(read), test_id)])
+            self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", [(int(read), self.scrubber.test_id(test_id))])
 
     def __len__(self) -> int:
         with self._lock:
@@ -297,7 +297,7 @@ class SQLiteCache:
 
     def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
         """Replace the tests that own these recordings, in one transaction (absent keys are ignored)."""
-        rows = [(json.dumps(list(tests)), fingerprint, occurrence) for (fingerprint, occurrence), tests in owners.items()]
+        rows = [(json.dumps([self.scrubber.test_id(test) for test in tests]), fingerprint, occurrence) for (fingerprint, occurrence), tests in owners.items()]
         if rows:
             self._write("UPDATE interactions SET tests = ? WHERE fingerprint = ? AND occurrence = ?", rows)
         for key in owners:
