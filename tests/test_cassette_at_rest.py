@@ -98,27 +98,36 @@ def test_steady(llm_cache):
     env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
 
 
-@pytest.mark.parametrize("path", ["--llm-prune", "llm-replay prune", "refresh"])
+@pytest.mark.parametrize("path", ["--llm-prune", "llm-replay prune", "refresh", "refresh under a new secret rule", "llm-replay rm"])
 def test_every_delete_path_leaves_no_bytes_in_or_beside_the_file(path, upstream_sqlite, llm_pytester, server, env, capsys):
     _project(llm_pytester, server, env, PRUNED)
     llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
     cassette = cassette_file(llm_pytester)
     assert bytes_found(cassette, PRUNED) == ["llm_cache.sqlite3"]
-    time.sleep(1.1)  # recordings are stamped to the second: the next run must begin after the one that wrote them
-    _project(llm_pytester, server, env, "changed prompt")
-    if path == "refresh":
+    with sqlite3.connect(cassette) as db:
+        (pruned_key,) = db.execute("SELECT fingerprint FROM interactions WHERE request LIKE ?", (f"%{PRUNED}%",)).fetchone()
+    new_prompt = "changed prompt"
+    if path == "refresh under a new secret rule":  # the prompt stays; its secret is now scrubbed, so its key changes
+        new_prompt = "<scrubbed:TENANT_SECRET>"
+        env.setenv("TENANT_SECRET", PRUNED)
+        llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_secret_env = TENANT_SECRET\n")
+    else:
+        _project(llm_pytester, server, env, new_prompt)
+    if path.startswith("refresh"):
         llm_pytester.runpytest("--llm-mode=refresh", "test_app.py::test_changing").assert_outcomes(passed=1)
     elif path == "--llm-prune":
         llm_pytester.runpytest("--llm-prune").assert_outcomes(passed=2)
     else:
         llm_pytester.runpytest().assert_outcomes(passed=2)
         env.chdir(llm_pytester.path)
-        assert main(["prune"]) == 0
+        capsys.readouterr()
+        assert main(["prune"] if path == "llm-replay prune" else ["rm", pruned_key[:12]]) == 0
+        assert capsys.readouterr().out.startswith("deleted 1 recording")
     assert bytes_found(cassette, PRUNED) == [], f"{path}: the old answer's bytes are gone from the file and from beside it"
     assert sorted(p.name for p in cassette.parent.iterdir()) == ["llm_cache.sqlite3"]
     with sqlite3.connect(cassette) as db:
         prompts = {row[0] for row in db.execute("SELECT json_extract(request, '$.body.messages[0].content') FROM interactions")}
-    assert prompts == {"changed prompt", "steady"}, "nothing else was lost"
+    assert prompts == {new_prompt, "steady"}, "nothing else was lost"
 
 
 def test_a_quiet_record_run_leaves_the_cassette_byte_identical(llm_pytester, server, env, capsys):

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    command("rm", _rm, "delete recordings by key, bytes and all (the way recordings no test owns go)").add_argument(
+        "keys", nargs="+", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
+    )
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, metavar="B")
@@ -185,6 +188,19 @@ def _prune(args: argparse.Namespace) -> int:
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
     with _opened(path, writable=not args.dry_run) as cassette:
         _print(prune_unused(cassette, run_ledger(path), rootdir, dry_run=args.dry_run))
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
+    from .listing import resolve_key
+
+    path = _cassette_path(args)
+    with _opened(path, writable=True) as cassette:
+        keys = list(dict.fromkeys(resolve_key(cassette, key) for key in args.keys))  # every key found, or nothing deleted
+        removed = cassette.delete(keys)
+    run_ledger(path).forget(keys)
+    print(f"deleted {removed} {'recording' if removed == 1 else 'recordings'} from {path}")
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
 from ..errors import CommandError
-from ..model.interaction import Interaction
+from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
     from ..stores.ledger import RunLedger
@@ -64,16 +64,24 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
-def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
-    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``)."""
+def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
+    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
     prefix, _, occurrence = key.partition("#")
-    matches = [i for i in cassette.interactions() if i.fingerprint.startswith(prefix) and (not occurrence or str(i.occurrence) == occurrence)]
+    matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
     if not matches:
         raise CommandError(f"no recording with key {key!r} in {cassette.describe()}; `llm-replay ls` lists the keys")
     if len(matches) > 1:
-        shown = ", ".join(key_text(i, 16) for i in matches[:5])
+        shown = ", ".join(fingerprint[:16] + (f"#{n}" if n else "") for fingerprint, n in matches[:5])
         raise CommandError(f"key {key!r} matches {len(matches)} recordings in {cassette.describe()} ({shown}); give more characters, or add #OCCURRENCE")
     return matches[0]
+
+
+def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
+    """The one recording ``key`` names (see ``resolve_key``), in full."""
+    found = cassette.get(*resolve_key(cassette, key))
+    if found is None:  # deleted by another process between the two reads
+        raise CommandError(f"recording {key!r} was just deleted from {cassette.describe()}")
+    return found
 
 
 def show_lines(interaction: Interaction) -> list[str]:
