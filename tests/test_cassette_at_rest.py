@@ -84,6 +84,28 @@ def test_store_delete_and_overwrite_leave_no_bytes(upstream_sqlite, tmp_path):
     again.close()
 
 
+def test_the_first_write_to_an_older_cassette_drops_its_run_bookkeeping(upstream_sqlite, tmp_path):
+    """Older cassettes kept runs and usage tables in the committed file; that bookkeeping lives in pytest's cache now."""
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    store.put(_interaction("kept", "KEPT-ANSWER"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (uid TEXT PRIMARY KEY, finished_at TEXT NOT NULL, complete INTEGER NOT NULL, scope TEXT)")
+        db.execute("CREATE TABLE usage (fingerprint TEXT, occurrence INTEGER, last_run TEXT, replays INTEGER)")
+        db.executemany("INSERT INTO runs VALUES (?, '2025-01-01', 1, NULL)", [(f"OLD-RUN-{n} " * 40,) for n in range(30)])
+    before = path.read_bytes()
+    SQLiteCache(path).close()
+    assert path.read_bytes() == before, "opening to write, and writing nothing, changes nothing"
+    store = SQLiteCache(path)
+    store.put(_interaction("new", "NEW-ANSWER"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"meta", "interactions", "test_instants"}
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (2,)
+    assert bytes_found(path, "OLD-RUN-") == []
+
+
 def _project(pytester: pytest.Pytester, server, env, prompt: str) -> None:
     pytester.makepyfile(test_app=ASK.format(base_url=server.base_url) + f'''
 

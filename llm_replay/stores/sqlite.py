@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS interactions (
 CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL, clock_read INTEGER) WITHOUT ROWID;
 """
 _TABLES = frozenset({"meta", "interactions", "test_instants"})
+# Run bookkeeping older cassettes kept in the committed file; it lives in pytest's cache dir now (stores/ledger.py).
+_LEGACY_TABLES = frozenset({"runs", "usage"})
 # Recordings kept in memory after a get, so a test replaying one request many times reads it once; bounded, and an
 # answer larger than a slice of the budget is never kept (a 50 MB response is not held after its test).
 HIT_CACHE_BYTES = 32 * 1024 * 1024
@@ -165,7 +167,7 @@ class SQLiteCache:
                 )
         self._has_instants = "test_instants" in tables
         self._has_clock_read = self._has_instants and _has_clock_read_column(connection)
-        if not write or (tables >= _TABLES and self._has_clock_read):
+        if not write or (tables >= _TABLES and self._has_clock_read and not tables & _LEGACY_TABLES):
             return
         # Tables and columns added within schema 1 appear in older files the first time they are written.
         with _transaction(connection):
@@ -175,6 +177,8 @@ class SQLiteCache:
             if not _has_clock_read_column(connection):  # checked again under the write lock: xdist workers open together
                 connection.execute("ALTER TABLE test_instants ADD COLUMN clock_read INTEGER")
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for table in sorted(tables & _LEGACY_TABLES):
+                connection.execute(f"DROP TABLE IF EXISTS {table}")  # freed pages: the file is VACUUMed when it closes
         self._has_instants = self._has_clock_read = True
 
     def _reading(self) -> sqlite3.Connection | None:
