@@ -236,6 +236,8 @@ def test_after_sigkill_a_read_only_copy_replays_and_the_next_writing_run_folds_t
     digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
     for path in [*files, checkout / "cassettes"]:
         path.chmod(0o555 if path.is_dir() else 0o444)
+    shutil.rmtree(checkout / ".pytest_cache", ignore_errors=True)
+    (checkout / ".pytest_cache").write_text("")  # no cache folder can be made here either (permissions do not stop root)
     server.stop()
     env.delenv("OPENAI_API_KEY")
     try:
@@ -245,7 +247,10 @@ def test_after_sigkill_a_read_only_copy_replays_and_the_next_writing_run_folds_t
         )
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert "llm_replay: 5 replayed, 0 recorded, 0 missed in 5 tests" in replay.stdout
+        assert "llm_replay: this run's bookkeeping was not kept: " in replay.stdout and "Restore it from git" not in replay.stdout
+        assert "llm_replay: 0 recordings no longer used by the tests that ran" in replay.stdout
         after = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted((checkout / "cassettes").iterdir())}
+        (checkout / ".pytest_cache").unlink()
         assert after == digests, "the read-only checkout was not written to (no -shm index made beside it either)"
     finally:
         for path in [checkout / "cassettes", *files]:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from ..errors import CommandError
+from ..errors import CassetteError, CommandError
 from ..model.interaction import Key
 from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
 
@@ -35,11 +35,15 @@ def finish_run(path: Path, ledger: "RunLedger", outcome: RunOutcome, *, uid: str
     try:
         vanished = outcome.vanished({test for _, owners, _ in cassette.index() for test in owners})
         passes = outcome.passes(vanished)
-        ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes())), passes, outcome.replays())
         lines = []
+        try:
+            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes())), passes, outcome.replays())
+            known = ledger.passes()
+        except CassetteError as error:  # a read-only checkout: this run's own passes still count
+            lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
+            known = {test: TestPass(uid, started_at, used) for test, used in passes.items()}
         if outcome.writes:
-            lines += settle_ownership(cassette, outcome, ledger.passes(), started_at)
-        known = ledger.passes()
+            lines += settle_ownership(cassette, outcome, known, started_at)
         unused = prunable(cassette.index(), known, rootdir, among=passes)
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")

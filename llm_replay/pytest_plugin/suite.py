@@ -250,7 +250,12 @@ class Suite:
         if not self.totals.tests and not self.prune:
             return
         self.close()
-        folder = self.ledger_folder() if self.ledger_folder else self.rootdir / ".pytest_cache" / "d" / "llm_replay"
+        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
+        if self.ledger_folder is not None:
+            try:
+                folder = self.ledger_folder()
+            except OSError:
+                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = finish_run(
             self.cassette_path,
             RunLedger(ledger_path(folder, self.cassette_path)),
