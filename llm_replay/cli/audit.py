@@ -1,6 +1,6 @@
-"""``llm-replay audit [PATH...]``: find secret-looking values in cassettes before they reach git.
+"""``llm-replay audit [PATH|URL...]``: find secret-looking values in cassettes before they reach git.
 
-Scans SQLite cassettes entry by entry (request, response headers, response body) and any other
+Scans cassettes (SQLite files, and shared stores named by URL: redis://…) entry by entry (request, response headers, response body) and any other
 file as text (YAML/JSON exports, gzip'd or not), for the shapes of provider keys and tokens and
 for the current values of secret environment variables. Exit status 1 if anything is found.
 """
@@ -21,7 +21,9 @@ from ..model.credentials import SECRET_HEADERS
 from ..model.fingerprint import field_paths
 from ..model.interaction import Interaction
 from ..model.scrub import Scrubber
-from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
+from ..stores.base import Store
+from ..stores.spec import open_store, scheme
+from ..stores.sqlite import SQLITE_MAGIC
 
 DEFAULT_PATHS = ("cassettes",)
 CASSETTE_SUFFIXES = (".sqlite3", ".sqlite", ".db", ".yaml", ".yml", ".json", ".yaml.gz", ".yml.gz", ".json.gz")
@@ -48,7 +50,7 @@ _PLACEHOLDER_WORDS = re.compile(r"(?i)test|fake|dummy|example|placeholder|redact
 class Finding:
     """One secret-looking value: where it is (file, entry, field) and what it looks like."""
 
-    path: Path
+    path: Path | str  # a file, or a store's name (a URL without its password)
     entry: str
     field: str
     kind: str
@@ -82,34 +84,38 @@ class Audit:
         for pattern, value in self.scrubber.pattern_matches(text):
             yield f"match of secret pattern {pattern!r}", value
 
-    def scan_path(self, path: Path) -> Iterator[Finding]:
-        """Findings in one file, or in every cassette-like file under a folder."""
+    def scan_path(self, path: Path | str) -> Iterator[Finding]:
+        """Findings in one file or store, or in every cassette-like file under a folder."""
+        if isinstance(path, str):  # a URL
+            yield from self.scan_store(open_store(path, readonly=True))
+            return
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 if child.is_file() and child.name.endswith(CASSETTE_SUFFIXES):
                     yield from self.scan_path(child)
             return
-        self.files += 1
         with path.open("rb") as handle:
             head = handle.read(len(SQLITE_MAGIC))
         if head == SQLITE_MAGIC:
-            yield from self.scan_cassette(path)
+            yield from self.scan_store(open_store(path, readonly=True), path)
         else:
+            self.files += 1
             yield from self.scan_text_file(path)
 
-    def scan_cassette(self, path: Path) -> Iterator[Finding]:
-        """Each entry of an SQLite cassette, field by field."""
-        cassette = SQLiteCache(path, readonly=True)
+    def scan_store(self, cassette: Store, name: Path | str | None = None) -> Iterator[Finding]:
+        """Each entry of a cassette, field by field; the cassette is closed at the end."""
+        self.files += 1
+        where = name if name is not None else cassette.describe()
         try:
             for interaction in cassette.interactions():
                 self.entries += 1
                 entry = _entry_name(interaction)
                 for field, text in _fields(interaction):
                     for kind, value in self.scan_text(text):
-                        yield Finding(path, entry, field, kind, value)
-                for name in interaction.response.headers:
-                    if name.lower() in SECRET_HEADERS:
-                        yield Finding(path, entry, f"response.headers.{name}", "credential header stored", "")
+                        yield Finding(where, entry, field, kind, value)
+                for header in interaction.response.headers:
+                    if header.lower() in SECRET_HEADERS:
+                        yield Finding(where, entry, f"response.headers.{header}", "credential header stored", "")
         finally:
             cassette.close()
 
@@ -160,7 +166,7 @@ def _size(count: int) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The audit options, for ``llm-replay audit`` whichever parser hosts it."""
-    parser.add_argument("paths", nargs="*", metavar="PATH", help=f"cassette files or folders (default: {' '.join(DEFAULT_PATHS)})")
+    parser.add_argument("paths", nargs="*", metavar="PATH|URL", help=f"cassette files or folders, or redis:// URLs (default: {' '.join(DEFAULT_PATHS)})")
     parser.add_argument("--secret-env", action="append", default=[], metavar="GLOB", help="also treat the values of these environment variables as secrets")
     parser.add_argument("--secret-pattern", action="append", default=[], metavar="REGEX", help="also report matches of this regular expression")
 
@@ -173,8 +179,12 @@ def run_audit(args: argparse.Namespace, out: Any = None) -> int:
     except ValueError as error:
         print(f"llm-replay audit: {error}", file=sys.stderr)
         return 2
-    paths = [Path(p) for p in args.paths] or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
-    missing = [str(p) for p in paths if not p.exists()]
+    try:
+        paths: list[Path | str] = [p if scheme(p) else Path(p) for p in args.paths] or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
+    except CassetteError as error:
+        print(f"llm-replay audit: {error}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in paths if isinstance(p, Path) and not p.exists()]
     if missing:
         print(f"llm-replay audit: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ from ..errors import CommandError
 from ..model.interaction import Interaction
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.base import Store
 
 _PROMPT_WORDS = 10
 _TESTS_WIDTH = 48
@@ -63,7 +64,7 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
-def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
+def find_by_key(cassette: "Store", key: str) -> Interaction:
     """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``)."""
     prefix, _, occurrence = key.partition("#")
     matches = [i for i in cassette.interactions() if i.fingerprint.startswith(prefix) and (not occurrence or str(i.occurrence) == occurrence)]
@@ -121,11 +122,13 @@ def reported_tokens(interaction: Interaction) -> tuple[int, int] | None:
     return found_in or 0, found_out or 0
 
 
-def stats_lines(cassette: "SQLiteCache") -> list[str]:
+def stats_lines(cassette: "Store") -> list[str]:
     """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved."""
+    from ..stores.base import RunHistory
+
     interactions = list(cassette.interactions())
-    usage = cassette.usage()
-    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    history = cassette if isinstance(cassette, RunHistory) else None
+    usage = history.usage() if history else {}
     models = Counter(i.request.model or "-" for i in interactions)
     tokens = {i.key: reported_tokens(i) for i in interactions}
     with_usage = [t for t in tokens.values() if t is not None]
@@ -133,14 +136,23 @@ def stats_lines(cassette: "SQLiteCache") -> list[str]:
     saved_tokens = sum(count * sum(tokens[key] or (0, 0)) for key, count in replays.items())
     latency = {i.key: i.latency_ms or 0.0 for i in interactions}
     saved_seconds = sum(count * latency[key] for key, count in replays.items()) / 1000
-    last = cassette.last_complete_run()
+    last = history.last_complete_run() if history else None
+    runs = "none recorded yet" if history else "- (this cassette keeps no run history)"
     return [
-        f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
+        f"cassette:          {cassette.describe()}{_size_text(cassette)}",
         f"recordings:        {len(interactions)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out"
         f" ({len(with_usage)} of {len(interactions)} recordings report usage)",
         f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run that could write the cassette)",
         f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time",
-        f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else 'none recorded yet'}",
+        f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else runs}",
     ]
+
+
+def _size_text(cassette: "Store") -> str:
+    """`` (12.3 KiB)`` on disk, with the write-ahead log, for a store kept in a file; nothing for a server."""
+    if not isinstance(cassette.path, Path):
+        return ""
+    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    return f" ({size / 1024:.1f} KiB)"

@@ -87,21 +87,26 @@ class Recorder:
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
-        found = self.cassette.get(*key)
-        if found is None and self._rekey is not None:
-            found = self._rekey.find(self.cassette, *key)
+        try:
+            found = self.cassette.get(*key)
+            if found is None and self._rekey is not None:
+                found = self._rekey.find(self.cassette, *key)
+            if found is None and self.mode is Mode.REPLAY and strict:
+                hint = self._record_hint() if self._record_hint else None
+                miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
+                self.count_miss(miss)
+                raise miss
+        except CassetteError as error:
+            # A cassette that cannot be read (a Redis gone mid-session) fails the test; it never becomes a live call.
+            failure = CassetteMiss(f"{request.method} {request.url} could not be looked up: {error}")
+            self.count_miss(failure)
+            raise failure from error
         if found is not None:
             with self._lock:
                 self.replayed += 1
                 self.replays_by_key[key] += 1
                 self.interactions.append(found)
-            return found
-        if self.mode is Mode.REPLAY and strict:
-            hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
-            self.count_miss(miss)
-            raise miss
-        return None
+        return found
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""

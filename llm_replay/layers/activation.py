@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     ContextManager,
@@ -38,7 +37,8 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
             from .network import blocking_network
 
             stack.enter_context(placeholder_keys())
-            stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
+            # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
+            stack.enter_context(blocking_network((*allowed_hosts, *recorder.cassette.hosts), on_blocked=recorder.count_miss))
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:
@@ -67,7 +67,7 @@ def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]
 
 @contextmanager
 def use_cassette(
-    path: str | os.PathLike[str] | None,
+    cassette: str | os.PathLike[str] | None,
     mode: str | Mode | None = None,
     *,
     repeats: str = "cache",
@@ -78,7 +78,7 @@ def use_cassette(
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
-    ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
+    ``cassette`` is a file or a ``redis://`` URL (as ``--llm-cassette`` takes); None keeps recordings in memory for the block. ``mode`` defaults as in pytest:
     env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
@@ -86,15 +86,15 @@ def use_cassette(
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
     from ..stores.memory import InMemoryCache
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.spec import open_store
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
-    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)
+    store = InMemoryCache(scrubber) if cassette is None else open_store(cassette, readonly=chosen is Mode.REPLAY, scrubber=scrubber)
     try:
-        hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
+        hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {store.describe()}"
+        recorder = Recorder(store, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
         with activated(recorder, allowed_hosts=allow_hosts):
             yield recorder
     finally:
-        cassette.close()
+        store.close()

@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
     from ..stores.base import Store
-    from ..stores.sqlite import SQLiteCache
 
 
 @dataclass
@@ -63,12 +62,13 @@ class Suite:
 
     mode: Mode
     mode_is_explicit: bool
-    cassette_path: Path
+    cassette_spec: str  # an absolute path or a URL (stores.spec)
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
     scrubber: Scrubber = field(default_factory=Scrubber)
-    _cassette: SQLiteCache | None = None
+    _cassette: Store | None = None
+    _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     # -- run usage (prune) --
@@ -87,16 +87,17 @@ class Suite:
             settings = settings.updated({"mode": self.mode}, "--llm-mode")
         return settings
 
-    def cassette(self, mode: Mode) -> SQLiteCache:
+    def cassette(self, mode: Mode) -> Store:
         """The suite cassette, opened on first use; read-only while only replaying."""
         readonly = mode is Mode.REPLAY
-        if self._cassette is not None and self._cassette.readonly and not readonly:
+        if self._cassette is not None and self._readonly and not readonly:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            from ..stores.sqlite import SQLiteCache
+            from ..stores.spec import open_store
 
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            self._cassette = open_store(self.cassette_spec, readonly=readonly, scrubber=self.scrubber)
+            self._readonly = readonly
         return self._cassette
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
@@ -157,15 +158,19 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        try:
-            shown = self.cassette_path.relative_to(self.rootdir)
-        except ValueError:
-            shown = self.cassette_path
-        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {self.shown_cassette()})"
+
+    def shown_cassette(self) -> str:
+        """The suite cassette as the summary names it: a path relative to the rootdir, a URL without its password."""
+        from ..stores.spec import redacted, scheme
+
+        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).is_relative_to(self.rootdir):
+            return str(Path(self.cassette_spec).relative_to(self.rootdir))
+        return redacted(self.cassette_spec)
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
-        if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
+        if recorder.cassette is self._cassette:  # the suite cassette, not a test's in-memory one
             for interaction in recorder.interactions:
                 self.used[interaction.key] += 0
             self.used.update(recorder.replays_by_key)
@@ -176,10 +181,10 @@ class Suite:
 
         if not self.totals.tests and not self.prune:
             return
-        may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
+        may_write = self.workers_wrote or (self._cassette is not None and not self._readonly)
         self.close()
         self.end_lines = finish_run(
-            self.cassette_path,
+            self.cassette_spec,
             self.outcome,
             self.used,
             uid=self.run_uid,
@@ -193,7 +198,7 @@ class Suite:
         return {
             "totals": self.totals.as_counts(),
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
-            "wrote": self._cassette is not None and not self._cassette.readonly,
+            "wrote": self._cassette is not None and not self._readonly,
         }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:

@@ -6,10 +6,13 @@ A new store (memory, SQLite, Redis, …) proves itself by passing ``tests/test_s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+
+from ..errors import CassetteError
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction, Key
+    from ..model.runs import RunRecord
     from ..model.scrub import Scrubber
 
 
@@ -18,11 +21,13 @@ class Store(Protocol):
     """Interactions keyed by (fingerprint, occurrence), the tests that own each, and each test's frozen instant.
 
     ``put`` scrubs what it stores with ``scrubber`` (no write path can bypass it); ``get`` is a keyed
-    lookup, never a scan. ``path`` is the file behind the store, or None when there is none.
+    lookup, never a scan. ``path`` is the file behind the store, or None when there is none; ``hosts`` are
+    the hosts the store itself connects to (a replay's network guard lets them through).
     """
 
     scrubber: "Scrubber"
     path: object
+    hosts: tuple[str, ...]
 
     def describe(self) -> str:
         """How the store is named in messages (never with a password in it)."""
@@ -62,3 +67,27 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store; a file store is left as one plain file."""
+
+
+@runtime_checkable
+class RunHistory(Protocol):
+    """What a suite cassette remembers of finished pytest runs: which recordings each used (stats, pruning)."""
+
+    def record_run(self, run: "RunRecord", replays: Mapping["Key", int]) -> None:
+        """Remember a finished run and the recordings it used, with how often each was replayed."""
+
+    def last_complete_run(self) -> "RunRecord | None":
+        """The most recent run in which every collected test ran and passed."""
+
+    def keys_used_since(self, finished_at: str) -> set["Key"]:
+        """The recordings some run finishing at or after ``finished_at`` used."""
+
+    def usage(self) -> dict["Key", tuple[str, int]]:
+        """For each recording ever used by a run: that run's uid and the replays counted so far."""
+
+
+def run_history(store: Store, needed_for: str) -> RunHistory:
+    """The store's run history, or a CassetteError saying this store keeps none."""
+    if not isinstance(store, RunHistory):
+        raise CassetteError(f"{needed_for} needs a cassette that remembers pytest runs; {store.describe()} does not (use a file or a redis:// URL)")
+    return store

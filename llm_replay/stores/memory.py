@@ -13,6 +13,7 @@ class InMemoryCache:
     """A dict of interactions, fresh for each test; nothing is written to disk."""
 
     path = None
+    hosts: tuple[str, ...] = ()
 
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         self.scrubber = scrubber or Scrubber()

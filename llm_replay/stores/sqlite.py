@@ -66,6 +66,8 @@ class SQLiteCache:
     Opened read-only it never creates or changes the file; a missing file then reads as empty.
     """
 
+    hosts: tuple[str, ...] = ()
+
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly

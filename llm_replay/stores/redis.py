@@ -1,0 +1,341 @@
+"""One Redis shared by many machines (CI fleets, teams): the same store as the SQLite file, over the network.
+
+Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can share a server::
+
+    {prefix}:meta                   hash  schema_version
+    {prefix}:keys                   set   "fingerprint:occurrence" of every recording
+    {prefix}:rec:{fp}:{occ}         hash  request, status, reason, headers, body, recorded_at, latency_ms
+    {prefix}:owners:{fp}:{occ}      set   the test ids that own the recording
+    {prefix}:instants, :clock_reads hash  test id -> frozen instant, whether the recording read the clock
+    {prefix}:runs                   hash  run uid -> finished_at, complete, scope (JSON)
+    {prefix}:usage:run, :usage:replays  hash  "fp:occ" -> last run that used it, replays counted so far
+
+Every write is one MULTI/EXEC transaction (or a Lua script where it reads first), so many writers on
+many machines never lose or half-write a recording. Every Redis failure is a CassetteError naming the
+URL without its password.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import CassetteError
+from ..model.credentials import without_password
+from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.runs import RunRecord
+from ..model.scrub import Scrubber
+
+if TYPE_CHECKING:
+    import redis
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "llm_replay"
+SCHEMES = ("redis", "rediss")
+_PREFIX_SHAPE = re.compile(r"[A-Za-z0-9_.-]+")
+_BATCH = 500  # keys per pipeline round trip when reading the whole store
+# A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
+_PUT_CLOCK_READ = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+"""
+
+
+class RedisCache:
+    """Recordings in one Redis database under a key prefix; many processes and machines read and write at once.
+
+    ``url`` is ``redis://[[user]:password@]host[:port][/db][?prefix=name&…]`` (``rediss://`` for TLS); other
+    query options go to redis-py (``socket_timeout=…``). Opened read-only it never writes.
+    """
+
+    path = None
+
+    def __init__(self, url: str, readonly: bool = False, scrubber: Scrubber | None = None) -> None:
+        self.readonly = readonly
+        self.scrubber = scrubber or Scrubber()
+        self.url = without_password(url)
+        parts = urlsplit(url)
+        self._password = parts.password
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.prefix = query.pop("prefix", DEFAULT_PREFIX)
+        if not _PREFIX_SHAPE.fullmatch(self.prefix):
+            raise CassetteError(f"cassette {self.url}: prefix {self.prefix!r} may hold only letters, digits and _ . -; pick another ?prefix=")
+        self.hosts = (parts.hostname,) if parts.hostname else ()
+        self._hits: dict[Key, Interaction] = {}
+        self._client = _client(urlunsplit(parts._replace(query=urlencode(query))), self.url)
+        with self._talking():
+            self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
+            self._check_schema()
+
+    def describe(self) -> str:
+        """How the cassette is named in messages: the URL without its password."""
+        return self.url
+
+    def _key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *map(str, parts)))
+
+    def _check_schema(self) -> None:
+        stored = self._client.hget(self._key("meta"), "schema_version")
+        if stored is not None and int(stored) > SCHEMA_VERSION:
+            raise CassetteError(
+                f"cassette {self.url} was written by a newer llm_replay (schema {int(stored)}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
+            )
+        if stored is None and not self.readonly:
+            self._client.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
+
+    @contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Turns every redis-py failure into a CassetteError that names the URL (never the password)."""
+        import redis
+
+        try:
+            yield
+        except redis.exceptions.AuthenticationError as error:
+            raise CassetteError(self._clean(f"Redis at {self.url} refused the credentials ({error}); check the user and password in the URL")) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise CassetteError(self._clean(
+                f"cannot reach the Redis cassette {self.url} ({error}); start the server or fix the URL "
+                "(--llm-cassette, ini llm_cassette, --cassette)"
+            )) from None
+        except redis.exceptions.RedisError as error:
+            raise CassetteError(self._clean(f"the Redis cassette {self.url} failed: {error}")) from None
+
+    def _clean(self, message: str) -> str:
+        return message.replace(self._password, "***") if self._password else message
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise CassetteError(f"cassette {self.url} is open read-only (replay mode); record with --llm-mode=record")
+
+    # -- recordings --------------------------------------------------------------------------
+
+    def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
+        """The interaction recorded under this key, if any."""
+        key = (fingerprint, occurrence)
+        hit = self._hits.get(key)
+        if hit is not None:
+            return hit
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(self._key("rec", fingerprint, occurrence))
+            pipe.smembers(self._key("owners", fingerprint, occurrence))
+            fields, owners = pipe.execute()
+        if not fields:
+            return None
+        interaction = _from_fields(key, fields, owners)
+        self._hits[key] = interaction
+        return interaction
+
+    def put(self, interaction: Interaction) -> None:
+        """Store or overwrite an interaction, scrubbed of credentials, in one transaction: readers see all of it or none."""
+        self._writable()
+        interaction = self.scrubber.interaction(interaction)
+        fingerprint, occurrence = interaction.key
+        record, owners = self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence)
+        response = interaction.response
+        fields = {
+            "request": interaction.request_json,
+            "status": response.status,
+            "reason": response.reason,
+            "headers": json.dumps(response.headers, sort_keys=True),
+            "body": response.body,
+            "recorded_at": interaction.recorded_at,
+        }
+        if interaction.latency_ms is not None:
+            fields["latency_ms"] = repr(interaction.latency_ms)
+        with self._talking():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.delete(record, owners)
+            pipe.hset(record, mapping=fields)
+            if interaction.tests:
+                pipe.sadd(owners, *interaction.tests)
+            pipe.sadd(self._key("keys"), f"{fingerprint}:{occurrence}")
+            pipe.execute()
+        self._hits[interaction.key] = interaction
+
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Remove these recordings, their owners and their usage, in one transaction; how many there were."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        self._writable()
+        members = [f"{fingerprint}:{occurrence}" for fingerprint, occurrence in keys]
+        with self._talking():
+            pipe = self._client.pipeline(transaction=True)
+            for fingerprint, occurrence in keys:
+                pipe.delete(self._key("rec", fingerprint, occurrence))
+            pipe.delete(*(self._key("owners", fingerprint, occurrence) for fingerprint, occurrence in keys))
+            pipe.srem(self._key("keys"), *members)
+            pipe.hdel(self._key("usage", "run"), *members)
+            pipe.hdel(self._key("usage", "replays"), *members)
+            removed = sum(pipe.execute()[: len(keys)])
+        for key in keys:
+            self._hits.pop(key, None)
+        return removed
+
+    def _members(self) -> list[Key]:
+        with self._talking():
+            members = self._client.smembers(self._key("keys"))
+        return sorted(_key_of(member) for member in members)
+
+    def _batched(self, keys: list[Key], *commands: str) -> Iterator[tuple[Key, list[Any]]]:
+        """(key, [reply of each command]) for every key, ``_BATCH`` keys per round trip."""
+        for start in range(0, len(keys), _BATCH):
+            chunk = keys[start : start + _BATCH]
+            with self._talking():
+                pipe = self._client.pipeline(transaction=False)
+                for fingerprint, occurrence in chunk:
+                    for command in commands:
+                        name, kind, *fields = command.split()
+                        getattr(pipe, name)(self._key(kind, fingerprint, occurrence), *fields)
+                replies = pipe.execute()
+            width = len(commands)
+            for index, key in enumerate(chunk):
+                yield key, replies[index * width : (index + 1) * width]
+
+    def interactions(self) -> Iterator[Interaction]:
+        """Every interaction, ordered by fingerprint and occurrence."""
+        found = [_from_fields(key, fields, owners) for key, (fields, owners) in self._batched(self._members(), "hgetall rec", "smembers owners") if fields]
+        return iter(found)
+
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
+        rows = [
+            (recorded_at.decode(), key, request.decode())
+            for key, ((request, recorded_at),) in self._batched(self._members(), "hmget rec request recorded_at")
+            if request is not None
+        ]
+        return iter([(fingerprint, occurrence, request) for _, (fingerprint, occurrence), request in sorted(rows)])
+
+    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
+        """Every key with the tests that own it, without loading the bodies."""
+        return [(key, _tests(owners)) for key, (owners,) in self._batched(self._members(), "smembers owners")]
+
+    def __len__(self) -> int:
+        with self._talking():
+            return self._client.scard(self._key("keys"))
+
+    # -- each test's frozen instant ----------------------------------------------------------
+
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hget(self._key("instants"), test_id)
+            pipe.hget(self._key("clock_reads"), test_id)
+            instant, read = pipe.execute()
+        if instant is None:
+            return None, None
+        return datetime.fromisoformat(instant.decode()), None if read is None else read == b"1"
+
+    def instants(self) -> list[tuple[str, datetime, bool | None]]:
+        """Every test's stored instant and clock flag (for copies and merges)."""
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(self._key("instants"))
+            pipe.hgetall(self._key("clock_reads"))
+            instants, reads = pipe.execute()
+        return sorted(
+            (test_id.decode(), datetime.fromisoformat(instant.decode()), None if test_id not in reads else reads[test_id] == b"1")
+            for test_id, instant in instants.items()
+        )
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
+        self._writable()
+        with self._talking():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self._key("instants"), test_id, instant.isoformat())
+            pipe.hdel(self._key("clock_reads"), test_id)
+            pipe.execute()
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
+        self._writable()
+        with self._talking():
+            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[test_id, int(read)])
+
+    # -- usage by runs (llm-replay prune, --llm-prune, stats) --------------------------------
+
+    def record_run(self, run: RunRecord, replays: Mapping[Key, int]) -> None:
+        """Remember a finished run and the recordings it used (with how often each was replayed), in one transaction."""
+        self._writable()
+        with self._talking():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self._key("runs"), run.uid, json.dumps([run.finished_at, run.complete, run.scope_json()]))
+            for (fingerprint, occurrence), count in replays.items():
+                member = f"{fingerprint}:{occurrence}"
+                pipe.hset(self._key("usage", "run"), member, run.uid)
+                pipe.hincrby(self._key("usage", "replays"), member, count)
+            pipe.execute()
+
+    def _runs(self) -> dict[str, RunRecord]:
+        with self._talking():
+            stored = self._client.hgetall(self._key("runs"))
+        return {uid.decode(): RunRecord.from_row(uid.decode(), *json.loads(row)) for uid, row in stored.items()}
+
+    def last_complete_run(self) -> RunRecord | None:
+        """The most recent run in which every collected test ran and passed."""
+        complete = [run for run in self._runs().values() if run.complete]
+        return max(complete, key=lambda run: run.finished_at) if complete else None
+
+    def keys_used_since(self, finished_at: str) -> set[Key]:
+        """The recordings some run finishing at or after ``finished_at`` used."""
+        runs = self._runs()
+        return {key for key, (uid, _) in self.usage().items() if uid in runs and runs[uid].finished_at >= finished_at}
+
+    def usage(self) -> dict[Key, tuple[str, int]]:
+        """For each recording ever used by a run: that run's uid and the replays counted so far."""
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(self._key("usage", "run"))
+            pipe.hgetall(self._key("usage", "replays"))
+            runs, replays = pipe.execute()
+        return {_key_of(member): (uid.decode(), int(replays.get(member, 0))) for member, uid in runs.items()}
+
+    def close(self) -> None:
+        """Release the connections; the recordings stay on the server."""
+        self._client.close()
+
+
+def _client(url: str, shown: str) -> "redis.Redis":
+    try:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+    except ImportError as error:
+        raise CassetteError(f"cassette {shown} needs redis-py ({error}); install it with: pip install 'llm_replay[redis]'") from None
+    try:
+        # Timeouts the URL's own query may override. One quick retry covers a connection the server closed
+        # while idle; a server that is gone fails at once.
+        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+    except (ValueError, TypeError) as error:
+        raise CassetteError(f"cassette {shown} is not a usable Redis URL ({error}); the form is redis://host:6379/0?prefix=myapp") from None
+
+
+def _key_of(member: bytes) -> Key:
+    fingerprint, _, occurrence = member.decode().rpartition(":")
+    return fingerprint, int(occurrence)
+
+
+def _tests(owners: Iterable[bytes]) -> tuple[str, ...]:
+    return tuple(sorted(owner.decode() for owner in owners))
+
+
+def _from_fields(key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes]) -> Interaction:
+    latency = fields.get(b"latency_ms")
+    return Interaction(
+        fingerprint=key[0],
+        occurrence=key[1],
+        request_json=fields[b"request"].decode(),
+        response=RecordedResponse(
+            status=int(fields[b"status"]), reason=fields[b"reason"].decode(), headers=json.loads(fields[b"headers"]), body=bytes(fields[b"body"])
+        ),
+        recorded_at=fields[b"recorded_at"].decode(),
+        latency_ms=None if latency is None else float(latency),
+        tests=_tests(owners),
+    )
