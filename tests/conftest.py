@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # an inner session would leave the outer process with a stale map (ConnectError no longer mapped).
 import httpcore2  # noqa: E402,F401
 from fake_openai import FakeOpenAI  # noqa: E402
+from redis_server import RedisServer, require_redis  # noqa: E402
 
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (
@@ -34,6 +35,21 @@ def server() -> Iterator[FakeOpenAI]:
     """A fresh loopback OpenAI-compatible server; tests may stop it to prove replay is offline."""
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server on a free loopback port for the session (each test takes its own prefix)."""
+    require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A cassette URL of its own for one test: the shared server, a fresh key prefix."""
+    return redis_server.url()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The store contract: one suite that every store passes (memory, SQLite; Redis adds one entry to STORES).
+"""The store contract: one suite that every store passes (memory, SQLite, Redis: one entry each in STORES).
 
 Written like LangChain's standard cache tests: the behaviour is stated once, each store only says how
 it is built. A new store proves itself here before the engine, the CLI or pruning may use it.
@@ -16,15 +16,18 @@ import pytest
 
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
-from llm_replay.stores.base import Store
+from llm_replay.stores.base import RunHistory, Store
 from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.spec import open_store
 from llm_replay.stores.sqlite import SQLiteCache
 
-# name -> (build a store for a place, whether a second store built for the same place sees the first's writes)
-StoreFactory = Callable[[Path], Store]
-STORES: dict[str, tuple[StoreFactory, bool]] = {
-    "memory": (lambda place: InMemoryCache(), False),
-    "sqlite": (lambda place: SQLiteCache(place / "cassette.sqlite3"), True),
+# name -> (build a store for a test's place (its tmp_path, its fixtures), whether a second store built for the
+# same place sees the first's writes)
+StoreFactory = Callable[[], Store]
+STORES: dict[str, tuple[Callable[[Path, pytest.FixtureRequest], Store], bool]] = {
+    "memory": (lambda place, request: InMemoryCache(), False),
+    "sqlite": (lambda place, request: SQLiteCache(place / "cassette.sqlite3"), True),
+    "redis": (lambda place, request: open_store(request.getfixturevalue("redis_url")), True),
 }
 
 
@@ -34,11 +37,11 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make(kind: str, tmp_path: Path) -> StoreFactory:
+def make(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     opened: list[Store] = []
 
     def build() -> Store:
-        store = STORES[kind][0](tmp_path)
+        store = STORES[kind][0](tmp_path, request)
         opened.append(store)
         return store
 
@@ -172,3 +175,32 @@ def test_close_keeps_what_was_written_for_the_next_opening(make: StoreFactory, k
     again = make()
     assert again.get(_interaction("durable").fingerprint) is not None
     assert again.stored_clock("t.py::test")[0] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_binary_bodies_and_metadata_survive_the_round_trip(make: StoreFactory, kind: str) -> None:
+    image = bytes(range(256)) * 4  # not UTF-8
+    recording = replace(_interaction("image", body=image), latency_ms=12.5)
+    writer = make()
+    writer.put(recording)
+    stored = (make() if STORES[kind][1] else writer).get(recording.fingerprint)
+    assert (stored.response.body, stored.latency_ms, stored.response.headers) == (image, 12.5, {"content-type": ["application/json"]})
+
+
+def test_run_history_remembers_runs_and_what_they_used(store: Store, kind: str) -> None:
+    from llm_replay.model.runs import RunRecord
+
+    if not isinstance(store, RunHistory):
+        pytest.skip(f"the {kind} store is never a suite cassette: it keeps no run history")
+    used, unused = _interaction("used"), _interaction("unused")
+    store.put(used)
+    store.put(unused)
+    assert store.last_complete_run() is None and store.usage() == {}
+    first = RunRecord("run-1", "2026-01-01T00:00:00.000001+00:00", True, None)
+    store.record_run(first, {used.key: 2})
+    store.record_run(RunRecord("run-2", "2026-01-02T00:00:00.000001+00:00", False, ("t.py",)), {used.key: 3})
+    assert store.last_complete_run() == first
+    assert store.usage() == {used.key: ("run-2", 5)}
+    assert store.keys_used_since(first.finished_at) == {used.key}
+    assert store.keys_used_since("2026-01-03T00:00:00+00:00") == set()
+    store.delete([used.key])
+    assert store.usage() == {} and store.get(unused.fingerprint) is not None

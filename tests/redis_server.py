@@ -1,0 +1,94 @@
+"""A real redis-server on a free loopback port, in a temp dir, for the tests of the Redis store.
+
+Debian's package (installed by .ci/run). Without the binary the tests skip on a laptop, and fail in CI
+(env CI set): there they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def require_redis() -> None:
+    """Skip (laptop) or fail (CI) when redis-server or redis-py is missing."""
+    problems = []
+    if not Path(BINARY).is_file():
+        problems.append("redis-server is not installed (apt-get install redis-server)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        problems.append("redis-py is not installed (pip install -e '.[test]')")
+    if problems and os.environ.get("CI"):
+        pytest.fail("; ".join(problems) + ": in CI the Redis tests must run")
+    if problems:
+        pytest.skip("; ".join(problems))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process: ``url(prefix)`` names a fresh corner of it; ``kill()`` pulls the plug."""
+
+    def __init__(self, folder: Path, password: str | None = None, durable: bool = False, port: int | None = None) -> None:
+        self.folder = folder
+        self.password = password
+        self.durable = durable  # an append-only file fsync'd on every write: what was written survives a kill
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "RedisServer":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        command = [BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", str(self.folder)]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not listen on port {self.port} within 10 s")
+
+    def url(self, prefix: str | None = None) -> str:
+        """``redis://[:password@]127.0.0.1:PORT/0?prefix=…``; a fresh unique prefix unless one is given."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0?prefix={prefix or 't' + uuid.uuid4().hex[:12]}"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+    def kill(self) -> None:
+        """SIGKILL: the server is gone at once, as a crashed or unplugged machine is."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
