@@ -1,0 +1,142 @@
+"""``llm-replay`` over a Redis cassette: copy between any two stores (a union, both ways), ls/show/stats/audit/diff
+reading it, pruning it; and the replay network guard letting the cassette's own server through."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from llm_replay import NetworkBlocked
+from llm_replay.cli import main
+from llm_replay.engine.recorder import Recorder
+from llm_replay.engine.settings import Mode
+from llm_replay.layers.activation import activated
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.spec import open_store
+
+MONDAY, TUESDAY = datetime(2026, 3, 2, 9, tzinfo=timezone.utc), datetime(2026, 3, 3, 9, tzinfo=timezone.utc)
+
+
+def _recording(prompt: str, answer: str = "same", tests: tuple[str, ...] = ("t.py::test_x",)) -> Interaction:
+    request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", f'{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{prompt}"}}]}}'.encode())
+    body = f'{{"choices": [{{"message": {{"content": "{answer}"}}}}]}}'.encode()
+    return Interaction.of(request, RecordedResponse(200, "OK", {"content-type": ["application/json"]}, body), recorded_at="2026-03-02T09:00:00+00:00", tests=tests)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _fill(spec: str, *recordings: Interaction, instants: dict[str, datetime] = {}) -> None:  # noqa: B006 - read only
+    store = open_store(spec)
+    try:
+        for recording in recordings:
+            store.put(recording)
+        for test_id, instant in instants.items():
+            store.put_instant(test_id, instant)
+            store.put_clock_read(test_id, True)
+    finally:
+        store.close()
+
+
+def _contents(spec: str) -> tuple[dict, dict]:
+    store = open_store(spec, readonly=True)
+    try:
+        recordings = {i.request.prompt(): (i.response.body, i.tests) for i in store.interactions()}
+        return recordings, {test: (instant, read) for test, instant, read in store.instants()}
+    finally:
+        store.close()
+
+
+def test_copy_is_a_union_both_ways_with_instants_and_owners(redis_url, tmp_path, capsys):
+    seed = str(tmp_path / "seed.sqlite3")
+    _fill(seed, _recording("shared", tests=("t.py::test_file",)), _recording("clash", "file answer"), _recording("only in the file"),
+          instants={"t.py::test_file": MONDAY, "t.py::test_both": MONDAY})
+    _fill(redis_url, _recording("shared", tests=("t.py::test_fleet",)), _recording("clash", "fleet answer"), _recording("only in redis"),
+          instants={"t.py::test_fleet": TUESDAY, "t.py::test_both": TUESDAY})
+
+    # SQLite -> Redis (seeding a fleet): what Redis lacks is added; Redis's own answers and instants win.
+    code, out, _ = _run(capsys, "copy", seed, redis_url)
+    assert code == 0
+    assert "kept ours for" in out and "(gpt-4o-mini): recorded 2026-03-02T09:00:00+00:00; theirs from 2026-03-02T09:00:00+00:00 ignored" in out
+    assert out.splitlines()[-1] == f"copied 1 recordings from {seed} to {redis_url} (1 already there; 1 recorded differently in both (kept {redis_url}'s); 1 test instants)"
+    recordings, instants = _contents(redis_url)
+    assert recordings == {
+        "(user) shared": (_recording("shared").response.body, ("t.py::test_file", "t.py::test_fleet")),  # owned by both sides' tests
+        "(user) clash": (_recording("clash", "fleet answer").response.body, ("t.py::test_x",)),
+        "(user) only in redis": (_recording("x").response.body, ("t.py::test_x",)),
+        "(user) only in the file": (_recording("x").response.body, ("t.py::test_x",)),
+    }
+    assert instants == {"t.py::test_fleet": (TUESDAY, True), "t.py::test_both": (TUESDAY, True), "t.py::test_file": (MONDAY, True)}
+
+    # Redis -> a new file (the snapshot to commit): everything, instants and owners included.
+    snapshot = str(tmp_path / "snapshot.sqlite3")
+    code, out, _ = _run(capsys, "copy", redis_url, snapshot)
+    assert code == 0 and out.strip() == f"copied 4 recordings from {redis_url} to {snapshot} (0 already there; 3 test instants)"
+    assert _contents(snapshot) == (recordings, instants)
+    # ... and the seed file, which only gave, lost nothing.
+    assert _contents(seed)[0]["(user) clash"][0] == _recording("clash", "file answer").response.body and len(_contents(seed)[0]) == 3
+
+    code, _, err = _run(capsys, "copy", str(tmp_path / "missing.sqlite3"), redis_url)
+    assert code == 2 and "no cassette at" in err and "missing.sqlite3" in err
+
+
+def test_ls_show_stats_diff_and_audit_read_redis(redis_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token that no scrubbing rule knows
+    _fill(redis_url, _recording("Capital of France", tests=("test_app.py::test_capital",)), _recording("leaky", f"here is {token}"))
+
+    code, out, _ = _run(capsys, "ls", "--cassette", redis_url)
+    assert code == 0 and out.splitlines()[-1] == "2 recordings"
+    capital = next(line for line in out.splitlines() if "Capital of France" in line)
+    assert "test_app.py::test_capital" in capital and "POST api.openai.com/v1/chat/completions" in capital
+
+    code, out, _ = _run(capsys, "show", capital.split()[0][:8], "--cassette", redis_url)
+    assert code == 0 and "tests:     test_app.py::test_capital" in out and '"content": "Capital of France"' in out
+
+    code, out, _ = _run(capsys, "stats", "--cassette", redis_url)
+    assert code == 0 and f"cassette:          {redis_url}\n" in out and "recordings:        2" in out and "last complete run: none recorded yet" in out
+
+    copy = str(tmp_path / "copy.sqlite3")
+    assert _run(capsys, "copy", redis_url, copy)[0] == 0
+    code, out, _ = _run(capsys, "diff", redis_url, copy)
+    assert code == 0 and out.strip() == f"no differences between {redis_url} and {copy}"
+    _fill(redis_url, _recording("only in redis"))
+    code, out, _ = _run(capsys, "diff", copy, redis_url)
+    assert code == 1 and "+ " in out and "(user) only in redis" in out and out.splitlines()[-1].startswith("1 added, 0 removed, 0 changed")
+
+    code, out, _ = _run(capsys, "audit", redis_url)
+    assert code == 1
+    assert f"{redis_url}: entry " in out and "response.body.choices[0].message.content: GitHub token" in out and token not in out
+
+
+def test_llm_prune_on_redis_deletes_only_what_the_run_did_not_use(llm_pytester, server, env, redis_url):
+    from test_cli import app_tests
+
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke"))
+    llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={redis_url}").assert_outcomes(passed=2)
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # the joke test is gone
+    result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", f"--llm-cassette={redis_url}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 unused recording from {redis_url}"])
+    recordings, _ = _contents(redis_url)
+    assert list(recordings) == ["(user) Capital of France"]
+
+
+def test_replay_lets_the_cassettes_own_server_through_the_network_guard():
+    cassette = InMemoryCache()
+    cassette.hosts = ("192.0.2.10",)  # where a fleet's Redis would live (an address resolved without any lookup)
+    with activated(Recorder(cassette, Mode.REPLAY)):
+        assert socket.getaddrinfo("192.0.2.10", 6379, proto=socket.IPPROTO_TCP)[0][4][:2] == ("192.0.2.10", 6379)
+        with pytest.raises(NetworkBlocked, match="192.0.2.11"):
+            socket.getaddrinfo("192.0.2.11", 6379)
