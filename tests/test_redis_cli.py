@@ -140,3 +140,11 @@ def test_replay_lets_the_cassettes_own_server_through_the_network_guard():
         assert socket.getaddrinfo("192.0.2.10", 6379, proto=socket.IPPROTO_TCP)[0][4][:2] == ("192.0.2.10", 6379)
         with pytest.raises(NetworkBlocked, match="192.0.2.11"):
             socket.getaddrinfo("192.0.2.11", 6379)
+
+
+def test_commands_that_need_a_file_say_so_without_the_password(capsys):
+    code, out, err = _run(capsys, "git-setup", "--cassette", "redis://:pw-Git-91ac@127.0.0.1:1/0?prefix=app")
+    assert code == 2 and "git-setup is for a cassette file in the repository, not redis://127.0.0.1:1/0?prefix=app" in err
+    assert "pw-Git-91ac" not in out + err
+    code, _, err = _run(capsys, "ls", "--cassette", "s3://bucket/cassette")
+    assert code == 2 and "unknown kind of store s3://" in err
