@@ -40,7 +40,8 @@ def test_prefixes_keep_projects_apart_on_one_server(redis_server):
         assert first.delete([shared.key]) == 1
         assert len(first) == 0 and first.get(shared.fingerprint) is None
         assert len(second) == 2 and second.get(shared.fingerprint) is not None, "deleting in one prefix left the other alone"
-        assert all(key.startswith((b"app_one:", b"app_two:")) for key in redis_server.client().keys("*"))
+        assert redis_server.client().keys("app_one:*") == [b"app_one:meta"], "delete left nothing of the recording behind"
+        assert len(redis_server.client().keys("app_two:*")) == 6  # meta, keys, and two recordings with their owners
     finally:
         first.close()
         second.close()
