@@ -69,7 +69,10 @@ class RedisCache:
         self._hits: dict[Key, Interaction] = {}
         _redis_py(self.url)  # installed, or a clear error
         with self._talking():
-            self._client = _client(urlunsplit(parts._replace(query=urlencode(query))), self.url)
+            try:
+                self._client = _client(urlunsplit(parts._replace(query=urlencode(query))))
+            except (ValueError, TypeError) as error:
+                raise CassetteError(self._clean(f"cassette {self.url} is not a usable Redis URL ({error}); the form is redis://host:6379/0?prefix=myapp")) from None
             self._get = self._client.register_script(_GET)
             self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
             self._check_schema()
@@ -312,21 +315,18 @@ def _redis_py(shown: str) -> Any:
     return redis
 
 
-def _client(url: str, shown: str) -> "redis.Redis":
+def _client(url: str) -> "redis.Redis":
     """A client that connects now (so an unreachable server fails at the start, not at the first lookup)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    try:
-        # Timeouts the URL's own query may override. One quick retry covers a connection the server closed
-        # while idle; a server that is gone fails at once. One connection held (behind redis-py's lock) saves
-        # a lookup the pool's checkout, a third of its cost; pipelines (writes) take their own from the pool.
-        return redis.Redis.from_url(
-            url, socket_connect_timeout=5, socket_timeout=30, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), single_connection_client=True
-        )
-    except (ValueError, TypeError) as error:
-        raise CassetteError(f"cassette {shown} is not a usable Redis URL ({error}); the form is redis://host:6379/0?prefix=myapp") from None
+    # Timeouts the URL's own query may override. One quick retry covers a connection the server closed
+    # while idle; a server that is gone fails at once. One connection held (behind redis-py's lock) saves
+    # a lookup the pool's checkout, a third of its cost; pipelines (writes) take their own from the pool.
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=5, socket_timeout=30, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), single_connection_client=True
+    )
 
 
 def _key_of(member: bytes) -> Key:
