@@ -78,9 +78,10 @@ def use_cassette(
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
-    ``cassette`` is a file or a ``redis://`` URL (as ``--llm-cassette`` takes); None keeps recordings in memory for the block. ``mode`` defaults as in pytest:
-    env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
-    frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
+    ``cassette`` is a file or a ``redis://`` URL (what ``--llm-cassette`` takes); None keeps recordings in
+    memory for the block. ``mode`` defaults as in pytest: env ``LLM_REPLAY_MODE``, else ``replay`` when
+    ``CI`` is set, else ``record``. The clock is not frozen here (there is no test to keep an instant
+    for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
     from ..engine.matching import MatchRules, ignore_paths
