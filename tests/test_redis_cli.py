@@ -118,19 +118,29 @@ def test_ls_show_stats_diff_and_audit_read_redis(redis_url, tmp_path, capsys, mo
     assert f"{redis_url}: entry " in out and "response.body.choices[0].message.content: GitHub token" in out and token not in out
 
 
-def test_llm_prune_on_redis_deletes_only_what_the_run_did_not_use(llm_pytester, server, env, redis_url):
+def test_pruning_redis_deletes_only_what_the_last_complete_run_did_not_use(llm_pytester, server, env, redis_url, capsys):
     from test_cli import app_tests
 
     env.setenv("OPENAI_API_KEY", server.api_key)
     env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
-    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke"))
-    llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={redis_url}").assert_outcomes(passed=2)
-    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # the joke test is gone
-    result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", f"--llm-cassette={redis_url}")
-    result.assert_outcomes(passed=1)
+    env.chdir(llm_pytester.path)
+    cassette = f"--llm-cassette={redis_url}"
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", "Weather in Paris"))
+    llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=3)
+
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Weather in Paris"))  # the joke test is gone
+    result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", cassette)
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 unused recording from {redis_url}"])
-    recordings, _ = _contents(redis_url)
-    assert list(recordings) == ["(user) Capital of France"]
+    assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Weather in Paris"]
+
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # and now the weather test
+    llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=1)
+    code, out, _ = _run(capsys, "prune", "--dry-run", "--cassette", redis_url)
+    assert code == 0 and out.startswith("would delete 1 recordings not used by the last complete run") and len(_contents(redis_url)[0]) == 2
+    code, out, _ = _run(capsys, "prune", "--cassette", redis_url)
+    assert code == 0 and out.startswith("deleted 1 recordings not used by the last complete run") and out.rstrip().endswith(f"from {redis_url}")
+    assert list(_contents(redis_url)[0]) == ["(user) Capital of France"]
 
 
 def test_replay_lets_the_cassettes_own_server_through_the_network_guard():
