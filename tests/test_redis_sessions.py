@@ -76,10 +76,9 @@ def locked_redis(tmp_path: Path):
     server.stop()
 
 
-def _session_env(server, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in ("CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "PYTEST_ADDOPTS")}
-    env.update(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", TEAM_REDIS_PASSWORD=PASSWORD, **extra)
-    return env
+def _session_env(**extra: str) -> dict[str, str]:
+    """The environment of a session in another checkout (the ``env`` fixture has cleaned ours)."""
+    return {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "TEAM_REDIS_PASSWORD": PASSWORD, **extra}
 
 
 def _checkout(root: Path, name: str, modules: dict[str, str], ini: str = "") -> Path:
@@ -104,7 +103,7 @@ def _finished(process: subprocess.Popen[str], outputs: list[str]) -> str:
     return out
 
 
-def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_file(tmp_path, server, locked_redis):
+def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_file(tmp_path, server, locked_redis, env):
     url = f"redis://:${{TEAM_REDIS_PASSWORD}}@127.0.0.1:{locked_redis.port}/0?prefix=fleet"  # as a committed ini holds it
     shown = f"redis://127.0.0.1:{locked_redis.port}/0?prefix=fleet"
     head = ASK.format(base_url=server.base_url)
@@ -115,7 +114,7 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     # cassette on the command line, password and all.
     first = _checkout(tmp_path, "checkout_a", {"test_a": modules["test_a"]}, f"llm_cassette = {url}\n")
     second = _checkout(tmp_path, "checkout_b", {"test_b": modules["test_b"]})
-    recording = _session_env(server, OPENAI_API_KEY=server.api_key)
+    recording = _session_env(OPENAI_API_KEY=server.api_key)
     a = _pytest(first, recording, "--llm-mode=record")
     b = _pytest(second, recording, "--llm-mode=record", "-n", "2", f"--llm-cassette=redis://:{PASSWORD}@127.0.0.1:{locked_redis.port}/0?prefix=fleet")
     out_a, out_b = _finished(a, outputs), _finished(b, outputs)
@@ -137,7 +136,7 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     # A third checkout, with no key and no LLM server, replays everything from Redis; a new test misses strictly.
     server.stop()
     third = _checkout(tmp_path, "checkout_c", {**modules, "test_new": head + checkout_tests("new", 2)}, f"llm_cassette = {url}\n")
-    replay = _session_env(server, CI="true")
+    replay = _session_env(CI="true")
     out = _finished(_pytest(third, replay), outputs)
     assert "12 passed" in out and "2 failed" in out, out
     assert f"llm_replay: 12 replayed, 0 recorded, 2 missed in 14 tests (mode replay, cassette {shown})" in out
