@@ -57,6 +57,36 @@ def replay_rows(cassettes: dict[str, str], size: int, count: int, repeats: int) 
     return rows
 
 
+def lookup_rows(cassettes: dict[str, str], size: int, count: int, repeats: int) -> list[bench.Row]:
+    """The store's ``get`` alone, cold (a fresh store per batch, distinct keys): what a replayed call adds."""
+    keys = [interaction.key for interaction in bench.interactions(size)]
+    picked = bench.spread(size, count)
+    rows = []
+    for name, spec in cassettes.items():
+        for clock_name, clock in CLOCKS.items():
+            bench.clock = clock
+            store = None
+
+            def fresh() -> None:
+                nonlocal store
+                if store is not None:
+                    store.close()
+                store = open_store(spec, readonly=True)
+
+            def lookups(indexes: list[int]) -> None:
+                for i in indexes:
+                    assert store.get(*keys[i]) is not None
+
+            samples = []
+            for _ in range(repeats):
+                fresh()
+                samples.append(bench.per_call_us(lookups, picked, 1))
+            store.close()
+            rows.append(bench.Row(f"  of which the lookup, {name} ({clock_name} time)", sorted(samples)[len(samples) // 2]))
+    bench.clock = time.process_time
+    return rows
+
+
 def _write(spec: str, worker: int, puts: int, start: multiprocessing.Barrier, done: "multiprocessing.Queue[float]") -> None:
     # Distinct keys per writer: the same requests as repeats numbered by writer (occurrence), nothing shared.
     recordings = [replace(interaction, occurrence=worker) for interaction in bench.interactions(puts)]
@@ -106,6 +136,7 @@ def main() -> None:
             rows = [bench.Row("floor: openai SDK over httpx2.MockTransport, ~1 KB JSON (CPU time)", floor_us, "1.00x floor")]
             cassettes = {"Redis on loopback": fill(redis.url("replay"), size), "SQLite": fill(str(workdir / "replay.sqlite3"), size)}
             rows += replay_rows(cassettes, size, count, repeats)
+            rows += lookup_rows(cassettes, size, count, repeats)
             rates = {}
             for writers in (1, 4):
                 for name, spec in (("SQLite", str(workdir / f"record-{writers}.sqlite3")), ("Redis on loopback", redis.url(f"record{writers}"))):

@@ -10,8 +10,8 @@ Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can 
     {prefix}:runs                   hash  run uid -> finished_at, complete, scope (JSON)
     {prefix}:usage:run, :usage:replays  hash  "fp:occ" -> last run that used it, replays counted so far
 
-Every write is one MULTI/EXEC transaction (or a Lua script where it reads first), so many writers on
-many machines never lose or half-write a recording. Every Redis failure is a CassetteError naming the
+Every write is atomic, one Lua script (a recording: its fields and owners together) or one MULTI/EXEC
+transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure is a CassetteError naming the
 URL without its password.
 """
 
@@ -41,6 +41,15 @@ _BATCH = 500  # keys per pipeline round trip when reading the whole store
 # A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
 # A lookup is one round trip with one reply: the recording and its owners (what replay waits on per call).
 _GET = "return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}"
+# A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
+# ARGV: "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
+_PUT = """
+local pairs = tonumber(ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * pairs))
+if #ARGV > 2 + 2 * pairs then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * pairs)) end
+redis.call('SADD', KEYS[3], ARGV[1])
+"""
 _PUT_CLOCK_READ = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 """
@@ -74,6 +83,7 @@ class RedisCache:
             except (ValueError, TypeError) as error:
                 raise CassetteError(self._clean(f"cassette {self.url} is not a usable Redis URL ({error}); the form is redis://host:6379/0?prefix=myapp")) from None
             self._get = self._client.register_script(_GET)
+            self._put = self._client.register_script(_PUT)
             self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
             self._check_schema()
 
@@ -151,14 +161,9 @@ class RedisCache:
         }
         if interaction.latency_ms is not None:
             fields["latency_ms"] = repr(interaction.latency_ms)
+        pairs = [item for name_value in fields.items() for item in name_value]
         with self._talking():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.delete(record, owners)
-            pipe.hset(record, mapping=fields)
-            if interaction.tests:
-                pipe.sadd(owners, *interaction.tests)
-            pipe.sadd(self._key("keys"), f"{fingerprint}:{occurrence}")
-            pipe.execute()
+            self._put(keys=[record, owners, self._key("keys")], args=[f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
         self._hits[interaction.key] = interaction
 
     def delete(self, keys: Iterable[Key]) -> int:
