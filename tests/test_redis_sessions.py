@@ -115,10 +115,11 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     first = _checkout(tmp_path, "checkout_a", {"test_a": modules["test_a"]}, f"llm_cassette = {url}\n")
     second = _checkout(tmp_path, "checkout_b", {"test_b": modules["test_b"]})
     recording = _session_env(OPENAI_API_KEY=server.api_key)
-    a = _pytest(first, recording, "--llm-mode=record")
+    a = _pytest(first, recording, "--llm-mode=record", "-o", "log_cli=true", "--log-cli-level=DEBUG")  # every logger's output shown too
     b = _pytest(second, recording, "--llm-mode=record", "-n", "2", f"--llm-cassette=redis://:{PASSWORD}@127.0.0.1:{locked_redis.port}/0?prefix=fleet")
     out_a, out_b = _finished(a, outputs), _finished(b, outputs)
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
+    assert "DEBUG" in out_a, "the live log shows DEBUG records"
     assert f"llm_replay: 0 replayed, 6 recorded, 0 missed in 6 tests (mode record, cassette {shown})" in out_a
     assert f"llm_replay: 0 replayed, 6 recorded, 0 missed in 6 tests (mode record, cassette {shown})" in out_b
     assert len(server.requests) == 12
@@ -137,7 +138,7 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     server.stop()
     third = _checkout(tmp_path, "checkout_c", {**modules, "test_new": head + checkout_tests("new", 2)}, f"llm_cassette = {url}\n")
     replay = _session_env(CI="true")
-    out = _finished(_pytest(third, replay), outputs)
+    out = _finished(_pytest(third, replay, "-o", "log_cli=true", "--log-cli-level=DEBUG"), outputs)
     assert "12 passed" in out and "2 failed" in out, out
     assert f"llm_replay: 12 replayed, 0 recorded, 2 missed in 14 tests (mode replay, cassette {shown})" in out
     assert "CassetteMiss: no recording for this request (mode 'replay'" in out and f"cassette:  {shown} (12 recordings)" in out
@@ -154,7 +155,7 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     out = _finished(_pytest(third, replay, "test_a.py", "test_b.py"), outputs)
     assert "12 passed" in out and "llm_replay: 12 replayed, 0 recorded, 0 missed in 12 tests (mode replay, cassette cassettes/llm_cache.sqlite3)" in out
 
-    # The password was on a command line and in the environment; it is in no output and no file.
+    # The password was on a command line and in the environment; it is in no output (logs included) and no file.
     leaks = [text for text in outputs if PASSWORD in text]
     assert not leaks, leaks[0]
     files = [path for path in tmp_path.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
