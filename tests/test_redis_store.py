@@ -149,3 +149,20 @@ def test_without_redis_py_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)  # what an environment without the extra looks like
     with pytest.raises(CassetteError, match=r"needs redis-py .*pip install 'llm_replay\[redis\]'"):
         open_store("redis://127.0.0.1:1/0?prefix=x")
+
+
+def test_set_owners_replaces_the_owners_of_the_named_recordings_only(redis_url):
+    """Ownership is a set of test ids per recording, replaced whole (what pruning's owner bookkeeping asks)."""
+    store = open_store(redis_url)
+    try:
+        a, b = _interaction("a"), _interaction("b")
+        store.put(a)
+        store.put(b)
+        assert store.get(a.fingerprint).tests == ("t.py::test",)  # read once: the read cache must forget the old owners
+        store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+        assert dict(store.index()) == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test",)}
+        assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x") and store.get(a.fingerprint).response.body == a.response.body
+        store.set_owners({b.key: ()})
+        assert dict(store.index())[b.key] == () and len(store) == 2, "no owners is not no recording"
+    finally:
+        store.close()

@@ -11,8 +11,8 @@ Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can 
     {prefix}:usage:run, :usage:replays  hash  "fp:occ" -> last run that used it, replays counted so far
 
 Every write is atomic, one Lua script (a recording: its fields and owners together) or one MULTI/EXEC
-transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure is a CassetteError naming the
-URL without its password.
+transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure
+is a CassetteError naming the URL without its password.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 import re
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import CassetteError
@@ -35,21 +35,30 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "llm_replay"
-SCHEMES = ("redis", "rediss")
 _PREFIX_SHAPE = re.compile(r"[A-Za-z0-9_.-]+")
 _BATCH = 500  # keys per pipeline round trip when reading the whole store
-# A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
 # A lookup is one round trip with one reply: the recording and its owners (what replay waits on per call).
 _GET = "return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}"
 # A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
 # ARGV: "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
 _PUT = """
-local pairs = tonumber(ARGV[2])
+local fields = tonumber(ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * pairs))
-if #ARGV > 2 + 2 * pairs then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * pairs)) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * fields))
+if #ARGV > 2 + 2 * fields then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * fields)) end
 redis.call('SADD', KEYS[3], ARGV[1])
 """
+# KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's new owners.
+_SET_OWNERS = """
+local owners = cjson.decode(ARGV[1])
+for i, tests in ipairs(owners) do
+    if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
+        redis.call('DEL', KEYS[2 * i])
+        if #tests > 0 then redis.call('SADD', KEYS[2 * i], unpack(tests)) end
+    end
+end
+"""
+# A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
 _PUT_CLOCK_READ = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 """
@@ -85,6 +94,7 @@ class RedisCache:
             self._get = self._client.register_script(_GET)
             self._put = self._client.register_script(_PUT)
             self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
+            self._set_owners = self._client.register_script(_SET_OWNERS)
             self._check_schema()
 
     def describe(self) -> str:
@@ -145,7 +155,7 @@ class RedisCache:
         return interaction
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction, scrubbed of credentials, in one transaction: readers see all of it or none."""
+        """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none."""
         self._writable()
         interaction = self.scrubber.interaction(interaction)
         fingerprint, occurrence = interaction.key
@@ -165,6 +175,17 @@ class RedisCache:
         with self._talking():
             self._put(keys=[record, owners, self._key("keys")], args=[f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
         self._hits[interaction.key] = interaction
+
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these recordings, all in one script (absent keys are ignored)."""
+        if not owners:
+            return
+        self._writable()
+        names = [name for fingerprint, occurrence in owners for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
+        with self._talking():
+            self._set_owners(keys=names, args=[json.dumps([list(tests) for tests in owners.values()])])
+        for key in owners:
+            self._hits.pop(key, None)
 
     def delete(self, keys: Iterable[Key]) -> int:
         """Remove these recordings, their owners and their usage, in one transaction; how many there were."""
