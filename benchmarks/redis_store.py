@@ -6,6 +6,9 @@ Replay per call: the same paired measurement as ``benchmarks/run.py`` (the opena
 waits on another process, which CPU time does not see, so the table gives wall-clock ratios too (the honest
 ones for a network store), for SQLite alongside.
 
+A control row replays from memory with a 200 µs sleep in every lookup: a wait that uses no CPU of its own,
+to show what waiting does to the CPU time of the rest of the call.
+
 Record throughput: 4 writer processes ``put`` distinct recordings into one cassette at once (SQLite's
 write lock against Redis's MULTI/EXEC), and the same with one writer.
 
@@ -21,7 +24,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
@@ -30,9 +33,14 @@ import run as bench  # noqa: E402  the floor, the pairing and the table of bench
 from redis_server import RedisServer  # noqa: E402  the tests' loopback redis-server
 
 from llm_replay import use_cassette  # noqa: E402
+from llm_replay.engine.recorder import Recorder  # noqa: E402
+from llm_replay.engine.settings import Mode  # noqa: E402
+from llm_replay.layers.activation import activated  # noqa: E402
+from llm_replay.stores.memory import InMemoryCache  # noqa: E402
 from llm_replay.stores.spec import open_store  # noqa: E402
 
 CLOCKS: dict[str, Callable[[], float]] = {"CPU": time.process_time, "wall": time.perf_counter}
+BLOCK_S = 0.0002  # about what a Redis lookup waits on a busy 2-core machine
 
 
 def fill(spec: str, size: int) -> str:
@@ -54,6 +62,26 @@ def replay_rows(cassettes: dict[str, str], size: int, count: int, repeats: int) 
             us, ratio = bench.paired_us(bench.ask, bench.ask, bench.spread(size, count), repeats, setup=lambda: use_cassette(spec, mode="replay"))
             rows.append(bench.Row(f"replay per call, {name}, {size:,} interactions ({clock_name} time)", us, f"{ratio:.2f}x floor"))
     bench.clock = time.process_time
+    return rows
+
+
+class BlockingMemory(InMemoryCache):
+    """A control: the in-memory store, but every lookup blocks for ``BLOCK_S`` as a round trip does, using
+    next to no CPU itself. What it adds to a replayed call is what waiting costs the rest of the call."""
+
+    def get(self, fingerprint: str, occurrence: int = 0) -> Any:
+        time.sleep(BLOCK_S)
+        return super().get(fingerprint, occurrence)
+
+
+def control_rows(size: int, count: int, repeats: int) -> list[bench.Row]:
+    """In-memory replay with and without a blocking wait per lookup (CPU time, paired with the floor)."""
+    rows = []
+    for name, store in (("in-memory", InMemoryCache()), (f"in-memory, blocking {BLOCK_S * 1e6:.0f} µs per lookup", BlockingMemory())):
+        for interaction in bench.interactions(size):
+            store.put(interaction)
+        us, ratio = bench.paired_us(bench.ask, bench.ask, bench.spread(size, count), repeats, setup=lambda: activated(Recorder(store, Mode.REPLAY)))
+        rows.append(bench.Row(f"control: replay per call, {name} (CPU time)", us, f"{ratio:.2f}x floor"))
     return rows
 
 
@@ -137,6 +165,7 @@ def main() -> None:
             cassettes = {"Redis on loopback": fill(redis.url("replay"), size), "SQLite": fill(str(workdir / "replay.sqlite3"), size)}
             rows += replay_rows(cassettes, size, count, repeats)
             rows += lookup_rows(cassettes, size, count, repeats)
+            rows += control_rows(size, count, repeats)
             rates = {}
             for writers in (1, 4):
                 for name, spec in (("SQLite", str(workdir / f"record-{writers}.sqlite3")), ("Redis on loopback", redis.url(f"record{writers}"))):
