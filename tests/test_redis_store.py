@@ -166,3 +166,19 @@ def test_set_owners_replaces_the_owners_of_the_named_recordings_only(redis_url):
         assert dict(store.index())[b.key] == () and len(store) == 2, "no owners is not no recording"
     finally:
         store.close()
+
+
+def test_use_cassette_records_into_redis_and_replays_from_it_offline(redis_url, server):
+    import openai
+
+    def ask() -> str:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a script's question"}]).choices[0].message.content
+
+    with use_cassette(redis_url, mode="record") as recorded:
+        answer = ask()
+    assert recorded.recorded == 1
+    server.stop()
+    with use_cassette(redis_url, mode="replay") as replayed:
+        assert ask() == answer
+    assert replayed.replayed == 1 and len(server.requests) == 1
