@@ -3,6 +3,9 @@ reading it, pruning it; and the replay network guard letting the cassette's own 
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import socket
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -11,6 +14,7 @@ import pytest
 
 from llm_replay import NetworkBlocked
 from llm_replay.cli import main
+from llm_replay.cli.audit import audit_for
 from llm_replay.engine.recorder import Recorder
 from llm_replay.engine.settings import Mode
 from llm_replay.layers.activation import activated
@@ -114,8 +118,71 @@ def test_ls_show_stats_diff_and_audit_read_redis(redis_url, tmp_path, capsys, mo
     assert code == 1 and "+ " in out and "(user) only in redis" in out and out.splitlines()[-1].startswith("1 added, 0 removed, 0 changed")
 
     code, out, _ = _run(capsys, "audit", redis_url)
-    assert code == 1
-    assert f"{redis_url}: entry " in out and "response.body.choices[0].message.content: GitHub token" in out and token not in out
+    prefix = redis_url.rpartition("prefix=")[2]
+    assert code == 1 and token not in out
+    assert f"{redis_url}: key {prefix}:rec:" in out and ", field body (JSON, keys included): GitHub token 'ghp_A1…Q7r8'" in out
+
+
+REDIS_PLACES = ("meta", "instants", "runs", "usage", "owners", "reason", "jsonkey", "headername", "body", "foreign string", "foreign set")
+
+
+def test_audit_reads_every_key_under_the_prefix_and_scrub_removes_every_secret_from_it_alone(redis_url, redis_server, tmp_path, capsys, env, monkeypatch):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_secret_env = TENANT_CREDS\n")
+    env.setenv("TENANT_CREDS", "tenant-credential-value-1")  # secret only by the project's ini
+    monkeypatch.chdir(tmp_path)
+    planted = {place: "sk-" + "ant-api03-" + hashlib.sha256(place.encode()).hexdigest()[:32] for place in REDIS_PLACES}  # an Anthropic key's shape
+    prefix = redis_url.rpartition("prefix=")[2]
+    neighbour = redis_url.replace(f"prefix={prefix}", f"prefix={prefix}x")  # another project on the same server
+    clean, leaky = _recording("clean", tests=("t.py::test_clean",)), _recording("leaky")
+    _fill(redis_url, clean, leaky)
+    _fill(neighbour, _recording("theirs", planted["body"]))
+    client = redis_server.client()
+    record = f"{prefix}:rec:{leaky.fingerprint}:0"
+    client.hset(f"{prefix}:meta", "note", planted["meta"])
+    client.hset(f"{prefix}:instants", f"t.py::test[{planted['instants']}]", "2025-01-01T00:00:00+00:00")
+    client.hset(f"{prefix}:runs", planted["runs"], '["2025-01-01", true, null]')
+    client.hset(f"{prefix}:usage:run", f"{leaky.fingerprint}:0", planted["usage"])
+    client.sadd(f"{prefix}:owners:{leaky.fingerprint}:0", f"t.py::test_x[{planted['owners']}]")
+    request = json.loads(client.hget(record, "request"))
+    request["body"][planted["jsonkey"]] = 1
+    client.hset(record, mapping={
+        "reason": planted["reason"], "request": json.dumps(request), "body": json.dumps({"text": f"{planted['body']} tenant-credential-value-1"}),
+        "headers": json.dumps({planted["headername"]: ["1"], "authorization": ["Bearer token-from-an-older-writer"]}),
+    })
+    client.set(f"{prefix}:notes", planted["foreign string"])  # what some other tool left under the prefix
+    client.sadd(f"{prefix}:tags", planted["foreign set"])
+
+    code, out, _ = _run(capsys, "audit", redis_url)
+    assert code == 1 and not [place for place, value in planted.items() if value in out], "every value masked"
+    audit, paths = audit_for(argparse.Namespace(paths=[redis_url], secret_env=[], secret_pattern=[]))
+    values = {finding.value for path in paths for finding in audit.scan_path(path)}
+    assert {place for place, value in planted.items() if value in values} == set(planted) and "tenant-credential-value-1" in values
+    assert f"{redis_url}: key {prefix}:instants, name of field t.py::…" in out and f"key {prefix}:tags, member: " in out
+    assert f"key {record}, field headers: credential header 'authorization' stored" in out
+    assert f"Remove them with: llm-replay scrub '{redis_url}'" in out
+
+    code, out, _ = _run(capsys, "scrub", redis_url)
+    assert code == 0 and out.splitlines()[-1] == "llm-replay scrub: 1 files scrubbed; 0 secrets left"
+    assert _run(capsys, "audit", redis_url)[0] == 0
+    stored = b"".join(_every_byte(client, f"{prefix}:*"))
+    assert [place for place, value in planted.items() if value.encode() in stored] == [] and b"tenant-credential-value-1" not in stored
+    assert b"token-from-an-older-writer" not in stored
+    assert planted["body"].encode() in b"".join(_every_byte(client, f"{prefix}x:*")), "the neighbour's keys are theirs"
+    store = open_store(redis_url, readonly=True)
+    try:  # keys kept: what was clean is as it was, and the scrubbed recording still replays under its key
+        assert store.get(clean.fingerprint) == open_store(neighbour).scrubber.interaction(clean)
+        assert json.loads(store.get(leaky.fingerprint).response.body) == {"text": "<scrubbed> <scrubbed:TENANT_CREDS>"}
+    finally:
+        store.close()
+
+
+def _every_byte(client, pattern: str) -> list[bytes]:  # type: ignore[no-untyped-def]
+    found = []
+    for name in client.scan_iter(match=pattern):
+        kind = client.type(name)
+        value = {b"hash": client.hgetall, b"set": client.smembers, b"string": client.get}[kind](name)
+        found += [name, *(value.items() if isinstance(value, dict) else value if isinstance(value, set) else [value])]
+    return [part for item in found for part in (item if isinstance(item, tuple) else (item,))]
 
 
 def test_pruning_redis_deletes_only_what_the_last_complete_run_did_not_use(llm_pytester, server, env, redis_url, capsys):

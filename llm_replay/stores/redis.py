@@ -21,7 +21,7 @@ import json
 import re
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import CassetteError
@@ -32,6 +32,9 @@ from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:
     import redis
+
+# What one key holds, as stored: a string's bytes, a hash's fields, a set's members (sorted).
+RawValue = Union[bytes, dict[bytes, bytes], list[bytes]]
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "llm_replay"
@@ -183,7 +186,7 @@ class RedisCache:
         self._writable()
         names = [name for fingerprint, occurrence in owners for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
         with self._talking():
-            self._set_owners(keys=names, args=[json.dumps([list(tests) for tests in owners.values()])])
+            self._set_owners(keys=names, args=[json.dumps([list(map(self.scrubber.test_id, tests)) for tests in owners.values()])])
         for key in owners:
             self._hits.pop(key, None)
 
@@ -256,6 +259,7 @@ class RedisCache:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
         with self._talking():
             pipe = self._client.pipeline(transaction=False)
+            test_id = self.scrubber.test_id(test_id)
             pipe.hget(self._key("instants"), test_id)
             pipe.hget(self._key("clock_reads"), test_id)
             instant, read = pipe.execute()
@@ -279,6 +283,7 @@ class RedisCache:
         """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
         self._writable()
         with self._talking():
+            test_id = self.scrubber.test_id(test_id)
             pipe = self._client.pipeline(transaction=True)
             pipe.hset(self._key("instants"), test_id, instant.isoformat())
             pipe.hdel(self._key("clock_reads"), test_id)
@@ -288,7 +293,7 @@ class RedisCache:
         """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
         self._writable()
         with self._talking():
-            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[test_id, int(read)])
+            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[self.scrubber.test_id(test_id), int(read)])
 
     # -- usage by runs (llm-replay prune, --llm-prune, stats) --------------------------------
 
@@ -327,6 +332,52 @@ class RedisCache:
             pipe.hgetall(self._key("usage", "replays"))
             runs, replays = pipe.execute()
         return {_key_of(member): (uid.decode(), int(replays.get(member, 0))) for member, uid in runs.items()}
+
+    # -- every byte under the prefix (llm-replay audit and scrub) ------------------------------
+
+    def raw(self) -> Iterator[tuple[bytes, RawValue]]:
+        """Every key under the prefix with what it holds, byte for byte, whatever wrote it: what an audit reads."""
+        with self._talking():
+            names = sorted(self._client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        for start in range(0, len(names), _BATCH):
+            chunk = names[start : start + _BATCH]
+            with self._talking():
+                pipe = self._client.pipeline(transaction=False)
+                for name in chunk:
+                    pipe.type(name)
+                kinds = pipe.execute()
+                for name, kind in zip(chunk, kinds):
+                    _read_raw(pipe, name, kind, self.url)
+                values = pipe.execute()
+            yield from ((name, _raw_value(value)) for name, value in zip(chunk, values) if value is not None)
+
+    def rewrite(self, transform: Callable[[bytes], bytes]) -> int:
+        """Pass every key name, field name, member and value under the prefix through ``transform``, each key that
+        changes rewritten in one transaction (retried if a writer touched it meanwhile); how many pieces changed."""
+        self._writable()
+        import redis
+
+        changed = 0
+        for name, value in self.raw():
+            if not _pieces_changed(name, value, transform):
+                continue
+            with self._talking(), self._client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(name)
+                        current = _raw_value(_read_raw(pipe, name, pipe.type(name), self.url))
+                        count = _pieces_changed(name, current, transform) if current is not None else 0
+                        pipe.multi()
+                        if count:
+                            pipe.delete(name)
+                            _write_raw(pipe, transform(name), _transformed(current, transform))
+                        pipe.execute()
+                        changed += count
+                        break
+                    except redis.exceptions.WatchError:
+                        continue
+        self._hits.clear()
+        return changed
 
     def close(self) -> None:
         """Release the connections; the recordings stay on the server."""
@@ -377,3 +428,54 @@ def _from_fields(key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes
         latency_ms=None if latency is None else float(latency),
         tests=_tests(owners),
     )
+
+
+_READERS = {b"string": "get", b"hash": "hgetall", b"set": "smembers"}
+
+
+def _read_raw(client: Any, name: bytes, kind: bytes, url: str) -> Any:
+    """Ask ``client`` (a pipeline queues it; a watching pipeline answers at once) for what ``name`` holds."""
+    if kind == b"none":  # deleted since it was listed: 0, which keeps a pipeline's replies in step
+        return client.exists(name)
+    if kind not in _READERS:
+        raise CassetteError(
+            f"cassette {url}: key {name.decode(errors='replace')} is a {kind.decode()}, which llm_replay never writes; "
+            "another program uses this prefix: give the cassette a ?prefix= of its own"
+        )
+    return getattr(client, _READERS[kind])(name)
+
+
+def _raw_value(value: Any) -> RawValue | None:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, int):  # a key deleted since it was listed
+        return None
+    return value
+
+
+def _transformed(value: RawValue, transform: Callable[[bytes], bytes]) -> RawValue:
+    if isinstance(value, dict):
+        return {transform(field): transform(data) for field, data in value.items()}
+    if isinstance(value, list):
+        return [transform(member) for member in value]
+    return transform(value)
+
+
+def _pieces_changed(name: bytes, value: RawValue, transform: Callable[[bytes], bytes]) -> int:
+    """How many of a key's pieces (its name, field names, values, members) ``transform`` changes."""
+    if isinstance(value, dict):
+        pieces = [name, *value, *value.values()]
+    elif isinstance(value, list):
+        pieces = [name, *value]
+    else:
+        pieces = [name, value]
+    return sum(transform(piece) != piece for piece in pieces)
+
+
+def _write_raw(pipe: Any, name: bytes, value: RawValue) -> None:
+    if isinstance(value, dict):
+        pipe.hset(name, mapping=value)
+    elif isinstance(value, list):
+        pipe.sadd(name, *value)
+    else:
+        pipe.set(name, value)

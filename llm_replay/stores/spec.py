@@ -52,6 +52,13 @@ def resolved(spec: str | os.PathLike[str], base: Path) -> str:
     return text if scheme(text) else str((base / os.path.expanduser(text)).resolve())
 
 
+def hosts(spec: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The hosts a store connects to (a network guard lets them through): a URL's host; none for a file."""
+    text = os.path.expandvars(os.fspath(spec))
+    host = urlsplit(text).hostname if scheme(text) else None
+    return (host,) if host else ()
+
+
 def redacted(spec: str | os.PathLike[str]) -> str:
     """The cassette as it may be printed or logged: a URL's password removed."""
     text = os.fspath(spec)
