@@ -1,7 +1,7 @@
 """A real redis-server on a free loopback port, in a temp dir, for the tests of the Redis store.
 
-Debian's package (installed by .ci/run). Without the binary the tests skip on a laptop, and fail in CI
-(env CI set): there they must run.
+Debian's package (installed by .ci/run). Without it the tests fail, never skip silently; outside CI a
+laptop without Redis may skip them with LLM_REPLAY_SKIP_REDIS=1.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def require_redis() -> None:
-    """Skip (laptop) or fail (CI) when redis-server or redis-py is missing."""
+    """Fail when redis-server or redis-py is missing: the Redis tests must run. Only outside CI, and only when
+    asked with ``LLM_REPLAY_SKIP_REDIS=1`` (a laptop without Redis), do they skip instead, saying why."""
     problems = []
     if not Path(BINARY).is_file():
         problems.append("redis-server is not installed (apt-get install redis-server)")
@@ -29,10 +30,20 @@ def require_redis() -> None:
         import redis  # noqa: F401
     except ImportError:
         problems.append("redis-py is not installed (pip install -e '.[test]')")
-    if problems and os.environ.get("CI"):
-        pytest.fail("; ".join(problems) + ": in CI the Redis tests must run")
-    if problems:
-        pytest.skip("; ".join(problems))
+    if not problems:
+        return
+    if os.environ.get("LLM_REPLAY_SKIP_REDIS") == "1" and not in_ci():
+        pytest.skip("; ".join(problems) + " (LLM_REPLAY_SKIP_REDIS=1)")
+    pytest.fail("; ".join(problems) + ": the Redis tests must run (outside CI, LLM_REPLAY_SKIP_REDIS=1 skips them)", pytrace=False)
+
+
+def in_ci() -> bool:
+    """Whether this looks like a CI machine (``CI`` set to anything but false, or a CI service's own variable)."""
+    flag = os.environ.get("CI", "").strip().lower()
+    return flag not in ("", "0", "false", "no") or any(name in os.environ for name in _CI_VARIABLES)
+
+
+_CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "JENKINS_URL", "TF_BUILD", "TEAMCITY_VERSION")
 
 
 def free_port() -> int:

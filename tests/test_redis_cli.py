@@ -107,7 +107,7 @@ def test_ls_show_stats_diff_and_audit_read_redis(redis_url, tmp_path, capsys, mo
     assert code == 0 and "tests:     test_app.py::test_capital" in out and '"content": "Capital of France"' in out
 
     code, out, _ = _run(capsys, "stats", "--cassette", redis_url)
-    assert code == 0 and f"cassette:          {redis_url}\n" in out and "recordings:        2" in out and "last complete run: none recorded yet" in out
+    assert code == 0 and f"cassette:          {redis_url}\n" in out and "recordings:        2" in out and "last run:          none recorded yet" in out
 
     copy = str(tmp_path / "copy.sqlite3")
     assert _run(capsys, "copy", redis_url, copy)[0] == 0
@@ -185,7 +185,7 @@ def _every_byte(client, pattern: str) -> list[bytes]:  # type: ignore[no-untyped
     return [part for item in found for part in (item if isinstance(item, tuple) else (item,))]
 
 
-def test_pruning_redis_deletes_only_what_the_last_complete_run_did_not_use(llm_pytester, server, env, redis_url, capsys):
+def test_pruning_redis_deletes_only_what_every_owning_test_passed_without(llm_pytester, server, env, redis_url, capsys):
     from test_cli import app_tests
 
     env.setenv("OPENAI_API_KEY", server.api_key)
@@ -198,15 +198,15 @@ def test_pruning_redis_deletes_only_what_the_last_complete_run_did_not_use(llm_p
     llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Weather in Paris"))  # the joke test is gone
     result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", cassette)
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 unused recording from {redis_url}"])
+    result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 recording no longer used by the tests that ran, from {redis_url}"])
     assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Weather in Paris"]
 
     llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # and now the weather test
     llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=1)
     code, out, _ = _run(capsys, "prune", "--dry-run", "--cassette", redis_url)
-    assert code == 0 and out.startswith("would delete 1 recordings not used by the last complete run") and len(_contents(redis_url)[0]) == 2
+    assert code == 0 and out.startswith("would delete 1 recording that every owning test passed without:") and len(_contents(redis_url)[0]) == 2
     code, out, _ = _run(capsys, "prune", "--cassette", redis_url)
-    assert code == 0 and out.startswith("deleted 1 recordings not used by the last complete run") and out.rstrip().endswith(f"from {redis_url}")
+    assert code == 0 and out.strip() == f"deleted 1 recording that every owning test passed without, from {redis_url}"
     assert list(_contents(redis_url)[0]) == ["(user) Capital of France"]
 
 
@@ -217,6 +217,35 @@ def test_replay_lets_the_cassettes_own_server_through_the_network_guard():
         assert socket.getaddrinfo("192.0.2.10", 6379, proto=socket.IPPROTO_TCP)[0][4][:2] == ("192.0.2.10", 6379)
         with pytest.raises(NetworkBlocked, match="192.0.2.11"):
             socket.getaddrinfo("192.0.2.11", 6379)
+
+
+def test_a_replay_session_lets_its_redis_through_the_session_guard_and_the_child_process_fence(tmp_path):
+    from llm_replay.engine.settings import CacheSettings
+    from llm_replay.pytest_plugin.suite import Suite
+
+    suite = Suite(Mode.REPLAY, True, "redis://:pw-Fence-5d1e@192.0.2.10:6379/0?prefix=app", CacheSettings(), tmp_path)
+    suite.go_offline()
+    try:  # a test that does not use llm_cache is held to the session's guard; the suite cassette is opened there too
+        assert socket.getaddrinfo("192.0.2.10", 6379, proto=socket.IPPROTO_TCP)[0][4][:2] == ("192.0.2.10", 6379)
+        with pytest.raises(NetworkBlocked, match="192.0.2.11"):
+            socket.getaddrinfo("192.0.2.11", 6379)
+        children = suite._offline[1].environment
+        assert "192.0.2.10" in children["NO_PROXY"].split(",") and "pw-Fence-5d1e" not in str(children)
+    finally:
+        suite.back_online()
+
+
+def test_fail_unplayed_sees_the_recordings_a_test_owns_in_redis(redis_url):
+    owned, other = _recording("owned", tests=("t.py::test_x",)), _recording("someone else's", tests=("t.py::test_y",))
+    _fill(redis_url, owned, other)
+    store = open_store(redis_url, readonly=True)
+    try:
+        recorder = Recorder(store, Mode.REPLAY, test_id="t.py::test_x")
+        assert recorder.unplayed() == [owned.key]
+        recorder.lookup(owned.request, owned.key)
+        assert recorder.unplayed() == []
+    finally:
+        store.close()
 
 
 def test_commands_that_need_a_file_say_so_without_the_password(capsys):

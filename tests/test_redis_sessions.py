@@ -126,7 +126,7 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
     store = open_store(locked_redis.url("fleet"), readonly=True)
     try:
         assert len(store) == 12, "nothing lost"
-        assert {owner for _, owners in store.index() for owner in owners} == {
+        assert {owner for _, owners, _ in store.index() for owner in owners} == {
             *(f"test_a.py::test_a_asks[{n}]" for n in range(5)), "test_a.py::test_a_asks_with_the_date",
             *(f"test_b.py::test_b_asks[{n}]" for n in range(5)), "test_b.py::test_b_asks_with_the_date",
         }
@@ -163,14 +163,14 @@ def test_a_fleet_records_into_one_redis_replays_from_it_and_copies_it_into_a_fil
 
 
 def test_redis_holds_no_password_and_no_url(locked_redis, server, llm_pytester, env):
-    """What a session writes into Redis (recordings, instants, run history) carries neither the password nor the URL."""
+    """What a session writes into Redis (recordings, owners, instants) carries neither the password nor the URL."""
     url = locked_redis.url("stored")
     env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.makepyfile(test_app=ASK.format(base_url=server.base_url) + checkout_tests("app", 2))
     llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={url}").assert_outcomes(passed=2)
     client = locked_redis.client()
     values = b"".join(client.dump(key) for key in client.keys("stored:*"))
-    assert client.hlen("stored:runs") == 1 and client.scard("stored:keys") == 2
+    assert client.scard("stored:keys") == 2 and client.hlen("stored:instants") == 2
     assert PASSWORD.encode() not in values and str(locked_redis.port).encode() + b"/0" not in values
 
 

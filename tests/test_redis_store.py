@@ -151,23 +151,6 @@ def test_without_redis_py_the_error_says_what_to_install(monkeypatch):
         open_store("redis://127.0.0.1:1/0?prefix=x")
 
 
-def test_set_owners_replaces_the_owners_of_the_named_recordings_only(redis_url):
-    """Ownership is a set of test ids per recording, replaced whole (what pruning's owner bookkeeping asks)."""
-    store = open_store(redis_url)
-    try:
-        a, b = _interaction("a"), _interaction("b")
-        store.put(a)
-        store.put(b)
-        assert store.get(a.fingerprint).tests == ("t.py::test",)  # read once: the read cache must forget the old owners
-        store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
-        assert dict(store.index()) == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test",)}
-        assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x") and store.get(a.fingerprint).response.body == a.response.body
-        store.set_owners({b.key: ()})
-        assert dict(store.index())[b.key] == () and len(store) == 2, "no owners is not no recording"
-    finally:
-        store.close()
-
-
 def test_use_cassette_records_into_redis_and_replays_from_it_offline(redis_url, server):
     import openai
 
@@ -182,3 +165,21 @@ def test_use_cassette_records_into_redis_and_replays_from_it_offline(redis_url, 
     with use_cassette(redis_url, mode="replay") as replayed:
         assert ask() == answer
     assert replayed.replayed == 1 and len(server.requests) == 1
+
+
+def test_without_redis_server_the_redis_tests_fail_unless_a_laptop_asks_to_skip(monkeypatch):
+    import redis_server
+
+    monkeypatch.setattr(redis_server, "BINARY", "/nonexistent/redis-server")
+    for name in ("CI", "LLM_REPLAY_SKIP_REDIS", *redis_server._CI_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(pytest.fail.Exception, match="redis-server is not installed .*must run"):
+        redis_server.require_redis()  # a laptop that did not ask
+    monkeypatch.setenv("LLM_REPLAY_SKIP_REDIS", "1")
+    with pytest.raises(pytest.skip.Exception, match="LLM_REPLAY_SKIP_REDIS=1"):
+        redis_server.require_redis()
+    for ci in (("CI", "true"), ("GITHUB_ACTIONS", "true"), ("JENKINS_URL", "http://jenkins")):
+        monkeypatch.setenv(*ci)
+        with pytest.raises(pytest.fail.Exception):
+            redis_server.require_redis()  # CI fails even when asked to skip
+        monkeypatch.delenv(ci[0])

@@ -16,7 +16,7 @@ import pytest
 
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
-from llm_replay.stores.base import RunHistory, Store
+from llm_replay.stores.base import Store
 from llm_replay.stores.memory import InMemoryCache
 from llm_replay.stores.spec import open_store
 from llm_replay.stores.sqlite import SQLiteCache
@@ -103,6 +103,19 @@ def test_put_scrubs_secret_values(store: Store, monkeypatch: pytest.MonkeyPatch)
     assert "<scrubbed:CONTRACT_API_KEY>" in stored.request_json
 
 
+def test_a_secret_in_a_test_id_is_stored_scrubbed_wherever_test_ids_go(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANT_TOKEN", "tenant-secret-value-9")
+    test_id, shown = "t.py::test[tenant-secret-value-9]", "t.py::test[<scrubbed:TENANT_TOKEN>]"
+    recording = _interaction("tenant", tests=(test_id,))
+    store.put(recording)
+    store.put_instant(test_id, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    store.put_clock_read(test_id, True)
+    store.set_owners({recording.key: (test_id, "t.py::other")})
+    assert [sorted(tests) for _, tests, _ in store.index()] == [sorted((shown, "t.py::other"))]
+    assert store.instants() == [(shown, datetime(2026, 1, 1, tzinfo=timezone.utc), True)]
+    assert store.stored_clock(test_id) == (datetime(2026, 1, 1, tzinfo=timezone.utc), True), "found again under the id the test has"
+
+
 def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: Store) -> None:
     for n, prompt in enumerate(["c", "a", "b"]):
         store.put(replace(_interaction(prompt), recorded_at=f"2026-01-0{n + 1}T00:00:00+00:00"))
@@ -114,10 +127,26 @@ def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: S
 def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None:
     store.put(_interaction("a", tests=("t.py::test_a",)))
     store.put(_interaction("b", tests=("t.py::test_b", "t.py::test_c")))
-    assert dict(store.index()) == {
+    assert {key: tests for key, tests, _ in store.index()} == {
         (_interaction("a").fingerprint, 0): ("t.py::test_a",),
         (_interaction("b").fingerprint, 0): ("t.py::test_b", "t.py::test_c"),
     }
+    assert {recorded_at for _, _, recorded_at in store.index()} == {"2026-01-01T00:00:00+00:00"}
+
+
+def test_set_owners_replaces_the_owning_tests_of_the_named_keys_only(store: Store) -> None:
+    a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
+    store.put(a)
+    store.put(b)
+    assert store.get(a.fingerprint) is not None  # read once: a store that caches reads must forget the old owners
+    store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+    assert {key: tests for key, tests, _ in store.index()} == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test_b",)}
+    assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x")
+    assert store.get(a.fingerprint).response.body == a.response.body, "the answer is untouched"
+    assert len(store) == 2
+    store.set_owners({})
+    store.set_owners({b.key: ()})
+    assert {key: tests for key, tests, _ in store.index()}[b.key] == () and len(store) == 2, "no owners is not no recording"
 
 
 def test_delete_removes_only_the_named_keys(store: Store) -> None:
@@ -184,23 +213,3 @@ def test_binary_bodies_and_metadata_survive_the_round_trip(make: StoreFactory, k
     writer.put(recording)
     stored = (make() if STORES[kind][1] else writer).get(recording.fingerprint)
     assert (stored.response.body, stored.latency_ms, stored.response.headers) == (image, 12.5, {"content-type": ["application/json"]})
-
-
-def test_run_history_remembers_runs_and_what_they_used(store: Store, kind: str) -> None:
-    from llm_replay.model.runs import RunRecord
-
-    if not isinstance(store, RunHistory):
-        pytest.skip(f"the {kind} store is never a suite cassette: it keeps no run history")
-    used, unused = _interaction("used"), _interaction("unused")
-    store.put(used)
-    store.put(unused)
-    assert store.last_complete_run() is None and store.usage() == {}
-    first = RunRecord("run-1", "2026-01-01T00:00:00.000001+00:00", True, None)
-    store.record_run(first, {used.key: 2})
-    store.record_run(RunRecord("run-2", "2026-01-02T00:00:00.000001+00:00", False, ("t.py",)), {used.key: 3})
-    assert store.last_complete_run() == first
-    assert store.usage() == {used.key: ("run-2", 5)}
-    assert store.keys_used_since(first.finished_at) == {used.key}
-    assert store.keys_used_since("2026-01-03T00:00:00+00:00") == set()
-    store.delete([used.key])
-    assert store.usage() == {} and store.get(unused.fingerprint) is not None

@@ -6,13 +6,10 @@ A new store (memory, SQLite, Redis, …) proves itself by passing ``tests/test_s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, runtime_checkable
-
-from ..errors import CassetteError
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction, Key
-    from ..model.runs import RunRecord
     from ..model.scrub import Scrubber
 
 
@@ -39,7 +36,8 @@ class Store(Protocol):
         """Store or overwrite one interaction, scrubbed, atomically."""
 
     def delete(self, keys: Iterable["Key"]) -> int:
-        """Remove these interactions; how many there were."""
+        """Remove these interactions; how many there were. Deleted means gone: none of their bytes stay
+        in the store's files (or its server's memory) once the store is closed."""
 
     def interactions(self) -> Iterator["Interaction"]:
         """Every interaction."""
@@ -47,8 +45,11 @@ class Store(Protocol):
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
 
-    def index(self) -> list[tuple["Key", tuple[str, ...]]]:
-        """Every key with the tests that own it (ownership, for pruning), without the bodies."""
+    def index(self) -> list[tuple["Key", tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without the bodies."""
+
+    def set_owners(self, owners: Mapping["Key", Sequence[str]]) -> None:
+        """Replace the tests that own these interactions, atomically; keys the store lacks are ignored."""
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
@@ -67,27 +68,3 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store; a file store is left as one plain file."""
-
-
-@runtime_checkable
-class RunHistory(Protocol):
-    """What a suite cassette remembers of finished pytest runs: which recordings each used (stats, pruning)."""
-
-    def record_run(self, run: "RunRecord", replays: Mapping["Key", int]) -> None:
-        """Remember a finished run and the recordings it used, with how often each was replayed."""
-
-    def last_complete_run(self) -> "RunRecord | None":
-        """The most recent run in which every collected test ran and passed."""
-
-    def keys_used_since(self, finished_at: str) -> set["Key"]:
-        """The recordings some run finishing at or after ``finished_at`` used."""
-
-    def usage(self) -> dict["Key", tuple[str, int]]:
-        """For each recording ever used by a run: that run's uid and the replays counted so far."""
-
-
-def run_history(store: Store, needed_for: str) -> RunHistory:
-    """The store's run history, or a CassetteError saying this store keeps none."""
-    if not isinstance(store, RunHistory):
-        raise CassetteError(f"{needed_for} needs a cassette that remembers pytest runs; {store.describe()} does not (use a file or a redis:// URL)")
-    return store

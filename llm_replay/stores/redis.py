@@ -7,8 +7,6 @@ Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can 
     {prefix}:rec:{fp}:{occ}         hash  request, status, reason, headers, body, recorded_at, latency_ms
     {prefix}:owners:{fp}:{occ}      set   the test ids that own the recording
     {prefix}:instants, :clock_reads hash  test id -> frozen instant, whether the recording read the clock
-    {prefix}:runs                   hash  run uid -> finished_at, complete, scope (JSON)
-    {prefix}:usage:run, :usage:replays  hash  "fp:occ" -> last run that used it, replays counted so far
 
 Every write is atomic, one Lua script (a recording: its fields and owners together) or one MULTI/EXEC
 transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure
@@ -27,7 +25,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import CassetteError
 from ..model.credentials import without_password
 from ..model.interaction import Interaction, Key, RecordedResponse
-from ..model.runs import RunRecord
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:
@@ -191,7 +188,8 @@ class RedisCache:
             self._hits.pop(key, None)
 
     def delete(self, keys: Iterable[Key]) -> int:
-        """Remove these recordings, their owners and their usage, in one transaction; how many there were."""
+        """Remove these recordings and their owners, in one transaction; how many there were. Redis frees what
+        they held at once (what the server's own RDB/AOF files keep is the server's to rewrite)."""
         keys = list(keys)
         if not keys:
             return 0
@@ -203,8 +201,6 @@ class RedisCache:
                 pipe.delete(self._key("rec", fingerprint, occurrence))
             pipe.delete(*(self._key("owners", fingerprint, occurrence) for fingerprint, occurrence in keys))
             pipe.srem(self._key("keys"), *members)
-            pipe.hdel(self._key("usage", "run"), *members)
-            pipe.hdel(self._key("usage", "replays"), *members)
             removed = sum(pipe.execute()[: len(keys)])
         for key in keys:
             self._hits.pop(key, None)
@@ -245,9 +241,13 @@ class RedisCache:
         ]
         return iter([(fingerprint, occurrence, request) for _, (fingerprint, occurrence), request in sorted(rows)])
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that own it, without loading the bodies."""
-        return [(key, _tests(owners)) for key, (owners,) in self._batched(self._members(), "smembers owners")]
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies."""
+        return [
+            (key, _tests(owners), recorded_at.decode())
+            for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at")
+            if recorded_at is not None  # deleted since the keys were listed
+        ]
 
     def __len__(self) -> int:
         with self._talking():
@@ -294,44 +294,6 @@ class RedisCache:
         self._writable()
         with self._talking():
             self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[self.scrubber.test_id(test_id), int(read)])
-
-    # -- usage by runs (llm-replay prune, --llm-prune, stats) --------------------------------
-
-    def record_run(self, run: RunRecord, replays: Mapping[Key, int]) -> None:
-        """Remember a finished run and the recordings it used (with how often each was replayed), in one transaction."""
-        self._writable()
-        with self._talking():
-            pipe = self._client.pipeline(transaction=True)
-            pipe.hset(self._key("runs"), run.uid, json.dumps([run.finished_at, run.complete, run.scope_json()]))
-            for (fingerprint, occurrence), count in replays.items():
-                member = f"{fingerprint}:{occurrence}"
-                pipe.hset(self._key("usage", "run"), member, run.uid)
-                pipe.hincrby(self._key("usage", "replays"), member, count)
-            pipe.execute()
-
-    def _runs(self) -> dict[str, RunRecord]:
-        with self._talking():
-            stored = self._client.hgetall(self._key("runs"))
-        return {uid.decode(): RunRecord.from_row(uid.decode(), *json.loads(row)) for uid, row in stored.items()}
-
-    def last_complete_run(self) -> RunRecord | None:
-        """The most recent run in which every collected test ran and passed."""
-        complete = [run for run in self._runs().values() if run.complete]
-        return max(complete, key=lambda run: run.finished_at) if complete else None
-
-    def keys_used_since(self, finished_at: str) -> set[Key]:
-        """The recordings some run finishing at or after ``finished_at`` used."""
-        runs = self._runs()
-        return {key for key, (uid, _) in self.usage().items() if uid in runs and runs[uid].finished_at >= finished_at}
-
-    def usage(self) -> dict[Key, tuple[str, int]]:
-        """For each recording ever used by a run: that run's uid and the replays counted so far."""
-        with self._talking():
-            pipe = self._client.pipeline(transaction=False)
-            pipe.hgetall(self._key("usage", "run"))
-            pipe.hgetall(self._key("usage", "replays"))
-            runs, replays = pipe.execute()
-        return {_key_of(member): (uid.decode(), int(replays.get(member, 0))) for member, uid in runs.items()}
 
     # -- every byte under the prefix (llm-replay audit and scrub) ------------------------------
 
