@@ -55,11 +55,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process: ``url(prefix)`` names a fresh corner of it; ``kill()`` pulls the plug."""
 
-    def __init__(self, folder: Path, password: str | None = None, durable: bool = False, port: int | None = None) -> None:
+    def __init__(self, folder: Path, password: str | None = None, durable: bool = False, port: int | None = None, tls: bool = False) -> None:
         self.folder = folder
         self.password = password
         self.durable = durable  # an append-only file fsync'd on every write: what was written survives a kill
         self.port = port or free_port()
+        self.tls = tls  # only TLS, on ``port``, with a certificate from a test CA (``ca_file``)
+        self.ca_file = folder / "ca.pem"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "RedisServer":
@@ -68,6 +70,8 @@ class RedisServer:
         command = [BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", str(self.folder)]
         if self.password:
             command += ["--requirepass", self.password]
+        if self.tls:
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port), *self._certificates()]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -83,7 +87,20 @@ class RedisServer:
     def url(self, prefix: str | None = None) -> str:
         """``redis://[:password@]127.0.0.1:PORT/0?prefix=…``; a fresh unique prefix unless one is given."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0?prefix={prefix or 't' + uuid.uuid4().hex[:12]}"
+        url = f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0?prefix={prefix or 't' + uuid.uuid4().hex[:12]}"
+        return f"{url}&ssl_ca_certs={self.ca_file}" if self.tls else url
+
+    def _certificates(self) -> list[str]:
+        """A test CA and a certificate for 127.0.0.1 signed by it; clients need not show one."""
+        import trustme
+
+        authority = trustme.CA()
+        issued = authority.issue_cert("127.0.0.1", "localhost")
+        authority.cert_pem.write_to_path(str(self.ca_file))
+        issued.cert_chain_pems[0].write_to_path(str(self.folder / "cert.pem"))
+        issued.private_key_pem.write_to_path(str(self.folder / "key.pem"))
+        files = {"--tls-cert-file": "cert.pem", "--tls-key-file": "key.pem", "--tls-ca-cert-file": "ca.pem"}
+        return [*(item for flag, name in files.items() for item in (flag, str(self.folder / name))), "--tls-auth-clients", "no"]
 
     def client(self):  # type: ignore[no-untyped-def]
         import redis

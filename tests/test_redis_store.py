@@ -167,6 +167,32 @@ def test_use_cassette_records_into_redis_and_replays_from_it_offline(redis_url, 
     assert replayed.replayed == 1 and len(server.requests) == 1
 
 
+def test_rediss_records_and_replays_over_tls_behind_a_password(tmp_path, server, capsys):
+    import openai
+
+    from llm_replay.cli import main
+
+    require_redis()
+    tls = RedisServer(tmp_path / "tls", password=PASSWORD, tls=True).start()
+    try:
+        url = tls.url("secure")
+        ask = lambda: openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0).chat.completions.create(  # noqa: E731
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "over TLS"}]
+        ).choices[0].message.content
+        with use_cassette(url, mode="record") as recorded:
+            answer = ask()
+        assert recorded.recorded == 1 and recorded.cassette.describe() == url.replace(f":{PASSWORD}@", "")
+        server.stop()
+        with use_cassette(url, mode="replay") as replayed:
+            assert ask() == answer and replayed.replayed == 1
+        assert main(["ls", "--cassette", url]) == 0 and "over TLS" in capsys.readouterr().out
+        with pytest.raises(CassetteError) as plain:  # the TLS port does not speak plain Redis
+            open_store(f"redis://:{PASSWORD}@127.0.0.1:{tls.port}/0?prefix=secure&socket_timeout=2")
+        assert f"cannot reach the Redis cassette redis://127.0.0.1:{tls.port}/0?prefix=secure" in str(plain.value) and PASSWORD not in str(plain.value)
+    finally:
+        tls.stop()
+
+
 def test_without_redis_server_the_redis_tests_fail_unless_a_laptop_asks_to_skip(monkeypatch):
     import redis_server
 
