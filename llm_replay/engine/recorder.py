@@ -11,6 +11,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
+from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .explain import explain_miss
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
@@ -35,6 +36,7 @@ class Recorder:
         repeats: str = "cache",
         rules: MatchRules | None = None,
         rekey: RekeyIndex | None = None,
+        adoption: AdoptionIndex | None = None,
         test_id: str | None = None,
         frozen_at: datetime | None = None,
         keep_instant: bool = False,
@@ -55,7 +57,9 @@ class Recorder:
         self.interactions: list[Interaction] = []
         self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
+        self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
         self._rekey = rekey
+        self._adoption = adoption
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
@@ -90,18 +94,50 @@ class Recorder:
         found = self.cassette.get(*key)
         if found is None and self._rekey is not None:
             found = self._rekey.find(self.cassette, *key)
+        if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
+            found = self._adopted(request, key)
         if found is not None:
             with self._lock:
                 self.replayed += 1
                 self.replays_by_key[key] += 1
                 self.interactions.append(found)
             return found
-        if self.mode is Mode.REPLAY and strict:
+        if self.mode.offline and strict:
             hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
+            adopt = self._adoption.adopt if self._adoption is not None else None
+            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=adopt))
             self.count_miss(miss)
             raise miss
         return None
+
+    def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
+        """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
+
+        Several candidates: this test's own wins, else the miss fails and lists them. The new copy is
+        written before the old key goes, so a killed run leaves both, never neither.
+        """
+        __tracebackhide__ = True
+        candidates = self._adoption.candidates(self.cassette, request, key)  # type: ignore[union-attr]
+        if not candidates:
+            return self.cassette.get(*key)  # another xdist worker may have adopted it a moment ago
+        old = chosen(candidates, self.test_id)
+        if old is None:
+            miss = CassetteMiss(
+                f"{len(candidates)} recordings could be adopted for {request.method} {request.url} and none is this test's own "
+                f"({self.test_id or 'no test'}); none was adopted:\n" + "\n".join(candidate_lines(candidates, request))
+                + "\n  re-record this test (pytest --llm-mode=refresh ...), or delete the stale recordings with llm-replay rm"
+            )
+            self.count_miss(miss)
+            raise miss
+        tests = old.tests + ((self.test_id,) if self.test_id and self.test_id not in old.tests else ())
+        adopted = Interaction.of(
+            request, old.response, fingerprint=key[0], occurrence=key[1], recorded_at=old.recorded_at, latency_ms=old.latency_ms, tests=tests
+        )
+        self.cassette.put(adopted)
+        self.cassette.delete([old.key])
+        with self._lock:
+            self.adoptions.append(shape_change(old.request, request))
+        return adopted
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
@@ -146,7 +182,7 @@ class Recorder:
         A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
         recorded under it may have read the clock). Replays write nothing.
         """
-        if self.test_id is None or self.mode is Mode.REPLAY:
+        if self.test_id is None or self.mode.offline:
             return
         if self._instant_kept:
             self.cassette.put_clock_read(self.test_id, read)

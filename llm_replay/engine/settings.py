@@ -15,9 +15,15 @@ class Mode(str, enum.Enum):
     RECORD = "record"
     REFRESH = "refresh"
     OFF = "off"
+    ADOPT = "adopt"
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def offline(self) -> bool:
+        """Never goes live: a miss fails (``adopt`` first re-keys a recording an SDK upgrade moved)."""
+        return self in (Mode.REPLAY, Mode.ADOPT)
 
 
 MODE_NAMES = tuple(mode.value for mode in Mode)
@@ -98,6 +104,8 @@ class CacheSettings:
     allow_hosts: tuple[str, ...] = ()
     # -- issue 5: the LangChain layer (llm_replay.langchain) --
     layer: tuple[str, ...] = ("http",)
+    # -- issue 12: body fields an SDK upgrade may change that adopt mode still re-keys --
+    adopt_body_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -128,6 +136,11 @@ class CacheSettings:
 
             added = ignore_paths(changes["match_ignore"], source)
             changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
+        if "adopt_body_paths" in changes:
+            from .matching import ignore_paths
+
+            added = ignore_paths(changes["adopt_body_paths"], source)
+            changes["adopt_body_paths"] = tuple(dict.fromkeys(self.adopt_body_paths + added))
         if "allow_hosts" in changes:
             # Like match_ignore, allowed hosts add up (ini, then llm_cache_config, then the marker).
             hosts = changes["allow_hosts"]

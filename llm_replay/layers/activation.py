@@ -34,7 +34,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
         yield recorder
         return
     with ExitStack() as stack:
-        if recorder.mode is Mode.REPLAY:
+        if recorder.mode.offline:
             from .network import blocking_network
 
             stack.enter_context(placeholder_keys())

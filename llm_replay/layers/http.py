@@ -13,7 +13,6 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 from ..engine.recorder import Recorder
-from ..engine.settings import Mode
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
@@ -51,8 +50,8 @@ class VcrCassetteAdapter:
 
     @property
     def write_protected(self) -> bool:
-        """Replay never goes live (a miss has already raised CassetteMiss by then)."""
-        return self.recorder.mode is Mode.REPLAY
+        """Replay and adopt never go live (a miss has already raised CassetteMiss by then)."""
+        return self.recorder.mode.offline
 
     def _pending(self, vcr_request: Any) -> _Pending:
         __tracebackhide__ = True

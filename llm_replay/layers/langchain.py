@@ -20,7 +20,6 @@ from langchain_core.load import dumpd, load
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request
 from ..engine.recorder import Recorder
-from ..engine.settings import Mode
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
@@ -170,7 +169,7 @@ class RecorderCache(_CassetteBackedCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Record what the model answered (never while replaying: the layer below answered then)."""
-        if self.recorder.mode is Mode.REPLAY:
+        if self.recorder.mode.offline:
             return
         request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)

@@ -30,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-mode",
         choices=MODE_NAMES,
         default=None,
-        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass). "
+        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "adopt (offline; re-key recordings an SDK upgrade moved to another URL). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
     group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
@@ -40,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
     )
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or adopt.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
@@ -55,6 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini(
+        "llm_adopt_body_paths",
+        "JSON body paths an SDK upgrade may change that --llm-mode=adopt still re-keys, one a line (same syntax as llm_match_ignore).",
+        type="linelist",
+        default=[],
+    )
     # Safety: secrets and network (docs/safety.md).
     parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
     parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
@@ -65,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
-        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain'): "
+        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', adopt_body_paths=[...]): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -76,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
+        defaults = defaults.updated({"adopt_body_paths": config.getini("llm_adopt_body_paths")}, "ini option llm_adopt_body_paths")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
@@ -93,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
         distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
     )
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
-    if mode is Mode.REPLAY:
+    if mode.offline:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
         config.stash[_PLACEHOLDERS].__enter__()
@@ -167,6 +175,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     suite = terminalreporter.config.stash.get(SUITE, None)
     line = suite.summary() if suite else None
     if line:
+        terminalreporter.write_line(line)
+    for line in suite.adoption_lines() if suite else ():
         terminalreporter.write_line(line)
     for line in suite.end_lines if suite else ():
         terminalreporter.write_line(line)

@@ -16,6 +16,7 @@ from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.adoption import AdoptionIndex
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
     from ..stores.base import Store
@@ -71,6 +72,8 @@ class Suite:
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- run usage (prune) --
     run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
     prune: bool = False
@@ -101,6 +104,7 @@ class Suite:
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -115,6 +119,9 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
+            adoption=self._adoption_indexes.setdefault(
+                (rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
+            ),
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -140,9 +147,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode is Mode.REPLAY and stored is None:
+        if settings.mode.offline and stored is None:
             return WallClock(None)
-        if settings.mode is Mode.REPLAY and read is False:
+        if settings.mode.offline and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -163,12 +170,21 @@ class Suite:
             shown = self.cassette_path
         return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
 
+    def adoption_lines(self) -> list[str]:
+        """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
+        if not self.adoptions:
+            return []
+        total = sum(self.adoptions.values())
+        lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
+        return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
+
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
         if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
             for interaction in recorder.interactions:
                 self.used[interaction.key] += 0
             self.used.update(recorder.replays_by_key)
+        self.adoptions.update(recorder.adoptions)
 
     def finish_run(self) -> None:
         """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
@@ -194,6 +210,7 @@ class Suite:
             "totals": self.totals.as_counts(),
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
             "wrote": self._cassette is not None and not self._cassette.readonly,
+            "adoptions": dict(self.adoptions),
         }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
@@ -202,6 +219,7 @@ class Suite:
         for fingerprint, occurrence, count in report["used"]:
             self.used[(fingerprint, occurrence)] += count
         self.workers_wrote = self.workers_wrote or bool(report["wrote"])
+        self.adoptions.update(report.get("adoptions", {}))
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""
