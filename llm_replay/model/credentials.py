@@ -6,10 +6,14 @@ and by the scrubber (nothing secret reaches a cassette).
 
 from __future__ import annotations
 
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "api-key", "access_token", "token", "code", "signature", "sig"})
+SECRET_QUERY_PARAMS = frozenset({
+    "key", "api_key", "apikey", "api-key", "access_token", "token", "code", "signature", "sig",
+    # AWS SigV4 in a presigned URL: the signature, the key id and session token, and the signing time
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-amz-date",
+})
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
-    "openai-organization", "openai-project", "anthropic-organization-id",
+    "openai-organization", "openai-project", "anthropic-organization-id", "x-amz-security-token",
 })
 # Names of environment variables whose values are secret: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*.
 SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
