@@ -62,7 +62,7 @@ class AdoptionIndex:
                     self._shapes = self._build(cassette)
         stored = self._shapes.get(self.adopt.shape(request), [])  # type: ignore[union-attr]
         found = (cassette.get(*stored_key) for stored_key in self.adopt.candidates(request, key, stored))
-        return [interaction for interaction in found if interaction is not None]
+        return sorted((interaction for interaction in found if interaction is not None), key=lambda i: (i.request.url, i.key))
 
     def _build(self, cassette: "Store") -> dict[str, list[tuple["Key", CanonicalRequest]]]:
         shapes: dict[str, list[tuple["Key", CanonicalRequest]]] = {}
