@@ -78,7 +78,7 @@ def test_an_sdk_upgrade_misses_then_adopt_rekeys_once_then_plain_replay(llm_pyte
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=2)
     assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
-    assert "adopted" not in replayed.stdout.str()
+    assert "llm_replay: adopted" not in replayed.stdout.str()
     assert len(gemini_server.requests) == served, "adopt never went to the network"
     assert _stored_paths(llm_pytester) == ["/v1/models/gemini-2.5-flash:generateContent", "/v1/models/gemini-2.5-flash:streamGenerateContent"]
 

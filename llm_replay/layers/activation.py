@@ -83,6 +83,7 @@ def use_cassette(
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones.
     """
+    from ..engine.adoption import AdoptionIndex, AdoptRules
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
     from ..stores.memory import InMemoryCache
@@ -93,7 +94,8 @@ def use_cassette(
     cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
+        adoption = AdoptionIndex(AdoptRules(rules))
+        recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, adoption=adoption, record_hint=lambda: hint)
         with activated(recorder, allowed_hosts=allow_hosts):
             yield recorder
     finally:
