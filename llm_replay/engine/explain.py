@@ -84,12 +84,13 @@ def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt
     if not keys:
         return []
     candidates = [found for found in (cassette.get(*stored) for stored in keys) if found is not None]
-    lines = [
-        f"  adopt:     {len(candidates)} recording{'s have' if len(candidates) != 1 else ' has'} the same method, host and body; only the URL "
-        "differs (an SDK upgrade?). Run with --llm-mode=adopt (or LLM_REPLAY_MODE=adopt) to re-key "
-        f"{'it' if len(candidates) == 1 else 'this test' + chr(39) + 's own'} to this request, offline:"
+    which = "it" if len(candidates) == 1 else "the one this test recorded"
+    counted = f"{len(candidates)} recording{'s have' if len(candidates) != 1 else ' has'}"
+    return [
+        f"  adopt:     {counted} the same method, host and body; only the URL differs (an SDK upgrade?). "
+        f"Run with --llm-mode=adopt (or LLM_REPLAY_MODE=adopt) to re-key {which} to this request, offline:",
+        *candidate_lines(candidates, request),
     ]
-    return lines + candidate_lines(candidates, request)
 
 
 def _recorded_occurrences(cassette: "Store", fingerprint: str) -> int:

@@ -133,8 +133,13 @@ class Recorder:
         adopted = Interaction.of(
             request, old.response, fingerprint=key[0], occurrence=key[1], recorded_at=old.recorded_at, latency_ms=old.latency_ms, tests=tests
         )
-        self.cassette.put(adopted)
-        self.cassette.delete([old.key])
+        try:
+            self.cassette.put(adopted)
+            self.cassette.delete([old.key])
+        except CassetteError as error:
+            failure = CassetteMiss(f"the recording of {old.request.method} {old.request.url} could not be re-keyed to {request.url}: {error}")
+            self.count_miss(failure)
+            raise failure from error
         with self._lock:
             self.adoptions.append(shape_change(old.request, request))
         return adopted
