@@ -16,20 +16,32 @@ class Mode(str, enum.Enum):
     REFRESH = "refresh"
     OFF = "off"
     ADOPT = "adopt"
+    VERIFY = "verify"
 
     def __str__(self) -> str:
         return self.value
 
     @property
+    def strict(self) -> bool:
+        """A miss fails the test and nothing new is recorded (replay, adopt, verify)."""
+        return self in (Mode.REPLAY, Mode.ADOPT, Mode.VERIFY)
+
+    @property
     def offline(self) -> bool:
-        """Never goes live: a miss fails (``adopt`` first re-keys a recording an SDK upgrade moved)."""
+        """Never goes live: the network is blocked (``adopt`` first re-keys a recording an SDK upgrade moved)."""
         return self in (Mode.REPLAY, Mode.ADOPT)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the mode writes nothing to the cassette (replay, and verify, which only compares)."""
+        return self in (Mode.REPLAY, Mode.VERIFY)
 
 
 MODE_NAMES = tuple(mode.value for mode in Mode)
 SCOPES = ("test", "suite")
 REPEATS = ("cache", "sequence")
 LAYERS = ("http", "langchain")
+ON_EXPIRED = ("warn", "fail", "refresh")
 _TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 _FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
 
@@ -106,6 +118,12 @@ class CacheSettings:
     layer: tuple[str, ...] = ("http",)
     # -- issue 12: body fields an SDK upgrade may change that adopt mode still re-keys --
     adopt_body_paths: tuple[str, ...] = ()
+    # -- issue 17: recordings grow old --
+    max_age: float | None = None  # seconds; None: recordings never expire
+    on_expired: str = "warn"
+    before_record: Callable[[Any], Any] | None = None
+    ignore_hosts: tuple[str, ...] = ()
+    fail_unplayed: bool = False
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -117,6 +135,8 @@ class CacheSettings:
                 f"llm_cache before_fingerprint must be a function taking and returning a CanonicalRequest, "
                 f"not {self.before_fingerprint!r}"
             )
+        if self.on_expired not in ON_EXPIRED:
+            raise ValueError(f"llm_cache on_expired must be one of {ON_EXPIRED}, not {self.on_expired!r}")
 
     def updated(self, options: Mapping[str, Any], source: str) -> "CacheSettings":
         """A copy with ``options`` applied; unknown option names are an error naming ``source``."""
@@ -130,22 +150,31 @@ class CacheSettings:
         changes = dict(options)
         if "mode" in changes:
             changes["mode"] = parse_mode(changes["mode"], source)
-        if "match_ignore" in changes:
+        for name in ("match_ignore", "adopt_body_paths"):
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
-            from .matching import ignore_paths
+            if name in changes:
+                from .matching import ignore_paths
 
-            added = ignore_paths(changes["match_ignore"], source)
-            changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
-        if "adopt_body_paths" in changes:
-            from .matching import ignore_paths
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(changes[name], source)))
+        for name in ("allow_hosts", "ignore_hosts"):
+            # Like match_ignore, host lists add up.
+            if name in changes:
+                hosts = changes[name]
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ((hosts,) if isinstance(hosts, str) else tuple(hosts))))
+        if changes.get("max_age") not in (None, ""):
+            from .age import parse_age
 
-            added = ignore_paths(changes["adopt_body_paths"], source)
-            changes["adopt_body_paths"] = tuple(dict.fromkeys(self.adopt_body_paths + added))
-        if "allow_hosts" in changes:
-            # Like match_ignore, allowed hosts add up (ini, then llm_cache_config, then the marker).
-            hosts = changes["allow_hosts"]
-            added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
-            changes["allow_hosts"] = tuple(dict.fromkeys(self.allow_hosts + added))
+            changes["max_age"] = parse_age(changes["max_age"], f"max_age in {source}")
+        elif "max_age" in changes:
+            changes["max_age"] = None
+        if changes.get("before_record") is not None:
+            from .hooks import load_hook
+
+            changes["before_record"] = load_hook(changes["before_record"], f"before_record in {source}")
+        if "on_expired" in changes and changes["on_expired"] not in ON_EXPIRED:
+            raise ValueError(f"on_expired in {source} must be one of {', '.join(ON_EXPIRED)}, not {changes['on_expired']!r}")
+        if "fail_unplayed" in changes:
+            changes["fail_unplayed"] = parse_bool(changes["fail_unplayed"], f"fail_unplayed in {source}")
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         if "layer" in changes:

@@ -14,6 +14,7 @@ from ..engine.settings import CacheSettings, Mode
 from ..model.interaction import Key
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
+from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.adoption import AdoptionIndex
@@ -84,6 +85,9 @@ class Suite:
     used: Counter[Key] = field(default_factory=Counter)
     end_lines: list[str] = field(default_factory=list)
     workers_wrote: bool = False
+    # -- verify --
+    drift: DriftLog = field(default_factory=DriftLog)
+    fail_on_drift: frozenset[str] = frozenset()
     # -- a replay session is offline for every test, not only those using llm_cache --
     blocked: list[NetworkBlocked] = field(default_factory=list)
     _offline: tuple[NetworkGuard, OfflineChildren] | None = None
@@ -93,8 +97,11 @@ class Suite:
         from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
         from ..layers.offline_children import OfflineChildren
 
-        guard = NetworkGuard(self.defaults.allow_hosts, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
-        children = OfflineChildren(self.defaults.allow_hosts)
+        from ..engine.host_patterns import HostPatterns
+
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
+        children = OfflineChildren(reachable)
         guard.install()
         children.install()
         self._offline = guard, children
@@ -121,7 +128,7 @@ class Suite:
 
     def cassette(self, mode: Mode) -> SQLiteCache:
         """The suite cassette, opened on first use; read-only while only replaying."""
-        readonly = mode is Mode.REPLAY
+        readonly = mode.read_only
         if self._cassette is not None and self._cassette.readonly and not readonly:
             self._cassette.close()
             self._cassette = None
@@ -157,6 +164,10 @@ class Suite:
             clock_unread=clock.unread,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
+            max_age=settings.max_age,
+            on_expired=settings.on_expired,
+            before_record=settings.before_record,
+            ignore_hosts=settings.ignore_hosts,
         )
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
@@ -176,9 +187,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.offline and stored is None:
+        if settings.mode.strict and stored is None:
             return WallClock(None)
-        if settings.mode.offline and read is False:
+        if settings.mode.strict and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -206,6 +217,18 @@ class Suite:
         total = sum(self.adoptions.values())
         lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
         return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
+
+    def track_drift(self, recorder: Recorder) -> None:
+        """Add what verify found in a finished test."""
+        for _, classes in recorder.drift:
+            self.drift.add(recorder.test_id or "", classes)
+
+    def drift_failure(self) -> str | None:
+        """Why the session fails for drift (``--llm-fail-on-drift``), or None."""
+        seen = self.drift.occurred(self.fail_on_drift)
+        if not seen:
+            return None
+        return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
@@ -240,6 +263,7 @@ class Suite:
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
             "wrote": self._cassette is not None and not self._cassette.readonly,
             "adoptions": dict(self.adoptions),
+            "drift": self.drift.as_data(),
         }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
@@ -248,7 +272,8 @@ class Suite:
         for fingerprint, occurrence, count in report["used"]:
             self.used[(fingerprint, occurrence)] += count
         self.workers_wrote = self.workers_wrote or bool(report["wrote"])
-        self.adoptions.update(report.get("adoptions", {}))
+        self.adoptions.update(report["adoptions"])
+        self.drift.merge(report["drift"])
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""
