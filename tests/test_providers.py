@@ -3,11 +3,15 @@ API, the next replays with the fake stopped and no key (CI), and a prompt never 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import sqlite3
 
 import pytest
 from conftest import cassette_file, printed
+
+from llm_replay.cli import main
 
 # Each app's last test asks something never recorded, when the replaying session sets ASK_UNRECORDED.
 UNRECORDED = '''
@@ -192,6 +196,14 @@ def test_tool_using_agent(llm_cache):
 ''' + UNRECORDED.format(ask='agent().run_sync("What is the capital of Spain?")')
 
 
+def _listed(pytester: pytest.Pytester, *command: str) -> str:
+    """What ``llm-replay COMMAND`` prints about the inner session's cassette."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([command[0], "--cassette", str(cassette_file(pytester)), *command[1:]]) == 0
+    return out.getvalue()
+
+
 def _record_replay_miss(pytester: pytest.Pytester, env: pytest.MonkeyPatch, fakes: list, keys: dict[str, str], passed: int, sdk: str) -> pytest.RunResult:
     """Record with the keys set, replay on CI with the fakes stopped and no keys, then one unrecorded prompt."""
     # Imported out here, once: pytester's in-process sessions would each import the SDK again (seconds each).
@@ -238,6 +250,11 @@ def test_gemini_generate_content_and_sse_stream_key_in_header_or_query(llm_pytes
     assert {request.query.get("alt") for request in gemini_server.requests} >= {"sse", None}
     assert any("key" in request.query for request in gemini_server.requests), "one request sent its key in the query"
     assert gemini_server.api_key.encode() not in cassette_file(llm_pytester).read_bytes()
+    # listings: the model from the path, the prompt from contents, the tokens from usageMetadata (JSON and each SSE stream)
+    assert "models:            gemini-2.5-flash 5" in _listed(llm_pytester, "stats")
+    assert "tokens recorded:   35 in, 25 out (5 of 5 recordings report usage)" in _listed(llm_pytester, "stats")
+    rows = [row for row in _listed(llm_pytester, "ls").splitlines() if " POST " in row]
+    assert len(rows) == 5 and all(" gemini-2.5-flash " in row and "(user) " in row for row in rows), rows
 
 
 def test_bedrock_converse_and_event_stream_without_sigv4_in_the_cassette(llm_pytester, bedrock_server, env, tmp_path):
@@ -256,6 +273,12 @@ def test_bedrock_converse_and_event_stream_without_sigv4_in_the_cassette(llm_pyt
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         paths = sorted(row[0] for row in db.execute("SELECT json_extract(request, '$.path') FROM interactions"))
     assert paths == ["/model/us.amazon.nova-micro-v1%3A0/converse", "/model/us.amazon.nova-micro-v1%3A0/converse-stream"]
+    # listings: the model from the path, the tokens from the JSON usage and from the event stream's metadata event
+    stats = _listed(llm_pytester, "stats")
+    assert "models:            us.amazon.nova-micro-v1:0 2" in stats and "tokens recorded:   18 in, 10 out (2 of 2 recordings report usage)" in stats, stats
+    key = next(row.split()[0] for row in _listed(llm_pytester, "ls").splitlines() if "converse-stream" in row)
+    shown = _listed(llm_pytester, "show", key)
+    assert "model:     us.amazon.nova-micro-v1:0" in shown and "Count to three" in shown, shown
 
 
 def test_litellm_completion_routed_to_openai_and_to_anthropic(llm_pytester, server, anthropic_server, env):
