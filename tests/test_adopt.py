@@ -4,9 +4,13 @@ offline, and plain replay works again; nothing is re-recorded and nothing else i
 from __future__ import annotations
 
 import importlib
+import json
 import sqlite3
 
-from conftest import cassette_file, printed
+from conftest import cassette_file, printed, write_ini
+
+from llm_replay.engine.settings import CacheSettings, Mode
+from llm_replay.pytest_plugin.suite import Suite
 
 # google-genai asks /v1beta/… when GOOGLE_GENAI_API_VERSION=beta and /v1/… by default: the same request
 # shape change as its 2.x → 3.x upgrade, with one installed version.
@@ -93,9 +97,9 @@ BASE_URL = "{base_url}"
 NEW = os.environ.get("NEW_SDK") == "1"
 
 
-def ask(text, variant="", user="u1"):
+def ask(text, variant="", user="u1", **added):
     url = BASE_URL + "/v1/messages" + ("" if NEW else "?beta=true" + variant)
-    body = {{"model": "claude-x", "max_tokens": 9, "messages": [{{"role": "user", "content": text}}], "metadata": {{"user_id": user}}}}
+    body = {{"model": "claude-x", "max_tokens": 9, "messages": [{{"role": "user", "content": text}}], "metadata": {{"user_id": user}}, **added}}
     answer = httpx.post(url, json=body, headers={{"x-api-key": os.environ["ANTHROPIC_API_KEY"]}})
     assert answer.status_code == 200, answer.text
     return answer.json()["content"][0]["text"]
@@ -121,20 +125,26 @@ def test_user_id_may_change(llm_cache):
 
 def test_user_id_must_not_change(llm_cache):
     print("ANSWER", ask("who else?", user="u2" if NEW else "u1"))
+
+
+def test_new_field_named_in_the_ini(llm_cache):  # the new SDK sends a field the old one did not
+    print("ANSWER", ask("which SDK?", **({{"sdk_hint": "v2"}} if NEW else {{}})))
 '''
 
 
-def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_changes_only_where_named(llm_pytester, anthropic_server, env):
+def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_changes_only_where_named_by_marker_or_ini(llm_pytester, anthropic_server, env):
     llm_pytester.makepyfile(test_app=RULES_APP.format(base_url=anthropic_server.base_url))
+    write_ini(llm_pytester, "llm_adopt_body_paths = sdk_hint")
     env.setenv("ANTHROPIC_API_KEY", anthropic_server.api_key)
     recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
-    recorded.assert_outcomes(passed=4, skipped=1)
+    recorded.assert_outcomes(passed=5, skipped=1)
     answers = printed(recorded, "ANSWER")
 
     anthropic_server.stop()
     env.setenv("NEW_SDK", "1")
-    adopted = llm_pytester.runpytest("-s", "--llm-mode=adopt")
-    adopted.assert_outcomes(passed=3, failed=2)
+    env.setenv("LLM_REPLAY_MODE", "adopt")
+    adopted = llm_pytester.runpytest("-s")
+    adopted.assert_outcomes(passed=4, failed=2)
     adopted.stdout.fnmatch_lines([
         # two candidates and neither is this test's: nothing is adopted, both are listed
         "*CassetteMiss: 2 recordings could be adopted for POST http://127.0.0.1:*/v1/messages and none is this test's own (test_app.py::test_0_owns_no_recording); none was adopted:",
@@ -147,17 +157,38 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
         "*prompt:    (user) who else?",
     ])
     adopted.stdout.fnmatch_lines([
-        "llm_replay: adopted 2 recordings *",
+        "llm_replay: adopted 3 recordings *",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.metadata.user_id)",
+        "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.sdk_hint)",
     ])
     # test_a took its own recording; after the upgrade test_b asks exactly what test_a asks, so shares its answer
-    assert printed(adopted, "ANSWER") == [answers[0], answers[0], answers[2]]
+    assert printed(adopted, "ANSWER") == [answers[0], answers[0], answers[2], answers[4]]
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         rows = sorted(db.execute("SELECT json_extract(request, '$.query'), tests FROM interactions"))
     assert rows == sorted([
         ("[]", '["test_app.py::test_a"]'),
+        ("[]", '["test_app.py::test_new_field_named_in_the_ini"]'),
         ("[]", '["test_app.py::test_user_id_may_change"]'),
         ('[["beta","true"]]', '["test_app.py::test_user_id_must_not_change"]'),  # a failed adoption leaves it alone
         ('[["beta","true"],["client","b"]]', '["test_app.py::test_b"]'),  # not adopted: nothing lost
     ])
+
+
+def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
+    """Each worker sends its adoptions as plain data (execnet carries only those); the controller lists them all."""
+    def suite() -> Suite:
+        return Suite(mode=Mode.ADOPT, mode_is_explicit=True, cassette_path=tmp_path / "c.sqlite3", defaults=CacheSettings(), rootdir=tmp_path)
+
+    moved = "POST h/v1beta/m → POST h/v1/m"
+    workers = [suite(), suite()]
+    workers[0].adoptions.update({moved: 2})
+    workers[1].adoptions.update({moved: 1, "POST h/a?beta=true → POST h/a": 1})
+    controller = suite()
+    for worker in workers:
+        controller.merge_worker(json.loads(json.dumps(worker.worker_report())))
+    assert controller.adoption_lines() == [
+        "llm_replay: adopted 4 recordings (re-keyed to the new request shape, written once; commit the cassette):",
+        "  1 × POST h/a?beta=true → POST h/a",
+        f"  3 × {moved}",
+    ]
