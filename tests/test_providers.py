@@ -165,6 +165,12 @@ def test_routed_to_openai(llm_cache):
 def test_routed_to_anthropic(llm_cache):
     answer = litellm.completion(model="anthropic/claude-sonnet-4-5", messages=user("What is the capital of Italy?"), api_base=ANTHROPIC_URL, max_tokens=64)
     print("ANSWER", answer.choices[0].message.content, answer.usage.prompt_tokens)
+
+
+@pytest.mark.asyncio
+async def test_async_routed_to_anthropic_and_streamed(llm_cache):
+    streamed = await litellm.acompletion(model="anthropic/claude-sonnet-4-5", messages=user("Count to three"), api_base=ANTHROPIC_URL, max_tokens=64, stream=True)
+    print("ANSWER", "".join([chunk.choices[0].delta.content or "" async for chunk in streamed]))
 ''' + UNRECORDED.format(ask='litellm.completion(model="anthropic/claude-sonnet-4-5", messages=user("What is the capital of Spain?"), api_base=ANTHROPIC_URL, max_tokens=64)')
 
 AGENT_APP = '''
@@ -281,10 +287,10 @@ def test_bedrock_converse_and_event_stream_without_sigv4_in_the_cassette(llm_pyt
     assert "model:     us.amazon.nova-micro-v1:0" in shown and "Count to three" in shown, shown
 
 
-def test_litellm_completion_routed_to_openai_and_to_anthropic(llm_pytester, server, anthropic_server, env):
+def test_litellm_completion_routed_to_openai_and_to_anthropic_sync_async_and_streamed(llm_pytester, server, anthropic_server, env):
     llm_pytester.makepyfile(test_app=LITELLM_APP.format(openai_url=server.base_url, anthropic_url=anthropic_server.base_url))
     keys = {"OPENAI_API_KEY": server.api_key, "ANTHROPIC_API_KEY": anthropic_server.api_key}
-    _record_replay_miss(llm_pytester, env, [server, anthropic_server], keys, passed=2, sdk="litellm")
+    _record_replay_miss(llm_pytester, env, [server, anthropic_server], keys, passed=3, sdk="litellm")
     assert server.requests and anthropic_server.requests, "each route reached its own provider"
 
 
