@@ -120,7 +120,7 @@ class Recorder:
                 self.replays_by_key[key] += 1
                 self.interactions.append(found)
             return found
-        if self.mode.strict and strict:
+        if self.mode.fails_on_miss and strict:
             hint = self._record_hint() if self._record_hint else None
             adopt = self._adoption.adopt if self._adoption is not None else None
             miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=adopt))
@@ -177,7 +177,7 @@ class Recorder:
             with self._lock:
                 self.expired.append(f"{where}: {old}")
             return True
-        if self.on_expired == "refresh" and not self.mode.strict:
+        if self.on_expired == "refresh" and not self.mode.fails_on_miss:
             return False
         why = f"on_expired = {self.on_expired}" + (f", and mode '{self.mode}' does not call the network to re-record it" if self.on_expired == "refresh" else "")
         command = (
@@ -250,7 +250,7 @@ class Recorder:
         A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
         recorded under it may have read the clock). Replays write nothing.
         """
-        if self.test_id is None or self.mode.strict:
+        if self.test_id is None or self.mode.fails_on_miss:
             return
         if self._instant_kept:
             self.cassette.put_clock_read(self.test_id, read)

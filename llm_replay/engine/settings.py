@@ -22,7 +22,7 @@ class Mode(str, enum.Enum):
         return self.value
 
     @property
-    def strict(self) -> bool:
+    def fails_on_miss(self) -> bool:
         """A miss fails the test and nothing new is recorded (replay, adopt, verify)."""
         return self in (Mode.REPLAY, Mode.ADOPT, Mode.VERIFY)
 

@@ -60,7 +60,7 @@ class VcrCassetteAdapter:
     @property
     def write_protected(self) -> bool:
         """Replay, adopt and verify never record (a miss has already raised CassetteMiss by then)."""
-        return self.recorder.mode.strict
+        return self.recorder.mode.fails_on_miss
 
     def _pending(self, vcr_request: Any) -> _Pending:
         __tracebackhide__ = True

@@ -187,9 +187,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.strict and stored is None:
+        if settings.mode.fails_on_miss and stored is None:
             return WallClock(None)
-        if settings.mode.strict and read is False:
+        if settings.mode.fails_on_miss and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
