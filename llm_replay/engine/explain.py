@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
-from .adoption import AdoptRules, candidate_lines
+from .adoption import AdoptionIndex, candidate_lines
 from .langchain_keys import (
     describe_llm,
     describe_setting_difference,
@@ -47,10 +47,11 @@ def explain_miss(
     *,
     clock_unread: bool = False,
     mode: "Mode | str" = "replay",
-    adopt: AdoptRules | None = None,
+    adopt: AdoptionIndex | None = None,
 ) -> str:
     """A message for the person reading the failed CI log (``clock_unread``: the test runs on the real clock
-    because its recording never read it; ``adopt``: the rules under which ``--llm-mode=adopt`` would serve it)."""
+    because its recording never read it; ``adopt``: the session's index of what ``--llm-mode=adopt`` would serve,
+    built once, so a run where every request misses after an SDK upgrade does not scan the cassette again per miss)."""
     fingerprint, occurrence = key
     if is_langchain_request(request):
         return _explain_langchain_miss(request, occurrence, cassette, record_command)
@@ -78,12 +79,11 @@ def explain_miss(
     return "\n".join(lines)
 
 
-def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt: AdoptRules) -> list[str]:
+def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt: AdoptionIndex) -> list[str]:
     """When ``--llm-mode=adopt`` would serve the request (an SDK upgrade moved it): say so, and from which recording."""
-    keys = adopt.candidates(request, key, _stored_requests(cassette))
-    if not keys:
+    candidates = adopt.candidates(cassette, request, key)
+    if not candidates:
         return []
-    candidates = [found for found in (cassette.get(*stored) for stored in keys) if found is not None]
     which = "it" if len(candidates) == 1 else "the one this test recorded"
     counted = f"{len(candidates)} recording{'s have' if len(candidates) != 1 else ' has'}"
     return [

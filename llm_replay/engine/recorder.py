@@ -122,8 +122,9 @@ class Recorder:
             return found
         if self.mode.fails_on_miss and strict:
             hint = self._record_hint() if self._record_hint else None
-            adopt = self._adoption.adopt if self._adoption is not None else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=adopt))
+            miss = CassetteMiss(
+                explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
+            )
             self.count_miss(miss)
             raise miss
         return None
