@@ -155,9 +155,10 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
-            adoption=self._adoption_indexes.setdefault(
-                (rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
-            ),
+            # Indexes of the suite cassette, shared by the tests with the same rules; a test's in-memory cassette has none.
+            adoption=None
+            if in_memory
+            else self._adoption_indexes.setdefault((rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))),
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
