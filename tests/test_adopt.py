@@ -167,13 +167,15 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.metadata.user_id)",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.sdk_hint)",
+        # test_b's own old recording: no test uses it any more, so prune may take it (adopt itself deletes nothing else)
+        "llm_replay: 1 recording no longer used by the tests that ran (pytest --llm-prune deletes them)",
     ])
     # test_a took its own recording; after the upgrade test_b asks exactly what test_a asks, so shares its answer
     assert printed(adopted, "ANSWER") == [answers[0], answers[0], answers[2], answers[4]]
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         rows = sorted(db.execute("SELECT json_extract(request, '$.query'), tests FROM interactions"))
     assert rows == sorted([
-        ("[]", '["test_app.py::test_a"]'),
+        ("[]", '["test_app.py::test_a", "test_app.py::test_b"]'),  # test_b replayed it too: it owns it now
         ("[]", '["test_app.py::test_new_field_named_in_the_ini"]'),
         ("[]", '["test_app.py::test_user_id_may_change"]'),
         ('[["beta","true"]]', '["test_app.py::test_user_id_must_not_change"]'),  # a failed adoption leaves it alone

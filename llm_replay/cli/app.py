@@ -53,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("export", _export, "write vcrpy YAML cassettes that vcrpy replays, one per test").add_argument(
         "--yaml", type=Path, required=True, metavar="DIR", help="folder to write the .yaml files into"
     )
-    prune = command("prune", _prune, "delete recordings that the last complete pytest run did not use")
+    prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    command("rm", _rm, "delete recordings by key, bytes and all (the way recordings no test owns go)").add_argument(
+        "keys", nargs="+", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
+    )
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
     diff.add_argument("old", type=Path, metavar="A")
     diff.add_argument("new", type=Path, metavar="B")
@@ -141,10 +144,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
     from .listing import stats_lines
 
-    with _opened(_cassette_path(args)) as cassette:
-        _print(stats_lines(cassette))
+    path = _cassette_path(args)
+    with _opened(path) as cassette:
+        _print(stats_lines(cassette, run_ledger(path)))
     return EXIT_OK
 
 
@@ -176,13 +181,26 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..engine.project import pytest_rootdir_and_ini
-    from ..engine.pruning import prune_after_last_complete_run
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
+    from ..engine.pruning import prune_unused
 
     path = _cassette_path(args)
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
     with _opened(path, writable=not args.dry_run) as cassette:
-        _print(prune_after_last_complete_run(cassette, rootdir, dry_run=args.dry_run))
+        _print(prune_unused(cassette, run_ledger(path), rootdir, dry_run=args.dry_run))
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
+    from .listing import resolve_key
+
+    path = _cassette_path(args)
+    with _opened(path, writable=True) as cassette:
+        keys = list(dict.fromkeys(resolve_key(cassette, key) for key in args.keys))  # every key found, or nothing deleted
+        removed = cassette.delete(keys)
+    run_ledger(path).forget(keys)
+    print(f"deleted {removed} {'recording' if removed == 1 else 'recordings'} from {path}")
     return EXIT_OK
 
 

@@ -64,7 +64,7 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
-        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
+        self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
         self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
         self._rekey = rekey
@@ -117,7 +117,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.replays_by_key[key] += 1
+                self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
             return found
         if self.mode.fails_on_miss and strict:
@@ -148,7 +148,7 @@ class Recorder:
             )
             self.count_miss(miss)
             raise miss
-        tests = old.tests + ((self.test_id,) if self.test_id and self.test_id not in old.tests else ())
+        tests = tuple(sorted({*old.tests, self.test_id})) if self.test_id else old.tests  # the owners it had, and this test
         adopted = Interaction.of(
             request, old.response, fingerprint=key[0], occurrence=key[1], recorded_at=old.recorded_at, latency_ms=old.latency_ms, tests=tests
         )
@@ -201,8 +201,7 @@ class Recorder:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
         if self.test_id is None or self.cassette.path is None:
             return []
-        used = set(self.replays_by_key) | {interaction.key for interaction in self.interactions}
-        return [key for key, tests in self.cassette.index() if self.test_id in tests and key not in used]
+        return [key for key, tests, _ in self.cassette.index() if self.test_id in tests and key not in self.used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
@@ -215,6 +214,9 @@ class Recorder:
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
+        # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
+        earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
+        owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
             response,
@@ -222,7 +224,7 @@ class Recorder:
             occurrence=occurrence,
             recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
-            tests=(self.test_id,) if self.test_id else (),
+            tests=owners,
         )
         try:
             kept = shaped(self.before_record, interaction)
@@ -243,6 +245,7 @@ class Recorder:
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
+            self.used[interaction.key] += 0
             self.interactions.append(interaction)
 
     def keep_clock_read(self, read: bool) -> None:

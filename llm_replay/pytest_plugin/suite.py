@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import shlex
+import signal
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from ..engine.settings import CacheSettings, Mode
-from ..model.interaction import Key
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 from .drift_log import DriftLog
@@ -78,13 +79,16 @@ class Suite:
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
     adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
-    # -- run usage (prune) --
-    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
+    # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
+    # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
+    # place then, under the rootdir, so that llm-replay prune and stats find it all the same
+    ledger_folder: Callable[[], Path] | None = None
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     prune: bool = False
-    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
-    used: Counter[Key] = field(default_factory=Counter)
+    outcome: RunOutcome = field(default_factory=RunOutcome)
     end_lines: list[str] = field(default_factory=list)
-    workers_wrote: bool = False
+    _sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
     # -- verify --
     drift: DriftLog = field(default_factory=DriftLog)
     fail_on_drift: frozenset[str] = frozenset()
@@ -136,7 +140,18 @@ class Suite:
             from ..stores.sqlite import SQLiteCache
 
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            if not readonly:
+                self._interrupt_on_sigterm()
         return self._cassette
+
+    def _interrupt_on_sigterm(self) -> None:
+        """While the cassette may be written, SIGTERM ends the session as Ctrl-C does, so the cassette is closed as
+        one plain file (Python's default dies on the spot, leaving the log beside it). A handler of the user's stays."""
+        if self._sigterm is not None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
@@ -231,53 +246,66 @@ class Suite:
             return None
         return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
 
-    def track_usage(self, recorder: Recorder) -> None:
-        """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
-        if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
-            for interaction in recorder.interactions:
-                self.used[interaction.key] += 0
-            self.used.update(recorder.replays_by_key)
+    def track_adoptions(self, recorder: Recorder) -> None:
+        """Add what adopt re-keyed in a finished test."""
         self.adoptions.update(recorder.adoptions)
 
+    @staticmethod
+    def usage_of(recorder: Recorder) -> dict[str, Any] | None:
+        """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
+        to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
+        The test's Recorder, with every interaction it saw, is dropped after this."""
+        if recorder.cassette.path is None:  # a test's in-memory cassette: nothing to own
+            return None
+        return {
+            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
+            "refreshed": recorder.mode is Mode.REFRESH,
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
+        }
+
     def finish_run(self) -> None:
-        """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
+        """Settle ownership, record the run, count what went unused, prune if asked: once, at the end."""
         from ..engine.pruning import finish_run
+        from ..stores.ledger import RunLedger, ledger_path
 
         if not self.totals.tests and not self.prune:
             return
-        may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
         self.close()
+        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
+        if self.ledger_folder is not None:
+            try:
+                folder = self.ledger_folder()
+            except OSError:
+                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = finish_run(
             self.cassette_path,
+            RunLedger(ledger_path(folder, self.cassette_path)),
             self.outcome,
-            self.used,
             uid=self.run_uid,
+            started_at=self.started_at,
             rootdir=self.rootdir,
-            write_usage=may_write,
             prune=self.prune,
         )
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller: its counts and what it used, as plain data."""
-        return {
-            "totals": self.totals.as_counts(),
-            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
-            "wrote": self._cassette is not None and not self._cassette.readonly,
-            "adoptions": dict(self.adoptions),
-            "drift": self.drift.as_data(),
-        }
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and adoptions."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions)}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's report, so the controller's summary and usage cover the whole run."""
+        """Add a finished worker's counts, drift and adoptions, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
-        for fingerprint, occurrence, count in report["used"]:
-            self.used[(fingerprint, occurrence)] += count
-        self.workers_wrote = self.workers_wrote or bool(report["wrote"])
         self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
 
     def close(self) -> None:
-        """Release the cassette at the end of the session."""
+        """Release the cassette at the end of the session (as one plain file), and SIGTERM back to what it was."""
         if self._cassette is not None:
             self._cassette.close()
             self._cassette = None
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")
