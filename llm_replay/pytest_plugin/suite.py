@@ -6,6 +6,7 @@ import shlex
 import signal
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..model.scrub import Scrubber
 from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.adoption import AdoptionIndex
     from ..errors import NetworkBlocked
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
@@ -75,6 +77,8 @@ class Suite:
     _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
     # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
     # place then, under the rootdir, so that llm-replay prune and stats find it all the same
@@ -155,6 +159,7 @@ class Suite:
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -169,6 +174,10 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
+            # Indexes of the suite cassette, shared by the tests with the same rules; a test's in-memory cassette has none.
+            adoption=None
+            if in_memory
+            else self._adoption_indexes.setdefault((rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))),
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -198,9 +207,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.read_only and stored is None:
+        if settings.mode.fails_on_miss and stored is None:
             return WallClock(None)
-        if settings.mode.read_only and read is False:
+        if settings.mode.fails_on_miss and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -225,6 +234,14 @@ class Suite:
             return str(Path(self.cassette_spec).relative_to(self.rootdir))
         return redacted(self.cassette_spec)
 
+    def adoption_lines(self) -> list[str]:
+        """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
+        if not self.adoptions:
+            return []
+        total = sum(self.adoptions.values())
+        lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
+        return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
+
     def track_drift(self, recorder: Recorder) -> None:
         """Add what verify found in a finished test."""
         for _, classes in recorder.drift:
@@ -236,6 +253,10 @@ class Suite:
         if not seen:
             return None
         return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
+
+    def track_adoptions(self, recorder: Recorder) -> None:
+        """Add what adopt re-keyed in a finished test."""
+        self.adoptions.update(recorder.adoptions)
 
     @staticmethod
     def usage_of(recorder: Recorder) -> dict[str, Any] | None:
@@ -249,7 +270,7 @@ class Suite:
         return {
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
             "refreshed": recorder.mode is Mode.REFRESH,
-            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH),
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
         }
 
     def finish_run(self) -> None:
@@ -277,12 +298,13 @@ class Suite:
         )
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller besides its test reports: its counts and drift."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data()}
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and adoptions."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions)}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's counts and drift, so the controller's summary covers the whole run."""
+        """Add a finished worker's counts, drift and adoptions, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
+        self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
 
     def close(self) -> None:
