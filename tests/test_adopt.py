@@ -7,6 +7,7 @@ import importlib
 import json
 import sqlite3
 
+import pytest
 from conftest import cassette_file, printed, write_ini
 
 from llm_replay.engine.settings import CacheSettings, Mode
@@ -200,3 +201,18 @@ def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
         "  1 × POST h/a?beta=true → POST h/a",
         f"  3 × {moved}",
     ]
+
+
+@pytest.mark.parametrize(
+    "mode, offline, fails_on_miss, read_only",
+    [
+        (Mode.REPLAY, True, True, True),
+        (Mode.ADOPT, True, True, False),  # never live, but writes the re-keyed recordings
+        (Mode.VERIFY, False, True, True),  # calls live to compare, writes nothing
+        (Mode.RECORD, False, False, False),
+        (Mode.REFRESH, False, False, False),
+    ],
+)
+def test_the_modes_table_network_misses_and_writes(mode, offline, fails_on_miss, read_only):
+    """The three questions the layers ask of a mode, as the modes table in README.md answers them."""
+    assert (mode.offline, mode.fails_on_miss, mode.read_only) == (offline, fails_on_miss, read_only)
