@@ -30,7 +30,8 @@ class Recorder:
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
     ``drift`` holds what verify found for each request (the recording's key and its drift classes) and
-    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``).
+    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``), and
+    ``adoptions`` what adopt mode re-keyed (old → new request).
     """
 
     def __init__(
