@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
@@ -11,8 +12,8 @@ from ..errors import CommandError
 from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
+    from ..stores.base import Store
     from ..stores.ledger import RunLedger
-    from ..stores.sqlite import SQLiteCache
 
 _PROMPT_WORDS = 10
 _TESTS_WIDTH = 48
@@ -64,7 +65,7 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
-def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
+def resolve_key(cassette: "Store", key: str) -> Key:
     """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
     prefix, _, occurrence = key.partition("#")
     matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
@@ -76,7 +77,7 @@ def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
     return matches[0]
 
 
-def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
+def find_by_key(cassette: "Store", key: str) -> Interaction:
     """The one recording ``key`` names (see ``resolve_key``), in full."""
     found = cassette.get(*resolve_key(cassette, key))
     if found is None:  # deleted by another process between the two reads
@@ -130,11 +131,10 @@ def reported_tokens(interaction: Interaction) -> tuple[int, int] | None:
     return found_in or 0, found_out or 0
 
 
-def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger") -> list[str]:
+def stats_lines(cassette: "Store", ledger: "RunLedger") -> list[str]:
     """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they saved."""
     interactions = list(cassette.interactions())
     usage = ledger.usage()
-    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
     models = Counter(i.request.model or "-" for i in interactions)
     tokens = {i.key: reported_tokens(i) for i in interactions}
     with_usage = [t for t in tokens.values() if t is not None]
@@ -144,7 +144,7 @@ def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger") -> list[str]:
     saved_seconds = sum(count * latency[key] for key, count in replays.items()) / 1000
     last = ledger.last_run()
     return [
-        f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
+        f"cassette:          {cassette.describe()}{_size_text(cassette)}",
         f"recordings:        {len(interactions)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out"
@@ -153,3 +153,11 @@ def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger") -> list[str]:
         f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time",
         f"last run:          {f'{last.finished_at} ({last.passed} tests passed)' if last else 'none recorded yet'}",
     ]
+
+
+def _size_text(cassette: "Store") -> str:
+    """`` (12.3 KiB)`` on disk, with the write-ahead log, for a store kept in a file; nothing for a server."""
+    if not isinstance(cassette.path, Path):
+        return ""
+    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    return f" ({size / 1024:.1f} KiB)"

@@ -35,10 +35,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=MODE_NAMES,
         default=None,
         help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "adopt (offline; re-key recordings an SDK upgrade moved to another URL), "
         "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
-    group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
+    group.addoption(
+        "--llm-cassette",
+        default=None,
+        metavar="PATH|URL",
+        help=f"the suite cassette: a file (default: {DEFAULT_CASSETTE} under the rootdir) or redis://host:6379/0?prefix=myapp.",
+    )
     group.addoption(
         "--llm-prune",
         action="store_true",
@@ -54,8 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "status, finish_reason, tool_calls, shape, text.",
     )
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (as --llm-fail-on-drift).", default=None)
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or verify.", default=None)
-    parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
+    parser.addini("llm_cassette", f"the suite cassette: a file relative to the rootdir (default {DEFAULT_CASSETTE}) or a redis:// URL.", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
@@ -66,6 +72,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "llm_match_ignore",
         "JSON body paths left out of matching, one a line (e.g. metadata.request_id, messages[*].name).",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "llm_adopt_body_paths",
+        "JSON body paths an SDK upgrade may change that --llm-mode=adopt still re-keys, one a line (same syntax as llm_match_ignore).",
         type="linelist",
         default=[],
     )
@@ -86,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
         "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', max_age='30d', on_expired='warn'|'fail'|'refresh', "
-        "before_record=None, ignore_hosts=[...], fail_unplayed=False): "
+        "before_record=None, ignore_hosts=[...], fail_unplayed=False, adopt_body_paths=[...]): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -97,16 +109,17 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
-        for name in ("max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
+        for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
             defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
         fail_on_drift = _fail_on_drift(config)
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
-    except ValueError as error:
+        cassette = _cassette_spec(config)
+    except (ValueError, CassetteError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
         mode=mode,
         mode_is_explicit=explicit,
-        cassette_path=_cassette_path(config),
+        cassette_spec=cassette,
         defaults=defaults,
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
@@ -115,7 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SUITE].ledger_folder = _ledger_folder(config)
     config.stash[SUITE].fail_on_drift = fail_on_drift
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome, config.stash[SUITE].scrubber.test_id), "llm_replay_run_watcher")
-    if mode is Mode.REPLAY:
+    if mode.offline:
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -125,7 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is not None and suite.mode is Mode.REPLAY:
+    if suite is not None and suite.mode.offline:
         suite.go_offline()
 
 
@@ -153,12 +166,15 @@ def _fail_on_drift(config: pytest.Config) -> frozenset[str]:
     return parse_drift_classes(config.getini("llm_fail_on_drift") or "", "ini option llm_fail_on_drift")
 
 
-def _cassette_path(config: pytest.Config) -> Path:
+def _cassette_spec(config: pytest.Config) -> str:
+    """The suite cassette: --llm-cassette (a path relative to where pytest was started), else ini llm_cassette
+    (relative to the rootdir), else the default file; a URL as written."""
+    from ..stores.spec import resolved
+
     cli = config.getoption("--llm-cassette")
     if cli:
-        return (Path(config.invocation_params.dir) / cli).resolve()
-    ini = config.getini("llm_cassette")
-    return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
+        return resolved(cli, Path(config.invocation_params.dir))
+    return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))
 
 
 @pytest.fixture
@@ -186,6 +202,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     suite.totals.add(recorder)
     request.node.stash[USAGE] = suite.usage_of(recorder)
     suite.track_drift(recorder)
+    suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
@@ -239,7 +256,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     line = suite.summary() if suite else None
     if line:
         terminalreporter.write_line(line)
-    for line in (*suite.drift.summary_lines(), *suite.end_lines) if suite else ():
+    for line in (*suite.adoption_lines(), *suite.drift.summary_lines(), *suite.end_lines) if suite else ():
         terminalreporter.write_line(line)
 
 

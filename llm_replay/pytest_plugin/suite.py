@@ -6,6 +6,7 @@ import shlex
 import signal
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,13 +18,13 @@ from ..model.scrub import Scrubber
 from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.adoption import AdoptionIndex
     from ..errors import NetworkBlocked
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
     from ..stores.base import Store
-    from ..stores.sqlite import SQLiteCache
 
 
 @dataclass
@@ -67,14 +68,17 @@ class Suite:
 
     mode: Mode
     mode_is_explicit: bool
-    cassette_path: Path
+    cassette_spec: str  # an absolute path or a URL (stores.spec)
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
     scrubber: Scrubber = field(default_factory=Scrubber)
-    _cassette: SQLiteCache | None = None
+    _cassette: Store | None = None
+    _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
     # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
     # place then, under the rootdir, so that llm-replay prune and stats find it all the same
@@ -99,7 +103,10 @@ class Suite:
 
         from ..engine.host_patterns import HostPatterns
 
-        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        from ..stores.spec import hosts
+
+        # Ignored hosts always go live; the suite cassette's own server (a shared Redis) is no live service.
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts(), *hosts(self.cassette_spec))
         guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
         children = OfflineChildren(reachable)
         guard.install()
@@ -126,16 +133,17 @@ class Suite:
             settings = settings.updated({"mode": self.mode}, "--llm-mode")
         return settings
 
-    def cassette(self, mode: Mode) -> SQLiteCache:
+    def cassette(self, mode: Mode) -> Store:
         """The suite cassette, opened on first use; read-only while only replaying."""
         readonly = mode.read_only
-        if self._cassette is not None and self._cassette.readonly and not readonly:
+        if self._cassette is not None and self._readonly and not readonly:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            from ..stores.sqlite import SQLiteCache
+            from ..stores.spec import open_store
 
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            self._cassette = open_store(self.cassette_spec, readonly=readonly, scrubber=self.scrubber)
+            self._readonly = readonly
             if not readonly:
                 self._interrupt_on_sigterm()
         return self._cassette
@@ -151,6 +159,7 @@ class Suite:
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -165,6 +174,10 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
+            # Indexes of the suite cassette, shared by the tests with the same rules; a test's in-memory cassette has none.
+            adoption=None
+            if in_memory
+            else self._adoption_indexes.setdefault((rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))),
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -194,9 +207,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.read_only and stored is None:
+        if settings.mode.fails_on_miss and stored is None:
             return WallClock(None)
-        if settings.mode.read_only and read is False:
+        if settings.mode.fails_on_miss and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -211,11 +224,23 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        try:
-            shown = self.cassette_path.relative_to(self.rootdir)
-        except ValueError:
-            shown = self.cassette_path
-        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {self.shown_cassette()})"
+
+    def shown_cassette(self) -> str:
+        """The suite cassette as the summary names it: a path relative to the rootdir, a URL without its password."""
+        from ..stores.spec import redacted, scheme
+
+        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).is_relative_to(self.rootdir):
+            return str(Path(self.cassette_spec).relative_to(self.rootdir))
+        return redacted(self.cassette_spec)
+
+    def adoption_lines(self) -> list[str]:
+        """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
+        if not self.adoptions:
+            return []
+        total = sum(self.adoptions.values())
+        lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
+        return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
 
     def track_drift(self, recorder: Recorder) -> None:
         """Add what verify found in a finished test."""
@@ -229,17 +254,23 @@ class Suite:
             return None
         return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
 
+    def track_adoptions(self, recorder: Recorder) -> None:
+        """Add what adopt re-keyed in a finished test."""
+        self.adoptions.update(recorder.adoptions)
+
     @staticmethod
     def usage_of(recorder: Recorder) -> dict[str, Any] | None:
         """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
         to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
-        if recorder.cassette.path is None:  # a test's in-memory cassette: nothing to own
+        from ..stores.memory import InMemoryCache
+
+        if isinstance(recorder.cassette, InMemoryCache):  # a test's in-memory cassette: nothing to own
             return None
         return {
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
             "refreshed": recorder.mode is Mode.REFRESH,
-            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH),
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
         }
 
     def finish_run(self) -> None:
@@ -257,8 +288,8 @@ class Suite:
             except OSError:
                 pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = finish_run(
-            self.cassette_path,
-            RunLedger(ledger_path(folder, self.cassette_path)),
+            self.cassette_spec,
+            RunLedger(ledger_path(folder, self.cassette_spec)),
             self.outcome,
             uid=self.run_uid,
             started_at=self.started_at,
@@ -267,12 +298,13 @@ class Suite:
         )
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller besides its test reports: its counts and drift."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data()}
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and adoptions."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions)}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's counts and drift, so the controller's summary covers the whole run."""
+        """Add a finished worker's counts, drift and adoptions, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
+        self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
 
     def close(self) -> None:

@@ -70,6 +70,8 @@ class SQLiteCache:
     Once closed it stays closed: a late write (a teardown after the session ended) is an error, never a reopening.
     """
 
+    hosts: tuple[str, ...] = ()
+
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly
