@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss
@@ -58,6 +59,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # Safety: secrets and network (docs/safety.md).
     parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
     parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
+    parser.addini(
+        "llm_prices",
+        "prices that override genai-prices' in the saved-cost estimate, one model a line: 'MODEL: INPUT OUTPUT' (US$ per million tokens).",
+        type="linelist",
+        default=[],
+    )
     parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
 
 
@@ -77,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
+        prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -86,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults=defaults,
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
+        prices=prices,
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
     config.stash[SUITE].outcome = RunOutcome(
@@ -97,6 +106,18 @@ def pytest_configure(config: pytest.Config) -> None:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
         config.stash[_PLACEHOLDERS].__enter__()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    suite = session.config.stash.get(SUITE, None)
+    if suite is None:
+        return
+    try:
+        suite.check_cassette()
+    except CassetteError as error:
+        suite.unusable = True
+        raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -129,8 +150,8 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
         recorder = suite.recorder(settings, request.node.nodeid)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    except CassetteError as error:
-        pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
+    except CassetteError as error:  # checked at the session's start; this one went bad since: stop once, too
+        pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     request.node.stash[RECORDER] = recorder
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
@@ -197,7 +218,7 @@ class _RunWatcher:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is None:
+    if suite is None or suite.unusable:
         return
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
+from ..engine.pricing import PriceBook
 from ..engine.settings import CacheSettings, Mode
 from ..model.interaction import Key
 from ..model.runs import RunOutcome
@@ -18,6 +19,7 @@ from ..model.scrub import Scrubber
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
+    from ..engine.savings import Savings
     from ..stores.base import Store
     from ..stores.sqlite import SQLiteCache
 
@@ -78,6 +80,8 @@ class Suite:
     used: Counter[Key] = field(default_factory=Counter)
     end_lines: list[str] = field(default_factory=list)
     workers_wrote: bool = False
+    prices: PriceBook = field(default_factory=PriceBook)
+    unusable: bool = False  # the cassette could not be opened: the session stopped at its start
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
@@ -98,6 +102,12 @@ class Suite:
 
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
         return self._cassette
+
+    def check_cassette(self) -> None:
+        """Open an existing suite cassette once, as this session's mode will, so that one that cannot be used
+        (corrupt, too new, not ours, read-only while recording) stops the session with one message."""
+        if self.cassette_path.exists():
+            self.cassette(self.mode)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
@@ -161,7 +171,10 @@ class Suite:
             shown = self.cassette_path.relative_to(self.rootdir)
         except ValueError:
             shown = self.cassette_path
-        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+        return (
+            f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
+            f"(mode {self.mode}, cassette {shown})"
+        )
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
@@ -176,9 +189,11 @@ class Suite:
 
         if not self.totals.tests and not self.prune:
             return
+        saved = self.replay_savings()
         may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
         self.close()
-        self.end_lines = finish_run(
+        self.end_lines = [saved.line()] if saved else []
+        self.end_lines += finish_run(
             self.cassette_path,
             self.outcome,
             self.used,
@@ -187,6 +202,21 @@ class Suite:
             write_usage=may_write,
             prune=self.prune,
         )
+
+    def replay_savings(self) -> Savings | None:
+        """Tokens, API time and cost that this run's replays of the suite cassette saved; None if nothing replayed."""
+        replays = {key: count for key, count in self.used.items() if count}
+        if not replays or not self.cassette_path.exists():
+            return None
+        from ..engine.savings import replay_savings
+        from ..stores.sqlite import SQLiteCache
+
+        cassette = self._cassette or SQLiteCache(self.cassette_path, readonly=True)
+        try:
+            return replay_savings(cassette, replays, self.prices)
+        finally:
+            if cassette is not self._cassette:
+                cassette.close()
 
     def worker_report(self) -> dict[str, Any]:
         """What a pytest-xdist worker sends the controller: its counts and what it used, as plain data."""

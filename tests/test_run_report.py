@@ -1,0 +1,83 @@
+"""What a run tells a person at its end: tokens, time and money replays saved; recording progress; one error, not many."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from conftest import cassette_file, write_ini
+
+from llm_replay.stores.sqlite import SQLiteCache
+
+APP = '''
+import openai
+
+def ask(prompt, model="gpt-4o-mini"):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model=model, messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
+
+def test_priced(llm_cache):
+    ask("What is the capital of France?")
+    ask("What is the capital of France?")
+
+def test_house_model(llm_cache):
+    ask("Summarise the minutes", model="house-model")
+'''
+
+
+def _recorded(pytester: pytest.Pytester, server, env) -> list:
+    pytester.makepyfile(test_app=APP.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    env.delenv("OPENAI_API_KEY")
+    server.stop()
+    store = SQLiteCache(cassette_file(pytester), readonly=True)
+    try:
+        return list(store.interactions())
+    finally:
+        store.close()
+
+
+def test_session_line_counts_tokens_time_and_cost_saved_and_names_unpriced_models(llm_pytester, server, env):
+    recordings = _recorded(llm_pytester, server, env)
+    by_model = {r.request.model: r for r in recordings}
+    usage = {model: r.usage() for model, r in by_model.items()}
+    assert all(None not in pair for pair in usage.values())
+
+    # The ini's prices win over the database: a dollar per input token, two per output token.
+    write_ini(llm_pytester, "llm_prices =\n    gpt-4o-mini: 1000000 2000000")
+    result = llm_pytester.runpytest("--llm-mode=replay")
+    result.assert_outcomes(passed=2)
+    tokens = sum(sum(pair) for pair in usage.values()) + sum(usage["gpt-4o-mini"])  # the repeat replays twice
+    seconds = sum(r.latency_ms for r in recordings) / 1000 + by_model["gpt-4o-mini"].latency_ms / 1000
+    prompt, completion = usage["gpt-4o-mini"]
+    cost = Decimal(2 * (prompt + 2 * completion))
+    result.stdout.fnmatch_lines([
+        "llm_replay: 3 replayed, 0 recorded, 0 missed in 2 tests (mode replay, cassette cassettes/llm_cache.sqlite3)",
+        f"llm_replay: replays saved {tokens:,} tokens, {seconds:,.1f} s of API time, about ${cost:,.2f} (no price for house-model: set ini llm_prices)",
+    ])
+
+    # Without the ini, genai-prices knows gpt-4o-mini; the house model still has no price, and says so.
+    write_ini(llm_pytester)
+    result = llm_pytester.runpytest("--llm-mode=replay", "-k", "priced")
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if line.startswith("llm_replay: replays saved"))
+    assert f"{2 * (prompt + completion):,} tokens" in line and "about $0.0" in line and "no price" not in line
+
+
+def test_a_bad_price_line_is_a_usage_error_naming_the_option(llm_pytester):
+    write_ini(llm_pytester, "llm_prices = gpt-4o-mini: cheap")
+    llm_pytester.makepyfile("def test_x(): pass")
+    result = llm_pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option llm_prices: cannot read 'gpt-4o-mini: cheap'; write one model a line as 'MODEL: INPUT OUTPUT'*"])
+
+
+def test_a_mistyped_cassette_in_replay_is_called_missing_with_its_path(llm_pytester, server):
+    llm_pytester.makepyfile(test_app=APP.format(base_url=server.base_url))
+    result = llm_pytester.runpytest("--llm-mode=replay", "--llm-cassette=casettes/llm_cache.sqlite3", "-k", "house")
+    result.assert_outcomes(failed=1)
+    missing = llm_pytester.path / "casettes" / "llm_cache.sqlite3"
+    result.stdout.fnmatch_lines([f"*closest recording: none (the cassette {missing} is missing: no such file; check --llm-cassette*"])
+    assert "empty" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["llm_replay: 0 replayed, 0 recorded, 1 missed in 1 test (mode replay, *"])
