@@ -81,3 +81,55 @@ def test_a_mistyped_cassette_in_replay_is_called_missing_with_its_path(llm_pytes
     result.stdout.fnmatch_lines([f"*closest recording: none (the cassette {missing} is missing: no such file; check --llm-cassette*"])
     assert "empty" not in result.stdout.str()
     result.stdout.fnmatch_lines(["llm_replay: 0 replayed, 0 recorded, 1 missed in 1 test (mode replay, *"])
+
+
+DRIFT_APP = '''
+import openai
+
+def client():
+    return openai.OpenAI(base_url="{base_url}", max_retries=0)
+
+def test_prose(llm_cache):
+    client().chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Write a haiku"}}])
+
+def test_tool(llm_cache):
+    tools = [{{"type": "function", "function": {{"name": "search", "parameters": {{"type": "object", "properties": {{}}}}}}}}]
+    client().chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "find it"}}], tools=tools)
+'''
+
+
+def test_refresh_reports_drift_by_class_per_test_with_v_and_fails_on_chosen_classes(llm_pytester, server, env):
+    llm_pytester.makepyfile(test_app=DRIFT_APP.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    recorded = llm_pytester.runpytest("--llm-mode=record", "-v")
+    recorded.assert_outcomes(passed=2)
+    # -v: each live call as it finishes, with its test, endpoint, model and seconds
+    recorded.stdout.fnmatch_lines([
+        "llm_replay: live test_app.py::test_prose POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s",
+        "llm_replay: live test_app.py::test_tool POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s",
+    ])
+    assert "llm_replay drift" not in recorded.stdout.str(), "recording new answers replaces nothing"
+    quiet = llm_pytester.runpytest("--llm-mode=refresh", "--llm-fail-on-drift=tool_calls,status")
+    quiet.assert_outcomes(passed=2)
+    assert quiet.ret == pytest.ExitCode.OK, "only the prose drifted (its text carries the server's request number)"
+    assert "llm_replay: live" not in quiet.stdout.str(), "without -v only calls slower than a few seconds are shown"
+    quiet.stdout.fnmatch_lines(["llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical"])
+    assert "test_app.py::test_prose: " not in quiet.stdout.str()
+
+    write_ini(llm_pytester, "llm_fail_on_drift = text")
+    failing = llm_pytester.runpytest("--llm-mode=refresh", "-v")
+    failing.assert_outcomes(passed=2)
+    assert failing.ret == pytest.ExitCode.TESTS_FAILED
+    failing.stdout.fnmatch_lines([
+        "llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical",
+        "  test_app.py::test_prose: 1 text",
+        "  test_app.py::test_tool: 1 identical",
+        "llm_replay: the session fails: ini llm_fail_on_drift=text and answers drifted (1 text) in test_app.py::test_prose",
+    ])
+
+
+def test_an_unknown_drift_class_is_a_usage_error(llm_pytester):
+    llm_pytester.makepyfile("def test_x(): pass")
+    result = llm_pytester.runpytest("--llm-fail-on-drift=text,wording")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llm-fail-on-drift: unknown drift class 'wording'; use any of: status, finish_reason, tool_calls, shape, text"])

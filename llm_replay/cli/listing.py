@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import urlsplit
 
 from ..errors import CommandError
 from ..model.interaction import Interaction
@@ -24,8 +23,7 @@ def key_text(interaction: Interaction, width: int = 12) -> str:
 
 def endpoint_text(interaction: Interaction) -> str:
     """``POST api.openai.com/v1/chat/completions``."""
-    request = interaction.request
-    return f"{request.method} {urlsplit(request.host).netloc or request.host}{request.path}"
+    return interaction.request.endpoint
 
 
 def prompt_words(interaction: Interaction, words: int = _PROMPT_WORDS) -> str:

@@ -11,6 +11,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
+from .drift_tally import Drift
 from .explain import explain_miss
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
@@ -41,6 +42,7 @@ class Recorder:
         clock_unread: bool = False,
         refreshed: set[Key] | None = None,
         record_hint: Callable[[], str] | None = None,
+        on_live: Callable[["Recorder", CanonicalRequest, int, float], None] | None = None,
     ) -> None:
         self.cassette = cassette
         self.mode = mode
@@ -53,6 +55,8 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
+        self.how: list[str] = []  # beside each interaction: "replayed", "adopted" (found re-keyed) or "recorded"
+        self.drift: list[Drift] = []  # each recording this activation overwrote, old answer against new
         self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey
@@ -60,6 +64,7 @@ class Recorder:
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
         self._record_hint = record_hint
+        self._on_live = on_live
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -88,13 +93,15 @@ class Recorder:
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
         found = self.cassette.get(*key)
+        how = "replayed"
         if found is None and self._rekey is not None:
-            found = self._rekey.find(self.cassette, *key)
+            found, how = self._rekey.find(self.cassette, *key), "adopted"
         if found is not None:
             with self._lock:
                 self.replayed += 1
                 self.replays_by_key[key] += 1
                 self.interactions.append(found)
+                self.how.append(how)
             return found
         if self.mode is Mode.REPLAY and strict:
             hint = self._record_hint() if self._record_hint else None
@@ -110,7 +117,10 @@ class Recorder:
             self.misses.append(miss)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
-        """Keep a live answer, unless it is a rate limit or server error (those are retried live)."""
+        """Keep a live answer, unless it is a rate limit or server error (those are retried live). A refresh
+        compares the answer it overwrites with the new one (``drift``)."""
+        if self._on_live is not None:
+            self._on_live(self, request, response.status, latency_s)
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
@@ -125,6 +135,7 @@ class Recorder:
         )
         with self._lock:
             keep_instant, self._keep_instant = self._keep_instant, False
+        replaced = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
         try:
             if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
                 self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
@@ -139,6 +150,11 @@ class Recorder:
             self._refreshed.add(interaction.key)
             self.recorded += 1
             self.interactions.append(interaction)
+            self.how.append("recorded")
+        if replaced is not None:
+            drift = Drift.between(key, interaction.request_json, replaced.response, interaction.response)
+            with self._lock:
+                self.drift.append(drift)
 
     def keep_clock_read(self, read: bool) -> None:
         """At the end of a frozen test: store whether it read the clock, so its replays freeze only if it did.

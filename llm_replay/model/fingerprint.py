@@ -73,6 +73,12 @@ class CanonicalRequest:
         return f"{self.host}{self.path}" + (f"?{query}" if query else "")
 
     @property
+    def endpoint(self) -> str:
+        """``POST api.openai.com/v1/chat/completions``: how a person names the call (no scheme, no query)."""
+        host = self.host.split("://", 1)[-1]
+        return f"{self.method} {host}{self.path}"
+
+    @property
     def model(self) -> str | None:
         """The model the request names, if its body is JSON with a ``model`` field."""
         if isinstance(self.body, dict) and isinstance(self.body.get("model"), str):

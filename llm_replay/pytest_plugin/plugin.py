@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from ..engine.drift import DRIFT_CLASSES, parse_drift_classes
+from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
@@ -15,6 +17,7 @@ from ..layers.activation import activated
 from ..layers.placeholders import placeholder_keys
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
+from .progress import LiveCallProgress
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
@@ -41,6 +44,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
     )
+    group.addoption(
+        "--llm-fail-on-drift",
+        default=None,
+        metavar="CLASSES",
+        help=f"fail the session when re-recorded answers drifted by any of these classes (comma-separated: {', '.join(DRIFT_CLASSES)}).",
+    )
+    group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
+    parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
@@ -85,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
         prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
+        drift = _drift_tally(config)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -95,13 +107,16 @@ def pytest_configure(config: pytest.Config) -> None:
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
         prices=prices,
+        drift=drift,
+        on_live=LiveCallProgress(config),
+        report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
     config.stash[SUITE].outcome = RunOutcome(
         whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,
         distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
     )
-    config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
+    config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
     if mode is Mode.REPLAY:
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
@@ -124,6 +139,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
+
+
+def _drift_tally(config: pytest.Config) -> DriftTally:
+    cli, ini = config.getoption("--llm-fail-on-drift"), config.getini("llm_fail_on_drift")
+    if cli is not None:
+        return DriftTally(parse_drift_classes(cli, "--llm-fail-on-drift"), "--llm-fail-on-drift")
+    return DriftTally(parse_drift_classes(ini or "", "ini option llm_fail_on_drift"), "ini llm_fail_on_drift")
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    path = config.getoption("--llm-report")
+    return (Path(config.invocation_params.dir) / path).resolve() if path else None
 
 
 def _cassette_path(config: pytest.Config) -> Path:
@@ -155,8 +182,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     request.node.stash[RECORDER] = recorder
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
-    suite.totals.add(recorder)
-    suite.track_usage(recorder)
+    suite.test_finished(recorder)
 
 
 @pytest.fixture(autouse=True)
@@ -186,10 +212,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     suite = terminalreporter.config.stash.get(SUITE, None)
-    line = suite.summary() if suite else None
+    if suite is None:
+        return
+    line = suite.summary()
     if line:
         terminalreporter.write_line(line)
-    for line in suite.end_lines if suite else ():
+    for line in suite.end_of_session_lines(verbose=terminalreporter.config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
 
 
@@ -199,8 +227,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 class _RunWatcher:
     """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin)."""
 
-    def __init__(self, outcome: RunOutcome) -> None:
-        self.outcome = outcome
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.outcome = suite.outcome
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.outcome.add_collected(item.nodeid for item in session.items)
@@ -214,6 +243,7 @@ class _RunWatcher:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.outcome.add_report(report.when, report.outcome)
+        self.suite.note_outcome(report.nodeid, report.when, report.outcome)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -230,6 +260,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except CassetteError as error:
         suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
     suite.close()
+    if suite.drift.failing() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    written = suite.write_report()
+    if written:
+        suite.end_lines.append(written)
 
 
 _XDIST_REPORT = "llm_replay"

@@ -8,8 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
+from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
 from ..engine.settings import CacheSettings, Mode
 from ..model.interaction import Key
@@ -81,6 +82,12 @@ class Suite:
     end_lines: list[str] = field(default_factory=list)
     workers_wrote: bool = False
     prices: PriceBook = field(default_factory=PriceBook)
+    # -- what the run tells a person at its end --
+    drift: DriftTally = field(default_factory=DriftTally)
+    on_live: Callable[..., None] | None = None  # progress while recording (pytest_plugin.progress)
+    report_path: Path | None = None
+    report_tests: list[dict[str, Any]] = field(default_factory=list)  # filled only with a report_path
+    outcomes: dict[str, str] = field(default_factory=dict)
     unusable: bool = False  # the cassette could not be opened: the session stopped at its start
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
@@ -131,6 +138,7 @@ class Suite:
             clock_unread=clock.unread,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
+            on_live=self.on_live,
         )
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
@@ -175,6 +183,40 @@ class Suite:
             f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
             f"(mode {self.mode}, cassette {shown})"
         )
+
+    def test_finished(self, recorder: Recorder) -> None:
+        """Add up a finished test: counts, what it used, its drift, and its calls when a report is asked for."""
+        self.totals.add(recorder)
+        self.track_usage(recorder)
+        if recorder.drift:
+            self.drift.add_all(recorder.test_id, recorder.drift)
+        if self.report_path is not None:
+            from .report_data import test_record
+
+            self.report_tests.append(test_record(recorder))
+
+    def note_outcome(self, nodeid: str, when: str, outcome: str) -> None:
+        """A test's outcome as the report shows it: failed if any phase failed, skipped if its call was."""
+        if self.report_path is None or self.outcomes.get(nodeid) == "failed":
+            return
+        if outcome in ("failed", "skipped") or when == "call":
+            self.outcomes[nodeid] = outcome
+
+    def end_of_session_lines(self, verbose: bool) -> list[str]:
+        """Everything the session says at its end, after the counts line: drift, savings, unused, failure."""
+        lines = self.drift.lines(verbose) + self.end_lines
+        failure = self.drift.failure_line()
+        return lines + ([failure] if failure else [])
+
+    def write_report(self) -> str | None:
+        """Write the HTML report, if one was asked for; the line saying where."""
+        if self.report_path is None:
+            return None
+        from .html_report import write_report
+
+        summary = [line for line in [self.summary(), *self.end_of_session_lines(verbose=True)] if line]
+        write_report(self.report_path, self.report_tests, self.outcomes, summary)
+        return f"llm_replay: report written to {self.report_path}"
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
@@ -224,6 +266,8 @@ class Suite:
             "totals": self.totals.as_counts(),
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
             "wrote": self._cassette is not None and not self._cassette.readonly,
+            "drift": self.drift.as_data(),
+            "report": self.report_tests,
         }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
@@ -232,6 +276,8 @@ class Suite:
         for fingerprint, occurrence, count in report["used"]:
             self.used[(fingerprint, occurrence)] += count
         self.workers_wrote = self.workers_wrote or bool(report["wrote"])
+        self.drift.merge(report["drift"])
+        self.report_tests.extend(report["report"])
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""
