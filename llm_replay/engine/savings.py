@@ -29,7 +29,7 @@ class Savings:
         """``llm_replay: replays saved 1,234 tokens, 3.2 s of API time, about $0.0012``, and what is unpriced."""
         parts = [f"{self.tokens:,} tokens", f"{self.seconds:,.1f} s of API time"]
         if self.priced:
-            parts.append(f"about {_dollars(self.cost)}")
+            parts.append(f"{'about ' if self.cost >= Decimal('0.0001') else ''}{_dollars(self.cost)}")
         line = "llm_replay: replays saved " + ", ".join(parts)
         if self.unpriced:
             models = ", ".join(sorted(self.unpriced))
@@ -63,4 +63,6 @@ def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: Pric
 
 
 def _dollars(amount: Decimal) -> str:
-    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    return f"${amount:.4f}" if amount >= Decimal("0.0001") else "less than $0.0001"
