@@ -7,15 +7,19 @@ Exit codes: 0 success, 1 ``diff`` found differences, 2 bad usage or an unusable 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ..errors import CassetteError, CommandError
 from ..model.scrub import Scrubber
 from ..stores.sqlite import SQLiteCache
+
+if TYPE_CHECKING:
+    from .selection import Selection
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -37,7 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests")
+    chooses = argparse.ArgumentParser(add_help=False)
+    chooses.add_argument("--test", metavar="NODEID", help="recordings of this test, or of every test in this file or folder")
+    chooses.add_argument("--model", metavar="NAME", help="recordings for this model (glob: 'gpt-4o*')")
+    chooses.add_argument("--endpoint", metavar="TEXT", help="recordings whose endpoint contains TEXT ('chat/completions', 'api.anthropic.com')")
+    chooses.add_argument("--unused", action="store_true", help="recordings the last complete pytest run did not use")
+    chooses.add_argument("--since", metavar="WHEN", help="recorded at or after WHEN: a date or time (2026-11-30, UTC unless given) or an age (12h, 3d)")
+    ls = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests", parents=(one, chooses))
+    ls.add_argument("--json", action="store_true", help="one JSON array of recordings (full prompt, tokens, latency) instead of the table")
+    rm = command("rm", _rm, "delete recordings by key or by test (their bytes are erased from the file)", parents=(one, chooses))
+    rm.add_argument("keys", nargs="*", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE")
+    rm.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     command("show", _show, "print one recording in full: the canonical request and the response").add_argument(
         "key", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
     )
@@ -105,11 +119,51 @@ def _print(lines: Sequence[str]) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from .listing import list_lines
+    from .listing import list_lines, prompt_text
+    from .selection import json_record
 
     with _opened(_cassette_path(args)) as cassette:
-        _print(list_lines(cassette.interactions()))
+        rows = _selection(args, cassette).select(cassette.summaries())
+        if not args.json:
+            _print(list_lines(rows))
+            return EXIT_OK
+        print("[", end="")
+        for number, row in enumerate(rows):
+            print(("," if number else "") + "\n" + json.dumps(json_record(row, prompt_text(row.request)), ensure_ascii=False), end="")
+        print("\n]")
     return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from .listing import find_keys
+    from .removal import erase, plan_removal
+
+    if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.unused):
+        raise CommandError("say what to delete: KEY... (as ls prints them) or a filter such as --test NODEID; nothing was deleted")
+    path = _cassette_path(args)
+    with _opened(path) as cassette:  # chosen read-only: a refused or empty choice leaves the file as it was
+        removal = plan_removal(cassette, _selection(args, cassette, keys=find_keys(cassette, args.keys) if args.keys else None))
+    _print(removal.lines())
+    if args.dry_run or not removal.doomed:
+        count = len(removal.doomed) if args.dry_run else 0
+        print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {path}")
+        return EXIT_OK
+    with _opened(path, writable=True) as cassette:
+        print(erase(cassette, removal))
+    return EXIT_OK
+
+
+def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
+    from ..engine.project import pytest_rootdir_and_ini
+    from ..engine.pruning import unused_by_last_complete_run
+    from .selection import Selection, parse_since
+
+    only = frozenset(keys) if keys is not None else None
+    if args.unused:
+        rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
+        unused = frozenset(unused_by_last_complete_run(cassette, rootdir, f"llm-replay {args.command} --unused")[1])
+        only = unused if only is None else only & unused
+    return Selection(test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), only=only)
 
 
 def _show(args: argparse.Namespace) -> int:

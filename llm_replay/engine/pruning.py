@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..errors import CommandError
 from ..model.interaction import Key
-from ..model.runs import RunOutcome, unused_keys
+from ..model.runs import RunOutcome, RunRecord, unused_keys
 
 if TYPE_CHECKING:
     from ..stores.sqlite import SQLiteCache
@@ -61,17 +61,22 @@ def _later(recorded_at: str, finished_at: str) -> bool:
     except ValueError:
         return True  # an unreadable date is never a reason to delete
 
-def prune_after_last_complete_run(cassette: "SQLiteCache", rootdir: Path, dry_run: bool = False) -> list[str]:
-    """``llm-replay prune``: delete what the last complete run could have used and did not."""
+def unused_by_last_complete_run(cassette: "SQLiteCache", rootdir: Path, command: str = "llm-replay prune") -> tuple[RunRecord, list[Key]]:
+    """The last complete run, and the recordings it could have used and did not (``prune``, ``ls --unused``)."""
     run = cassette.last_complete_run()
     if run is None:
         raise CommandError(
             f"no complete pytest run is recorded in {cassette.describe()}: run the whole suite once (pytest, every test passing, "
-            "in a mode that may write the cassette, e.g. --llm-mode=record), then llm-replay prune"
+            f"in a mode that may write the cassette, e.g. --llm-mode=record), then {command}"
         )
     # Used by that run or a later one, or recorded after it: that run could not have used them.
-    kept = cassette.keys_used_since(run.finished_at) | {i.key for i in cassette.interactions() if _later(i.recorded_at, run.finished_at)}
-    unused = unused_keys(cassette.index(), kept, run, rootdir)
+    recorded_later = {(row.fingerprint, row.occurrence) for row in cassette.summaries() if _later(row.recorded_at, run.finished_at)}
+    return run, unused_keys(cassette.index(), cassette.keys_used_since(run.finished_at) | recorded_later, run, rootdir)
+
+
+def prune_after_last_complete_run(cassette: "SQLiteCache", rootdir: Path, dry_run: bool = False) -> list[str]:
+    """``llm-replay prune``: delete what the last complete run could have used and did not."""
+    run, unused = unused_by_last_complete_run(cassette, rootdir)
     scope = "the whole suite" if run.scope is None else f"{len(run.scope)} test files"
     if dry_run:
         return [f"would delete {len(unused)} recordings not used by the last complete run ({run.finished_at}, {scope}):", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]

@@ -66,6 +66,19 @@ class CanonicalRequest:
             body_kind=data["body_kind"],
         )
 
+    @classmethod
+    def from_stored(cls, text: str) -> "CanonicalRequest":
+        """A request back from the text a cassette stores (``to_json``'s own output), taken as its canonical
+        form rather than dumped again: listings read 100,000 of them. Use ``from_json`` for any other text."""
+        data = json.loads(text)
+        request = object.__new__(cls)
+        for name in ("method", "host", "path", "body", "body_kind"):
+            object.__setattr__(request, name, data[name])
+        object.__setattr__(request, "query", tuple((key, value) for key, value in data["query"]))
+        object.__setattr__(request, "_text", text)
+        object.__setattr__(request, "fingerprint", hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
+        return request
+
     @property
     def url(self) -> str:
         """The URL as recorded, credentials removed from the query."""

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, RecordedResponse
@@ -57,6 +57,22 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 _TABLES = frozenset({"meta", "interactions", "test_instants", "runs", "usage"})
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
+_SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
+
+
+class RecordingSummary(NamedTuple):
+    """A recording as listings need it: the stored columns, no response body (JSON text left unparsed)."""
+
+    fingerprint: str
+    occurrence: int
+    request_json: str
+    status: int
+    recorded_at: str
+    tests_json: str
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float | None
 
 
 class SQLiteCache:
@@ -184,6 +200,31 @@ class SQLiteCache:
         with self._lock:
             rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
         return iter(rows)
+
+    def summaries(self) -> Iterator[RecordingSummary]:
+        """Every recording without its response body, ordered by key, read as it is consumed (listings of
+        100,000 recordings stay small and fast)."""
+        if self._connection is None:
+            return
+        with self._lock:
+            cursor = self._query(f"SELECT {_SUMMARY_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence")
+        while rows := cursor.fetchmany(2000):
+            yield from map(RecordingSummary._make, rows)
+
+    def erase(self, keys: Iterable[Key]) -> int:
+        """Delete these recordings so that their bytes are gone from the file, not only unlinked: SQLite's
+        secure_delete zeroes what is deleted and VACUUM rebuilds the file without free pages (``llm-replay rm``)."""
+        if self._connection is None:
+            return 0
+        with self._lock:
+            self._connection.execute("PRAGMA secure_delete = ON")
+        removed = self.delete(keys)
+        with self._lock:
+            try:
+                self._connection.execute("VACUUM")
+            except sqlite3.OperationalError as error:
+                raise CassetteError(f"deleted {removed} recordings from {self.path} but could not compact it ({error}); run llm-replay rm again") from error
+        return removed
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in

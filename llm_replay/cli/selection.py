@@ -1,0 +1,136 @@
+"""Which recordings a command acts on: ``ls`` and ``rm`` filters (test, model, endpoint, unused, since), read
+from the store's summaries (no response bodies), so 100,000 recordings list in about a second."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from ..errors import CommandError
+from ..model.fingerprint import CanonicalRequest
+from ..model.interaction import Key
+
+if TYPE_CHECKING:
+    from ..stores.sqlite import RecordingSummary
+
+_AGO = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One recording as listings show it; the same attribute names as an Interaction, without the response."""
+
+    fingerprint: str
+    occurrence: int
+    request: CanonicalRequest
+    status: int
+    recorded_at: str
+    tests: tuple[str, ...]
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float | None
+
+    @classmethod
+    def of(cls, row: "RecordingSummary") -> "Listed":
+        """A store summary row, its request read as stored."""
+        tests = () if row.tests_json == "[]" else tuple(json.loads(row.tests_json))
+        return cls(
+            row.fingerprint, row.occurrence, CanonicalRequest.from_stored(row.request_json), row.status, row.recorded_at, tests,
+            row.input_tokens, row.output_tokens, row.latency_ms,
+        )
+
+    @property
+    def key(self) -> Key:
+        """Where the recording lives in the cassette."""
+        return self.fingerprint, self.occurrence
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The filters of ``ls`` and ``rm``; a recording must pass every one given."""
+
+    test: str | None = None
+    model: str | None = None
+    endpoint: str | None = None
+    since: datetime | None = None
+    only: frozenset[Key] | None = None  # e.g. the recordings the last complete run did not use
+
+    def admits(self, row: "RecordingSummary") -> bool:
+        """Whether a recording passes, decided on the columns before its request is parsed."""
+        if self.only is not None and (row.fingerprint, row.occurrence) not in self.only:
+            return False
+        if self.model is not None and row.model is not None and not fnmatchcase(row.model, self.model):
+            return False
+        if self.since is not None and not _at_or_after(row.recorded_at, self.since):
+            return False
+        if self.test is not None and not any(owned_by(test, self.test) for test in json.loads(row.tests_json)):
+            return False
+        return True
+
+    def select(self, rows: Iterable["RecordingSummary"]) -> Iterator[Listed]:
+        """The recordings that pass, in key order."""
+        for row in rows:
+            if not self.admits(row):
+                continue
+            listed = Listed.of(row)
+            if self.endpoint is not None and self.endpoint not in listed.request.endpoint:
+                continue
+            if self.model is not None and row.model is None and not fnmatchcase(listed.request.model or "", self.model):
+                continue  # a model named only in the URL (Gemini, Bedrock): known once the request is read
+            yield listed
+
+
+def owned_by(test_id: str, selector: str) -> bool:
+    """Whether a recording's test is the one named, or lies in the file, folder or class named
+    (``tests/test_app.py::test_x`` matches ``tests/test_app.py::test_x[1]`` and ``tests/`` but not ``test_x2``)."""
+    selector = selector.rstrip("/")
+    return test_id == selector or any(test_id.startswith(selector + edge) for edge in ("::", "[", "/"))
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``--since``: an ISO date or time (``2026-11-30``, ``2026-11-30T12:00``, UTC unless given), or an age (``3d``, ``12h``)."""
+    if value is None:
+        return None
+    text = value.strip()
+    ago = _AGO.match(text)
+    if ago:
+        return datetime.now(timezone.utc) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--since {value!r}: give a date or time (2026-11-30, 2026-11-30T12:00) or an age (30m, 12h, 3d, 2w)") from None
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+
+def _at_or_after(recorded_at: str, since: datetime) -> bool:
+    try:
+        instant = datetime.fromisoformat(recorded_at)
+    except ValueError:
+        return True  # an unreadable date is shown rather than hidden
+    return (instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)) >= since
+
+
+def json_record(listed: Listed, prompt: str) -> dict[str, Any]:
+    """One recording for ``ls --json``: stable field names, full values."""
+    request = listed.request
+    return {
+        "key": f"{listed.fingerprint}#{listed.occurrence}",
+        "fingerprint": listed.fingerprint,
+        "occurrence": listed.occurrence,
+        "method": request.method,
+        "url": request.url,
+        "endpoint": request.endpoint,
+        "model": request.model,
+        "status": listed.status,
+        "recorded_at": listed.recorded_at,
+        "tests": list(listed.tests),
+        "prompt": prompt,
+        "input_tokens": listed.input_tokens,
+        "output_tokens": listed.output_tokens,
+        "latency_ms": listed.latency_ms,
+    }
