@@ -57,8 +57,13 @@ def prompt_words(interaction: Named, words: int = _PROMPT_WORDS) -> str:
 
 def list_lines(rows: Iterable["Listed"]) -> list[str]:
     """One aligned row per recording: key, model, endpoint, status, recorded, tests, prompt."""
+    once: dict[str, str] = {}  # models, endpoints and tests repeat: one copy of each keeps 100,000 rows small
     cells = [
-        (key_text(i), i.request.model or "-", endpoint_text(i), str(i.status), i.recorded_at[:19] or "-", _tests_text(i.tests), prompt_words(i))
+        (
+            key_text(i),
+            *(once.setdefault(text, text) for text in (i.request.model or "-", endpoint_text(i), str(i.status), i.recorded_at[:19] or "-", _tests_text(i.tests))),
+            prompt_words(i),
+        )
         for i in rows
     ]
     header = ("KEY", "MODEL", "ENDPOINT", "STATUS", "RECORDED", "TESTS", "PROMPT")

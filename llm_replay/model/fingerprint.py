@@ -72,12 +72,17 @@ class CanonicalRequest:
         form rather than dumped again: listings read 100,000 of them. Use ``from_json`` for any other text."""
         data = json.loads(text)
         request = object.__new__(cls)
-        for name in ("method", "host", "path", "body", "body_kind"):
-            object.__setattr__(request, name, data[name])
-        object.__setattr__(request, "query", tuple((key, value) for key, value in data["query"]))
-        object.__setattr__(request, "_text", text)
-        object.__setattr__(request, "fingerprint", hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
-        return request
+        query = tuple((key, value) for key, value in data["query"]) if data["query"] else ()
+        vars(request).update(method=data["method"], host=data["host"], path=data["path"], query=query, body=data["body"], body_kind=data["body_kind"], _text=text)
+        return request  # its fingerprint is hashed from the text if someone asks (__getattr__)
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for a request made by ``from_stored``: its fingerprint, hashed on first use."""
+        if name != "fingerprint" or "_text" not in vars(self):
+            raise AttributeError(name)
+        fingerprint = hashlib.blake2b(self._text.encode(), digest_size=16).hexdigest()
+        vars(self)["fingerprint"] = fingerprint
+        return fingerprint
 
     @property
     def url(self) -> str:
