@@ -44,7 +44,7 @@ def render(tests: Sequence[Mapping[str, Any]], outcomes: Mapping[str, str], summ
     ]
     if not tests:
         parts.append("<p>No test used llm_cache in this session.</p>")
-    for test in sorted(tests, key=lambda record: record["test"]):
+    for test in sorted(tests, key=lambda record: (outcomes.get(record["test"]) != "failed", record["test"])):  # failures first
         parts.append(_test(test, outcomes.get(test["test"], "")))
     parts.append("</body></html>")
     return "\n".join(parts)
