@@ -179,9 +179,10 @@ class Suite:
             shown = self.cassette_path.relative_to(self.rootdir)
         except ValueError:
             shown = self.cassette_path
+        missing = " is missing: no such file" if self.mode is Mode.REPLAY and not self.cassette_path.exists() else ""
         return (
             f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
-            f"(mode {self.mode}, cassette {shown})"
+            f"(mode {self.mode}, cassette {shown}{missing})"
         )
 
     def test_finished(self, recorder: Recorder) -> None:
