@@ -67,7 +67,7 @@ def list_lines(rows: Iterable["Listed"]) -> list[str]:
         for i in rows
     ]
     header = ("KEY", "MODEL", "ENDPOINT", "STATUS", "RECORDED", "TESTS", "PROMPT")
-    widths = [max(len(row[column]) for row in [header, *cells]) for column in range(len(header) - 1)]
+    widths = [max(map(len, column)) for column in list(zip(header, *cells))[:-1]]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in [header, *cells]]
     lines.append(f"{len(cells)} recording{'s' if len(cells) != 1 else ''}")
     return [line.rstrip() for line in lines]
