@@ -119,6 +119,9 @@ def test_refresh_reports_drift_by_class_per_test_with_v_and_fails_on_chosen_clas
     quiet.assert_outcomes(passed=2)
     assert quiet.ret == pytest.ExitCode.OK, "only the prose drifted (its text carries the server's request number)"
     assert "llm_replay: live" not in quiet.stdout.str(), "without -v only calls slower than a few seconds are shown"
+    write_ini(llm_pytester, "llm_slow_call = 0")  # every call is "slow": shown without -v
+    slow = llm_pytester.runpytest("--llm-mode=refresh", "-k", "tool")
+    slow.stdout.fnmatch_lines(["llm_replay: live test_app.py::test_tool POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s"])
     quiet.stdout.fnmatch_lines(["llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical"])
     assert "test_app.py::test_prose: " not in quiet.stdout.str()
 

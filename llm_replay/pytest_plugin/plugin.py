@@ -17,7 +17,7 @@ from ..layers.activation import activated
 from ..layers.placeholders import placeholder_keys
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
-from .progress import LiveCallProgress
+from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
@@ -51,6 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"fail the session when re-recorded answers drifted by any of these classes (comma-separated: {', '.join(DRIFT_CLASSES)}).",
     )
     group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
+    parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
@@ -97,6 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
         prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
         drift = _drift_tally(config)
+        slow_call = _seconds(config.getini("llm_slow_call"), "ini option llm_slow_call", SLOW_CALL_S)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -108,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         scrubber=scrubber,
         prices=prices,
         drift=drift,
-        on_live=LiveCallProgress(config),
+        on_live=LiveCallProgress(config, slow_call),
         report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
@@ -146,6 +148,13 @@ def _drift_tally(config: pytest.Config) -> DriftTally:
     if cli is not None:
         return DriftTally(parse_drift_classes(cli, "--llm-fail-on-drift"), "--llm-fail-on-drift")
     return DriftTally(parse_drift_classes(ini or "", "ini option llm_fail_on_drift"), "ini llm_fail_on_drift")
+
+
+def _seconds(value: str | None, source: str, default: float) -> float:
+    try:
+        return default if value in (None, "") else float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError(f"{source} must be a number of seconds, not {value!r}") from None
 
 
 def _report_path(config: pytest.Config) -> Path | None:
