@@ -76,7 +76,7 @@ def test_report_shows_each_tests_calls_misses_and_drift_as_rendered_by_a_browser
     env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.runpytest().assert_outcomes(passed=2, failed=1)  # records the poem and the tool call
     report = llm_pytester.path / "out" / "llm-report.html"
-    result = llm_pytester.runpytest("--llm-report=out/llm-report.html")
+    result = llm_pytester.runpytest("--llm-report=out/llm-report.html", "-n", "2")  # the workers' tests gathered into one page
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([f"llm_replay: report written to {report}"])
     page = report.read_text()

@@ -142,3 +142,24 @@ def test_an_unknown_drift_class_is_a_usage_error(llm_pytester):
     result = llm_pytester.runpytest("--llm-fail-on-drift=text,wording")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llm-fail-on-drift: unknown drift class 'wording'; use any of: status, finish_reason, tool_calls, shape, text"])
+
+
+def test_prices_come_from_the_ini_first_then_genai_prices_and_a_missing_database_is_named(monkeypatch):
+    from llm_replay.engine.pricing import PriceBook, parse_prices
+    from llm_replay.engine.savings import Savings
+
+    book = PriceBook(parse_prices(["# ours", "", "house-model: 2 8", "gpt-4o-mini: 0,5"], "ini option llm_prices"))
+    assert book.cost("house-model", "http://127.0.0.1:8000/v1", 1_000_000, 500_000) == Decimal(6)
+    assert book.cost("gpt-4o-mini", "https://api.openai.com/v1/chat/completions", 2_000_000, 0) == Decimal(0)
+    assert book.cost("unheard-of-model-xyz", "http://127.0.0.1:8000/v1", 10, 10) is None and book.cost(None, "", 1, 1) is None
+    from genai_prices import Usage, calc_price
+
+    expected = calc_price(Usage(input_tokens=1000, output_tokens=100), "claude-3-5-haiku-latest", provider_api_url="https://api.anthropic.com").total_price
+    assert PriceBook().cost("claude-3-5-haiku-latest", "https://api.anthropic.com/v1/messages", 1000, 100) == Decimal(expected) > 0
+    assert PriceBook().cost("gpt-4o-mini", "http://127.0.0.1:5000/v1", 1000, 100) > 0, "a local URL falls back to the model name"
+
+    monkeypatch.setitem(__import__("sys").modules, "genai_prices", None)  # not installed
+    bare = PriceBook()
+    assert bare.cost("gpt-4o-mini", "https://api.openai.com/v1", 10, 10) is None and bare.database_missing
+    saved = Savings(tokens=20, unpriced={"gpt-4o-mini": 1}, database_missing=True)
+    assert saved.line() == "llm_replay: replays saved 20 tokens, 0.0 s of API time (no price for gpt-4o-mini: install genai-prices (pip install 'llm_replay[prices]') or set ini llm_prices)"
