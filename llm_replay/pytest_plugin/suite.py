@@ -111,10 +111,12 @@ class Suite:
         return self._cassette
 
     def check_cassette(self) -> None:
-        """Open an existing suite cassette once, as this session's mode will, so that one that cannot be used
-        (corrupt, too new, not ours, read-only while recording) stops the session with one message."""
+        """Check the suite cassette once, for this session's mode, so that one that cannot be used (corrupt,
+        too new, not ours, read-only while recording) stops the session with one message. Changes nothing."""
         if self.cassette_path.exists():
-            self.cassette(self.mode)
+            from ..stores.sqlite import SQLiteCache
+
+            SQLiteCache.check(self.cassette_path, writable=self.mode is not Mode.REPLAY)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""

@@ -97,6 +97,15 @@ class SQLiteCache:
         if not readonly or self.path.exists():
             self._connection = self._connect()
 
+    @classmethod
+    def check(cls, path: Path, writable: bool) -> None:
+        """Raise the CassetteError that opening ``path`` would (not SQLite, not ours, too new, corrupt,
+        not writable when ``writable``), without changing a byte of it."""
+        if writable:
+            _check_is_writable(path)
+        if path.exists():
+            cls(path, readonly=True).close()
+
     def describe(self) -> str:
         """How the cassette is named in messages."""
         return str(self.path)
