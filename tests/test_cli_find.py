@@ -116,3 +116,13 @@ def test_rm_by_test_and_by_key_erases_those_bytes_and_keeps_the_rest(cassette, c
         assert kept in raw, f"rm deleted more than it was asked: {kept!r}"
     assert {row["prompt"] for row in ls(capsys)} == {"(user) Capital of Peru?", "(user) Bonjour", "red apple | green pear | blue plum", "(human) How are you today?", "(user) Unused question"}
     assert not Path(f"{cassette}-wal").exists()
+
+
+def test_stats_prices_what_replays_saved_with_the_ini_prices(cassette, capsys):
+    (cassette.parents[1] / "pytest.ini").write_text("[pytest]\nllm_prices =\n    gpt-4o-mini: 1000000 1000000\n    gpt-4o: 1000000 0\n")
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    # replayed once each: France and Peru (11 + 7 tokens at $1 each), the joke (11 input tokens at $1), and Bonjour
+    # at genai-prices' Claude price (a few millionths of a dollar)
+    assert "saved by replays:  72 tokens, 1.4 s of API time, about $47.0000" in out and "no price" not in out
+    assert "tokens recorded:   55 in, 35 out (5 of 7 recordings report usage)" in out

@@ -175,10 +175,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ..engine.project import ini_prices
     from .listing import stats_lines
 
     with _opened(_cassette_path(args)) as cassette:
-        _print(stats_lines(cassette))
+        _print(stats_lines(cassette, ini_prices()))
     return EXIT_OK
 
 

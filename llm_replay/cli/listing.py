@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from ..engine.langchain_keys import is_langchain_request
@@ -13,6 +14,7 @@ from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction
 
 if TYPE_CHECKING:
+    from ..engine.pricing import PriceBook
     from ..stores.sqlite import SQLiteCache
     from .selection import Listed
 
@@ -139,32 +141,48 @@ def _indented(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()] or ["  (empty)"]
 
 
-def stats_lines(cassette: "SQLiteCache") -> list[str]:
+def stats_lines(cassette: "SQLiteCache", prices: "PriceBook | None" = None) -> list[str]:
     """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved.
 
     Read from the stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
     """
     size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
     models: Counter[str] = Counter()
-    cost: dict[tuple[str, int], tuple[int, float]] = {}  # key -> (tokens, latency ms)
-    tokens_in = tokens_out = with_usage = 0
+    recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float]] = {}  # key -> model, tokens in/out, ms
     for row in cassette.summaries():
-        models[row.model or "-"] += 1
-        if row.input_tokens is not None or row.output_tokens is not None:
-            with_usage += 1
-            tokens_in += row.input_tokens or 0
-            tokens_out += row.output_tokens or 0
-        cost[(row.fingerprint, row.occurrence)] = ((row.input_tokens or 0) + (row.output_tokens or 0), row.latency_ms or 0.0)
-    replays = {key: count for key, (_, count) in cassette.usage().items() if key in cost}
-    saved_tokens = sum(count * cost[key][0] for key, count in replays.items())
-    saved_seconds = sum(count * cost[key][1] for key, count in replays.items()) / 1000
+        model = row.model or "-"
+        models[model] += 1
+        recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms or 0.0)
+    with_usage = [(tokens_in or 0, tokens_out or 0) for _, tokens_in, tokens_out, _ in recorded.values() if tokens_in is not None or tokens_out is not None]
+    replays = {key: count for key, (_, count) in cassette.usage().items() if key in recorded}
+    saved_tokens = sum(count * ((recorded[key][1] or 0) + (recorded[key][2] or 0)) for key, count in replays.items())
+    saved_seconds = sum(count * recorded[key][3] for key, count in replays.items()) / 1000
+    saved_money = _replays_cost(replays, recorded, prices) if prices is not None else ""
     last = cassette.last_complete_run()
     return [
         f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
-        f"recordings:        {len(cost)}",
+        f"recordings:        {len(recorded)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
-        f"tokens recorded:   {tokens_in:,} in, {tokens_out:,} out ({with_usage} of {len(cost)} recordings report usage)",
+        f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out ({len(with_usage)} of {len(recorded)} recordings report usage)",
         f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run that could write the cassette)",
-        f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time",
+        f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time{saved_money}",
         f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else 'none recorded yet'}",
     ]
+
+
+def _replays_cost(replays: dict[tuple[str, int], int], recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float]], prices: "PriceBook") -> str:
+    """``, about $1.2345`` for the replayed recordings that report usage, priced by model name (the URL is
+    not read); the models without a price named."""
+    total = Decimal(0)
+    unpriced: set[str] = set()
+    for key, count in replays.items():
+        model, tokens_in, tokens_out, _ = recorded[key]
+        if not count or (tokens_in is None and tokens_out is None):
+            continue
+        price = prices.cost(model, "", tokens_in or 0, tokens_out or 0)
+        if price is None:
+            unpriced.add(model or "-")
+        else:
+            total += count * price
+    text = f", about ${total:,.4f}" if total else ""
+    return text + (f" (no price for {', '.join(sorted(unpriced))})" if unpriced else "")

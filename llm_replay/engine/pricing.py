@@ -46,28 +46,41 @@ def parse_prices(lines: Iterable[str], source: str) -> dict[str, Price]:
 
 
 class PriceBook:
-    """Prices by model: the ini's first, then genai-prices (matched by model name and the API's URL)."""
+    """Prices by model: the ini's first, then genai-prices (matched by model name and the API's URL).
+
+    genai-prices is asked once per model and URL, for the rate of a thousand input and a thousand output
+    tokens; calls are priced at that rate (tiers for very long prompts are not applied: an estimate).
+    """
 
     def __init__(self, overrides: dict[str, Price] | None = None) -> None:
         self.overrides = overrides or {}
         self.database_missing = False
+        self._rates: dict[tuple[str, str], Price | None] = {}
 
     def cost(self, model: str | None, url: str, input_tokens: int, output_tokens: int) -> Decimal | None:
         """The cost of one call in US dollars, or None when no price is known for ``model``."""
         if not model:
             return None
-        if model in self.overrides:
-            return self.overrides[model].of(input_tokens, output_tokens)
+        price = self.overrides.get(model) or self._rate(model, url)
+        return price.of(input_tokens, output_tokens) if price is not None else None
+
+    def _rate(self, model: str, url: str) -> Price | None:
+        if (model, url) not in self._rates:
+            self._rates[(model, url)] = self._database_rate(model, url)
+        return self._rates[(model, url)]
+
+    def _database_rate(self, model: str, url: str) -> Price | None:
         try:
             from genai_prices import Usage, calc_price
         except ImportError:
             self.database_missing = True
             return None
-        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         # The URL names the provider; a local or proxied one does not, so the model name alone decides then.
-        for provider_api_url in (url, None):
+        for provider_api_url in (url or None, None):
             try:
-                return Decimal(calc_price(usage, model, provider_api_url=provider_api_url).total_price)
+                per_input = calc_price(Usage(input_tokens=1000, output_tokens=0), model, provider_api_url=provider_api_url).total_price
+                per_output = calc_price(Usage(input_tokens=0, output_tokens=1000), model, provider_api_url=provider_api_url).total_price
             except (LookupError, ValueError):
                 continue
+            return Price(Decimal(per_input) * 1000, Decimal(per_output) * 1000)
         return None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..model.scrub import Scrubber
+    from .pricing import PriceBook
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -43,6 +44,18 @@ def ini_scrubber(directory: Path | None = None) -> "Scrubber":
     _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     try:
         return Scrubber(env_names=_lines(ini.get("llm_secret_env")), patterns=_lines(ini.get("llm_secret_patterns")))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def ini_prices(directory: Path | None = None) -> "PriceBook":
+    """The prices a pytest run would use: genai-prices', with the ini's ``llm_prices`` lines first."""
+    from ..errors import CommandError
+    from .pricing import PriceBook, parse_prices
+
+    _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    try:
+        return PriceBook(parse_prices(_lines(ini.get("llm_prices")), "ini option llm_prices"))
     except ValueError as error:
         raise CommandError(str(error)) from None
 
