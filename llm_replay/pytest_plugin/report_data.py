@@ -54,9 +54,14 @@ def drift_record(drift: "Drift") -> dict[str, Any]:
 def answer(response: "RecordedResponse") -> dict[str, Any]:
     """What an answer says: status, text, tool calls and finish reason (any provider, whole or streamed)."""
     read = read_answer(response)
+    text = read.text if len(read.text) < 20_000 else read.text[:20_000] + " …"
+    try:
+        response.body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = f"({len(response.body):,} bytes of binary data)"  # audio, files: nothing a person can read
     return {
         "status": read.status,
-        "text": read.text if len(read.text) < 20_000 else read.text[:20_000] + " …",
+        "text": text,
         "tool_calls": [{"name": name, "arguments": arguments} for name, arguments in read.tool_calls],
         "finish_reason": read.finish_reason,
     }

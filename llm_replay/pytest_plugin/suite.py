@@ -218,7 +218,10 @@ class Suite:
         from .html_report import write_report
 
         summary = [line for line in [self.summary(), *self.end_of_session_lines(verbose=True)] if line]
-        write_report(self.report_path, self.report_tests, self.outcomes, summary)
+        try:
+            write_report(self.report_path, self.report_tests, self.outcomes, summary)
+        except OSError as error:
+            return f"llm_replay: could not write the report to {self.report_path}: {error}; give --llm-report a writable path"
         return f"llm_replay: report written to {self.report_path}"
 
     def track_usage(self, recorder: Recorder) -> None:
