@@ -115,7 +115,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
     config.stash[SUITE].outcome = RunOutcome(
-        whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,
+        # Started on paths, on the ini's testpaths or in a subfolder: a run of the files it collected (an example suite
+        # beside testpaths sharing the cassette keeps its recordings). Only a bare run in the rootdir is the whole suite.
+        whole_suite=config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir == config.rootpath,
         distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
     )
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
