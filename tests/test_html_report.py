@@ -91,6 +91,7 @@ def test_report_shows_each_tests_calls_misses_and_drift_as_rendered_by_a_browser
     for expected in (
         "llm_replay report",
         "llm_replay: 1 replayed, 1 recorded, 1 missed in 3 tests (mode record, cassette cassettes/llm_cache.sqlite3)",
+        "llm_replay drift: 1 answer compared with the recordings: 1 text",  # counted in a worker, added up in the controller
         "test_app.py::test_poem", "passed", "recorded", "refresh drift: text", "recorded before", "recorded now",
         "test_app.py::test_tool", "replayed", "tool call lookup_weather({\"q\": \"Weather in Oslo?\"})", "finish reason tool_calls",
         "test_app.py::test_unrecorded", "failed", "missed", "no recording for this request (mode 'replay': the network is not used)",

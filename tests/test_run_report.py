@@ -34,7 +34,9 @@ def test_house_model(llm_cache):
 def _recorded(pytester: pytest.Pytester, server, env) -> list:
     pytester.makepyfile(test_app=APP.format(base_url=server.base_url))
     env.setenv("OPENAI_API_KEY", server.api_key)
-    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    recorded = pytester.runpytest("--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    assert "llm_replay: live" not in recorded.stdout.str(), "without -v only calls slower than a few seconds are shown"
     env.delenv("OPENAI_API_KEY")
     server.stop()
     store = SQLiteCache(cassette_file(pytester), readonly=True)
@@ -115,18 +117,18 @@ def test_refresh_reports_drift_by_class_per_test_with_v_and_fails_on_chosen_clas
         "llm_replay: live test_app.py::test_tool POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s",
     ])
     assert "llm_replay drift" not in recorded.stdout.str(), "recording new answers replaces nothing"
+    write_ini(llm_pytester, "llm_slow_call = 0")  # every call is "slow": shown without -v
     quiet = llm_pytester.runpytest("--llm-mode=refresh", "--llm-fail-on-drift=tool_calls,status")
     quiet.assert_outcomes(passed=2)
     assert quiet.ret == pytest.ExitCode.OK, "only the prose drifted (its text carries the server's request number)"
-    assert "llm_replay: live" not in quiet.stdout.str(), "without -v only calls slower than a few seconds are shown"
-    write_ini(llm_pytester, "llm_slow_call = 0")  # every call is "slow": shown without -v
-    slow = llm_pytester.runpytest("--llm-mode=refresh", "-k", "tool")
-    slow.stdout.fnmatch_lines(["llm_replay: live test_app.py::test_tool POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s"])
-    quiet.stdout.fnmatch_lines(["llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical"])
-    assert "test_app.py::test_prose: " not in quiet.stdout.str()
+    quiet.stdout.fnmatch_lines([
+        "llm_replay: live test_app.py::test_tool POST 127.0.0.1:*/v1/chat/completions gpt-4o-mini *.* s",
+        "llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical",
+    ])
+    assert "test_app.py::test_prose: " not in quiet.stdout.str(), "per test only with -v"
 
     write_ini(llm_pytester, "llm_fail_on_drift = text")
-    failing = llm_pytester.runpytest("--llm-mode=refresh", "-v", "-n", "2")  # the workers' drift adds up in the controller
+    failing = llm_pytester.runpytest("--llm-mode=refresh", "-v")  # (tests/test_html_report.py adds up xdist workers' drift)
     failing.assert_outcomes(passed=2)
     assert failing.ret == pytest.ExitCode.TESTS_FAILED
     failing.stdout.fnmatch_lines([
