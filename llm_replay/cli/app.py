@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .audit import add_arguments as add_audit_arguments
     from .audit import run_audit
 
-    add_audit_arguments(command("audit", run_audit, "scan cassettes and exports for secrets (exit 1 on findings)", parents=()))
+    add_audit_arguments(command("audit", run_audit, "scan every byte of cassettes and exports for secrets (exit 1 on findings)", parents=()))
+    from .scrub import run_scrub
+
+    add_audit_arguments(command("scrub", run_scrub, "remove what audit finds: rewrite cassettes and exports in place, vacuum free space", parents=()))
     return parser
 
 

@@ -31,7 +31,10 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts``.
     """
     if recorder.mode is Mode.OFF:
-        yield recorder
+        from .network import network_open
+
+        with network_open():
+            yield recorder
         return
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
@@ -39,6 +42,10 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
 
             stack.enter_context(placeholder_keys())
             stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
+        else:
+            from .network import network_open
+
+            stack.enter_context(network_open())
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:

@@ -14,6 +14,7 @@ from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss
 from ..layers.activation import activated
+from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
@@ -120,26 +121,28 @@ def pytest_configure(config: pytest.Config) -> None:
         whole_suite=config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir == config.rootpath,
         distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
     )
+    try:  # one message for the session, not one error per test (and before pytest-xdist starts workers)
+        config.stash[SUITE].check_cassette()
+    except CassetteError as error:
+        raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
     if mode is Mode.REPLAY:
+        # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
+        without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
         config.stash[_PLACEHOLDERS].__enter__()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts its workers
 def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is None:
-        return
-    try:
-        suite.check_cassette()
-    except CassetteError as error:
-        suite.unusable = True
-        raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
+    if suite is not None and suite.mode is Mode.REPLAY:
+        suite.go_offline()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if SUITE in config.stash:  # a session that ended before its finish hook must not leave the socket module patched
+        config.stash[SUITE].back_online()
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
@@ -214,10 +217,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
     recorder = item.stash.get(RECORDER, None)
+    suite = item.config.stash.get(SUITE, None)
+    blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
         # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
         report.outcome = "failed"
         report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+    elif call.when == "call" and report.passed and blocked:
+        report.outcome = "failed"
+        report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
     return report
 
 
@@ -259,8 +267,9 @@ class _RunWatcher:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is None or suite.unusable:
+    if suite is None:
         return
+    suite.back_online()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()

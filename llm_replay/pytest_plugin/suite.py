@@ -18,6 +18,9 @@ from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..errors import NetworkBlocked
+    from ..layers.network import NetworkGuard
+    from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
     from ..engine.savings import Savings
@@ -88,7 +91,32 @@ class Suite:
     report_path: Path | None = None
     report_tests: list[dict[str, Any]] = field(default_factory=list)  # filled only with a report_path
     outcomes: dict[str, str] = field(default_factory=dict)
-    unusable: bool = False  # the cassette could not be opened: the session stopped at its start
+    # -- a replay session is offline for every test, not only those using llm_cache --
+    blocked: list[NetworkBlocked] = field(default_factory=list)
+    _offline: tuple[NetworkGuard, OfflineChildren] | None = None
+
+    def go_offline(self) -> None:
+        """Replay: block the network for the whole session (patched once), and fence off child processes."""
+        from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
+        from ..layers.offline_children import OfflineChildren
+
+        guard = NetworkGuard(self.defaults.allow_hosts, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
+        children = OfflineChildren(self.defaults.allow_hosts)
+        guard.install()
+        children.install()
+        self._offline = guard, children
+
+    def back_online(self) -> None:
+        """The end of the session: the socket module and ``subprocess`` as they were."""
+        if self._offline is not None:
+            for part in self._offline:
+                part.uninstall()
+            self._offline = None
+
+    def take_blocked(self) -> list[NetworkBlocked]:
+        """The attempts blocked outside llm_cache since the last call (a test's, read when it ends)."""
+        taken, self.blocked[:] = list(self.blocked), []
+        return taken
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
