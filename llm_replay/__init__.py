@@ -1,10 +1,10 @@
 """llm_replay: record LLM calls once, replay them deterministically in tests."""
 
 from .engine.settings import Mode
-from .errors import CassetteError, CassetteMiss, NetworkBlocked
+from .errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
 from .layers.activation import use_cassette
 
-__all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "Scrubber", "use_cassette"]
+__all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "RecordingExpired", "Scrubber", "use_cassette"]
 __version__ = "0.1.0"
 
 

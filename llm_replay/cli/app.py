@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     chooses.add_argument("--endpoint", metavar="TEXT", help="recordings whose endpoint contains TEXT ('chat/completions', 'api.anthropic.com')")
     chooses.add_argument("--unused", action="store_true", help="recordings the last complete pytest run did not use")
     chooses.add_argument("--since", metavar="WHEN", help="recorded at or after WHEN: a date or time (2026-11-30, UTC unless given) or an age (12h, 3d)")
+    chooses.add_argument("--older-than", metavar="AGE", help="recorded more than AGE ago (30d, 12h, 90s); recordings without a time are not")
     ls = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests", parents=(one, chooses))
     ls.add_argument("--json", action="store_true", help="one JSON array of recordings (full prompt, tokens, latency) instead of the table")
     rm = command("rm", _rm, "delete recordings by key or by test (their bytes are erased from the file)", parents=(one, chooses))
@@ -141,7 +142,7 @@ def _rm(args: argparse.Namespace) -> int:
     from .listing import find_keys
     from .removal import erase, plan_removal
 
-    if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.unused):
+    if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.older_than or args.unused):
         raise CommandError("say what to delete: KEY... (as ls prints them) or a filter such as --test NODEID; nothing was deleted")
     path = _cassette_path(args)
     with _opened(path) as cassette:  # chosen read-only: a refused or empty choice leaves the file as it was
@@ -159,14 +160,16 @@ def _rm(args: argparse.Namespace) -> int:
 def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
     from ..engine.project import pytest_rootdir_and_ini
     from ..engine.pruning import unused_by_last_complete_run
-    from .selection import Selection, parse_since
+    from .selection import Selection, parse_older_than, parse_since
 
     only = frozenset(keys) if keys is not None else None
     if args.unused:
         rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
         unused = frozenset(unused_by_last_complete_run(cassette, rootdir, f"llm-replay {args.command} --unused")[1])
         only = unused if only is None else only & unused
-    return Selection(test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), only=only)
+    return Selection(
+        test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), before=parse_older_than(args.older_than), only=only
+    )
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -187,12 +190,14 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..engine.project import ini_scrubber
+    from ..engine.hooks import all_shaped
+    from ..engine.project import ini_before_record, ini_scrubber
     from ..stores.yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
     path = _cassette_path(args)
     scrubber = ini_scrubber()
     report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST, scrubber)
+    report.interactions = list(all_shaped(ini_before_record(), report.interactions))  # the hook, then put's scrubbing
     with _opened(path, writable=True, create=True, scrubber=scrubber) as cassette:
         union = import_yaml(cassette, report)
     _print(report.skipped)

@@ -1,24 +1,21 @@
-"""Which recordings a command acts on: ``ls`` and ``rm`` filters (test, model, endpoint, unused, since), read
+"""Which recordings a command acts on: ``ls`` and ``rm`` filters (test, model, endpoint, unused, since, older than), read
 from the store's summaries (no response bodies), so 100,000 recordings list in about a second."""
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
+from ..engine.age import parse_age
 from ..errors import CommandError
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Key
 
 if TYPE_CHECKING:
     from ..stores.sqlite import RecordingSummary
-
-_AGO = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 class Listed(NamedTuple):
@@ -58,6 +55,7 @@ class Selection:
     model: str | None = None
     endpoint: str | None = None
     since: datetime | None = None
+    before: datetime | None = None  # --older-than: recorded before this instant (a recording without a time is not)
     only: frozenset[Key] | None = None  # e.g. the recordings the last complete run did not use
 
     def admits(self, row: "RecordingSummary") -> bool:
@@ -67,6 +65,8 @@ class Selection:
         if self.model is not None and row.model is not None and not fnmatchcase(row.model, self.model):
             return False
         if self.since is not None and not _at_or_after(row.recorded_at, self.since):
+            return False
+        if self.before is not None and not _before(row.recorded_at, self.before):
             return False
         if self.test is not None and not any(owned_by(test, self.test) for test in json.loads(row.tests_json)):
             return False
@@ -96,23 +96,43 @@ def parse_since(value: str | None) -> datetime | None:
     """``--since``: an ISO date or time (``2026-11-30``, ``2026-11-30T12:00``, UTC unless given), or an age (``3d``, ``12h``)."""
     if value is None:
         return None
-    text = value.strip()
-    ago = _AGO.match(text)
-    if ago:
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        return datetime.now(timezone.utc) - timedelta(seconds=parse_age(value, "--since"))
+    except ValueError:
+        pass
+    instant = _instant(value.strip())
+    if instant is None:
+        raise CommandError(f"--since {value!r}: give a date or time (2026-11-30, 2026-11-30T12:00) or an age (30m, 12h, 3d, 2w)")
+    return instant
+
+
+def parse_older_than(value: str | None) -> datetime | None:
+    """``--older-than``: an age (``30d``, ``12h``, ``90s``), as the instant a recording must predate."""
+    if value is None:
+        return None
+    try:
+        return datetime.now(timezone.utc) - timedelta(seconds=parse_age(value, "--older-than"))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO date or time, UTC unless it says otherwise; None if it is not one."""
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
-        raise CommandError(f"--since {value!r}: give a date or time (2026-11-30, 2026-11-30T12:00) or an age (30m, 12h, 3d, 2w)") from None
+        return None
     return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
 def _at_or_after(recorded_at: str, since: datetime) -> bool:
-    try:
-        instant = datetime.fromisoformat(recorded_at)
-    except ValueError:
-        return True  # an unreadable date is shown rather than hidden
-    return (instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)) >= since
+    instant = _instant(recorded_at)
+    return instant is None or instant >= since  # an unreadable date is shown rather than hidden
+
+
+def _before(recorded_at: str, cutoff: datetime) -> bool:
+    instant = _instant(recorded_at) if recorded_at else None
+    return instant is not None and instant < cutoff
 
 
 def json_record(listed: Listed, prompt: str) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A session's drift: how re-recorded (or verified) answers differ from the recorded ones, added up.
 
-Refresh feeds it (each recording it overwrites, old against new); ``--llm-mode=verify`` can feed it the
-same way. It gives the end-of-session lines and decides whether ``--llm-fail-on-drift`` fails the session.
+Refresh feeds it (each recording it overwrites, old against new), and ``--llm-mode=verify`` the same way
+(each recording against the live answer it did not keep). It gives the end-of-session lines and decides whether ``--llm-fail-on-drift`` fails the session.
 Plain data crosses from pytest-xdist workers (``as_data`` / ``merge``).
 """
 
@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .drift import ALL_CLASSES, IDENTICAL, classify
+from .drift import DRIFT_CLASSES, IDENTICAL, classify
 
 if TYPE_CHECKING:
     from ..model.interaction import Key, RecordedResponse
@@ -19,18 +19,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Drift:
-    """One answer compared: the key, the classes it drifted by (``("identical",)`` if none), old and new."""
+    """One answer compared: the key, the classes it drifted by (``("identical",)`` if none), old and new,
+    and ``by`` which mode compared them (refresh re-recorded it; verify only asked live). ``new`` is None
+    when verify could not send the request (counted as a status change)."""
 
     key: "Key"
     request_json: str
     classes: tuple[str, ...]
     old: "RecordedResponse"
-    new: "RecordedResponse"
+    new: "RecordedResponse | None"
+    by: str = "refresh"
 
     @classmethod
-    def between(cls, key: "Key", request_json: str, old: "RecordedResponse", new: "RecordedResponse") -> "Drift":
+    def between(cls, key: "Key", request_json: str, old: "RecordedResponse", new: "RecordedResponse | None", by: str = "refresh") -> "Drift":
         """Compare a recorded answer with a new one for the same request."""
-        return cls(key, request_json, classify(old, new), old, new)
+        return cls(key, request_json, ("status",) if new is None else classify(old, new), old, new, by)
 
 
 class DriftTally:
@@ -56,12 +59,17 @@ class DriftTally:
             self.add(test_id, drift.classes)
 
     def lines(self, verbose: bool = False) -> list[str]:
-        """``llm_replay drift: 3 answers compared: 1 identical, 2 text``, and per test when ``verbose``."""
+        """``llm_replay drift: 3 answers compared …: 2 text, 1 identical``, then the tests each drift class was
+        seen in, or with ``verbose`` every test's counts."""
         if not self.answers:
             return []
         lines = [f"llm_replay drift: {self.answers} answer{'s' if self.answers != 1 else ''} compared with the recordings: {_counted(self.counts)}"]
         if verbose:
-            lines += [f"  {test}: {_counted(counts)}" for test, counts in sorted(self.by_test.items())]
+            return lines + [f"  {test}: {_counted(counts)}" for test, counts in sorted(self.by_test.items())]
+        for name in DRIFT_CLASSES:
+            tests = sorted(test for test, counts in self.by_test.items() if counts.get(name))
+            if tests:
+                lines.append(f"  {name}: {', '.join(tests)}")
         return lines
 
     def failing(self) -> Counter[str]:
@@ -93,5 +101,5 @@ class DriftTally:
 
 def _counted(counts: Mapping[str, int]) -> str:
     """Classes in severity order (identical last): ``2 text, 1 identical``."""
-    order = [*ALL_CLASSES[1:], IDENTICAL]
+    order = [*DRIFT_CLASSES, IDENTICAL]
     return ", ".join(f"{counts[name]} {name}" for name in order if counts.get(name))

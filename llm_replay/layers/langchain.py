@@ -21,7 +21,6 @@ from langchain_core.load import dumpd, load
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request
 from ..engine.recorder import Recorder
-from ..engine.settings import Mode
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
@@ -173,9 +172,9 @@ class RecorderCache(_CassetteBackedCache):
         return self._generations(found)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Record what the model answered (never while replaying: the layer below answered then)."""
+        """Record what the model answered (never while replaying or verifying: the layer below answered then)."""
         _CACHE_CALLING.set(False)
-        if self.recorder.mode is Mode.REPLAY:
+        if self.recorder.mode.read_only:
             return
         request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)

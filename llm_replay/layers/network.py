@@ -4,7 +4,9 @@ vcrpy only sees the libraries it patches; this guard sits below all of them, at 
 connect or UDP send to anything but loopback (or an allowed host) fails, naming the host, and so
 does resolving a remote name or address, so not even a DNS query goes out. The patches go in once
 (a replay session installs them for its whole length); what they allow and whom they tell about a
-blocked attempt is swapped per scope (a test's ``llm_cache``), which costs an assignment, not a patch.
+blocked attempt is set per scope (a test's ``llm_cache``), which costs a context variable, not a patch.
+Scopes belong to the thread or asyncio task that opened them, so threads can replay and record side by
+side; a thread that opened none (one the code under test started) is held to every scope open now.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import fnmatch
 import ipaddress
 import socket
 import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar, Token
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from ..errors import NetworkBlocked
 
@@ -60,35 +63,82 @@ class HostPolicy:
             self._resolved.update(str(result[4][0]).lower() for result in results)
 
 
+class _Scope(NamedTuple):
+    """One block's rules: what it may reach, whom to tell about a blocked attempt, and what to advise."""
+
+    policy: HostPolicy
+    on_blocked: Callable[[NetworkBlocked], None] | None
+    advice: str
+
+
+_UNSET: Any = object()
+# The scope of the running thread or task; None: it may reach anything (it records or calls live);
+# unset: a thread nobody opened a scope in.
+_SCOPE: ContextVar[Any] = ContextVar("llm_replay_network_scope", default=_UNSET)
+_LOCK = threading.RLock()  # installing, opening and closing scopes, across threads
+
+
 class NetworkGuard:
     """The socket patches: connect, connect_ex, sendto, sendmsg, getaddrinfo, gethostbyname(_ex), gethostbyaddr.
 
-    ``install`` and ``uninstall`` patch once; ``scope`` changes the policy, the advice and the listener for a
-    block. Guards nest: an inner one wraps what the outer one installed and puts it back when it goes.
+    ``install`` and ``uninstall`` patch once; ``scope`` sets the policy, the advice and the listener for a
+    block in the current thread or task. Outside any scope the guard's own (the session's) apply.
     """
 
     def __init__(self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None, advice: str = CACHE_ADVICE) -> None:
-        self.policy = HostPolicy(allowed_hosts)
-        self.on_blocked = on_blocked
-        self.advice = advice
+        self.base = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
+        self.open_scopes: list[_Scope] = []  # in every thread and task
+        self.uninstall_when_idle = False
         self._saved: dict[tuple[Any, str], Any] = {}
 
-    def refuse(self, host: str, port: Any, action: str) -> NetworkBlocked:
+    @property
+    def policy(self) -> HostPolicy:
+        """What the current thread or task may reach (the first of the scopes it is held to)."""
+        scopes = self._applying()
+        return scopes[0].policy if scopes else HostPolicy(_ANY_HOST)
+
+    def _applying(self) -> tuple[_Scope, ...]:
+        current = _SCOPE.get()
+        if current is None:
+            return ()
+        if current is not _UNSET:
+            return (current,)
+        return tuple(self.open_scopes) or (self.base,)
+
+    def refusing(self, host: str) -> _Scope | None:
+        """The scope that refuses ``host`` here, if one does."""
+        for scope in self._applying():
+            if not scope.policy.allows_name(host):
+                return scope
+        return None
+
+    def refuse(self, scope: _Scope, host: str, port: Any, action: str) -> NetworkBlocked:
         """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test)."""
-        error = NetworkBlocked(_message(host, port, action, self.policy, self.advice))
-        if self.on_blocked is not None:
-            self.on_blocked(error)
+        error = NetworkBlocked(_message(host, port, action, scope.policy, scope.advice))
+        if scope.on_blocked is not None:
+            scope.on_blocked(error)
         return error
+
+    def remember(self, results: list[Any]) -> None:
+        """Addresses an allowed name resolved to may be connected to, under every scope that applies here."""
+        for scope in self._applying():
+            scope.policy.remember(results)
 
     @contextmanager
     def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> Iterator[HostPolicy]:
-        """Another policy and listener for the block; the previous ones come back after it."""
-        previous = self.policy, self.on_blocked, self.advice
-        self.policy, self.on_blocked, self.advice = HostPolicy(allowed_hosts), on_blocked, advice
+        """Another policy and listener for the block, in this thread or task; the previous ones come back after it."""
+        scope = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
+        with _LOCK:
+            self.open_scopes.append(scope)
+        token = _SCOPE.set(scope)
         try:
-            yield self.policy
+            yield scope.policy
         finally:
-            self.policy, self.on_blocked, self.advice = previous
+            _reset(token)
+            with _LOCK:
+                self.open_scopes.remove(scope)
+                if self.uninstall_when_idle and not self.open_scopes:
+                    self.uninstall()
 
     def install(self) -> None:
         """Patch the socket module (once; the innermost installed guard is the one ``blocking_network`` scopes)."""
@@ -102,14 +152,17 @@ class NetworkGuard:
             __tracebackhide__ = True
             if sock.family in _INET and isinstance(address, tuple) and address:
                 host = str(address[0])
-                if not guard.policy.allows_name(host):
-                    raise guard.refuse(host, address[1] if len(address) > 1 else None, action)
+                refusing = guard.refusing(host)
+                if refusing is not None:
+                    raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
 
         def check_name(name: Any, port: Any, action: str) -> str | None:
             __tracebackhide__ = True
             text = name.decode("idna") if isinstance(name, bytes) else name
-            if text is not None and not guard.policy.allows_name(str(text)):
-                raise guard.refuse(str(text), port, action)
+            if text is not None:
+                refusing = guard.refusing(str(text))
+                if refusing is not None:
+                    raise guard.refuse(refusing, str(text), port, action)
             return None if text is None else str(text)
 
         def connect(sock: socket.socket, address: Any) -> None:
@@ -137,7 +190,7 @@ class NetworkGuard:
             name = check_name(host, port, "look up")
             results = real["getaddrinfo"](host, port, *args, **kwargs)
             if name is not None and _address(name.strip("[]")) is None:
-                guard.policy.remember(results)
+                guard.remember(results)
             return results
 
         def gethostbyname(host: str) -> str:
@@ -183,33 +236,45 @@ def installed_guard() -> NetworkGuard | None:
 
 @contextmanager
 def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> Iterator[HostPolicy]:
-    """Make non-loopback connects, datagrams and remote name lookups raise NetworkBlocked for the block.
+    """Make non-loopback connects, datagrams and remote name lookups raise NetworkBlocked for the block, in this
+    thread or task and in the threads it starts.
 
     ``on_blocked`` hears of every blocked attempt, so a test still fails if the code under test
-    swallows the exception. Under a guard already installed (a replay session) only the scope changes.
+    swallows the exception. Under a guard already installed (a replay session, or another thread's
+    replay) only a scope opens; otherwise a guard goes in, and comes off when its last scope closes.
     """
-    guard = installed_guard()
-    if guard is not None:
-        with guard.scope(allowed_hosts, on_blocked) as policy:
-            yield policy
-        return
-    guard = NetworkGuard(allowed_hosts, on_blocked)
-    guard.install()
-    try:
-        yield guard.policy
-    finally:
-        guard.uninstall()
+    with ExitStack() as stack:
+        with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
+            guard = installed_guard()
+            if guard is None:
+                guard = NetworkGuard()
+                guard.install()
+                guard.uninstall_when_idle = True
+            policy = stack.enter_context(guard.scope(allowed_hosts, on_blocked))
+        yield policy
 
 
 @contextmanager
 def network_open() -> Iterator[None]:
-    """For a block that records or calls live inside a replay session (a marker's ``mode="record"``): any host."""
+    """For a block that records or calls live (beside a replay in another thread, or in a replay session): any
+    host, here and in the threads it starts."""
     guard = installed_guard()
-    if guard is None:
-        yield
+    if guard is not None:
+        with guard.scope(_ANY_HOST, None):
+            yield
         return
-    with guard.scope(_ANY_HOST, None):
+    token = _SCOPE.set(None)
+    try:
         yield
+    finally:
+        _reset(token)
+
+
+def _reset(token: Token) -> None:
+    try:
+        _SCOPE.reset(token)
+    except ValueError:  # closed from another context (an async generator's teardown): restore by value
+        _SCOPE.set(_UNSET if token.old_value is Token.MISSING else token.old_value)
 
 
 _ANY_HOST = ("*", "0.0.0.0/0", "::/0")

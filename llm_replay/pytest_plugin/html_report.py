@@ -76,10 +76,14 @@ def _call(call: Mapping[str, Any]) -> str:
 
 
 def _drift(drift: Mapping[str, Any]) -> str:
+    by = drift["by"]
+    new_title = "recorded now" if by == "refresh" else "live now (not recorded)"
+    new = _answer(drift["new"]) if drift["new"] is not None else _pre("(could not be sent live)")
+    old_title = "recorded before" if by == "refresh" else "recorded"
     return (
-        f'<div class="call"><span class="tag drift">refresh drift: {escape(", ".join(drift["classes"]))}</span>'
+        f'<div class="call"><span class="tag drift">{escape(by)} drift: {escape(", ".join(drift["classes"]))}</span>'
         f'<span class="meta">{escape(drift["endpoint"])} · model {escape(drift["model"] or "-")}</span>'
-        f'<div class="sides"><div><h3>recorded before</h3>{_answer(drift["old"])}</div><div><h3>recorded now</h3>{_answer(drift["new"])}</div></div></div>'
+        f'<div class="sides"><div><h3>{old_title}</h3>{_answer(drift["old"])}</div><div><h3>{new_title}</h3>{new}</div></div></div>'
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -12,7 +13,7 @@ from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
-from ..errors import CassetteError, CassetteMiss
+from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..layers.activation import activated
 from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
+SETTINGS = pytest.StashKey[CacheSettings]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 
 
@@ -35,7 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-mode",
         choices=MODE_NAMES,
         default=None,
-        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass). "
+        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
     group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
@@ -49,12 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-fail-on-drift",
         default=None,
         metavar="CLASSES",
-        help=f"fail the session when re-recorded answers drifted by any of these classes (comma-separated: {', '.join(DRIFT_CLASSES)}).",
+        help=f"fail the session when refreshed or verified answers drifted by any of these classes (comma-separated: {', '.join(DRIFT_CLASSES)}).",
     )
     group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
     parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
@@ -79,13 +82,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
+    # Recordings grow old: expiry, shaping what is stored, tests that leave recordings unplayed (docs/verify-and-age.md).
+    parser.addini("llm_max_age", "recordings older than this expire (e.g. 30d, 12h, 90s); default: never.", default=None)
+    parser.addini("llm_on_expired", "what an expired recording does: warn (replay it), fail the test, or refresh (re-record it).", default="warn")
+    parser.addini("llm_before_record", "package.module:function given each interaction before it is written; returns it, changed, or None.", default=None)
+    parser.addini("llm_ignore_hosts", "hosts (names or name:port, globs) always called live: never recorded nor replayed.", type="linelist", default=[])
+    parser.addini("llm_fail_unplayed", "fail a test that did not replay every recording it owns.", type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
-        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain'): "
+        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', max_age='30d', on_expired='warn'|'fail'|'refresh', "
+        "before_record=None, ignore_hosts=[...], fail_unplayed=False): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -96,6 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
+        for name in ("max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
+            defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
         prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
         drift = _drift_tally(config)
@@ -194,9 +206,12 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     except CassetteError as error:  # checked at the session's start; this one went bad since: stop once, too
         pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
     request.node.stash[RECORDER] = recorder
+    request.node.stash[SETTINGS] = settings
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
+    for expired in recorder.expired:
+        warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
 
 @pytest.fixture(autouse=True)
@@ -226,6 +241,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif call.when == "call" and report.passed and blocked:
         report.outcome = "failed"
         report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
+    elif call.when == "call" and report.passed and recorder is not None and item.stash[SETTINGS].fail_unplayed and recorder.mode is not Mode.OFF:
+        unplayed = recorder.unplayed()
+        if unplayed:
+            from .unplayed import unplayed_message
+
+            report.outcome = "failed"
+            report.longrepr = unplayed_message(recorder, unplayed)
     return report
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def test_record(recorder: "Recorder") -> dict[str, Any]:
-    """One test: its calls (replayed, adopted or recorded), its misses with their diff, and refresh drift."""
+    """One test: its calls (replayed, adopted or recorded), its misses with their diff, and drift (refresh, verify)."""
     calls = []
     for interaction, how in zip(recorder.interactions, recorder.how):
         request = interaction.request
@@ -44,11 +44,13 @@ def test_record(recorder: "Recorder") -> dict[str, Any]:
 
 
 def drift_record(drift: "Drift") -> dict[str, Any]:
-    """A re-recorded answer: the request, its drift classes, the old answer beside the new."""
+    """A compared answer: the request, its drift classes, which mode compared it, the old answer beside the new
+    (None when verify could not send it)."""
     from ..model.fingerprint import CanonicalRequest
 
     request = CanonicalRequest.from_json(drift.request_json)
-    return {"endpoint": request.endpoint, "model": request.model, "classes": list(drift.classes), "old": answer(drift.old), "new": answer(drift.new)}
+    new = answer(drift.new) if drift.new is not None else None
+    return {"endpoint": request.endpoint, "model": request.model, "classes": list(drift.classes), "by": drift.by, "old": answer(drift.old), "new": new}
 
 
 def answer(response: "RecordedResponse") -> dict[str, Any]:

@@ -86,7 +86,7 @@ class Suite:
     workers_wrote: bool = False
     prices: PriceBook = field(default_factory=PriceBook)
     # -- what the run tells a person at its end --
-    drift: DriftTally = field(default_factory=DriftTally)
+    drift: DriftTally = field(default_factory=DriftTally)  # refresh's and verify's compared answers
     on_live: Callable[..., None] | None = None  # progress while recording (pytest_plugin.progress)
     report_path: Path | None = None
     report_tests: list[dict[str, Any]] = field(default_factory=list)  # filled only with a report_path
@@ -100,8 +100,11 @@ class Suite:
         from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
         from ..layers.offline_children import OfflineChildren
 
-        guard = NetworkGuard(self.defaults.allow_hosts, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
-        children = OfflineChildren(self.defaults.allow_hosts)
+        from ..engine.host_patterns import HostPatterns
+
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
+        children = OfflineChildren(reachable)
         guard.install()
         children.install()
         self._offline = guard, children
@@ -128,7 +131,7 @@ class Suite:
 
     def cassette(self, mode: Mode) -> SQLiteCache:
         """The suite cassette, opened on first use; read-only while only replaying."""
-        readonly = mode is Mode.REPLAY
+        readonly = mode.read_only
         if self._cassette is not None and self._cassette.readonly and not readonly:
             self._cassette.close()
             self._cassette = None
@@ -169,6 +172,10 @@ class Suite:
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
             on_live=self.on_live,
+            max_age=settings.max_age,
+            on_expired=settings.on_expired,
+            before_record=settings.before_record,
+            ignore_hosts=settings.ignore_hosts,
         )
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
@@ -188,9 +195,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode is Mode.REPLAY and stored is None:
+        if settings.mode.read_only and stored is None:
             return WallClock(None)
-        if settings.mode is Mode.REPLAY and read is False:
+        if settings.mode.read_only and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
