@@ -124,5 +124,5 @@ def test_stats_prices_what_replays_saved_with_the_ini_prices(cassette, capsys):
     out = capsys.readouterr().out
     # replayed once each: France and Peru (11 + 7 tokens at $1 each), the joke (11 input tokens at $1), and Bonjour
     # at genai-prices' Claude price (a few millionths of a dollar)
-    assert "saved by replays:  72 tokens, 1.4 s of API time, about $47.0000" in out and "no price" not in out
+    assert "saved by replays:  72 tokens, 1.4 s of API time, about $47.00" in out and "no price" not in out  # as the session line writes it
     assert "tokens recorded:   55 in, 35 out (5 of 7 recordings report usage)" in out

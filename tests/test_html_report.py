@@ -33,6 +33,9 @@ def test_tool(llm_cache):
     tools = [{{"type": "function", "function": {{"name": "lookup_weather", "parameters": {{"type": "object", "properties": {{}}}}}}}}]
     client().chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Weather in Oslo?"}}], tools=tools)
 
+def test_embed(llm_cache):
+    client().embeddings.create(model="text-embedding-3-small", input=["red apple", "green pear"])  # base64, as the SDK asks
+
 @pytest.mark.llm_cache(mode="replay")
 def test_unrecorded(llm_cache):
     ask("What is the capital of Spain?")
@@ -48,7 +51,7 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CHROMIUM or "chromium", *flags, *args], capture_output=True, text=True, timeout=120, check=True)
 
 
-class _Text(HTMLParser):
+class PageText(HTMLParser):
     """The text a reader sees, and the element names the browser built."""
 
     def __init__(self) -> None:
@@ -74,28 +77,29 @@ def test_report_shows_each_tests_calls_misses_and_drift_as_rendered_by_a_browser
     env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     llm_pytester.makepyfile(test_app=APP.format(base_url=server.base_url))
     env.setenv("OPENAI_API_KEY", server.api_key)
-    llm_pytester.runpytest().assert_outcomes(passed=2, failed=1)  # records the poem and the tool call
+    llm_pytester.runpytest().assert_outcomes(passed=3, failed=1)  # records the poem, the tool call and the embeddings
     report = llm_pytester.path / "out" / "llm-report.html"
     result = llm_pytester.runpytest("--llm-report=out/llm-report.html", "-n", "2")  # the workers' tests gathered into one page
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([f"llm_replay: report written to {report}"])
     page = report.read_text()
     assert "http://" not in page.replace(server.base_url.split("/v1")[0], "") and "https://" not in page, "nothing to fetch"
 
     dom = chromium("--dump-dom", report.as_uri(), profile=tmp_path / "profile").stdout
-    seen = _Text()
+    seen = PageText()
     seen.feed(dom)
     text = "\n".join(seen.text)
     assert "script" not in seen.tags and "b" not in seen.tags, "model input and output are shown as text, never run as markup"
     assert "Write a line about <script>alert('pwned')</script> & <b>bold</b> claims" in text
     for expected in (
         "llm_replay report",
-        "llm_replay: 1 replayed, 1 recorded, 1 missed in 3 tests (mode record, cassette cassettes/llm_cache.sqlite3)",
+        "llm_replay: 2 replayed, 1 recorded, 1 missed in 4 tests (mode record, cassette cassettes/llm_cache.sqlite3)",
         "llm_replay drift: 1 answer compared with the recordings: 1 text",  # counted in a worker, added up in the controller
         "test_app.py::test_poem", "passed", "recorded", "refresh drift: text", "recorded before", "recorded now",
         "test_app.py::test_tool", "replayed", "tool call lookup_weather({\"q\": \"Weather in Oslo?\"})", "finish reason tool_calls",
         "test_app.py::test_unrecorded", "failed", "missed", "no recording for this request (mode 'replay': the network is not used)",
         "Be brief.", "system", "user",
+        "test_app.py::test_embed", "red apple", "green pear", "2 embeddings of 8 dimensions",  # the inputs, not the vectors
     ):
         assert expected in text, expected
     poem = text[text.index("test_app.py::test_poem"):text.index("test_app.py::test_tool")]

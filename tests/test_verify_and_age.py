@@ -15,6 +15,7 @@ import pytest
 import vcr.serializers.yamlserializer  # noqa: F401  imported here, once: pytester's inner sessions drop the modules
 from conftest import cassette_file, printed, write_ini  # they import first, which would leave YAML loading half-stale
 from fake_openai import FakeOpenAI
+from test_html_report import PageText  # the report's text as a reader sees it (that test renders it in Chromium)
 from test_yaml_import import ANSWER, REQUEST, stored, vcr_yaml
 
 from llm_replay.cli import main
@@ -67,7 +68,7 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
 
     # The nightly job: the server now answers the text prompt differently (#3, not #1); the tool call only by its id.
     env.setenv("LLM_REPLAY_MODE", "verify")
-    verified = llm_pytester.runpytest("-s")
+    verified = llm_pytester.runpytest("-s", "--llm-report=report.html")
     verified.assert_outcomes(passed=2)
     assert verified.ret == 0
     assert len(server.requests) == 4, "each recorded request was also sent live"
@@ -78,6 +79,12 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
         "  text: test_app.py::test_text",
     ])
     assert _rows(llm_pytester) == before, "verify wrote to the cassette"
+    page = PageText()
+    page.feed((llm_pytester.path / "report.html").read_text())
+    shown = "\n".join(page.text)
+    text_drift = shown[shown.index("verify drift: text"):]
+    assert "recorded" in text_drift and "live now (not recorded)" in text_drift and "#1" in text_drift and "#3" in text_drift, "the report shows both answers"
+    assert "verify drift: identical" in shown and "the new answer says what the recorded one said" in shown
 
     # --llm-fail-on-drift fails the session for a listed class that occurred, and only then; under
     # pytest-xdist the controller adds up what each worker compared.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from ..engine.langchain_keys import is_langchain_request
@@ -141,23 +140,26 @@ def _indented(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()] or ["  (empty)"]
 
 
-def stats_lines(cassette: "SQLiteCache", prices: "PriceBook | None" = None) -> list[str]:
-    """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved.
+def stats_lines(cassette: "SQLiteCache", prices: "PriceBook") -> list[str]:
+    """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved, priced
+    as the session line prices them but by model name only (the URL is not read).
 
     Read from the stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
     """
+    from ..engine.savings import Savings
+
     size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
     models: Counter[str] = Counter()
-    recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float]] = {}  # key -> model, tokens in/out, ms
+    recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float | None]] = {}  # key -> model, tokens in/out, ms
     for row in cassette.summaries():
-        model = row.model or "-"
-        models[model] += 1
-        recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms or 0.0)
+        models[row.model or "-"] += 1
+        recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms)
     with_usage = [(tokens_in or 0, tokens_out or 0) for _, tokens_in, tokens_out, _ in recorded.values() if tokens_in is not None or tokens_out is not None]
     replays = {key: count for key, (_, count) in cassette.usage().items() if key in recorded}
-    saved_tokens = sum(count * ((recorded[key][1] or 0) + (recorded[key][2] or 0)) for key, count in replays.items())
-    saved_seconds = sum(count * recorded[key][3] for key, count in replays.items()) / 1000
-    saved_money = _replays_cost(replays, recorded, prices) if prices is not None else ""
+    saved = Savings()
+    for key, count in replays.items():
+        model, tokens_in, tokens_out, latency_ms = recorded[key]
+        saved.add(prices, count, model, "", (tokens_in, tokens_out), latency_ms)
     last = cassette.last_complete_run()
     return [
         f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
@@ -165,24 +167,6 @@ def stats_lines(cassette: "SQLiteCache", prices: "PriceBook | None" = None) -> l
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out ({len(with_usage)} of {len(recorded)} recordings report usage)",
         f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run that could write the cassette)",
-        f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time{saved_money}",
+        f"saved by replays:  {saved.text()}",
         f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else 'none recorded yet'}",
     ]
-
-
-def _replays_cost(replays: dict[tuple[str, int], int], recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float]], prices: "PriceBook") -> str:
-    """``, about $1.2345`` for the replayed recordings that report usage, priced by model name (the URL is
-    not read); the models without a price named."""
-    total = Decimal(0)
-    unpriced: set[str] = set()
-    for key, count in replays.items():
-        model, tokens_in, tokens_out, _ = recorded[key]
-        if not count or (tokens_in is None and tokens_out is None):
-            continue
-        price = prices.cost(model, "", tokens_in or 0, tokens_out or 0)
-        if price is None:
-            unpriced.add(model or "-")
-        else:
-            total += count * price
-    text = f", about ${total:,.4f}" if total else ""
-    return text + (f" (no price for {', '.join(sorted(unpriced))})" if unpriced else "")

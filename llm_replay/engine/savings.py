@@ -25,17 +25,37 @@ class Savings:
     unpriced: Counter[str] = field(default_factory=Counter)
     database_missing: bool = False
 
-    def line(self) -> str:
-        """``llm_replay: replays saved 1,234 tokens, 3.2 s of API time, about $0.0012``, and what is unpriced."""
+    def add(self, prices: PriceBook, count: int, model: str | None, url: str, usage: tuple[int | None, int | None], latency_ms: float | None) -> None:
+        """A recording replayed ``count`` times: its tokens and latency, and its price for the tokens its answer
+        reports (``url`` names the provider; "" prices by model name alone), or its model among the unpriced."""
+        input_tokens, output_tokens = usage[0] or 0, usage[1] or 0
+        self.tokens += count * (input_tokens + output_tokens)
+        self.seconds += count * (latency_ms or 0.0) / 1000
+        if not count or (not input_tokens and not output_tokens):
+            return  # nothing billed that the answer reports (embeddings without usage, files, errors)
+        price = prices.cost(model, url, input_tokens, output_tokens)
+        self.database_missing = prices.database_missing
+        if price is None:
+            self.unpriced[model or url or "-"] += count
+        else:
+            self.cost += count * price
+            self.priced += count
+
+    def text(self) -> str:
+        """``1,234 tokens, 3.2 s of API time, about $0.0012 (no price for house-model: set ini llm_prices)``."""
         parts = [f"{self.tokens:,} tokens", f"{self.seconds:,.1f} s of API time"]
         if self.priced:
             parts.append(f"{'about ' if self.cost >= Decimal('0.0001') else ''}{_dollars(self.cost)}")
-        line = "llm_replay: replays saved " + ", ".join(parts)
+        text = ", ".join(parts)
         if self.unpriced:
             models = ", ".join(sorted(self.unpriced))
             why = "install genai-prices (pip install 'llm_replay[prices]') or set" if self.database_missing else "set"
-            line += f" (no price for {models}: {why} ini llm_prices)"
-        return line
+            text += f" (no price for {models}: {why} ini llm_prices)"
+        return text
+
+    def line(self) -> str:
+        """The session's line: ``llm_replay: replays saved …`` (``text``)."""
+        return "llm_replay: replays saved " + self.text()
 
 
 def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: PriceBook) -> Savings:
@@ -45,20 +65,7 @@ def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: Pric
         recording = cassette.get(*key) if count else None
         if recording is None:
             continue
-        input_tokens, output_tokens = recording.usage()
-        input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
-        saved.tokens += count * (input_tokens + output_tokens)
-        saved.seconds += count * (recording.latency_ms or 0.0) / 1000
-        if not input_tokens and not output_tokens:
-            continue  # nothing billed that the answer reports (embeddings without usage, files, errors)
-        request = recording.request
-        cost = prices.cost(request.model, request.url, input_tokens, output_tokens)
-        if cost is None:
-            saved.unpriced[request.model or f"{request.method} {request.url}"] += count
-        else:
-            saved.cost += count * cost
-            saved.priced += count
-    saved.database_missing = prices.database_missing
+        saved.add(prices, count, recording.request.model, recording.request.url, recording.usage(), recording.latency_ms)
     return saved
 
 

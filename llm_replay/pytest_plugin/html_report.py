@@ -76,15 +76,18 @@ def _call(call: Mapping[str, Any]) -> str:
 
 
 def _drift(drift: Mapping[str, Any]) -> str:
+    """A compared answer: the recorded one beside the new (refresh) or live (verify) one; one line if identical."""
     by = drift["by"]
-    new_title = "recorded now" if by == "refresh" else "live now (not recorded)"
-    new = _answer(drift["new"]) if drift["new"] is not None else _pre("(could not be sent live)")
-    old_title = "recorded before" if by == "refresh" else "recorded"
-    return (
+    head = (
         f'<div class="call"><span class="tag drift">{escape(by)} drift: {escape(", ".join(drift["classes"]))}</span>'
         f'<span class="meta">{escape(drift["endpoint"])} · model {escape(drift["model"] or "-")}</span>'
-        f'<div class="sides"><div><h3>{old_title}</h3>{_answer(drift["old"])}</div><div><h3>{new_title}</h3>{new}</div></div></div>'
     )
+    if drift["classes"] == ["identical"]:
+        return head + '<div class="meta">the new answer says what the recorded one said</div></div>'
+    old_title, new_title = ("recorded before", "recorded now") if by == "refresh" else ("recorded", "live now (not recorded)")
+    new = _answer(drift["new"]) if drift["new"] is not None else _pre("(could not be sent live)")
+    return head + f'<div class="sides"><div><h3>{old_title}</h3>{_answer(drift["old"])}</div><div><h3>{new_title}</h3>{new}</div></div></div>'
+
 
 
 def _answer(answer: Mapping[str, Any]) -> str:

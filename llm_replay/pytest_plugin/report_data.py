@@ -5,6 +5,7 @@ Built only when ``--llm-report`` is given, once per test, from what its Recorder
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def drift_record(drift: "Drift") -> dict[str, Any]:
 def answer(response: "RecordedResponse") -> dict[str, Any]:
     """What an answer says: status, text, tool calls and finish reason (any provider, whole or streamed)."""
     read = read_answer(response)
-    text = read.text if len(read.text) < 20_000 else read.text[:20_000] + " …"
+    text = _embeddings(response.json()) or (read.text if len(read.text) < 20_000 else read.text[:20_000] + " …")
     try:
         response.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -67,6 +68,19 @@ def answer(response: "RecordedResponse") -> dict[str, Any]:
         "tool_calls": [{"name": name, "arguments": arguments} for name, arguments in read.tool_calls],
         "finish_reason": read.finish_reason,
     }
+
+
+def _embeddings(data: Any) -> str | None:
+    """``2 embeddings of 1,536 dimensions`` for an OpenAI-style embeddings answer (its numbers say nothing to a reader)."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not items or not isinstance(items, list) or not all(isinstance(item, dict) and "embedding" in item for item in items):
+        return None
+    vector = items[0]["embedding"]
+    try:
+        size = len(vector) if isinstance(vector, list) else len(base64.b64decode(vector)) // 4  # base64: little-endian float32s
+    except (TypeError, ValueError):
+        return None
+    return f"{len(items)} embedding{'s' if len(items) != 1 else ''} of {size:,} dimensions"
 
 
 def messages(request: "CanonicalRequest") -> list[tuple[str, str]]:
