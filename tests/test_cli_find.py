@@ -126,3 +126,20 @@ def test_stats_prices_what_replays_saved_with_the_ini_prices(cassette, capsys):
     # at genai-prices' Claude price (a few millionths of a dollar)
     assert "saved by replays:  72 tokens, 1.4 s of API time, about $47.00" in out and "no price" not in out  # as the session line writes it
     assert "tokens recorded:   55 in, 35 out (5 of 7 recordings report usage)" in out
+
+
+def test_the_table_reads_requests_with_sqlite_json_exactly_as_python_reads_them(cassette):
+    from llm_replay.cli.listing import list_lines
+    from llm_replay.cli.selection import Selection
+
+    long_prompt = chat("a " * 30 + "question with content parts", "gpt-4o", "tests/test_more.py::test_long", "2026-11-29T10:00:00+00:00")
+    parts = canonicalize("POST", CHAT, json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "look at this"}]}]}), "application/json")
+    store = SQLiteCache(cassette)
+    store.put(long_prompt)
+    store.put(Interaction.of(parts, RecordedResponse(200, "OK", {}, b"{}"), tests=("tests/test_more.py::test_parts",)))
+    try:
+        read_by_sqlite = list(Selection().select(store.summaries(shown=True)))
+        assert sum(listed.row.last_text is not None for listed in read_by_sqlite) == 6, "SQLite read each chat's last message"
+        assert list_lines(read_by_sqlite) == list_lines(Selection().select(store.summaries()))
+    finally:
+        store.close()

@@ -127,13 +127,14 @@ def _ls(args: argparse.Namespace) -> int:
     from .selection import json_record
 
     with _opened(_cassette_path(args)) as cassette:
-        rows = _selection(args, cassette).select(cassette.summaries())
+        rows = _selection(args, cassette).select(cassette.summaries(shown=not args.json))
         if not args.json:
             _print(list_lines(rows))
             return EXIT_OK
         print("[", end="")
         for number, row in enumerate(rows):
-            print(("," if number else "") + "\n" + json.dumps(json_record(row, prompt_text(row.request)), ensure_ascii=False), end="")
+            request = row.request
+            print(("," if number else "") + "\n" + json.dumps(json_record(row, request, prompt_text(request)), ensure_ascii=False), end="")
         print("\n]")
     return EXIT_OK
 

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from ..engine.langchain_keys import is_langchain_request
+from ..engine.langchain_keys import LANGCHAIN_METHOD, is_langchain_request
 from ..engine.langchain_keys import prompt_text as langchain_prompt_text
 from ..errors import CommandError
 from ..model.fingerprint import CanonicalRequest
@@ -52,7 +52,19 @@ def prompt_text(request: CanonicalRequest) -> str:
 
 def prompt_words(interaction: Named, words: int = _PROMPT_WORDS) -> str:
     """The first words of the prompt, on one line."""
-    split = prompt_text(interaction.request).split()
+    return _first_words(prompt_text(interaction.request), words)
+
+
+def listed_prompt(listed: "Listed") -> str:
+    """``prompt_text`` of a listing row: a chat request's last message as SQLite read it, else the parsed request."""
+    row = listed.row
+    if row.last_text is not None and row.method != LANGCHAIN_METHOD:
+        return f"({row.last_role or '?'}) {row.last_text}"
+    return prompt_text(listed.request)
+
+
+def _first_words(text: str, words: int = _PROMPT_WORDS) -> str:
+    split = text.split(maxsplit=words)
     return " ".join(split[:words]) + (" …" if len(split) > words else "")
 
 
@@ -62,8 +74,8 @@ def list_lines(rows: Iterable["Listed"]) -> list[str]:
     cells = [
         (
             key_text(i),
-            *(once.setdefault(text, text) for text in (i.request.model or "-", endpoint_text(i), str(i.status), i.recorded_at[:19] or "-", _tests_text(i.tests))),
-            prompt_words(i),
+            *(once.setdefault(text, text) for text in (i.model or "-", i.endpoint, str(i.row.status), i.row.recorded_at[:19] or "-", _tests_text(i.tests))),
+            _first_words(listed_prompt(i)),
         )
         for i in rows
     ]

@@ -32,7 +32,7 @@ class Removal:
 def plan_removal(cassette: "SQLiteCache", selection: Selection) -> Removal:
     """What ``selection`` picks; with ``--test``, a recording another test also uses is kept (deleting it
     would break that test)."""
-    rows = list(selection.select(cassette.summaries()))
+    rows = list(selection.select(cassette.summaries(shown=True)))
     test = selection.test
     shared = [row for row in rows if test is not None and any(not owned_by(owner, test) for owner in row.tests)]
     return Removal([row for row in rows if row not in shared], shared, test)

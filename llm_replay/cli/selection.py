@@ -19,32 +19,44 @@ if TYPE_CHECKING:
 
 
 class Listed(NamedTuple):
-    """One recording as listings show it; the same attribute names as an Interaction, without the response
-    (a NamedTuple: 100,000 are made per listing)."""
+    """One recording as listings show it: the store's summary row (no response) and its tests, read once.
+    A NamedTuple: 100,000 are made per listing; the request is parsed only when asked for (``request``)."""
 
-    fingerprint: str
-    occurrence: int
-    request: CanonicalRequest
-    status: int
-    recorded_at: str
+    row: "RecordingSummary"
     tests: tuple[str, ...]
-    input_tokens: int | None
-    output_tokens: int | None
-    latency_ms: float | None
 
-    @classmethod
-    def of(cls, row: "RecordingSummary") -> "Listed":
-        """A store summary row, its request read as stored."""
-        tests = () if row.tests_json == "[]" else tuple(json.loads(row.tests_json))
-        return cls(
-            row.fingerprint, row.occurrence, CanonicalRequest.from_stored(row.request_json), row.status, row.recorded_at, tests,
-            row.input_tokens, row.output_tokens, row.latency_ms,
-        )
+    @property
+    def fingerprint(self) -> str:
+        """The recording's fingerprint."""
+        return self.row.fingerprint
+
+    @property
+    def occurrence(self) -> int:
+        """Which repeat of its request it is."""
+        return self.row.occurrence
 
     @property
     def key(self) -> Key:
         """Where the recording lives in the cassette."""
-        return self.fingerprint, self.occurrence
+        return self.row.fingerprint, self.row.occurrence
+
+    @property
+    def request(self) -> CanonicalRequest:
+        """The canonical request, parsed from its stored text (each time: listings mostly need only ``endpoint``)."""
+        return CanonicalRequest.from_stored(self.row.request_json)
+
+    @property
+    def endpoint(self) -> str:
+        """``POST api.openai.com/v1/chat/completions``, from the columns SQLite read when it could."""
+        row = self.row
+        if row.method is None or row.host is None or row.path is None:
+            return self.request.endpoint
+        return f"{row.method} {row.host.split('://', 1)[-1]}{row.path}"
+
+    @property
+    def model(self) -> str | None:
+        """The model, from its column, else from the request (a model named only in the URL: Gemini, Bedrock)."""
+        return self.row.model if self.row.model is not None else self.request.model
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,7 @@ class Selection:
     before: datetime | None = None  # --older-than: recorded before this instant (a recording without a time is not)
     only: frozenset[Key] | None = None  # e.g. the recordings the last complete run did not use
 
-    def admits(self, row: "RecordingSummary") -> bool:
+    def admits(self, row: "RecordingSummary", tests: tuple[str, ...]) -> bool:
         """Whether a recording passes, decided on the columns before its request is parsed."""
         if self.only is not None and (row.fingerprint, row.occurrence) not in self.only:
             return False
@@ -68,19 +80,23 @@ class Selection:
             return False
         if self.before is not None and not _before(row.recorded_at, self.before):
             return False
-        if self.test is not None and not any(owned_by(test, self.test) for test in json.loads(row.tests_json)):
+        if self.test is not None and not any(owned_by(test, self.test) for test in tests):
             return False
         return True
 
     def select(self, rows: Iterable["RecordingSummary"]) -> Iterator[Listed]:
         """The recordings that pass, in key order."""
+        read: dict[str, tuple[str, ...]] = {}  # the same few lists of tests repeat over thousands of rows: read once
         for row in rows:
-            if not self.admits(row):
+            tests = read.get(row.tests_json)
+            if tests is None:
+                tests = read[row.tests_json] = tuple(json.loads(row.tests_json))
+            if not self.admits(row, tests):
                 continue
-            listed = Listed.of(row)
-            if self.endpoint is not None and self.endpoint not in listed.request.endpoint:
+            listed = Listed(row, tests)
+            if self.endpoint is not None and self.endpoint not in listed.endpoint:
                 continue
-            if self.model is not None and row.model is None and not fnmatchcase(listed.request.model or "", self.model):
+            if self.model is not None and row.model is None and not fnmatchcase(listed.model or "", self.model):
                 continue  # a model named only in the URL (Gemini, Bedrock): known once the request is read
             yield listed
 
@@ -135,9 +151,9 @@ def _before(recorded_at: str, cutoff: datetime) -> bool:
     return instant is not None and instant < cutoff
 
 
-def json_record(listed: Listed, prompt: str) -> dict[str, Any]:
-    """One recording for ``ls --json``: stable field names, full values."""
-    request = listed.request
+def json_record(listed: Listed, request: CanonicalRequest, prompt: str) -> dict[str, Any]:
+    """One recording for ``ls --json``: stable field names, full values (``request``: ``listed.request``, parsed once)."""
+    row = listed.row
     return {
         "key": f"{listed.fingerprint}#{listed.occurrence}",
         "fingerprint": listed.fingerprint,
@@ -146,11 +162,11 @@ def json_record(listed: Listed, prompt: str) -> dict[str, Any]:
         "url": request.url,
         "endpoint": request.endpoint,
         "model": request.model,
-        "status": listed.status,
-        "recorded_at": listed.recorded_at,
+        "status": row.status,
+        "recorded_at": row.recorded_at,
         "tests": list(listed.tests),
         "prompt": prompt,
-        "input_tokens": listed.input_tokens,
-        "output_tokens": listed.output_tokens,
-        "latency_ms": listed.latency_ms,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "latency_ms": row.latency_ms,
     }
