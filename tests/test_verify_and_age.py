@@ -125,7 +125,7 @@ def test_verify_sends_https_live(llm_pytester, env, tmp_path):
         llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
         verified = llm_pytester.runpytest("--llm-mode=verify", "-W", "error::UserWarning")
         verified.assert_outcomes(passed=2)
-        verified.stdout.fnmatch_lines(["llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)"])
+        verified.stdout.fnmatch_lines(["llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical"])
         assert len(https_server.requests) == 4, "each recorded request was also sent live, over TLS"
 
 
