@@ -6,6 +6,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from llm_replay.model.scrub import Scrubber
 from llm_replay.stores.sqlite import SQLiteCache
 
 REPO = Path(__file__).parents[1]
-REAL_CASSETTES = REPO.parent / "shared" / "real-cassettes"
+REAL_CASSETTES = Path(os.environ.get("LLM_REPLAY_REAL_CASSETTES") or REPO.parent / "shared" / "real-cassettes")  # as test_import_real_cassettes
 # Built by concatenation so this file itself never looks like it holds a key.
 SHAPES = {
     "Anthropic API key": "sk-" + "ant-api03-" + "Zy9Xw8Vu7Ts6Rq5Po4Nm3Lk2",
