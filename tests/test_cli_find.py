@@ -10,6 +10,7 @@ from langchain_core.load import dumps
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from llm_replay.cli import main
+from llm_replay.engine.project import run_ledger
 from llm_replay.engine.langchain_keys import langchain_request
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
@@ -48,9 +49,15 @@ def cassette(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     recordings.append(Interaction.of(lc, RecordedResponse(200, "OK", {}, b"[]"), recorded_at="2026-11-28T10:00:00+00:00", tests=("tests/test_chain.py::test_chain",)))
     for recording in recordings:
         store.put(recording)
-    store.record_run(RunRecord("run-1", "2026-11-29T10:00:00+00:00", True, None), {r.key: 1 for r in recordings[:4] + recordings[5:]})
-    store.put(chat("Unused question", "gpt-4o", "tests/test_gone.py::test_old", "2026-10-01T10:00:00+00:00"))
+    store.put(chat("Unused question", "gpt-4o", "tests/test_gone.py::test_old", "2026-10-01T10:00:00+00:00"))  # its test file is gone
     store.close()
+    for test_file in ("test_geo.py", "test_fun.py", "test_chain.py"):
+        (tmp_path / "tests" / test_file).parent.mkdir(exist_ok=True)
+        (tmp_path / "tests" / test_file).write_text("")
+    # A run in which every test passed; test_embed without its recording: it and the gone test's become unused.
+    used = recordings[:4] + recordings[5:]
+    passes = {test: [r.key for r in used if test in r.tests] for r in recordings for test in r.tests}
+    run_ledger(path).record(RunRecord("run-1", "2026-11-29T09:00:00+00:00", "2026-11-29T10:00:00+00:00", len(passes)), passes, {r.key: 1 for r in used})
     return path
 
 

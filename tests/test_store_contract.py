@@ -111,10 +111,24 @@ def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: S
 def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None:
     store.put(_interaction("a", tests=("t.py::test_a",)))
     store.put(_interaction("b", tests=("t.py::test_b", "t.py::test_c")))
-    assert dict(store.index()) == {
+    assert {key: tests for key, tests, _ in store.index()} == {
         (_interaction("a").fingerprint, 0): ("t.py::test_a",),
         (_interaction("b").fingerprint, 0): ("t.py::test_b", "t.py::test_c"),
     }
+    assert {recorded_at for _, _, recorded_at in store.index()} == {"2026-01-01T00:00:00+00:00"}
+
+
+def test_set_owners_replaces_the_owning_tests_of_the_named_keys_only(store: Store) -> None:
+    a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
+    store.put(a)
+    store.put(b)
+    assert store.get(a.fingerprint) is not None  # read once: a store that caches reads must forget the old owners
+    store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+    assert {key: tests for key, tests, _ in store.index()} == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test_b",)}
+    assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x")
+    assert store.get(a.fingerprint).response.body == a.response.body, "the answer is untouched"
+    assert len(store) == 2
+    store.set_owners({})
 
 
 def test_delete_removes_only_the_named_keys(store: Store) -> None:

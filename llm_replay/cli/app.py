@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     chooses.add_argument("--test", metavar="NODEID", help="recordings of this test, or of every test in this file or folder")
     chooses.add_argument("--model", metavar="NAME", help="recordings for this model (glob: 'gpt-4o*')")
     chooses.add_argument("--endpoint", metavar="TEXT", help="recordings whose endpoint contains TEXT ('chat/completions', 'api.anthropic.com')")
-    chooses.add_argument("--unused", action="store_true", help="recordings the last complete pytest run did not use")
+    chooses.add_argument("--unused", action="store_true", help="recordings llm-replay prune would delete: their owning tests all passed without them")
     chooses.add_argument("--since", metavar="WHEN", help="recorded at or after WHEN: a date or time (2026-11-30, UTC unless given) or an age (12h, 3d)")
     chooses.add_argument("--older-than", metavar="AGE", help="recorded more than AGE ago (30d, 12h, 90s); recordings without a time are not")
     ls = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests", parents=(one, chooses))
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("export", _export, "write vcrpy YAML cassettes that vcrpy replays, one per test").add_argument(
         "--yaml", type=Path, required=True, metavar="DIR", help="folder to write the .yaml files into"
     )
-    prune = command("prune", _prune, "delete recordings that the last complete pytest run did not use")
+    prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
     diff.add_argument("old", type=Path, metavar="A")
@@ -140,33 +140,35 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from .listing import find_keys
+    from ..engine.project import run_ledger
+    from .listing import resolve_key
     from .removal import erase, plan_removal
 
     if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.older_than or args.unused):
         raise CommandError("say what to delete: KEY... (as ls prints them) or a filter such as --test NODEID; nothing was deleted")
     path = _cassette_path(args)
     with _opened(path) as cassette:  # chosen read-only: a refused or empty choice leaves the file as it was
-        removal = plan_removal(cassette, _selection(args, cassette, keys=find_keys(cassette, args.keys) if args.keys else None))
+        keys = [resolve_key(cassette, key) for key in args.keys] if args.keys else None  # every key found, or nothing deleted
+        removal = plan_removal(cassette, _selection(args, cassette, keys=keys))
     _print(removal.lines())
     if args.dry_run or not removal.doomed:
         count = len(removal.doomed) if args.dry_run else 0
         print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {path}")
         return EXIT_OK
     with _opened(path, writable=True) as cassette:
-        print(erase(cassette, removal))
+        print(erase(cassette, run_ledger(path), removal))
     return EXIT_OK
 
 
 def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
-    from ..engine.project import pytest_rootdir_and_ini
-    from ..engine.pruning import unused_by_last_complete_run
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
+    from ..engine.pruning import unused_recordings
     from .selection import Selection, parse_older_than, parse_since
 
     only = frozenset(keys) if keys is not None else None
     if args.unused:
         rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
-        unused = frozenset(unused_by_last_complete_run(cassette, rootdir, f"llm-replay {args.command} --unused")[1])
+        unused = frozenset(unused_recordings(cassette, run_ledger(cassette.path), rootdir, f"llm-replay {args.command} --unused"))
         only = unused if only is None else only & unused
     return Selection(
         test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), before=parse_older_than(args.older_than), only=only
@@ -182,11 +184,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ..engine.project import ini_prices
+    from ..engine.project import ini_prices, run_ledger
     from .listing import stats_lines
 
-    with _opened(_cassette_path(args)) as cassette:
-        _print(stats_lines(cassette, ini_prices()))
+    path = _cassette_path(args)
+    with _opened(path) as cassette:
+        _print(stats_lines(cassette, run_ledger(path), ini_prices()))
     return EXIT_OK
 
 
@@ -218,13 +221,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..engine.project import pytest_rootdir_and_ini
-    from ..engine.pruning import prune_after_last_complete_run
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
+    from ..engine.pruning import prune_unused
 
     path = _cassette_path(args)
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
     with _opened(path, writable=not args.dry_run) as cassette:
-        _print(prune_after_last_complete_run(cassette, rootdir, dry_run=args.dry_run))
+        _print(prune_unused(cassette, run_ledger(path), rootdir, dry_run=args.dry_run))
     return EXIT_OK
 
 

@@ -10,10 +10,11 @@ from ..engine.langchain_keys import LANGCHAIN_METHOD, is_langchain_request
 from ..engine.langchain_keys import prompt_text as langchain_prompt_text
 from ..errors import CommandError
 from ..model.fingerprint import CanonicalRequest
-from ..model.interaction import Interaction
+from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
     from ..engine.pricing import PriceBook
+    from ..stores.ledger import RunLedger
     from ..stores.sqlite import SQLiteCache
     from .selection import Listed
 
@@ -93,24 +94,23 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
+def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
+    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
+    prefix, _, occurrence = key.partition("#")
+    matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
+    if not matches:
+        raise CommandError(f"no recording with key {key!r} in {cassette.describe()}; `llm-replay ls` lists the keys")
+    if len(matches) > 1:
+        shown = ", ".join(fingerprint[:16] + (f"#{n}" if n else "") for fingerprint, n in matches[:5])
+        raise CommandError(f"key {key!r} matches {len(matches)} recordings in {cassette.describe()} ({shown}); give more characters, or add #OCCURRENCE")
+    return matches[0]
+
+
 def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
-    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``)."""
-    return cassette.get(*find_keys(cassette, [key])[0])  # type: ignore[return-value]
-
-
-def find_keys(cassette: "SQLiteCache", keys: Iterable[str]) -> list[tuple[str, int]]:
-    """The recording each of ``keys`` names (a fingerprint prefix, optionally ``#OCCURRENCE``), checked unique."""
-    stored = [key for key, _ in cassette.index()]
-    found = []
-    for key in keys:
-        prefix, _, occurrence = key.partition("#")
-        matches = [k for k in stored if k[0].startswith(prefix) and (not occurrence or str(k[1]) == occurrence)]
-        if not prefix or not matches:
-            raise CommandError(f"no recording with key {key!r} in {cassette.describe()}; `llm-replay ls` lists the keys")
-        if len(matches) > 1:
-            shown = ", ".join(f"{fingerprint[:16]}#{number}" for fingerprint, number in matches[:5])
-            raise CommandError(f"key {key!r} matches {len(matches)} recordings in {cassette.describe()} ({shown}); give more characters, or add #OCCURRENCE")
-        found.append(matches[0])
+    """The one recording ``key`` names (see ``resolve_key``), in full."""
+    found = cassette.get(*resolve_key(cassette, key))
+    if found is None:  # deleted by another process between the two reads
+        raise CommandError(f"recording {key!r} was just deleted from {cassette.describe()}")
     return found
 
 
@@ -152,9 +152,9 @@ def _indented(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()] or ["  (empty)"]
 
 
-def stats_lines(cassette: "SQLiteCache", prices: "PriceBook") -> list[str]:
-    """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved, priced
-    as the session line prices them but by model name only (the URL is not read).
+def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger", prices: "PriceBook") -> list[str]:
+    """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they
+    saved, priced as the session line prices them but by model name only (the URL is not read).
 
     Read from the stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
     """
@@ -167,18 +167,18 @@ def stats_lines(cassette: "SQLiteCache", prices: "PriceBook") -> list[str]:
         models[row.model or "-"] += 1
         recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms)
     with_usage = [(tokens_in or 0, tokens_out or 0) for _, tokens_in, tokens_out, _ in recorded.values() if tokens_in is not None or tokens_out is not None]
-    replays = {key: count for key, (_, count) in cassette.usage().items() if key in recorded}
+    replays = {key: count for key, (_, count) in ledger.usage().items() if key in recorded}
     saved = Savings()
     for key, count in replays.items():
         model, tokens_in, tokens_out, latency_ms = recorded[key]
         saved.add(prices, count, model, "", (tokens_in, tokens_out), latency_ms)
-    last = cassette.last_complete_run()
+    last = ledger.last_run()
     return [
         f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
         f"recordings:        {len(recorded)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out ({len(with_usage)} of {len(recorded)} recordings report usage)",
-        f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run that could write the cassette)",
+        f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run, in {ledger.path})",
         f"saved by replays:  {saved.text()}",
-        f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else 'none recorded yet'}",
+        f"last run:          {f'{last.finished_at} ({last.passed} tests passed)' if last else 'none recorded yet'}",
     ]

@@ -9,6 +9,7 @@ from .listing import key_text, list_lines
 from .selection import Listed, Selection, owned_by
 
 if TYPE_CHECKING:
+    from ..stores.ledger import RunLedger
     from ..stores.sqlite import SQLiteCache
 
 
@@ -38,7 +39,10 @@ def plan_removal(cassette: "SQLiteCache", selection: Selection) -> Removal:
     return Removal([row for row in rows if row not in shared], shared, test)
 
 
-def erase(cassette: "SQLiteCache", removal: Removal) -> str:
-    """Delete the planned recordings (secure delete, then VACUUM: their bytes leave the file)."""
-    removed = cassette.erase(row.key for row in removal.doomed)
+def erase(cassette: "SQLiteCache", ledger: "RunLedger", removal: Removal) -> str:
+    """Delete the planned recordings (secure delete, and the file compacted as the cassette closes: their bytes
+    leave the file), and forget them in the run bookkeeping."""
+    keys = [row.key for row in removal.doomed]
+    removed = cassette.delete(keys)
+    ledger.forget(keys)
     return f"deleted {removed} recording{'s' if removed != 1 else ''} from {cassette.describe()} (erased from the file, not only unlinked)"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..model.scrub import Scrubber
+    from ..stores.ledger import RunLedger
     from .hooks import BeforeRecord
     from .pricing import PriceBook
 
@@ -34,6 +35,15 @@ def default_cassette(directory: Path | None = None) -> Path:
     rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     configured = ini.get("llm_cassette")
     return rootdir / (str(configured) if configured else DEFAULT_CASSETTE)
+
+
+def run_ledger(cassette: Path, directory: Path | None = None) -> "RunLedger":
+    """The run bookkeeping pytest keeps for ``cassette`` (in its cache dir: ini ``cache_dir``, else .pytest_cache under the rootdir)."""
+    from ..stores.ledger import RunLedger, ledger_path
+
+    rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    cache_dir = rootdir / str(ini.get("cache_dir") or ".pytest_cache")
+    return RunLedger(ledger_path(cache_dir / "d" / "llm_replay", cassette))
 
 
 def ini_scrubber(directory: Path | None = None) -> "Scrubber":

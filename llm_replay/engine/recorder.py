@@ -66,7 +66,7 @@ class Recorder:
         self.interactions: list[Interaction] = []
         self.how: list[str] = []  # beside each interaction: "replayed", "adopted" (found re-keyed) or "recorded"
         self.drift: list[Drift] = []  # each answer compared: a recording refresh overwrote, or verify's live answer
-        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
+        self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
         self._rekey = rekey
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
@@ -116,7 +116,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.replays_by_key[key] += 1
+                self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
                 self.how.append(how)
             return found
@@ -163,8 +163,7 @@ class Recorder:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
         if self.test_id is None or self.cassette.path is None:
             return []
-        used = set(self.replays_by_key) | {interaction.key for interaction in self.interactions}
-        return [key for key, tests in self.cassette.index() if self.test_id in tests and key not in used]
+        return [key for key, tests, _ in self.cassette.index() if self.test_id in tests and key not in self.used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
@@ -180,6 +179,9 @@ class Recorder:
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
+        # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
+        earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
+        owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
             response,
@@ -187,7 +189,7 @@ class Recorder:
             occurrence=occurrence,
             recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
-            tests=(self.test_id,) if self.test_id else (),
+            tests=owners,
         )
         replaced = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
         try:
@@ -209,6 +211,7 @@ class Recorder:
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
+            self.used[interaction.key] += 0
             self.interactions.append(interaction)
             self.how.append("recorded")
         if replaced is not None:

@@ -14,8 +14,11 @@ Key = tuple[str, int]  # (fingerprint, occurrence): where an interaction lives i
 
 
 def utc_stamp(instant: datetime | None = None) -> str:
-    """How a recording's time is stored (``recorded_at``): UTC to the second; now unless given."""
-    return (instant or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    """How a recording's time is stored (``recorded_at``), in UTC: now to the millisecond (pruning compares it with
+    when a run began, and runs follow each other within a second), or a given instant (a Date header) to the second."""
+    if instant is None:
+        return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return instant.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

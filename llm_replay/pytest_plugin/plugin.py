@@ -17,7 +17,6 @@ from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..layers.activation import activated
 from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
-from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
@@ -27,6 +26,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
+USAGE = pytest.StashKey[Any]()
 SETTINGS = pytest.StashKey[CacheSettings]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 
@@ -46,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-prune",
         action="store_true",
         default=False,
-        help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
+        help="at the end, delete recordings whose owning tests all passed in this run without them (any selection is safe).",
     )
     group.addoption(
         "--llm-fail-on-drift",
@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
     parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or verify.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
@@ -127,12 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
         report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
-    config.stash[SUITE].outcome = RunOutcome(
-        # Started on paths, on the ini's testpaths or in a subfolder: a run of the files it collected (an example suite
-        # beside testpaths sharing the cassette keeps its recordings). Only a bare run in the rootdir is the whole suite.
-        whole_suite=config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir == config.rootpath,
-        distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
-    )
+    config.stash[SUITE].ledger_folder = _ledger_folder(config)
     try:  # one message for the session, not one error per test (and before pytest-xdist starts workers)
         config.stash[SUITE].check_cassette()
     except CassetteError as error:
@@ -158,6 +153,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
+
+
+def _ledger_folder(config: pytest.Config) -> Any:
+    """Where the run bookkeeping goes: llm_replay's folder in pytest's cache dir (ini cache_dir), made on first use;
+    None with ``-p no:cacheprovider`` (the suite then uses the folder the cache provider would have used)."""
+    cache = getattr(config, "cache", None)
+    return None if cache is None else lambda: cache.mkdir("llm_replay")
 
 
 def _drift_tally(config: pytest.Config) -> DriftTally:
@@ -210,6 +212,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
+    request.node.stash[USAGE] = suite.usage_of(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
@@ -248,6 +251,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
             report.outcome = "failed"
             report.longrepr = unplayed_message(recorder, unplayed)
+    if call.when == "teardown" and recorder is not None:
+        # What the test used rides on its report (to the xdist controller too); the Recorder, with every
+        # interaction it saw, goes now: a session's memory does not grow with its replays.
+        report.llm_replay = item.stash.get(USAGE, None)
+        del item.stash[RECORDER]
+        if USAGE in item.stash:
+            del item.stash[USAGE]
     return report
 
 
@@ -266,34 +276,48 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 class _RunWatcher:
-    """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin)."""
+    """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin).
+
+    Test ids enter it as the cassette stores them (``test_id``: a secret in a parametrize id scrubbed), so owners
+    compare equal and the bookkeeping holds no secret either."""
 
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self.outcome = suite.outcome
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.outcome.add_collected(item.nodeid for item in session.items)
-
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.outcome.deselected += len(items)
+        self.test_id = suite.scrubber.test_id
+        self.broken: set[str] = set()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self.outcome.collection_errors += 1
+            self.broken.add(report.nodeid.split("::", 1)[0])
+
+    @pytest.hookimpl(tryfirst=True)  # before -k, -m, --deselect and --lf take tests out: what exists, not what runs
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if config.getoption("lf", False):
+            return  # --lf leaves passing tests out while collecting: a test not collected may well exist
+        rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
+        narrowed = set()
+        for arg in config.args:
+            if "::" in arg:
+                try:
+                    narrowed.add((here / arg.split("::", 1)[0]).resolve().relative_to(rootdir.resolve()).as_posix())
+                except ValueError:
+                    continue
+        self.outcome.add_collected((self.test_id(item.nodeid) for item in items), narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.outcome.add_report(report.when, report.outcome)
+        self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, getattr(report, "llm_replay", None))
         self.suite.note_outcome(report.nodeid, report.when, report.outcome)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is None:
         return
     suite.back_online()
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
+    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes the bookkeeping, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
@@ -314,7 +338,7 @@ _XDIST_REPORT = "llm_replay"
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist: add a finished worker's counts and usage to the controller's."""
+    """pytest-xdist: add a finished worker's counts to the controller's (what each test used came with its reports)."""
     suite = node.config.stash.get(SUITE, None)
     report = getattr(node, "workeroutput", {}).get(_XDIST_REPORT)
     if suite is not None and report:

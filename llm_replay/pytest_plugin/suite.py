@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import shlex
+import signal
+import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
 from ..engine.settings import CacheSettings, Mode
-from ..model.interaction import Key
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 
@@ -77,13 +77,16 @@ class Suite:
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
-    # -- run usage (prune) --
-    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
+    # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
+    # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
+    # place then, under the rootdir, so that llm-replay prune and stats find it all the same
+    ledger_folder: Callable[[], Path] | None = None
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     prune: bool = False
-    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
-    used: Counter[Key] = field(default_factory=Counter)
+    outcome: RunOutcome = field(default_factory=RunOutcome)
     end_lines: list[str] = field(default_factory=list)
-    workers_wrote: bool = False
+    _sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
     prices: PriceBook = field(default_factory=PriceBook)
     # -- what the run tells a person at its end --
     drift: DriftTally = field(default_factory=DriftTally)  # refresh's and verify's compared answers
@@ -139,7 +142,18 @@ class Suite:
             from ..stores.sqlite import SQLiteCache
 
             self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            if not readonly:
+                self._interrupt_on_sigterm()
         return self._cassette
+
+    def _interrupt_on_sigterm(self) -> None:
+        """While the cassette may be written, SIGTERM ends the session as Ctrl-C does, so the cassette is closed as
+        one plain file (Python's default dies on the spot, leaving the log beside it). A handler of the user's stays."""
+        if self._sigterm is not None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     def check_cassette(self) -> None:
         """Check the suite cassette once, for this session's mode, so that one that cannot be used (corrupt,
@@ -223,9 +237,8 @@ class Suite:
         )
 
     def test_finished(self, recorder: Recorder) -> None:
-        """Add up a finished test: counts, what it used, its drift, and its calls when a report is asked for."""
+        """Add up a finished test: counts, its drift, and its calls when a report is asked for."""
         self.totals.add(recorder)
-        self.track_usage(recorder)
         if recorder.drift:
             self.drift.add_all(recorder.test_id, recorder.drift)
         if self.report_path is not None:
@@ -259,36 +272,48 @@ class Suite:
             return f"llm_replay: could not write the report to {self.report_path}: {error}; give --llm-report a writable path"
         return f"llm_replay: report written to {self.report_path}"
 
-    def track_usage(self, recorder: Recorder) -> None:
-        """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
-        if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
-            for interaction in recorder.interactions:
-                self.used[interaction.key] += 0
-            self.used.update(recorder.replays_by_key)
+    @staticmethod
+    def usage_of(recorder: Recorder) -> dict[str, Any] | None:
+        """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
+        to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
+        The test's Recorder, with every interaction it saw, is dropped after this."""
+        if recorder.cassette.path is None:  # a test's in-memory cassette: nothing to own
+            return None
+        return {
+            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
+            "refreshed": recorder.mode is Mode.REFRESH,
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH),
+        }
 
     def finish_run(self) -> None:
-        """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
+        """Settle ownership, record the run, count what went unused, prune if asked: once, at the end."""
         from ..engine.pruning import finish_run
+        from ..stores.ledger import RunLedger, ledger_path
 
         if not self.totals.tests and not self.prune:
             return
         saved = self.replay_savings()
-        may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
         self.close()
+        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
+        if self.ledger_folder is not None:
+            try:
+                folder = self.ledger_folder()
+            except OSError:
+                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = [saved.line()] if saved else []
         self.end_lines += finish_run(
             self.cassette_path,
+            RunLedger(ledger_path(folder, self.cassette_path)),
             self.outcome,
-            self.used,
             uid=self.run_uid,
+            started_at=self.started_at,
             rootdir=self.rootdir,
-            write_usage=may_write,
             prune=self.prune,
         )
 
     def replay_savings(self) -> Savings | None:
         """Tokens, API time and cost that this run's replays of the suite cassette saved; None if nothing replayed."""
-        replays = {key: count for key, count in self.used.items() if count}
+        replays = {key: count for key, count in self.outcome.replays().items() if count}
         if not replays or not self.cassette_path.exists():
             return None
         from ..engine.savings import replay_savings
@@ -302,26 +327,24 @@ class Suite:
                 cassette.close()
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller: its counts and what it used, as plain data."""
-        return {
-            "totals": self.totals.as_counts(),
-            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
-            "wrote": self._cassette is not None and not self._cassette.readonly,
-            "drift": self.drift.as_data(),
-            "report": self.report_tests,
-        }
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and report records."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "report": self.report_tests}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's report, so the controller's summary and usage cover the whole run."""
+        """Add a finished worker's counts, drift and report records, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
-        for fingerprint, occurrence, count in report["used"]:
-            self.used[(fingerprint, occurrence)] += count
-        self.workers_wrote = self.workers_wrote or bool(report["wrote"])
         self.drift.merge(report["drift"])
         self.report_tests.extend(report["report"])
 
     def close(self) -> None:
-        """Release the cassette at the end of the session."""
+        """Release the cassette at the end of the session (as one plain file), and SIGTERM back to what it was."""
         if self._cassette is not None:
             self._cassette.close()
             self._cassette = None
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Iterator
+from dataclasses import replace
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..model.interaction import Interaction, Key
 from ..model.scrub import Scrubber
@@ -60,9 +61,15 @@ class InMemoryCache:
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that own it."""
-        return [(key, interaction.tests) for key, interaction in sorted(self._entries.items())]
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded."""
+        return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items())]
+
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these interactions (absent keys are ignored)."""
+        for key, tests in owners.items():
+            if key in self._entries:
+                self._entries[key] = replace(self._entries[key], tests=tuple(tests))
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag."""
