@@ -13,6 +13,7 @@ from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
 from .drift_tally import Drift
+from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .explain import explain_miss
 from .hooks import BeforeRecord, shaped
 from .host_patterns import HostPatterns
@@ -41,6 +42,7 @@ class Recorder:
         repeats: str = "cache",
         rules: MatchRules | None = None,
         rekey: RekeyIndex | None = None,
+        adoption: AdoptionIndex | None = None,
         test_id: str | None = None,
         frozen_at: datetime | None = None,
         keep_instant: bool = False,
@@ -68,7 +70,9 @@ class Recorder:
         self.drift: list[Drift] = []  # each answer compared: a recording refresh overwrote, or verify's live answer
         self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
+        self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
         self._rekey = rekey
+        self._adoption = adoption
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
@@ -110,7 +114,9 @@ class Recorder:
         found = self.cassette.get(*key)
         how = "replayed"
         if found is None and self._rekey is not None:
-            found, how = self._rekey.find(self.cassette, *key), "adopted"
+            found = self._rekey.find(self.cassette, *key)
+        if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
+            found, how = self._adopted(request, key), "adopted"
         if found is not None and self.max_age is not None and not self._fresh_enough(request, found):
             return None  # expired, and this mode may re-record it
         if found is not None:
@@ -120,12 +126,48 @@ class Recorder:
                 self.interactions.append(found)
                 self.how.append(how)
             return found
-        if self.mode.read_only and strict:
+        if self.mode.fails_on_miss and strict:
             hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
+            miss = CassetteMiss(
+                explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
+            )
             self.count_miss(miss)
             raise miss
         return None
+
+    def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
+        """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
+
+        Several candidates: this test's own wins, else the miss fails and lists them. The new copy is
+        written before the old key goes, so a killed run leaves both, never neither.
+        """
+        __tracebackhide__ = True
+        candidates = self._adoption.candidates(self.cassette, request, key)  # type: ignore[union-attr]
+        if not candidates:
+            return self.cassette.get(*key)  # another xdist worker may have adopted it a moment ago
+        old = chosen(candidates, self.test_id)
+        if old is None:
+            miss = CassetteMiss(
+                f"{len(candidates)} recordings could be adopted for {request.method} {request.url} and none is this test's own "
+                f"({self.test_id or 'no test'}); none was adopted:\n" + "\n".join(candidate_lines(candidates, request))
+                + "\n  re-record this test (pytest --llm-mode=refresh ...), or delete the stale recordings with llm-replay rm"
+            )
+            self.count_miss(miss)
+            raise miss
+        tests = tuple(sorted({*old.tests, self.test_id})) if self.test_id else old.tests  # the owners it had, and this test
+        adopted = Interaction.of(
+            request, old.response, fingerprint=key[0], occurrence=key[1], recorded_at=old.recorded_at, latency_ms=old.latency_ms, tests=tests
+        )
+        try:
+            self.cassette.put(adopted)
+            self.cassette.delete([old.key])
+        except CassetteError as error:
+            failure = CassetteMiss(f"the recording of {old.request.method} {old.request.url} could not be re-keyed to {request.url}: {error}")
+            self.count_miss(failure)
+            raise failure from error
+        with self._lock:
+            self.adoptions.append(shape_change(old.request, request))
+        return adopted
 
     def _fresh_enough(self, request: CanonicalRequest, found: Interaction) -> bool:
         """Whether an expired recording may still be replayed: yes with a warning, no to re-record it (False),
@@ -142,7 +184,7 @@ class Recorder:
             with self._lock:
                 self.expired.append(f"{where}: {old}")
             return True
-        if self.on_expired == "refresh" and not self.mode.read_only:
+        if self.on_expired == "refresh" and not self.mode.fails_on_miss:
             return False
         why = f"on_expired = {self.on_expired}" + (f", and mode '{self.mode}' does not call the network to re-record it" if self.on_expired == "refresh" else "")
         command = (
@@ -225,7 +267,7 @@ class Recorder:
         A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
         recorded under it may have read the clock). Replays write nothing.
         """
-        if self.test_id is None or self.mode.read_only:
+        if self.test_id is None or self.mode.fails_on_miss:
             return
         if self._instant_kept:
             self.cassette.put_clock_read(self.test_id, read)

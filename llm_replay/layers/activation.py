@@ -29,7 +29,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
-    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts`` and
+    Replay and adopt also block every connection that would leave the machine, except to ``allowed_hosts`` and
     the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
     """
     from .network import blocking_network, network_open
@@ -39,7 +39,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
             yield recorder
         return
     with ExitStack() as stack:
-        if recorder.mode is Mode.REPLAY:
+        if recorder.mode.offline:
             ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
             stack.enter_context(placeholder_keys())
             stack.enter_context(blocking_network((*allowed_hosts, *ignored), on_blocked=recorder.count_miss))
@@ -95,6 +95,7 @@ def use_cassette(
     ``ignore_hosts``, ``max_age`` and ``on_expired`` work as the ``llm_cache`` options of the same names
     (docs/verify-and-age.md). Each thread or asyncio task may activate its own cassette.
     """
+    from ..engine.adoption import AdoptionIndex, AdoptRules
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
     from ..engine.settings import CacheSettings
@@ -112,6 +113,7 @@ def use_cassette(
             chosen,
             repeats=repeats,
             rules=rules,
+            adoption=AdoptionIndex(AdoptRules(rules)),
             record_hint=lambda: hint,
             max_age=options.max_age,
             on_expired=options.on_expired,

@@ -38,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=MODE_NAMES,
         default=None,
         help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "adopt (offline; re-key recordings an SDK upgrade moved to another URL), "
         "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
@@ -57,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
     parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or verify.", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
@@ -69,6 +70,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "llm_match_ignore",
         "JSON body paths left out of matching, one a line (e.g. metadata.request_id, messages[*].name).",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "llm_adopt_body_paths",
+        "JSON body paths an SDK upgrade may change that --llm-mode=adopt still re-keys, one a line (same syntax as llm_match_ignore).",
         type="linelist",
         default=[],
     )
@@ -95,7 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
         "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', max_age='30d', on_expired='warn'|'fail'|'refresh', "
-        "before_record=None, ignore_hosts=[...], fail_unplayed=False): "
+        "before_record=None, ignore_hosts=[...], fail_unplayed=False, adopt_body_paths=[...]): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -106,7 +113,7 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
-        for name in ("max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
+        for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
             defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
         prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
@@ -133,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except CassetteError as error:
         raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
-    if mode is Mode.REPLAY:
+    if mode.offline:
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -143,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is not None and suite.mode is Mode.REPLAY:
+    if suite is not None and suite.mode.offline:
         suite.go_offline()
 
 
@@ -213,6 +220,7 @@ def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) 
         yield recorder
     suite.test_finished(recorder)
     request.node.stash[USAGE] = suite.usage_of(recorder)
+    suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 

@@ -6,6 +6,7 @@ import shlex
 import signal
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.adoption import AdoptionIndex
     from ..errors import NetworkBlocked
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
@@ -77,6 +79,8 @@ class Suite:
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
     # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
     # place then, under the rootdir, so that llm-replay prune and stats find it all the same
@@ -161,10 +165,11 @@ class Suite:
         if self.cassette_path.exists():
             from ..stores.sqlite import SQLiteCache
 
-            SQLiteCache.check(self.cassette_path, writable=self.mode is not Mode.REPLAY)
+            SQLiteCache.check(self.cassette_path, writable=not self.mode.read_only)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -179,6 +184,10 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
+            # Indexes of the suite cassette, shared by the tests with the same rules; a test's in-memory cassette has none.
+            adoption=None
+            if in_memory
+            else self._adoption_indexes.setdefault((rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))),
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -209,9 +218,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.read_only and stored is None:
+        if settings.mode.fails_on_miss and stored is None:
             return WallClock(None)
-        if settings.mode.read_only and read is False:
+        if settings.mode.fails_on_miss and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -230,11 +239,19 @@ class Suite:
             shown = self.cassette_path.relative_to(self.rootdir)
         except ValueError:
             shown = self.cassette_path
-        missing = " is missing: no such file" if self.mode is Mode.REPLAY and not self.cassette_path.exists() else ""
+        missing = " is missing: no such file" if self.mode.fails_on_miss and not self.cassette_path.exists() else ""
         return (
             f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
             f"(mode {self.mode}, cassette {shown}{missing})"
         )
+
+    def adoption_lines(self) -> list[str]:
+        """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
+        if not self.adoptions:
+            return []
+        total = sum(self.adoptions.values())
+        lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
+        return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
 
     def test_finished(self, recorder: Recorder) -> None:
         """Add up a finished test: counts, its drift, and its calls when a report is asked for."""
@@ -254,8 +271,8 @@ class Suite:
             self.outcomes[nodeid] = outcome
 
     def end_of_session_lines(self, verbose: bool) -> list[str]:
-        """Everything the session says at its end, after the counts line: drift, savings, unused, failure."""
-        lines = self.drift.lines(verbose) + self.end_lines
+        """Everything the session says at its end, after the counts line: adoptions, drift, savings, unused, failure."""
+        lines = self.adoption_lines() + self.drift.lines(verbose) + self.end_lines
         failure = self.drift.failure_line()
         return lines + ([failure] if failure else [])
 
@@ -272,6 +289,10 @@ class Suite:
             return f"llm_replay: could not write the report to {self.report_path}: {error}; give --llm-report a writable path"
         return f"llm_replay: report written to {self.report_path}"
 
+    def track_adoptions(self, recorder: Recorder) -> None:
+        """Add what adopt re-keyed in a finished test."""
+        self.adoptions.update(recorder.adoptions)
+
     @staticmethod
     def usage_of(recorder: Recorder) -> dict[str, Any] | None:
         """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
@@ -282,7 +303,7 @@ class Suite:
         return {
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
             "refreshed": recorder.mode is Mode.REFRESH,
-            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH),
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
         }
 
     def finish_run(self) -> None:
@@ -327,12 +348,13 @@ class Suite:
                 cassette.close()
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and report records."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "report": self.report_tests}
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift, adoptions and report records."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions), "report": self.report_tests}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's counts, drift and report records, so the controller's summary covers the whole run."""
+        """Add a finished worker's counts, drift, adoptions and report records, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
+        self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
         self.report_tests.extend(report["report"])
 
