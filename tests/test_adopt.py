@@ -7,8 +7,12 @@ import importlib
 import json
 import sqlite3
 
+import anthropic
+import httpx
+import pytest
 from conftest import cassette_file, printed, write_ini
 
+import llm_replay
 from llm_replay.engine.settings import CacheSettings, Mode
 from llm_replay.pytest_plugin.suite import Suite
 
@@ -200,3 +204,39 @@ def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
         "  1 × POST h/a?beta=true → POST h/a",
         f"  3 × {moved}",
     ]
+
+
+@pytest.mark.parametrize(
+    "mode, offline, fails_on_miss, read_only",
+    [
+        (Mode.REPLAY, True, True, True),
+        (Mode.ADOPT, True, True, False),  # never live, but writes the re-keyed recordings
+        (Mode.VERIFY, False, True, True),  # calls live to compare, writes nothing
+        (Mode.RECORD, False, False, False),
+        (Mode.REFRESH, False, False, False),
+    ],
+)
+def test_the_modes_table_network_misses_and_writes(mode, offline, fails_on_miss, read_only):
+    """The three questions the layers ask of a mode, as the modes table in README.md answers them."""
+    assert (mode.offline, mode.fails_on_miss, mode.read_only) == (offline, fails_on_miss, read_only)
+
+
+def test_use_cassette_adopts_outside_pytest(anthropic_server, env, tmp_path):
+    """A script recorded ``?beta=true`` (as anthropic < 2.3 sent it); the upgraded SDK's request is adopted, then replays."""
+    cassette = tmp_path / "script.sqlite3"
+    body = {"max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}], "model": "claude-x"}
+    with llm_replay.use_cassette(cassette, mode="record"):
+        old = httpx.post(f"{anthropic_server.base_url}/v1/messages?beta=true", json=body, headers={"x-api-key": anthropic_server.api_key}).json()
+    anthropic_server.stop()
+
+    def ask() -> str:
+        return anthropic.Anthropic(base_url=anthropic_server.base_url, max_retries=0).messages.create(**body).content[0].text
+
+    with pytest.raises(llm_replay.CassetteMiss, match="Run with --llm-mode=adopt"), llm_replay.use_cassette(cassette, mode="replay"):
+        ask()
+    with llm_replay.use_cassette(cassette, mode="adopt") as adopting:
+        assert ask() == old["content"][0]["text"]
+    assert [change.split(" → ")[1] for change in adopting.adoptions] == [f"POST {anthropic_server.base_url}/v1/messages"]
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert ask() == old["content"][0]["text"]
+    assert (replaying.replayed, replaying.missed, len(anthropic_server.requests)) == (1, 0, 1)

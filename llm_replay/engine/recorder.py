@@ -30,8 +30,9 @@ class Recorder:
     The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``,
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
-    ``drift`` holds each answer compared with its recording (refresh's overwritten ones, verify's live ones) and
-    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``).
+    ``drift`` holds each answer compared with its recording (refresh's overwritten ones, verify's live ones),
+    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``), and
+    ``adoptions`` what adopt mode re-keyed (old → new request).
     """
 
     def __init__(
