@@ -22,6 +22,7 @@ import importlib_metadata  # noqa: E402,F401
 # (~0.2 s saved per inner session).
 import hypothesis.internal.observability  # noqa: E402,F401
 from fake_openai import FakeOpenAI  # noqa: E402
+from redis_server import RedisServer, require_redis  # noqa: E402
 from fakes.anthropic_api import FakeAnthropic  # noqa: E402
 from fakes.bedrock_api import FakeBedrock  # noqa: E402
 from fakes.gemini_api import FakeGemini  # noqa: E402
@@ -49,6 +50,21 @@ def server() -> Iterator[FakeOpenAI]:
     """A fresh loopback OpenAI-compatible server; tests may stop it to prove replay is offline."""
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server on a free loopback port for the session (each test takes its own prefix)."""
+    require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A cassette URL of its own for one test: the shared server, a fresh key prefix."""
+    return redis_server.url()
 
 
 @pytest.fixture

@@ -190,7 +190,7 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
 def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
     """Each worker sends its adoptions as plain data (execnet carries only those); the controller lists them all."""
     def suite() -> Suite:
-        return Suite(mode=Mode.ADOPT, mode_is_explicit=True, cassette_path=tmp_path / "c.sqlite3", defaults=CacheSettings(), rootdir=tmp_path)
+        return Suite(mode=Mode.ADOPT, mode_is_explicit=True, cassette_spec=str(tmp_path / "c.sqlite3"), defaults=CacheSettings(), rootdir=tmp_path)
 
     moved = "POST h/v1beta/m → POST h/v1/m"
     workers = [suite(), suite()]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ..errors import CassetteError, CommandError
 from ..model.scrub import Scrubber
-from ..stores.sqlite import SQLiteCache
+from ..stores.base import Store
 
 if TYPE_CHECKING:
     from .selection import Selection
@@ -28,13 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     """Every subcommand, with its help."""
     parser = argparse.ArgumentParser(
         prog="llm-replay",
-        description="Inspect, prune, import/export, diff and merge llm_replay cassettes.",
-        epilog="Every subcommand that reads one cassette takes --cassette FILE; by default it is the file pytest "
-        "would use from the current directory (ini llm_cassette, else cassettes/llm_cache.sqlite3 under the rootdir).",
+        description="Inspect, prune, import/export, copy, diff and merge llm_replay cassettes.",
+        epilog="Every subcommand that reads one cassette takes --cassette FILE|URL (a redis:// URL for a shared Redis); "
+        "by default it is the one pytest would use from the current directory (ini llm_cassette, else "
+        "cassettes/llm_cache.sqlite3 under the rootdir).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     one = argparse.ArgumentParser(add_help=False)
-    one.add_argument("--cassette", type=Path, metavar="FILE", help="the SQLite cassette (default: the one pytest would use from here)")
+    one.add_argument(
+        "--cassette", metavar="FILE|URL", help="an SQLite file or a redis://host:6379/0?prefix=NAME URL (default: the one pytest would use from here)"
+    )
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help: str, parents: Sequence[argparse.ArgumentParser] = (one,)) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=list(parents), help=help, description=help)
@@ -69,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
-    diff.add_argument("old", type=Path, metavar="A")
-    diff.add_argument("new", type=Path, metavar="B")
+    diff.add_argument("old", metavar="A", help="a cassette file or URL")
+    diff.add_argument("new", metavar="B", help="a cassette file or URL")
+    copy = command("copy", _copy, "copy every recording (with instants and owners) from SRC into DST; DST's own win a clash", parents=())
+    copy.add_argument("source", metavar="SRC", help="a cassette file or URL, e.g. redis://ci-redis:6379/0?prefix=myapp")
+    copy.add_argument("target", metavar="DST", help="a cassette file or URL; created when missing")
     command("textconv", _textconv, "print a cassette as sorted, stable text (git's diff textconv)", parents=()).add_argument("file", type=Path)
     merge = command("merge", _merge, "git merge driver: union THEIRS into OURS, keeping ours on a clash", parents=())
     for name in ("base", "ours", "theirs"):
@@ -100,17 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _cassette_path(args: argparse.Namespace) -> Path:
+def _cassette_spec(args: argparse.Namespace) -> str:
     from ..engine.project import default_cassette
+    from ..stores.spec import resolved
 
-    return args.cassette if args.cassette is not None else default_cassette()
+    return resolved(args.cassette, Path.cwd()) if args.cassette is not None else default_cassette()
 
 
 @contextmanager
-def _opened(path: Path, writable: bool = False, create: bool = False, scrubber: Scrubber | None = None) -> Iterator[SQLiteCache]:
-    if not create and not path.is_file():
-        raise CassetteError(f"no cassette at {path}; record one with pytest --llm-mode=record, or name another with --cassette FILE")
-    cassette = SQLiteCache(path, readonly=not writable, scrubber=scrubber)
+def _opened(spec: str, writable: bool = False, create: bool = False, scrubber: Scrubber | None = None) -> Iterator[Store]:
+    from ..stores.spec import open_store
+
+    cassette = open_store(spec, readonly=not writable, must_exist=not create, scrubber=scrubber)
     try:
         yield cassette
     finally:
@@ -123,11 +130,12 @@ def _print(lines: Sequence[str]) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from ..stores.summaries import summaries_of
     from .listing import list_lines, prompt_text
     from .selection import json_record
 
-    with _opened(_cassette_path(args)) as cassette:
-        rows = _selection(args, cassette).select(cassette.summaries(shown=not args.json))
+    with _opened(_cassette_spec(args)) as cassette:
+        rows = _selection(args, cassette).select(summaries_of(cassette, shown=not args.json))
         if not args.json:
             _print(list_lines(rows))
             return EXIT_OK
@@ -146,21 +154,21 @@ def _rm(args: argparse.Namespace) -> int:
 
     if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.older_than or args.unused):
         raise CommandError("say what to delete: KEY... (as ls prints them) or a filter such as --test NODEID; nothing was deleted")
-    path = _cassette_path(args)
-    with _opened(path) as cassette:  # chosen read-only: a refused or empty choice leaves the file as it was
+    spec = _cassette_spec(args)
+    with _opened(spec) as cassette:  # chosen read-only: a refused or empty choice leaves the cassette as it was
         keys = [resolve_key(cassette, key) for key in args.keys] if args.keys else None  # every key found, or nothing deleted
         removal = plan_removal(cassette, _selection(args, cassette, keys=keys))
     _print(removal.lines())
     if args.dry_run or not removal.doomed:
         count = len(removal.doomed) if args.dry_run else 0
-        print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {path}")
+        print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {spec}")
         return EXIT_OK
-    with _opened(path, writable=True) as cassette:
-        print(erase(cassette, run_ledger(path), removal))
+    with _opened(spec, writable=True) as cassette:
+        print(erase(cassette, run_ledger(spec), removal))
     return EXIT_OK
 
 
-def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
+def _selection(args: argparse.Namespace, cassette: Store, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
     from ..engine.project import pytest_rootdir_and_ini, run_ledger
     from ..engine.pruning import unused_recordings
     from .selection import Selection, parse_older_than, parse_since
@@ -168,7 +176,7 @@ def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[t
     only = frozenset(keys) if keys is not None else None
     if args.unused:
         rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
-        unused = frozenset(unused_recordings(cassette, run_ledger(cassette.path), rootdir, f"llm-replay {args.command} --unused"))
+        unused = frozenset(unused_recordings(cassette, run_ledger(_cassette_spec(args)), rootdir, f"llm-replay {args.command} --unused"))
         only = unused if only is None else only & unused
     return Selection(
         test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), before=parse_older_than(args.older_than), only=only
@@ -178,7 +186,7 @@ def _selection(args: argparse.Namespace, cassette: SQLiteCache, keys: Iterable[t
 def _show(args: argparse.Namespace) -> int:
     from .listing import find_by_key, show_lines
 
-    with _opened(_cassette_path(args)) as cassette:
+    with _opened(_cassette_spec(args)) as cassette:
         _print(show_lines(find_by_key(cassette, args.key)))
     return EXIT_OK
 
@@ -187,9 +195,9 @@ def _stats(args: argparse.Namespace) -> int:
     from ..engine.project import ini_prices, run_ledger
     from .listing import stats_lines
 
-    path = _cassette_path(args)
-    with _opened(path) as cassette:
-        _print(stats_lines(cassette, run_ledger(path), ini_prices()))
+    spec = _cassette_spec(args)
+    with _opened(spec) as cassette:
+        _print(stats_lines(cassette, run_ledger(spec), ini_prices()))
     return EXIT_OK
 
 
@@ -198,15 +206,14 @@ def _import(args: argparse.Namespace) -> int:
     from ..engine.project import ini_before_record, ini_scrubber
     from ..stores.yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
-    path = _cassette_path(args)
     scrubber = ini_scrubber()
     report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST, scrubber)
     report.interactions = list(all_shaped(ini_before_record(), report.interactions))  # the hook, then put's scrubbing
-    with _opened(path, writable=True, create=True, scrubber=scrubber) as cassette:
+    with _opened(_cassette_spec(args), writable=True, create=True, scrubber=scrubber) as cassette:
         union = import_yaml(cassette, report)
     _print(report.skipped)
     _print(union.describe_conflicts())
-    print(f"imported {union.added} recordings from {report.files} files into {path} ({union.identical} already there, {len(union.conflicts)} clashes kept ours, {len(report.skipped)} skipped)")
+    print(f"imported {union.added} recordings from {report.files} files into {cassette.describe()} ({union.identical} already there, {len(union.conflicts)} clashes kept ours, {len(report.skipped)} skipped)")
     return EXIT_OK
 
 
@@ -214,7 +221,7 @@ def _export(args: argparse.Namespace) -> int:
     from ..engine.project import ini_scrubber
     from ..stores.yaml_io import export_yaml
 
-    with _opened(_cassette_path(args), scrubber=ini_scrubber()) as cassette:
+    with _opened(_cassette_spec(args), scrubber=ini_scrubber()) as cassette:
         written = export_yaml(map(cassette.scrubber.interaction, cassette.interactions()), args.yaml)
     print(f"wrote {len(written)} vcrpy cassettes into {args.yaml}")
     return EXIT_OK
@@ -224,10 +231,10 @@ def _prune(args: argparse.Namespace) -> int:
     from ..engine.project import pytest_rootdir_and_ini, run_ledger
     from ..engine.pruning import prune_unused
 
-    path = _cassette_path(args)
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
-    with _opened(path, writable=not args.dry_run) as cassette:
-        _print(prune_unused(cassette, run_ledger(path), rootdir, dry_run=args.dry_run))
+    spec = _cassette_spec(args)
+    with _opened(spec, writable=not args.dry_run) as cassette:
+        _print(prune_unused(cassette, run_ledger(spec), rootdir, dry_run=args.dry_run))
     return EXIT_OK
 
 
@@ -236,8 +243,25 @@ def _diff(args: argparse.Namespace) -> int:
 
     with _opened(args.old) as old, _opened(args.new) as new:
         lines = diff_lines(old, new)
-    _print(lines or [f"no differences between {args.old} and {args.new}"])
+        _print(lines or [f"no differences between {old.describe()} and {new.describe()}"])
     return EXIT_NO if lines else EXIT_OK
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from ..engine.project import ini_scrubber
+    from ..stores.union import union_into
+
+    with _opened(args.source) as source, _opened(args.target, writable=True, create=True, scrubber=ini_scrubber()) as target:
+        if source.describe() == target.describe():
+            raise CommandError(f"copy: {source.describe()} is both the source and the target; name two cassettes")
+        report = union_into(target, source)
+        _print(report.describe_conflicts())
+        clashes = f"; {len(report.conflicts)} recorded differently in both (kept {target.describe()}'s)" if report.conflicts else ""
+        print(
+            f"copied {report.added} recordings from {source.describe()} to {target.describe()} "
+            f"({report.identical} already there{clashes}; {report.instants} test instants)"
+        )
+    return EXIT_OK
 
 
 def _textconv(args: argparse.Namespace) -> int:
@@ -258,8 +282,12 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _git_setup(args: argparse.Namespace) -> int:
+    from ..stores.spec import redacted, scheme
     from .git import git_setup
 
-    _print(git_setup(_cassette_path(args), Path.cwd(), args.driver_command))
+    spec = _cassette_spec(args)
+    if scheme(spec) is not None:
+        raise CommandError(f"git-setup is for a cassette file in the repository, not {redacted(spec)}; copy the shared one into a file first (llm-replay copy)")
+    _print(git_setup(Path(spec), Path.cwd(), args.driver_command))
     return EXIT_OK
 

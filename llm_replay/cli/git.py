@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from ..errors import CommandError
-from ..stores.union import add_missing
+from ..stores.union import union_into
 from .listing import show_lines
 
 if TYPE_CHECKING:
@@ -67,19 +67,11 @@ def merge_into_ours(ours: Path, theirs: Path, scrubber: "Scrubber | None" = None
     from ..stores.sqlite import SQLiteCache
 
     with snapshot(theirs) as other:
-        recordings = list(other.interactions())
-        instants = other.instants()
-    mine = SQLiteCache(ours, scrubber=scrubber)
-    try:
-        report = add_missing(mine, recordings)
-        # Their tests' frozen instants travel with their recordings, or prompts carrying the date would miss.
-        for test_id, instant, clock_read in instants:
-            if mine.stored_clock(test_id)[0] is None:
-                mine.put_instant(test_id, instant)
-                if clock_read is not None:
-                    mine.put_clock_read(test_id, clock_read)
-    finally:
-        mine.close()
+        mine = SQLiteCache(ours, scrubber=scrubber)
+        try:
+            report = union_into(mine, other)  # their tests' instants travel too, or prompts carrying the date would miss
+        finally:
+            mine.close()
     summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"
     if report.conflicts:
         summary += f"; {len(report.conflicts)} recorded differently on both branches (kept ours; re-record them with --llm-mode=refresh to choose)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from ..engine.langchain_keys import LANGCHAIN_METHOD, is_langchain_request
@@ -14,8 +15,8 @@ from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
     from ..engine.pricing import PriceBook
+    from ..stores.base import Store
     from ..stores.ledger import RunLedger
-    from ..stores.sqlite import SQLiteCache
     from .selection import Listed
 
 _PROMPT_WORDS = 10
@@ -94,7 +95,7 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
-def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
+def resolve_key(cassette: "Store", key: str) -> Key:
     """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
     prefix, _, occurrence = key.partition("#")
     matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
@@ -106,7 +107,7 @@ def resolve_key(cassette: "SQLiteCache", key: str) -> Key:
     return matches[0]
 
 
-def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
+def find_by_key(cassette: "Store", key: str) -> Interaction:
     """The one recording ``key`` names (see ``resolve_key``), in full."""
     found = cassette.get(*resolve_key(cassette, key))
     if found is None:  # deleted by another process between the two reads
@@ -152,18 +153,19 @@ def _indented(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()] or ["  (empty)"]
 
 
-def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger", prices: "PriceBook") -> list[str]:
+def stats_lines(cassette: "Store", ledger: "RunLedger", prices: "PriceBook") -> list[str]:
     """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they
     saved, priced as the session line prices them but by model name only (the URL is not read).
 
-    Read from the stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
+    Read from SQLite's stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
     """
     from ..engine.savings import Savings
+    from ..stores.summaries import summaries_of
 
-    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    size = _size_text(cassette)
     models: Counter[str] = Counter()
     recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float | None]] = {}  # key -> model, tokens in/out, ms
-    for row in cassette.summaries():
+    for row in summaries_of(cassette):
         models[row.model or "-"] += 1
         recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms)
     with_usage = [(tokens_in or 0, tokens_out or 0) for _, tokens_in, tokens_out, _ in recorded.values() if tokens_in is not None or tokens_out is not None]
@@ -174,7 +176,7 @@ def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger", prices: "PriceBook
         saved.add(prices, count, model, "", (tokens_in, tokens_out), latency_ms)
     last = ledger.last_run()
     return [
-        f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
+        f"cassette:          {cassette.describe()}{size}",
         f"recordings:        {len(recorded)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out ({len(with_usage)} of {len(recorded)} recordings report usage)",
@@ -182,3 +184,11 @@ def stats_lines(cassette: "SQLiteCache", ledger: "RunLedger", prices: "PriceBook
         f"saved by replays:  {saved.text()}",
         f"last run:          {f'{last.finished_at} ({last.passed} tests passed)' if last else 'none recorded yet'}",
     ]
+
+
+def _size_text(cassette: "Store") -> str:
+    """`` (12.3 KiB)`` on disk, with the write-ahead log, for a store kept in a file; nothing for a server."""
+    if not isinstance(cassette.path, Path):
+        return ""
+    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    return f" ({size / 1024:.1f} KiB)"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..stores.summaries import summaries_of
 from .listing import key_text, list_lines
 from .selection import Listed, Selection, owned_by
 
 if TYPE_CHECKING:
     from ..stores.ledger import RunLedger
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.base import Store
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,16 @@ class Removal:
         return lines
 
 
-def plan_removal(cassette: "SQLiteCache", selection: Selection) -> Removal:
+def plan_removal(cassette: "Store", selection: Selection) -> Removal:
     """What ``selection`` picks; with ``--test``, a recording another test also uses is kept (deleting it
     would break that test)."""
-    rows = list(selection.select(cassette.summaries(shown=True)))
+    rows = list(selection.select(summaries_of(cassette, shown=True)))
     test = selection.test
     shared = [row for row in rows if test is not None and any(not owned_by(owner, test) for owner in row.tests)]
     return Removal([row for row in rows if row not in shared], shared, test)
 
 
-def erase(cassette: "SQLiteCache", ledger: "RunLedger", removal: Removal) -> str:
+def erase(cassette: "Store", ledger: "RunLedger", removal: Removal) -> str:
     """Delete the planned recordings (secure delete, and the file compacted as the cassette closes: their bytes
     leave the file), and forget them in the run bookkeeping."""
     keys = [row.key for row in removal.doomed]

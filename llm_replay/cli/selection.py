@@ -15,7 +15,7 @@ from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Key
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import RecordingSummary
+    from ..stores.summaries import RecordingSummary
 
 
 class Listed(NamedTuple):

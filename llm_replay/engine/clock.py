@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-# Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, pytest's own durations, and the
-# SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
+# Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, redis-py's socket timeouts,
+# pytest's own durations, and the SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
 # pools, never to build a prompt, and skipping their modules halves the cost of each freeze.
 IGNORED_MODULES = (
-    "llm_replay.", "sqlite3", "_pytest.timing",
+    "llm_replay.", "sqlite3", "redis", "_pytest.timing",
     "openai", "anthropic", "httpx", "httpcore", "h11", "anyio", "sniffio", "vcr", "yaml", "urllib3", "requests", "aiohttp",
     # botocore signs (SigV4) and google-auth checks token expiry with the wall clock: a frozen one fails both live
     "botocore", "boto3", "google.auth", "google.genai", "litellm", "pydantic_ai",

@@ -30,14 +30,16 @@ def pytest_rootdir_and_ini(directory: Path) -> tuple[Path, dict[str, object]]:
     return Path(rootdir), {name: getattr(value, "value", value) for name, value in ini.items()}
 
 
-def default_cassette(directory: Path | None = None) -> Path:
-    """The suite cassette pytest would use: ini ``llm_cassette`` under the rootdir, else the default."""
+def default_cassette(directory: Path | None = None) -> str:
+    """The suite cassette pytest would use: ini ``llm_cassette`` (a file under the rootdir, or a URL), else the default file."""
+    from ..stores.spec import resolved
+
     rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     configured = ini.get("llm_cassette")
-    return rootdir / (str(configured) if configured else DEFAULT_CASSETTE)
+    return resolved(str(configured) if configured else DEFAULT_CASSETTE, rootdir)
 
 
-def run_ledger(cassette: Path, directory: Path | None = None) -> "RunLedger":
+def run_ledger(cassette: str | Path, directory: Path | None = None) -> "RunLedger":
     """The run bookkeeping pytest keeps for ``cassette`` (in its cache dir: ini ``cache_dir``, else .pytest_cache under the rootdir)."""
     from ..stores.ledger import RunLedger, ledger_path
 

@@ -25,13 +25,14 @@ def now_stamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def finish_run(path: Path, ledger: "RunLedger", outcome: RunOutcome, *, uid: str, started_at: str, rootdir: Path, prune: bool) -> list[str]:
-    """Summary lines for the end of a pytest run; settles ownership, records the run, prunes when asked."""
-    from ..stores.sqlite import SQLiteCache
+def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, uid: str, started_at: str, rootdir: Path, prune: bool) -> list[str]:
+    """Summary lines for the end of a pytest run; settles ownership, records the run, prunes when asked.
+    ``cassette_spec``: an absolute path or a URL (stores.spec)."""
+    from ..stores.spec import open_store, scheme
 
-    if not path.is_file():
+    if scheme(cassette_spec) is None and not Path(cassette_spec).is_file():
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
-    cassette = SQLiteCache(path, readonly=not (outcome.writes or prune))
+    cassette = open_store(cassette_spec, readonly=not (outcome.writes or prune))
     try:
         vanished = outcome.vanished({test for _, owners, _ in cassette.index() for test in owners})
         passes = outcome.passes(vanished)
@@ -53,7 +54,7 @@ def finish_run(path: Path, ledger: "RunLedger", outcome: RunOutcome, *, uid: str
             return lines
         removed = cassette.delete(unused)
         ledger.forget(unused)
-        lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {path}")
+        lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
         failed = sum(not test.complete_pass for test in outcome.tests.values())
         if failed:
             lines.append(f"llm_replay: --llm-prune kept the recordings of the {failed} test(s) that did not pass")

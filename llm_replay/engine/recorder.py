@@ -112,12 +112,25 @@ class Recorder:
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
-        found = self.cassette.get(*key)
         how = "replayed"
-        if found is None and self._rekey is not None:
-            found = self._rekey.find(self.cassette, *key)
-        if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
-            found, how = self._adopted(request, key), "adopted"
+        try:
+            found = self.cassette.get(*key)
+            if found is None and self._rekey is not None:
+                found = self._rekey.find(self.cassette, *key)
+            if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
+                found, how = self._adopted(request, key), "adopted"
+            if found is None and self.mode.fails_on_miss and strict:
+                hint = self._record_hint() if self._record_hint else None
+                miss = CassetteMiss(
+                    explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
+                )
+                self.count_miss(miss)
+                raise miss
+        except CassetteError as error:
+            # A cassette that cannot be read (a Redis gone mid-session) fails the test; it never becomes a live call.
+            failure = CassetteMiss(f"{request.method} {request.url} could not be looked up: {error}")
+            self.count_miss(failure)
+            raise failure from error
         if found is not None and self.max_age is not None and not self._fresh_enough(request, found):
             return None  # expired, and this mode may re-record it
         if found is not None:
@@ -126,15 +139,7 @@ class Recorder:
                 self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
                 self.how.append(how)
-            return found
-        if self.mode.fails_on_miss and strict:
-            hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(
-                explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
-            )
-            self.count_miss(miss)
-            raise miss
-        return None
+        return found
 
     def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
         """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
@@ -204,7 +209,7 @@ class Recorder:
 
     def unplayed(self) -> list[Key]:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
-        if self.test_id is None or self.cassette.path is None:
+        if self.test_id is None:
             return []
         return [key for key, tests, _ in self.cassette.index() if self.test_id in tests and key not in self.used]
 

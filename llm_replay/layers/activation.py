@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     ContextManager,
@@ -42,7 +41,8 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
         if recorder.mode.offline:
             ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
             stack.enter_context(placeholder_keys())
-            stack.enter_context(blocking_network((*allowed_hosts, *ignored), on_blocked=recorder.count_miss))
+            # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
+            stack.enter_context(blocking_network((*allowed_hosts, *ignored, *recorder.cassette.hosts), on_blocked=recorder.count_miss))
         else:
             stack.enter_context(network_open())
         if "langchain" in layers:
@@ -88,9 +88,10 @@ def use_cassette(
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
-    ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
-    env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
-    frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
+    ``path`` is a file or a ``redis://`` URL (what ``--llm-cassette`` takes); None keeps recordings in
+    memory for the block. ``mode`` defaults as in pytest: env ``LLM_REPLAY_MODE``, else ``replay`` when
+    ``CI`` is set, else ``record``. The clock is not frozen here (there is no test to keep an instant
+    for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones. ``before_record``,
     ``ignore_hosts``, ``max_age`` and ``on_expired`` work as the ``llm_cache`` options of the same names
     (docs/verify-and-age.md). Each thread or asyncio task may activate its own cassette.
@@ -100,12 +101,12 @@ def use_cassette(
     from ..engine.recorder import Recorder
     from ..engine.settings import CacheSettings
     from ..stores.memory import InMemoryCache
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.spec import open_store
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     options = CacheSettings().updated({"max_age": max_age, "on_expired": on_expired, "before_record": before_record}, "use_cassette(...)")
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
-    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen.read_only, scrubber=scrubber)
+    cassette = InMemoryCache(scrubber) if path is None else open_store(path, readonly=chosen.read_only, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
         recorder = Recorder(

@@ -51,3 +51,15 @@ def is_secret_field(name: str) -> bool:
     """Whether a settings field holds a credential (``api_key``, ``openai_api_key``, ``access_token``)."""
     lowered = name.lower().replace("-", "_")
     return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
+
+
+def without_password(url: str) -> str:
+    """A URL as it may be shown, logged or stored: its password removed (``redis://user:pw@host`` ->
+    ``redis://user@host``), everything else kept."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))

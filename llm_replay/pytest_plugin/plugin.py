@@ -42,7 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
-    group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
+    group.addoption(
+        "--llm-cassette",
+        default=None,
+        metavar="PATH|URL",
+        help=f"the suite cassette: a file (default: {DEFAULT_CASSETTE} under the rootdir) or redis://host:6379/0?prefix=myapp.",
+    )
     group.addoption(
         "--llm-prune",
         action="store_true",
@@ -59,7 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
-    parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
+    parser.addini("llm_cassette", f"the suite cassette: a file relative to the rootdir (default {DEFAULT_CASSETTE}) or a redis:// URL.", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
@@ -119,12 +124,13 @@ def pytest_configure(config: pytest.Config) -> None:
         prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
         drift = _drift_tally(config)
         slow_call = _seconds(config.getini("llm_slow_call"), "ini option llm_slow_call", SLOW_CALL_S)
-    except ValueError as error:
+        cassette = _cassette_spec(config)
+    except (ValueError, CassetteError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
         mode=mode,
         mode_is_explicit=explicit,
-        cassette_path=_cassette_path(config),
+        cassette_spec=cassette,
         defaults=defaults,
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
@@ -188,12 +194,15 @@ def _report_path(config: pytest.Config) -> Path | None:
     return (Path(config.invocation_params.dir) / path).resolve() if path else None
 
 
-def _cassette_path(config: pytest.Config) -> Path:
+def _cassette_spec(config: pytest.Config) -> str:
+    """The suite cassette: --llm-cassette (a path relative to where pytest was started), else ini llm_cassette
+    (relative to the rootdir), else the default file; a URL as written."""
+    from ..stores.spec import resolved
+
     cli = config.getoption("--llm-cassette")
     if cli:
-        return (Path(config.invocation_params.dir) / cli).resolve()
-    ini = config.getini("llm_cassette")
-    return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
+        return resolved(cli, Path(config.invocation_params.dir))
+    return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..engine.recorder import Recorder
     from ..engine.savings import Savings
     from ..stores.base import Store
-    from ..stores.sqlite import SQLiteCache
 
 
 @dataclass
@@ -71,12 +70,13 @@ class Suite:
 
     mode: Mode
     mode_is_explicit: bool
-    cassette_path: Path
+    cassette_spec: str  # an absolute path or a URL (stores.spec)
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
     scrubber: Scrubber = field(default_factory=Scrubber)
-    _cassette: SQLiteCache | None = None
+    _cassette: Store | None = None
+    _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
@@ -109,7 +109,10 @@ class Suite:
 
         from ..engine.host_patterns import HostPatterns
 
-        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        from ..stores.spec import hosts
+
+        # Ignored hosts always go live; the suite cassette's own server (a shared Redis) is no live service.
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts(), *hosts(self.cassette_spec))
         guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
         children = OfflineChildren(reachable)
         guard.install()
@@ -136,16 +139,17 @@ class Suite:
             settings = settings.updated({"mode": self.mode}, "--llm-mode")
         return settings
 
-    def cassette(self, mode: Mode) -> SQLiteCache:
+    def cassette(self, mode: Mode) -> Store:
         """The suite cassette, opened on first use; read-only while only replaying."""
         readonly = mode.read_only
-        if self._cassette is not None and self._cassette.readonly and not readonly:
+        if self._cassette is not None and self._readonly and not readonly:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            from ..stores.sqlite import SQLiteCache
+            from ..stores.spec import open_store
 
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            self._cassette = open_store(self.cassette_spec, readonly=readonly, scrubber=self.scrubber)
+            self._readonly = readonly
             if not readonly:
                 self._interrupt_on_sigterm()
         return self._cassette
@@ -162,10 +166,12 @@ class Suite:
     def check_cassette(self) -> None:
         """Check the suite cassette once, for this session's mode, so that one that cannot be used (corrupt,
         too new, not ours, read-only while recording) stops the session with one message. Changes nothing."""
-        if self.cassette_path.exists():
+        from ..stores.spec import scheme
+
+        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).exists():
             from ..stores.sqlite import SQLiteCache
 
-            SQLiteCache.check(self.cassette_path, writable=not self.mode.read_only)
+            SQLiteCache.check(Path(self.cassette_spec), writable=not self.mode.read_only)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
@@ -235,15 +241,21 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        try:
-            shown = self.cassette_path.relative_to(self.rootdir)
-        except ValueError:
-            shown = self.cassette_path
-        missing = " is missing: no such file" if self.mode.fails_on_miss and not self.cassette_path.exists() else ""
+        from ..stores.spec import scheme
+
+        missing = " is missing: no such file" if self.mode.fails_on_miss and scheme(self.cassette_spec) is None and not Path(self.cassette_spec).exists() else ""
         return (
             f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
-            f"(mode {self.mode}, cassette {shown}{missing})"
+            f"(mode {self.mode}, cassette {self.shown_cassette()}{missing})"
         )
+
+    def shown_cassette(self) -> str:
+        """The suite cassette as the summary names it: a path relative to the rootdir, a URL without its password."""
+        from ..stores.spec import redacted, scheme
+
+        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).is_relative_to(self.rootdir):
+            return str(Path(self.cassette_spec).relative_to(self.rootdir))
+        return redacted(self.cassette_spec)
 
     def adoption_lines(self) -> list[str]:
         """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
@@ -298,7 +310,9 @@ class Suite:
         """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
         to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
-        if recorder.cassette.path is None:  # a test's in-memory cassette: nothing to own
+        from ..stores.memory import InMemoryCache
+
+        if isinstance(recorder.cassette, InMemoryCache):  # a test's in-memory cassette: nothing to own
             return None
         return {
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
@@ -323,8 +337,8 @@ class Suite:
                 pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = [saved.line()] if saved else []
         self.end_lines += finish_run(
-            self.cassette_path,
-            RunLedger(ledger_path(folder, self.cassette_path)),
+            self.cassette_spec,
+            RunLedger(ledger_path(folder, self.cassette_spec)),
             self.outcome,
             uid=self.run_uid,
             started_at=self.started_at,
@@ -335,12 +349,12 @@ class Suite:
     def replay_savings(self) -> Savings | None:
         """Tokens, API time and cost that this run's replays of the suite cassette saved; None if nothing replayed."""
         replays = {key: count for key, count in self.outcome.replays().items() if count}
-        if not replays or not self.cassette_path.exists():
+        if not replays:
             return None
         from ..engine.savings import replay_savings
-        from ..stores.sqlite import SQLiteCache
+        from ..stores.spec import open_store
 
-        cassette = self._cassette or SQLiteCache(self.cassette_path, readonly=True)
+        cassette = self._cassette or open_store(self.cassette_spec, readonly=True)
         try:
             return replay_savings(cassette, replays, self.prices)
         finally:

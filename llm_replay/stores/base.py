@@ -18,11 +18,13 @@ class Store(Protocol):
     """Interactions keyed by (fingerprint, occurrence), the tests that own each, and each test's frozen instant.
 
     ``put`` scrubs what it stores with ``scrubber`` (no write path can bypass it); ``get`` is a keyed
-    lookup, never a scan. ``path`` is the file behind the store, or None when there is none.
+    lookup, never a scan. ``path`` is the file behind the store, or None when there is none; ``hosts`` are
+    the hosts the store itself connects to (a replay's network guard lets them through).
     """
 
     scrubber: "Scrubber"
     path: object
+    hosts: tuple[str, ...]
 
     def describe(self) -> str:
         """How the store is named in messages (never with a password in it)."""

@@ -31,11 +31,17 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 
 
-def ledger_path(folder: Path, cassette: Path) -> Path:
-    """The bookkeeping file of ``cassette`` in llm_replay's folder of pytest's cache dir (``d/llm_replay``):
-    one per cassette, named so a reader can tell which."""
-    digest = hashlib.sha256(str(cassette.resolve()).encode()).hexdigest()[:12]
-    return folder / f"{cassette.stem}-{digest}.sqlite3"
+def ledger_path(folder: Path, cassette: str | Path) -> Path:
+    """The bookkeeping file of ``cassette`` (a file, or a URL: stores.spec) in llm_replay's folder of pytest's cache
+    dir (``d/llm_replay``): one per cassette, named so a reader can tell which (a URL by its password-free form)."""
+    from .spec import redacted, scheme
+
+    kind = scheme(cassette)
+    if kind is not None:
+        return folder / f"{kind}-{hashlib.sha256(redacted(cassette).encode()).hexdigest()[:12]}.sqlite3"
+    path = Path(cassette)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return folder / f"{path.stem}-{digest}.sqlite3"
 
 
 class RunLedger:

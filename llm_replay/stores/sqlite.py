@@ -23,11 +23,12 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, RecordedResponse
 from ..model.scrub import Scrubber
+from .summaries import RecordingSummary
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60
@@ -72,27 +73,6 @@ _SHOWN_FROM = "(SELECT *, CASE WHEN json_valid(request) THEN request ELSE '{}' E
 _NOT_SHOWN = (None,) * 5
 
 
-class RecordingSummary(NamedTuple):
-    """A recording as listings need it: the stored columns, no response body (JSON text left unparsed)."""
-
-    fingerprint: str
-    occurrence: int
-    request_json: str
-    status: int
-    recorded_at: str
-    tests_json: str
-    model: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    latency_ms: float | None
-    # with ``summaries(shown=True)``: what a listing shows of the request, None where SQLite could not read it
-    method: str | None = None
-    host: str | None = None
-    path: str | None = None
-    last_role: str | None = None  # of the last chat message, when its content is text
-    last_text: str | None = None
-
-
 class SQLiteCache:
     """One SQLite file (WAL while writing, busy timeout) shared by every test and every pytest-xdist worker.
 
@@ -100,6 +80,8 @@ class SQLiteCache:
     Opened read-only it never creates or changes the file; a missing file then reads as empty.
     Once closed it stays closed: a late write (a teardown after the session ended) is an error, never a reopening.
     """
+
+    hosts: tuple[str, ...] = ()
 
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
