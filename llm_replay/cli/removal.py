@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..stores.summaries import summaries_of
@@ -46,4 +47,5 @@ def erase(cassette: "Store", ledger: "RunLedger", removal: Removal) -> str:
     keys = [row.key for row in removal.doomed]
     removed = cassette.delete(keys)
     ledger.forget(keys)
-    return f"deleted {removed} recording{'s' if removed != 1 else ''} from {cassette.describe()} (erased from the file, not only unlinked)"
+    erased = " (erased from the file, not only unlinked)" if isinstance(cassette.path, Path) else ""
+    return f"deleted {removed} recording{'s' if removed != 1 else ''} from {cassette.describe()}{erased}"

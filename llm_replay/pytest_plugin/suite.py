@@ -163,12 +163,17 @@ class Suite:
             return
         self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
-    def check_cassette(self) -> None:
-        """Check the suite cassette once, for this session's mode, so that one that cannot be used (corrupt,
-        too new, not ours, read-only while recording) stops the session with one message. Changes nothing."""
+    @property
+    def cassette_is_file(self) -> bool:
+        """Whether the suite cassette is a file (not a server named by a URL)."""
         from ..stores.spec import scheme
 
-        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).exists():
+        return scheme(self.cassette_spec) is None
+
+    def check_cassette(self) -> None:
+        """Check the suite cassette file once, for this session's mode, so that one that cannot be used (corrupt,
+        too new, not ours, read-only while recording) stops the session with one message. Changes nothing."""
+        if self.cassette_is_file and Path(self.cassette_spec).exists():
             from ..stores.sqlite import SQLiteCache
 
             SQLiteCache.check(Path(self.cassette_spec), writable=not self.mode.read_only)
@@ -241,9 +246,7 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        from ..stores.spec import scheme
-
-        missing = " is missing: no such file" if self.mode.fails_on_miss and scheme(self.cassette_spec) is None and not Path(self.cassette_spec).exists() else ""
+        missing = " is missing: no such file" if self.mode.fails_on_miss and self.cassette_is_file and not Path(self.cassette_spec).exists() else ""
         return (
             f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
             f"(mode {self.mode}, cassette {self.shown_cassette()}{missing})"
