@@ -34,8 +34,10 @@ _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY
 # value, a URL's password. Each placeholder contains what its pattern refuses, so scrubbing twice changes nothing.
 _JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _FORM_FIELD = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
-_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
-_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES})|://[^/\s@]*:[^/\s@]*@")  # a cheap first look: might a rule apply?
+# A scheme starts where no scheme character precedes it, and the first look needs only ``_api_key`` of a
+# ``*_api_key`` name: without both, a long unbroken token (hex, base64) costs time quadratic in its length.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
+_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
 _JSON_FIELD_BYTES, _FORM_FIELD_BYTES, _USERINFO_BYTES, _HINT_BYTES = (
     re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (_JSON_FIELD, _FORM_FIELD, _USERINFO, _HINT)
 )
