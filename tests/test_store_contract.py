@@ -15,7 +15,7 @@ from typing import Callable
 import pytest
 
 from llm_replay.model.fingerprint import canonicalize
-from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.interaction import Interaction, OwnerChange, RecordedResponse
 from llm_replay.stores.base import Store
 from llm_replay.stores.memory import InMemoryCache
 from llm_replay.stores.spec import open_store
@@ -110,7 +110,7 @@ def test_a_secret_in_a_test_id_is_stored_scrubbed_wherever_test_ids_go(store: St
     store.put(recording)
     store.put_instant(test_id, datetime(2026, 1, 1, tzinfo=timezone.utc))
     store.put_clock_read(test_id, True)
-    store.set_owners({recording.key: (test_id, "t.py::other")})
+    store.change_owners({recording.key: OwnerChange(added=(test_id, "t.py::other"))})
     assert [sorted(tests) for _, tests, _ in store.index()] == [sorted((shown, "t.py::other"))]
     assert store.instants() == [(shown, datetime(2026, 1, 1, tzinfo=timezone.utc), True)]
     assert store.stored_clock(test_id) == (datetime(2026, 1, 1, tzinfo=timezone.utc), True), "found again under the id the test has"
@@ -134,19 +134,33 @@ def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None
     assert {recorded_at for _, _, recorded_at in store.index()} == {"2026-01-01T00:00:00+00:00"}
 
 
-def test_set_owners_replaces_the_owning_tests_of_the_named_keys_only(store: Store) -> None:
+def test_change_owners_adds_and_removes_owning_tests_of_the_named_keys_only(store: Store) -> None:
     a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
     store.put(a)
     store.put(b)
     assert store.get(a.fingerprint) is not None  # read once: a store that caches reads must forget the old owners
-    store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+    store.change_owners({a.key: OwnerChange(added=("t.py::test_x",)), ("0" * 32, 0): OwnerChange(added=("t.py::ghost",))})
     assert {key: tests for key, tests, _ in store.index()} == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test_b",)}
     assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x")
     assert store.get(a.fingerprint).response.body == a.response.body, "the answer is untouched"
     assert len(store) == 2
-    store.set_owners({})
-    store.set_owners({b.key: ()})
+    store.change_owners({})
+    store.change_owners({b.key: OwnerChange(removed=("t.py::test_b", "t.py::never_an_owner"))})
     assert {key: tests for key, tests, _ in store.index()}[b.key] == () and len(store) == 2, "no owners is not no recording"
+
+
+def test_two_sessions_settling_owners_at_once_each_keep_what_they_add(make: StoreFactory, kind: str) -> None:
+    """Both read the owners, then both write: a change applies to what is stored then, not to what was read."""
+    shared = STORES[kind][1]
+    first = make()
+    second = make() if shared else first
+    recording = _interaction("shared", tests=("t.py::test_a", "t.py::test_old"))
+    first.put(recording)
+    assert first.index() == second.index()  # each session reads the same owners ...
+    first.change_owners({recording.key: OwnerChange(added=("t.py::test_x",))})
+    second.change_owners({recording.key: OwnerChange(added=("t.py::test_y",), removed=("t.py::test_old",))})  # ... then both write
+    reader = make() if shared else first
+    assert [tests for _, tests, _ in reader.index()] == [("t.py::test_a", "t.py::test_x", "t.py::test_y")]
 
 
 def test_delete_removes_only_the_named_keys(store: Store) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 from ..errors import CassetteError, CommandError
-from ..model.interaction import Key
+from ..model.interaction import Key, OwnerChange
 from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
     for test, last in passes.items():
         for key in last.used:
             users.setdefault(key, set()).add(test)
-    changed: dict[Key, tuple[str, ...]] = {}
+    changed: dict[Key, OwnerChange] = {}
     replaced: list[Key] = []
     for key, stored, recorded_at in cassette.index():
         owners = set(stored) | users.get(key, set())
@@ -89,8 +89,8 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
         if dropped and not owners:
             replaced.append(key)
         elif owners != set(stored):
-            changed[key] = tuple(sorted(owners))
-    cassette.set_owners(changed)
+            changed[key] = OwnerChange(added=tuple(sorted(owners - set(stored))), removed=tuple(sorted(dropped)))
+    cassette.change_owners(changed)
     removed = cassette.delete(replaced)
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
 

@@ -6,11 +6,26 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from .fingerprint import CanonicalRequest
 
 Key = tuple[str, int]  # (fingerprint, occurrence): where an interaction lives in a cassette
+
+
+class OwnerChange(NamedTuple):
+    """Tests that became owners of a recording, and tests that stopped owning it, in one run.
+
+    A change, not the new owner list: applied to the owners stored when it is written, so two sessions that
+    finish at once each keep the owners they add.
+    """
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def applied_to(self, owners: Iterable[str], scrub: Callable[[str], str]) -> list[str]:
+        """The owners after this change (test ids scrubbed as the store keeps them), sorted."""
+        return sorted((set(owners) | {scrub(test) for test in self.added}) - {scrub(test) for test in self.removed})
 
 
 def utc_stamp(instant: datetime | None = None) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..model.interaction import Interaction, Key
+    from ..model.interaction import Interaction, Key, OwnerChange
     from ..model.scrub import Scrubber
 
 
@@ -48,8 +48,9 @@ class Store(Protocol):
     def index(self) -> list[tuple["Key", tuple[str, ...], str]]:
         """Every key with the tests that own it and when it was recorded (for pruning), without the bodies."""
 
-    def set_owners(self, owners: Mapping["Key", Sequence[str]]) -> None:
-        """Replace the tests that own these interactions, atomically; keys the store lacks are ignored."""
+    def change_owners(self, changes: Mapping["Key", "OwnerChange"]) -> None:
+        """Add and remove owning tests of these interactions, atomically against the owners stored now (not as
+        read earlier: two sessions that finish at once each keep what they add); keys the store lacks are ignored."""
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""

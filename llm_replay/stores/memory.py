@@ -6,7 +6,7 @@ from datetime import datetime
 from dataclasses import replace
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from ..model.interaction import Interaction, Key
+from ..model.interaction import Interaction, Key, OwnerChange
 from ..model.scrub import Scrubber
 
 
@@ -69,11 +69,11 @@ class InMemoryCache:
         """Every key with the tests that own it and when it was recorded."""
         return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items())]
 
-    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
-        """Replace the tests that own these interactions (absent keys are ignored)."""
-        for key, tests in owners.items():
+    def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
+        """Add and remove owning tests (absent keys are ignored)."""
+        for key, change in changes.items():
             if key in self._entries:
-                self._entries[key] = replace(self._entries[key], tests=tuple(map(self.scrubber.test_id, tests)))
+                self._entries[key] = replace(self._entries[key], tests=tuple(change.applied_to(self._entries[key].tests, self.scrubber.test_id)))
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag."""

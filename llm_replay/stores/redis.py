@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import CassetteError
 from ..model.credentials import without_password
-from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:
@@ -49,12 +49,12 @@ if #ARGV > 2 + 2 * fields then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * 
 redis.call('SADD', KEYS[3], ARGV[1])
 """
 # KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's new owners.
-_SET_OWNERS = """
-local owners = cjson.decode(ARGV[1])
-for i, tests in ipairs(owners) do
+_CHANGE_OWNERS = """
+local changes = cjson.decode(ARGV[1])
+for i, change in ipairs(changes) do
     if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
-        redis.call('DEL', KEYS[2 * i])
-        if #tests > 0 then redis.call('SADD', KEYS[2 * i], unpack(tests)) end
+        if #change[1] > 0 then redis.call('SADD', KEYS[2 * i], unpack(change[1])) end
+        if #change[2] > 0 then redis.call('SREM', KEYS[2 * i], unpack(change[2])) end
     end
 end
 """
@@ -94,7 +94,7 @@ class RedisCache:
             self._get = self._client.register_script(_GET)
             self._put = self._client.register_script(_PUT)
             self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
-            self._set_owners = self._client.register_script(_SET_OWNERS)
+            self._change_owners = self._client.register_script(_CHANGE_OWNERS)
             self._check_schema()
 
     def describe(self) -> str:
@@ -176,15 +176,16 @@ class RedisCache:
             self._put(keys=[record, owners, self._key("keys")], args=[f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
         self._hits[interaction.key] = interaction
 
-    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
-        """Replace the tests that own these recordings, all in one script (absent keys are ignored)."""
-        if not owners:
+    def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
+        """Add and remove owning tests, all in one script (absent keys are ignored)."""
+        if not changes:
             return
         self._writable()
-        names = [name for fingerprint, occurrence in owners for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
+        names = [name for fingerprint, occurrence in changes for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
+        scrubbed = [[list(map(self.scrubber.test_id, change.added)), list(map(self.scrubber.test_id, change.removed))] for change in changes.values()]
         with self._talking():
-            self._set_owners(keys=names, args=[json.dumps([list(map(self.scrubber.test_id, tests)) for tests in owners.values()])])
-        for key in owners:
+            self._change_owners(keys=names, args=[json.dumps(scrubbed)])
+        for key in changes:
             self._hits.pop(key, None)
 
     def delete(self, keys: Iterable[Key]) -> int:

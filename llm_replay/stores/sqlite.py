@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
-from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
 from .summaries import RecordingSummary
 
@@ -334,12 +334,17 @@ class SQLiteCache:
             rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions ORDER BY fingerprint, occurrence").fetchall()
         return [((fingerprint, occurrence), tuple(json.loads(tests)), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
 
-    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
-        """Replace the tests that own these recordings, in one transaction (absent keys are ignored)."""
-        rows = [(json.dumps([self.scrubber.test_id(test) for test in tests]), fingerprint, occurrence) for (fingerprint, occurrence), tests in owners.items()]
-        if rows:
-            self._write("UPDATE interactions SET tests = ? WHERE fingerprint = ? AND occurrence = ?", rows)
-        for key in owners:
+    def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
+        """Add and remove owning tests, read and written in one transaction (absent keys are ignored)."""
+        if not changes:
+            return
+        with self._lock, self._writing() as connection:
+            for (fingerprint, occurrence), change in changes.items():
+                row = connection.execute("SELECT tests FROM interactions WHERE fingerprint = ? AND occurrence = ?", (fingerprint, occurrence)).fetchone()
+                if row is not None:
+                    owners = change.applied_to(json.loads(row[0]), self.scrubber.test_id)
+                    connection.execute("UPDATE interactions SET tests = ? WHERE fingerprint = ? AND occurrence = ?", (json.dumps(owners), fingerprint, occurrence))
+        for key in changes:
             self._hits.pop(key)
 
     def delete(self, keys: Iterable[Key]) -> int:
