@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Hashable, Mapping, NamedTuple
 
 from ..engine.settings import CacheSettings, Mode
 from ..model.interaction import Key
@@ -71,6 +71,9 @@ class Suite:
     _cassette: SQLiteCache | None = None
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    # Decided once per distinct configuration, not per test: most suites have one or a handful.
+    _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
+    _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
     # -- run usage (prune) --
     run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
     prune: bool = False
@@ -80,7 +83,20 @@ class Suite:
     workers_wrote: bool = False
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
-        """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
+        """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default.
+
+        Worked out once per distinct pair of options (the same options always give the same settings).
+        """
+        try:
+            key: Hashable = (_frozen(config_fixture), _frozen(marker_kwargs))
+            return self._settings[key]
+        except TypeError:  # an unhashable option value: worked out each time
+            return self._settings_now(config_fixture, marker_kwargs)
+        except KeyError:
+            settings = self._settings[key] = self._settings_now(config_fixture, marker_kwargs)
+            return settings
+
+    def _settings_now(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         settings = self.defaults.updated(config_fixture, "the llm_cache_config fixture")
         settings = settings.updated(marker_kwargs, "@pytest.mark.llm_cache")
         if self.mode_is_explicit:
@@ -107,14 +123,19 @@ class Suite:
 
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
-        rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        rules = self._rules.get(settings)
+        if rules is None:
+            rules = self._rules[settings] = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        rekey = None if in_memory else self._rekey_indexes.get(rules)
+        if rekey is None and not in_memory:
+            rekey = self._rekey_indexes[rules] = RekeyIndex(rules)
         clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,
             settings.mode,
             repeats=settings.repeats,
             rules=rules,
-            rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
+            rekey=rekey,
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -208,3 +229,10 @@ class Suite:
         if self._cassette is not None:
             self._cassette.close()
             self._cassette = None
+
+
+def _frozen(options: Mapping[str, Any]) -> tuple:
+    """Options as a hashable key (lists as tuples); TypeError when a value cannot be hashed."""
+    frozen = tuple(sorted((name, tuple(value) if isinstance(value, list) else value) for name, value in options.items()))
+    hash(frozen)
+    return frozen
