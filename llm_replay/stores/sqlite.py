@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS usage (
 """
 _TABLES = frozenset({"meta", "interactions", "test_instants", "runs", "usage"})
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
+# Recordings just read or written, so a prompt repeated in a test or in the next few skips the query; only
+# the latest few, so a long session's memory (and the garbage collector's work) does not grow with its replays.
+RECENT_KEPT = 64
 
 
 class SQLiteCache:
@@ -143,7 +146,7 @@ class SQLiteCache:
         if row is None:
             return None
         interaction = _from_row(row)
-        self._hits[key] = interaction
+        self._remember(interaction)
         return interaction
 
     def put(self, interaction: Interaction) -> None:
@@ -163,7 +166,13 @@ class SQLiteCache:
             input_tokens, output_tokens, interaction.latency_ms, json.dumps(list(interaction.tests)),
         )
         self._write("INSERT OR REPLACE INTO interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-        self._hits[interaction.key] = interaction
+        self._remember(interaction)
+
+    def _remember(self, interaction: Interaction) -> None:
+        with self._lock:
+            if len(self._hits) >= RECENT_KEPT:
+                del self._hits[next(iter(self._hits))]  # the oldest
+            self._hits[interaction.key] = interaction
 
     def _write(self, sql: str, row: tuple) -> None:
         with self._lock, self._writing():
