@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
+_RUNNING = pytest.StashKey[pytest.Item]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -113,38 +114,71 @@ def _cassette_path(config: pytest.Config) -> Path:
     return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def llm_cache_config() -> dict[str, Any]:
-    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config)."""
+    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config).
+
+    The default is session-scoped, so tests do not pay for it; an override may have any scope.
+    """
     return {}
 
 
 @pytest.fixture
-def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
+def llm_cache(llm_cache_config: dict[str, Any], pytestconfig: pytest.Config) -> Iterator[Recorder]:
     """Record and replay this test's LLM calls; yields a handle with the mode, cassette and counts."""
-    suite = request.config.stash[SUITE]
-    marker = request.node.get_closest_marker("llm_cache")
+    # The test comes from pytest_runtest_protocol, not from ``request``: pytest 9 builds a new fixture
+    # definition (a signature inspection, tens of µs) for every fixture that asks for ``request``.
+    item = pytestconfig.stash[_RUNNING]
+    suite = pytestconfig.stash[SUITE]
+    marker = item.get_closest_marker("llm_cache")
     try:
         settings = suite.settings_for(llm_cache_config, marker.kwargs if marker else {})
-        recorder = suite.recorder(settings, request.node.nodeid)
+        recorder = suite.recorder(settings, item.nodeid)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     except CassetteError as error:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
-    request.node.stash[RECORDER] = recorder
-    with activated(recorder, settings.layer, settings.allow_hosts):
-        yield recorder
+    item.stash[RECORDER] = recorder
+    try:
+        with activated(recorder, settings.layer, settings.allow_hosts):
+            yield recorder
+    finally:
+        del item.stash[RECORDER]  # a finished test leaves its counts, not its recordings, in memory
     suite.totals.add(recorder)
     suite.track_usage(recorder)
 
 
-@pytest.fixture(autouse=True)
-def _llm_cache_autouse(request: pytest.FixtureRequest) -> None:
-    """Activate llm_cache for tests marked with it, or for every test with ini llm_autouse."""
-    if "llm_cache" in request.fixturenames:
-        return
-    if request.node.get_closest_marker("llm_cache") or request.config.getini("llm_autouse"):
-        request.getfixturevalue("llm_cache")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
+    """Which test is running, for llm_cache."""
+    item.config.stash[_RUNNING] = item
+    try:
+        return (yield)
+    finally:
+        del item.config.stash[_RUNNING]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked llm_cache (or every test, with ini llm_autouse) use the fixture without asking for it.
+
+    Decided here once per test, where an autouse fixture would cost every test of the session a fixture call.
+    """
+    autouse = config.getini("llm_autouse")
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is not None and "llm_cache" not in names and (autouse or item.get_closest_marker("llm_cache")):
+            names.insert(_first_function_scoped(item, names), "llm_cache")
+
+
+def _first_function_scoped(item: pytest.Item, names: list[str]) -> int:
+    """Where an autouse fixture would sit: after the fixtures of wider scope, which are set up once and
+    belong to no test's cassette (pytest orders a test's fixtures by scope, widest first)."""
+    definitions = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    for index, name in enumerate(names):
+        if name in definitions and definitions[name][-1].scope == "function":
+            return index
+    return len(names)
 
 
 @pytest.hookimpl(wrapper=True)
