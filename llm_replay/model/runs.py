@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from .interaction import Key
+if TYPE_CHECKING:  # only named in signatures: the pytest plugin loads this module at start-up
+    from .interaction import Key
 
 
 @dataclass(frozen=True)

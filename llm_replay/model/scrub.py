@@ -14,7 +14,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .credentials import (
     SECRET_ENV_WORDS,
@@ -22,8 +22,9 @@ from .credentials import (
     is_secret_field,
     is_secret_query_param,
 )
-from .fingerprint import CanonicalRequest
-from .interaction import Interaction, RecordedResponse
+if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubber at start-up, before any request
+    from .fingerprint import CanonicalRequest
+    from .interaction import Interaction, RecordedResponse
 
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"

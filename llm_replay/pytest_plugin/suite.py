@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Hashable, Mapping, NamedTuple
 
 from ..engine.settings import CacheSettings, Mode
-from ..model.interaction import Key
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
+    from ..model.interaction import Key
     from ..stores.base import Store
     from ..stores.sqlite import SQLiteCache
 
