@@ -78,6 +78,7 @@ class SQLiteCache:
         self._connection: sqlite3.Connection | None = None
         self._has_instants = False
         self._has_clock_read = False
+        self._clocks: dict[str, tuple[datetime, bool | None]] | None = None  # read-only: every test's, read once
         _check_is_sqlite(self.path)
         if not readonly:
             _check_is_writable(self.path)
@@ -199,6 +200,10 @@ class SQLiteCache:
         cassettes written before llm_replay kept it)."""
         if self._connection is None or not self._has_instants:
             return None, None
+        if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
+            if self._clocks is None:
+                self._clocks = {test: (instant, read) for test, instant, read in self.instants()}
+            return self._clocks.get(test_id, (None, None))
         clock_read = "clock_read" if self._has_clock_read else "NULL"
         with self._lock:
             row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
