@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
-_RUNNING = pytest.StashKey[pytest.Item]()
+# The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
+_RUNNING: list[pytest.Item] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,22 +115,23 @@ def _cassette_path(config: pytest.Config) -> Path:
     return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def llm_cache_config() -> dict[str, Any]:
     """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config).
 
-    The default is session-scoped, so tests do not pay for it; an override may have any scope.
+    The default is module-scoped, so tests do not pay for it (pytest keeps a note per test on a wider
+    fixture until it ends: a module's worth, not a session's); an override may have any scope.
     """
     return {}
 
 
 @pytest.fixture
-def llm_cache(llm_cache_config: dict[str, Any], pytestconfig: pytest.Config) -> Iterator[Recorder]:
+def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
     """Record and replay this test's LLM calls; yields a handle with the mode, cassette and counts."""
     # The test comes from pytest_runtest_protocol, not from ``request``: pytest 9 builds a new fixture
     # definition (a signature inspection, tens of µs) for every fixture that asks for ``request``.
-    item = pytestconfig.stash[_RUNNING]
-    suite = pytestconfig.stash[SUITE]
+    item = _RUNNING[-1]
+    suite = item.config.stash[SUITE]
     marker = item.get_closest_marker("llm_cache")
     try:
         settings = suite.settings_for(llm_cache_config, marker.kwargs if marker else {})
@@ -151,11 +153,11 @@ def llm_cache(llm_cache_config: dict[str, Any], pytestconfig: pytest.Config) -> 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
     """Which test is running, for llm_cache."""
-    item.config.stash[_RUNNING] = item
+    _RUNNING.append(item)
     try:
         return (yield)
     finally:
-        del item.config.stash[_RUNNING]
+        _RUNNING.pop()
 
 
 @pytest.hookimpl(trylast=True)
