@@ -1,4 +1,5 @@
-"""Re-record examples/cassettes/ without an OpenAI account, against the project's OpenAI-compatible stand-in.
+"""Re-record the example suite into cassettes/llm_cache.sqlite3 without an OpenAI account, against the project's
+OpenAI-compatible stand-in.
 
     python examples/record_with_stand_in.py
 

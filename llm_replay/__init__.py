@@ -1,17 +1,22 @@
 """llm_replay: record LLM calls once, replay them deterministically in tests."""
 
 from .engine.settings import Mode
-from .errors import CassetteError, CassetteMiss, NetworkBlocked
+from .errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
 from .layers.activation import use_cassette
 
-__all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "use_cassette"]
+__all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "RecordingExpired", "Scrubber", "use_cassette"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # CanonicalRequest (for before_fingerprint hooks) loads on first use, like the rest of the engine.
+    # Public names that load on first use, like the rest of the engine: CanonicalRequest (for before_fingerprint
+    # hooks) and Scrubber (for use_cassette(..., scrubber=...)).
     if name == "CanonicalRequest":
         from .model.fingerprint import CanonicalRequest
 
         return CanonicalRequest
+    if name == "Scrubber":
+        from .model.scrub import Scrubber
+
+        return Scrubber
     raise AttributeError(f"module 'llm_replay' has no attribute {name!r}")

@@ -30,3 +30,9 @@ class NetworkBlocked(CassetteMiss):
     or a service the test did not record). A kind of miss: it fails the test the same way."""
 
     __module__ = "llm_replay"
+
+
+class RecordingExpired(UserWarning):
+    """A recording older than ``max_age`` was replayed (``on_expired = warn``); ``-W error::llm_replay.RecordingExpired`` fails on it."""
+
+    __module__ = "llm_replay"

@@ -191,6 +191,25 @@ def test_a_run_of_some_files_never_prunes_other_files_recordings(recorded, serve
     assert "Name a colour" in out and "Capital of France" in out and "joke" not in out
 
 
+@pytest.mark.parametrize("started", ["on the ini's testpaths", "in the tests folder"])
+def test_a_run_of_one_folder_never_prunes_recordings_of_tests_outside_it(recorded, server, capsys, env, started):
+    """`pytest --llm-prune` on ini testpaths, or started in a subfolder, runs that folder only: tests beside it sharing
+    the cassette (this repository's example suite) keep their recordings."""
+    write_ini(recorded, "testpaths = tests" if started == "on the ini's testpaths" else "")
+    recorded.makepyfile(**{"tests/test_other": app_tests(server.base_url, "Name a colour", "Pick a number")})
+    recorded.runpytest("tests").assert_outcomes(passed=2)
+    recorded.makepyfile(**{"tests/test_other": app_tests(server.base_url, "Name a colour")})  # drops the number
+    if started == "in the tests folder":
+        env.chdir(recorded.path / "tests")
+    pruned = recorded.runpytest("--llm-prune")
+    env.chdir(recorded.path)
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run", "llm_replay: --llm-prune deleted 1 unused recording from *"])
+    out = run_cli(capsys, "ls")[1]
+    assert "Capital of France" in out and "joke" in out and "Name a colour" in out and "Pick a number" not in out
+    assert out.endswith("3 recordings\n")
+
+
 def test_prune_command_uses_the_last_complete_run(recorded, server, capsys):
     code, _, err = run_cli(capsys, "prune", "--cassette", str(recorded.path / "other.sqlite3"))
     assert code == 2 and "no cassette at" in err

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from llm_replay.model.fingerprint import (
@@ -16,9 +16,11 @@ from llm_replay.model.fingerprint import (
     differences,
     distance,
 )
+from llm_replay.model.credentials import SECRET_BODY_FIELDS, SECRET_QUERY_PARAMS
+from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
 
-EXAMPLES = 400  # per property; 4 properties
+EXAMPLES = 400  # per property; 5 properties
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 any_text = st.text(st.characters(codec=None), max_size=40)  # surrogates included
@@ -105,3 +107,32 @@ def test_scrubbing_never_crashes_removes_the_secret_and_is_stable(url, body, sec
     scrubbed = scrubber.request(planted)
     assert secret not in scrubbed.to_json() or secret in "<scrubbed:SOME_API_KEY>"
     assert scrubber.request(scrubbed).fingerprint == scrubbed.fingerprint
+
+
+secret_names = st.sampled_from(sorted(SECRET_BODY_FIELDS)).map(lambda name: name.replace("_", "-") if len(name) % 2 else name.upper())
+query_names = st.sampled_from(sorted(SECRET_QUERY_PARAMS))
+header_names = st.builds(lambda middle, last: f"x-{middle}-{last}", st.text("abcdefghij", min_size=1, max_size=6), st.sampled_from(["token", "secret", "auth"]))
+planted_secrets = st.text("abcdefXYZ0123456789-_.~", min_size=12, max_size=24)
+
+
+@FUZZ
+@given(secret=planted_secrets, field=secret_names, query=query_names, header=header_names, around=json_values,
+       user=st.text("abcxyz", max_size=5), form_first=st.booleans())
+def test_named_credentials_leave_no_trace_wherever_they_are_planted(secret, field, query, header, around, user, form_first):
+    """No environment variable knows these values: the field, parameter and header names alone must catch them."""
+    assume(secret not in json.dumps(around, ensure_ascii=False))  # the body around it is not itself the secret
+    scrubber = Scrubber(environ={})
+    json_body = json.dumps({"around": around, field: secret, "list": [{field: secret}]})
+    form = f"{field}={secret}&other=1" if form_first else f"other=1&{field}={secret}"
+    requests = [
+        canonicalize("POST", f"https://{user}:{secret}@h.example/p?{query}={secret}&x=1", json_body, "application/json"),
+        canonicalize("POST", "https://h.example/p", form, "application/x-www-form-urlencoded"),
+    ]
+    response = RecordedResponse(200, "OK", {header: [secret], "content-type": ["application/json"], "location": [f"wss://{user}:{secret}@h/"]},
+                                (json_body + f'\ndata: {{"{field}" : "{secret}"}}').encode())
+    for request in requests:
+        stored = scrubber.interaction(Interaction.of(request, response))
+        assert secret not in stored.request_json and secret.encode() not in stored.response.body, "planted secret survived"
+        assert secret not in json.dumps(stored.response.headers)
+        assert scrubber.interaction(stored) == stored, "scrubbing is stable"
+        assert scrubber.request(stored.request).fingerprint == stored.request.fingerprint

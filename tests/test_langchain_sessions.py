@@ -201,3 +201,44 @@ def test_three_samples(llm_cache):
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=1)
     assert printed(replayed, "ANSWER") == printed(refreshed, "ANSWER"), "the three refreshed samples, in order"
+
+
+STREAMING = '''
+import asyncio
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+def chat():
+    return ChatOpenAI(base_url="{base_url}", max_retries=0, model="gpt-4o-mini")
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_stream_and_astream(llm_cache):
+    streamed = "".join(chunk.content for chunk in chat().stream("Stream me a haiku"))
+
+    async def collect():
+        return "".join([chunk.content async for chunk in chat().astream("Stream me a limerick")])
+
+    cached = chat().invoke("Not streamed")
+    print("STREAMED", streamed, "|", asyncio.run(collect()), "|", cached.content)
+    print("COUNTS", llm_cache.replayed, llm_cache.recorded)
+'''
+
+
+def test_langchain_layer_alone_records_and_replays_stream_and_astream_offline(llm_pytester, server, env):
+    """``stream``/``astream`` skip LangChain's cache: the HTTP layer beneath answers them, and replay stays offline."""
+    llm_pytester.makepyfile(test_stream=STREAMING.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+    assert len(server.requests) == 3 and printed(recorded, "COUNTS") == ["0 3"], "two streams over HTTP, one invoke in the cache"
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=1)
+    assert printed(replayed, "STREAMED") == printed(recorded, "STREAMED")
+    assert "Stream me a haiku" in printed(replayed, "STREAMED")[0]
+    assert printed(replayed, "COUNTS") == ["3 0"] and len(server.requests) == 3

@@ -7,15 +7,17 @@ refuses them before any packet is sent.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import socket
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import write_ini
+from conftest import printed, write_ini
 
 from llm_replay import CassetteMiss, NetworkBlocked
-from llm_replay.layers.network import HostPolicy, blocking_network
+from llm_replay.layers.network import HostPolicy, blocking_network, installed_guard
 
 
 def test_raw_sockets_lookups_and_asyncio_are_blocked_naming_the_host(server):
@@ -35,7 +37,43 @@ def test_raw_sockets_lookups_and_asyncio_are_blocked_naming_the_host(server):
         assert answered.value.code == 401, "the fake server answered (no API key sent): the connect went through"
     assert len(blocked) == 4, "every attempt is reported, so a swallowed one still fails the test"
     assert issubclass(NetworkBlocked, CassetteMiss) and not issubclass(NetworkBlocked, Exception)
-    assert socket.socket.connect is not None and socket.getaddrinfo.__module__ == "socket", "the guard is gone after the block"
+    assert (socket.getaddrinfo.__module__ == "socket") is (installed_guard() is None), "the guard is gone after the block"
+
+
+def test_lookups_of_every_kind_and_datagrams_are_blocked_but_loopback_datagrams_go(server):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    blocked: list[NetworkBlocked] = []
+    with blocking_network(on_blocked=blocked.append):
+        attempts = {
+            "gethostbyname": lambda: socket.gethostbyname("api.example.invalid"),
+            "gethostbyname_ex": lambda: socket.gethostbyname_ex("api.example.invalid"),
+            "gethostbyaddr": lambda: socket.gethostbyaddr("192.0.2.1"),
+            "sendto": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"q", ("192.0.2.1", 53)),
+            "sendto with flags": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"q", 0, ("192.0.2.1", 53)),
+            "sendmsg": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b"q"], [], 0, ("192.0.2.1", 53)),
+        }
+        refused = {}
+        for kind, attempt in attempts.items():
+            with pytest.raises(NetworkBlocked) as caught:
+                attempt()
+            refused[kind] = str(caught.value)
+        asyncio.run(_datagram_to(("192.0.2.1", 53)))  # asyncio's transport logs the error instead of raising it
+        assert "send a datagram to 192.0.2.1:53" in str(blocked[-1]) and len(blocked) == len(attempts) + 1
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"local", receiver.getsockname())
+        assert socket.gethostbyname("localhost") == "127.0.0.1"
+    assert receiver.recv(16) == b"local", "a datagram to loopback went through"
+    assert "look up api.example.invalid" in refused["gethostbyname"] and "look up the name of 192.0.2.1" in refused["gethostbyaddr"]
+    assert "send a datagram to 192.0.2.1:53" in refused["sendmsg"]
+
+
+async def _datagram_to(address: tuple[str, int]) -> None:
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(asyncio.DatagramProtocol, family=socket.AF_INET)
+    try:
+        transport.sendto(b"q", address)
+    finally:
+        transport.close()
 
 
 def test_allow_list_takes_names_globs_addresses_networks_and_what_allowed_names_resolved_to():
@@ -50,14 +88,14 @@ def test_allow_list_takes_names_globs_addresses_networks_and_what_allowed_names_
 
 
 RAW_CLIENTS = '''
+import os
 import socket
 import pytest
 
-UNGUARDED_CONNECT = socket.socket.connect
-
 
 def test_guard_is_on(llm_cache):
-    print("GUARDED", socket.socket.connect is not UNGUARDED_CONNECT)
+    from llm_replay.layers import network  # the session under test adds its own guard to any around it (a CI=true run)
+    print("GUARDED", len(network._INSTALLED) > int(os.environ["GUARDS_AROUND"]))
 
 
 def test_swallowed_by_the_app(llm_cache):
@@ -71,8 +109,11 @@ def test_raw_socket_to_a_remote_address(llm_cache):
     socket.socket().connect(("192.0.2.7", 25))
 
 
-def test_not_using_llm_cache_is_not_guarded():
-    assert socket.socket.connect is UNGUARDED_CONNECT
+def test_not_using_llm_cache_is_guarded_too():
+    try:
+        socket.socket().connect(("192.0.2.8", 25))
+    except BaseException:  # swallowed: still a failure
+        pass
 
 
 @pytest.mark.llm_cache(allow_hosts=["search.internal"])
@@ -81,16 +122,22 @@ def test_marker_allow_list_is_named(llm_cache):
 '''
 
 
-def test_replay_session_fails_tests_that_reach_out_and_names_the_allow_list(llm_pytester):
+def test_replay_session_fails_tests_that_reach_out_and_names_the_allow_list(llm_pytester, monkeypatch):
+    from llm_replay.layers import network
+
+    monkeypatch.setenv("GUARDS_AROUND", str(len(network._INSTALLED)))
     write_ini(llm_pytester, "llm_allow_hosts =\n    metrics.internal\n    10.0.0.0/8\n")
     llm_pytester.makepyfile(test_raw=RAW_CLIENTS)
     result = llm_pytester.runpytest("--llm-mode=replay")
-    result.assert_outcomes(passed=2, failed=3)
+    result.assert_outcomes(passed=1, failed=4)
     result.stdout.fnmatch_lines([
         "*llm_replay.CassetteMiss (caught by the code under test, still a failure):",
         "llm_replay blocked an attempt to look up api.vendor.invalid:443: in mode 'replay' no connection leaves the machine*"
         "(allowed now: metrics.internal, 10.0.0.0/8)*",
         "*llm_replay.NetworkBlocked: llm_replay blocked an attempt to connect to 192.0.2.7:25*",
+        "*llm_replay.NetworkBlocked (caught by the code under test, still a failure):",
+        "llm_replay blocked an attempt to connect to 192.0.2.8:25*this test does not use llm_cache*request the llm_cache fixture*"
+        "ini llm_autouse = true*",
         # the marker's host adds to the ini's, as match_ignore paths add up
         "*llm_replay.NetworkBlocked: llm_replay blocked an attempt to look up api.vendor.invalid:443*(allowed now: metrics.internal, 10.0.0.0/8, search.internal)*",
         "llm_replay: 0 replayed, 0 recorded, 3 missed in 4 tests (mode replay*",
@@ -98,3 +145,137 @@ def test_replay_session_fails_tests_that_reach_out_and_names_the_allow_list(llm_
 
     assert "GUARDED True" in llm_pytester.runpytest("-s", "--llm-mode=replay", "-k", "guard_is_on").stdout.str()
     assert "GUARDED False" in llm_pytester.runpytest("-s", "--llm-mode=record", "-k", "guard_is_on").stdout.str(), "only replay blocks"
+    assert getattr(socket.socket.connect, "__module__", None) != "llm_replay.layers.network" or _outer_session_replays(), "the session's guard is gone after it"
+
+
+def _outer_session_replays() -> bool:
+    """Whether this very run replays (CI=true): then its own session guard is rightly in place."""
+    from llm_replay.layers.network import installed_guard
+
+    return installed_guard() is not None
+
+
+# Wraps the real socket calls beneath the guard: anything non-loopback that reaches it is counted and
+# refused, so the test proves the guard fired first, and no packet could leave even if it did not.
+SOCKET_SPY = '''
+import ipaddress, json, os, pathlib, socket
+
+REACHED = []
+SPIED = {"connect": (socket.socket, 1), "connect_ex": (socket.socket, 1), "sendto": (socket.socket, -1),
+         "getaddrinfo": (socket, 0), "gethostbyname": (socket, 0), "gethostbyname_ex": (socket, 0), "gethostbyaddr": (socket, 0)}
+REAL = {name: getattr(owner, name) for name, (owner, _) in SPIED.items()}
+
+
+def _local(target):
+    host = target[0] if isinstance(target, tuple) else target
+    if host is None or not isinstance(host, (str, bytes)):
+        return True
+    host = host.decode() if isinstance(host, bytes) else host
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost" or host == socket.gethostname()
+
+
+def _spy(name, at):
+    def spy(*args):
+        if not _local(args[at]):
+            REACHED.append(name)
+            raise OSError(f"socket spy: {name}{args[at]!r} would have left the machine")
+        return REAL[name](*args)
+    return spy
+
+
+for _name, (_owner, _at) in SPIED.items():
+    setattr(_owner, _name, _spy(_name, _at))
+
+
+def pytest_unconfigure(config):
+    for name, (owner, _) in SPIED.items():
+        setattr(owner, name, REAL[name])
+    pathlib.Path(os.environ["SPY_REPORT"]).write_text(json.dumps(REACHED))
+'''
+
+OFFLINE_SESSION = '''
+import asyncio, os, shutil, socket, subprocess, sys, urllib.error, urllib.request
+import openai
+
+CHILD = """
+import os, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(os.environ["FAKE_URL"] + "/models", timeout=20)
+except urllib.error.HTTPError as answered:
+    print("LOOPBACK", answered.code)
+try:
+    urllib.request.urlopen("http://192.0.2.1/v1/models", timeout=20)
+except OSError as error:
+    print("REMOTE", error)
+"""
+
+
+def test_openai_sdk_at_an_address_without_the_fixture():
+    openai.OpenAI(base_url="http://192.0.2.1/v1", max_retries=0).models.list()
+
+
+def test_openai_sdk_at_its_own_host_without_the_fixture():
+    openai.OpenAI(max_retries=0).models.list()
+
+
+def test_asyncio_without_the_fixture():
+    asyncio.run(asyncio.open_connection("192.0.2.1", 443))
+
+
+def test_gethostbyname_in_llm_cache(llm_cache):
+    socket.gethostbyname("api.example.invalid")
+
+
+def test_sendto_in_llm_cache(llm_cache):
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"query", ("192.0.2.1", 53))
+
+
+def test_loopback_stays_open_without_the_fixture():
+    try:
+        urllib.request.urlopen(os.environ["FAKE_URL"] + "/models")
+    except urllib.error.HTTPError as answered:
+        print("IN-PROCESS", answered.code)
+
+
+def test_child_processes_fail_fast():
+    if shutil.which("curl"):
+        curl = subprocess.run(["curl", "-sS", "--max-time", "20", "https://192.0.2.1/v1/models"], capture_output=True, text=True)
+        print("CURL", curl.returncode, curl.stderr.strip())
+    else:
+        print("CURL absent")
+    child = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True)
+    print("PYTHON-CHILD", " | ".join(child.stdout.split("\\n")))
+'''
+
+
+def test_a_replay_session_is_offline_for_every_test_and_its_children(llm_pytester, server, tmp_path, monkeypatch):
+    spy_report = tmp_path / "reached.json"
+    llm_pytester.makeconftest(SOCKET_SPY)
+    llm_pytester.makepyfile(test_offline=OFFLINE_SESSION)
+    monkeypatch.setenv("SPY_REPORT", str(spy_report))
+    monkeypatch.setenv("FAKE_URL", server.base_url)
+    result = llm_pytester.runpytest("-s", "--llm-mode=replay")
+    result.assert_outcomes(passed=2, failed=5)
+    failures = {line.split(" - ")[0].split("::")[1]: line for line in result.outlines if line.startswith("FAILED")}
+    assert set(failures) == {
+        "test_openai_sdk_at_an_address_without_the_fixture", "test_openai_sdk_at_its_own_host_without_the_fixture",
+        "test_asyncio_without_the_fixture", "test_gethostbyname_in_llm_cache", "test_sendto_in_llm_cache",
+    }
+    result.stdout.fnmatch_lines([
+        "*NetworkBlocked: llm_replay blocked an attempt to look up 192.0.2.1:80*this test does not use llm_cache*request the llm_cache fixture*",
+        "*NetworkBlocked: llm_replay blocked an attempt to look up api.openai.com:443*llm_autouse = true*",
+        "*NetworkBlocked: llm_replay blocked an attempt to connect to 192.0.2.1:443*this test does not use llm_cache*",
+        "*NetworkBlocked: llm_replay blocked an attempt to look up api.example.invalid*use --llm-mode=record",
+        "*NetworkBlocked: llm_replay blocked an attempt to send a datagram to 192.0.2.1:53*",
+    ])
+    assert printed(result, "IN-PROCESS") == ["401"], "loopback (the suite's own fakes) stays open"
+    curl = printed(result, "CURL")[0]
+    if shutil.which("curl"):
+        assert curl.startswith("7 curl: (7) Failed to connect to 127.0.0.1 port"), f"curl went to the closed proxy port: {curl}"
+    child = printed(result, "PYTHON-CHILD")[0]
+    assert child.startswith("LOOPBACK 401 | REMOTE <urlopen error [Errno 111] Connection refused>"), child
+    assert json.loads(spy_report.read_text()) == [], "no attempt reached the real socket calls"
+    assert socket.getaddrinfo.__module__ != "conftest", "the spy is gone with its session"

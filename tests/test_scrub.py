@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 import pytest
-from conftest import cassette_file, write_ini
+from conftest import cassette_file, printed, write_ini
 
 from llm_replay.cli import main
 from llm_replay.model.fingerprint import canonicalize
@@ -201,3 +201,76 @@ def test_request_scrubbing_sees_escaped_values_and_patterns_across_newlines_and_
     assert scrubber.request(dirty).body == {"a": "login <scrubbed:DB_PASSWORD>", "b": "<scrubbed>"}
     clean = canonicalize("POST", "https://api.test/v1/x", b'{"a": "nothing to hide\\nhere"}', "application/json")
     assert scrubber.request(clean) is clean
+
+
+def test_credentials_named_as_such_are_scrubbed_where_no_environment_variable_knows_them():
+    """OAuth, AWS presigning, login forms, URL passwords: the values are nobody's env var, the names say it all."""
+    secret = "s3cr3t-Value-9"
+    scrubber = Scrubber(environ={})
+    query = "&".join(f"{name}={secret}{index}" for index, name in enumerate(
+        ["access_token", "access-token", "client_secret", "password", "auth", "X-Amz-Credential", "X-Amz-Security-Token", "X-Amz-Signature"]))
+    json_request = canonicalize("POST", f"https://bob:{secret}@idp.example.com/token?{query}&page=2",
+                                json.dumps({"grant_type": "refresh_token", "refresh_token": secret, "nested": [{"Client-Secret": secret}]}), "application/json")
+    form_request = canonicalize("POST", "https://idp.example.com/token", f"client_id=app&client_secret={secret}&password={secret}", "application/x-www-form-urlencoded")
+    multipart_request = canonicalize("POST", "https://idp.example.com/upload",
+                                     f'--b\r\nContent-Disposition: form-data; name="client_secret"\r\n\r\n{secret}\r\n--b--\r\n', "multipart/form-data; boundary=b")
+    answer = {"access_token": "ya29." + secret, "refresh_token": "1//" + secret, "id_token": "eyJ" + secret, "token_type": "Bearer", "expires_in": 3599}
+    headers = {
+        "x-amz-security-token": [secret], "X-Upstream-Token": [secret], "x-client-secret": [secret],
+        "location": [f"https://bob:{secret}@idp.example.com/next"], "x-ratelimit-remaining-tokens": ["99"], "content-type": ["application/json"],
+    }
+    stored = [
+        scrubber.interaction(Interaction.of(json_request, RecordedResponse(200, "OK", headers, json.dumps(answer).encode()))),
+        scrubber.interaction(Interaction.of(form_request, RecordedResponse(200, "OK", {"content-type": ["application/x-www-form-urlencoded"]},
+                                                                           f"access_token={secret}&scope=read".encode()))),
+        scrubber.interaction(Interaction.of(multipart_request, RecordedResponse(200, "OK", {}, f'data: {{"id_token": "{secret}"}}\n\n'.encode()))),
+    ]
+    for interaction in stored:
+        assert secret not in interaction.request_json and secret.encode() not in interaction.response.body
+        assert secret not in json.dumps(interaction.response.headers)
+        assert scrubber.interaction(interaction) == interaction, "scrubbing twice changes nothing"
+    first = stored[0]
+    assert first.request.query == (("page", "2"),) and first.request.host == "https://bob:<scrubbed>@idp.example.com"
+    assert first.request.body == {"grant_type": "refresh_token", "refresh_token": "<scrubbed>", "nested": [{"Client-Secret": "<scrubbed>"}]}
+    assert json.loads(first.response.body) == {**answer, "access_token": "<scrubbed>", "refresh_token": "<scrubbed>", "id_token": "<scrubbed>"}
+    assert sorted(first.response.headers) == ["content-type", "location", "x-ratelimit-remaining-tokens"], "counted tokens are no token"
+    assert stored[1].request.body == "client_id=app&client_secret=<scrubbed>&password=<scrubbed>"
+    assert stored[1].response.body == b"access_token=<scrubbed>&scope=read"
+
+
+PARAMETRIZED_SECRET = '''
+import os
+import openai
+import pytest
+
+SECRET = os.environ["TENANT_TOKEN"]
+
+
+@pytest.mark.parametrize("tenant", [SECRET])
+def test_per_tenant(llm_cache, tenant):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hello tenant"}}])
+    print("COUNTS", llm_cache.replayed, llm_cache.recorded, "stored clock found:", llm_cache.frozen_at is not None or llm_cache.clock_unread)
+'''
+
+
+def test_a_secret_in_a_parametrize_id_is_in_no_byte_written_and_the_test_still_replays(llm_pytester, server, env, capsys):
+    secret = "tenant-7f3a9c2e5b1d"
+    env.setenv("TENANT_TOKEN", secret)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_tenants=PARAMETRIZED_SECRET.format(base_url=server.base_url))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record", "-p", "no:cacheprovider")  # pytest's own cache keeps test ids
+    recorded.assert_outcomes(passed=1)
+    assert main(["textconv", str(cassette_file(llm_pytester))]) == 0
+    shown = capsys.readouterr().out
+    assert "test_per_tenant[<scrubbed:TENANT_TOKEN>]" in shown and secret not in shown, "git diff shows no secret"
+    written = [path for path in llm_pytester.path.rglob("*") if path.is_file()]
+    assert [path.name for path in written if secret.encode() in path.read_bytes()] == []
+
+    server.stop()
+    env.setenv("CI", "true")
+    env.delenv("OPENAI_API_KEY")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=1)
+    # the replay finds the test's stored clock under its scrubbed id (else it would neither freeze nor know it need not)
+    assert printed(recorded, "COUNTS") + printed(replayed, "COUNTS") == ["0 1 stored clock found: True", "1 0 stored clock found: True"]

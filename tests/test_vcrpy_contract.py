@@ -45,8 +45,9 @@ def test_the_adapter_answers_everything_vcrpy_stubs_ask_of_a_cassette() -> None:
     assert {"can_play_response_for", "play_response", "append", "write_protected", "filter_request"} <= used, (
         f"vcrpy's stubs no longer use the protocol we adapt; they use: {sorted(used)}"
     )
-    adapter = VcrCassetteAdapter(Recorder(InMemoryCache(), Mode.RECORD))
-    missing = sorted(name for name in used if not hasattr(adapter, name))
+    with intercepting(Recorder(InMemoryCache(), Mode.RECORD)) as adapter:
+        assert isinstance(adapter, VcrCassetteAdapter)
+        missing = sorted(name for name in used if not hasattr(adapter, name))
     assert not missing, f"vcrpy's stubs now read cassette attributes our adapter lacks: {missing}"
 
 

@@ -11,9 +11,10 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..errors import CassetteError, CommandError
+from ..model.interaction import Interaction
 from ..model.scrub import Scrubber
 from ..stores.sqlite import SQLiteCache
 
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests")
+    listing = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests")
+    listing.add_argument("--older-than", default=None, metavar="AGE", help="only recordings older than AGE (e.g. 30d, 12h, 90s)")
     command("show", _show, "print one recording in full: the canonical request and the response").add_argument(
         "key", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
     )
@@ -65,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .audit import add_arguments as add_audit_arguments
     from .audit import run_audit
 
-    add_audit_arguments(command("audit", run_audit, "scan cassettes and exports for secrets (exit 1 on findings)", parents=()))
+    add_audit_arguments(command("audit", run_audit, "scan every byte of cassettes and exports for secrets (exit 1 on findings)", parents=()))
+    from .scrub import run_scrub
+
+    add_audit_arguments(command("scrub", run_scrub, "remove what audit finds: rewrite cassettes and exports in place, vacuum free space", parents=()))
     return parser
 
 
@@ -107,9 +112,24 @@ def _print(lines: Sequence[str]) -> None:
 def _ls(args: argparse.Namespace) -> int:
     from .listing import list_lines
 
+    interactions: Iterable[Interaction]
     with _opened(_cassette_path(args)) as cassette:
-        _print(list_lines(cassette.interactions()))
+        interactions = cassette.interactions()
+        if args.older_than is not None:
+            from ..engine.age import older_than
+
+            interactions = older_than(interactions, _age(args.older_than, "--older-than"))
+        _print(list_lines(interactions))
     return EXIT_OK
+
+
+def _age(value: str, source: str) -> float:
+    from ..engine.age import parse_age
+
+    try:
+        return parse_age(value, source)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -129,12 +149,14 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..engine.project import ini_scrubber
+    from ..engine.hooks import all_shaped
+    from ..engine.project import ini_before_record, ini_scrubber
     from ..stores.yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
     path = _cassette_path(args)
     scrubber = ini_scrubber()
     report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST, scrubber)
+    report.interactions = list(all_shaped(ini_before_record(), report.interactions))  # the hook, then put's scrubbing
     with _opened(path, writable=True, create=True, scrubber=scrubber) as cassette:
         union = import_yaml(cassette, report)
     _print(report.skipped)

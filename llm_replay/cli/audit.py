@@ -1,152 +1,302 @@
-"""``llm-replay audit [PATH...]``: find secret-looking values in cassettes before they reach git.
+"""``llm-replay audit [PATH...]``: find secrets in every byte of cassettes and exports before they reach git.
 
-Scans SQLite cassettes entry by entry (request, response headers, response body) and any other
-file as text (YAML/JSON exports, gzip'd or not), for the shapes of provider keys and tokens and
-for the current values of secret environment variables. Exit status 1 if anything is found.
+An SQLite cassette is read three ways: every cell of every table (JSON keys and header names included,
+as they are text in their cells), the raw file (a deleted row lives on in free space until the file is
+vacuumed), and the files beside it (``-wal``, ``-journal``). Any other file (a YAML or JSON export,
+gzip'd or not) is read as text. What counts as a secret: key shapes (``secret_shapes``), the values of the
+current secret environment variables, and the project's ini ``llm_secret_env``/``llm_secret_patterns``.
+Each finding names where it is and the command that removes it. Exit status 1 if anything is found.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
+import itertools
 import json
-import re
+import shlex
+import sqlite3
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
-from ..errors import CassetteError
-from ..model.credentials import SECRET_HEADERS
-from ..model.fingerprint import field_paths
-from ..model.interaction import Interaction
-from ..model.scrub import Scrubber
+from ..errors import CassetteError, CommandError
+from ..model.credentials import is_secret_header
+from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, env_placeholder
 from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
+from .secret_shapes import require_detectors, secret_shapes
 
 DEFAULT_PATHS = ("cassettes",)
 CASSETTE_SUFFIXES = (".sqlite3", ".sqlite", ".db", ".yaml", ".yml", ".json", ".yaml.gz", ".yml.gz", ".json.gz")
-_EDGE = r"[A-Za-z0-9_+/-]"  # a key is never a slice of a longer token (or of a base64 blob)
-SECRET_SHAPES: tuple[tuple[str, str], ...] = (
-    ("Anthropic API key", r"sk-ant-[a-z]+\d*-[A-Za-z0-9_-]{20,}"),
-    ("OpenAI API key", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-    ("Google API key", r"AIza[0-9A-Za-z_-]{35}"),
-    ("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
-    ("AWS secret access key", r"(?i:aws_?secret_?access_?key)[\"'\s:=]+[A-Za-z0-9/+]{40}"),
-    ("GitHub token", r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ("Slack token", r"xox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("Slack webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}"),
-    ("bearer token", r"(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*"),
-    ("JWT", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-    ("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-)
-_SHAPES = re.compile("|".join(f"(?<!{_EDGE})(?P<g{index}>{pattern})(?!{_EDGE})" for index, (_, pattern) in enumerate(SECRET_SHAPES)))
-# Values made up for tests and docs look like keys but are not: "Bearer test_openai_api_key", "sk-fake-…".
-_PLACEHOLDER_WORDS = re.compile(r"(?i)test|fake|dummy|example|placeholder|redacted|scrubbed|xxxx|your[_-]")
+SIDE_FILES = ("-wal", "-journal")
+_BATCH = 2000  # rows scanned as one text: the detectors run once per batch, and again cell by cell only where they hit
+_SEPARATOR = "\n\x00\n"
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One secret-looking value: where it is (file, entry, field) and what it looks like."""
+    """One secret: the file, where in it (table/row/column, or a byte offset), what it looks like, and its remedy."""
 
     path: Path
-    entry: str
-    field: str
+    where: str
     kind: str
     value: str
+    remedy: str
 
     def describe(self) -> str:
-        """``file: entry: field: kind 'sk-pro…wxyz'`` (the value masked, so the report leaks nothing)."""
+        """``file: where: kind 'sk-pro…wxyz' (remove: command)``, the value masked so the report leaks nothing."""
         shown = f" {_mask(self.value)!r}" if self.value else ""
-        return f"{self.path}: {self.entry}: {self.field}: {self.kind}{shown}"
+        return f"{self.path}: {self.where}: {self.kind}{shown} (remove: {self.remedy})"
 
 
 @dataclass
 class Audit:
-    """Scans files and keeps what it found and how much it read."""
+    """Scans files and keeps what it found and how much it read. ``flags`` are repeated in the remedy command."""
 
     scrubber: Scrubber
+    flags: tuple[str, ...] = ()
     files: int = 0
-    entries: int = 0
+    rows: int = 0
     bytes_scanned: int = 0
+    _placeholders: dict[str, str] = field(default_factory=dict)
 
-    def scan_text(self, text: str) -> Iterator[tuple[str, str]]:
-        """(kind, value) of each secret in ``text``."""
+    def detect(self, text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
+        """(kind, value) of each secret in ``text`` (``raw``: a file's bytes, read one character per byte)."""
         self.bytes_scanned += len(text)
-        for match in _SHAPES.finditer(text):
-            value = match.group(match.lastgroup or 0)
-            if not _PLACEHOLDER_WORDS.search(value):
-                yield SECRET_SHAPES[int(match.lastgroup[1:])][0], value  # type: ignore[index]
+        seen = set()
+        for kind, value in self._detected(text, raw):
+            if value not in seen:  # two detectors may know the same shape: one finding
+                seen.add(value)
+                yield kind, value
+
+    def _detected(self, text: str, raw: bool) -> Iterator[tuple[str, str]]:
+        yield from secret_shapes(text, raw)
         for value, name in self.scrubber.env_secrets():
             if value in text:
+                self._placeholders[value] = env_placeholder(name)
                 yield f"value of environment variable ${name}", value
         for pattern, value in self.scrubber.pattern_matches(text):
             yield f"match of secret pattern {pattern!r}", value
 
+    def replaced(self, text: str) -> str:
+        """``text`` with every secret the audit finds in it replaced by a placeholder (longest first)."""
+        values = sorted({value for _, value in self.detect(text) if value}, key=len, reverse=True)
+        for value in values:
+            text = text.replace(value, self._placeholders.get(value, PATTERN_PLACEHOLDER))
+        return text
+
+    def remedy(self, path: Path) -> str:
+        """The command that removes what was found in ``path`` (a cassette's side files: the cassette's)."""
+        return shlex.join(["llm-replay", "scrub", str(path), *self.flags])
+
     def scan_path(self, path: Path) -> Iterator[Finding]:
         """Findings in one file, or in every cassette-like file under a folder."""
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.name.endswith(CASSETTE_SUFFIXES):
-                    yield from self.scan_path(child)
-            return
-        self.files += 1
-        with path.open("rb") as handle:
-            head = handle.read(len(SQLITE_MAGIC))
-        if head == SQLITE_MAGIC:
-            yield from self.scan_cassette(path)
-        else:
-            yield from self.scan_text_file(path)
+        for file in cassette_files(path):
+            self.files += 1
+            yield from self.scan_cassette(file) if is_sqlite(file) else self.scan_text_file(file)
 
     def scan_cassette(self, path: Path) -> Iterator[Finding]:
-        """Each entry of an SQLite cassette, field by field."""
-        cassette = SQLiteCache(path, readonly=True)
-        try:
-            for interaction in cassette.interactions():
-                self.entries += 1
-                entry = _entry_name(interaction)
-                for field, text in _fields(interaction):
-                    for kind, value in self.scan_text(text):
-                        yield Finding(path, entry, field, kind, value)
-                for name in interaction.response.headers:
-                    if name.lower() in SECRET_HEADERS:
-                        yield Finding(path, entry, f"response.headers.{name}", "credential header stored", "")
-        finally:
-            cassette.close()
+        """Every cell of every table, then the deleted data left in the file's free space, then the side files."""
+        remedy = self.remedy(path)
+        SQLiteCache(path, readonly=True).close()  # refuses, naming the file, what is no cassette at all
+        with _read_only(path) as connection:
+            for where, text in _cells(connection, self):
+                for kind, value in self.detect(text):
+                    yield Finding(path, where, kind, value, remedy)
+            for fingerprint, occurrence, headers in connection.execute("SELECT fingerprint, occurrence, headers FROM interactions"):
+                for name in json.loads(headers):
+                    if is_secret_header(name):
+                        yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        data = path.read_bytes()
+        free = _free_pages(data, page_size)
+        starts, regions = _free_space(data, page_size, free)
+        text = _SEPARATOR.join(region.decode("latin-1") for region in regions)
+        positions = list(itertools.accumulate((len(region) + len(_SEPARATOR) for region in regions[:-1]), initial=0))
+        for kind, value, found_at in self._raw(text):
+            for position in found_at:
+                index = bisect.bisect_right(positions, position) - 1
+                offset = starts[index] + position - positions[index]
+                page = offset // page_size + 1
+                place = "free page" if page in free else "free space in page"
+                yield Finding(path, f"deleted data: {place} {page}, byte offset {offset}", kind, value, remedy)
+        for suffix in SIDE_FILES:
+            side = path.with_name(path.name + suffix)
+            if side.is_file():
+                for kind, value, offsets in self._raw(side.read_bytes().decode("latin-1")):
+                    for offset in offsets:
+                        yield Finding(side, f"byte offset {offset}", kind, value, remedy)
 
     def scan_text_file(self, path: Path) -> Iterator[Finding]:
-        """Any other file (a YAML or JSON export, gzip'd or not) line by line."""
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            self.entries += 1
-            for kind, value in self.scan_text(line):
-                yield Finding(path, f"line {number}", "text", kind, value)
+        """Any other file (a YAML or JSON export, gzip'd or not), with the line of each finding."""
+        text = read_text(path)
+        for kind, value, offsets in self._raw(text, raw=False):
+            for offset in offsets:
+                yield Finding(path, f"line {text.count(chr(10), 0, offset) + 1}", kind, value, self.remedy(path))
+
+    def _raw(self, text: str, raw: bool = True) -> Iterator[tuple[str, str, list[int]]]:
+        """(kind, value, every offset of it) for each distinct secret in ``text`` (``raw``: bytes read as text)."""
+        for kind, value in self.detect(text, raw):
+            if value:
+                yield kind, value, list(_offsets(text, value))
 
 
-def _fields(interaction: Interaction) -> Iterator[tuple[str, str]]:
-    """(field path, text) of everything an entry stores that could hold a secret."""
-    for name, value in field_paths(json.loads(interaction.request_json)):
-        yield f"request.{name}", _as_text(value)
-    for name, values in interaction.response.headers.items():
-        yield f"response.headers.{name}", " ".join(values)
-    body = interaction.response.body.decode("utf-8", "replace")
-    parsed = interaction.response.json()
-    if isinstance(parsed, (dict, list)):
-        for name, value in field_paths(parsed, "response.body"):
-            yield name, _as_text(value)
-    else:
-        yield "response.body", body
+def cassette_files(path: Path) -> list[Path]:
+    """The file itself, or every cassette-like file under a folder."""
+    if not path.is_dir():
+        return [path]
+    return [child for child in sorted(path.rglob("*")) if child.is_file() and child.name.endswith(CASSETTE_SUFFIXES)]
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite file (by its first bytes, whatever its name)."""
+    with path.open("rb") as handle:
+        return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
-def _entry_name(interaction: Interaction) -> str:
-    request = interaction.request
-    tests = f", recorded by {interaction.tests[0]}" if interaction.tests else ""
-    return f"entry {interaction.fingerprint[:12]}#{interaction.occurrence} ({request.method} {request.host}{request.path}{tests})"
+def read_text(path: Path) -> str:
+    """A text file's content, gunzipped if it is gzip'd."""
+    data = path.read_bytes()
+    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", "surrogateescape")
+
+
+class _read_only:
+    """A read-only connection that sees what the ``-wal`` holds too, and never writes beside the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            self.connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise CassetteError(f"cannot read {self.path} as SQLite ({error})") from error
+        return self.connection
+
+    def __exit__(self, *exc: Any) -> None:
+        self.connection.close()
+
+
+def table_rows(connection: sqlite3.Connection) -> Iterator[tuple[str, list[str], str, Iterable[tuple]]]:
+    """(table, its column names, how a row is named, its rows) for every table; each row starts with its key."""
+    tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+    for (table,) in tables:
+        info = connection.execute(f"PRAGMA table_info({_quoted(table)})").fetchall()
+        columns = [row[1] for row in info]
+        keys = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5]]
+        key_names = keys or ["rowid"]  # a WITHOUT ROWID table always has a primary key
+        selected = ", ".join([*map(_quoted, key_names), *map(_quoted, columns)])
+        yield table, columns, ",".join(key_names), connection.execute(f"SELECT {selected} FROM {_quoted(table)}")
+
+
+def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, str]]:
+    """(where, text) of every text and blob cell that may hold a secret, plus the schema's text."""
+    for name, sql in connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
+        yield f"schema of {name}", sql
+    for table, columns, key_name, rows in table_rows(connection):
+        width = len(key_name.split(","))
+        batch: list[tuple] = []
+        for row in rows:
+            audit.rows += 1
+            batch.append(row)
+            if len(batch) == _BATCH:
+                yield from _batch_cells(table, columns, key_name, width, batch, audit)
+                batch = []
+        yield from _batch_cells(table, columns, key_name, width, batch, audit)
+
+
+def _batch_cells(table: str, columns: list[str], key_name: str, width: int, batch: list[tuple], audit: Audit) -> Iterator[tuple[str, str]]:
+    texts = [[_text(cell) for cell in row[width:]] for row in batch]
+    if not any(True for _ in audit.detect(_SEPARATOR.join(text for row in texts for text in row if text))):
+        return
+    for row, row_texts in zip(batch, texts):
+        key = "#".join(_mask(str(part)) if any(True for _ in secret_shapes(str(part))) else str(part) for part in row[:width])
+        for column, text in zip(columns, row_texts):
+            if text:
+                yield f"table {table}, row {key}, column {column}{_json_place(text)}", text
+
+
+def _json_place(text: str) -> str:
+    """Whether a JSON cell holds secrets in its keys (a header name, an object key): said in the location."""
+    if text[:1] not in "{[":
+        return ""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return ""
+    return " (JSON, keys included)" if _has_keys(value) else " (JSON)"
+
+
+def _has_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value)
+    return isinstance(value, list) and any(_has_keys(item) for item in value)
+
+
+def _text(cell: Any) -> str:
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, bytes):
+        return cell.decode("utf-8", "surrogateescape")
+    return ""
+
+
+def _offsets(text: str, value: str) -> Iterator[int]:
+    start = text.find(value)
+    while start >= 0:
+        yield start
+        start = text.find(value, start + 1)
+
+
+def _free_pages(data: bytes, page_size: int) -> set[int]:
+    """The page numbers on the file's freelist (trunk and leaf pages), read from the raw file."""
+    trunk, count = int.from_bytes(data[32:36], "big"), int.from_bytes(data[36:40], "big")
+    pages: set[int] = set()
+    while 0 < trunk and len(pages) < count:
+        pages.add(trunk)
+        page = data[(trunk - 1) * page_size: trunk * page_size]
+        leaves = min(int.from_bytes(page[4:8], "big"), page_size // 4 - 2)
+        pages.update(int.from_bytes(page[8 + 4 * index: 12 + 4 * index], "big") for index in range(leaves))
+        trunk = int.from_bytes(page[:4], "big")
+    return pages
+
+
+def _free_space(data: bytes, page_size: int, free: set[int]) -> tuple[list[int], list[bytes]]:
+    """Where deleted rows leave bytes behind: free pages, and each b-tree page's unallocated gap and freeblocks.
+    (their offsets in the file, their bytes), all-zero regions (secure_delete) left out."""
+    starts: list[int] = []
+    regions: list[bytes] = []
+
+    def keep(start: int, end: int) -> None:
+        if end > start and data[start:end].strip(b"\0"):
+            starts.append(start)
+            regions.append(data[start:end])
+
+    for number in range(1, len(data) // page_size + 1):
+        base = (number - 1) * page_size
+        if number in free:
+            keep(base, base + page_size)
+            continue
+        header = base + (100 if number == 1 else 0)
+        kind = data[header]
+        if kind not in (2, 5, 10, 13):
+            continue  # an overflow or pointer-map page: live data
+        cells = int.from_bytes(data[header + 3: header + 5], "big")
+        content = int.from_bytes(data[header + 5: header + 7], "big") or 65536
+        keep(header + (12 if kind in (2, 5) else 8) + 2 * cells, base + content)
+        block = int.from_bytes(data[header + 1: header + 3], "big")
+        while 0 < block < page_size:
+            size = int.from_bytes(data[base + block + 2: base + block + 4], "big")
+            keep(base + block + 4, base + block + size)
+            block = int.from_bytes(data[base + block: base + block + 2], "big")
+    return starts, regions
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _mask(value: str) -> str:
@@ -159,41 +309,42 @@ def _size(count: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The audit options, for ``llm-replay audit`` whichever parser hosts it."""
+    """The options audit and scrub share: paths, and secrets beyond the built-in rules and the project's ini."""
     parser.add_argument("paths", nargs="*", metavar="PATH", help=f"cassette files or folders (default: {' '.join(DEFAULT_PATHS)})")
     parser.add_argument("--secret-env", action="append", default=[], metavar="GLOB", help="also treat the values of these environment variables as secrets")
-    parser.add_argument("--secret-pattern", action="append", default=[], metavar="REGEX", help="also report matches of this regular expression")
+    parser.add_argument("--secret-pattern", action="append", default=[], metavar="REGEX", help="also treat matches of this regular expression as secrets")
 
 
-def run_audit(args: argparse.Namespace, out: Any = None) -> int:
-    """Scan and print findings; 1 if any, 0 if clean, 2 if a path cannot be read."""
-    out = out or sys.stdout
+def audit_for(args: argparse.Namespace) -> tuple[Audit, list[Path]]:
+    """The audit the arguments ask for (the project's ini rules added, as pytest finds them) and the paths to read."""
+    from ..engine.project import ini_scrubber
+
+    require_detectors()
+    ini = ini_scrubber()
     try:
-        scrubber = Scrubber(env_names=tuple(args.secret_env), patterns=tuple(args.secret_pattern))
+        scrubber = Scrubber(env_names=(*ini.env_names, *args.secret_env), patterns=(*ini.patterns, *args.secret_pattern))
     except ValueError as error:
-        print(f"llm-replay audit: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
+    flags = tuple(f"--secret-env={name}" for name in args.secret_env) + tuple(f"--secret-pattern={pattern}" for pattern in args.secret_pattern)
     paths = [Path(p) for p in args.paths] or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"llm-replay audit: no such file or folder: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    audit = Audit(scrubber)
-    findings: list[Finding] = []
-    try:
-        for path in paths:
-            for finding in audit.scan_path(path):
-                findings.append(finding)
-    except (CassetteError, OSError) as error:
-        print(f"llm-replay audit: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(f"no such file or folder: {', '.join(missing)}")
+    return Audit(scrubber, flags), paths
+
+
+def run_audit(args: argparse.Namespace, out: Any = None) -> int:
+    """Scan and print findings; 1 if any, 0 if clean (2, through the command's error handling, if unreadable)."""
+    out = out or sys.stdout
+    audit, paths = audit_for(args)
+    findings = [finding for path in paths for finding in audit.scan_path(path)]
     for finding in findings:
         print(finding.describe(), file=out)
-    scanned = f"scanned {audit.files} files, {audit.entries} entries, {_size(audit.bytes_scanned)}"
+    scanned = f"scanned {audit.files} files, {audit.rows} rows, {_size(audit.bytes_scanned)}"
     if findings:
-        print(f"llm-replay audit: {len(findings)} secret-looking values ({scanned}). Remove them: re-record with the secret "
-              "out of the request, or delete the entries; then rotate any real key that was committed.", file=out)
+        commands = sorted({finding.remedy for finding in findings})
+        print(f"llm-replay audit: {len(findings)} secrets ({scanned}). Remove them with: {'; '.join(commands)} "
+              "(then re-record what now misses, and rotate any real key that was ever committed).", file=out)
         return 1
     print(f"llm-replay audit: no secrets found ({scanned})", file=out)
     return 0
-

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..model.scrub import Scrubber
+    from .hooks import BeforeRecord
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -43,6 +44,25 @@ def ini_scrubber(directory: Path | None = None) -> "Scrubber":
     _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     try:
         return Scrubber(env_names=_lines(ini.get("llm_secret_env")), patterns=_lines(ini.get("llm_secret_patterns")))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def ini_before_record(directory: Path | None = None) -> "BeforeRecord | None":
+    """The ini's ``llm_before_record`` hook (``package.module:function``), imported from the rootdir, or None."""
+    import sys
+
+    from ..errors import CommandError
+    from .hooks import load_hook
+
+    rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    spec = ini.get("llm_before_record")
+    if not spec:
+        return None
+    if str(rootdir) not in sys.path:
+        sys.path.insert(0, str(rootdir))  # as pytest's rootdir conftest would make the project importable
+    try:
+        return load_hook(str(spec), "ini option llm_before_record")
     except ValueError as error:
         raise CommandError(str(error)) from None
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections import Counter
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
 from .explain import explain_miss
+from .hooks import BeforeRecord, shaped
+from .host_patterns import HostPatterns
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
 
@@ -25,6 +28,8 @@ class Recorder:
     The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``,
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
+    ``drift`` holds what verify found for each request (the recording's key and its drift classes) and
+    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``).
     """
 
     def __init__(
@@ -41,6 +46,10 @@ class Recorder:
         clock_unread: bool = False,
         refreshed: set[Key] | None = None,
         record_hint: Callable[[], str] | None = None,
+        max_age: float | None = None,
+        on_expired: str = "warn",
+        before_record: BeforeRecord | None = None,
+        ignore_hosts: Iterable[str] = (),
     ) -> None:
         self.cassette = cassette
         self.mode = mode
@@ -62,6 +71,13 @@ class Recorder:
         self._record_hint = record_hint
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.max_age = max_age
+        self.on_expired = on_expired
+        self.before_record = before_record
+        ignored = HostPatterns(ignore_hosts)
+        self.ignored_hosts = ignored if ignored else None  # None: the per-request check is one attribute test
+        self.drift: list[tuple[Key, tuple[str, ...]]] = []
+        self.expired: list[str] = []
 
     def __repr__(self) -> str:
         return f"<llm_cache mode={self.mode} replayed={self.replayed} recorded={self.recorded} missed={self.missed} cassette={self.cassette.describe()}>"
@@ -90,18 +106,61 @@ class Recorder:
         found = self.cassette.get(*key)
         if found is None and self._rekey is not None:
             found = self._rekey.find(self.cassette, *key)
+        if found is not None and self.max_age is not None and not self._fresh_enough(request, found):
+            return None  # expired, and this mode may re-record it
         if found is not None:
             with self._lock:
                 self.replayed += 1
                 self.replays_by_key[key] += 1
                 self.interactions.append(found)
             return found
-        if self.mode is Mode.REPLAY and strict:
+        if self.mode.read_only and strict:
             hint = self._record_hint() if self._record_hint else None
             miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
             self.count_miss(miss)
             raise miss
         return None
+
+    def _fresh_enough(self, request: CanonicalRequest, found: Interaction) -> bool:
+        """Whether an expired recording may still be replayed: yes with a warning, no to re-record it (False),
+        or a failure naming its age and the command that re-records it."""
+        __tracebackhide__ = True
+        from .age import age_of, age_text
+
+        age = age_of(found)
+        if age is None or age <= self.max_age:  # type: ignore[operator]
+            return True
+        where = f"{request.method} {request.url}"
+        old = f"{age_text(age)} old (recorded {found.recorded_at}), older than max_age {age_text(self.max_age)}"  # type: ignore[arg-type]
+        if self.on_expired == "warn":
+            with self._lock:
+                self.expired.append(f"{where}: {old}")
+            return True
+        if self.on_expired == "refresh" and not self.mode.read_only:
+            return False
+        why = f"on_expired = {self.on_expired}" + (f", and mode '{self.mode}' does not call the network to re-record it" if self.on_expired == "refresh" else "")
+        command = (
+            f"pytest --llm-mode=refresh {shlex.quote(self.test_id)}  (with the API key set)" if self.test_id else "run the same code with mode='refresh' and an API key"
+        )
+        miss = CassetteMiss(f"the recording of {where} is {old} ({why}).\nto re-record it: {command}")
+        self.count_miss(miss)
+        raise miss
+
+    def compare(self, found: Interaction, live: RecordedResponse | None) -> tuple[str, ...]:
+        """Verify: how the live answer differs from the recording (drift classes); None means it could not be sent."""
+        from .drift import classify
+
+        classes = ("status",) if live is None else classify(found.response, live)
+        with self._lock:
+            self.drift.append((found.key, classes))
+        return classes
+
+    def unplayed(self) -> list[Key]:
+        """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
+        if self.test_id is None or self.cassette.path is None:
+            return []
+        used = set(self.replays_by_key) | {interaction.key for interaction in self.interactions}
+        return [key for key, tests in self.cassette.index() if self.test_id in tests and key not in used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
@@ -123,9 +182,13 @@ class Recorder:
             latency_ms=round(latency_s * 1000, 1),
             tests=(self.test_id,) if self.test_id else (),
         )
-        with self._lock:
-            keep_instant, self._keep_instant = self._keep_instant, False
         try:
+            kept = shaped(self.before_record, interaction)
+            if kept is None:
+                return  # the hook chose not to keep it; the caller still gets the live answer
+            interaction = kept
+            with self._lock:
+                keep_instant, self._keep_instant = self._keep_instant, False
             if keep_instant:  # the instant goes in with the first recording it shaped, so both survive a kill
                 self.cassette.put_instant(self.test_id, self.frozen_at)  # type: ignore[arg-type]
                 self._instant_kept = True
@@ -146,7 +209,7 @@ class Recorder:
         A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
         recorded under it may have read the clock). Replays write nothing.
         """
-        if self.test_id is None or self.mode is Mode.REPLAY:
+        if self.test_id is None or self.mode.read_only:
             return
         if self._instant_kept:
             self.cassette.put_clock_read(self.test_id, read)

@@ -15,15 +15,22 @@ class Mode(str, enum.Enum):
     RECORD = "record"
     REFRESH = "refresh"
     OFF = "off"
+    VERIFY = "verify"
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the mode writes nothing to the cassette (replay, and verify, which only compares)."""
+        return self in (Mode.REPLAY, Mode.VERIFY)
 
 
 MODE_NAMES = tuple(mode.value for mode in Mode)
 SCOPES = ("test", "suite")
 REPEATS = ("cache", "sequence")
 LAYERS = ("http", "langchain")
+ON_EXPIRED = ("warn", "fail", "refresh")
 _TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 _FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
 
@@ -98,6 +105,12 @@ class CacheSettings:
     allow_hosts: tuple[str, ...] = ()
     # -- issue 5: the LangChain layer (llm_replay.langchain) --
     layer: tuple[str, ...] = ("http",)
+    # -- issue 17: recordings grow old --
+    max_age: float | None = None  # seconds; None: recordings never expire
+    on_expired: str = "warn"
+    before_record: Callable[[Any], Any] | None = None
+    ignore_hosts: tuple[str, ...] = ()
+    fail_unplayed: bool = False
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -109,6 +122,8 @@ class CacheSettings:
                 f"llm_cache before_fingerprint must be a function taking and returning a CanonicalRequest, "
                 f"not {self.before_fingerprint!r}"
             )
+        if self.on_expired not in ON_EXPIRED:
+            raise ValueError(f"llm_cache on_expired must be one of {ON_EXPIRED}, not {self.on_expired!r}")
 
     def updated(self, options: Mapping[str, Any], source: str) -> "CacheSettings":
         """A copy with ``options`` applied; unknown option names are an error naming ``source``."""
@@ -133,6 +148,24 @@ class CacheSettings:
             hosts = changes["allow_hosts"]
             added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
             changes["allow_hosts"] = tuple(dict.fromkeys(self.allow_hosts + added))
+        if "ignore_hosts" in changes:
+            hosts = changes["ignore_hosts"]
+            added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+            changes["ignore_hosts"] = tuple(dict.fromkeys(self.ignore_hosts + added))
+        if changes.get("max_age") not in (None, ""):
+            from .age import parse_age
+
+            changes["max_age"] = parse_age(changes["max_age"], f"max_age in {source}")
+        elif "max_age" in changes:
+            changes["max_age"] = None
+        if changes.get("before_record") is not None:
+            from .hooks import load_hook
+
+            changes["before_record"] = load_hook(changes["before_record"], f"before_record in {source}")
+        if "on_expired" in changes and changes["on_expired"] not in ON_EXPIRED:
+            raise ValueError(f"on_expired in {source} must be one of {', '.join(ON_EXPIRED)}, not {changes['on_expired']!r}")
+        if "fail_unplayed" in changes:
+            changes["fail_unplayed"] = parse_bool(changes["fail_unplayed"], f"fail_unplayed in {source}")
         if "freeze_time" in changes:
             changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
         if "layer" in changes:

@@ -17,6 +17,7 @@ from ..engine.settings import Mode, parse_mode, session_mode
 from .placeholders import placeholder_keys
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.hooks import BeforeRecord
     from ..engine.matching import BeforeFingerprint
     from ..engine.recorder import Recorder
     from ..model.scrub import Scrubber
@@ -28,17 +29,22 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
-    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts``.
+    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts`` and
+    the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
     """
+    from .network import blocking_network, network_open
+
     if recorder.mode is Mode.OFF:
-        yield recorder
+        with network_open():
+            yield recorder
         return
     with ExitStack() as stack:
         if recorder.mode is Mode.REPLAY:
-            from .network import blocking_network
-
+            ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
             stack.enter_context(placeholder_keys())
-            stack.enter_context(blocking_network(allowed_hosts, on_blocked=recorder.count_miss))
+            stack.enter_context(blocking_network((*allowed_hosts, *ignored), on_blocked=recorder.count_miss))
+        else:
+            stack.enter_context(network_open())
         if "langchain" in layers:
             stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
         if "http" in layers:
@@ -75,25 +81,43 @@ def use_cassette(
     before_fingerprint: BeforeFingerprint | None = None,
     allow_hosts: Iterable[str] = (),
     scrubber: Scrubber | None = None,
+    before_record: BeforeRecord | None = None,
+    ignore_hosts: Iterable[str] = (),
+    max_age: str | float | None = None,
+    on_expired: str = "warn",
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
     ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
     env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
     frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
-    ``scrubber`` adds secret variable names and patterns to the built-in ones.
+    ``scrubber`` adds secret variable names and patterns to the built-in ones. ``before_record``,
+    ``ignore_hosts``, ``max_age`` and ``on_expired`` work as the ``llm_cache`` options of the same names
+    (docs/verify-and-age.md). Each thread or asyncio task may activate its own cassette.
     """
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
+    from ..engine.settings import CacheSettings
     from ..stores.memory import InMemoryCache
     from ..stores.sqlite import SQLiteCache
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
+    options = CacheSettings().updated({"max_age": max_age, "on_expired": on_expired, "before_record": before_record}, "use_cassette(...)")
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
-    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen is Mode.REPLAY, scrubber=scrubber)
+    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen.read_only, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
-        recorder = Recorder(cassette, chosen, repeats=repeats, rules=rules, record_hint=lambda: hint)
+        recorder = Recorder(
+            cassette,
+            chosen,
+            repeats=repeats,
+            rules=rules,
+            record_hint=lambda: hint,
+            max_age=options.max_age,
+            on_expired=options.on_expired,
+            before_record=options.before_record,
+            ignore_hosts=ignore_hosts,
+        )
         with activated(recorder, allowed_hosts=allow_hosts):
             yield recorder
     finally:

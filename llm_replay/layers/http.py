@@ -3,18 +3,21 @@
 vcrpy's stubs only call a handful of cassette methods; this adapter answers them from our O(1)
 keyed store instead of vcrpy's Cassette, which scans every recording on each request.
 The contract test in tests/test_vcrpy_contract.py fails loudly if that protocol changes.
+vcrpy's patches are process-wide; which recorder answers a request is decided per context (contextvars),
+so threads and asyncio tasks can each replay or record their own cassette at once.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any, Iterator
 
 from ..engine.recorder import Recorder
 from ..engine.settings import Mode
-from ..errors import CassetteError, CassetteMiss
+from ..errors import CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
 from .placeholders import PLACEHOLDER_KEY
@@ -23,36 +26,41 @@ _STATE = "_llm_replay_state"
 
 
 class _Pending:
-    """What one in-flight request was matched to; kept on vcrpy's request object between stub calls."""
+    """What one in-flight request was matched to, and by which recorder; kept on vcrpy's request object between stub calls."""
 
-    __slots__ = ("body", "request", "key", "found", "started")
+    __slots__ = ("body", "recorder", "request", "key", "found", "ignored", "started")
 
-    def __init__(self, body: Any, request: CanonicalRequest, key: Key, found: Interaction | None) -> None:
+    def __init__(self, body: Any, recorder: Recorder, request: Any, key: Any, found: Interaction | None, ignored: bool = False) -> None:
         self.body = body
-        self.request = request
-        self.key = key
+        self.recorder = recorder
+        self.request: CanonicalRequest = request
+        self.key: Key = key
         self.found = found
+        self.ignored = ignored
         self.started = time.perf_counter()
 
 
 class VcrCassetteAdapter:
-    """The slice of vcrpy's Cassette that its stubs use, backed by a Recorder."""
+    """The slice of vcrpy's Cassette that its stubs use, answering each request from the recorder of its context."""
 
     custom_patches: tuple = ()
     skip_patchers: tuple = ()
 
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder this thread or task activated; else the only active one (threads the test started)."""
+        return _CURRENT.get() or _REUSABLE.fallback()
 
     @property
     def _path(self) -> str:
         """vcrpy names its connection classes and error messages after this."""
-        return f"llm_replay:{self.recorder.cassette.describe()}" if self.recorder else "llm_replay"
+        recorder = _CURRENT.get()
+        return f"llm_replay:{recorder.cassette.describe()}" if recorder else "llm_replay"
 
     @property
     def write_protected(self) -> bool:
-        """Replay never goes live (a miss has already raised CassetteMiss by then)."""
-        return self.recorder.mode is Mode.REPLAY
+        """Replay and verify never record (a miss has already raised CassetteMiss by then)."""
+        return self.recorder.mode.read_only
 
     def _pending(self, vcr_request: Any) -> _Pending:
         __tracebackhide__ = True
@@ -60,15 +68,25 @@ class VcrCassetteAdapter:
         body = vcr_request._body
         if pending is not None and pending.body is body:
             return pending
+        recorder = self.recorder
         headers = vcr_request.headers
-        request, key = self.recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
-        pending = _Pending(body, request, key, None)
+        ignored = recorder.ignored_hosts is not None and recorder.ignored_hosts.matches(vcr_request.host, vcr_request.port)
+        if ignored:  # llm_ignore_hosts: always live, never recorded nor replayed
+            pending = _Pending(body, recorder, None, None, None, ignored=True)
+            setattr(vcr_request, _STATE, pending)
+            return pending
+        request, key = recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, body, headers.get("content-type") or ""))
+        pending = _Pending(body, recorder, request, key, None)
         setattr(vcr_request, _STATE, pending)
-        pending.found = self.recorder.lookup(request, key)
+        pending.found = recorder.lookup(request, key)
         if pending.found is None and _carries_placeholder_key(headers):
-            miss = CassetteMiss(_PLACEHOLDER_MISS.format(mode=self.recorder.mode, url=request.url))
-            self.recorder.count_miss(miss)
+            miss = CassetteMiss(_PLACEHOLDER_MISS.format(mode=recorder.mode, url=request.url))
+            recorder.count_miss(miss)
             raise miss
+        if pending.found is not None and recorder.mode is Mode.VERIFY:
+            from .live import send_live
+
+            recorder.compare(pending.found, send_live(vcr_request))
         return pending
 
     def can_play_response_for(self, vcr_request: Any) -> bool:
@@ -83,14 +101,16 @@ class VcrCassetteAdapter:
         return found.response.as_vcr()
 
     def append(self, vcr_request: Any, vcr_response: dict[str, Any]) -> None:
-        """A live answer arrived: record it."""
+        """A live answer arrived: record it (unless its host is one never recorded)."""
         pending = self._pending(vcr_request)
+        if pending.ignored:
+            return
         latency = time.perf_counter() - pending.started
-        self.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)
+        pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)
 
     def filter_request(self, vcr_request: Any) -> Any:
-        """Every request is ours to record."""
-        return vcr_request
+        """Every request is ours to record, except those to ignored hosts (None tells vcrpy to let them through)."""
+        return None if self._pending(vcr_request).ignored else vcr_request
 
     def find_requests_with_most_matches(self, vcr_request: Any) -> list[tuple[Any, list, list]]:
         """aiohttp's redirect replay asks this; the request itself is the only candidate."""
@@ -112,77 +132,90 @@ def _carries_placeholder_key(headers: Any) -> bool:
 
 
 class _ReusablePatchers:
-    """vcrpy's patches, built once per process over one adapter whose recorder changes per activation.
+    """vcrpy's patches, built once per process over one adapter, on while any activation is.
 
     Building them costs about 0.5 ms (vcrpy retries the import of every absent HTTP library, makes
     new connection classes and mock objects) and entering them through ``mock.patch`` another 60 µs,
     which each test paid. Built once and applied as plain ``setattr`` they cost a few µs. Patches
-    still come off after every activation, so tests without llm_cache are untouched.
+    still come off after the last activation, so tests without llm_cache are untouched. Activations
+    in several threads or tasks share them: each request asks the adapter for its own context's recorder.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._busy = False
-        self.owner: int | None = None  # the thread whose activation holds the patches
+        self._active: list[tuple[Recorder, int]] = []  # (recorder, thread that activated it), oldest first
         self._adapter: VcrCassetteAdapter | None = None
         # Each step is (target, attribute, replacement) to set, or a context manager to enter (vcrpy's ConnectionRemover).
         self._steps: list[Any] = []
+        self._undo: list[Any] = []
 
-    def claim(self, recorder: Recorder) -> VcrCassetteAdapter | None:
-        """The shared adapter, pointed at ``recorder``; None while another activation holds it."""
+    def enter(self, recorder: Recorder) -> VcrCassetteAdapter:
+        """Count one more activation; the first puts the patches on."""
         with self._lock:
-            if self._busy:
-                return None
-            self._busy = True
-            self.owner = threading.get_ident()
-        try:
             if self._adapter is None:
-                adapter = VcrCassetteAdapter(recorder)
+                adapter = VcrCassetteAdapter()
                 self._steps = _steps(adapter)
                 self._adapter = adapter
-        except BaseException:
-            self._busy = False
-            raise
-        self._adapter.recorder = recorder
-        return self._adapter
+            if not self._active:
+                self._apply()
+            self._active.append((recorder, threading.get_ident()))
+            return self._adapter
 
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """vcrpy's patches in its order for the block, undone in reverse (as its ExitStack does)."""
-        undo: list[Any] = []
+    def leave(self, recorder: Recorder) -> None:
+        """Count one activation less; the last takes the patches off."""
+        with self._lock:
+            position = max(index for index, (active, _) in enumerate(self._active) if active is recorder)
+            del self._active[position]
+            if not self._active:
+                self._remove()
+
+    def fallback(self) -> Recorder:
+        """For a request from a context that activated nothing (a thread the test started): the one active
+        recorder, or the innermost when all were activated by one thread (nesting); several threads' is ambiguous."""
+        __tracebackhide__ = True
+        active = self._active
+        if active and all(thread == active[0][1] for _, thread in active):
+            return active[-1][0]
+        named = ", ".join(recorder.cassette.describe() for recorder, _ in active) or "none"
+        raise CassetteMiss(
+            f"{len(active)} cassettes are active in different threads ({named}) and this request's thread or task "
+            "activated none of them, so llm_replay cannot tell whose recording it is. Activate the cassette in the "
+            "thread that makes the call (use_cassette(...) there), or start the thread with contextvars.copy_context().run"
+        )
+
+    def _apply(self) -> None:
+        """vcrpy's patches in its order; a failure part way takes off what was put on."""
         try:
             for step in self._steps:
                 if isinstance(step, tuple):
                     target, attribute, replacement = step
-                    undo.append((target, attribute, vars(target).get(attribute, _ABSENT)))
+                    self._undo.append((target, attribute, vars(target).get(attribute, _ABSENT)))
                     setattr(target, attribute, replacement)
                 else:
                     step.__enter__()
-                    undo.append(step)
-            yield
-        finally:
-            failure: BaseException | None = None
-            for step in reversed(undo):
-                if not isinstance(step, tuple):
-                    try:
-                        step.__exit__(None, None, None)
-                    except BaseException as error:  # every patch must still come off; the first error is raised after
-                        failure = failure or error
-                    continue
-                target, attribute, original = step
-                if original is _ABSENT:
-                    delattr(target, attribute)  # it was inherited: the class's own copy goes
-                else:
-                    setattr(target, attribute, original)
-            if failure is not None:
-                raise failure
+                    self._undo.append(step)
+        except BaseException:
+            self._remove()
+            raise
 
-    def release(self) -> None:
-        """After the patches came off: forget the recorder."""
-        self._adapter.recorder = None  # type: ignore[union-attr]
-        with self._lock:
-            self._busy = False
-            self.owner = None
+    def _remove(self) -> None:
+        """Undo in reverse (as vcrpy's ExitStack does); every patch comes off, the first error is raised after."""
+        undo, self._undo = self._undo, []
+        failure: BaseException | None = None
+        for step in reversed(undo):
+            if not isinstance(step, tuple):
+                try:
+                    step.__exit__(None, None, None)
+                except BaseException as error:
+                    failure = failure or error
+                continue
+            target, attribute, original = step
+            if original is _ABSENT:
+                delattr(target, attribute)  # it was inherited: the class's own copy goes
+            else:
+                setattr(target, attribute, original)
+        if failure is not None:
+            raise failure
 
 
 def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
@@ -227,30 +260,20 @@ class _ReusedConnectionRemover:
 
 
 _REUSABLE = _ReusablePatchers()
+# The recorder of the running thread or asyncio task (tasks inherit their creator's).
+_CURRENT: ContextVar[Recorder | None] = ContextVar("llm_replay_recorder", default=None)
 
 
 @contextmanager
 def intercepting(recorder: Recorder) -> Iterator[VcrCassetteAdapter]:
-    """Route every HTTP library vcrpy patches through ``recorder`` while the block runs."""
-    adapter = _REUSABLE.claim(recorder)
-    if adapter is None and _REUSABLE.owner != threading.get_ident():
-        # The patches are process-wide: a second thread's cassette would answer the first thread's calls.
-        raise CassetteError(
-            f"a cassette is already active in another thread; {recorder.cassette.describe()} cannot be activated "
-            "alongside it (HTTP interception is process-wide). Activate one cassette around all the threads' work"
-        )
-    if adapter is None:
-        # Nested (use_cassette inside a test's llm_cache): its own patchers on top, as vcrpy nests cassettes.
-        from vcr.patch import CassettePatcherBuilder
-
-        nested = VcrCassetteAdapter(recorder)
-        with ExitStack() as stack:
-            for patcher in CassettePatcherBuilder(nested).build():
-                stack.enter_context(patcher)
-            yield nested
-        return
+    """Route every HTTP library vcrpy patches through ``recorder`` for requests made in this context."""
+    adapter = _REUSABLE.enter(recorder)
+    token = _CURRENT.set(recorder)
     try:
-        with _REUSABLE.applied():
-            yield adapter
+        yield adapter
     finally:
-        _REUSABLE.release()
+        try:
+            _CURRENT.reset(token)
+        except ValueError:  # left from another context (an async generator's teardown): restore by value
+            _CURRENT.set(None if token.old_value is Token.MISSING else token.old_value)
+        _REUSABLE.leave(recorder)

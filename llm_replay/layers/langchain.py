@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any, Iterator, Sequence
 
 from langchain_core._api import suppress_langchain_beta_warning
@@ -20,7 +21,6 @@ from langchain_core.load import dumpd, load
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request
 from ..engine.recorder import Recorder
-from ..engine.settings import Mode
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
@@ -31,6 +31,8 @@ from ..stores.sqlite import SQLiteCache as _SQLiteStore
 __all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
 
 _JSON_HEADERS = {"content-type": ["application/json"]}
+# True between a cache miss and its update: the model call LangChain's cache is about to store is under way.
+_CACHE_CALLING: ContextVar[bool] = ContextVar("llm_replay_langchain_cache_calling", default=False)
 
 
 class _CassetteBackedCache(BaseCache):
@@ -163,14 +165,16 @@ class RecorderCache(_CassetteBackedCache):
         __tracebackhide__ = True
         request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
+        _CACHE_CALLING.set(found is None)
         if found is None:
             self._pending[prompt, llm_string] = (request, key)
             return None
         return self._generations(found)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Record what the model answered (never while replaying: the layer below answered then)."""
-        if self.recorder.mode is Mode.REPLAY:
+        """Record what the model answered (never while replaying or verifying: the layer below answered then)."""
+        _CACHE_CALLING.set(False)
+        if self.recorder.mode.read_only:
             return
         request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
@@ -178,14 +182,46 @@ class RecorderCache(_CassetteBackedCache):
 
 @contextmanager
 def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterator[RecorderCache]:
-    """LangChain's global cache is ``recorder``'s for the block; the previous one comes back even on failure."""
+    """LangChain's global cache is ``recorder``'s for the block; the previous one comes back even on failure.
+
+    ``strict`` (the LangChain layer alone): what skips LangChain's cache (``stream``, ``astream``) is answered at
+    the HTTP layer instead, so it records and replays too and never goes live while replaying.
+    """
     previous = get_llm_cache()
     cache = RecorderCache(recorder, strict=strict)
-    set_llm_cache(cache)
-    try:
-        yield cache
-    finally:
-        set_llm_cache(previous)
+    _CACHE_CALLING.set(False)
+    with ExitStack() as stack:
+        if strict:
+            from .http import intercepting
+
+            stack.enter_context(intercepting(_PastTheCache(recorder)))  # type: ignore[arg-type]
+        set_llm_cache(cache)
+        try:
+            yield cache
+        finally:
+            set_llm_cache(previous)
+            _CACHE_CALLING.set(False)
+
+
+class _PastTheCache:
+    """The recorder as the HTTP layer sees it under the LangChain layer alone: it answers the calls that skip
+    LangChain's cache, and lets through untouched the call a cache miss makes (the cache records that one)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._recorder, name)
+
+    def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
+        """None for the cache's own call (it goes live, as the mode allowed), else the recorder's answer."""
+        __tracebackhide__ = True
+        return None if _CACHE_CALLING.get() else self._recorder.lookup(request, key, strict=strict)
+
+    def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
+        """Keep the live answer of a call that skipped the cache (the cache keeps its own)."""
+        if not _CACHE_CALLING.get():
+            self._recorder.record(request, key, response, latency_s)
 
 
 def serialized(generations: Sequence[Any]) -> RecordedResponse:

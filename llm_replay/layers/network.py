@@ -1,8 +1,12 @@
 """No connection leaves the machine while replaying, whatever HTTP client a test uses.
 
-vcrpy only sees the libraries it patches; this guard sits below all of them, at the socket:
-a connect to anything but loopback (or an allowed host) fails, naming the host, and so does
-resolving a remote name, so not even a DNS query goes out.
+vcrpy only sees the libraries it patches; this guard sits below all of them, at the socket: a
+connect or UDP send to anything but loopback (or an allowed host) fails, naming the host, and so
+does resolving a remote name or address, so not even a DNS query goes out. The patches go in once
+(a replay session installs them for its whole length); what they allow and whom they tell about a
+blocked attempt is set per scope (a test's ``llm_cache``), which costs a context variable, not a patch.
+Scopes belong to the thread or asyncio task that opened them, so threads can replay and record side by
+side; a thread that opened none (one the code under test started) is held to every scope open now.
 """
 
 from __future__ import annotations
@@ -11,12 +15,20 @@ import fnmatch
 import ipaddress
 import socket
 import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar, Token
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from ..errors import NetworkBlocked
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+_INET = (socket.AF_INET, socket.AF_INET6)
+# What to do about a blocked attempt, said once at the end of the message: inside llm_cache, and outside it.
+CACHE_ADVICE = "to call live services and record them, use --llm-mode=record"
+NO_FIXTURE_ADVICE = (
+    "this test does not use llm_cache, so nothing answers its LLM calls from the cassette: request the llm_cache "
+    "fixture (or mark it @pytest.mark.llm_cache, or set ini llm_autouse = true) and record with --llm-mode=record"
+)
 
 
 class HostPolicy:
@@ -30,7 +42,6 @@ class HostPolicy:
         self.allowed = tuple(entry.strip().lower() for entry in allowed_hosts if entry.strip())
         self._networks = tuple(network for network in map(_network, self.allowed) if network is not None)
         self._resolved: set[str] = set()
-        self._own_name = socket.gethostname().lower()  # asked once per guard, not on every connect
         self._lock = threading.Lock()
 
     def allows_name(self, host: str) -> bool:
@@ -42,7 +53,7 @@ class HostPolicy:
         return (
             host in LOCAL_NAMES
             or host.endswith(".localhost")
-            or host == self._own_name
+            or host == _own_name()
             or any(fnmatch.fnmatchcase(host, entry) for entry in self.allowed)
         )
 
@@ -52,65 +63,242 @@ class HostPolicy:
             self._resolved.update(str(result[4][0]).lower() for result in results)
 
 
-@contextmanager
-def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> Iterator[HostPolicy]:
-    """Make non-loopback connects and remote name lookups raise NetworkBlocked for the block.
+class _Scope(NamedTuple):
+    """One block's rules: what it may reach, whom to tell about a blocked attempt, and what to advise."""
 
-    ``on_blocked`` hears of every blocked attempt, so a test still fails if the code under test
-    swallows the exception.
+    policy: HostPolicy
+    on_blocked: Callable[[NetworkBlocked], None] | None
+    advice: str
+
+
+_UNSET: Any = object()
+# The scope of the running thread or task; None: it may reach anything (it records or calls live);
+# unset: a thread nobody opened a scope in.
+_SCOPE: ContextVar[Any] = ContextVar("llm_replay_network_scope", default=_UNSET)
+_LOCK = threading.RLock()  # installing, opening and closing scopes, across threads
+
+
+class NetworkGuard:
+    """The socket patches: connect, connect_ex, sendto, sendmsg, getaddrinfo, gethostbyname(_ex), gethostbyaddr.
+
+    ``install`` and ``uninstall`` patch once; ``scope`` sets the policy, the advice and the listener for a
+    block in the current thread or task. Outside any scope the guard's own (the session's) apply.
     """
-    policy = HostPolicy(allowed_hosts)
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
 
-    def refuse(host: str, port: Any, action: str) -> NetworkBlocked:
-        error = NetworkBlocked(_message(host, port, action, policy))
-        if on_blocked is not None:
-            on_blocked(error)
+    def __init__(self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None, advice: str = CACHE_ADVICE) -> None:
+        self.base = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
+        self.open_scopes: list[_Scope] = []  # in every thread and task
+        self.uninstall_when_idle = False
+        self._saved: dict[tuple[Any, str], Any] = {}
+
+    @property
+    def policy(self) -> HostPolicy:
+        """What the current thread or task may reach (the first of the scopes it is held to)."""
+        scopes = self._applying()
+        return scopes[0].policy if scopes else HostPolicy(_ANY_HOST)
+
+    def _applying(self) -> tuple[_Scope, ...]:
+        current = _SCOPE.get()
+        if current is None:
+            return ()
+        if current is not _UNSET:
+            return (current,)
+        return tuple(self.open_scopes) or (self.base,)
+
+    def refusing(self, host: str) -> _Scope | None:
+        """The scope that refuses ``host`` here, if one does."""
+        for scope in self._applying():
+            if not scope.policy.allows_name(host):
+                return scope
+        return None
+
+    def refuse(self, scope: _Scope, host: str, port: Any, action: str) -> NetworkBlocked:
+        """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test)."""
+        error = NetworkBlocked(_message(host, port, action, scope.policy, scope.advice))
+        if scope.on_blocked is not None:
+            scope.on_blocked(error)
         return error
 
-    def check(sock: socket.socket, address: Any) -> None:
-        __tracebackhide__ = True
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) and address:
-            host = str(address[0])
-            if not policy.allows_name(host):
-                raise refuse(host, address[1] if len(address) > 1 else None, "connect to")
+    def remember(self, results: list[Any]) -> None:
+        """Addresses an allowed name resolved to may be connected to, under every scope that applies here."""
+        for scope in self._applying():
+            scope.policy.remember(results)
 
-    def connect(sock: socket.socket, address: Any) -> None:
-        __tracebackhide__ = True
-        check(sock, address)
-        return real_connect(sock, address)
+    @contextmanager
+    def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> Iterator[HostPolicy]:
+        """Another policy and listener for the block, in this thread or task; the previous ones come back after it."""
+        scope = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
+        with _LOCK:
+            self.open_scopes.append(scope)
+        token = _SCOPE.set(scope)
+        try:
+            yield scope.policy
+        finally:
+            _reset(token)
+            with _LOCK:
+                self.open_scopes.remove(scope)
+                if self.uninstall_when_idle and not self.open_scopes:
+                    self.uninstall()
 
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        __tracebackhide__ = True
-        check(sock, address)
-        return real_connect_ex(sock, address)
+    def install(self) -> None:
+        """Patch the socket module (once; the innermost installed guard is the one ``blocking_network`` scopes)."""
+        if self._saved:
+            return
+        guard = self
+        real = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto", "sendmsg")}
+        real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")})
 
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        __tracebackhide__ = True
-        name = host.decode("idna") if isinstance(host, bytes) else host
-        if name is not None and not policy.allows_name(str(name)):
-            raise refuse(str(name), port, "look up")
-        results = real_getaddrinfo(host, port, *args, **kwargs)
-        if name is not None and _address(str(name).strip("[]")) is None:
-            policy.remember(results)
-        return results
+        def check(sock: socket.socket, address: Any, action: str) -> None:
+            __tracebackhide__ = True
+            if sock.family in _INET and isinstance(address, tuple) and address:
+                host = str(address[0])
+                refusing = guard.refusing(host)
+                if refusing is not None:
+                    raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
 
-    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo  # type: ignore[method-assign]
-    try:
+        def check_name(name: Any, port: Any, action: str) -> str | None:
+            __tracebackhide__ = True
+            text = name.decode("idna") if isinstance(name, bytes) else name
+            if text is not None:
+                refusing = guard.refusing(str(text))
+                if refusing is not None:
+                    raise guard.refuse(refusing, str(text), port, action)
+            return None if text is None else str(text)
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            __tracebackhide__ = True
+            check(sock, address, "connect to")
+            return real["connect"](sock, address)
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            __tracebackhide__ = True
+            check(sock, address, "connect to")
+            return real["connect_ex"](sock, address)
+
+        def sendto(sock: socket.socket, data: Any, *rest: Any) -> int:
+            __tracebackhide__ = True
+            check(sock, rest[-1] if rest else None, "send a datagram to")
+            return real["sendto"](sock, data, *rest)
+
+        def sendmsg(sock: socket.socket, buffers: Any, *rest: Any) -> int:
+            __tracebackhide__ = True
+            check(sock, rest[2] if len(rest) > 2 else None, "send a datagram to")
+            return real["sendmsg"](sock, buffers, *rest)
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+            __tracebackhide__ = True
+            name = check_name(host, port, "look up")
+            results = real["getaddrinfo"](host, port, *args, **kwargs)
+            if name is not None and _address(name.strip("[]")) is None:
+                guard.remember(results)
+            return results
+
+        def gethostbyname(host: str) -> str:
+            __tracebackhide__ = True
+            check_name(host, None, "look up")
+            return real["gethostbyname"](host)
+
+        def gethostbyname_ex(host: str) -> tuple[str, list[str], list[str]]:
+            __tracebackhide__ = True
+            check_name(host, None, "look up")
+            return real["gethostbyname_ex"](host)
+
+        def gethostbyaddr(host: str) -> tuple[str, list[str], list[str]]:
+            __tracebackhide__ = True
+            check_name(host, None, "look up the name of")
+            return real["gethostbyaddr"](host)
+
+        patches = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto, "sendmsg": sendmsg}
+        for name, patch in patches.items():
+            self._saved[socket.socket, name] = real[name]
+            setattr(socket.socket, name, patch)
+        for patch in (getaddrinfo, gethostbyname, gethostbyname_ex, gethostbyaddr):
+            self._saved[socket, patch.__name__] = real[patch.__name__]
+            setattr(socket, patch.__name__, patch)
+        _INSTALLED.append(self)
+
+    def uninstall(self) -> None:
+        """Put back what ``install`` replaced."""
+        for (owner, name), original in self._saved.items():
+            setattr(owner, name, original)
+        self._saved.clear()
+        if self in _INSTALLED:
+            _INSTALLED.remove(self)
+
+
+_INSTALLED: list[NetworkGuard] = []
+
+
+def installed_guard() -> NetworkGuard | None:
+    """The innermost guard patched in now (a replay session's), if any."""
+    return _INSTALLED[-1] if _INSTALLED else None
+
+
+@contextmanager
+def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> Iterator[HostPolicy]:
+    """Make non-loopback connects, datagrams and remote name lookups raise NetworkBlocked for the block, in this
+    thread or task and in the threads it starts.
+
+    ``on_blocked`` hears of every blocked attempt, so a test still fails if the code under test
+    swallows the exception. Under a guard already installed (a replay session, or another thread's
+    replay) only a scope opens; otherwise a guard goes in, and comes off when its last scope closes.
+    """
+    with ExitStack() as stack:
+        with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
+            guard = installed_guard()
+            if guard is None:
+                guard = NetworkGuard()
+                guard.install()
+                guard.uninstall_when_idle = True
+            policy = stack.enter_context(guard.scope(allowed_hosts, on_blocked))
         yield policy
+
+
+@contextmanager
+def network_open() -> Iterator[None]:
+    """For a block that records or calls live (beside a replay in another thread, or in a replay session): any
+    host, here and in the threads it starts."""
+    guard = installed_guard()
+    if guard is not None:
+        with guard.scope(_ANY_HOST, None):
+            yield
+        return
+    token = _SCOPE.set(None)
+    try:
+        yield
     finally:
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = real_connect, real_connect_ex, real_getaddrinfo  # type: ignore[method-assign]
+        _reset(token)
 
 
-def _message(host: str, port: Any, action: str, policy: HostPolicy) -> str:
+def _reset(token: Token) -> None:
+    try:
+        _SCOPE.reset(token)
+    except ValueError:  # closed from another context (an async generator's teardown): restore by value
+        _SCOPE.set(_UNSET if token.old_value is Token.MISSING else token.old_value)
+
+
+_ANY_HOST = ("*", "0.0.0.0/0", "::/0")
+
+
+def _message(host: str, port: Any, action: str, policy: HostPolicy, advice: str) -> str:
     where = f"{host}:{port}" if port not in (None, "", 0) else host
     allowed = f" (allowed now: {', '.join(policy.allowed)})" if policy.allowed else ""
     return (
         f"llm_replay blocked an attempt to {action} {where}: in mode 'replay' no connection leaves the machine, "
         "so a test cannot pass only because a live service answered. "
         f"If {host} is a service your tests run themselves, allow it: ini llm_allow_hosts = {host}{allowed} "
-        "(or @pytest.mark.llm_cache(allow_hosts=[...])); to call live services and record them, use --llm-mode=record"
+        f"(or @pytest.mark.llm_cache(allow_hosts=[...])); {advice}"
     )
+
+
+_OWN_NAME: list[str] = []
+
+
+def _own_name() -> str:
+    """The machine's own name (asked once, on the first name checked)."""
+    if not _OWN_NAME:
+        _OWN_NAME.append(socket.gethostname().lower())
+    return _OWN_NAME[0]
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from typing import Iterator, MutableMapping
 
@@ -26,15 +27,29 @@ PLACEHOLDER_KEY_VARIABLES = (
 PLACEHOLDER_KEY = "llm-replay-placeholder-key"
 
 
+_HOLDERS: dict[int, tuple[int, list[str]]] = {}  # id(environ) -> (activations holding it, names it added)
+_LOCK = threading.Lock()
+
+
 @contextmanager
 def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator[None]:
-    """Give unset SDK key variables a placeholder for the block, and unset them again after."""
-    added = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
-    for name in added:
-        environ[name] = PLACEHOLDER_KEY
+    """Give unset SDK key variables a placeholder for the block, and unset them again after the last block
+    holding them ends (replays in several threads share the process's environment)."""
+    with _LOCK:
+        holders, added = _HOLDERS.get(id(environ), (0, []))
+        if not holders:
+            added = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+            for name in added:
+                environ[name] = PLACEHOLDER_KEY
+        _HOLDERS[id(environ)] = (holders + 1, added)
     try:
         yield
     finally:
-        for name in added:
-            if environ.get(name) == PLACEHOLDER_KEY:
-                del environ[name]
+        with _LOCK:
+            holders, added = _HOLDERS.pop(id(environ))
+            if holders > 1:
+                _HOLDERS[id(environ)] = (holders - 1, added)
+            else:
+                for name in added:
+                    if environ.get(name) == PLACEHOLDER_KEY:
+                        del environ[name]

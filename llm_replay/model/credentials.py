@@ -1,4 +1,4 @@
-"""Which names carry credentials: query parameters, headers, settings fields, environment variables.
+"""Which names carry credentials: query parameters, headers, settings fields, body fields, environment variables.
 
 Pure name rules, shared by the canonical form (a secret query parameter never reaches a fingerprint)
 and by the scrubber (nothing secret reaches a cassette).
@@ -6,18 +6,45 @@ and by the scrubber (nothing secret reaches a cassette).
 
 from __future__ import annotations
 
-SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "api-key", "access_token", "token", "code", "signature", "sig"})
+import re
+
+SECRET_QUERY_PARAMS = frozenset({
+    "key", "api_key", "apikey", "api-key", "access_token", "access-token", "refresh_token", "id_token", "token", "code",
+    "signature", "sig", "client_secret", "client-secret", "password", "passwd", "auth",
+    # presigned URLs (AWS SigV4, Google Cloud Storage V4)
+    "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature",
+})
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
     "openai-organization", "openai-project", "anthropic-organization-id",
+})
+# A header whose name has one of these words (``x-amz-security-token``, ``x-…-token``, ``x-client-secret``)
+# carries a credential; ``x-ratelimit-remaining-tokens`` does not ("tokens", counted, are not a token).
+_SECRET_HEADER_WORDS = re.compile(r"(?:^|[-_])(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|signature)(?:[-_]|$)")
+# Fields of form and JSON bodies (OAuth token requests and answers, login forms) whose values are credentials.
+SECRET_BODY_FIELDS = frozenset({
+    "access_token", "refresh_token", "id_token", "client_secret", "password", "passwd", "api_key", "apikey",
+    "secret_access_key", "aws_secret_access_key", "session_token", "aws_session_token", "private_key", "client_assertion",
 })
 # Names of environment variables whose values are secret: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*.
 SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
 
 
 def is_secret_query_param(name: str) -> bool:
-    """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``)."""
+    """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``, AWS presigning)."""
     return name.lower() in SECRET_QUERY_PARAMS
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header carries a credential, by its name: the known ones, and any that says token, secret, password…"""
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or _SECRET_HEADER_WORDS.search(lowered) is not None
+
+
+def is_secret_body_field(name: str) -> bool:
+    """Whether a form or JSON body field holds a credential (``access_token``, ``client_secret``, ``password``)."""
+    lowered = name.lower().replace("-", "_")
+    return lowered in SECRET_BODY_FIELDS or lowered.endswith("_api_key")
 
 
 def is_secret_field(name: str) -> bool:

@@ -1,8 +1,8 @@
 """Which recordings a test run used, whether the run was complete, and what pruning may delete.
 
 A run is *complete* when every collected test ran and passed and nothing was deselected: only
-then does "not used" mean "not needed". Its *scope* is the whole suite (pytest started without
-paths) or the test files it collected; recordings made by tests outside the scope are never
+then does "not used" mean "not needed". Its *scope* is the whole suite (pytest started in the rootdir
+without paths or testpaths) or the test files it collected; recordings made by tests outside the scope are never
 counted as unused, so ``pytest tests/test_a.py --llm-prune`` cannot delete ``test_b.py``'s.
 """
 

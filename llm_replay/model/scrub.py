@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .credentials import (
+    SECRET_BODY_FIELDS,
     SECRET_ENV_WORDS,
-    SECRET_HEADERS,
+    is_secret_body_field,
     is_secret_field,
+    is_secret_header,
     is_secret_query_param,
 )
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubber at start-up, before any request
@@ -28,6 +30,16 @@ if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubb
 
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"
+_FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
+# By their names: a JSON field's string value (in a JSON body, an SSE event, JSON inside text), a form field's
+# value, a URL's password. Each placeholder contains what its pattern refuses, so scrubbing twice changes nothing.
+_JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_FORM_FIELD = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
+_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES})|://[^/\s@]*:[^/\s@]*@")  # a cheap first look: might a rule apply?
+_JSON_FIELD_BYTES, _FORM_FIELD_BYTES, _USERINFO_BYTES, _HINT_BYTES = (
+    re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (_JSON_FIELD, _FORM_FIELD, _USERINFO, _HINT)
+)
 
 
 def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,27 +144,41 @@ class Scrubber:
         """
         *_, secrets, in_json = self._current_env()
         text = request.to_json()
-        if not any(value in text for value in in_json) and not self._pattern_in(request):
+        if not any(value in text for value in in_json) and not self._pattern_in(request) and not _HINT.search(text):
             return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
+        body = _without_secret_fields(request.body)
+        if request.body_kind == "text" and isinstance(body, str):  # a form, or JSON that did not parse
+            body = _JSON_FIELD.sub(rf'\1"{PATTERN_PLACEHOLDER}"', _FORM_FIELD.sub(rf"\1{PATTERN_PLACEHOLDER}", body))
         scrubbed = replace(
             request,
-            host=self.text(request.host, secrets),
+            host=_USERINFO.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(request.host, secrets)),
             path=self.text(request.path, secrets),
             query=query,
-            body=self._value(request.body, secrets),
+            body=self._value(body, secrets),
         )
         return request if scrubbed.fingerprint == request.fingerprint else scrubbed
 
     def response(self, response: RecordedResponse) -> RecordedResponse:
-        """The response without cookies or account identifiers, and with no secret value in headers or body."""
+        """The response without cookies, account identifiers or headers named like credentials, and with no secret
+        value in header names and values, nor in the body (OAuth tokens in JSON or form fields, URL passwords)."""
         secrets = self.env_secrets()
         headers = {
-            name: [self.text(value, secrets) for value in values]
+            self.text(name, secrets): [_USERINFO.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)) for value in values]
             for name, values in response.headers.items()
-            if name.lower() not in SECRET_HEADERS
+            if not is_secret_header(name)
         }
-        return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=self.data(response.body, secrets))
+        body = self.data(response.body, secrets)
+        if _HINT_BYTES.search(body):
+            body = _JSON_FIELD_BYTES.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
+            body = _USERINFO_BYTES.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
+            if any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
+                body = _FORM_FIELD_BYTES.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+        return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
+
+    def test_id(self, test_id: str) -> str:
+        """A test's id as a cassette stores it: a secret in a parametrize id replaced, as everywhere else."""
+        return self.text(test_id)
 
     def interaction(self, interaction: Interaction) -> Interaction:
         """What a cassette may store of ``interaction``, under the key it was given: whoever computed the key
@@ -161,7 +187,7 @@ class Scrubber:
         scrubbed = self.request(request)
         if scrubbed is not request:
             interaction = replace(interaction, request_json=scrubbed.to_json())
-        return replace(interaction, response=self.response(interaction.response))
+        return replace(interaction, response=self.response(interaction.response), tests=tuple(map(self.test_id, interaction.tests)))
 
     def _pattern_in(self, request: CanonicalRequest) -> bool:
         """Whether a pattern matches one of the request's strings. Searched string by string, not in the JSON
@@ -179,6 +205,20 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _without_secret_fields(value: Any) -> Any:
+    """A JSON body with the string values of credential fields replaced; a multipart form's credential parts too."""
+    if isinstance(value, list):
+        return [_without_secret_fields(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if isinstance(value.get("name"), str) and is_secret_body_field(value["name"]) and isinstance(value.get("value"), str):
+        return {**value, "value": PATTERN_PLACEHOLDER}  # a multipart part: {"name": "client_secret", "value": …}
+    return {
+        key: PATTERN_PLACEHOLDER if isinstance(item, str) and isinstance(key, str) and is_secret_body_field(key) else _without_secret_fields(item)
+        for key, item in value.items()
+    }
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -9,8 +10,9 @@ import pytest
 
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
-from ..errors import CassetteError, CassetteMiss
+from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..layers.activation import activated
+from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
+SETTINGS = pytest.StashKey[CacheSettings]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 # The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
 _RUNNING: list[pytest.Item] = []
@@ -32,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--llm-mode",
         choices=MODE_NAMES,
         default=None,
-        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass). "
+        help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
     group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
@@ -42,7 +46,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
     )
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh or off.", default=None)
+    # -- issue 15 owns --llm-fail-on-drift (refresh's drift report); verify uses it too. When theirs lands, keep theirs. --
+    group.addoption(
+        "--llm-fail-on-drift",
+        default=None,
+        metavar="CLASSES",
+        help="fail the session when verify (or refresh) saw any of these drift classes, comma-separated: "
+        "status, finish_reason, tool_calls, shape, text.",
+    )
+    parser.addini("llm_fail_on_drift", "drift classes that fail the session (as --llm-fail-on-drift).", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or verify.", default=None)
     parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
@@ -61,13 +74,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
     parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
     parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
+    # Recordings grow old: expiry, shaping what is stored, tests that leave recordings unplayed (docs/verify-and-age.md).
+    parser.addini("llm_max_age", "recordings older than this expire (e.g. 30d, 12h, 90s); default: never.", default=None)
+    parser.addini("llm_on_expired", "what an expired recording does: warn (replay it), fail the test, or refresh (re-record it).", default="warn")
+    parser.addini("llm_before_record", "package.module:function given each interaction before it is written; returns it, changed, or None.", default=None)
+    parser.addini("llm_ignore_hosts", "hosts (names or name:port, globs) always called live: never recorded nor replayed.", type="linelist", default=[])
+    parser.addini("llm_fail_unplayed", "fail a test that did not replay every recording it owns.", type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
-        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain'): "
+        "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', max_age='30d', on_expired='warn'|'fail'|'refresh', "
+        "before_record=None, ignore_hosts=[...], fail_unplayed=False): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -78,6 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
+        for name in ("max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
+            defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
+        fail_on_drift = _fail_on_drift(config)
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
@@ -90,21 +113,43 @@ def pytest_configure(config: pytest.Config) -> None:
         scrubber=scrubber,
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
+    config.stash[SUITE].fail_on_drift = fail_on_drift
     config.stash[SUITE].outcome = RunOutcome(
-        whole_suite=config.args_source is not pytest.Config.ArgsSource.ARGS,
+        # Started on paths, on the ini's testpaths or in a subfolder: a run of the files it collected (an example suite
+        # beside testpaths sharing the cassette keeps its recordings). Only a bare run in the rootdir is the whole suite.
+        whole_suite=config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir == config.rootpath,
         distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
     )
     config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
     if mode is Mode.REPLAY:
+        # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
+        without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
         config.stash[_PLACEHOLDERS] = placeholder_keys()
         config.stash[_PLACEHOLDERS].__enter__()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    suite = session.config.stash.get(SUITE, None)
+    if suite is not None and suite.mode is Mode.REPLAY:
+        suite.go_offline()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if SUITE in config.stash:  # a session that ended before its finish hook must not leave the socket module patched
+        config.stash[SUITE].back_online()
     if _PLACEHOLDERS in config.stash:
         config.stash[_PLACEHOLDERS].__exit__(None, None, None)
         del config.stash[_PLACEHOLDERS]
+
+
+def _fail_on_drift(config: pytest.Config) -> frozenset[str]:
+    from ..engine.drift import parse_drift_classes
+
+    cli = config.getoption("--llm-fail-on-drift")
+    if cli is not None:
+        return parse_drift_classes(cli, "--llm-fail-on-drift")
+    return parse_drift_classes(config.getini("llm_fail_on_drift") or "", "ini option llm_fail_on_drift")
 
 
 def _cassette_path(config: pytest.Config) -> Path:
@@ -141,13 +186,18 @@ def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
     except CassetteError as error:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
     item.stash[RECORDER] = recorder
+    item.stash[SETTINGS] = settings
     try:
         with activated(recorder, settings.layer, settings.allow_hosts):
             yield recorder
     finally:
         del item.stash[RECORDER]  # a finished test leaves its counts, not its recordings, in memory
+        del item.stash[SETTINGS]
     suite.totals.add(recorder)
     suite.track_usage(recorder)
+    suite.track_drift(recorder)
+    for expired in recorder.expired:
+        warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -192,10 +242,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
     recorder = item.stash.get(RECORDER, None)
+    suite = item.config.stash.get(SUITE, None)
+    blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
         # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
         report.outcome = "failed"
         report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+    elif call.when == "call" and report.passed and blocked:
+        report.outcome = "failed"
+        report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
+    elif call.when == "call" and report.passed and recorder is not None and item.stash[SETTINGS].fail_unplayed and recorder.mode is not Mode.OFF:
+        unplayed = recorder.unplayed()
+        if unplayed:
+            from .unplayed import unplayed_message
+
+            report.outcome = "failed"
+            report.longrepr = unplayed_message(recorder, unplayed)
     return report
 
 
@@ -204,7 +266,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     line = suite.summary() if suite else None
     if line:
         terminalreporter.write_line(line)
-    for line in suite.end_lines if suite else ():
+    for line in (*suite.drift.summary_lines(), *suite.end_lines) if suite else ():
         terminalreporter.write_line(line)
 
 
@@ -235,6 +297,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is None:
         return
+    suite.back_online()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()
@@ -245,6 +308,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except CassetteError as error:
         suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
     suite.close()
+    failure = suite.drift_failure()
+    if failure:
+        suite.end_lines.append(failure)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _XDIST_REPORT = "llm_replay"

@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, NamedTuple
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
+from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..errors import NetworkBlocked
+    from ..layers.network import NetworkGuard
+    from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
     from ..model.interaction import Key
@@ -81,6 +85,38 @@ class Suite:
     used: Counter[Key] = field(default_factory=Counter)
     end_lines: list[str] = field(default_factory=list)
     workers_wrote: bool = False
+    # -- verify --
+    drift: DriftLog = field(default_factory=DriftLog)
+    fail_on_drift: frozenset[str] = frozenset()
+    # -- a replay session is offline for every test, not only those using llm_cache --
+    blocked: list[NetworkBlocked] = field(default_factory=list)
+    _offline: tuple[NetworkGuard, OfflineChildren] | None = None
+
+    def go_offline(self) -> None:
+        """Replay: block the network for the whole session (patched once), and fence off child processes."""
+        from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
+        from ..layers.offline_children import OfflineChildren
+
+        from ..engine.host_patterns import HostPatterns
+
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
+        children = OfflineChildren(reachable)
+        guard.install()
+        children.install()
+        self._offline = guard, children
+
+    def back_online(self) -> None:
+        """The end of the session: the socket module and ``subprocess`` as they were."""
+        if self._offline is not None:
+            for part in self._offline:
+                part.uninstall()
+            self._offline = None
+
+    def take_blocked(self) -> list[NetworkBlocked]:
+        """The attempts blocked outside llm_cache since the last call (a test's, read when it ends)."""
+        taken, self.blocked[:] = list(self.blocked), []
+        return taken
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default.
@@ -105,7 +141,7 @@ class Suite:
 
     def cassette(self, mode: Mode) -> SQLiteCache:
         """The suite cassette, opened on first use; read-only while only replaying."""
-        readonly = mode is Mode.REPLAY
+        readonly = mode.read_only
         if self._cassette is not None and self._cassette.readonly and not readonly:
             self._cassette.close()
             self._cassette = None
@@ -142,6 +178,10 @@ class Suite:
             clock_unread=clock.unread,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
+            max_age=settings.max_age,
+            on_expired=settings.on_expired,
+            before_record=settings.before_record,
+            ignore_hosts=settings.ignore_hosts,
         )
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
@@ -161,9 +201,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode is Mode.REPLAY and stored is None:
+        if settings.mode.read_only and stored is None:
             return WallClock(None)
-        if settings.mode is Mode.REPLAY and read is False:
+        if settings.mode.read_only and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -183,6 +223,18 @@ class Suite:
         except ValueError:
             shown = self.cassette_path
         return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+
+    def track_drift(self, recorder: Recorder) -> None:
+        """Add what verify found in a finished test."""
+        for _, classes in recorder.drift:
+            self.drift.add(recorder.test_id or "", classes)
+
+    def drift_failure(self) -> str | None:
+        """Why the session fails for drift (``--llm-fail-on-drift``), or None."""
+        seen = self.drift.occurred(self.fail_on_drift)
+        if not seen:
+            return None
+        return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
 
     def track_usage(self, recorder: Recorder) -> None:
         """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
@@ -215,6 +267,7 @@ class Suite:
             "totals": self.totals.as_counts(),
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
             "wrote": self._cassette is not None and not self._cassette.readonly,
+            "drift": self.drift.as_data(),
         }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
@@ -223,6 +276,7 @@ class Suite:
         for fingerprint, occurrence, count in report["used"]:
             self.used[(fingerprint, occurrence)] += count
         self.workers_wrote = self.workers_wrote or bool(report["wrote"])
+        self.drift.merge(report["drift"])
 
     def close(self) -> None:
         """Release the cassette at the end of the session."""

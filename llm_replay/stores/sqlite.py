@@ -101,6 +101,7 @@ class SQLiteCache:
             if not self.readonly:
                 _enable_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")
+                connection.execute("PRAGMA secure_delete = ON")  # a deleted or overwritten row leaves no bytes behind
             return connection
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
@@ -200,13 +201,14 @@ class SQLiteCache:
         cassettes written before llm_replay kept it)."""
         if self._connection is None or not self._has_instants:
             return None, None
+        stored_id = self.scrubber.test_id(test_id)
         if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
             if self._clocks is None:
                 self._clocks = {test: (instant, read) for test, instant, read in self.instants()}
-            return self._clocks.get(test_id, (None, None))
+            return self._clocks.get(stored_id, (None, None))
         clock_read = "clock_read" if self._has_clock_read else "NULL"
         with self._lock:
-            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (test_id,)).fetchone()
+            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,)).fetchone()
         if row is None:
             return None, None
         return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
@@ -223,11 +225,11 @@ class SQLiteCache:
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
         Whether the test reads the clock stays unknown until it ends (``put_clock_read``)."""
-        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", (test_id, instant.isoformat()))
+        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", (self.scrubber.test_id(test_id), instant.isoformat()))
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
         """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
-        self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", (int(read), test_id))
+        self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", (int(read), self.scrubber.test_id(test_id)))
 
     def __len__(self) -> int:
         if self._connection is None:

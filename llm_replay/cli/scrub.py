@@ -1,0 +1,89 @@
+"""``llm-replay scrub [PATH...]``: remove from cassettes and exports every secret ``llm-replay audit`` finds there.
+
+A cassette is rewritten in place: each recording is stored again through the Scrubber (credential headers,
+query parameters and body fields, test ids), then every remaining secret the audit recognises is replaced in
+every cell of every table, the write-ahead log is folded in and removed, and VACUUM rebuilds the file so
+no deleted row survives in free space. Keys stay as they were, so what still matches still replays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..stores.sqlite import SQLiteCache
+from .audit import SIDE_FILES, Audit, audit_for, cassette_files, is_sqlite, read_text, table_rows
+
+
+def scrub_cassette(path: Path, audit: Audit) -> int:
+    """Scrub one SQLite cassette in place; how many cells changed."""
+    cassette = SQLiteCache(path, scrubber=audit.scrubber)
+    try:
+        for interaction in list(cassette.interactions()):
+            cassette.put(interaction)
+    finally:
+        cassette.close()  # folds the -wal in, back to one plain file
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA secure_delete = ON")
+        changed = 0
+        connection.execute("BEGIN IMMEDIATE")
+        for table, columns, key_name, rows in table_rows(connection):
+            keys = key_name.split(",")
+            for row in rows.fetchall():
+                key, cells = row[: len(keys)], row[len(keys):]
+                updates = {column: new for column, cell in zip(columns, cells) if (new := _scrubbed(cell, audit)) is not cell}
+                if updates:
+                    assignments = ", ".join(f'"{column}" = ?' for column in updates)
+                    where = " AND ".join(f'"{name}" IS ?' for name in keys)
+                    connection.execute(f'UPDATE "{table}" SET {assignments} WHERE {where}', (*updates.values(), *key))
+                    changed += len(updates)
+        connection.execute("COMMIT")
+        connection.execute("VACUUM")  # free pages and in-page free space go: no deleted row is left in the file
+    finally:
+        connection.close()
+    for suffix in SIDE_FILES:  # SQLite removed its own; what is left belongs to no open transaction
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    return changed
+
+
+def _scrubbed(cell: Any, audit: Audit) -> Any:
+    """The cell with its secrets replaced; the very same object when there were none."""
+    if isinstance(cell, str):
+        new = audit.replaced(cell)
+        return cell if new == cell else new
+    if isinstance(cell, bytes):
+        text = cell.decode("utf-8", "surrogateescape")
+        new = audit.replaced(text)
+        return cell if new == text else new.encode("utf-8", "surrogateescape")
+    return cell
+
+
+def scrub_text_file(path: Path, audit: Audit) -> bool:
+    """Scrub an export (YAML, JSON, gzip'd or not) in place; whether it changed."""
+    text = read_text(path)
+    new = audit.replaced(text)
+    if new == text:
+        return False
+    data = new.encode("utf-8", "surrogateescape")
+    path.write_bytes(gzip.compress(data) if path.read_bytes()[:2] == b"\x1f\x8b" else data)
+    return True
+
+
+def run_scrub(args: argparse.Namespace) -> int:
+    """Scrub every file the arguments name; then audit them again and say what is left (exit 1 if anything)."""
+    audit, paths = audit_for(args)
+    files = [file for path in paths for file in cassette_files(path)]
+    for file in files:
+        if is_sqlite(file):
+            print(f"{file}: {scrub_cassette(file, audit)} cells scrubbed, write-ahead log folded in, free space vacuumed")
+        else:
+            print(f"{file}: {'scrubbed' if scrub_text_file(file, audit) else 'nothing to scrub'}")
+    left = [finding for path in paths for finding in audit_for(args)[0].scan_path(path)]
+    for finding in left:
+        print(f"still there: {finding.describe()}")
+    print(f"llm-replay scrub: {len(files)} files scrubbed; {len(left)} secrets left")
+    return 1 if left else 0

@@ -1,0 +1,103 @@
+"""What a secret looks like: detect-secrets' detectors (the pre-commit standard), plus the LLM-era shapes it lacks.
+
+detect-secrets knows AWS access keys, GitHub, GitLab, Slack, Stripe, Twilio, SendGrid, JWTs, URL passwords…;
+the shapes below are the ones it does not (Anthropic, OpenAI project keys, Google API keys and OAuth tokens,
+Hugging Face, AWS session tokens, Azure AD client secrets, bearer tokens, whole private-key blocks). Its
+keyword and entropy detectors are left out: on model output they flag every other sentence.
+Only the ``llm-replay`` command needs it (``pip install 'llm_replay[audit]'``); nothing else imports this.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Iterator
+
+from ..errors import CommandError
+
+_EDGE = r"[A-Za-z0-9_+/-]"  # a key is never a slice of a longer token (or of a base64 blob)
+
+
+class Shape:
+    """One key shape, tried only where one of its literal anchors occurs (``str.find`` runs at memory speed;
+    a regular expression tried at every position of a large cassette does not)."""
+
+    def __init__(self, kind: str, pattern: str, anchors: tuple[str, ...], back: int = 0, fold: bool = False) -> None:
+        self.kind = kind
+        self.anchors = anchors  # lower-case when ``fold``: searched in the lower-cased text
+        self.back = back  # how far before the anchor the key starts
+        self.fold = fold
+        self.pattern = re.compile(f"(?<!{_EDGE})(?:{pattern})(?!{_EDGE})")
+        self.raw_pattern = re.compile(f"(?:{pattern})(?!{_EDGE})")
+
+    def values(self, text: str, lowered: str, raw: bool) -> Iterator[str]:
+        """Each key of this shape in ``text`` (``raw``: bytes read as text, where a key may touch what precedes it)."""
+        pattern, haystack, end = (self.raw_pattern if raw else self.pattern), (lowered if self.fold else text), -1
+        for anchor in self.anchors:
+            start = haystack.find(anchor)
+            while start >= 0:
+                match = pattern.match(text, max(start - self.back, 0)) if start - self.back > end else None
+                if match:
+                    end = match.end()
+                    yield match.group(0)
+                start = haystack.find(anchor, start + 1)
+
+
+OWN_SHAPES: tuple[Shape, ...] = (
+    Shape("Anthropic API key", r"sk-ant-[a-z]+\d*-[A-Za-z0-9_-]{20,}", ("sk-ant-",)),
+    Shape("OpenAI API key", r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", ("sk-",)),
+    Shape("Google API key", r"AIza[0-9A-Za-z_-]{35}", ("AIza",)),
+    Shape("Google OAuth access token", r"ya29\.[0-9A-Za-z_-]{20,}", ("ya29.",)),
+    Shape("Google OAuth refresh token", r"1//0[0-9A-Za-z_-]{30,}", ("1//0",)),
+    Shape("Hugging Face token", r"hf_[A-Za-z0-9]{30,}", ("hf_",)),
+    Shape("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}", ("AKIA", "ASIA")),
+    Shape("AWS session token", r"(?:FwoGZXIvYXdzE|IQoJb3JpZ2lu)[A-Za-z0-9/+=]{40,}", ("FwoGZXIvYXdzE", "IQoJb3JpZ2lu")),
+    Shape("AWS secret access key", r"(?i:aws_?secret_?access_?key)[\"'\s:=]+[A-Za-z0-9/+]{40}", ("aws",), fold=True),
+    Shape("Azure AD client secret", r"[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}", ("Q~",), back=4),
+    Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    Shape("bearer token", r"(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*", ("bearer",), fold=True),
+    Shape("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n){0,8000}?-----END [A-Z ]*PRIVATE KEY-----", ("-----BEGIN ",)),
+)
+# Values made up for tests and docs look like keys but are not: "Bearer test_openai_api_key", "sk-fake-…", our placeholders.
+_PLACEHOLDER_WORDS = re.compile(r"(?i)test|fake|dummy|example|placeholder|redacted|scrubbed|xxxx|your[_-]")
+_LEFT_OUT = frozenset({
+    "KeywordDetector", "Base64HighEntropyString", "HexHighEntropyString",  # prose is full of "key" and random-looking ids
+    "IPPublicDetector",  # an address is not a credential
+    "ArtifactoryDetector",  # "AP…"/"AKC…" words in model output
+    "PrivateKeyDetector",  # finds only the BEGIN line; the block shape above takes the whole key
+    # anchored on keywords (cloudant, cl, ibm, cos, sl) tried at every position: most of a scan's time, for
+    # legacy IBM services no LLM test calls
+    "CloudantDetector", "IbmCloudIamDetector", "IbmCosHmacDetector", "SoftlayerDetector",
+})
+
+
+@lru_cache(maxsize=1)
+def _detectors() -> tuple[Any, ...]:
+    try:
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    except ImportError:
+        raise CommandError(
+            "llm-replay audit and scrub recognise key shapes with detect-secrets, which is not installed: "
+            "pip install 'llm_replay[audit]' (or pip install detect-secrets)"
+        ) from None
+    classes = get_mapping_from_secret_type_to_class().values()
+    return tuple(cls() for cls in sorted(classes, key=lambda cls: cls.__name__) if cls.__name__ not in _LEFT_OUT)
+
+
+def require_detectors() -> None:
+    """Fail early, with the install command, when detect-secrets is missing."""
+    _detectors()
+
+
+def secret_shapes(text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
+    """(kind, value) of every key-shaped value in ``text`` (placeholders and made-up test keys left out);
+    ``raw``: ``text`` is a file's bytes, where a key may touch the bytes before it."""
+    lowered = text.lower()
+    for shape in OWN_SHAPES:
+        for value in shape.values(text, lowered, raw):
+            if not _PLACEHOLDER_WORDS.search(value):
+                yield shape.kind, value
+    for detector in _detectors():
+        for value in detector.analyze_string(text):
+            if isinstance(value, str) and len(value) >= 8 and not _PLACEHOLDER_WORDS.search(value):
+                yield detector.secret_type, value
