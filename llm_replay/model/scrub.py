@@ -36,10 +36,26 @@ _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY
 _JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _FORM_FIELD = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
 _USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
-_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES})|://[^/\s@]*:[^/\s@]*@")  # a cheap first look: might a rule apply?
+_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES})|://[^/\s@]*:[^/\s@]*@")  # a first look: might a rule apply?
+_USERINFO_HINT = re.compile(r"://[^/\s@]*:[^/\s@]*@")
+# The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
+_FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
 _JSON_FIELD_BYTES, _FORM_FIELD_BYTES, _USERINFO_BYTES, _HINT_BYTES = (
     re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (_JSON_FIELD, _FORM_FIELD, _USERINFO, _HINT)
 )
+
+
+def _might_name_a_secret(text: str) -> bool:
+    """``_HINT.search(text)``, the same answer in a few µs where the regex takes 100-200 µs on a request.
+
+    Python's regex engine tries each of the case-insensitive names at every position; plain substring
+    searches in the lowered text do not. Exact for ASCII text (all an ASCII letter can match is its
+    other case); any other text is left to the regex (Unicode case folding has exceptions).
+    """
+    if not text.isascii():
+        return _HINT.search(text) is not None
+    words = text.lower().replace("-", "_")
+    return any(word in words for word in _FIELD_WORDS) or ("@" in text and _USERINFO_HINT.search(text) is not None)
 
 
 def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,7 +160,7 @@ class Scrubber:
         """
         *_, secrets, in_json = self._current_env()
         text = request.to_json()
-        if not any(value in text for value in in_json) and not self._pattern_in(request) and not _HINT.search(text):
+        if not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
             return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         body = _without_secret_fields(request.body)
