@@ -38,7 +38,9 @@ def finish_run(
     try:
         if write_usage or prune:
             cassette.record_run(run, replays)
-        unused = unused_keys(cassette.index(), replays, run, rootdir)
+        # A whole-suite run covers every recording whoever made it: the keys alone say what it left unused.
+        index = cassette.index() if run.scope is not None else [(key, ()) for key in cassette.keys()]
+        unused = unused_keys(index, replays, run, rootdir)
         lines = [f"llm_replay: {len(unused)} recording{'s' if len(unused) != 1 else ''} not used by this run"]
         if not prune:
             if unused:

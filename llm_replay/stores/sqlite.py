@@ -245,6 +245,13 @@ class SQLiteCache:
 
     # -- usage by runs (llm-replay prune, --llm-prune, stats) ------------------------------------
 
+    def keys(self) -> list[Key]:
+        """Every key, from the primary key's index alone: no row is read (``index`` reads each whole row for its tests)."""
+        if self._connection is None:
+            return []
+        with self._lock:
+            return [(fingerprint, occurrence) for fingerprint, occurrence in self._query("SELECT fingerprint, occurrence FROM interactions ORDER BY fingerprint, occurrence")]
+
     def index(self) -> list[tuple[Key, tuple[str, ...]]]:
         """Every key with the tests that recorded it, without loading the bodies."""
         if self._connection is None:
