@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -13,11 +14,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 # httpcore2 on its first request and keeps a map of its exception classes, so a first import inside
 # an inner session would leave the outer process with a stale map (ConnectError no longer mapped).
 import httpcore2  # noqa: E402,F401
+# The same for importlib_metadata (LiteLLM imports it on its first call): it deletes the standard library's
+# distribution finder and puts its own on sys.meta_path; imported first inside an inner session, its finder
+# would go with that session and leave this process finding no installed distribution at all.
+import importlib_metadata  # noqa: E402,F401
+# Hypothesis's pytest plugin imports hypothesis at the end of every inner session; imported here once, it stays
+# (~0.2 s saved per inner session).
+import hypothesis.internal.observability  # noqa: E402,F401
 from fake_openai import FakeOpenAI  # noqa: E402
+from redis_server import RedisServer, require_redis  # noqa: E402
+from fakes.anthropic_api import FakeAnthropic  # noqa: E402
+from fakes.bedrock_api import FakeBedrock  # noqa: E402
+from fakes.gemini_api import FakeGemini  # noqa: E402
+
+# LiteLLM fetches its model price list from the internet when imported, unless told to use its own copy.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (
-    "CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
+    "CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "ANTHROPIC_BASE_URL",
     # an inner session is not one of the outer session's xdist workers
     "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
 )
@@ -33,6 +49,42 @@ def pytest_configure(config: pytest.Config) -> None:
 def server() -> Iterator[FakeOpenAI]:
     """A fresh loopback OpenAI-compatible server; tests may stop it to prove replay is offline."""
     with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server on a free loopback port for the session (each test takes its own prefix)."""
+    require_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A cassette URL of its own for one test: the shared server, a fresh key prefix."""
+    return redis_server.url()
+
+
+@pytest.fixture
+def anthropic_server() -> Iterator[FakeAnthropic]:
+    """A loopback Anthropic Messages API."""
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini_server() -> Iterator[FakeGemini]:
+    """A loopback Gemini API."""
+    with FakeGemini() as fake:
+        yield fake
+
+
+@pytest.fixture
+def bedrock_server() -> Iterator[FakeBedrock]:
+    """A loopback Bedrock Runtime (Converse)."""
+    with FakeBedrock() as fake:
         yield fake
 
 

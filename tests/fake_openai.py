@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -56,8 +57,9 @@ class FakeOpenAI:
 
     api_key: str = "sk-test-fake"
 
-    def __init__(self, api_key: str = "sk-test-fake") -> None:
+    def __init__(self, api_key: str = "sk-test-fake", tls: ssl.SSLContext | None = None) -> None:
         self.api_key = api_key
+        self.tls = tls  # a server context: serve HTTPS instead of HTTP
         self.base_url = ""
         self.requests: list[dict[str, Any]] = []
         self._failures: list[tuple[int, str]] = []
@@ -69,7 +71,10 @@ class FakeOpenAI:
     def start(self) -> FakeOpenAI:
         """Bind an ephemeral port and serve from a daemon thread."""
         self._server = _Server(self)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "https" if self.tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/v1"
         # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
@@ -138,8 +143,8 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, fake: FakeOpenAI) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, fake: Any, handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler or _Handler)
         self.fake = fake
         self._sockets: set[socket.socket] = set()
         self._sockets_lock = threading.Lock()

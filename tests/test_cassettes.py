@@ -91,7 +91,9 @@ def test_another_sqlite_database_is_refused(tmp_path: Path) -> None:
 
 def test_a_cassette_from_a_newer_llm_replay_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
-    SQLiteCache(path).close()
+    created = SQLiteCache(path)
+    created.put(_interaction("any"))
+    created.close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     with pytest.raises(CassetteError, match="newer llm_replay .*upgrade llm_replay"):
@@ -151,19 +153,13 @@ def test_a_damaged_table_fails_a_write_with_a_message_naming_the_file(tmp_path: 
     damaged.close()
 
 
-def test_delete_removes_recordings_and_their_usage_in_both_stores(tmp_path: Path) -> None:
+def test_the_run_bookkeeping_forgets_deleted_recordings(tmp_path: Path) -> None:
     from llm_replay.model.runs import RunRecord
+    from llm_replay.stores.ledger import RunLedger
 
     kept, gone = _interaction("kept"), _interaction("gone")
-    memory = InMemoryCache()
-    for interaction in (kept, gone):
-        memory.put(interaction)
-    assert memory.delete([gone.key, ("absent", 0)]) == 1 and [i.key for i in memory.interactions()] == [kept.key]
-
-    store = SQLiteCache(tmp_path / "c.sqlite3")
-    for interaction in (kept, gone):
-        store.put(interaction)
-    store.record_run(RunRecord("run-1", "2026-01-01T00:00:00+00:00", True, None), {kept.key: 1, gone.key: 2})
-    assert store.delete([gone.key]) == 1 and store.delete([]) == 0
-    assert store.get(gone.fingerprint) is None and list(store.usage()) == [kept.key], "no orphan usage row is left"
-    store.close()
+    ledger = RunLedger(tmp_path / "ledger.sqlite3")
+    ledger.record(RunRecord("run-1", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 1), {"t.py::test": {kept.key, gone.key}}, {kept.key: 1, gone.key: 2})
+    ledger.forget([gone.key])
+    assert list(ledger.usage()) == [kept.key], "no orphan usage row is left"
+    assert ledger.passes()["t.py::test"].used == {kept.key}

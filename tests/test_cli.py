@@ -14,6 +14,9 @@ import vcr
 from conftest import cassette_file, write_ini
 
 from llm_replay.cli import main
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''
 import openai
@@ -72,7 +75,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("ls", "show", "stats", "import", "export", "prune", "diff", "textconv", "merge", "git-setup"):
+    for command in ("ls", "show", "stats", "import", "export", "prune", "diff", "copy", "textconv", "merge", "git-setup"):
         assert f"    {command}" in out
     assert "--cassette FILE" in out
 
@@ -156,37 +159,41 @@ def test_diff_shows_added_removed_and_changed(recorded, server, capsys):
 # -- prune ------------------------------------------------------------------------------------
 
 
-def test_summary_counts_unused_and_llm_prune_deletes_only_after_a_complete_run(recorded, server, capsys):
-    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # the joke test is gone
-    result = recorded.runpytest()
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run (pytest --llm-prune deletes them*"])
+def test_summary_counts_unused_and_llm_prune_deletes_what_passing_tests_no_longer_use(recorded, server, capsys):
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", failing="broken"))
+    failing = recorded.runpytest("--llm-prune")
+    failing.assert_outcomes(passed=2, failed=1)
+    failing.stdout.fnmatch_lines(["llm_replay: 0 recordings no longer used by the tests that ran", "*kept the recordings of the 1 test(s) that did not pass"])
+    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n"), "the failing test's recording is kept"
 
-    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", failing="broken"))
-    refused = recorded.runpytest("--llm-prune")
-    refused.assert_outcomes(passed=1, failed=1)
-    refused.stdout.fnmatch_lines(["llm_replay: --llm-prune refused: 1 test phase(s) failed or errored; nothing was deleted*"])
-    deselected = recorded.runpytest("--llm-prune", "-k", "capital")
-    deselected.stdout.fnmatch_lines(["llm_replay: --llm-prune refused: 1 test(s) deselected; nothing was deleted*"])
-    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n"), "nothing was deleted"
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke"))  # test_broken is deleted
+    partial = recorded.runpytest("--llm-prune", "-k", "capital")  # test_tell is deselected: never judged
+    partial.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 1 recording *"])
+    out = run_cli(capsys, "ls")[1]
+    assert "joke" in out and "broken" not in out and out.endswith("2 recordings\n"), "only the deleted test's recording went"
 
-    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # test_tell is deleted too
+    counted = recorded.runpytest()
+    counted.assert_outcomes(passed=1)
+    counted.stdout.fnmatch_lines(["llm_replay: 1 recording no longer used by the tests that ran (pytest --llm-prune deletes them)"])
+    assert run_cli(capsys, "ls")[1].endswith("2 recordings\n"), "counting deletes nothing"
     pruned = recorded.runpytest("--llm-prune", "--llm-mode=replay")
     pruned.assert_outcomes(passed=1)
-    pruned.stdout.fnmatch_lines(["llm_replay: 2 recordings not used by this run", f"llm_replay: --llm-prune deleted 2 unused recordings from {cassette_file(recorded)}"])
+    pruned.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 recording no longer used by the tests that ran, from {cassette_file(recorded)}"])
     out = run_cli(capsys, "ls")[1]
     assert "Capital of France" in out and "joke" not in out and "broken" not in out and out.endswith("1 recording\n")
     again = recorded.runpytest()
-    again.stdout.fnmatch_lines(["llm_replay: 0 recordings not used by this run"])
+    again.stdout.fnmatch_lines(["llm_replay: 0 recordings no longer used by the tests that ran"])
 
 
 def test_a_run_of_some_files_never_prunes_other_files_recordings(recorded, server, capsys):
     recorded.makepyfile(test_other=app_tests(server.base_url, "Name a colour"))
     recorded.runpytest().assert_outcomes(passed=3)
     recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # drops the joke
+    recorded.makepyfile(test_other=app_tests(server.base_url, "Name a number"))  # changes its prompt: not run below
     partial = recorded.runpytest("test_app.py", "--llm-prune")
     partial.assert_outcomes(passed=1)
-    partial.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run", "llm_replay: --llm-prune deleted 1 unused recording from *"])
+    partial.stdout.fnmatch_lines(["llm_replay: 1 recording no longer used by the tests that ran", "llm_replay: --llm-prune deleted 1 recording *"])
     out = run_cli(capsys, "ls")[1]
     assert "Name a colour" in out and "Capital of France" in out and "joke" not in out
 
@@ -204,39 +211,39 @@ def test_a_run_of_one_folder_never_prunes_recordings_of_tests_outside_it(recorde
     pruned = recorded.runpytest("--llm-prune")
     env.chdir(recorded.path)
     pruned.assert_outcomes(passed=1)
-    pruned.stdout.fnmatch_lines(["llm_replay: 1 recording not used by this run", "llm_replay: --llm-prune deleted 1 unused recording from *"])
+    pruned.stdout.fnmatch_lines(["llm_replay: 1 recording no longer used by the tests that ran", "llm_replay: --llm-prune deleted 1 recording *"])
     out = run_cli(capsys, "ls")[1]
     assert "Capital of France" in out and "joke" in out and "Name a colour" in out and "Pick a number" not in out
     assert out.endswith("3 recordings\n")
 
 
-def test_prune_command_uses_the_last_complete_run(recorded, server, capsys):
+def test_prune_command_deletes_what_every_owner_passed_without(recorded, server, capsys):
     code, _, err = run_cli(capsys, "prune", "--cassette", str(recorded.path / "other.sqlite3"))
     assert code == 2 and "no cassette at" in err
-
-    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", failing="broken"))
-    recorded.runpytest().assert_outcomes(passed=2, failed=1)  # records "broken", but the run is not complete
-    code, out, _ = run_cli(capsys, "prune")
-    assert (code, out.split(" (")[0]) == (0, "deleted 0 recordings not used by the last complete run"), "newer than that run: kept"
     assert not (recorded.path / "other.sqlite3").exists(), "a command never creates a cassette it was only asked to read or prune"
 
-    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))
-    recorded.runpytest().assert_outcomes(passed=1)
+    recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", failing="broken"))
+    recorded.runpytest("test_app.py::test_capital").assert_outcomes(passed=1)
     code, out, _ = run_cli(capsys, "prune", "--dry-run")
-    assert code == 0 and out.startswith("would delete 2 recordings not used by the last complete run") and "whole suite" in out
-    assert run_cli(capsys, "ls")[1].endswith("3 recordings\n")
+    assert code == 0 and out.startswith("would delete 0 recordings"), "test_tell was not collected whole: it may exist"
+    recorded.runpytest().assert_outcomes(passed=1, failed=1)  # records "broken"; test_tell is now known to be gone
+    imported = SQLiteCache(cassette_file(recorded))  # a recording no test owns, as llm-replay import makes them
+    imported.put(Interaction.of(canonicalize("POST", "https://api.test/v1/x", b'{"q": "imported"}'), RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2020-01-01T00:00:00+00:00"))
+    imported.close()
+    code, out, _ = run_cli(capsys, "prune", "--dry-run")
+    assert code == 0 and out.startswith("would delete 1 recording that every owning test passed without")
+    assert run_cli(capsys, "ls")[1].endswith("4 recordings\n")
     code, out, _ = run_cli(capsys, "prune")
-    assert code == 0 and out.startswith("deleted 2 recordings")
-    assert run_cli(capsys, "ls")[1].endswith("1 recording\n")
+    assert code == 0 and out.startswith("deleted 1 recording")
+    out = run_cli(capsys, "ls")[1]
+    assert out.endswith("3 recordings\n") and "joke" not in out and "broken" in out, "the failing test keeps its recording"
+    assert "api.test" in out, "a recording no test owns goes only when named"
 
 
-def test_prune_command_without_a_complete_run_says_what_to_do(llm_pytester, server, env, capsys):
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", failing="broken"))
-    llm_pytester.runpytest().assert_outcomes(passed=1, failed=1)
-    env.chdir(llm_pytester.path)
+def test_prune_command_without_bookkeeping_says_what_to_do(recorded, capsys):
+    shutil.rmtree(recorded.path / ".pytest_cache")
     code, _, err = run_cli(capsys, "prune")
-    assert code == 2 and "no complete pytest run is recorded" in err and "run the whole suite once" in err
+    assert code == 2 and "no passing test is recorded" in err and "run the tests once" in err
 
 
 def test_stats_counts_replays_and_what_they_saved(recorded, capsys):
@@ -246,7 +253,8 @@ def test_stats_counts_replays_and_what_they_saved(recorded, capsys):
     assert "replays so far:    4 " in out
     saved = next(line for line in out.splitlines() if line.startswith("saved by replays:"))
     assert not saved.startswith("saved by replays:  0 tokens"), saved
-    assert "last complete run: " in out and "whole suite" in out
+    assert "last run: " in out and "(2 tests passed)" in out
+    assert not any(name.endswith(("-wal", "-shm")) for name in (p.name for p in cassette_file(recorded).parent.iterdir()))
 
 
 def test_export_writes_yaml_that_vcrpy_replays_through_the_openai_sdk(recorded, server, capsys, tmp_path):

@@ -44,7 +44,7 @@ def test_question(llm_cache, n):
     recorded.assert_outcomes(passed=WORKER_TESTS)
     recorded.stdout.fnmatch_lines([
         f"llm_replay: 0 replayed, {WORKER_TESTS} recorded, 0 missed in {WORKER_TESTS} tests (mode record*",
-        "llm_replay: 0 recordings not used by this run",  # the controller adds up what every worker used
+        "llm_replay: 0 recordings no longer used by the tests that ran",  # the controller hears what every test used
     ])
     assert "locked" not in recorded.stdout.str() + recorded.stderr.str()
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
@@ -58,10 +58,12 @@ def test_question(llm_cache, n):
     replayed.assert_outcomes(passed=WORKER_TESTS)
     replayed.stdout.fnmatch_lines([
         f"llm_replay: {WORKER_TESTS} replayed, 0 recorded, 0 missed in {WORKER_TESTS} tests (mode replay*",
-        "llm_replay: 0 recordings not used by this run",
+        "llm_replay: 0 recordings no longer used by the tests that ran",
     ])
-    with sqlite3.connect(cassette_file(llm_pytester)) as db:
-        assert db.execute("SELECT count(*) FROM usage").fetchone()[0] == WORKER_TESTS, "the record run's usage, written once"
+    (ledger,) = (llm_pytester.path / ".pytest_cache" / "d" / "llm_replay").iterdir()
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT count(*) FROM passes").fetchone()[0] == WORKER_TESTS, "every worker's tests, by node id"
+        assert db.execute("SELECT sum(replays) FROM usage").fetchone()[0] == WORKER_TESTS, "the replay run's replays"
 
 
 def test_sigkill_while_recording_keeps_every_earlier_interaction(llm_pytester, server, env):

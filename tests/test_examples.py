@@ -45,7 +45,7 @@ def test_example_suite_replays_offline_from_the_top_level_cassette() -> None:
     assert len(node_ids) == 4
     cassette = SQLiteCache(CASSETTE, readonly=True)
     try:
-        owners = {test for _, tests in cassette.index() for test in tests}
+        owners = {test for _, tests, _ in cassette.index() for test in tests}
         instants = {test_id for test_id, _, _ in cassette.instants()}
     finally:
         cassette.close()

@@ -40,7 +40,8 @@ def repo(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
     git(path, "init", "-q", "-b", "main")
     env.chdir(path)
     assert main(["git-setup"]) == 0
-    (path / ".gitignore").write_text(".pytest_cache/\n__pycache__/\n*.sqlite3-wal\n*.sqlite3-shm\n")
+    with (path / ".gitignore").open("a") as ignore:
+        ignore.write(".pytest_cache/\n__pycache__/\n")
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "project")
     return llm_pytester
@@ -51,8 +52,13 @@ def test_git_setup_writes_attributes_and_config(repo, capsys):
     assert attributes == "cassettes/llm_cache.sqlite3 -text diff=llm-replay merge=llm-replay\n"
     assert git(repo.path, "config", "merge.llm-replay.driver").strip().endswith("merge %O %A %B")
     assert git(repo.path, "config", "diff.llm-replay.textconv").strip().endswith("textconv")
+    ignored = (repo.path / ".gitignore").read_text().splitlines()
+    assert {"*-wal", "*-shm", "*-journal"} <= set(ignored), "a killed run's log, or a LangChain cache's, is never committed"
+    for side_file in ("cassettes/llm_cache.sqlite3-wal", ".langchain.db-shm"):
+        assert git(repo.path, "check-ignore", side_file).strip() == side_file
     assert main(["git-setup", "--command", "my-llm-replay"]) == 0  # idempotent, and the command can be chosen
     assert (repo.path / ".gitattributes").read_text() == attributes
+    assert (repo.path / ".gitignore").read_text().splitlines() == ignored
     assert git(repo.path, "config", "merge.llm-replay.driver").strip() == "my-llm-replay merge %O %A %B"
 
 

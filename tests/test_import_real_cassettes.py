@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -124,3 +125,16 @@ def test_exported_yaml_replays_in_vcrpy_through_the_openai_sdk(imported, tmp_pat
         assert cassette.play_count == len(recordings) and cassette.all_played
         played += len(recordings)
     assert played >= 40
+
+
+def test_listing_names_the_model_and_prompt_of_every_provider(imported, capsys):
+    recordings = [r for r in _recordings(imported) if "openai" not in r.request.host]
+    assert {r.request.host for r in recordings} == {
+        "https://api.anthropic.com", "https://generativelanguage.googleapis.com", "https://bedrock-runtime.us-east-1.amazonaws.com",
+    }
+    for recording in recordings:  # Gemini and Bedrock name the model in the URL path, not in the body
+        assert recording.request.model and recording.request.prompt(), recording.request.url
+    assert main(["ls", "--cassette", str(imported)]) == 0
+    listed = capsys.readouterr().out
+    rows = [line for line in listed.splitlines() if "/model/us.amazon.nova-micro-v1%3A0/converse " in line or ":generateContent " in line]
+    assert rows and all(("us.amazon.nova-micro-v1:0" in row or " gemini-" in row) and re.search(r"  \((user|model)\) \S", row) for row in rows), rows

@@ -86,7 +86,8 @@ def test_changed_settings(llm_cache):
         "*llm:       ChatOpenAI, model gpt-4o",
         "*prompt:    (human) What is the capital of Spain?",
         "*cassette:  *cassettes/llm_cache.sqlite3 (1 LangChain entry)",
-        "*closest entry: ChatOpenAI, model gpt-4o-mini, recorded * by test_chat.py::test_capital:",
+        # the test that replayed the answer in the record run owns it too (docs/cassettes-and-git.md)
+        "*closest entry: ChatOpenAI, model gpt-4o-mini, recorded * by test_chat.py::test_capital, test_chat.py::test_fails_after_using_the_cache:",
         '*model_name differs: "gpt-4o-mini" -> "gpt-4o"',
         "*temperature differs: 0.7 -> 0.2",
         '*prompt[[]0].content differs: "What is the capital of France?" -> "What is the capital of Spain?"',

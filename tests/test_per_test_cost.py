@@ -96,7 +96,7 @@ def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server
 
 
 def test_settings_are_worked_out_once_per_distinct_configuration(tmp_path):
-    suite = Suite(mode=Mode.RECORD, mode_is_explicit=False, cassette_path=tmp_path / "c.sqlite3", defaults=CacheSettings(), rootdir=tmp_path)
+    suite = Suite(mode=Mode.RECORD, mode_is_explicit=False, cassette_spec=str(tmp_path / "c.sqlite3"), defaults=CacheSettings(), rootdir=tmp_path)
 
     plain = suite.settings_for({}, {})
     assert suite.settings_for({}, {}) is plain, "the same options give the very same settings"

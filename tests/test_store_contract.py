@@ -1,4 +1,4 @@
-"""The store contract: one suite that every store passes (memory, SQLite; Redis adds one entry to STORES).
+"""The store contract: one suite that every store passes (memory, SQLite, Redis: one entry each in STORES).
 
 Written like LangChain's standard cache tests: the behaviour is stated once, each store only says how
 it is built. A new store proves itself here before the engine, the CLI or pruning may use it.
@@ -18,13 +18,16 @@ from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.stores.base import Store
 from llm_replay.stores.memory import InMemoryCache
+from llm_replay.stores.spec import open_store
 from llm_replay.stores.sqlite import SQLiteCache
 
-# name -> (build a store for a place, whether a second store built for the same place sees the first's writes)
-StoreFactory = Callable[[Path], Store]
-STORES: dict[str, tuple[StoreFactory, bool]] = {
-    "memory": (lambda place: InMemoryCache(), False),
-    "sqlite": (lambda place: SQLiteCache(place / "cassette.sqlite3"), True),
+# name -> (build a store for a test's place (its tmp_path, its fixtures), whether a second store built for the
+# same place sees the first's writes)
+StoreFactory = Callable[[], Store]
+STORES: dict[str, tuple[Callable[[Path, pytest.FixtureRequest], Store], bool]] = {
+    "memory": (lambda place, request: InMemoryCache(), False),
+    "sqlite": (lambda place, request: SQLiteCache(place / "cassette.sqlite3"), True),
+    "redis": (lambda place, request: open_store(request.getfixturevalue("redis_url")), True),
 }
 
 
@@ -34,11 +37,11 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make(kind: str, tmp_path: Path) -> StoreFactory:
+def make(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     opened: list[Store] = []
 
     def build() -> Store:
-        store = STORES[kind][0](tmp_path)
+        store = STORES[kind][0](tmp_path, request)
         opened.append(store)
         return store
 
@@ -100,6 +103,19 @@ def test_put_scrubs_secret_values(store: Store, monkeypatch: pytest.MonkeyPatch)
     assert "<scrubbed:CONTRACT_API_KEY>" in stored.request_json
 
 
+def test_a_secret_in_a_test_id_is_stored_scrubbed_wherever_test_ids_go(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANT_TOKEN", "tenant-secret-value-9")
+    test_id, shown = "t.py::test[tenant-secret-value-9]", "t.py::test[<scrubbed:TENANT_TOKEN>]"
+    recording = _interaction("tenant", tests=(test_id,))
+    store.put(recording)
+    store.put_instant(test_id, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    store.put_clock_read(test_id, True)
+    store.set_owners({recording.key: (test_id, "t.py::other")})
+    assert [sorted(tests) for _, tests, _ in store.index()] == [sorted((shown, "t.py::other"))]
+    assert store.instants() == [(shown, datetime(2026, 1, 1, tzinfo=timezone.utc), True)]
+    assert store.stored_clock(test_id) == (datetime(2026, 1, 1, tzinfo=timezone.utc), True), "found again under the id the test has"
+
+
 def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: Store) -> None:
     for n, prompt in enumerate(["c", "a", "b"]):
         store.put(replace(_interaction(prompt), recorded_at=f"2026-01-0{n + 1}T00:00:00+00:00"))
@@ -111,10 +127,26 @@ def test_iteration_lists_every_recording_and_requests_come_oldest_first(store: S
 def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None:
     store.put(_interaction("a", tests=("t.py::test_a",)))
     store.put(_interaction("b", tests=("t.py::test_b", "t.py::test_c")))
-    assert dict(store.index()) == {
+    assert {key: tests for key, tests, _ in store.index()} == {
         (_interaction("a").fingerprint, 0): ("t.py::test_a",),
         (_interaction("b").fingerprint, 0): ("t.py::test_b", "t.py::test_c"),
     }
+    assert {recorded_at for _, _, recorded_at in store.index()} == {"2026-01-01T00:00:00+00:00"}
+
+
+def test_set_owners_replaces_the_owning_tests_of_the_named_keys_only(store: Store) -> None:
+    a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
+    store.put(a)
+    store.put(b)
+    assert store.get(a.fingerprint) is not None  # read once: a store that caches reads must forget the old owners
+    store.set_owners({a.key: ("t.py::test_a", "t.py::test_x"), ("0" * 32, 0): ("t.py::ghost",)})
+    assert {key: tests for key, tests, _ in store.index()} == {a.key: ("t.py::test_a", "t.py::test_x"), b.key: ("t.py::test_b",)}
+    assert store.get(a.fingerprint).tests == ("t.py::test_a", "t.py::test_x")
+    assert store.get(a.fingerprint).response.body == a.response.body, "the answer is untouched"
+    assert len(store) == 2
+    store.set_owners({})
+    store.set_owners({b.key: ()})
+    assert {key: tests for key, tests, _ in store.index()}[b.key] == () and len(store) == 2, "no owners is not no recording"
 
 
 def test_delete_removes_only_the_named_keys(store: Store) -> None:
@@ -172,3 +204,12 @@ def test_close_keeps_what_was_written_for_the_next_opening(make: StoreFactory, k
     again = make()
     assert again.get(_interaction("durable").fingerprint) is not None
     assert again.stored_clock("t.py::test")[0] == datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def test_binary_bodies_and_metadata_survive_the_round_trip(make: StoreFactory, kind: str) -> None:
+    image = bytes(range(256)) * 4  # not UTF-8
+    recording = replace(_interaction("image", body=image), latency_ms=12.5)
+    writer = make()
+    writer.put(recording)
+    stored = (make() if STORES[kind][1] else writer).get(recording.fingerprint)
+    assert (stored.response.body, stored.latency_ms, stored.response.headers) == (image, 12.5, {"content-type": ["application/json"]})

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import trustme
 import vcr.serializers.yamlserializer  # noqa: F401  imported here, once: pytester's inner sessions drop the modules
 from conftest import cassette_file, printed, write_ini  # they import first, which would leave YAML loading half-stale
 from fake_openai import FakeOpenAI
@@ -100,6 +102,23 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
     missed.assert_outcomes(failed=1)
     missed.stdout.fnmatch_lines(["*llm_replay.CassetteMiss: no recording for this request*"])
     assert len(server.requests) == sent and _rows(llm_pytester) == before
+
+
+def test_verify_sends_https_live(llm_pytester, env, tmp_path):
+    """Real APIs are HTTPS: the live call is made while vcrpy's patch replaces http.client's HTTPS class."""
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(tls)
+    env.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # trusted by httpx (the SDK) and by verify's own call
+    with FakeOpenAI(tls=tls) as https_server:
+        llm_pytester.makepyfile(test_app=VERIFY_TESTS.format(base_url=https_server.base_url))
+        env.setenv("OPENAI_API_KEY", https_server.api_key)
+        llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+        verified = llm_pytester.runpytest("--llm-mode=verify", "-W", "error::UserWarning")
+        verified.assert_outcomes(passed=2)
+        verified.stdout.fnmatch_lines(["llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)"])
+        assert len(https_server.requests) == 4, "each recorded request was also sent live, over TLS"
 
 
 def test_bad_drift_class_is_a_usage_error(llm_pytester):

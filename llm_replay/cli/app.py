@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from ..errors import CassetteError, CommandError
 from ..model.interaction import Interaction
 from ..model.scrub import Scrubber
-from ..stores.sqlite import SQLiteCache
+from ..stores.base import Store
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -25,13 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     """Every subcommand, with its help."""
     parser = argparse.ArgumentParser(
         prog="llm-replay",
-        description="Inspect, prune, import/export, diff and merge llm_replay cassettes.",
-        epilog="Every subcommand that reads one cassette takes --cassette FILE; by default it is the file pytest "
-        "would use from the current directory (ini llm_cassette, else cassettes/llm_cache.sqlite3 under the rootdir).",
+        description="Inspect, prune, import/export, copy, diff and merge llm_replay cassettes.",
+        epilog="Every subcommand that reads one cassette takes --cassette FILE|URL (a redis:// URL for a shared Redis); "
+        "by default it is the one pytest would use from the current directory (ini llm_cassette, else "
+        "cassettes/llm_cache.sqlite3 under the rootdir).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     one = argparse.ArgumentParser(add_help=False)
-    one.add_argument("--cassette", type=Path, metavar="FILE", help="the SQLite cassette (default: the one pytest would use from here)")
+    one.add_argument(
+        "--cassette", metavar="FILE|URL", help="an SQLite file or a redis://host:6379/0?prefix=NAME URL (default: the one pytest would use from here)"
+    )
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help: str, parents: Sequence[argparse.ArgumentParser] = (one,)) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=list(parents), help=help, description=help)
@@ -53,11 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     command("export", _export, "write vcrpy YAML cassettes that vcrpy replays, one per test").add_argument(
         "--yaml", type=Path, required=True, metavar="DIR", help="folder to write the .yaml files into"
     )
-    prune = command("prune", _prune, "delete recordings that the last complete pytest run did not use")
+    prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    command("rm", _rm, "delete recordings by key, bytes and all (the way recordings no test owns go)").add_argument(
+        "keys", nargs="+", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
+    )
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
-    diff.add_argument("old", type=Path, metavar="A")
-    diff.add_argument("new", type=Path, metavar="B")
+    diff.add_argument("old", metavar="A", help="a cassette file or URL")
+    diff.add_argument("new", metavar="B", help="a cassette file or URL")
+    copy = command("copy", _copy, "copy every recording (with instants and owners) from SRC into DST; DST's own win a clash", parents=())
+    copy.add_argument("source", metavar="SRC", help="a cassette file or URL, e.g. redis://ci-redis:6379/0?prefix=myapp")
+    copy.add_argument("target", metavar="DST", help="a cassette file or URL; created when missing")
     command("textconv", _textconv, "print a cassette as sorted, stable text (git's diff textconv)", parents=()).add_argument("file", type=Path)
     merge = command("merge", _merge, "git merge driver: union THEIRS into OURS, keeping ours on a clash", parents=())
     for name in ("base", "ours", "theirs"):
@@ -87,17 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-def _cassette_path(args: argparse.Namespace) -> Path:
+def _cassette_spec(args: argparse.Namespace) -> str:
     from ..engine.project import default_cassette
+    from ..stores.spec import resolved
 
-    return args.cassette if args.cassette is not None else default_cassette()
+    return resolved(args.cassette, Path.cwd()) if args.cassette is not None else default_cassette()
 
 
 @contextmanager
-def _opened(path: Path, writable: bool = False, create: bool = False, scrubber: Scrubber | None = None) -> Iterator[SQLiteCache]:
-    if not create and not path.is_file():
-        raise CassetteError(f"no cassette at {path}; record one with pytest --llm-mode=record, or name another with --cassette FILE")
-    cassette = SQLiteCache(path, readonly=not writable, scrubber=scrubber)
+def _opened(spec: str, writable: bool = False, create: bool = False, scrubber: Scrubber | None = None) -> Iterator[Store]:
+    from ..stores.spec import open_store
+
+    cassette = open_store(spec, readonly=not writable, must_exist=not create, scrubber=scrubber)
     try:
         yield cassette
     finally:
@@ -113,7 +123,7 @@ def _ls(args: argparse.Namespace) -> int:
     from .listing import list_lines
 
     interactions: Iterable[Interaction]
-    with _opened(_cassette_path(args)) as cassette:
+    with _opened(_cassette_spec(args)) as cassette:
         interactions = cassette.interactions()
         if args.older_than is not None:
             from ..engine.age import older_than
@@ -135,16 +145,18 @@ def _age(value: str, source: str) -> float:
 def _show(args: argparse.Namespace) -> int:
     from .listing import find_by_key, show_lines
 
-    with _opened(_cassette_path(args)) as cassette:
+    with _opened(_cassette_spec(args)) as cassette:
         _print(show_lines(find_by_key(cassette, args.key)))
     return EXIT_OK
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
     from .listing import stats_lines
 
-    with _opened(_cassette_path(args)) as cassette:
-        _print(stats_lines(cassette))
+    spec = _cassette_spec(args)
+    with _opened(spec) as cassette:
+        _print(stats_lines(cassette, run_ledger(spec)))
     return EXIT_OK
 
 
@@ -153,15 +165,14 @@ def _import(args: argparse.Namespace) -> int:
     from ..engine.project import ini_before_record, ini_scrubber
     from ..stores.yaml_io import DEFAULT_REDACTED_HOST, import_yaml, read_yaml_cassettes
 
-    path = _cassette_path(args)
     scrubber = ini_scrubber()
     report = read_yaml_cassettes(args.paths, args.redacted_host or DEFAULT_REDACTED_HOST, scrubber)
     report.interactions = list(all_shaped(ini_before_record(), report.interactions))  # the hook, then put's scrubbing
-    with _opened(path, writable=True, create=True, scrubber=scrubber) as cassette:
+    with _opened(_cassette_spec(args), writable=True, create=True, scrubber=scrubber) as cassette:
         union = import_yaml(cassette, report)
     _print(report.skipped)
     _print(union.describe_conflicts())
-    print(f"imported {union.added} recordings from {report.files} files into {path} ({union.identical} already there, {len(union.conflicts)} clashes kept ours, {len(report.skipped)} skipped)")
+    print(f"imported {union.added} recordings from {report.files} files into {cassette.describe()} ({union.identical} already there, {len(union.conflicts)} clashes kept ours, {len(report.skipped)} skipped)")
     return EXIT_OK
 
 
@@ -169,20 +180,33 @@ def _export(args: argparse.Namespace) -> int:
     from ..engine.project import ini_scrubber
     from ..stores.yaml_io import export_yaml
 
-    with _opened(_cassette_path(args), scrubber=ini_scrubber()) as cassette:
+    with _opened(_cassette_spec(args), scrubber=ini_scrubber()) as cassette:
         written = export_yaml(map(cassette.scrubber.interaction, cassette.interactions()), args.yaml)
     print(f"wrote {len(written)} vcrpy cassettes into {args.yaml}")
     return EXIT_OK
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..engine.project import pytest_rootdir_and_ini
-    from ..engine.pruning import prune_after_last_complete_run
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
+    from ..engine.pruning import prune_unused
 
-    path = _cassette_path(args)
     rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
-    with _opened(path, writable=not args.dry_run) as cassette:
-        _print(prune_after_last_complete_run(cassette, rootdir, dry_run=args.dry_run))
+    spec = _cassette_spec(args)
+    with _opened(spec, writable=not args.dry_run) as cassette:
+        _print(prune_unused(cassette, run_ledger(spec), rootdir, dry_run=args.dry_run))
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
+    from .listing import resolve_key
+
+    spec = _cassette_spec(args)
+    with _opened(spec, writable=True) as cassette:
+        keys = list(dict.fromkeys(resolve_key(cassette, key) for key in args.keys))  # every key found, or nothing deleted
+        removed = cassette.delete(keys)
+        print(f"deleted {removed} {'recording' if removed == 1 else 'recordings'} from {cassette.describe()}")
+    run_ledger(spec).forget(keys)
     return EXIT_OK
 
 
@@ -191,8 +215,25 @@ def _diff(args: argparse.Namespace) -> int:
 
     with _opened(args.old) as old, _opened(args.new) as new:
         lines = diff_lines(old, new)
-    _print(lines or [f"no differences between {args.old} and {args.new}"])
+        _print(lines or [f"no differences between {old.describe()} and {new.describe()}"])
     return EXIT_NO if lines else EXIT_OK
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from ..engine.project import ini_scrubber
+    from ..stores.union import union_into
+
+    with _opened(args.source) as source, _opened(args.target, writable=True, create=True, scrubber=ini_scrubber()) as target:
+        if source.describe() == target.describe():
+            raise CommandError(f"copy: {source.describe()} is both the source and the target; name two cassettes")
+        report = union_into(target, source)
+        _print(report.describe_conflicts())
+        clashes = f"; {len(report.conflicts)} recorded differently in both (kept {target.describe()}'s)" if report.conflicts else ""
+        print(
+            f"copied {report.added} recordings from {source.describe()} to {target.describe()} "
+            f"({report.identical} already there{clashes}; {report.instants} test instants)"
+        )
+    return EXIT_OK
 
 
 def _textconv(args: argparse.Namespace) -> int:
@@ -213,8 +254,12 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _git_setup(args: argparse.Namespace) -> int:
+    from ..stores.spec import redacted, scheme
     from .git import git_setup
 
-    _print(git_setup(_cassette_path(args), Path.cwd(), args.driver_command))
+    spec = _cassette_spec(args)
+    if scheme(spec) is not None:
+        raise CommandError(f"git-setup is for a cassette file in the repository, not {redacted(spec)}; copy the shared one into a file first (llm-replay copy)")
+    _print(git_setup(Path(spec), Path.cwd(), args.driver_command))
     return EXIT_OK
 

@@ -1,9 +1,10 @@
-"""``llm-replay audit [PATH...]``: find secrets in every byte of cassettes and exports before they reach git.
+"""``llm-replay audit [PATH|URL...]``: find secrets in every byte of cassettes and exports before they reach git.
 
 An SQLite cassette is read three ways: every cell of every table (JSON keys and header names included,
 as they are text in their cells), the raw file (a deleted row lives on in free space until the file is
 vacuumed), and the files beside it (``-wal``, ``-journal``). Any other file (a YAML or JSON export,
-gzip'd or not) is read as text. What counts as a secret: key shapes (``secret_shapes``), the values of the
+gzip'd or not) is read as text. A Redis cassette (a ``redis://`` URL) is read key by key under its prefix:
+every key name, field name, member and value. What counts as a secret: key shapes (``secret_shapes``), the values of the
 current secret environment variables, and the project's ini ``llm_secret_env``/``llm_secret_patterns``.
 Each finding names where it is and the command that removes it. Exit status 1 if anything is found.
 """
@@ -25,6 +26,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import CassetteError, CommandError
 from ..model.credentials import is_secret_header
 from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, env_placeholder
+from ..stores.spec import open_store, redacted, scheme
 from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
 from .secret_shapes import require_detectors, secret_shapes
 
@@ -39,7 +41,7 @@ _SEPARATOR = "\n\x00\n"
 class Finding:
     """One secret: the file, where in it (table/row/column, or a byte offset), what it looks like, and its remedy."""
 
-    path: Path
+    path: Path | str  # a file, or a Redis cassette's URL without its password
     where: str
     kind: str
     value: str
@@ -87,15 +89,45 @@ class Audit:
             text = text.replace(value, self._placeholders.get(value, PATTERN_PLACEHOLDER))
         return text
 
-    def remedy(self, path: Path) -> str:
+    def remedy(self, path: Path | str) -> str:
         """The command that removes what was found in ``path`` (a cassette's side files: the cassette's)."""
         return shlex.join(["llm-replay", "scrub", str(path), *self.flags])
 
-    def scan_path(self, path: Path) -> Iterator[Finding]:
-        """Findings in one file, or in every cassette-like file under a folder."""
+    def scan_path(self, path: Path | str) -> Iterator[Finding]:
+        """Findings in one file or Redis cassette, or in every cassette-like file under a folder."""
+        if isinstance(path, str):
+            self.files += 1
+            yield from self.scan_redis(path)
+            return
         for file in cassette_files(path):
             self.files += 1
             yield from self.scan_cassette(file) if is_sqlite(file) else self.scan_text_file(file)
+
+    def scan_redis(self, url: str) -> Iterator[Finding]:
+        """Every key under the cassette's prefix: its name, and each field name, value and member it holds."""
+        from ..stores.redis import RedisCache
+
+        shown, remedy = redacted(url), self.remedy(redacted(url))
+        cassette = open_store(url, readonly=True)
+        if not isinstance(cassette, RedisCache):
+            cassette.close()
+            raise CommandError(f"audit reads files and redis:// cassettes, not {shown}")
+        stored_headers: list[Finding] = []
+
+        def keys() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+            for name, value in cassette.raw():
+                key, texts = _named(name.decode("utf-8", "surrogateescape")), list(_key_texts(value))
+                for header in (header for place, text in texts if place == "field headers" for header in _header_names(text)):
+                    stored_headers.append(Finding(shown, f"key {key}, field headers", f"credential header {header!r} stored", "", remedy))
+                yield key, texts
+
+        try:
+            for key, place, text in _flagged(keys(), self):
+                for kind, value in self.detect(text):
+                    yield Finding(shown, f"key {key}, {place}{_json_place(text)}", kind, value, remedy)
+            yield from stored_headers
+        finally:
+            cassette.close()
 
     def scan_cassette(self, path: Path) -> Iterator[Finding]:
         """Every cell of every table, then the deleted data left in the file's free space, then the side files."""
@@ -198,25 +230,47 @@ def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, 
         yield f"schema of {name}", sql
     for table, columns, key_name, rows in table_rows(connection):
         width = len(key_name.split(","))
-        batch: list[tuple] = []
-        for row in rows:
-            audit.rows += 1
-            batch.append(row)
-            if len(batch) == _BATCH:
-                yield from _batch_cells(table, columns, key_name, width, batch, audit)
-                batch = []
-        yield from _batch_cells(table, columns, key_name, width, batch, audit)
+        texts = ((row[:width], [(column, text) for column, cell in zip(columns, row[width:]) if (text := _text(cell))]) for row in rows)
+        for key, column, text in _flagged(texts, audit):
+            yield f"table {table}, row {'#'.join(_named(str(part)) for part in key)}, column {column}{_json_place(text)}", text
 
 
-def _batch_cells(table: str, columns: list[str], key_name: str, width: int, batch: list[tuple], audit: Audit) -> Iterator[tuple[str, str]]:
-    texts = [[_text(cell) for cell in row[width:]] for row in batch]
-    if not any(True for _ in audit.detect(_SEPARATOR.join(text for row in texts for text in row if text))):
-        return
-    for row, row_texts in zip(batch, texts):
-        key = "#".join(_mask(str(part)) if any(True for _ in secret_shapes(str(part))) else str(part) for part in row[:width])
-        for column, text in zip(columns, row_texts):
-            if text:
-                yield f"table {table}, row {key}, column {column}{_json_place(text)}", text
+def _flagged(rows: Iterable[tuple[Any, list[tuple[str, str]]]], audit: Audit) -> Iterator[tuple[Any, str, str]]:
+    """(row, place, text) of every text in a batch of ``_BATCH`` rows whose texts, read as one, hold a secret:
+    the detectors run once per batch, and again text by text only where they hit. Each row is counted."""
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, _BATCH)):
+        audit.rows += len(batch)
+        if any(True for _ in audit.detect(_SEPARATOR.join(text for _, texts in batch for _, text in texts))):
+            yield from ((row, place, text) for row, texts in batch for place, text in texts)
+
+
+def _named(part: str) -> str:
+    """A row's or key's name as a finding shows it: masked if it is itself a secret."""
+    return _mask(part) if any(True for _ in secret_shapes(part)) else part
+
+
+def _key_texts(value: Any) -> Iterator[tuple[str, str]]:
+    """(place, text) of every piece a Redis key holds: a string's value, a hash's field names and values, a set's members."""
+    if isinstance(value, dict):
+        for name, data in value.items():
+            field_name = name.decode("utf-8", "surrogateescape")
+            yield f"name of field {_named(field_name)}", field_name
+            yield f"field {_named(field_name)}", data.decode("utf-8", "surrogateescape")
+    elif isinstance(value, list):
+        for member in value:
+            yield "member", member.decode("utf-8", "surrogateescape")
+    else:
+        yield "value", value.decode("utf-8", "surrogateescape")
+
+
+def _header_names(text: str) -> list[str]:
+    """The credential header names in a stored headers field (JSON), if it is one."""
+    try:
+        headers = json.loads(text)
+    except ValueError:
+        return []
+    return [name for name in headers if is_secret_header(name)] if isinstance(headers, dict) else []
 
 
 def _json_place(text: str) -> str:
@@ -310,12 +364,12 @@ def _size(count: int) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options audit and scrub share: paths, and secrets beyond the built-in rules and the project's ini."""
-    parser.add_argument("paths", nargs="*", metavar="PATH", help=f"cassette files or folders (default: {' '.join(DEFAULT_PATHS)})")
+    parser.add_argument("paths", nargs="*", metavar="PATH|URL", help=f"cassette files or folders, or redis:// URLs (default: {' '.join(DEFAULT_PATHS)})")
     parser.add_argument("--secret-env", action="append", default=[], metavar="GLOB", help="also treat the values of these environment variables as secrets")
     parser.add_argument("--secret-pattern", action="append", default=[], metavar="REGEX", help="also treat matches of this regular expression as secrets")
 
 
-def audit_for(args: argparse.Namespace) -> tuple[Audit, list[Path]]:
+def audit_for(args: argparse.Namespace) -> tuple[Audit, list[Path | str]]:
     """The audit the arguments ask for (the project's ini rules added, as pytest finds them) and the paths to read."""
     from ..engine.project import ini_scrubber
 
@@ -326,8 +380,8 @@ def audit_for(args: argparse.Namespace) -> tuple[Audit, list[Path]]:
     except ValueError as error:
         raise CommandError(str(error)) from None
     flags = tuple(f"--secret-env={name}" for name in args.secret_env) + tuple(f"--secret-pattern={pattern}" for pattern in args.secret_pattern)
-    paths = [Path(p) for p in args.paths] or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
-    missing = [str(p) for p in paths if not p.exists()]
+    paths: list[Path | str] = [p if scheme(p) else Path(p) for p in args.paths] or [Path(p) for p in DEFAULT_PATHS if Path(p).exists()]
+    missing = [str(p) for p in paths if isinstance(p, Path) and not p.exists()]
     if missing:
         raise CommandError(f"no such file or folder: {', '.join(missing)}")
     return Audit(scrubber, flags), paths

@@ -10,12 +10,12 @@ from ..stores.union import same_answer
 from .listing import endpoint_text, key_text, prompt_words, show_lines
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.base import Store
 
 _MAX_BODY_DIFF_LINES = 30
 
 
-def diff_lines(old: "SQLiteCache", new: "SQLiteCache") -> list[str]:
+def diff_lines(old: "Store", new: "Store") -> list[str]:
     """``+``/``-``/``~`` lines by key, with a short diff of each changed recording; empty when equal."""
     before = {i.key: i for i in old.interactions()}
     after = {i.key: i for i in new.interactions()}

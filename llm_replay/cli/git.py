@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from ..errors import CommandError
-from ..stores.union import add_missing
+from ..stores.union import union_into
 from .listing import show_lines
 
 if TYPE_CHECKING:
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from ..stores.sqlite import SQLiteCache
 
 DRIVER = "llm-replay"
+# SQLite's side files: a cassette (and a LangChain cache file such as .langchain.db) at rest is one file; these exist
+# only while a run writes, or beside a killed run's file until the next writing run folds them back.
+IGNORED_SIDE_FILES = ("*-wal", "*-shm", "*-journal")
+_IGNORE_COMMENT = "# SQLite side files of llm_replay cassettes and LangChain cache files (llm-replay git-setup)"
 
 
 @contextmanager
@@ -63,19 +67,11 @@ def merge_into_ours(ours: Path, theirs: Path, scrubber: "Scrubber | None" = None
     from ..stores.sqlite import SQLiteCache
 
     with snapshot(theirs) as other:
-        recordings = list(other.interactions())
-        instants = other.instants()
-    mine = SQLiteCache(ours, scrubber=scrubber)
-    try:
-        report = add_missing(mine, recordings)
-        # Their tests' frozen instants travel with their recordings, or prompts carrying the date would miss.
-        for test_id, instant, clock_read in instants:
-            if mine.stored_clock(test_id)[0] is None:
-                mine.put_instant(test_id, instant)
-                if clock_read is not None:
-                    mine.put_clock_read(test_id, clock_read)
-    finally:
-        mine.close()
+        mine = SQLiteCache(ours, scrubber=scrubber)
+        try:
+            report = union_into(mine, other)  # their tests' instants travel too, or prompts carrying the date would miss
+        finally:
+            mine.close()
     summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"
     if report.conflicts:
         summary += f"; {len(report.conflicts)} recorded differently on both branches (kept ours; re-record them with --llm-mode=refresh to choose)"
@@ -103,6 +99,7 @@ def git_setup(cassette: Path, directory: Path, command: str | None = None) -> li
         kept = [entry for entry in existing if entry.split()[:1] != [pattern]]
         attributes.write_text("\n".join([*kept, line]) + "\n", encoding="utf-8")
         done.append(f"{attributes}: {line}  (commit this file)")
+    done.extend(_ignore_side_files(top / ".gitignore"))
     settings = {
         f"diff.{DRIVER}.textconv": f"{command} textconv",
         f"merge.{DRIVER}.name": "llm_replay cassette: union of both branches' recordings",
@@ -113,6 +110,17 @@ def git_setup(cassette: Path, directory: Path, command: str | None = None) -> li
         done.append(f"git config {name} {shlex.quote(value)}")
     done.append("git diff now shows the cassette as text; git merge unions recordings (every clone runs llm-replay git-setup once)")
     return done
+
+
+def _ignore_side_files(gitignore: Path) -> list[str]:
+    """Add the side-file patterns .gitignore lacks, so ``git add cassettes/`` never picks up a log."""
+    existing = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
+    missing = [pattern for pattern in IGNORED_SIDE_FILES if pattern not in existing]
+    if not missing:
+        return []
+    lines = [*existing, *([] if _IGNORE_COMMENT in existing else [_IGNORE_COMMENT]), *missing]
+    gitignore.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"{gitignore}: ignore {' '.join(missing)}  (commit this file)"]
 
 
 def _git(directory: Path, *args: str) -> str:

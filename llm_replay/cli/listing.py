@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
 from ..errors import CommandError
-from ..model.interaction import Interaction
+from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.base import Store
+    from ..stores.ledger import RunLedger
 
 _PROMPT_WORDS = 10
 _TESTS_WIDTH = 48
@@ -63,16 +65,24 @@ def _tests_text(tests: tuple[str, ...]) -> str:
     return first + (f" (+{len(tests) - 1})" if len(tests) > 1 else "")
 
 
-def find_by_key(cassette: "SQLiteCache", key: str) -> Interaction:
-    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``)."""
+def resolve_key(cassette: "Store", key: str) -> Key:
+    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
     prefix, _, occurrence = key.partition("#")
-    matches = [i for i in cassette.interactions() if i.fingerprint.startswith(prefix) and (not occurrence or str(i.occurrence) == occurrence)]
+    matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
     if not matches:
         raise CommandError(f"no recording with key {key!r} in {cassette.describe()}; `llm-replay ls` lists the keys")
     if len(matches) > 1:
-        shown = ", ".join(key_text(i, 16) for i in matches[:5])
+        shown = ", ".join(fingerprint[:16] + (f"#{n}" if n else "") for fingerprint, n in matches[:5])
         raise CommandError(f"key {key!r} matches {len(matches)} recordings in {cassette.describe()} ({shown}); give more characters, or add #OCCURRENCE")
     return matches[0]
+
+
+def find_by_key(cassette: "Store", key: str) -> Interaction:
+    """The one recording ``key`` names (see ``resolve_key``), in full."""
+    found = cassette.get(*resolve_key(cassette, key))
+    if found is None:  # deleted by another process between the two reads
+        raise CommandError(f"recording {key!r} was just deleted from {cassette.describe()}")
+    return found
 
 
 def show_lines(interaction: Interaction) -> list[str]:
@@ -121,11 +131,10 @@ def reported_tokens(interaction: Interaction) -> tuple[int, int] | None:
     return found_in or 0, found_out or 0
 
 
-def stats_lines(cassette: "SQLiteCache") -> list[str]:
-    """Size, recordings, models, tokens recorded; replays counted by pytest runs and what they saved."""
+def stats_lines(cassette: "Store", ledger: "RunLedger") -> list[str]:
+    """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they saved."""
     interactions = list(cassette.interactions())
-    usage = cassette.usage()
-    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    usage = ledger.usage()
     models = Counter(i.request.model or "-" for i in interactions)
     tokens = {i.key: reported_tokens(i) for i in interactions}
     with_usage = [t for t in tokens.values() if t is not None]
@@ -133,14 +142,22 @@ def stats_lines(cassette: "SQLiteCache") -> list[str]:
     saved_tokens = sum(count * sum(tokens[key] or (0, 0)) for key, count in replays.items())
     latency = {i.key: i.latency_ms or 0.0 for i in interactions}
     saved_seconds = sum(count * latency[key] for key, count in replays.items()) / 1000
-    last = cassette.last_complete_run()
+    last = ledger.last_run()
     return [
-        f"cassette:          {cassette.path} ({size / 1024:.1f} KiB)",
+        f"cassette:          {cassette.describe()}{_size_text(cassette)}",
         f"recordings:        {len(interactions)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
         f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out"
         f" ({len(with_usage)} of {len(interactions)} recordings report usage)",
-        f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run that could write the cassette)",
+        f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run, in {ledger.path})",
         f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time",
-        f"last complete run: {last.finished_at + ' (' + ('whole suite' if last.scope is None else f'{len(last.scope)} test files') + ')' if last else 'none recorded yet'}",
+        f"last run:          {f'{last.finished_at} ({last.passed} tests passed)' if last else 'none recorded yet'}",
     ]
+
+
+def _size_text(cassette: "Store") -> str:
+    """`` (12.3 KiB)`` on disk, with the write-ahead log, for a store kept in a file; nothing for a server."""
+    if not isinstance(cassette.path, Path):
+        return ""
+    size = sum(path.stat().st_size for path in (cassette.path, cassette.path.with_name(cassette.path.name + "-wal")) if path.exists())
+    return f" ({size / 1024:.1f} KiB)"

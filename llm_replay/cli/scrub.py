@@ -1,9 +1,11 @@
-"""``llm-replay scrub [PATH...]``: remove from cassettes and exports every secret ``llm-replay audit`` finds there.
+"""``llm-replay scrub [PATH|URL...]``: remove from cassettes and exports every secret ``llm-replay audit`` finds there.
 
 A cassette is rewritten in place: each recording is stored again through the Scrubber (credential headers,
 query parameters and body fields, test ids), then every remaining secret the audit recognises is replaced in
 every cell of every table, the write-ahead log is folded in and removed, and VACUUM rebuilds the file so
-no deleted row survives in free space. Keys stay as they were, so what still matches still replays.
+no deleted row survives in free space. A Redis cassette is scrubbed the same way, key by key under its
+prefix (what the server's own RDB/AOF files still hold is the server's to rewrite). Keys stay as they
+were, so what still matches still replays.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from ..errors import CommandError
+from ..stores.base import Store
+from ..stores.spec import open_store, redacted
 from ..stores.sqlite import SQLiteCache
 from .audit import SIDE_FILES, Audit, audit_for, cassette_files, is_sqlite, read_text, table_rows
 
@@ -22,8 +27,7 @@ def scrub_cassette(path: Path, audit: Audit) -> int:
     """Scrub one SQLite cassette in place; how many cells changed."""
     cassette = SQLiteCache(path, scrubber=audit.scrubber)
     try:
-        for interaction in list(cassette.interactions()):
-            cassette.put(interaction)
+        _put_again(cassette)
     finally:
         cassette.close()  # folds the -wal in, back to one plain file
     connection = sqlite3.connect(path, isolation_level=None)
@@ -48,6 +52,27 @@ def scrub_cassette(path: Path, audit: Audit) -> int:
     for suffix in SIDE_FILES:  # SQLite removed its own; what is left belongs to no open transaction
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     return changed
+
+
+def scrub_redis(url: str, audit: Audit) -> int:
+    """Scrub one Redis cassette in place (every key under its prefix); how many names and values changed."""
+    from ..stores.redis import RedisCache
+
+    cassette = open_store(url, scrubber=audit.scrubber)
+    if not isinstance(cassette, RedisCache):
+        cassette.close()
+        raise CommandError(f"scrub rewrites files and redis:// cassettes, not {redacted(url)}")
+    try:
+        _put_again(cassette)
+        return cassette.rewrite(lambda data: _scrubbed(data, audit))
+    finally:
+        cassette.close()
+
+
+def _put_again(cassette: Store) -> None:
+    """Store every recording again, through the cassette's Scrubber (credential headers, fields, test ids)."""
+    for interaction in list(cassette.interactions()):
+        cassette.put(interaction)
 
 
 def _scrubbed(cell: Any, audit: Audit) -> Any:
@@ -76,9 +101,11 @@ def scrub_text_file(path: Path, audit: Audit) -> bool:
 def run_scrub(args: argparse.Namespace) -> int:
     """Scrub every file the arguments name; then audit them again and say what is left (exit 1 if anything)."""
     audit, paths = audit_for(args)
-    files = [file for path in paths for file in cassette_files(path)]
+    files = [file for path in paths for file in ([path] if isinstance(path, str) else cassette_files(path))]
     for file in files:
-        if is_sqlite(file):
+        if isinstance(file, str):
+            print(f"{redacted(file)}: {scrub_redis(file, audit)} names and values scrubbed under its prefix")
+        elif is_sqlite(file):
             print(f"{file}: {scrub_cassette(file, audit)} cells scrubbed, write-ahead log folded in, free space vacuumed")
         else:
             print(f"{file}: {'scrubbed' if scrub_text_file(file, audit) else 'nothing to scrub'}")

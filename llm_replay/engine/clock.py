@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-# Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, pytest's own durations, and the
-# SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
+# Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, redis-py's socket timeouts,
+# pytest's own durations, and the SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
 # pools, never to build a prompt, and skipping their modules halves the cost of each freeze.
 IGNORED_MODULES = (
-    "llm_replay.", "sqlite3", "_pytest.timing",
+    "llm_replay.", "sqlite3", "redis", "_pytest.timing",
     "openai", "anthropic", "httpx", "httpcore", "h11", "anyio", "sniffio", "vcr", "yaml", "urllib3", "requests", "aiohttp",
+    # botocore signs (SigV4) and google-auth checks token expiry with the wall clock: a frozen one fails both live
+    "botocore", "boto3", "google.auth", "google.genai", "litellm", "pydantic_ai",
 )
 _MONOTONIC_CLOCKS = ("monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")
 
@@ -57,6 +59,7 @@ def frozen_clock(instant: datetime) -> Iterator[ClockWatch]:
     if api.freeze_factories:
         yield ClockWatch()
         return
+    _typed_as_real_dates(api)
     freezer = freeze_time(instant, ignore=list(IGNORED_MODULES), real_asyncio=True)
     freezer.start()
     try:
@@ -66,6 +69,17 @@ def frozen_clock(instant: datetime) -> Iterator[ClockWatch]:
         yield watch
     finally:
         freezer.stop()
+
+
+def _typed_as_real_dates(api: Any) -> None:
+    """Let pydantic type freezegun's FakeDatetime and FakeDate as the real classes.
+
+    A module an SDK imports lazily during the test (LiteLLM does, on its first call) reads ``datetime`` while it
+    is freezegun's class; a pydantic model annotated with it would fail to build without this.
+    """
+    for fake, real in ((api.FakeDatetime, api.real_datetime), (api.FakeDate, api.real_date)):
+        if "__get_pydantic_core_schema__" not in vars(fake):
+            fake.__get_pydantic_core_schema__ = classmethod(lambda cls, source, handler, real=real: handler.generate_schema(real))
 
 
 def _restore_monotonic_clocks(api: Any, freezer: Any) -> None:

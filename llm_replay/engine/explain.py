@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
+from .adoption import AdoptionIndex, candidate_lines
 from .langchain_keys import (
     describe_llm,
     describe_setting_difference,
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from ..model.interaction import Key
     from ..stores.base import Store
     from .matching import MatchRules
+    from .settings import Mode
 
 _MAX_DIFF_LINES = 12
 _WIDTH = 160
@@ -37,14 +39,23 @@ _VOLATILE = re.compile(
 
 
 def explain_miss(
-    request: CanonicalRequest, key: tuple[str, int], cassette: "Store", rules: "MatchRules", record_command: str | None, *, clock_unread: bool = False
+    request: CanonicalRequest,
+    key: tuple[str, int],
+    cassette: "Store",
+    rules: "MatchRules",
+    record_command: str | None,
+    *,
+    clock_unread: bool = False,
+    mode: "Mode | str" = "replay",
+    adopt: AdoptionIndex | None = None,
 ) -> str:
     """A message for the person reading the failed CI log (``clock_unread``: the test runs on the real clock
-    because its recording never read it)."""
+    because its recording never read it; ``adopt``: the session's index of what ``--llm-mode=adopt`` would serve,
+    built once, so a run where every request misses after an SDK upgrade does not scan the cassette again per miss)."""
     fingerprint, occurrence = key
     if is_langchain_request(request):
         return _explain_langchain_miss(request, occurrence, cassette, record_command)
-    lines = ["no recording for this request (mode 'replay': the network is not used)"]
+    lines = [f"no recording for this request (mode '{mode}': the network is not used)"]
     lines.append(f"  request:   {request.method} {request.url}")
     if request.model:
         lines.append(f"  model:     {request.model}")
@@ -62,8 +73,24 @@ def explain_miss(
     count = len(cassette)
     lines.append(f"  cassette:  {cassette.describe()} ({count} recording{'s' if count != 1 else ''})")
     lines.extend(_closest_lines(rules.view(request), cassette, rules, clock_unread))
+    if adopt is not None and str(mode) != "adopt":
+        lines.extend(_adopt_lines(request, key, cassette, adopt))
     lines.append(f"  to record it: {record_command or 'run again with --llm-mode=record (and an API key)'}")
     return "\n".join(lines)
+
+
+def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt: AdoptionIndex) -> list[str]:
+    """When ``--llm-mode=adopt`` would serve the request (an SDK upgrade moved it): say so, and from which recording."""
+    candidates = adopt.candidates(cassette, request, key)
+    if not candidates:
+        return []
+    which = "it" if len(candidates) == 1 else "the one this test recorded"
+    counted = f"{len(candidates)} recording{'s have' if len(candidates) != 1 else ' has'}"
+    return [
+        f"  adopt:     {counted} the same method, host and body; only the URL differs (an SDK upgrade?). "
+        f"Run with --llm-mode=adopt (or LLM_REPLAY_MODE=adopt) to re-key {which} to this request, offline:",
+        *candidate_lines(candidates, request),
+    ]
 
 
 def _recorded_occurrences(cassette: "Store", fingerprint: str) -> int:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..model.scrub import Scrubber
+    from ..stores.ledger import RunLedger
     from .hooks import BeforeRecord
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
@@ -28,11 +29,22 @@ def pytest_rootdir_and_ini(directory: Path) -> tuple[Path, dict[str, object]]:
     return Path(rootdir), {name: getattr(value, "value", value) for name, value in ini.items()}
 
 
-def default_cassette(directory: Path | None = None) -> Path:
-    """The suite cassette pytest would use: ini ``llm_cassette`` under the rootdir, else the default."""
+def default_cassette(directory: Path | None = None) -> str:
+    """The suite cassette pytest would use: ini ``llm_cassette`` (a file under the rootdir, or a URL), else the default file."""
+    from ..stores.spec import resolved
+
     rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     configured = ini.get("llm_cassette")
-    return rootdir / (str(configured) if configured else DEFAULT_CASSETTE)
+    return resolved(str(configured) if configured else DEFAULT_CASSETTE, rootdir)
+
+
+def run_ledger(cassette: str | Path, directory: Path | None = None) -> "RunLedger":
+    """The run bookkeeping pytest keeps for ``cassette`` (in its cache dir: ini ``cache_dir``, else .pytest_cache under the rootdir)."""
+    from ..stores.ledger import RunLedger, ledger_path
+
+    rootdir, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    cache_dir = rootdir / str(ini.get("cache_dir") or ".pytest_cache")
+    return RunLedger(ledger_path(cache_dir / "d" / "llm_replay", cassette))
 
 
 def ini_scrubber(directory: Path | None = None) -> "Scrubber":

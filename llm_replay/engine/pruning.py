@@ -1,7 +1,8 @@
-"""The end of a run and pruning: remember what the run used, report what it did not, delete it when asked.
+"""The end of a run and pruning: settle who owns what, remember the run, report what went unused, delete when asked.
 
-The usage is written once, at the end of the session, in one transaction (never per replay), and
-only when the run may write the cassette: a strict CI replay leaves the committed file untouched.
+Everything is written once, at the end of the session. The run's bookkeeping goes to the ledger (pytest's
+cache dir); the cassette is written only when ownership changed, a refresh replaced a test's recordings,
+or ``--llm-prune`` deletes: a run that records nothing leaves it byte-identical.
 """
 
 from __future__ import annotations
@@ -10,72 +11,102 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from ..errors import CommandError
+from ..errors import CassetteError, CommandError
 from ..model.interaction import Key
-from ..model.runs import RunOutcome, unused_keys
+from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
 
 if TYPE_CHECKING:
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.base import Store
+    from ..stores.ledger import RunLedger
 
 
-def finish_run(
-    path: Path,
-    outcome: RunOutcome,
-    replays: Mapping[Key, int],
-    *,
-    uid: str,
-    rootdir: Path,
-    write_usage: bool,
-    prune: bool,
-) -> list[str]:
-    """Summary lines for the end of a pytest run; records its usage and prunes when asked and allowed."""
-    from ..stores.sqlite import SQLiteCache
+def now_stamp() -> str:
+    """When a run starts or ends, as the ledger keeps it."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
-    if not path.is_file():
+
+def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, uid: str, started_at: str, rootdir: Path, prune: bool) -> list[str]:
+    """Summary lines for the end of a pytest run; settles ownership, records the run, prunes when asked.
+    ``cassette_spec``: an absolute path or a URL (stores.spec)."""
+    from ..stores.spec import open_store, scheme
+
+    if scheme(cassette_spec) is None and not Path(cassette_spec).is_file():
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
-    run = outcome.record(uid, datetime.now(timezone.utc).isoformat(timespec="microseconds"))
-    cassette = SQLiteCache(path, readonly=not (write_usage or prune))
+    cassette = open_store(cassette_spec, readonly=not (outcome.writes or prune))
     try:
-        if write_usage or prune:
-            cassette.record_run(run, replays)
-        # A whole-suite run covers every recording whoever made it: the keys alone say what it left unused.
-        index = cassette.index() if run.scope is not None else [(key, ()) for key in cassette.keys()]
-        unused = unused_keys(index, replays, run, rootdir)
-        lines = [f"llm_replay: {len(unused)} recording{'s' if len(unused) != 1 else ''} not used by this run"]
+        vanished = outcome.vanished({test for _, owners, _ in cassette.index() for test in owners})
+        passes = outcome.passes(vanished)
+        lines = []
+        try:
+            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes())), passes, outcome.replays())
+            known = ledger.passes()
+        except CassetteError as error:  # a read-only checkout: this run's own passes still count
+            lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
+            known = {test: TestPass(uid, started_at, used) for test, used in passes.items()}
+        if outcome.writes:
+            lines += settle_ownership(cassette, outcome, known, started_at)
+        unused = prunable(cassette.index(), known, rootdir, among=passes)
+        noun = "recording" if len(unused) == 1 else "recordings"
+        lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
             if unused:
-                lines[0] += " (pytest --llm-prune deletes them after a run where every test passes)"
+                lines[-1] += " (pytest --llm-prune deletes them)"
             return lines
-        reason = outcome.incomplete_because()
-        if reason is not None:
-            lines.append(f"llm_replay: --llm-prune refused: {reason}; nothing was deleted. Fix that, then run pytest --llm-prune again")
-        else:
-            removed = cassette.delete(unused)
-            lines.append(f"llm_replay: --llm-prune deleted {removed} unused recording{'s' if removed != 1 else ''} from {path}")
+        removed = cassette.delete(unused)
+        ledger.forget(unused)
+        lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
+        failed = sum(not test.complete_pass for test in outcome.tests.values())
+        if failed:
+            lines.append(f"llm_replay: --llm-prune kept the recordings of the {failed} test(s) that did not pass")
         return lines
     finally:
         cassette.close()
 
 
-def _later(recorded_at: str, finished_at: str) -> bool:
-    try:
-        return datetime.fromisoformat(recorded_at) > datetime.fromisoformat(finished_at)
-    except ValueError:
-        return True  # an unreadable date is never a reason to delete
+def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str, TestPass], started_at: str) -> list[str]:
+    """Every test owns what it used; a test that passed a refresh owns only what it used in it.
 
-def prune_after_last_complete_run(cassette: "SQLiteCache", rootdir: Path, dry_run: bool = False) -> list[str]:
-    """``llm-replay prune``: delete what the last complete run could have used and did not."""
-    run = cassette.last_complete_run()
-    if run is None:
+    What a refreshed test owned before and no longer uses loses it as owner; a recording left with no owner
+    (stored, or a test whose latest pass used it) is deleted: the refresh replaced it, even if its key changed.
+    Recordings written after this run began are never touched (another session may be recording).
+    """
+    refreshed = {test for test, result in outcome.tests.items() if result.refreshed and result.complete_pass}
+    users: dict[Key, set[str]] = {}
+    for test, result in outcome.tests.items():
+        for key in result.used:
+            users.setdefault(key, set()).add(test)
+    for test, last in passes.items():
+        for key in last.used:
+            users.setdefault(key, set()).add(test)
+    changed: dict[Key, tuple[str, ...]] = {}
+    replaced: list[Key] = []
+    for key, stored, recorded_at in cassette.index():
+        owners = set(stored) | users.get(key, set())
+        dropped = {test for test in owners & refreshed if key not in outcome.tests[test].used}
+        if not written_before_run(recorded_at, started_at):
+            dropped = set()
+        owners -= dropped
+        if dropped and not owners:
+            replaced.append(key)
+        elif owners != set(stored):
+            changed[key] = tuple(sorted(owners))
+    cassette.set_owners(changed)
+    removed = cassette.delete(replaced)
+    return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
+
+
+def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
+    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
+    passes = ledger.passes()
+    if not passes:
         raise CommandError(
-            f"no complete pytest run is recorded in {cassette.describe()}: run the whole suite once (pytest, every test passing, "
-            "in a mode that may write the cassette, e.g. --llm-mode=record), then llm-replay prune"
+            f"no passing test is recorded for {cassette.describe()} (bookkeeping {ledger.path}): run the tests once "
+            "(pytest, in this project; the recordings of the tests that pass without them become prunable), then llm-replay prune"
         )
-    # Used by that run or a later one, or recorded after it: that run could not have used them.
-    kept = cassette.keys_used_since(run.finished_at) | {i.key for i in cassette.interactions() if _later(i.recorded_at, run.finished_at)}
-    unused = unused_keys(cassette.index(), kept, run, rootdir)
-    scope = "the whole suite" if run.scope is None else f"{len(run.scope)} test files"
+    unused = prunable(cassette.index(), passes, rootdir)
+    noun = "recording" if len(unused) == 1 else "recordings"
     if dry_run:
-        return [f"would delete {len(unused)} recordings not used by the last complete run ({run.finished_at}, {scope}):", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
+        return [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
     removed = cassette.delete(unused)
-    return [f"deleted {removed} recordings not used by the last complete run ({run.finished_at}, {scope}) from {cassette.describe()}"]
+    ledger.forget(unused)
+    return [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]

@@ -12,6 +12,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
+from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .explain import explain_miss
 from .hooks import BeforeRecord, shaped
 from .host_patterns import HostPatterns
@@ -29,7 +30,8 @@ class Recorder:
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
     ``drift`` holds what verify found for each request (the recording's key and its drift classes) and
-    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``).
+    ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``), and
+    ``adoptions`` what adopt mode re-keyed (old → new request).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class Recorder:
         repeats: str = "cache",
         rules: MatchRules | None = None,
         rekey: RekeyIndex | None = None,
+        adoption: AdoptionIndex | None = None,
         test_id: str | None = None,
         frozen_at: datetime | None = None,
         keep_instant: bool = False,
@@ -62,9 +65,11 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
-        self.replays_by_key: Counter[Key] = Counter()  # what the run used, written once at its end
+        self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
+        self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
         self._rekey = rekey
+        self._adoption = adoption
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
@@ -103,23 +108,66 @@ class Recorder:
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
-        found = self.cassette.get(*key)
-        if found is None and self._rekey is not None:
-            found = self._rekey.find(self.cassette, *key)
+        try:
+            found = self.cassette.get(*key)
+            if found is None and self._rekey is not None:
+                found = self._rekey.find(self.cassette, *key)
+            if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
+                found = self._adopted(request, key)
+            if found is None and self.mode.fails_on_miss and strict:
+                hint = self._record_hint() if self._record_hint else None
+                miss = CassetteMiss(
+                    explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
+                )
+                self.count_miss(miss)
+                raise miss
+        except CassetteError as error:
+            # A cassette that cannot be read (a Redis gone mid-session) fails the test; it never becomes a live call.
+            failure = CassetteMiss(f"{request.method} {request.url} could not be looked up: {error}")
+            self.count_miss(failure)
+            raise failure from error
         if found is not None and self.max_age is not None and not self._fresh_enough(request, found):
             return None  # expired, and this mode may re-record it
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.replays_by_key[key] += 1
+                self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
-            return found
-        if self.mode.read_only and strict:
-            hint = self._record_hint() if self._record_hint else None
-            miss = CassetteMiss(explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread))
+        return found
+
+    def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
+        """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
+
+        Several candidates: this test's own wins, else the miss fails and lists them. The new copy is
+        written before the old key goes, so a killed run leaves both, never neither.
+        """
+        __tracebackhide__ = True
+        candidates = self._adoption.candidates(self.cassette, request, key)  # type: ignore[union-attr]
+        if not candidates:
+            return self.cassette.get(*key)  # another xdist worker may have adopted it a moment ago
+        old = chosen(candidates, self.test_id)
+        if old is None:
+            miss = CassetteMiss(
+                f"{len(candidates)} recordings could be adopted for {request.method} {request.url} and none is this test's own "
+                f"({self.test_id or 'no test'}); none was adopted:\n" + "\n".join(candidate_lines(candidates, request))
+                + "\n  re-record this test (pytest --llm-mode=refresh ...), or delete the stale recordings with llm-replay rm"
+            )
             self.count_miss(miss)
             raise miss
-        return None
+        tests = tuple(sorted({*old.tests, self.test_id})) if self.test_id else old.tests  # the owners it had, and this test
+        adopted = Interaction.of(
+            request, old.response, fingerprint=key[0], occurrence=key[1], recorded_at=old.recorded_at, latency_ms=old.latency_ms, tests=tests
+        )
+        try:
+            self.cassette.put(adopted)
+            self.cassette.delete([old.key])
+        except CassetteError as error:
+            failure = CassetteMiss(f"the recording of {old.request.method} {old.request.url} could not be re-keyed to {request.url}: {error}")
+            self.count_miss(failure)
+            raise failure from error
+        with self._lock:
+            self.adoptions.append(shape_change(old.request, request))
+        return adopted
 
     def _fresh_enough(self, request: CanonicalRequest, found: Interaction) -> bool:
         """Whether an expired recording may still be replayed: yes with a warning, no to re-record it (False),
@@ -136,7 +184,7 @@ class Recorder:
             with self._lock:
                 self.expired.append(f"{where}: {old}")
             return True
-        if self.on_expired == "refresh" and not self.mode.read_only:
+        if self.on_expired == "refresh" and not self.mode.fails_on_miss:
             return False
         why = f"on_expired = {self.on_expired}" + (f", and mode '{self.mode}' does not call the network to re-record it" if self.on_expired == "refresh" else "")
         command = (
@@ -157,10 +205,9 @@ class Recorder:
 
     def unplayed(self) -> list[Key]:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
-        if self.test_id is None or self.cassette.path is None:
+        if self.test_id is None:
             return []
-        used = set(self.replays_by_key) | {interaction.key for interaction in self.interactions}
-        return [key for key, tests in self.cassette.index() if self.test_id in tests and key not in used]
+        return [key for key, tests, _ in self.cassette.index() if self.test_id in tests and key not in self.used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
@@ -173,6 +220,9 @@ class Recorder:
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
+        # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
+        earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
+        owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
             response,
@@ -180,7 +230,7 @@ class Recorder:
             occurrence=occurrence,
             recorded_at=utc_stamp(),
             latency_ms=round(latency_s * 1000, 1),
-            tests=(self.test_id,) if self.test_id else (),
+            tests=owners,
         )
         try:
             kept = shaped(self.before_record, interaction)
@@ -201,6 +251,7 @@ class Recorder:
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
+            self.used[interaction.key] += 0
             self.interactions.append(interaction)
 
     def keep_clock_read(self, read: bool) -> None:
@@ -209,7 +260,7 @@ class Recorder:
         A new instant takes this run's answer; a reused one only ever turns to "read" (what earlier runs
         recorded under it may have read the clock). Replays write nothing.
         """
-        if self.test_id is None or self.mode.read_only:
+        if self.test_id is None or self.mode.fails_on_miss:
             return
         if self._instant_kept:
             self.cassette.put_clock_read(self.test_id, read)

@@ -15,10 +15,21 @@ class Mode(str, enum.Enum):
     RECORD = "record"
     REFRESH = "refresh"
     OFF = "off"
+    ADOPT = "adopt"
     VERIFY = "verify"
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def fails_on_miss(self) -> bool:
+        """A miss fails the test and nothing new is recorded (replay, adopt, verify)."""
+        return self in (Mode.REPLAY, Mode.ADOPT, Mode.VERIFY)
+
+    @property
+    def offline(self) -> bool:
+        """Never goes live: the network is blocked (``adopt`` first re-keys a recording an SDK upgrade moved)."""
+        return self in (Mode.REPLAY, Mode.ADOPT)
 
     @property
     def read_only(self) -> bool:
@@ -105,6 +116,8 @@ class CacheSettings:
     allow_hosts: tuple[str, ...] = ()
     # -- issue 5: the LangChain layer (llm_replay.langchain) --
     layer: tuple[str, ...] = ("http",)
+    # -- issue 12: body fields an SDK upgrade may change that adopt mode still re-keys --
+    adopt_body_paths: tuple[str, ...] = ()
     # -- issue 17: recordings grow old --
     max_age: float | None = None  # seconds; None: recordings never expire
     on_expired: str = "warn"
@@ -137,21 +150,17 @@ class CacheSettings:
         changes = dict(options)
         if "mode" in changes:
             changes["mode"] = parse_mode(changes["mode"], source)
-        if "match_ignore" in changes:
+        for name in ("match_ignore", "adopt_body_paths"):
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
-            from .matching import ignore_paths
+            if name in changes:
+                from .matching import ignore_paths
 
-            added = ignore_paths(changes["match_ignore"], source)
-            changes["match_ignore"] = tuple(dict.fromkeys(self.match_ignore + added))
-        if "allow_hosts" in changes:
-            # Like match_ignore, allowed hosts add up (ini, then llm_cache_config, then the marker).
-            hosts = changes["allow_hosts"]
-            added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
-            changes["allow_hosts"] = tuple(dict.fromkeys(self.allow_hosts + added))
-        if "ignore_hosts" in changes:
-            hosts = changes["ignore_hosts"]
-            added = (hosts,) if isinstance(hosts, str) else tuple(hosts)
-            changes["ignore_hosts"] = tuple(dict.fromkeys(self.ignore_hosts + added))
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(changes[name], source)))
+        for name in ("allow_hosts", "ignore_hosts"):
+            # Like match_ignore, host lists add up.
+            if name in changes:
+                hosts = changes[name]
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ((hosts,) if isinstance(hosts, str) else tuple(hosts))))
         if changes.get("max_age") not in (None, ""):
             from .age import parse_age
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     ContextManager,
@@ -29,7 +28,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
 
     ``http`` intercepts the HTTP libraries; ``langchain`` sets LangChain's global cache. With both, the
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
-    Replaying also blocks every connection that would leave the machine, except to ``allowed_hosts`` and
+    Replay and adopt also block every connection that would leave the machine, except to ``allowed_hosts`` and
     the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
     """
     from .network import blocking_network, network_open
@@ -39,10 +38,11 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
             yield recorder
         return
     with ExitStack() as stack:
-        if recorder.mode is Mode.REPLAY:
+        if recorder.mode.offline:
             ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
             stack.enter_context(placeholder_keys())
-            stack.enter_context(blocking_network((*allowed_hosts, *ignored), on_blocked=recorder.count_miss))
+            # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
+            stack.enter_context(blocking_network((*allowed_hosts, *ignored, *recorder.cassette.hosts), on_blocked=recorder.count_miss))
         else:
             stack.enter_context(network_open())
         if "langchain" in layers:
@@ -88,23 +88,25 @@ def use_cassette(
 ) -> Iterator[Recorder]:
     """Record and replay outside pytest (scripts, notebooks) with the same engine.
 
-    ``path=None`` keeps recordings in memory for the block. ``mode`` defaults as in pytest:
-    env ``LLM_REPLAY_MODE``, else ``replay`` when ``CI`` is set, else ``record``. The clock is not
-    frozen here (there is no test to keep an instant for); freeze it yourself if prompts carry the time.
+    ``path`` is a file or a ``redis://`` URL (what ``--llm-cassette`` takes); None keeps recordings in
+    memory for the block. ``mode`` defaults as in pytest: env ``LLM_REPLAY_MODE``, else ``replay`` when
+    ``CI`` is set, else ``record``. The clock is not frozen here (there is no test to keep an instant
+    for); freeze it yourself if prompts carry the time.
     ``scrubber`` adds secret variable names and patterns to the built-in ones. ``before_record``,
     ``ignore_hosts``, ``max_age`` and ``on_expired`` work as the ``llm_cache`` options of the same names
     (docs/verify-and-age.md). Each thread or asyncio task may activate its own cassette.
     """
+    from ..engine.adoption import AdoptionIndex, AdoptRules
     from ..engine.matching import MatchRules, ignore_paths
     from ..engine.recorder import Recorder
     from ..engine.settings import CacheSettings
     from ..stores.memory import InMemoryCache
-    from ..stores.sqlite import SQLiteCache
+    from ..stores.spec import open_store
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
     options = CacheSettings().updated({"max_age": max_age, "on_expired": on_expired, "before_record": before_record}, "use_cassette(...)")
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
-    cassette = InMemoryCache(scrubber) if path is None else SQLiteCache(Path(path), readonly=chosen.read_only, scrubber=scrubber)
+    cassette = InMemoryCache(scrubber) if path is None else open_store(path, readonly=chosen.read_only, scrubber=scrubber)
     try:
         hint = f"run the same code with mode='record' (or LLM_REPLAY_MODE=record) and an API key; it records into {cassette.describe()}"
         recorder = Recorder(
@@ -112,6 +114,7 @@ def use_cassette(
             chosen,
             repeats=repeats,
             rules=rules,
+            adoption=AdoptionIndex(AdoptRules(rules)),
             record_hint=lambda: hint,
             max_age=options.max_age,
             on_expired=options.on_expired,

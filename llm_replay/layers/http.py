@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ..engine.recorder import Recorder
 from ..engine.settings import Mode
-from ..errors import CassetteMiss
+from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
 from .placeholders import PLACEHOLDER_KEY
@@ -59,8 +59,8 @@ class VcrCassetteAdapter:
 
     @property
     def write_protected(self) -> bool:
-        """Replay and verify never record (a miss has already raised CassetteMiss by then)."""
-        return self.recorder.mode.read_only
+        """Replay, adopt and verify never record (a miss has already raised CassetteMiss by then)."""
+        return self.recorder.mode.fails_on_miss
 
     def _pending(self, vcr_request: Any) -> _Pending:
         __tracebackhide__ = True

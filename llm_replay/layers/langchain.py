@@ -172,9 +172,9 @@ class RecorderCache(_CassetteBackedCache):
         return self._generations(found)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Record what the model answered (never while replaying or verifying: the layer below answered then)."""
+        """Record what the model answered (never in a strict mode (replay, adopt, verify): the layer below answered then)."""
         _CACHE_CALLING.set(False)
-        if self.recorder.mode.read_only:
+        if self.recorder.mode.fails_on_miss:
             return
         request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)

@@ -2,11 +2,15 @@
 
 The call goes out on the standard library's own HTTP connection (the class vcrpy keeps unpatched), so it
 never meets the recorder again; the SDK's transport settings (proxies, custom certificates) do not apply to it.
+HTTPS wraps that plain connection in TLS here: ``http.client.HTTPSConnection`` cannot be built while vcrpy's
+patch is on (its ``__init__`` names the module's class, which is then vcrpy's stub).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import ssl
 import warnings
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,12 +24,14 @@ TIMEOUT_S = 300.0  # a long completion may take minutes
 
 def send_live(vcr_request: Any, timeout: float = TIMEOUT_S) -> RecordedResponse | None:
     """The live answer to ``vcr_request`` (vcrpy's request), decoded; None, with a warning, when it cannot be sent."""
-    from vcr.patch import _HTTPConnection, _HTTPSConnection  # the classes as they were before vcrpy patched them
+    from vcr.patch import _HTTPConnection  # the class as it was before vcrpy patched it
 
     url = urlsplit(vcr_request.uri)
-    connection_class = _HTTPSConnection if url.scheme == "https" else _HTTPConnection
     headers = {name: value for name, value in vcr_request.headers.items() if name.lower() not in _FRAMING_HEADERS}
-    connection = connection_class(url.hostname, url.port, timeout=timeout)
+    if url.scheme == "https":
+        connection = _tls_connection_class(_HTTPConnection)(url.hostname, url.port or 443, timeout=timeout)
+    else:
+        connection = _HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
         connection.request(vcr_request.method, (url.path or "/") + (f"?{url.query}" if url.query else ""), body=vcr_request.body, headers=headers)
         answer = connection.getresponse()
@@ -39,3 +45,17 @@ def send_live(vcr_request: Any, timeout: float = TIMEOUT_S) -> RecordedResponse 
         return None
     finally:
         connection.close()
+
+
+@functools.cache
+def _tls_connection_class(plain: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+    """``plain`` with TLS on connect: the system's trusted certificates (and ``SSL_CERT_FILE``), hostname checked."""
+
+    class TLSConnection(plain):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            context = ssl.create_default_context()
+            context.set_alpn_protocols(["http/1.1"])
+            self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+
+    return TLSConnection

@@ -23,6 +23,9 @@ PLACEHOLDER_KEY_VARIABLES = (
     "DEEPSEEK_API_KEY",
     "XAI_API_KEY",
     "OPENROUTER_API_KEY",
+    # boto3 signs with these (SigV4); the signature never reaches a cassette nor a fingerprint
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
 )
 PLACEHOLDER_KEY = "llm-replay-placeholder-key"
 

@@ -12,11 +12,11 @@ SECRET_QUERY_PARAMS = frozenset({
     "key", "api_key", "apikey", "api-key", "access_token", "access-token", "refresh_token", "id_token", "token", "code",
     "signature", "sig", "client_secret", "client-secret", "password", "passwd", "auth",
     # presigned URLs (AWS SigV4, Google Cloud Storage V4)
-    "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature",
+    "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-amz-date", "x-goog-credential", "x-goog-signature",
 })
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
-    "openai-organization", "openai-project", "anthropic-organization-id",
+    "openai-organization", "openai-project", "anthropic-organization-id", "x-amz-security-token",
 })
 # A header whose name has one of these words (``x-amz-security-token``, ``x-…-token``, ``x-client-secret``)
 # carries a credential; ``x-ratelimit-remaining-tokens`` does not ("tokens", counted, are not a token).
@@ -51,3 +51,15 @@ def is_secret_field(name: str) -> bool:
     """Whether a settings field holds a credential (``api_key``, ``openai_api_key``, ``access_token``)."""
     lowered = name.lower().replace("-", "_")
     return lowered in {"key", "token", "secret"} or lowered.endswith(("api_key", "apikey", "access_token", "_secret", "password"))
+
+
+def without_password(url: str) -> str:
+    """A URL as it may be shown, logged or stored: its password removed (``redis://user:pw@host`` ->
+    ``redis://user@host``), everything else kept."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))

@@ -9,15 +9,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .credentials import is_secret_query_param
 
 _MISSING = object()
 _DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth
+# Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
+# and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
+_MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):[A-Za-z]+$|^/model/(?P<bedrock>[^/]+)/[a-z-]+$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,19 +78,21 @@ class CanonicalRequest:
 
     @property
     def model(self) -> str | None:
-        """The model the request names, if its body is JSON with a ``model`` field."""
+        """The model the request names: a JSON or form ``model`` field, else the URL path (Gemini, Bedrock)."""
         if isinstance(self.body, dict) and isinstance(self.body.get("model"), str):
             return self.body["model"]
         if self.body_kind == "multipart":
             return next((part.get("value") for part in self.body if part.get("name") == "model"), None)
-        return None
+        found = _MODEL_IN_PATH.search(self.path)
+        return unquote(found["gemini"] or found["bedrock"]) if found else None
 
     def prompt(self) -> str | None:
         """The last message, prompt or input: what a reader recognises the request by."""
         body = self.body
         if not isinstance(body, dict):
             return None
-        messages = body.get("messages")
+        # OpenAI, Anthropic and Bedrock send "messages"; Gemini sends "contents"
+        messages = body.get("messages", body.get("contents"))
         if isinstance(messages, list) and messages:
             last = messages[-1]
             role = last.get("role", "?") if isinstance(last, dict) else "?"
@@ -100,11 +106,14 @@ class CanonicalRequest:
         return None
 
 
-def canonicalize(method: str, url: str, body: bytes | str | None, content_type: str = "") -> CanonicalRequest:
+def canonicalize(method: str, url: str, body: bytes | str | None, content_type: str | bytes = "") -> CanonicalRequest:
     """The canonical request for one HTTP request as the client is about to send it.
 
     Total: any input gives a request (property-tested), since a crash here would fail a user's test.
+    ``content_type`` may be bytes: botocore sends its header values so.
     """
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
     url = _encodable(url)
     try:
         parts = urlsplit(url)
@@ -204,16 +213,27 @@ def _message_text(message: Any) -> str:
     if isinstance(message, str):
         return message
     if isinstance(message, dict):
-        content = message.get("content", message.get("text"))
+        content = message.get("content", message.get("parts", message.get("text")))  # Gemini: "parts"
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            texts = [item.get("text", "") for item in content if isinstance(item, dict) and "text" in item]
-            if texts:
-                return " ".join(texts)
+            texts = [_block_text(item) for item in content if isinstance(item, dict)]
+            if any(texts):
+                return " ".join(text for text in texts if text)
         if "tool_calls" in message:
             return "tool calls: " + json.dumps(message["tool_calls"], sort_keys=True)
     return json.dumps(message, sort_keys=True, ensure_ascii=False)
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    """A content block's text; a tool result (Anthropic, Bedrock, Gemini) as what it returned."""
+    if isinstance(block.get("text"), str):
+        return block["text"]
+    for name in ("tool_result", "toolResult", "functionResponse"):
+        if block.get("type") == name or name in block:
+            result = block.get(name, block)
+            return "tool result: " + json.dumps(result.get("content", result.get("response", result)), sort_keys=True, ensure_ascii=False)
+    return ""
 
 
 # -- differences -----------------------------------------------------------------------------

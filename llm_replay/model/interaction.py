@@ -14,8 +14,11 @@ Key = tuple[str, int]  # (fingerprint, occurrence): where an interaction lives i
 
 
 def utc_stamp(instant: datetime | None = None) -> str:
-    """How a recording's time is stored (``recorded_at``): UTC to the second; now unless given."""
-    return (instant or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    """How a recording's time is stored (``recorded_at``), in UTC: now to the millisecond (pruning compares it with
+    when a run began, and runs follow each other within a second), or a given instant (a Date header) to the second."""
+    if instant is None:
+        return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return instant.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,28 @@ class Interaction:
 
     def usage(self) -> tuple[int | None, int | None]:
         """Input and output tokens the answer reports (None where it does not), for chat, completions,
-        Responses and Anthropic alike, whole JSON or streamed (the usage in its events; the last count wins)."""
+        Responses, Anthropic, Gemini and Bedrock alike, whole JSON or streamed (SSE, or AWS's binary event
+        stream: the usage in its events; the last count wins)."""
         data = self.response.json()
-        events = [data] if data is not None else _sse_events(self.response.body)
+        if data is not None:
+            events: Iterator[Any] = iter(data if isinstance(data, list) else [data])  # a list: Gemini's stream without SSE
+        elif self.response.body[:1] == b"\x00":  # an event stream's first length; SSE and text start printable
+            from .event_stream import event_payloads
+
+            events = event_payloads(self.response.body)
+        else:
+            events = _sse_events(self.response.body)
         found_in = found_out = None
         for event in events:
             for usage in _usages(event):
-                found_in = usage.get("prompt_tokens", usage.get("input_tokens", found_in))
-                found_out = usage.get("completion_tokens", usage.get("output_tokens", found_out))
+                found_in = next((usage[name] for name in _INPUT_TOKENS if name in usage), found_in)
+                found_out = next((usage[name] for name in _OUTPUT_TOKENS if name in usage), found_out)
         return (found_in if isinstance(found_in, int) else None, found_out if isinstance(found_out, int) else None)
+
+
+# Each provider's names for the counts: OpenAI chat/completions, Responses and Anthropic, Gemini, Bedrock.
+_INPUT_TOKENS = ("prompt_tokens", "input_tokens", "promptTokenCount", "inputTokens")
+_OUTPUT_TOKENS = ("completion_tokens", "output_tokens", "candidatesTokenCount", "outputTokens")
 
 
 def _sse_events(body: bytes) -> Iterator[Any]:
@@ -105,10 +121,12 @@ def _sse_events(body: bytes) -> Iterator[Any]:
 
 
 def _usages(event: Any) -> Iterator[dict]:
-    """``usage`` at the top of an answer or stream event (chat, Anthropic deltas), or in its response/message
-    (Responses events, Anthropic's message_start)."""
+    """The usage at the top of an answer or stream event (``usage``: chat, Anthropic deltas, Bedrock;
+    ``usageMetadata``: Gemini), or in its response/message (Responses events, Anthropic's message_start)."""
     if not isinstance(event, dict):
         return
     for holder in (event, event.get("response"), event.get("message")):
-        if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
-            yield holder["usage"]
+        if isinstance(holder, dict):
+            for name in ("usage", "usageMetadata"):
+                if isinstance(holder.get(name), dict):
+                    yield holder[name]

@@ -1,108 +1,160 @@
-"""Which recordings a test run used, whether the run was complete, and what pruning may delete.
+"""What each test of a run used and whether it passed, and which recordings pruning may delete.
 
-A run is *complete* when every collected test ran and passed and nothing was deselected: only
-then does "not used" mean "not needed". Its *scope* is the whole suite (pytest started in the rootdir
-without paths or testpaths) or the test files it collected; recordings made by tests outside the scope are never
-counted as unused, so ``pytest tests/test_a.py --llm-prune`` cannot delete ``test_b.py``'s.
+Ownership is judged per test id, never per file or per selection: a recording may go only when every
+test that owns it passed, in a run that began after it was written, without using it. So a run of one
+node id, a class, a parametrize id, a directory, ``-k``, ``-m``, ``--lf``, ``--deselect`` or xdist can
+only ever free what the tests it ran no longer use. Node ids are relative to pytest's rootdir, so a run
+from a subdirectory names tests as a run from the top does.
 """
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin loads this module at start-up
     from .interaction import Key
 
+# recorded_at is kept to the millisecond (to the second in older cassettes): a recording stamped 12:00:00 may have
+# been written at 12:00:00.99.
+_STAMP_RESOLUTION = timedelta(milliseconds=1)
+_OLD_STAMP_RESOLUTION = timedelta(seconds=1)
+
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One finished run as the cassette remembers it."""
+    """One finished run as the bookkeeping remembers it."""
 
     uid: str
+    started_at: str
     finished_at: str
-    complete: bool
-    scope: tuple[str, ...] | None  # None: the whole suite; else the test files collected
+    passed: int  # tests that passed (setup, call and teardown)
 
-    def scope_json(self) -> str | None:
-        """How the scope is stored."""
-        return None if self.scope is None else json.dumps(list(self.scope))
 
-    @classmethod
-    def from_row(cls, uid: str, finished_at: str, complete: int, scope: str | None) -> "RunRecord":
-        """The record back from its row."""
-        return cls(uid, finished_at, bool(complete), None if scope is None else tuple(json.loads(scope)))
+@dataclass(frozen=True)
+class TestPass:
+    """A test's latest pass: the run it was in, when that run began, and the recordings the test used."""
 
-    def covers(self, tests: Iterable[str], rootdir: Path) -> bool:
-        """Whether this run had the chance to use a recording made by ``tests``.
+    __test__ = False  # not a pytest test class
 
-        A whole-suite run covers everything. A run of some files covers a recording when every
-        test that used it lives in one of those files, or in a file that no longer exists.
-        """
-        if self.scope is None:
-            return True
-        files = {test.split("::", 1)[0] for test in tests}
-        if not files:
-            return False
-        return all(file in self.scope or not (rootdir / file).exists() for file in files)
+    run_uid: str
+    started_at: str
+    used: frozenset[Key]
+
+
+@dataclass
+class TestOutcome:
+    """One test of this run as its reports describe it."""
+
+    __test__ = False
+
+    passed: bool = True  # every phase reported so far passed
+    called: bool = False  # its call phase ran and passed
+    used: Counter[Key] = field(default_factory=Counter)  # recordings it recorded (0) or replayed (count)
+    refreshed: bool = False  # it ran in refresh mode: what it used is all it owns now
+    writes: bool = False  # it ran in a mode that writes the cassette
+
+    @property
+    def complete_pass(self) -> bool:
+        """Setup, call and teardown all passed (a skip or an xfail is no pass)."""
+        return self.passed and self.called
 
 
 @dataclass
 class RunOutcome:
-    """What pytest reports about a run, boiled down to: complete or not, and why not."""
+    """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's)."""
 
-    whole_suite: bool
-    collected_files: set[str] = field(default_factory=set)
-    collected: int = 0
-    deselected: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    collection_errors: int = 0
-    distributed: bool = False
+    tests: dict[str, TestOutcome] = field(default_factory=dict)
+    collected: set[str] = field(default_factory=set)  # every test collected, before deselection
+    whole_files: set[str] = field(default_factory=set)  # files collected whole: a test of theirs not collected is gone
 
-    def add_collected(self, nodeids: Iterable[str]) -> None:
-        """The tests the run will execute, after deselection."""
+    def add_collected(self, nodeids: Iterable[str], narrowed: Iterable[str], broken: Iterable[str]) -> None:
+        """The tests collected before deselection; files named with ``::`` (narrowed) or that failed to collect are not whole."""
         for nodeid in nodeids:
-            self.collected += 1
-            self.collected_files.add(nodeid.split("::", 1)[0])
+            self.collected.add(nodeid)
+            self.whole_files.add(nodeid.split("::", 1)[0])
+        self.whole_files -= {*narrowed, *broken}
 
-    def add_report(self, when: str, outcome: str) -> None:
-        """One phase of one test finished."""
-        if outcome == "failed":
-            self.failed += 1
-        elif outcome == "skipped":
-            self.skipped += 1
-        elif when == "call" and outcome == "passed":
-            self.passed += 1
+    def vanished(self, owners: Iterable[str]) -> set[str]:
+        """Owners this run shows no longer exist: their file was collected whole and they were not in it
+        (a deleted or renamed test). They hold nothing: they count as passing without any recording."""
+        return {test for test in owners if test not in self.collected and test.split("::", 1)[0] in self.whole_files}
 
-    def incomplete_because(self) -> str | None:
-        """Why the run cannot tell which recordings are unused, or None when it can."""
-        if self.distributed:
-            return "pytest-xdist runs cannot be checked for completeness; run without -n to prune"
-        reasons = []
-        if self.collection_errors:
-            reasons.append(f"{self.collection_errors} collection error(s)")
-        if self.failed:
-            reasons.append(f"{self.failed} test phase(s) failed or errored")
-        if self.skipped:
-            reasons.append(f"{self.skipped} test(s) skipped")
-        if self.deselected:
-            reasons.append(f"{self.deselected} test(s) deselected")
-        if not reasons and self.passed < self.collected:
-            reasons.append(f"only {self.passed} of {self.collected} collected tests ran")
-        return "; ".join(reasons) or None
+    def add_report(self, nodeid: str, when: str, outcome: str, usage: Mapping | None = None) -> None:
+        """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
+        test = self.tests.setdefault(nodeid, TestOutcome())
+        if outcome != "passed":
+            test.passed = False
+        elif when == "call":
+            test.called = True
+        if usage:
+            for fingerprint, occurrence, count in usage["used"]:
+                test.used[(fingerprint, occurrence)] += count
+            test.refreshed = test.refreshed or bool(usage.get("refreshed"))
+            test.writes = test.writes or bool(usage.get("writes"))
 
-    def record(self, uid: str, finished_at: str) -> RunRecord:
-        """The run as the cassette will remember it."""
-        scope = None if self.whole_suite else tuple(sorted(self.collected_files))
-        return RunRecord(uid, finished_at, self.incomplete_because() is None, scope)
+    def passes(self, vanished: Iterable[str] = ()) -> dict[str, frozenset[Key]]:
+        """The tests that passed, with what each used; ``vanished`` tests as passing with nothing."""
+        found = {nodeid: frozenset(test.used) for nodeid, test in self.tests.items() if test.complete_pass}
+        return {**{test: frozenset() for test in vanished}, **found}
+
+    def replays(self) -> Counter[Key]:
+        """How often the run replayed each recording (recorded ones count 0: used, not replayed)."""
+        total: Counter[Key] = Counter()
+        for test in self.tests.values():
+            for key, count in test.used.items():
+                total[key] += count
+        return total
+
+    @property
+    def writes(self) -> bool:
+        """Whether some test ran in a mode that writes the cassette."""
+        return any(test.writes for test in self.tests.values())
 
 
-def unused_keys(index: Iterable[tuple[Key, tuple[str, ...]]], used: Iterable[Key], run: RunRecord, rootdir: Path) -> list[Key]:
-    """The recordings ``run`` could have used but did not, from (key, tests) pairs."""
-    used_set = set(used)
-    return [key for key, tests in index if key not in used_set and run.covers(tests, rootdir)]
+def prunable(
+    index: Iterable[tuple[Key, tuple[str, ...], str]], passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None
+) -> list[Key]:
+    """The recordings every owner passed without, in runs begun after the recording was written, from (key, owners,
+    recorded_at). Owners are the tests stored with the recording plus any test whose latest pass used it. A recording
+    no test owns is never prunable (it goes only when named). An owner whose test file no longer exists under
+    ``rootdir`` no longer holds it. ``among``: only recordings owned by one of these tests (a run's own tests)."""
+    users: dict[Key, set[str]] = {}
+    for test, last in passes.items():
+        for key in last.used:
+            users.setdefault(key, set()).add(test)
+    chosen = None if among is None else set(among)
+    found = []
+    for key, stored, recorded_at in index:
+        if not stored or (chosen is not None and chosen.isdisjoint(stored)):
+            continue
+        owners = set(stored) | users.get(key, set())
+        if all(_gone(owner, rootdir) or (owner in passes and key not in passes[owner].used) for owner in owners) and written_before(
+            recorded_at, owners, passes
+        ):
+            found.append(key)
+    return found
 
+
+def written_before(recorded_at: str, owners: Iterable[str], passes: Mapping[str, TestPass]) -> bool:
+    """Whether a recording was written before every owner's latest pass began (else that pass could not have used it)."""
+    return all(written_before_run(recorded_at, passes[owner].started_at) for owner in owners if owner in passes)
+
+
+def written_before_run(recorded_at: str, started_at: str) -> bool:
+    """Whether a recording stamped ``recorded_at`` (to the millisecond, or the second) was surely written before a run
+    that began at ``started_at``."""
+    resolution = _STAMP_RESOLUTION if "." in recorded_at else _OLD_STAMP_RESOLUTION
+    try:
+        return datetime.fromisoformat(recorded_at) + resolution <= datetime.fromisoformat(started_at)
+    except (ValueError, TypeError):
+        return False  # an unreadable date is never a reason to delete
+
+
+def _gone(test: str, rootdir: Path) -> bool:
+    """A test whose file no longer exists (deleted or renamed) holds nothing."""
+    file = test.split("::", 1)[0]
+    return bool(file) and not (rootdir / file).exists()

@@ -87,6 +87,7 @@ class Scrubber:
     _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    _name_is_secret: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -118,8 +119,12 @@ class Scrubber:
         keys = tuple(getattr(self.environ, "_data", self.environ))  # os.environ's raw keys: no decoding
         cached = self._env_cache
         cached_keys, names, cached_values = cached[:3] if cached else ((), (), None)
-        if keys != cached_keys:
-            names = tuple(sorted(name for name in self.environ if self.is_secret_env_name(name)))
+        if keys != cached_keys:  # pytest adds and removes PYTEST_CURRENT_TEST around every test: each name is classified once
+            known = self._name_is_secret
+            for name in self.environ:
+                if name not in known:
+                    known[name] = self.is_secret_env_name(name)
+            names = tuple(sorted(name for name in self.environ if known[name]))
         values = tuple(self.environ.get(name, "") for name in names)
         if cached is None or keys != cached_keys or values != cached_values:
             found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}

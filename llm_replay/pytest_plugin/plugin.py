@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
 
 SUITE = pytest.StashKey[Suite]()
 RECORDER = pytest.StashKey["Recorder"]()
+USAGE = pytest.StashKey[Any]()
 SETTINGS = pytest.StashKey[CacheSettings]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 # The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
@@ -36,15 +37,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=MODE_NAMES,
         default=None,
         help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
+        "adopt (offline; re-key recordings an SDK upgrade moved to another URL), "
         "verify (replay, and also call live to report drift; writes nothing). "
         "Default: env LLM_REPLAY_MODE, ini llm_mode, else replay when CI is set, else record.",
     )
-    group.addoption("--llm-cassette", default=None, metavar="PATH", help=f"the suite cassette (default: {DEFAULT_CASSETTE} under the rootdir).")
+    group.addoption(
+        "--llm-cassette",
+        default=None,
+        metavar="PATH|URL",
+        help=f"the suite cassette: a file (default: {DEFAULT_CASSETTE} under the rootdir) or redis://host:6379/0?prefix=myapp.",
+    )
     group.addoption(
         "--llm-prune",
         action="store_true",
         default=False,
-        help="at the end, delete recordings this run did not use; only when every collected test ran and passed.",
+        help="at the end, delete recordings whose owning tests all passed in this run without them (any selection is safe).",
     )
     # -- issue 15 owns --llm-fail-on-drift (refresh's drift report); verify uses it too. When theirs lands, keep theirs. --
     group.addoption(
@@ -55,8 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "status, finish_reason, tool_calls, shape, text.",
     )
     parser.addini("llm_fail_on_drift", "drift classes that fail the session (as --llm-fail-on-drift).", default=None)
-    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off or verify.", default=None)
-    parser.addini("llm_cassette", f"the suite cassette, relative to the rootdir (default {DEFAULT_CASSETTE}).", default=None)
+    parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
+    parser.addini("llm_cassette", f"the suite cassette: a file relative to the rootdir (default {DEFAULT_CASSETTE}) or a redis:// URL.", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
     parser.addini("llm_scope", "default llm_cache scope: suite (the SQLite cassette) or test (in memory).", default="suite")
     parser.addini("llm_repeats", "cache (identical requests share one answer) or sequence (n-th request, n-th answer).", default="cache")
@@ -67,6 +74,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "llm_match_ignore",
         "JSON body paths left out of matching, one a line (e.g. metadata.request_id, messages[*].name).",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "llm_adopt_body_paths",
+        "JSON body paths an SDK upgrade may change that --llm-mode=adopt still re-keys, one a line (same syntax as llm_match_ignore).",
         type="linelist",
         default=[],
     )
@@ -87,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "llm_cache(scope='suite'|'test', mode=..., repeats='cache'|'sequence', match_ignore=[...], freeze_time=True, "
         "before_fingerprint=None, layer='http'|'langchain'|'http,langchain', max_age='30d', on_expired='warn'|'fail'|'refresh', "
-        "before_record=None, ignore_hosts=[...], fail_unplayed=False): "
+        "before_record=None, ignore_hosts=[...], fail_unplayed=False, adopt_body_paths=[...]): "
         "record and replay this test's LLM calls.",
     )
     try:
@@ -98,30 +111,26 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
         defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
-        for name in ("max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
+        for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
             defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
         fail_on_drift = _fail_on_drift(config)
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
-    except ValueError as error:
+        cassette = _cassette_spec(config)
+    except (ValueError, CassetteError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
         mode=mode,
         mode_is_explicit=explicit,
-        cassette_path=_cassette_path(config),
+        cassette_spec=cassette,
         defaults=defaults,
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
+    config.stash[SUITE].ledger_folder = _ledger_folder(config)
     config.stash[SUITE].fail_on_drift = fail_on_drift
-    config.stash[SUITE].outcome = RunOutcome(
-        # Started on paths, on the ini's testpaths or in a subfolder: a run of the files it collected (an example suite
-        # beside testpaths sharing the cassette keeps its recordings). Only a bare run in the rootdir is the whole suite.
-        whole_suite=config.args_source is pytest.Config.ArgsSource.INVOCATION_DIR and config.invocation_params.dir == config.rootpath,
-        distributed=hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no",
-    )
-    config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome), "llm_replay_run_watcher")
-    if mode is Mode.REPLAY:
+    config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome, config.stash[SUITE].scrubber.test_id), "llm_replay_run_watcher")
+    if mode.offline:
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -131,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
-    if suite is not None and suite.mode is Mode.REPLAY:
+    if suite is not None and suite.mode.offline:
         suite.go_offline()
 
 
@@ -143,6 +152,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del config.stash[_PLACEHOLDERS]
 
 
+def _ledger_folder(config: pytest.Config) -> Any:
+    """Where the run bookkeeping goes: llm_replay's folder in pytest's cache dir (ini cache_dir), made on first use;
+    None with ``-p no:cacheprovider`` (the suite then uses the folder the cache provider would have used)."""
+    cache = getattr(config, "cache", None)
+    return None if cache is None else lambda: cache.mkdir("llm_replay")
+
+
 def _fail_on_drift(config: pytest.Config) -> frozenset[str]:
     from ..engine.drift import parse_drift_classes
 
@@ -152,12 +168,15 @@ def _fail_on_drift(config: pytest.Config) -> frozenset[str]:
     return parse_drift_classes(config.getini("llm_fail_on_drift") or "", "ini option llm_fail_on_drift")
 
 
-def _cassette_path(config: pytest.Config) -> Path:
+def _cassette_spec(config: pytest.Config) -> str:
+    """The suite cassette: --llm-cassette (a path relative to where pytest was started), else ini llm_cassette
+    (relative to the rootdir), else the default file; a URL as written."""
+    from ..stores.spec import resolved
+
     cli = config.getoption("--llm-cassette")
     if cli:
-        return (Path(config.invocation_params.dir) / cli).resolve()
-    ini = config.getini("llm_cassette")
-    return (Path(config.rootpath) / (ini or DEFAULT_CASSETTE)).resolve()
+        return resolved(cli, Path(config.invocation_params.dir))
+    return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +206,12 @@ def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
     item.stash[RECORDER] = recorder
     item.stash[SETTINGS] = settings
-    try:
-        with activated(recorder, settings.layer, settings.allow_hosts):
-            yield recorder
-    finally:
-        del item.stash[RECORDER]  # a finished test leaves its counts, not its recordings, in memory
-        del item.stash[SETTINGS]
+    with activated(recorder, settings.layer, settings.allow_hosts):
+        yield recorder
     suite.totals.add(recorder)
-    suite.track_usage(recorder)
+    item.stash[USAGE] = suite.usage_of(recorder)
     suite.track_drift(recorder)
+    suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
@@ -258,6 +274,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
             report.outcome = "failed"
             report.longrepr = unplayed_message(recorder, unplayed)
+    if call.when == "teardown" and recorder is not None:
+        # What the test used rides on its report (to the xdist controller too); the Recorder, with every
+        # interaction it saw, goes now: a session's memory does not grow with its replays.
+        report.llm_replay = item.stash.get(USAGE, None)
+        del item.stash[RECORDER]
+        if USAGE in item.stash:
+            del item.stash[USAGE]
     return report
 
 
@@ -266,7 +289,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     line = suite.summary() if suite else None
     if line:
         terminalreporter.write_line(line)
-    for line in (*suite.drift.summary_lines(), *suite.end_lines) if suite else ():
+    for line in (*suite.adoption_lines(), *suite.drift.summary_lines(), *suite.end_lines) if suite else ():
         terminalreporter.write_line(line)
 
 
@@ -274,32 +297,46 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 class _RunWatcher:
-    """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin)."""
+    """Feeds pytest's collection and reports into the suite's RunOutcome (registered as a plugin).
 
-    def __init__(self, outcome: RunOutcome) -> None:
+    Test ids enter it as the cassette stores them (``test_id``: a secret in a parametrize id scrubbed), so owners
+    compare equal and the bookkeeping holds no secret either."""
+
+    def __init__(self, outcome: RunOutcome, test_id: Callable[[str], str]) -> None:
         self.outcome = outcome
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.outcome.add_collected(item.nodeid for item in session.items)
-
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.outcome.deselected += len(items)
+        self.test_id = test_id
+        self.broken: set[str] = set()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self.outcome.collection_errors += 1
+            self.broken.add(report.nodeid.split("::", 1)[0])
+
+    @pytest.hookimpl(tryfirst=True)  # before -k, -m, --deselect and --lf take tests out: what exists, not what runs
+    def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if config.getoption("lf", False):
+            return  # --lf leaves passing tests out while collecting: a test not collected may well exist
+        rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
+        narrowed = set()
+        for arg in config.args:
+            if "::" in arg:
+                try:
+                    narrowed.add((here / arg.split("::", 1)[0]).resolve().relative_to(rootdir.resolve()).as_posix())
+                except ValueError:
+                    continue
+        self.outcome.add_collected((self.test_id(item.nodeid) for item in items), narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.outcome.add_report(report.when, report.outcome)
+        self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, getattr(report, "llm_replay", None))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
 def pytest_sessionfinish(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is None:
         return
     suite.back_online()
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes usage, prints
+    if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes the bookkeeping, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
@@ -319,7 +356,7 @@ _XDIST_REPORT = "llm_replay"
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist: add a finished worker's counts and usage to the controller's."""
+    """pytest-xdist: add a finished worker's counts to the controller's (what each test used came with its reports)."""
     suite = node.config.stash.get(SUITE, None)
     report = getattr(node, "workeroutput", {}).get(_XDIST_REPORT)
     if suite is not None and report:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import signal
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Hashable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, NamedTuple
 
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome
@@ -16,6 +18,7 @@ from ..model.scrub import Scrubber
 from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.adoption import AdoptionIndex
     from ..errors import NetworkBlocked
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
@@ -23,7 +26,6 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..engine.recorder import Recorder
     from ..model.interaction import Key
     from ..stores.base import Store
-    from ..stores.sqlite import SQLiteCache
 
 
 @dataclass
@@ -67,24 +69,30 @@ class Suite:
 
     mode: Mode
     mode_is_explicit: bool
-    cassette_path: Path
+    cassette_spec: str  # an absolute path or a URL (stores.spec)
     defaults: CacheSettings
     rootdir: Path
     totals: Totals = field(default_factory=Totals)
     scrubber: Scrubber = field(default_factory=Scrubber)
-    _cassette: SQLiteCache | None = None
+    _cassette: Store | None = None
+    _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     # Decided once per distinct configuration, not per test: most suites have one or a handful.
     _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
     _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
-    # -- run usage (prune) --
-    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)  # under xdist, only the controller writes usage
+    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
+    # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
+    # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
+    # place then, under the rootdir, so that llm-replay prune and stats find it all the same
+    ledger_folder: Callable[[], Path] | None = None
+    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     prune: bool = False
-    outcome: RunOutcome = field(default_factory=lambda: RunOutcome(whole_suite=True))
-    used: Counter[Key] = field(default_factory=Counter)
+    outcome: RunOutcome = field(default_factory=RunOutcome)
     end_lines: list[str] = field(default_factory=list)
-    workers_wrote: bool = False
+    _sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
     # -- verify --
     drift: DriftLog = field(default_factory=DriftLog)
     fail_on_drift: frozenset[str] = frozenset()
@@ -99,7 +107,10 @@ class Suite:
 
         from ..engine.host_patterns import HostPatterns
 
-        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts())  # ignored hosts always go live
+        from ..stores.spec import hosts
+
+        # Ignored hosts always go live; the suite cassette's own server (a shared Redis) is no live service.
+        reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts(), *hosts(self.cassette_spec))
         guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
         children = OfflineChildren(reachable)
         guard.install()
@@ -139,20 +150,33 @@ class Suite:
             settings = settings.updated({"mode": self.mode}, "--llm-mode")
         return settings
 
-    def cassette(self, mode: Mode) -> SQLiteCache:
+    def cassette(self, mode: Mode) -> Store:
         """The suite cassette, opened on first use; read-only while only replaying."""
         readonly = mode.read_only
-        if self._cassette is not None and self._cassette.readonly and not readonly:
+        if self._cassette is not None and self._readonly and not readonly:
             self._cassette.close()
             self._cassette = None
         if self._cassette is None:
-            from ..stores.sqlite import SQLiteCache
+            from ..stores.spec import open_store
 
-            self._cassette = SQLiteCache(self.cassette_path, readonly=readonly, scrubber=self.scrubber)
+            self._cassette = open_store(self.cassette_spec, readonly=readonly, scrubber=self.scrubber)
+            self._readonly = readonly
+            if not readonly:
+                self._interrupt_on_sigterm()
         return self._cassette
+
+    def _interrupt_on_sigterm(self) -> None:
+        """While the cassette may be written, SIGTERM ends the session as Ctrl-C does, so the cassette is closed as
+        one plain file (Python's default dies on the spot, leaving the log beside it). A handler of the user's stays."""
+        if self._sigterm is not None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -162,9 +186,17 @@ class Suite:
         rules = self._rules.get(settings)
         if rules is None:
             rules = self._rules[settings] = MatchRules(settings.match_ignore, settings.before_fingerprint)
-        rekey = None if in_memory else self._rekey_indexes.get(rules)
-        if rekey is None and not in_memory:
-            rekey = self._rekey_indexes[rules] = RekeyIndex(rules)
+        # Indexes of the suite cassette, shared by the tests with the same rules (built on first use, not per test);
+        # a test's in-memory cassette has none.
+        rekey = adoption = None
+        if not in_memory:
+            rekey = self._rekey_indexes.get(rules)
+            if rekey is None:
+                rekey = self._rekey_indexes[rules] = RekeyIndex(rules)
+            adoption_key = (rules, settings.adopt_body_paths)
+            adoption = self._adoption_indexes.get(adoption_key)
+            if adoption is None:
+                adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
         clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,
@@ -172,6 +204,7 @@ class Suite:
             repeats=settings.repeats,
             rules=rules,
             rekey=rekey,
+            adoption=adoption,
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -201,9 +234,9 @@ class Suite:
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
             return WallClock(new_instant(), new=True)
         stored, read = cassette.stored_clock(nodeid)
-        if settings.mode.read_only and stored is None:
+        if settings.mode.fails_on_miss and stored is None:
             return WallClock(None)
-        if settings.mode.read_only and read is False:
+        if settings.mode.fails_on_miss and read is False:
             return WallClock(None, unread=True)
         return WallClock(stored) if stored else WallClock(new_instant(), new=True)
 
@@ -218,11 +251,23 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        try:
-            shown = self.cassette_path.relative_to(self.rootdir)
-        except ValueError:
-            shown = self.cassette_path
-        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {shown})"
+        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {self.shown_cassette()})"
+
+    def shown_cassette(self) -> str:
+        """The suite cassette as the summary names it: a path relative to the rootdir, a URL without its password."""
+        from ..stores.spec import redacted, scheme
+
+        if scheme(self.cassette_spec) is None and Path(self.cassette_spec).is_relative_to(self.rootdir):
+            return str(Path(self.cassette_spec).relative_to(self.rootdir))
+        return redacted(self.cassette_spec)
+
+    def adoption_lines(self) -> list[str]:
+        """Adopt mode's end-of-session list: each shape change (old → new) and how many recordings it re-keyed."""
+        if not self.adoptions:
+            return []
+        total = sum(self.adoptions.values())
+        lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
+        return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
 
     def track_drift(self, recorder: Recorder) -> None:
         """Add what verify found in a finished test."""
@@ -236,53 +281,71 @@ class Suite:
             return None
         return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
 
-    def track_usage(self, recorder: Recorder) -> None:
-        """Remember what a finished test used of the suite cassette (recorded counts as used, zero replays)."""
-        if recorder.cassette.path is not None:  # the suite cassette, not a test's in-memory one
-            for interaction in recorder.interactions:
-                self.used[interaction.key] += 0
-            self.used.update(recorder.replays_by_key)
+    def track_adoptions(self, recorder: Recorder) -> None:
+        """Add what adopt re-keyed in a finished test."""
+        self.adoptions.update(recorder.adoptions)
+
+    @staticmethod
+    def usage_of(recorder: Recorder) -> dict[str, Any] | None:
+        """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
+        to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
+        The test's Recorder, with every interaction it saw, is dropped after this."""
+        from ..stores.memory import InMemoryCache
+
+        if isinstance(recorder.cassette, InMemoryCache):  # a test's in-memory cassette: nothing to own
+            return None
+        return {
+            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
+            "refreshed": recorder.mode is Mode.REFRESH,
+            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
+        }
 
     def finish_run(self) -> None:
-        """Record the run's usage, count what it left unused, prune if asked: once, at the end."""
+        """Settle ownership, record the run, count what went unused, prune if asked: once, at the end."""
         from ..engine.pruning import finish_run
+        from ..stores.ledger import RunLedger, ledger_path
 
         if not self.totals.tests and not self.prune:
             return
-        may_write = self.workers_wrote or (self._cassette is not None and not self._cassette.readonly)
         self.close()
+        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
+        if self.ledger_folder is not None:
+            try:
+                folder = self.ledger_folder()
+            except OSError:
+                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = finish_run(
-            self.cassette_path,
+            self.cassette_spec,
+            RunLedger(ledger_path(folder, self.cassette_spec)),
             self.outcome,
-            self.used,
             uid=self.run_uid,
+            started_at=self.started_at,
             rootdir=self.rootdir,
-            write_usage=may_write,
             prune=self.prune,
         )
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller: its counts and what it used, as plain data."""
-        return {
-            "totals": self.totals.as_counts(),
-            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in self.used.items()],
-            "wrote": self._cassette is not None and not self._cassette.readonly,
-            "drift": self.drift.as_data(),
-        }
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and adoptions."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions)}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's report, so the controller's summary and usage cover the whole run."""
+        """Add a finished worker's counts, drift and adoptions, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
-        for fingerprint, occurrence, count in report["used"]:
-            self.used[(fingerprint, occurrence)] += count
-        self.workers_wrote = self.workers_wrote or bool(report["wrote"])
+        self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
 
     def close(self) -> None:
-        """Release the cassette at the end of the session."""
+        """Release the cassette at the end of the session (as one plain file), and SIGTERM back to what it was."""
         if self._cassette is not None:
             self._cassette.close()
             self._cassette = None
+        if self._sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")
 
 
 def _frozen(options: Mapping[str, Any]) -> tuple:

@@ -6,7 +6,7 @@ A new store (memory, SQLite, Redis, …) proves itself by passing ``tests/test_s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction, Key
@@ -18,11 +18,13 @@ class Store(Protocol):
     """Interactions keyed by (fingerprint, occurrence), the tests that own each, and each test's frozen instant.
 
     ``put`` scrubs what it stores with ``scrubber`` (no write path can bypass it); ``get`` is a keyed
-    lookup, never a scan. ``path`` is the file behind the store, or None when there is none.
+    lookup, never a scan. ``path`` is the file behind the store, or None when there is none; ``hosts`` are
+    the hosts the store itself connects to (a replay's network guard lets them through).
     """
 
     scrubber: "Scrubber"
     path: object
+    hosts: tuple[str, ...]
 
     def describe(self) -> str:
         """How the store is named in messages (never with a password in it)."""
@@ -34,7 +36,8 @@ class Store(Protocol):
         """Store or overwrite one interaction, scrubbed, atomically."""
 
     def delete(self, keys: Iterable["Key"]) -> int:
-        """Remove these interactions; how many there were."""
+        """Remove these interactions; how many there were. Deleted means gone: none of their bytes stay
+        in the store's files (or its server's memory) once the store is closed."""
 
     def interactions(self) -> Iterator["Interaction"]:
         """Every interaction."""
@@ -42,8 +45,11 @@ class Store(Protocol):
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
 
-    def index(self) -> list[tuple["Key", tuple[str, ...]]]:
-        """Every key with the tests that own it (ownership, for pruning), without the bodies."""
+    def index(self) -> list[tuple["Key", tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without the bodies."""
+
+    def set_owners(self, owners: Mapping["Key", Sequence[str]]) -> None:
+        """Replace the tests that own these interactions, atomically; keys the store lacks are ignored."""
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""

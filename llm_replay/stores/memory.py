@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable, Iterator
+from dataclasses import replace
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..model.interaction import Interaction, Key
 from ..model.scrub import Scrubber
@@ -13,6 +14,7 @@ class InMemoryCache:
     """A dict of interactions, fresh for each test; nothing is written to disk."""
 
     path = None
+    hosts: tuple[str, ...] = ()
 
     def __init__(self, scrubber: Scrubber | None = None) -> None:
         self.scrubber = scrubber or Scrubber()
@@ -48,21 +50,30 @@ class InMemoryCache:
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        test_id = self.scrubber.test_id(test_id)
         return self._instants.get(test_id), self._clock_reads.get(test_id)
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
+        test_id = self.scrubber.test_id(test_id)
         self._instants[test_id] = instant
         self._clock_reads.pop(test_id, None)
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
         """Remember whether a test that recorded read the clock."""
+        test_id = self.scrubber.test_id(test_id)
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that own it."""
-        return [(key, interaction.tests) for key, interaction in sorted(self._entries.items())]
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded."""
+        return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items())]
+
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these interactions (absent keys are ignored)."""
+        for key, tests in owners.items():
+            if key in self._entries:
+                self._entries[key] = replace(self._entries[key], tests=tuple(map(self.scrubber.test_id, tests)))
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag."""

@@ -1,24 +1,32 @@
 """One SQLite file per suite: the store of interactions keyed by (fingerprint, occurrence).
 
-It answers, like the in-memory store, the same small interface: ``get``, ``put``, ``interactions``, ``close``, ``delete``; plus ``requests``
-(re-keying under new match rules) and ``stored_clock``/``put_instant``/``put_clock_read`` (each test's frozen clock).
+It answers the ``Store`` interface (stores/base.py). What it promises about the file:
+
+- it reads through a read-only connection and opens a writing one only for the first write, so a run
+  that records nothing leaves the committed file byte-identical;
+- every writing connection has ``secure_delete`` on, and a writer that leaves free pages VACUUMs on
+  closing: deleted or overwritten bytes stay neither in the file nor beside it, on any SQLite build;
+- at rest the file is one plain file (rollback journal); what a killed run committed sits in ``-wal``
+  beside it, a read-only open reads it from a private copy, and the next writing open folds it back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, RecordedResponse
-from ..model.runs import RunRecord
 from ..model.scrub import Scrubber
 
 SCHEMA_VERSION = 1
@@ -44,71 +52,115 @@ CREATE TABLE IF NOT EXISTS interactions (
 );
 CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL, clock_read INTEGER) WITHOUT ROWID;
 """
-# Which run last used each recording, and how often replays saved a call: written once per run.
-_USAGE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (uid TEXT PRIMARY KEY, finished_at TEXT NOT NULL, complete INTEGER NOT NULL, scope TEXT);
-CREATE TABLE IF NOT EXISTS usage (
-    fingerprint TEXT NOT NULL,
-    occurrence INTEGER NOT NULL,
-    last_used_run TEXT NOT NULL,
-    replays INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (fingerprint, occurrence)
-) WITHOUT ROWID;
-"""
-_TABLES = frozenset({"meta", "interactions", "test_instants", "runs", "usage"})
-_COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
-# Recordings just read or written, so a prompt repeated in a test or in the next few skips the query; only
-# the latest few, so a long session's memory (and the garbage collector's work) does not grow with its replays.
+_TABLES = frozenset({"meta", "interactions", "test_instants"})
+# Run bookkeeping older cassettes kept in the committed file; it lives in pytest's cache dir now (stores/ledger.py).
+_LEGACY_TABLES = frozenset({"runs", "usage"})
+# Recordings kept in memory after a get, so a test replaying one request many times reads it once; bounded, and an
+# answer larger than a slice of the budget is never kept (a 50 MB response is not held after its test).
+HIT_CACHE_BYTES = 32 * 1024 * 1024
+HIT_CACHE_ITEM_BYTES = HIT_CACHE_BYTES // 16
+# ... and at most this many, so a long session of small answers does not keep thousands of recordings alive (memory,
+# and the garbage collector's work on every collection); a prompt repeated within a test or the next few still hits.
 RECENT_KEPT = 64
+_COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 
 
 class SQLiteCache:
-    """One SQLite file (WAL, busy timeout) shared by every test and every pytest-xdist worker.
+    """One SQLite file (WAL while writing, busy timeout) shared by every test and every pytest-xdist worker.
 
     Each ``put`` is its own transaction, so a killed run keeps all it recorded before the kill.
     Opened read-only it never creates or changes the file; a missing file then reads as empty.
+    Once closed it stays closed: a late write (a teardown after the session ended) is an error, never a reopening.
     """
+
+    hosts: tuple[str, ...] = ()
 
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
-        self._hits: dict[Key, Interaction] = {}
+        self._hits = _HitCache()
         self._connection: sqlite3.Connection | None = None
+        self._writing_connection = False
+        self._closed = False
+        self._copy: tempfile.TemporaryDirectory[str] | None = None  # a private copy read after a crash (read-only)
         self._has_instants = False
         self._has_clock_read = False
         self._clocks: dict[str, tuple[datetime, bool | None]] | None = None  # read-only: every test's, read once
         _check_is_sqlite(self.path)
         if not readonly:
             _check_is_writable(self.path)
-        if not readonly or self.path.exists():
-            self._connection = self._connect()
+        if not readonly and _leftover_wal(self.path):
+            self._open_writer()  # a killed run's -wal: the next writing run folds it back when it closes
+        else:
+            self._open_reader()
 
     def describe(self) -> str:
         """How the cassette is named in messages."""
         return str(self.path)
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_reader(self) -> None:
+        """A read-only connection, when the file exists; a -wal beside a read-only cassette is read from a copy."""
+        if not self.path.exists():
+            return
+        source = self.path
+        if self.readonly and (_leftover_wal(self.path) or _in_wal_mode(self.path)):
+            # A killed run's log, or a file left in WAL mode: reading it in place would make (or write) the -shm
+            # index beside a file we promised not to touch, and fails in a read-only checkout.
+            self._copy = tempfile.TemporaryDirectory(prefix="llm-replay-")
+            source = Path(self._copy.name) / self.path.name
+            try:
+                shutil.copyfile(self.path, source)
+                try:
+                    shutil.copyfile(f"{self.path}-wal", f"{source}-wal")
+                except FileNotFoundError:
+                    pass  # no log (a file left in WAL mode), or its writer just folded it back
+            except OSError as error:
+                raise CassetteError(f"cannot read cassette {self.path}: {error}") from error
+        connection = self._connect(source, write=False)
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'interactions'").fetchone() is None:
+            connection.close()  # another xdist worker's new file, its tables not committed yet: look again at the next read
+            return
+        self._connection = connection
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """Switch to the writing connection (WAL, secure delete); the first write of the store does this."""
+        if self._closed:
+            raise CassetteError(f"cassette {self.path} was already closed at the end of the session; nothing is written to it after that")
+        if self.readonly:
+            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
+        if not self._writing_connection:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+            self._connection = self._connect(self.path, write=True)
+            self._writing_connection = True
+        return self._connection  # type: ignore[return-value]
+
+    def _connect(self, path: Path, write: bool) -> sqlite3.Connection:
         try:
-            if self.readonly:
-                connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+            if write:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+                # Deleted and overwritten rows are zeroed on every build (upstream SQLite leaves them in free pages).
+                connection.execute("PRAGMA secure_delete = ON")
+            elif self._copy is not None:
+                connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)  # our copy: recovering its log is fine
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+                connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            self._check_schema(connection)  # first: switching to WAL rewrites the header of someone else's database
-            if not self.readonly:
+            self._check_schema(connection, write)  # first: switching to WAL rewrites the header of someone else's database
+            if write:
                 _enable_wal(connection)
                 connection.execute("PRAGMA synchronous = NORMAL")
-                connection.execute("PRAGMA secure_delete = ON")  # a deleted or overwritten row leaves no bytes behind
             return connection
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
         except OSError as error:
             raise CassetteError(f"cannot open cassette {self.path}: {error}") from error
 
-    def _check_schema(self, connection: sqlite3.Connection) -> None:
+    def _check_schema(self, connection: sqlite3.Connection, write: bool) -> None:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "meta" not in tables:
             raise CassetteError(
@@ -125,30 +177,42 @@ class SQLiteCache:
                 )
         self._has_instants = "test_instants" in tables
         self._has_clock_read = self._has_instants and _has_clock_read_column(connection)
-        if self.readonly or (tables >= _TABLES and self._has_clock_read):
+        if not write or (tables >= _TABLES and self._has_clock_read and not tables & _LEGACY_TABLES):
             return
         # Tables and columns added within schema 1 appear in older files the first time they are written.
         with _transaction(connection):
-            for statement in (_SCHEMA + _USAGE_SCHEMA).split(";"):
+            for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     connection.execute(statement)
             if not _has_clock_read_column(connection):  # checked again under the write lock: xdist workers open together
                 connection.execute("ALTER TABLE test_instants ADD COLUMN clock_read INTEGER")
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            for table in sorted(tables & _LEGACY_TABLES):
+                connection.execute(f"DROP TABLE IF EXISTS {table}")  # freed pages: the file is VACUUMed when it closes
         self._has_instants = self._has_clock_read = True
+
+    def _reading(self) -> sqlite3.Connection | None:
+        """The connection to read through, opened late if the file appeared since (another worker created it)."""
+        if self._closed:
+            raise CassetteError(f"cassette {self.path} was already closed at the end of the session")
+        if self._connection is None:
+            self._open_reader()
+        return self._connection
 
     def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
         """The interaction recorded under this key, if any."""
         key = (fingerprint, occurrence)
         hit = self._hits.get(key)
-        if hit is not None or self._connection is None:
+        if hit is not None:
             return hit
         with self._lock:
+            if self._reading() is None:
+                return None
             row = self._query(f"SELECT {_COLUMNS} FROM interactions WHERE fingerprint = ? AND occurrence = ?", key).fetchone()
         if row is None:
             return None
         interaction = _from_row(row)
-        self._remember(interaction)
+        self._hits.put(interaction)
         return interaction
 
     def put(self, interaction: Interaction) -> None:
@@ -167,47 +231,43 @@ class SQLiteCache:
             json.dumps(response.headers, sort_keys=True), body, interaction.recorded_at, request.model,
             input_tokens, output_tokens, interaction.latency_ms, json.dumps(list(interaction.tests)),
         )
-        self._write("INSERT OR REPLACE INTO interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
-        self._remember(interaction)
+        self._write("INSERT OR REPLACE INTO interactions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [row])
+        self._hits.put(interaction)
 
-    def _remember(self, interaction: Interaction) -> None:
-        with self._lock:
-            if len(self._hits) >= RECENT_KEPT:
-                del self._hits[next(iter(self._hits))]  # the oldest
-            self._hits[interaction.key] = interaction
-
-    def _write(self, sql: str, row: tuple) -> None:
-        with self._lock, self._writing():
-            self._connection.execute(sql, row)  # type: ignore[union-attr]
+    def _write(self, sql: str, rows: Sequence[tuple]) -> int:
+        with self._lock, self._writing() as connection:
+            return connection.executemany(sql, rows).rowcount
 
     def interactions(self) -> Iterator[Interaction]:
         """Every interaction, ordered by fingerprint and occurrence."""
-        if self._connection is None:
-            return iter(())
         with self._lock:
+            if self._reading() is None:
+                return iter(())
             rows = self._query(f"SELECT {_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence").fetchall()
         return (_from_row(row) for row in rows)
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
-        if self._connection is None:
-            return iter(())
         with self._lock:
+            if self._reading() is None:
+                return iter(())
             rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
         return iter(rows)
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
         cassettes written before llm_replay kept it)."""
-        if self._connection is None or not self._has_instants:
-            return None, None
         stored_id = self.scrubber.test_id(test_id)
-        if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
-            if self._clocks is None:
-                self._clocks = {test: (instant, read) for test, instant, read in self.instants()}
-            return self._clocks.get(stored_id, (None, None))
-        clock_read = "clock_read" if self._has_clock_read else "NULL"
         with self._lock:
+            if self._reading() is None or not self._has_instants:
+                return None, None
+            if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
+                if self._clocks is None:
+                    clock_read = "clock_read" if self._has_clock_read else "NULL"
+                    rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants").fetchall()
+                    self._clocks = {test: (datetime.fromisoformat(instant), None if read is None else bool(read)) for test, instant, read in rows}
+                return self._clocks.get(stored_id, (None, None))
+            clock_read = "clock_read" if self._has_clock_read else "NULL"
             row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,)).fetchone()
         if row is None:
             return None, None
@@ -215,26 +275,29 @@ class SQLiteCache:
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag, for merging two branches' cassettes."""
-        if self._connection is None or not self._has_instants:
-            return []
-        clock_read = "clock_read" if self._has_clock_read else "NULL"
         with self._lock:
+            if self._reading() is None or not self._has_instants:
+                return []
+            clock_read = "clock_read" if self._has_clock_read else "NULL"
             rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants ORDER BY test_id").fetchall()
         return [(test_id, datetime.fromisoformat(instant), None if read is None else bool(read)) for test_id, instant, read in rows]
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
         Whether the test reads the clock stays unknown until it ends (``put_clock_read``)."""
-        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", (self.scrubber.test_id(test_id), instant.isoformat()))
+        self._write("INSERT OR REPLACE INTO test_instants (test_id, instant) VALUES (?, ?)", [(self.scrubber.test_id(test_id), instant.isoformat())])
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
-        """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
-        self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", (int(read), self.scrubber.test_id(test_id)))
+        """Remember whether a test that recorded read the clock (a test with no stored instant is left alone).
+        Writes only a change: a run that records nothing leaves the file as it was."""
+        instant, known = self.stored_clock(test_id)
+        if instant is not None and known is not read:
+            self._write("UPDATE test_instants SET clock_read = ? WHERE test_id = ?", [(int(read), self.scrubber.test_id(test_id))])
 
     def __len__(self) -> int:
-        if self._connection is None:
-            return 0
         with self._lock:
+            if self._reading() is None:
+                return 0
             return self._query("SELECT count(*) FROM interactions").fetchone()[0]
 
     def _query(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
@@ -243,113 +306,142 @@ class SQLiteCache:
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
 
-    # -- usage by runs (llm-replay prune, --llm-prune, stats) ------------------------------------
+    # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
-    def keys(self) -> list[Key]:
-        """Every key, from the primary key's index alone: no row is read (``index`` reads each whole row for its tests)."""
-        if self._connection is None:
-            return []
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded, without loading the bodies."""
         with self._lock:
-            return [(fingerprint, occurrence) for fingerprint, occurrence in self._query("SELECT fingerprint, occurrence FROM interactions ORDER BY fingerprint, occurrence")]
+            if self._reading() is None:
+                return []
+            rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions ORDER BY fingerprint, occurrence").fetchall()
+        return [((fingerprint, occurrence), tuple(json.loads(tests)), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
 
-    def index(self) -> list[tuple[Key, tuple[str, ...]]]:
-        """Every key with the tests that recorded it, without loading the bodies."""
-        if self._connection is None:
-            return []
-        with self._lock:
-            rows = self._query("SELECT fingerprint, occurrence, tests FROM interactions ORDER BY fingerprint, occurrence").fetchall()
-        return [((fingerprint, occurrence), tuple(json.loads(tests))) for fingerprint, occurrence, tests in rows]
-
-    def record_run(self, run: RunRecord, replays: Mapping[Key, int]) -> None:
-        """Remember a finished run and the recordings it used (with how often each was replayed), in one transaction."""
-        rows = [(fingerprint, occurrence, run.uid, count) for (fingerprint, occurrence), count in replays.items()]
-        with self._lock, self._writing():  # a writable cassette has every table: _check_schema made them on opening
-            self._connection.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.finished_at, int(run.complete), run.scope_json()))  # type: ignore[union-attr]
-            self._connection.executemany(  # type: ignore[union-attr]
-                "INSERT INTO usage VALUES (?,?,?,?) ON CONFLICT (fingerprint, occurrence) "
-                "DO UPDATE SET last_used_run = excluded.last_used_run, replays = replays + excluded.replays",
-                rows,
-            )
-
-    def last_complete_run(self) -> RunRecord | None:
-        """The most recent run in which every collected test ran and passed."""
-        if not self._has_table("runs"):
-            return None
-        with self._lock:
-            row = self._query("SELECT uid, finished_at, complete, scope FROM runs WHERE complete ORDER BY finished_at DESC LIMIT 1").fetchone()
-        return RunRecord.from_row(*row) if row else None
-
-    def keys_used_since(self, finished_at: str) -> set[Key]:
-        """The recordings some run finishing at or after ``finished_at`` used."""
-        if not self._has_table("usage"):
-            return set()
-        with self._lock:
-            rows = self._query(
-                "SELECT u.fingerprint, u.occurrence FROM usage u JOIN runs r ON r.uid = u.last_used_run WHERE r.finished_at >= ?", (finished_at,)
-            ).fetchall()
-        return {(fingerprint, occurrence) for fingerprint, occurrence in rows}
-
-    def usage(self) -> dict[Key, tuple[str, int]]:
-        """For each recording ever used by a run: that run's uid and the replays counted so far."""
-        if not self._has_table("usage"):
-            return {}
-        with self._lock:
-            rows = self._query("SELECT fingerprint, occurrence, last_used_run, replays FROM usage").fetchall()
-        return {(fingerprint, occurrence): (run, replays) for fingerprint, occurrence, run, replays in rows}
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these recordings, in one transaction (absent keys are ignored)."""
+        rows = [(json.dumps([self.scrubber.test_id(test) for test in tests]), fingerprint, occurrence) for (fingerprint, occurrence), tests in owners.items()]
+        if rows:
+            self._write("UPDATE interactions SET tests = ? WHERE fingerprint = ? AND occurrence = ?", rows)
+        for key in owners:
+            self._hits.pop(key)
 
     def delete(self, keys: Iterable[Key]) -> int:
-        """Remove these recordings and their usage, in one transaction (``prune``, a LangChain cache's
-        ``clear()``); how many were removed."""
+        """Remove these recordings in one transaction; how many were removed. Their bytes are zeroed at
+        once (secure delete) and the file is compacted when the store closes."""
         keys = list(keys)
         if not keys:
             return 0
-        with self._lock, self._writing():
-            removed = self._connection.executemany("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys).rowcount  # type: ignore[union-attr]
-            self._connection.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)  # type: ignore[union-attr]
+        removed = self._write("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
         for key in keys:
-            self._hits.pop(key, None)
+            self._hits.pop(key)
         return removed
 
-    def _has_table(self, name: str) -> bool:
-        if self._connection is None:
-            return False
-        with self._lock:
-            return self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
     @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (the caller holds the lock); every failure is a CassetteError naming the file."""
-        if self.readonly:
-            raise CassetteError(f"cassette {self.path} is open read-only (replay mode); record with --llm-mode=record")
-        if self._connection is None:
-            self._connection = self._connect()
+        connection = self._open_writer()
         try:
-            with _transaction(self._connection):
-                yield
+            with _transaction(connection):
+                yield connection
         except sqlite3.OperationalError as error:
             raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
         except sqlite3.DatabaseError as error:  # "database disk image is malformed" and other damage
             raise CassetteError(_unusable(self.path, error)) from error
 
     def close(self) -> None:
-        """Fold the write-ahead log back into the file, so that what git sees is complete.
+        """Compact away freed pages and fold the write-ahead log back into the file, so that what git sees is complete.
 
         The last writer out also turns WAL off again: a cassette at rest is one plain file, and a
-        read-only replay of it (CI) leaves no ``-wal``/``-shm`` files beside it.
+        read-only replay of it (CI) leaves no ``-wal``/``-shm`` files beside it. Closing twice is harmless.
         """
-        if self._connection is None:
-            return
         with self._lock:
-            try:
-                if not self.readonly:
-                    self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    self._connection.execute("PRAGMA busy_timeout = 0")
-                    self._connection.execute("PRAGMA journal_mode = DELETE")
-            except sqlite3.OperationalError:
-                pass  # another worker still has it open; the last one out checkpoints and leaves WAL
-            finally:
-                self._connection.close()
-                self._connection = None
+            self._closed = True
+            self._hits.clear()
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                try:
+                    if self._writing_connection:
+                        _fold_and_compact(connection)
+                finally:
+                    connection.close()
+            if self._copy is not None:
+                self._copy.cleanup()
+                self._copy = None
+
+
+class _HitCache:
+    """Recently read recordings, least recently used dropped first, within a byte budget and RECENT_KEPT entries; safe across threads."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Key, Interaction] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Key) -> Interaction | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, interaction: Interaction) -> None:
+        size = _size(interaction)
+        with self._lock:
+            self._drop(interaction.key)
+            if size > HIT_CACHE_ITEM_BYTES:
+                return
+            self._entries[interaction.key] = interaction
+            self._bytes += size
+            while self._bytes > HIT_CACHE_BYTES or len(self._entries) > RECENT_KEPT:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= _size(dropped)
+
+    def pop(self, key: Key) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: Key) -> None:
+        dropped = self._entries.pop(key, None)
+        if dropped is not None:
+            self._bytes -= _size(dropped)
+
+
+def _size(interaction: Interaction) -> int:
+    return len(interaction.response.body) + len(interaction.request_json)
+
+
+def _fold_and_compact(connection: sqlite3.Connection) -> None:
+    """VACUUM when pages were freed, checkpoint the log into the file, and leave WAL; another worker still
+    writing makes these wait for the last one out (busy timeout 0: we never wait at the end of a session)."""
+    try:
+        connection.execute("PRAGMA busy_timeout = 0")
+        if connection.execute("PRAGMA freelist_count").fetchone()[0]:
+            connection.execute("VACUUM")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        connection.execute("PRAGMA journal_mode = DELETE")
+    except sqlite3.OperationalError:
+        pass  # another worker still has it open; the last one out compacts, checkpoints and leaves WAL
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL (bytes 18-19 are 2): a writer has it open, or one was killed."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(20)[18:20] == b"\x02\x02"
+    except OSError:
+        return False
+
+
+def _leftover_wal(path: Path) -> bool:
+    """Whether a write-ahead log with content sits beside the file (a run was killed, or is writing now)."""
+    try:
+        return Path(f"{path}-wal").stat().st_size > 0
+    except OSError:
+        return False
 
 
 class _transaction:

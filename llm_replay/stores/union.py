@@ -1,18 +1,19 @@
-"""Adding recordings to a cassette without losing any: what import and the git merge driver share.
+"""Adding recordings to a cassette without losing any: what import, copy and the git merge driver share.
 
-A key already present with the same response is left alone; with a different response the
-existing one is kept ("ours") and the clash reported, so nothing recorded is silently replaced.
+A key already present with the same response keeps it, owned by the tests of both sides; with a
+different response the existing one is kept ("ours") and the clash reported, so nothing recorded is
+silently replaced. A test's frozen instant travels with its recordings where the target has none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable
 
 from ..model.interaction import Interaction
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteCache
+    from .base import Store
 
 
 @dataclass
@@ -21,6 +22,7 @@ class UnionReport:
 
     added: int = 0
     identical: int = 0
+    instants: int = 0
     conflicts: list[tuple[Interaction, Interaction]] = field(default_factory=list)  # (kept, refused)
 
     def describe_conflicts(self) -> list[str]:
@@ -41,10 +43,10 @@ def same_answer(first: Interaction, second: Interaction) -> bool:
     return a.status == b.status and a.body == b.body
 
 
-def add_missing(cassette: "SQLiteCache", interactions: Iterable[Interaction]) -> UnionReport:
+def add_missing(cassette: "Store", interactions: Iterable[Interaction]) -> UnionReport:
     """Put every recording whose key the cassette lacks; keep the cassette's own on a clash.
 
-    Writes go through ``SQLiteCache.put``, so whatever it scrubs on the way in is scrubbed here too.
+    Writes go through the store's ``put``, so whatever it scrubs on the way in is scrubbed here too.
     """
     report = UnionReport()
     for interaction in interactions:
@@ -54,6 +56,22 @@ def add_missing(cassette: "SQLiteCache", interactions: Iterable[Interaction]) ->
             report.added += 1
         elif same_answer(existing, interaction):
             report.identical += 1
+            owners = tuple(dict.fromkeys(existing.tests + interaction.tests))
+            if owners != existing.tests:  # both sides' tests use it: pruning either side's must not drop it
+                cassette.put(replace(existing, tests=owners))
         else:
             report.conflicts.append((existing, interaction))
+    return report
+
+
+def union_into(target: "Store", source: "Store") -> UnionReport:
+    """Every recording of ``source`` added to ``target`` (``add_missing``), and each test's frozen instant
+    where ``target`` has none: prompts that carry the date replay from the target as they did from the source."""
+    report = add_missing(target, source.interactions())
+    for test_id, instant, clock_read in source.instants():
+        if target.stored_clock(test_id)[0] is None:
+            target.put_instant(test_id, instant)
+            if clock_read is not None:
+                target.put_clock_read(test_id, clock_read)
+            report.instants += 1
     return report

@@ -25,7 +25,7 @@ from ..model.scrub import Scrubber
 from .union import UnionReport, add_missing
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteCache
+    from .base import Store
 
 DEFAULT_REDACTED_HOST = "https://api.openai.com"
 _REDACTED = re.compile(r"redacted|filtered", re.IGNORECASE)
@@ -117,7 +117,7 @@ def read_yaml_cassettes(paths: Iterable[Path], redacted_host: str = DEFAULT_REDA
     return report
 
 
-def import_yaml(cassette: "SQLiteCache", report: ImportReport) -> UnionReport:
+def import_yaml(cassette: "Store", report: ImportReport) -> UnionReport:
     """Add what ``read_yaml_cassettes`` found; recordings already there win a clash."""
     return add_missing(cassette, report.interactions)
 

@@ -1,0 +1,144 @@
+"""Run bookkeeping, kept out of the committed cassette: which tests passed and what each used, replay counts.
+
+It changes every run, so it lives in pytest's cache directory (``.pytest_cache/d/llm_replay/`` under the
+rootdir, or wherever ini ``cache_dir`` points), one small SQLite file per cassette: a run that records
+nothing leaves the cassette byte-identical, and ``git status`` quiet. Losing it (``pytest --cache-clear``,
+a fresh clone) only means ``llm-replay prune`` has nothing to go on until tests pass again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ..errors import CassetteError
+from ..model.interaction import Key
+from ..model.runs import RunRecord, TestPass
+
+BUSY_TIMEOUT_S = 60
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (uid TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, passed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS passes (test_id TEXT PRIMARY KEY, run_uid TEXT NOT NULL, started_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pass_uses (
+    test_id TEXT NOT NULL, fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, PRIMARY KEY (test_id, fingerprint, occurrence)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, last_used_run TEXT NOT NULL, replays INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (fingerprint, occurrence)
+) WITHOUT ROWID;
+"""
+
+
+def ledger_path(folder: Path, cassette: str | Path) -> Path:
+    """The bookkeeping file of ``cassette`` (a file, or a URL: stores.spec) in llm_replay's folder of pytest's cache
+    dir (``d/llm_replay``): one per cassette, named so a reader can tell which (a URL by its password-free form)."""
+    from .spec import redacted, scheme
+
+    kind = scheme(cassette)
+    if kind is not None:
+        return folder / f"{kind}-{hashlib.sha256(redacted(cassette).encode()).hexdigest()[:12]}.sqlite3"
+    path = Path(cassette)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return folder / f"{path.stem}-{digest}.sqlite3"
+
+
+class RunLedger:
+    """The bookkeeping of one cassette; created on the first run that writes to it, read by prune and stats."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def record(self, run: RunRecord, passes: Mapping[str, Iterable[Key]], replays: Mapping[Key, int]) -> None:
+        """Remember a finished run: each passing test's pass replaces its previous one; replays add up."""
+        with self._connection(write=True) as db:
+            db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.started_at, run.finished_at, run.passed))
+            db.executemany("INSERT OR REPLACE INTO passes VALUES (?,?,?)", [(test, run.uid, run.started_at) for test in passes])
+            db.executemany("DELETE FROM pass_uses WHERE test_id = ?", [(test,) for test in passes])
+            db.executemany("INSERT OR IGNORE INTO pass_uses VALUES (?,?,?)", [(test, *key) for test, keys in passes.items() for key in keys])
+            db.executemany(
+                "INSERT INTO usage VALUES (?,?,?,?) ON CONFLICT (fingerprint, occurrence) "
+                "DO UPDATE SET last_used_run = excluded.last_used_run, replays = replays + excluded.replays",
+                [(*key, run.uid, count) for key, count in replays.items()],
+            )
+
+    def passes(self) -> dict[str, TestPass]:
+        """Each test's latest pass and what it used then."""
+        if not self.path.is_file():
+            return {}
+        with self._connection() as db:
+            used: dict[str, set[Key]] = {}
+            for test, fingerprint, occurrence in db.execute("SELECT test_id, fingerprint, occurrence FROM pass_uses"):
+                used.setdefault(test, set()).add((fingerprint, occurrence))
+            rows = db.execute("SELECT test_id, run_uid, started_at FROM passes").fetchall()
+        return {test: TestPass(run, started, frozenset(used.get(test, ()))) for test, run, started in rows}
+
+    def usage(self) -> dict[Key, tuple[str, int]]:
+        """For each recording some run used: the last such run and the replays counted so far."""
+        if not self.path.is_file():
+            return {}
+        with self._connection() as db:
+            rows = db.execute("SELECT fingerprint, occurrence, last_used_run, replays FROM usage").fetchall()
+        return {(fingerprint, occurrence): (run, replays) for fingerprint, occurrence, run, replays in rows}
+
+    def last_run(self) -> RunRecord | None:
+        """The run that finished last."""
+        if not self.path.is_file():
+            return None
+        with self._connection() as db:
+            row = db.execute("SELECT uid, started_at, finished_at, passed FROM runs ORDER BY finished_at DESC LIMIT 1").fetchone()
+        return RunRecord(*row) if row else None
+
+    def forget(self, keys: Iterable[Key]) -> None:
+        """Drop deleted recordings from the bookkeeping."""
+        keys = list(keys)
+        if keys and self.path.is_file():
+            with self._connection(write=True) as db:
+                db.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)
+                db.executemany("DELETE FROM pass_uses WHERE fingerprint = ? AND occurrence = ?", keys)
+
+    def _connection(self, write: bool = False) -> "_Opened":
+        return _Opened(self.path, write)
+
+
+class _Opened:
+    """One short connection: a transaction when writing, every failure a CassetteError naming the file."""
+
+    def __init__(self, path: Path, write: bool) -> None:
+        self.path, self.write = path, write
+        self.db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            if self.write:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                self.db.executescript(_SCHEMA)
+                self.db.execute("BEGIN IMMEDIATE")
+            else:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            return self.db
+        except (sqlite3.Error, OSError) as error:
+            self._close()
+            raise CassetteError(_broken(self.path, error)) from error
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.write and self.db is not None:
+                self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.Error as error:
+            raise CassetteError(_broken(self.path, error)) from error
+        finally:
+            self._close()
+        if isinstance(exc, sqlite3.Error):
+            raise CassetteError(_broken(self.path, exc)) from exc
+
+    def _close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+def _broken(path: Path, error: Exception) -> str:
+    return f"llm_replay's run bookkeeping {path} cannot be used ({error}); it is only a cache: delete it (pytest --cache-clear) and run the tests again"

@@ -1,0 +1,443 @@
+"""One Redis shared by many machines (CI fleets, teams): the same store as the SQLite file, over the network.
+
+Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can share a server::
+
+    {prefix}:meta                   hash  schema_version
+    {prefix}:keys                   set   "fingerprint:occurrence" of every recording
+    {prefix}:rec:{fp}:{occ}         hash  request, status, reason, headers, body, recorded_at, latency_ms
+    {prefix}:owners:{fp}:{occ}      set   the test ids that own the recording
+    {prefix}:instants, :clock_reads hash  test id -> frozen instant, whether the recording read the clock
+
+Every write is atomic, one Lua script (a recording: its fields and owners together) or one MULTI/EXEC
+transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure
+is a CassetteError naming the URL without its password.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import CassetteError
+from ..model.credentials import without_password
+from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.scrub import Scrubber
+
+if TYPE_CHECKING:
+    import redis
+
+# What one key holds, as stored: a string's bytes, a hash's fields, a set's members (sorted).
+RawValue = Union[bytes, dict[bytes, bytes], list[bytes]]
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "llm_replay"
+_PREFIX_SHAPE = re.compile(r"[A-Za-z0-9_.-]+")
+_BATCH = 500  # keys per pipeline round trip when reading the whole store
+# A lookup is one round trip with one reply: the recording and its owners (what replay waits on per call).
+_GET = "return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}"
+# A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
+# ARGV: "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
+_PUT = """
+local fields = tonumber(ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * fields))
+if #ARGV > 2 + 2 * fields then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * fields)) end
+redis.call('SADD', KEYS[3], ARGV[1])
+"""
+# KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's new owners.
+_SET_OWNERS = """
+local owners = cjson.decode(ARGV[1])
+for i, tests in ipairs(owners) do
+    if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
+        redis.call('DEL', KEYS[2 * i])
+        if #tests > 0 then redis.call('SADD', KEYS[2 * i], unpack(tests)) end
+    end
+end
+"""
+# A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
+_PUT_CLOCK_READ = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+"""
+
+
+class RedisCache:
+    """Recordings in one Redis database under a key prefix; many processes and machines read and write at once.
+
+    ``url`` is ``redis://[[user]:password@]host[:port][/db][?prefix=name&…]`` (``rediss://`` for TLS); other
+    query options go to redis-py (``socket_timeout=…``). Opened read-only it never writes.
+    """
+
+    path = None
+
+    def __init__(self, url: str, readonly: bool = False, scrubber: Scrubber | None = None) -> None:
+        self.readonly = readonly
+        self.scrubber = scrubber or Scrubber()
+        self.url = without_password(url)
+        parts = urlsplit(url)
+        self._password = parts.password
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.prefix = query.pop("prefix", DEFAULT_PREFIX)
+        if not _PREFIX_SHAPE.fullmatch(self.prefix):
+            raise CassetteError(f"cassette {self.url}: prefix {self.prefix!r} may hold only letters, digits and _ . -; pick another ?prefix=")
+        self.hosts = (parts.hostname,) if parts.hostname else ()
+        self._hits: dict[Key, Interaction] = {}
+        _redis_py(self.url)  # installed, or a clear error
+        with self._talking():
+            try:
+                self._client = _client(urlunsplit(parts._replace(query=urlencode(query))))
+            except (ValueError, TypeError) as error:
+                raise CassetteError(self._clean(f"cassette {self.url} is not a usable Redis URL ({error}); the form is redis://host:6379/0?prefix=myapp")) from None
+            self._get = self._client.register_script(_GET)
+            self._put = self._client.register_script(_PUT)
+            self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
+            self._set_owners = self._client.register_script(_SET_OWNERS)
+            self._check_schema()
+
+    def describe(self) -> str:
+        """How the cassette is named in messages: the URL without its password."""
+        return self.url
+
+    def _key(self, *parts: object) -> str:
+        return ":".join((self.prefix, *map(str, parts)))
+
+    def _check_schema(self) -> None:
+        stored = self._client.hget(self._key("meta"), "schema_version")
+        if stored is not None and int(stored) > SCHEMA_VERSION:
+            raise CassetteError(
+                f"cassette {self.url} was written by a newer llm_replay (schema {int(stored)}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
+            )
+        if stored is None and not self.readonly:
+            self._client.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
+
+    @contextmanager
+    def _talking(self) -> Iterator[None]:
+        """Turns every redis-py failure into a CassetteError that names the URL (never the password)."""
+        import redis
+
+        try:
+            yield
+        except redis.exceptions.AuthenticationError as error:
+            raise CassetteError(self._clean(f"Redis at {self.url} refused the credentials ({error}); check the user and password in the URL")) from None
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            raise CassetteError(self._clean(
+                f"cannot reach the Redis cassette {self.url} ({error}); start the server or fix the URL "
+                "(--llm-cassette, ini llm_cassette, --cassette)"
+            )) from None
+        except redis.exceptions.RedisError as error:
+            raise CassetteError(self._clean(f"the Redis cassette {self.url} failed: {error}")) from None
+
+    def _clean(self, message: str) -> str:
+        return message.replace(self._password, "***") if self._password else message
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise CassetteError(f"cassette {self.url} is open read-only (replay mode); record with --llm-mode=record")
+
+    # -- recordings --------------------------------------------------------------------------
+
+    def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
+        """The interaction recorded under this key, if any."""
+        key = (fingerprint, occurrence)
+        hit = self._hits.get(key)
+        if hit is not None:
+            return hit
+        with self._talking():
+            flat, owners = self._get(keys=[self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence)])
+        if not flat:
+            return None
+        interaction = _from_fields(key, dict(zip(flat[::2], flat[1::2])), owners)
+        self._hits[key] = interaction
+        return interaction
+
+    def put(self, interaction: Interaction) -> None:
+        """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none."""
+        self._writable()
+        interaction = self.scrubber.interaction(interaction)
+        fingerprint, occurrence = interaction.key
+        record, owners = self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence)
+        response = interaction.response
+        fields = {
+            "request": interaction.request_json,
+            "status": response.status,
+            "reason": response.reason,
+            "headers": json.dumps(response.headers, sort_keys=True),
+            "body": response.body,
+            "recorded_at": interaction.recorded_at,
+        }
+        if interaction.latency_ms is not None:
+            fields["latency_ms"] = repr(interaction.latency_ms)
+        pairs = [item for name_value in fields.items() for item in name_value]
+        with self._talking():
+            self._put(keys=[record, owners, self._key("keys")], args=[f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
+        self._hits[interaction.key] = interaction
+
+    def set_owners(self, owners: Mapping[Key, Sequence[str]]) -> None:
+        """Replace the tests that own these recordings, all in one script (absent keys are ignored)."""
+        if not owners:
+            return
+        self._writable()
+        names = [name for fingerprint, occurrence in owners for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
+        with self._talking():
+            self._set_owners(keys=names, args=[json.dumps([list(map(self.scrubber.test_id, tests)) for tests in owners.values()])])
+        for key in owners:
+            self._hits.pop(key, None)
+
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Remove these recordings and their owners, in one transaction; how many there were. Redis frees what
+        they held at once (what the server's own RDB/AOF files keep is the server's to rewrite)."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        self._writable()
+        members = [f"{fingerprint}:{occurrence}" for fingerprint, occurrence in keys]
+        with self._talking():
+            pipe = self._client.pipeline(transaction=True)
+            for fingerprint, occurrence in keys:
+                pipe.delete(self._key("rec", fingerprint, occurrence))
+            pipe.delete(*(self._key("owners", fingerprint, occurrence) for fingerprint, occurrence in keys))
+            pipe.srem(self._key("keys"), *members)
+            removed = sum(pipe.execute()[: len(keys)])
+        for key in keys:
+            self._hits.pop(key, None)
+        return removed
+
+    def _members(self) -> list[Key]:
+        with self._talking():
+            members = self._client.smembers(self._key("keys"))
+        return sorted(_key_of(member) for member in members)
+
+    def _batched(self, keys: list[Key], *commands: str) -> Iterator[tuple[Key, list[Any]]]:
+        """(key, [reply of each command]) for every key, ``_BATCH`` keys per round trip. A command reads
+        ``"METHOD KIND [FIELD …]"`` and runs on the key's ``PREFIX:KIND:FP:OCC`` (``"hmget rec request recorded_at"``)."""
+        for start in range(0, len(keys), _BATCH):
+            chunk = keys[start : start + _BATCH]
+            with self._talking():
+                pipe = self._client.pipeline(transaction=False)
+                for fingerprint, occurrence in chunk:
+                    for command in commands:
+                        name, kind, *fields = command.split()
+                        getattr(pipe, name)(self._key(kind, fingerprint, occurrence), *fields)
+                replies = pipe.execute()
+            width = len(commands)
+            for index, key in enumerate(chunk):
+                yield key, replies[index * width : (index + 1) * width]
+
+    def interactions(self) -> Iterator[Interaction]:
+        """Every interaction, ordered by fingerprint and occurrence."""
+        found = [_from_fields(key, fields, owners) for key, (fields, owners) in self._batched(self._members(), "hgetall rec", "smembers owners") if fields]
+        return iter(found)
+
+    def requests(self) -> Iterator[tuple[str, int, str]]:
+        """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
+        rows = [
+            (recorded_at.decode(), key, request.decode())
+            for key, ((request, recorded_at),) in self._batched(self._members(), "hmget rec request recorded_at")
+            if request is not None
+        ]
+        return iter([(fingerprint, occurrence, request) for _, (fingerprint, occurrence), request in sorted(rows)])
+
+    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies."""
+        return [
+            (key, _tests(owners), recorded_at.decode())
+            for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at")
+            if recorded_at is not None  # deleted since the keys were listed
+        ]
+
+    def __len__(self) -> int:
+        with self._talking():
+            return self._client.scard(self._key("keys"))
+
+    # -- each test's frozen instant ----------------------------------------------------------
+
+    def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
+        """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            test_id = self.scrubber.test_id(test_id)
+            pipe.hget(self._key("instants"), test_id)
+            pipe.hget(self._key("clock_reads"), test_id)
+            instant, read = pipe.execute()
+        if instant is None:
+            return None, None
+        return datetime.fromisoformat(instant.decode()), None if read is None else read == b"1"
+
+    def instants(self) -> list[tuple[str, datetime, bool | None]]:
+        """Every test's stored instant and clock flag (for copies and merges)."""
+        with self._talking():
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(self._key("instants"))
+            pipe.hgetall(self._key("clock_reads"))
+            instants, reads = pipe.execute()
+        return sorted(
+            (test_id.decode(), datetime.fromisoformat(instant.decode()), None if test_id not in reads else reads[test_id] == b"1")
+            for test_id, instant in instants.items()
+        )
+
+    def put_instant(self, test_id: str, instant: datetime) -> None:
+        """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
+        self._writable()
+        with self._talking():
+            test_id = self.scrubber.test_id(test_id)
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self._key("instants"), test_id, instant.isoformat())
+            pipe.hdel(self._key("clock_reads"), test_id)
+            pipe.execute()
+
+    def put_clock_read(self, test_id: str, read: bool) -> None:
+        """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
+        self._writable()
+        with self._talking():
+            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[self.scrubber.test_id(test_id), int(read)])
+
+    # -- every byte under the prefix (llm-replay audit and scrub) ------------------------------
+
+    def raw(self) -> Iterator[tuple[bytes, RawValue]]:
+        """Every key under the prefix with what it holds, byte for byte, whatever wrote it: what an audit reads."""
+        with self._talking():
+            names = sorted(self._client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        for start in range(0, len(names), _BATCH):
+            chunk = names[start : start + _BATCH]
+            with self._talking():
+                pipe = self._client.pipeline(transaction=False)
+                for name in chunk:
+                    pipe.type(name)
+                kinds = pipe.execute()
+                for name, kind in zip(chunk, kinds):
+                    _read_raw(pipe, name, kind, self.url)
+                values = pipe.execute()
+            yield from ((name, _raw_value(value)) for name, value in zip(chunk, values) if value is not None)
+
+    def rewrite(self, transform: Callable[[bytes], bytes]) -> int:
+        """Pass every key name, field name, member and value under the prefix through ``transform``, each key that
+        changes rewritten in one transaction (retried if a writer touched it meanwhile); how many pieces changed."""
+        self._writable()
+        import redis
+
+        changed = 0
+        for name, value in self.raw():
+            if not _pieces_changed(name, value, transform):
+                continue
+            with self._talking(), self._client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(name)
+                        current = _raw_value(_read_raw(pipe, name, pipe.type(name), self.url))
+                        count = _pieces_changed(name, current, transform) if current is not None else 0
+                        pipe.multi()
+                        if count:
+                            pipe.delete(name)
+                            _write_raw(pipe, transform(name), _transformed(current, transform))
+                        pipe.execute()
+                        changed += count
+                        break
+                    except redis.exceptions.WatchError:
+                        continue
+        self._hits.clear()
+        return changed
+
+    def close(self) -> None:
+        """Release the connections; the recordings stay on the server."""
+        self._client.close()
+
+
+def _redis_py(shown: str) -> Any:
+    try:
+        import redis
+    except ImportError as error:
+        raise CassetteError(f"cassette {shown} needs redis-py ({error}); install it with: pip install 'llm_replay[redis]'") from None
+    return redis
+
+
+def _client(url: str) -> "redis.Redis":
+    """A client that connects now (so an unreachable server fails at the start, not at the first lookup)."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    # Timeouts the URL's own query may override. One quick retry covers a connection the server closed
+    # while idle; a server that is gone fails at once. One connection held (behind redis-py's lock) saves
+    # a lookup the pool's checkout, a third of its cost; pipelines (writes) take their own from the pool.
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=5, socket_timeout=30, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1), single_connection_client=True
+    )
+
+
+def _key_of(member: bytes) -> Key:
+    fingerprint, _, occurrence = member.decode().rpartition(":")
+    return fingerprint, int(occurrence)
+
+
+def _tests(owners: Iterable[bytes]) -> tuple[str, ...]:
+    return tuple(sorted(owner.decode() for owner in owners))
+
+
+def _from_fields(key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes]) -> Interaction:
+    latency = fields.get(b"latency_ms")
+    return Interaction(
+        fingerprint=key[0],
+        occurrence=key[1],
+        request_json=fields[b"request"].decode(),
+        response=RecordedResponse(
+            status=int(fields[b"status"]), reason=fields[b"reason"].decode(), headers=json.loads(fields[b"headers"]), body=bytes(fields[b"body"])
+        ),
+        recorded_at=fields[b"recorded_at"].decode(),
+        latency_ms=None if latency is None else float(latency),
+        tests=_tests(owners),
+    )
+
+
+_READERS = {b"string": "get", b"hash": "hgetall", b"set": "smembers"}
+
+
+def _read_raw(client: Any, name: bytes, kind: bytes, url: str) -> Any:
+    """Ask ``client`` (a pipeline queues it; a watching pipeline answers at once) for what ``name`` holds."""
+    if kind == b"none":  # deleted since it was listed: 0, which keeps a pipeline's replies in step
+        return client.exists(name)
+    if kind not in _READERS:
+        raise CassetteError(
+            f"cassette {url}: key {name.decode(errors='replace')} is a {kind.decode()}, which llm_replay never writes; "
+            "another program uses this prefix: give the cassette a ?prefix= of its own"
+        )
+    return getattr(client, _READERS[kind])(name)
+
+
+def _raw_value(value: Any) -> RawValue | None:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, int):  # a key deleted since it was listed
+        return None
+    return value
+
+
+def _transformed(value: RawValue, transform: Callable[[bytes], bytes]) -> RawValue:
+    if isinstance(value, dict):
+        return {transform(field): transform(data) for field, data in value.items()}
+    if isinstance(value, list):
+        return [transform(member) for member in value]
+    return transform(value)
+
+
+def _pieces_changed(name: bytes, value: RawValue, transform: Callable[[bytes], bytes]) -> int:
+    """How many of a key's pieces (its name, field names, values, members) ``transform`` changes."""
+    if isinstance(value, dict):
+        pieces = [name, *value, *value.values()]
+    elif isinstance(value, list):
+        pieces = [name, *value]
+    else:
+        pieces = [name, value]
+    return sum(transform(piece) != piece for piece in pieces)
+
+
+def _write_raw(pipe: Any, name: bytes, value: RawValue) -> None:
+    if isinstance(value, dict):
+        pipe.hset(name, mapping=value)
+    elif isinstance(value, list):
+        pipe.sadd(name, *value)
+    else:
+        pipe.set(name, value)

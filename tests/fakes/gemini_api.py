@@ -1,0 +1,49 @@
+"""Google's Gemini API on loopback: ``POST /{v1,v1beta}/models/<model>:generateContent`` (JSON) and
+``:streamGenerateContent?alt=sse`` (SSE of ``data:`` events only, separated by ``\\r\\n\\r\\n``, as the real API).
+
+The key goes in the ``x-goog-api-key`` header or the ``key`` query parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .server import ProviderFake, Reply, Request, error, sse, words
+
+_ROUTE = re.compile(r"/(?:v1|v1beta)/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)")
+
+
+class FakeGemini(ProviderFake):
+    api_key = "AIza-test-fake"
+
+    def answer(self, request: Request, n: int) -> Reply:
+        if self.api_key not in (request.headers.get("x-goog-api-key"), request.query.get("key")):
+            return error(400, {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}})
+        route = _ROUTE.fullmatch(request.path)
+        if route is None:
+            return error(404, {"error": {"code": 404, "message": f"no route {request.path}", "status": "NOT_FOUND"}})
+        text = f"answer #{n} to: {_last_text(request.json['contents'])}"
+        if route["method"] == "generateContent":
+            return Reply(json=_chunk(route["model"], text, final=True))
+        if request.query.get("alt") != "sse":
+            return error(400, {"error": {"code": 400, "message": "this fake streams only with alt=sse", "status": "INVALID_ARGUMENT"}})
+        pieces = words(text)
+        chunks = [_chunk(route["model"], piece, final=index == len(pieces) - 1) for index, piece in enumerate(pieces)]
+        return Reply(chunks=sse([(None, chunk) for chunk in chunks], separator="\r\n\r\n"), content_type="text/event-stream")
+
+
+def _last_text(contents: list[dict[str, Any]]) -> str:
+    return " ".join(part.get("text", "") for part in contents[-1]["parts"])
+
+
+def _chunk(model: str, text: str, final: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+    if final:
+        candidate["finishReason"] = "STOP"
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 5, "totalTokenCount": 12},
+        "modelVersion": model,
+        "responseId": "fake-response",
+    }

@@ -1,0 +1,224 @@
+"""Pruning by ownership: whatever the selection, only what the tests that ran passed without is deleted;
+a prune racing a recording session keeps that session's recordings; a refresh replaces its test's recordings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cassette_file
+
+# Every test asks one prompt, "<APP_VERSION> <its node name>": a new version gives each test a new recording.
+CONFTEST = '''
+import os
+
+import openai
+import pytest
+
+
+@pytest.fixture
+def ask(llm_cache, request):
+    def ask():
+        if os.environ.get("FAIL") == request.node.name:
+            raise AssertionError("asked to fail")
+        client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+        prompt = f"{{os.environ['APP_VERSION']}} {{request.node.name}}"
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+    return ask
+'''
+TOP = '''
+import pytest
+
+
+def test_a(ask):
+    ask()
+
+
+def test_b(ask):
+    ask()
+
+
+class TestK:
+    def test_k1(self, ask):
+        ask()
+
+    def test_k2(self, ask):
+        ask()
+
+
+@pytest.mark.parametrize("p", ["x", "y"])
+def test_p(ask, p):
+    ask()
+
+
+@pytest.mark.slow
+def test_m(ask):
+    ask()
+'''
+SUB = '''
+def test_s1(ask):
+    ask()
+
+
+def test_s2(ask):
+    ask()
+'''
+EVERY = {"test_a", "test_b", "test_k1", "test_k2", "test_p[x]", "test_p[y]", "test_m", "test_s1", "test_s2"}
+# selection (cwd under the project, pytest arguments) -> the tests whose v1 recording --llm-prune may delete
+SELECTIONS = {
+    "node id": ("", ("test_top.py::test_a",), {"test_a"}),
+    "class": ("", ("test_top.py::TestK",), {"test_k1", "test_k2"}),
+    "parametrize id": ("", ("test_top.py::test_p[x]",), {"test_p[x]"}),
+    "directory": ("", ("sub",), {"test_s1", "test_s2"}),
+    "from a subdirectory": ("sub", (), {"test_s1", "test_s2"}),
+    "-k": ("", ("-k", "test_b or k1"), {"test_b", "test_k1"}),
+    "-m": ("", ("-m", "slow"), {"test_m"}),
+    "--deselect": ("", ("--deselect", "test_top.py::test_a"), EVERY - {"test_a"}),
+    "--lf": ("", ("--lf",), {"test_b"}),
+    "xdist": ("", ("-p", "xdist", "-n", "2", "test_top.py::TestK"), {"test_k1", "test_k2"}),
+}
+
+
+@pytest.fixture
+def project(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
+    """Nine tests recorded once under APP_VERSION=v1, then asking v2 prompts (each v1 recording is now unused)."""
+    llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nmarkers = slow\n")
+    llm_pytester.makeconftest(CONFTEST.format(base_url=server.base_url))
+    llm_pytester.makepyfile(test_top=TOP)
+    (llm_pytester.path / "sub").mkdir()
+    (llm_pytester.path / "sub" / "test_sub.py").write_text(SUB)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    env.setenv("APP_VERSION", "v1")
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=9)
+    env.setenv("APP_VERSION", "v2")
+    return llm_pytester
+
+
+def surviving_v1(cassette: Path) -> set[str]:
+    with sqlite3.connect(cassette) as db:
+        prompts = [row[0] for row in db.execute("SELECT json_extract(request, '$.body.messages[0].content') FROM interactions")]
+    return {prompt.split(" ", 1)[1] for prompt in prompts if prompt.startswith("v1 ")}
+
+
+def test_llm_prune_deletes_only_what_the_selected_tests_passed_without(project, env, capsys):
+    cassette = cassette_file(project)
+    saved = project.path.parent / "saved"
+    shutil.copytree(project.path, saved)
+    kept_counts = {}
+    for form, (cwd, args, selected) in SELECTIONS.items():
+        shutil.rmtree(project.path)
+        shutil.copytree(saved, project.path)
+        env.chdir(project.path / cwd)
+        if form == "--lf":
+            env.setenv("FAIL", "test_b")
+            project.runpytest("-k", "test_b").assert_outcomes(failed=1)
+            env.delenv("FAIL")
+        result = project.runpytest("--llm-prune", *args)
+        assert result.ret == 0, f"{form}: {result.stdout.str()}"
+        assert surviving_v1(cassette) == EVERY - selected, f"{form}: the v1 recordings of exactly the selected tests are gone"
+        result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted {len(selected)} recording* no longer used by the tests that ran, *"])
+        kept_counts[form] = len(EVERY - selected)
+    with capsys.disabled():
+        print("\nv1 recordings kept of 9, per selection form:", kept_counts)
+
+
+def test_a_prune_racing_a_recording_session_keeps_what_that_session_records(project, server, env):
+    """The pruning run starts first and finishes last; the other session records 9 new answers in between."""
+    started, gate = project.path / "STARTED", project.path / "RECORDED"
+    project.makepyfile(test_0gate=f'''
+import pathlib
+import time
+
+
+def test_waits_for_the_other_session():
+    pathlib.Path({str(started)!r}).write_text("started")
+    deadline = time.monotonic() + 120
+    while not pathlib.Path({str(gate)!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+''')
+    pruning = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", "--llm-prune", "--llm-mode=replay"],
+        cwd=project.path, env={**os.environ, "APP_VERSION": "v1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and pruning.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the pruning session never started"
+        recording = project.runpytest("--llm-mode=record", "--deselect", "test_0gate.py::test_waits_for_the_other_session")
+        recording.assert_outcomes(passed=9)
+        recording.stdout.fnmatch_lines(["llm_replay: 0 replayed, 9 recorded, 0 missed in 9 tests*"])
+    finally:
+        gate.write_text("done")
+        out, _ = pruning.communicate(timeout=300)
+    assert pruning.returncode == 0, out
+    assert "llm_replay: --llm-prune deleted 0 recordings" in out
+    with sqlite3.connect(cassette_file(project)) as db:
+        prompts = {row[0] for row in db.execute("SELECT json_extract(request, '$.body.messages[0].content') FROM interactions")}
+    assert prompts == {f"{version} {name}" for version in ("v1", "v2") for name in EVERY}, "both sessions' recordings survive"
+
+
+SHARED = """
+import openai
+
+
+def ask_shared():
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "shared"}}])
+
+
+def test_one(llm_cache):
+    ask_shared()
+
+
+def test_two(llm_cache):
+    ask_shared()
+"""
+
+
+def test_a_passing_refresh_replaces_what_the_test_owned_even_under_a_new_key(project, server):
+    project.makepyfile(test_shared=SHARED.format(base_url=server.base_url))
+    project.runpytest("--llm-mode=record", "test_shared.py").assert_outcomes(passed=2)
+    result = project.runpytest("--llm-mode=refresh", "test_top.py::test_a", "test_top.py::test_b", "test_shared.py::test_one")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["llm_replay: refresh replaced 2 earlier recordings of the refreshed tests"])
+    assert surviving_v1(cassette_file(project)) == EVERY - {"test_a", "test_b"}, "the other tests' recordings are untouched"
+    with sqlite3.connect(cassette_file(project)) as db:
+        owners = dict(db.execute("SELECT json_extract(request, '$.body.messages[0].content'), tests FROM interactions"))
+    assert owners["shared"] == '["test_shared.py::test_one", "test_shared.py::test_two"]', "a shared answer stays for its other owner"
+    assert owners["v2 test_a"] == '["test_top.py::test_a"]'
+
+
+REKEYED = """
+import os
+
+import openai
+
+
+def test_ask(llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "rekeyed"}}],
+                                   extra_body={{"request_id": os.environ["REQUEST_ID"]}})
+"""
+
+
+def test_a_recording_replayed_under_new_match_rules_is_used_not_pruned(llm_pytester, server, env):
+    llm_pytester.makepyfile(test_rekeyed=REKEYED.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+    env.setenv("REQUEST_ID", "first")
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
+    llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_match_ignore = request_id\n")
+    env.setenv("REQUEST_ID", "second")  # matches the old recording only under the new rule, through its old key
+    result = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed*", "llm_replay: --llm-prune deleted 0 recordings*"])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)
