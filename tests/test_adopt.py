@@ -72,7 +72,7 @@ def test_an_sdk_upgrade_misses_then_adopt_rekeys_once_then_plain_replay(llm_pyte
     adopted = llm_pytester.runpytest("-s", "--llm-mode=adopt", "test_app.py::test_capital")
     adopted.assert_outcomes(passed=1)
     adopted.stdout.fnmatch_lines([
-        "llm_replay: 1 replayed, 0 recorded, 0 missed in 1 tests (mode adopt, *)",
+        "llm_replay: 1 replayed, 0 recorded, 0 missed in 1 test (mode adopt, *)",
         "llm_replay: adopted 1 recording (re-keyed to the new request shape, written once; commit the cassette):",
         "  1 × POST http://127.0.0.1:*/v1beta/models/gemini-2.5-flash:generateContent → POST http://127.0.0.1:*/v1/models/gemini-2.5-flash:generateContent",
     ])

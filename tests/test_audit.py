@@ -6,6 +6,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from llm_replay.model.scrub import Scrubber
 from llm_replay.stores.sqlite import SQLiteCache
 
 REPO = Path(__file__).parents[1]
-REAL_CASSETTES = REPO.parent / "shared" / "real-cassettes"
+REAL_CASSETTES = Path(os.environ.get("LLM_REPLAY_REAL_CASSETTES") or REPO.parent / "shared" / "real-cassettes")  # as test_import_real_cassettes
 # Built by concatenation so this file itself never looks like it holds a key.
 SHAPES = {
     "Anthropic API key": "sk-" + "ant-api03-" + "Zy9Xw8Vu7Ts6Rq5Po4Nm3Lk2",
@@ -247,3 +248,20 @@ def test_llm_era_shapes_that_detect_secrets_lacks_are_found_whole_and_never_as_s
     assert {kind: found.get(kind) for kind in shapes} == {**shapes, "private key": json.dumps(private_key)[1:-1]}, "whole, as JSON holds it"
     sliced = "".join(f"x{value}" for value in shapes.values() if not value.startswith("-"))  # each one a slice of a longer token
     assert [kind for kind, _ in secret_shapes(sliced) if kind in shapes] == []
+
+
+def test_detectors_run_only_where_their_literals_occur_still_find_their_keys_in_any_case():
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    planted = {
+        "Mailchimp Access Key": "0123456789abcdef" * 2 + "-us" + "12",
+        "Slack Token": "HTTPS://HOOKS." + "SLACK.COM/services/T0123ABCD/B0123ABCD/abcdefghijklmnop",
+        "AWS Access Key": "wJalrXUtnFEMIK7MDENG" + "bPxRfiCYzzzzzzzzzzzz",
+    }
+    prose = "The model answered in one short paragraph. " * 50  # none of the literals: those detectors do not run
+    text = prose + json.dumps({"mailchimp": planted["Mailchimp Access Key"], "webhook": planted["Slack Token"]}) + (
+        f' AWS_Secret_Access_Key = "{planted["AWS Access Key"]}" ' + prose
+    )
+    found = {kind: value for kind, value in secret_shapes(text) if kind in planted}
+    assert found == planted
+    assert [kind for kind, _ in secret_shapes(prose) if kind in planted] == []

@@ -144,7 +144,7 @@ def test_every_delete_path_leaves_no_bytes_in_or_beside_the_file(path, upstream_
         env.chdir(llm_pytester.path)
         capsys.readouterr()
         assert main(["prune"] if path == "llm-replay prune" else ["rm", pruned_key[:12]]) == 0
-        assert capsys.readouterr().out.startswith("deleted 1 recording")
+        assert capsys.readouterr().out.splitlines()[-1].startswith("deleted 1 recording")  # rm lists what it deletes first
     assert bytes_found(cassette, PRUNED) == [], f"{path}: the old answer's bytes are gone from the file and from beside it"
     assert sorted(p.name for p in cassette.parent.iterdir()) == ["llm_cache.sqlite3"]
     with sqlite3.connect(cassette) as db:

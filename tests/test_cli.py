@@ -149,9 +149,9 @@ def test_diff_shows_added_removed_and_changed(recorded, server, capsys):
     assert code == 1
     lines = out.splitlines()
     assert any(line.startswith("+ ") and "Name a colour" in line for line in lines)
-    assert any(line.startswith("~ ") and "Capital of France" in line for line in lines)
+    assert any(line.startswith("~ ") and "Capital of France" in line and line.endswith("[text]") for line in lines), "named by drift class"
     assert any(line.startswith("    -") and "echo[0]: Capital of France" in line for line in lines), "the changed answer is shown"
-    assert lines[-1].startswith("1 added, 0 removed, 1 changed")
+    assert lines[-1].startswith("1 added, 0 removed, 1 changed (1 text)")
     code, out, _ = run_cli(capsys, "diff", str(cassette_file(recorded)), str(before))
     assert any(line.startswith("- ") and "Name a colour" in line for line in out.splitlines())
 

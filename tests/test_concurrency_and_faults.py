@@ -129,11 +129,12 @@ def test_read_only_cassette_in_record_mode_fails_clearly_before_any_live_call(ll
     cassette.chmod(0o444)
     asked = len(server.requests)
     result = llm_pytester.runpytest("--llm-mode=record")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([
-        f"*llm_replay.CassetteError: cassette {cassette} is read-only (file permissions) but this run records into it; "
-        f"it was left untouched. Make it writable (chmod u+w {cassette}) or only replay (--llm-mode=replay)",
-    ])
+    message = (
+        f"ERROR: llm_replay.CassetteError: cassette {cassette} is read-only (file permissions) but this run records into it; "
+        f"it was left untouched. Make it writable (chmod u+w {cassette}) or only replay (--llm-mode=replay)"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines.count(message) == 1 and "CassetteError" not in result.stdout.str(), "the session stops once, with one message"
     assert len(server.requests) == asked and cassette.read_bytes() == before
     llm_pytester.runpytest("--llm-mode=replay", "-k", "known").assert_outcomes(passed=1)
 
@@ -146,9 +147,9 @@ def test_cassette_from_a_newer_schema_is_refused_and_left_alone(llm_pytester, se
     before = cassette.read_bytes()
     for mode in ("replay", "record"):
         result = llm_pytester.runpytest(f"--llm-mode={mode}", "-k", "known")
-        result.assert_outcomes(errors=1)
-        result.stdout.fnmatch_lines([
-            f"*llm_replay.CassetteError: cassette {cassette} was written by a newer llm_replay (schema 99, this one reads up to 1); "
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([
+            f"ERROR: llm_replay.CassetteError: cassette {cassette} was written by a newer llm_replay (schema 99, this one reads up to 1); "
             "upgrade llm_replay: pip install -U llm_replay",
         ])
     assert cassette.read_bytes() == before

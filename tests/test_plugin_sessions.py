@@ -231,9 +231,11 @@ def test_corrupt_cassette_fails_clearly_and_is_left_alone(llm_pytester, server):
     cassette.write_bytes(b"this is not a database, it is a text file that someone committed by mistake\n" * 10)
     before = cassette.read_bytes()
     _write_app(llm_pytester, server.base_url)
-    result = llm_pytester.runpytest("--llm-mode=record", "-k", "capital")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*llm_replay.CassetteError: *llm_cache.sqlite3 is not an llm_replay cassette (not an SQLite file)*"])
+    result = llm_pytester.runpytest("--llm-mode=record")  # two tests, one message: the session stops at its start
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if "CassetteError" in line]
+    assert len(errors) == 1 and f"{cassette} is not an llm_replay cassette (not an SQLite file)" in errors[0]
+    assert "Move it away, or point --llm-cassette" in errors[0] and "CassetteError" not in result.stdout.str()
     assert cassette.read_bytes() == before
     assert server.requests == []
 

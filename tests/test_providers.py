@@ -221,7 +221,7 @@ def _record_replay_miss(pytester: pytest.Pytester, env: pytest.MonkeyPatch, fake
     answers = printed(recorded, "ANSWER")
     assert len(answers) == passed and all("#" in answer or "echo" in answer for answer in answers), answers
     served = sum(len(fake.requests) for fake in fakes)
-    recorded.stdout.fnmatch_lines([f"llm_replay: * {served} recorded, 0 missed in {passed} tests (mode record, *)"])
+    recorded.stdout.fnmatch_lines([f"llm_replay: * {served} recorded, 0 missed in {passed} test* (mode record, *)"])
 
     for fake in fakes:
         fake.stop()
@@ -235,7 +235,7 @@ def _record_replay_miss(pytester: pytest.Pytester, env: pytest.MonkeyPatch, fake
     replayed.stdout.fnmatch_lines([
         "*CassetteMiss: no recording for this request (mode 'replay': the network is not used)",
         "*What is the capital of Spain?*",
-        f"llm_replay: * 0 recorded, 1 missed in {passed + 1} tests (mode replay, *)",
+        f"llm_replay: * 0 recorded, 1 missed in {passed + 1} test* (mode replay, *)",
     ])
     assert sum(len(fake.requests) for fake in fakes) == served, "nothing reached a fake while replaying"
     return replayed

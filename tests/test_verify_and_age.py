@@ -17,6 +17,7 @@ import trustme
 import vcr.serializers.yamlserializer  # noqa: F401  imported here, once: pytester's inner sessions drop the modules
 from conftest import cassette_file, printed, write_ini  # they import first, which would leave YAML loading half-stale
 from fake_openai import FakeOpenAI
+from test_html_report import PageText  # the report's text as a reader sees it (that test renders it in Chromium)
 from test_yaml_import import ANSWER, REQUEST, stored, vcr_yaml
 
 from llm_replay.cli import main
@@ -69,17 +70,23 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
 
     # The nightly job: the server now answers the text prompt differently (#3, not #1); the tool call only by its id.
     env.setenv("LLM_REPLAY_MODE", "verify")
-    verified = llm_pytester.runpytest("-s")
+    verified = llm_pytester.runpytest("-s", "--llm-report=report.html")
     verified.assert_outcomes(passed=2)
     assert verified.ret == 0
     assert len(server.requests) == 4, "each recorded request was also sent live"
     assert printed(verified, "ANSWER") == printed(recorded, "ANSWER"), "the tests saw the recorded answers, not the live ones"
     verified.stdout.fnmatch_lines([
         "llm_replay: 2 replayed, 0 recorded, 0 missed in 2 tests (mode verify, *)",
-        "llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)",
+        "llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical",
         "  text: test_app.py::test_text",
     ])
     assert _rows(llm_pytester) == before, "verify wrote to the cassette"
+    page = PageText()
+    page.feed((llm_pytester.path / "report.html").read_text())
+    shown = "\n".join(page.text)
+    text_drift = shown[shown.index("verify drift: text"):]
+    assert "recorded" in text_drift and "live now (not recorded)" in text_drift and "#1" in text_drift and "#3" in text_drift, "the report shows both answers"
+    assert "verify drift: identical" in shown and "the new answer says what the recorded one said" in shown
 
     # --llm-fail-on-drift fails the session for a listed class that occurred, and only then; under
     # pytest-xdist the controller adds up what each worker compared.
@@ -88,8 +95,9 @@ def test_verify_replays_the_recording_compares_live_and_writes_nothing(llm_pytes
     failing.assert_outcomes(passed=2)
     assert failing.ret == 1
     failing.stdout.fnmatch_lines([
-        "llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)",
-        "llm_replay: the session fails: drift in text (--llm-fail-on-drift=status,text)",
+        "llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical",
+        "  text: test_app.py::test_text",
+        "llm_replay: the session fails: --llm-fail-on-drift=status,text and answers drifted (1 text) in test_app.py::test_text",
     ])
     env.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     quiet = llm_pytester.runpytest("--llm-mode=verify", "--llm-fail-on-drift=tool_calls")
@@ -117,7 +125,7 @@ def test_verify_sends_https_live(llm_pytester, env, tmp_path):
         llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
         verified = llm_pytester.runpytest("--llm-mode=verify", "-W", "error::UserWarning")
         verified.assert_outcomes(passed=2)
-        verified.stdout.fnmatch_lines(["llm_replay verified: 2 requests compared live: 1 identical, 1 drifted (text 1)"])
+        verified.stdout.fnmatch_lines(["llm_replay drift: 2 answers compared with the recordings: 1 text, 1 identical"])
         assert len(https_server.requests) == 4, "each recorded request was also sent live, over TLS"
 
 

@@ -94,3 +94,32 @@ def test_not_a_cassette_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{bad} is not a vcrpy cassette" in err and "interactions:" in err
     assert not (tmp_path / "c.sqlite3").exists(), "a failed import leaves no cassette behind"
+
+
+def test_bare_status_and_typed_json_body_import_and_an_unknown_shape_names_its_file_and_field(tmp_path, capsys):
+    """``status: 200`` with ``body: {type: json, content: …}`` used to crash import with a traceback."""
+    interaction = {
+        "request": {"method": "POST", "uri": "https://api.openai.com/v1/chat/completions", "body": {"type": "json", "content": REQUEST}, "headers": {}},
+        "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": {"type": "json", "content": ANSWER}},
+    }
+    typed = tmp_path / "typed.yaml"
+    typed.write_text(yaml.safe_dump({"interactions": [interaction]}))
+    cassette = tmp_path / "llm_cache.sqlite3"
+    assert main(["import", "--cassette", str(cassette), str(typed)]) == 0
+    (recording,) = stored(cassette)
+    assert recording.response.status == 200 and recording.response.json() == ANSWER
+    assert recording.request.body == REQUEST and recording.request.model == "gpt-4o-mini"
+
+    interaction["response"]["body"] = {"kind": "json", "payload": ANSWER}
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump({"interactions": [interaction]}))
+    before = cassette.read_bytes()
+    assert main(["import", "--cassette", str(cassette), str(odd)]) == 2
+    error = capsys.readouterr().err
+    assert f"{odd}: interaction 1: response.body: unrecognised body ['kind', 'payload']" in error and "Traceback" not in error
+    assert cassette.read_bytes() == before, "a refused file writes nothing"
+
+    interaction["response"] = {"status": "two hundred", "body": "x"}
+    odd.write_text(yaml.safe_dump({"interactions": [interaction]}))
+    assert main(["import", "--cassette", str(cassette), str(odd)]) == 2
+    assert f"{odd}: interaction 1: unrecognised response.status 'two hundred'" in capsys.readouterr().err

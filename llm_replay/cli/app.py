@@ -7,16 +7,19 @@ Exit codes: 0 success, 1 ``diff`` found differences, 2 bad usage or an unusable 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from ..errors import CassetteError, CommandError
-from ..model.interaction import Interaction
 from ..model.scrub import Scrubber
 from ..stores.base import Store
+
+if TYPE_CHECKING:
+    from .selection import Selection
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 
@@ -41,8 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    listing = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests")
-    listing.add_argument("--older-than", default=None, metavar="AGE", help="only recordings older than AGE (e.g. 30d, 12h, 90s)")
+    chooses = argparse.ArgumentParser(add_help=False)
+    chooses.add_argument("--test", metavar="NODEID", help="recordings of this test, or of every test in this file or folder")
+    chooses.add_argument("--model", metavar="NAME", help="recordings for this model (glob: 'gpt-4o*')")
+    chooses.add_argument("--endpoint", metavar="TEXT", help="recordings whose endpoint contains TEXT ('chat/completions', 'api.anthropic.com')")
+    chooses.add_argument("--unused", action="store_true", help="recordings llm-replay prune would delete: their owning tests all passed without them")
+    chooses.add_argument("--since", metavar="WHEN", help="recorded at or after WHEN: a date or time (2026-11-30, UTC unless given) or an age (12h, 3d)")
+    chooses.add_argument("--older-than", metavar="AGE", help="recorded more than AGE ago (30d, 12h, 90s); recordings without a time are not")
+    ls = command("ls", _ls, "list recordings: key, model, endpoint, prompt, when and by which tests", parents=(one, chooses))
+    ls.add_argument("--json", action="store_true", help="one JSON array of recordings (full prompt, tokens, latency) instead of the table")
+    rm = command("rm", _rm, "delete recordings by key or by test (their bytes are erased from the file)", parents=(one, chooses))
+    rm.add_argument("keys", nargs="*", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE")
+    rm.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     command("show", _show, "print one recording in full: the canonical request and the response").add_argument(
         "key", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
     )
@@ -58,9 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune = command("prune", _prune, "delete recordings whose owning tests all passed, in later pytest runs, without them")
     prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
-    command("rm", _rm, "delete recordings by key, bytes and all (the way recordings no test owns go)").add_argument(
-        "keys", nargs="+", metavar="KEY", help="a fingerprint or a unique prefix of one (as ls prints it), optionally with #OCCURRENCE"
-    )
     diff = command("diff", _diff, "what was added, removed and changed between two cassettes (exit 1 if they differ)", parents=())
     diff.add_argument("old", metavar="A", help="a cassette file or URL")
     diff.add_argument("new", metavar="B", help="a cassette file or URL")
@@ -120,26 +130,57 @@ def _print(lines: Sequence[str]) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from .listing import list_lines
+    from ..stores.summaries import summaries_of
+    from .listing import list_lines, prompt_text
+    from .selection import json_record
 
-    interactions: Iterable[Interaction]
     with _opened(_cassette_spec(args)) as cassette:
-        interactions = cassette.interactions()
-        if args.older_than is not None:
-            from ..engine.age import older_than
-
-            interactions = older_than(interactions, _age(args.older_than, "--older-than"))
-        _print(list_lines(interactions))
+        rows = _selection(args, cassette).select(summaries_of(cassette, shown=not args.json))
+        if not args.json:
+            _print(list_lines(rows))
+            return EXIT_OK
+        print("[", end="")
+        for number, row in enumerate(rows):
+            request = row.request
+            print(("," if number else "") + "\n" + json.dumps(json_record(row, request, prompt_text(request)), ensure_ascii=False), end="")
+        print("\n]")
     return EXIT_OK
 
 
-def _age(value: str, source: str) -> float:
-    from ..engine.age import parse_age
+def _rm(args: argparse.Namespace) -> int:
+    from ..engine.project import run_ledger
+    from .listing import resolve_key
+    from .removal import erase, plan_removal
 
-    try:
-        return parse_age(value, source)
-    except ValueError as error:
-        raise CommandError(str(error)) from None
+    if not args.keys and not (args.test or args.model or args.endpoint or args.since or args.older_than or args.unused):
+        raise CommandError("say what to delete: KEY... (as ls prints them) or a filter such as --test NODEID; nothing was deleted")
+    spec = _cassette_spec(args)
+    with _opened(spec) as cassette:  # chosen read-only: a refused or empty choice leaves the cassette as it was
+        keys = [resolve_key(cassette, key) for key in args.keys] if args.keys else None  # every key found, or nothing deleted
+        removal = plan_removal(cassette, _selection(args, cassette, keys=keys))
+    _print(removal.lines())
+    if args.dry_run or not removal.doomed:
+        count = len(removal.doomed) if args.dry_run else 0
+        print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {spec}")
+        return EXIT_OK
+    with _opened(spec, writable=True) as cassette:
+        print(erase(cassette, run_ledger(spec), removal))
+    return EXIT_OK
+
+
+def _selection(args: argparse.Namespace, cassette: Store, keys: Iterable[tuple[str, int]] | None = None) -> "Selection":
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
+    from ..engine.pruning import unused_recordings
+    from .selection import Selection, parse_older_than, parse_since
+
+    only = frozenset(keys) if keys is not None else None
+    if args.unused:
+        rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
+        unused = frozenset(unused_recordings(cassette, run_ledger(_cassette_spec(args)), rootdir, f"llm-replay {args.command} --unused"))
+        only = unused if only is None else only & unused
+    return Selection(
+        test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), before=parse_older_than(args.older_than), only=only
+    )
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -151,12 +192,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from ..engine.project import run_ledger
+    from ..engine.project import ini_prices, run_ledger
     from .listing import stats_lines
 
     spec = _cassette_spec(args)
     with _opened(spec) as cassette:
-        _print(stats_lines(cassette, run_ledger(spec)))
+        _print(stats_lines(cassette, run_ledger(spec), ini_prices()))
     return EXIT_OK
 
 
@@ -194,19 +235,6 @@ def _prune(args: argparse.Namespace) -> int:
     spec = _cassette_spec(args)
     with _opened(spec, writable=not args.dry_run) as cassette:
         _print(prune_unused(cassette, run_ledger(spec), rootdir, dry_run=args.dry_run))
-    return EXIT_OK
-
-
-def _rm(args: argparse.Namespace) -> int:
-    from ..engine.project import run_ledger
-    from .listing import resolve_key
-
-    spec = _cassette_spec(args)
-    with _opened(spec, writable=True) as cassette:
-        keys = list(dict.fromkeys(resolve_key(cassette, key) for key in args.keys))  # every key found, or nothing deleted
-        removed = cassette.delete(keys)
-        print(f"deleted {removed} {'recording' if removed == 1 else 'recordings'} from {cassette.describe()}")
-    run_ledger(spec).forget(keys)
     return EXIT_OK
 
 

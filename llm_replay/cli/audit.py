@@ -21,7 +21,7 @@ import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from ..errors import CassetteError, CommandError
 from ..model.credentials import is_secret_header
@@ -142,9 +142,9 @@ class Audit:
                     if is_secret_header(name):
                         yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-        data = path.read_bytes()
-        free = _free_pages(data, page_size)
-        starts, regions = _free_space(data, page_size, free)
+        with path.open("rb") as handle:  # page by page: a 150 MB cassette is never in memory whole
+            free = _free_pages(handle, page_size)
+            starts, regions = _free_space(handle, page_size, free)
         text = _SEPARATOR.join(region.decode("latin-1") for region in regions)
         positions = list(itertools.accumulate((len(region) + len(_SEPARATOR) for region in regions[:-1]), initial=0))
         for kind, value, found_at in self._raw(text):
@@ -305,48 +305,59 @@ def _offsets(text: str, value: str) -> Iterator[int]:
         start = text.find(value, start + 1)
 
 
-def _free_pages(data: bytes, page_size: int) -> set[int]:
+def _page(handle: BinaryIO, number: int, page_size: int) -> bytes:
+    handle.seek((number - 1) * page_size)
+    return handle.read(page_size)
+
+
+def _free_pages(handle: BinaryIO, page_size: int) -> set[int]:
     """The page numbers on the file's freelist (trunk and leaf pages), read from the raw file."""
-    trunk, count = int.from_bytes(data[32:36], "big"), int.from_bytes(data[36:40], "big")
+    header = _page(handle, 1, 100)
+    trunk, count = int.from_bytes(header[32:36], "big"), int.from_bytes(header[36:40], "big")
     pages: set[int] = set()
     while 0 < trunk and len(pages) < count:
         pages.add(trunk)
-        page = data[(trunk - 1) * page_size: trunk * page_size]
+        page = _page(handle, trunk, page_size)
         leaves = min(int.from_bytes(page[4:8], "big"), page_size // 4 - 2)
         pages.update(int.from_bytes(page[8 + 4 * index: 12 + 4 * index], "big") for index in range(leaves))
         trunk = int.from_bytes(page[:4], "big")
     return pages
 
 
-def _free_space(data: bytes, page_size: int, free: set[int]) -> tuple[list[int], list[bytes]]:
+def _free_space(handle: BinaryIO, page_size: int, free: set[int]) -> tuple[list[int], list[bytes]]:
     """Where deleted rows leave bytes behind: free pages, and each b-tree page's unallocated gap and freeblocks.
     (their offsets in the file, their bytes), all-zero regions (secure_delete) left out."""
     starts: list[int] = []
     regions: list[bytes] = []
-
-    def keep(start: int, end: int) -> None:
-        if end > start and data[start:end].strip(b"\0"):
-            starts.append(start)
-            regions.append(data[start:end])
-
-    for number in range(1, len(data) // page_size + 1):
-        base = (number - 1) * page_size
-        if number in free:
-            keep(base, base + page_size)
-            continue
-        header = base + (100 if number == 1 else 0)
-        kind = data[header]
-        if kind not in (2, 5, 10, 13):
-            continue  # an overflow or pointer-map page: live data
-        cells = int.from_bytes(data[header + 3: header + 5], "big")
-        content = int.from_bytes(data[header + 5: header + 7], "big") or 65536
-        keep(header + (12 if kind in (2, 5) else 8) + 2 * cells, base + content)
-        block = int.from_bytes(data[header + 1: header + 3], "big")
-        while 0 < block < page_size:
-            size = int.from_bytes(data[base + block + 2: base + block + 4], "big")
-            keep(base + block + 4, base + block + size)
-            block = int.from_bytes(data[base + block: base + block + 2], "big")
+    handle.seek(0)
+    number = 0
+    while len(page := handle.read(page_size)) == page_size:
+        number += 1
+        for start, end in _page_gaps(page, number, number in free):
+            if end > start and page[start:end].strip(b"\0"):
+                starts.append((number - 1) * page_size + start)
+                regions.append(page[start:end])
     return starts, regions
+
+
+def _page_gaps(page: bytes, number: int, free: bool) -> Iterator[tuple[int, int]]:
+    """(start, end) in one page of what no live row uses: all of a free page, else a b-tree page's gap between
+    its cell pointers and its cells, and its freeblocks."""
+    if free:
+        yield 0, len(page)
+        return
+    header = 100 if number == 1 else 0
+    kind = page[header]
+    if kind not in (2, 5, 10, 13):
+        return  # an overflow or pointer-map page: live data
+    cells = int.from_bytes(page[header + 3: header + 5], "big")
+    content = int.from_bytes(page[header + 5: header + 7], "big") or 65536
+    yield header + (12 if kind in (2, 5) else 8) + 2 * cells, content
+    block = int.from_bytes(page[header + 1: header + 3], "big")
+    while 0 < block < len(page):
+        size = int.from_bytes(page[block + 2: block + 4], "big")
+        yield block + 4, block + size
+        block = int.from_bytes(page[block: block + 2], "big")
 
 
 def _quoted(name: str) -> str:

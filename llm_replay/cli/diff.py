@@ -1,10 +1,12 @@
-"""What changed between two cassettes: recordings added, removed, and answered differently."""
+"""What changed between two cassettes: recordings added, removed, and answered differently (by drift class)."""
 
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from typing import TYPE_CHECKING
 
+from ..engine.drift import DRIFT_CLASSES, IDENTICAL, classify
 from ..model.interaction import Interaction
 from ..stores.union import same_answer
 from .listing import endpoint_text, key_text, prompt_words, show_lines
@@ -20,7 +22,8 @@ def diff_lines(old: "Store", new: "Store") -> list[str]:
     before = {i.key: i for i in old.interactions()}
     after = {i.key: i for i in new.interactions()}
     lines: list[str] = []
-    added = removed = changed = 0
+    added = removed = 0
+    changed: Counter[str] = Counter()  # by drift class, as refresh and verify name them
     for key in sorted(before.keys() | after.keys()):
         was, now = before.get(key), after.get(key)
         if was is None:
@@ -30,11 +33,14 @@ def diff_lines(old: "Store", new: "Store") -> list[str]:
             removed += 1
             lines.append(f"- {_summary(was)}")
         elif not same_answer(was, now):
-            changed += 1
-            lines.append(f"~ {_summary(now)}")
+            classes = classify(was.response, now.response)
+            changed.update(classes)
+            lines.append(f"~ {_summary(now)}  [{', '.join(classes) if classes != (IDENTICAL,) else 'same answer, other ids or metadata'}]")
             lines.extend(_changes(was, now))
     if lines:
-        lines.append(f"{added} added, {removed} removed, {changed} changed ({old.describe()} -> {new.describe()})")
+        total = sum(1 for line in lines if line.startswith("~ "))
+        by_class = f" ({', '.join(f'{changed[name]} {name}' for name in (*DRIFT_CLASSES, IDENTICAL) if changed[name])})" if total else ""
+        lines.append(f"{added} added, {removed} removed, {total} changed{by_class} ({old.describe()} -> {new.describe()})")
     return lines
 
 

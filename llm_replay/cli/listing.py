@@ -5,56 +5,86 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
+from ..engine.langchain_keys import LANGCHAIN_METHOD, is_langchain_request
+from ..engine.langchain_keys import prompt_text as langchain_prompt_text
 from ..errors import CommandError
+from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
+    from ..engine.pricing import PriceBook
     from ..stores.base import Store
     from ..stores.ledger import RunLedger
+    from .selection import Listed
 
 _PROMPT_WORDS = 10
 _TESTS_WIDTH = 48
 
 
-def key_text(interaction: Interaction, width: int = 12) -> str:
+class Named(Protocol):
+    """What naming a recording on screen needs: an Interaction, or a listing row (``selection.Listed``)."""
+
+    fingerprint: str
+    occurrence: int
+    request: CanonicalRequest
+
+
+def key_text(interaction: Named, width: int = 12) -> str:
     """How a recording is named on screen: a fingerprint prefix, ``#n`` for repeats after the first."""
     return interaction.fingerprint[:width] + (f"#{interaction.occurrence}" if interaction.occurrence else "")
 
 
-def endpoint_text(interaction: Interaction) -> str:
+def endpoint_text(interaction: Named) -> str:
     """``POST api.openai.com/v1/chat/completions``."""
-    request = interaction.request
-    return f"{request.method} {urlsplit(request.host).netloc or request.host}{request.path}"
+    return interaction.request.endpoint
 
 
-def prompt_words(interaction: Interaction, words: int = _PROMPT_WORDS) -> str:
+def prompt_text(request: CanonicalRequest) -> str:
+    """What a reader recognises the request by: the last message or prompt; a LangChain entry's prompt as
+    text (not its JSON); every input of an embeddings call."""
+    if is_langchain_request(request):
+        return langchain_prompt_text(request)
+    inputs = request.body.get("input") if isinstance(request.body, dict) and request.path.endswith("/embeddings") else None
+    if isinstance(inputs, list) and len(inputs) > 1:
+        return " | ".join(item if isinstance(item, str) else json.dumps(item) for item in inputs)
+    return request.prompt() or ""
+
+
+def prompt_words(interaction: Named, words: int = _PROMPT_WORDS) -> str:
     """The first words of the prompt, on one line."""
-    prompt = interaction.request.prompt() or ""
-    split = prompt.split()
+    return _first_words(prompt_text(interaction.request), words)
+
+
+def listed_prompt(listed: "Listed") -> str:
+    """``prompt_text`` of a listing row: a chat request's last message as SQLite read it, else the parsed request."""
+    row = listed.row
+    if row.last_text is not None and row.method != LANGCHAIN_METHOD:
+        return f"({row.last_role or '?'}) {row.last_text}"
+    return prompt_text(listed.request)
+
+
+def _first_words(text: str, words: int = _PROMPT_WORDS) -> str:
+    split = text.split(maxsplit=words)
     return " ".join(split[:words]) + (" …" if len(split) > words else "")
 
 
-def list_lines(interactions: Iterable[Interaction]) -> list[str]:
+def list_lines(rows: Iterable["Listed"]) -> list[str]:
     """One aligned row per recording: key, model, endpoint, status, recorded, tests, prompt."""
-    rows = [
+    once: dict[str, str] = {}  # models, endpoints and tests repeat: one copy of each keeps 100,000 rows small
+    cells = [
         (
             key_text(i),
-            i.request.model or "-",
-            endpoint_text(i),
-            str(i.response.status),
-            i.recorded_at[:19] or "-",
-            _tests_text(i.tests),
-            prompt_words(i),
+            *(once.setdefault(text, text) for text in (i.model or "-", i.endpoint, str(i.row.status), i.row.recorded_at[:19] or "-", _tests_text(i.tests))),
+            _first_words(listed_prompt(i)),
         )
-        for i in interactions
+        for i in rows
     ]
     header = ("KEY", "MODEL", "ENDPOINT", "STATUS", "RECORDED", "TESTS", "PROMPT")
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header) - 1)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in [header, *rows]]
-    lines.append(f"{len(rows)} recording{'s' if len(rows) != 1 else ''}")
+    widths = [max(map(len, column)) for column in list(zip(header, *cells))[:-1]]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in [header, *cells]]
+    lines.append(f"{len(cells)} recording{'s' if len(cells) != 1 else ''}")
     return [line.rstrip() for line in lines]
 
 
@@ -123,34 +153,35 @@ def _indented(text: str) -> list[str]:
     return ["  " + line for line in text.splitlines()] or ["  (empty)"]
 
 
-def reported_tokens(interaction: Interaction) -> tuple[int, int] | None:
-    """Input and output tokens the answer reports (a side it leaves out counts 0), or None when it reports none."""
-    found_in, found_out = interaction.usage()
-    if found_in is None and found_out is None:
-        return None
-    return found_in or 0, found_out or 0
+def stats_lines(cassette: "Store", ledger: "RunLedger", prices: "PriceBook") -> list[str]:
+    """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they
+    saved, priced as the session line prices them but by model name only (the URL is not read).
 
+    Read from SQLite's stored columns (model, tokens, latency), never the bodies: 100,000 recordings in a second.
+    """
+    from ..engine.savings import Savings
+    from ..stores.summaries import summaries_of
 
-def stats_lines(cassette: "Store", ledger: "RunLedger") -> list[str]:
-    """Size, recordings, models, tokens recorded; replays counted by pytest runs (their bookkeeping) and what they saved."""
-    interactions = list(cassette.interactions())
-    usage = ledger.usage()
-    models = Counter(i.request.model or "-" for i in interactions)
-    tokens = {i.key: reported_tokens(i) for i in interactions}
-    with_usage = [t for t in tokens.values() if t is not None]
-    replays = {key: count for key, (_, count) in usage.items() if key in tokens}
-    saved_tokens = sum(count * sum(tokens[key] or (0, 0)) for key, count in replays.items())
-    latency = {i.key: i.latency_ms or 0.0 for i in interactions}
-    saved_seconds = sum(count * latency[key] for key, count in replays.items()) / 1000
+    size = _size_text(cassette)
+    models: Counter[str] = Counter()
+    recorded: dict[tuple[str, int], tuple[str | None, int | None, int | None, float | None]] = {}  # key -> model, tokens in/out, ms
+    for row in summaries_of(cassette):
+        models[row.model or "-"] += 1
+        recorded[(row.fingerprint, row.occurrence)] = (row.model, row.input_tokens, row.output_tokens, row.latency_ms)
+    with_usage = [(tokens_in or 0, tokens_out or 0) for _, tokens_in, tokens_out, _ in recorded.values() if tokens_in is not None or tokens_out is not None]
+    replays = {key: count for key, (_, count) in ledger.usage().items() if key in recorded}
+    saved = Savings()
+    for key, count in replays.items():
+        model, tokens_in, tokens_out, latency_ms = recorded[key]
+        saved.add(prices, count, model, "", (tokens_in, tokens_out), latency_ms)
     last = ledger.last_run()
     return [
-        f"cassette:          {cassette.describe()}{_size_text(cassette)}",
-        f"recordings:        {len(interactions)}",
+        f"cassette:          {cassette.describe()}{size}",
+        f"recordings:        {len(recorded)}",
         f"models:            {', '.join(f'{name} {count}' for name, count in models.most_common()) or '-'}",
-        f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out"
-        f" ({len(with_usage)} of {len(interactions)} recordings report usage)",
+        f"tokens recorded:   {sum(t[0] for t in with_usage):,} in, {sum(t[1] for t in with_usage):,} out ({len(with_usage)} of {len(recorded)} recordings report usage)",
         f"replays so far:    {sum(replays.values()):,} (counted at the end of each pytest run, in {ledger.path})",
-        f"saved by replays:  {saved_tokens:,} tokens, {saved_seconds:,.1f} s of API time",
+        f"saved by replays:  {saved.text()}",
         f"last run:          {f'{last.finished_at} ({last.passed} tests passed)' if last else 'none recorded yet'}",
     ]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
 
 from ..model.interaction import Interaction
 
@@ -51,11 +50,3 @@ def age_of(interaction: Interaction, now: datetime | None = None) -> float | Non
         recorded = recorded.replace(tzinfo=timezone.utc)
     return ((now or datetime.now(timezone.utc)) - recorded).total_seconds()
 
-
-def older_than(interactions: Iterable[Interaction], seconds: float) -> Iterator[Interaction]:
-    """The recordings made more than ``seconds`` ago (``llm-replay ls --older-than``); those without a time are not."""
-    now = datetime.now(timezone.utc)
-    for interaction in interactions:
-        age = age_of(interaction, now)
-        if age is not None and age > seconds:
-            yield interaction

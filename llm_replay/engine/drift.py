@@ -16,7 +16,6 @@ from ..model.interaction import RecordedResponse
 # Most severe first: a changed status says more than a changed word.
 DRIFT_CLASSES = ("status", "finish_reason", "tool_calls", "shape", "text")
 IDENTICAL = "identical"
-ALL_CLASSES = (IDENTICAL, *DRIFT_CLASSES)
 
 
 @dataclass(frozen=True)

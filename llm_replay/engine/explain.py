@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
@@ -121,7 +122,7 @@ def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "Match
     """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
     closest = _closest(requested, _stored_requests(cassette), rules)
     if closest is None:
-        return ["  closest recording: none (the cassette is empty)"]
+        return [f"  closest recording: none ({_why_nothing(cassette, 'the cassette is empty')})"]
     key, best_view = closest
     best = cassette.get(*key)  # the one recording whose response and metadata the message needs
     recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
@@ -178,7 +179,7 @@ def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette
     lines.append(f"  cassette:  {cassette.describe()} ({len(entries)} LangChain entr{'ies' if len(entries) != 1 else 'y'})")
     closest = _closest(request, entries)
     if closest is None:
-        lines.append("  closest entry: none (no LangChain entry is recorded)")
+        lines.append(f"  closest entry: none ({_why_nothing(cassette, 'no LangChain entry is recorded')})")
     else:
         best = cassette.get(*closest[0])
         recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
@@ -190,6 +191,14 @@ def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette
             lines.append(f"    … and {len(shown) - _MAX_DIFF_LINES} more differences")
     lines.append(f"  to record it: {record_command or 'run again in record mode (with an API key)'}")
     return "\n".join(lines)
+
+
+def _why_nothing(cassette: "Store", empty: str) -> str:
+    """A cassette with nothing to compare: a file that is not there is missing (a mistyped path), not empty."""
+    path = cassette.path
+    if isinstance(path, Path) and not path.exists():
+        return f"the cassette {path} is missing: no such file; check --llm-cassette / ini llm_cassette, or record it"
+    return empty
 
 
 def _shorten(text: str) -> str:

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from ..model.scrub import Scrubber
     from ..stores.ledger import RunLedger
     from .hooks import BeforeRecord
+    from .pricing import PriceBook
 
 DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
@@ -56,6 +57,18 @@ def ini_scrubber(directory: Path | None = None) -> "Scrubber":
     _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
     try:
         return Scrubber(env_names=_lines(ini.get("llm_secret_env")), patterns=_lines(ini.get("llm_secret_patterns")))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def ini_prices(directory: Path | None = None) -> "PriceBook":
+    """The prices a pytest run would use: genai-prices', with the ini's ``llm_prices`` lines first."""
+    from ..errors import CommandError
+    from .pricing import PriceBook, parse_prices
+
+    _, ini = pytest_rootdir_and_ini(directory or Path.cwd())
+    try:
+        return PriceBook(parse_prices(_lines(ini.get("llm_prices")), "ini option llm_prices"))
     except ValueError as error:
         raise CommandError(str(error)) from None
 

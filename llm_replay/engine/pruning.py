@@ -95,15 +95,20 @@ def settle_ownership(cassette: "Store", outcome: RunOutcome, passes: Mapping[str
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
 
 
-def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
-    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
+def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:
+    """The recordings whose owning tests all passed, in later runs, without them (``prune``, ``ls --unused``)."""
     passes = ledger.passes()
     if not passes:
         raise CommandError(
             f"no passing test is recorded for {cassette.describe()} (bookkeeping {ledger.path}): run the tests once "
-            "(pytest, in this project; the recordings of the tests that pass without them become prunable), then llm-replay prune"
+            f"(pytest, in this project; the recordings of the tests that pass without them become prunable), then {command}"
         )
-    unused = prunable(cassette.index(), passes, rootdir)
+    return prunable(cassette.index(), passes, rootdir)
+
+
+def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
+    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
+    unused = unused_recordings(cassette, ledger, rootdir)
     noun = "recording" if len(unused) == 1 else "recordings"
     if dry_run:
         return [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]

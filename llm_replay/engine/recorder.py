@@ -12,6 +12,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
+from .drift_tally import Drift
 from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .explain import explain_miss
 from .hooks import BeforeRecord, shaped
@@ -29,7 +30,7 @@ class Recorder:
     The pytest fixture yields it, so a test can assert on ``replayed``, ``recorded``, ``missed``,
     ``interactions`` and ``frozen_at`` (the instant the wall clock reads, or None when it is not frozen).
     ``clock_unread`` marks a replay left on the real clock because the test's recording never read it.
-    ``drift`` holds what verify found for each request (the recording's key and its drift classes) and
+    ``drift`` holds each answer compared with its recording (refresh's overwritten ones, verify's live ones),
     ``expired`` the recordings replayed although older than ``max_age`` (``on_expired="warn"``), and
     ``adoptions`` what adopt mode re-keyed (old → new request).
     """
@@ -49,6 +50,7 @@ class Recorder:
         clock_unread: bool = False,
         refreshed: set[Key] | None = None,
         record_hint: Callable[[], str] | None = None,
+        on_live: Callable[["Recorder", CanonicalRequest, int, float], None] | None = None,
         max_age: float | None = None,
         on_expired: str = "warn",
         before_record: BeforeRecord | None = None,
@@ -65,6 +67,8 @@ class Recorder:
         self.recorded = 0
         self.missed = 0
         self.interactions: list[Interaction] = []
+        self.how: list[str] = []  # beside each interaction: "replayed", "adopted" (found re-keyed) or "recorded"
+        self.drift: list[Drift] = []  # each answer compared: a recording refresh overwrote, or verify's live answer
         self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
         self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
@@ -74,6 +78,7 @@ class Recorder:
         self._instant_kept = False
         self._refreshed = refreshed if refreshed is not None else set()
         self._record_hint = record_hint
+        self._on_live = on_live
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         self.max_age = max_age
@@ -81,7 +86,6 @@ class Recorder:
         self.before_record = before_record
         ignored = HostPatterns(ignore_hosts)
         self.ignored_hosts = ignored if ignored else None  # None: the per-request check is one attribute test
-        self.drift: list[tuple[Key, tuple[str, ...]]] = []
         self.expired: list[str] = []
 
     def __repr__(self) -> str:
@@ -108,12 +112,13 @@ class Recorder:
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
         if self.mode is Mode.REFRESH and key not in self._refreshed:
             return None
+        how = "replayed"
         try:
             found = self.cassette.get(*key)
             if found is None and self._rekey is not None:
                 found = self._rekey.find(self.cassette, *key)
             if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
-                found = self._adopted(request, key)
+                found, how = self._adopted(request, key), "adopted"
             if found is None and self.mode.fails_on_miss and strict:
                 hint = self._record_hint() if self._record_hint else None
                 miss = CassetteMiss(
@@ -133,6 +138,7 @@ class Recorder:
                 self.replayed += 1
                 self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
+                self.how.append(how)
         return found
 
     def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
@@ -196,12 +202,10 @@ class Recorder:
 
     def compare(self, found: Interaction, live: RecordedResponse | None) -> tuple[str, ...]:
         """Verify: how the live answer differs from the recording (drift classes); None means it could not be sent."""
-        from .drift import classify
-
-        classes = ("status",) if live is None else classify(found.response, live)
+        drift = Drift.between(found.key, found.request_json, found.response, live, by="verify")
         with self._lock:
-            self.drift.append((found.key, classes))
-        return classes
+            self.drift.append(drift)
+        return drift.classes
 
     def unplayed(self) -> list[Key]:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
@@ -216,7 +220,10 @@ class Recorder:
             self.misses.append(miss)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
-        """Keep a live answer, unless it is a rate limit or server error (those are retried live)."""
+        """Keep a live answer, unless it is a rate limit or server error (those are retried live). A refresh
+        compares the answer it overwrites with the new one (``drift``)."""
+        if self._on_live is not None:
+            self._on_live(self, request, response.status, latency_s)
         if response.status in _NEVER_RECORDED or response.status >= 500:
             return
         fingerprint, occurrence = key
@@ -232,6 +239,7 @@ class Recorder:
             latency_ms=round(latency_s * 1000, 1),
             tests=owners,
         )
+        replaced = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
         try:
             kept = shaped(self.before_record, interaction)
             if kept is None:
@@ -253,6 +261,11 @@ class Recorder:
             self.recorded += 1
             self.used[interaction.key] += 0
             self.interactions.append(interaction)
+            self.how.append("recorded")
+        if replaced is not None:
+            drift = Drift.between(key, interaction.request_json, replaced.response, interaction.response)
+            with self._lock:
+                self.drift.append(drift)
 
     def keep_clock_read(self, read: bool) -> None:
         """At the end of a frozen test: store whether it read the clock, so its replays freeze only if it did.

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
+from ..engine.drift import DRIFT_CLASSES, parse_drift_classes
+from ..engine.drift_tally import DriftTally
+from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..layers.activation import activated
 from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
-from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
+from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
@@ -53,15 +56,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="at the end, delete recordings whose owning tests all passed in this run without them (any selection is safe).",
     )
-    # -- issue 15 owns --llm-fail-on-drift (refresh's drift report); verify uses it too. When theirs lands, keep theirs. --
     group.addoption(
         "--llm-fail-on-drift",
         default=None,
         metavar="CLASSES",
-        help="fail the session when verify (or refresh) saw any of these drift classes, comma-separated: "
-        "status, finish_reason, tool_calls, shape, text.",
+        help=f"fail the session when refreshed or verified answers drifted by any of these classes (comma-separated: {', '.join(DRIFT_CLASSES)}).",
     )
-    parser.addini("llm_fail_on_drift", "drift classes that fail the session (as --llm-fail-on-drift).", default=None)
+    group.addoption("--llm-report", default=None, metavar="PATH.html", help="write one self-contained HTML page of every test's LLM calls.")
+    parser.addini("llm_slow_call", f"seconds after which a live call is shown as it finishes even without -v (default {SLOW_CALL_S:g}).", default=None)
+    parser.addini("llm_fail_on_drift", "drift classes that fail the session (see --llm-fail-on-drift).", default=None)
     parser.addini("llm_mode", "default llm_replay mode: replay, record, refresh, off, adopt or verify.", default=None)
     parser.addini("llm_cassette", f"the suite cassette: a file relative to the rootdir (default {DEFAULT_CASSETTE}) or a redis:// URL.", default=None)
     parser.addini("llm_autouse", "use llm_cache in every test, not only those that request it.", type="bool", default=False)
@@ -86,6 +89,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # Safety: secrets and network (docs/safety.md).
     parser.addini("llm_secret_env", "extra environment variable names or globs whose values are scrubbed from cassettes.", type="linelist", default=[])
     parser.addini("llm_secret_patterns", "regular expressions whose matches are scrubbed from cassettes (replaced by <scrubbed>).", type="linelist", default=[])
+    parser.addini(
+        "llm_prices",
+        "prices that override genai-prices' in the saved-cost estimate, one model a line: 'MODEL: INPUT OUTPUT' (US$ per million tokens).",
+        type="linelist",
+        default=[],
+    )
     parser.addini("llm_allow_hosts", "hosts (names, globs, IPs, networks) a test may reach while replaying, besides loopback.", type="linelist", default=[])
     # Recordings grow old: expiry, shaping what is stored, tests that leave recordings unplayed (docs/verify-and-age.md).
     parser.addini("llm_max_age", "recordings older than this expire (e.g. 30d, 12h, 90s); default: never.", default=None)
@@ -113,8 +122,10 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
         for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
             defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
-        fail_on_drift = _fail_on_drift(config)
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
+        prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
+        drift = _drift_tally(config)
+        slow_call = _seconds(config.getini("llm_slow_call"), "ini option llm_slow_call", SLOW_CALL_S)
         cassette = _cassette_spec(config)
     except (ValueError, CassetteError) as error:
         raise pytest.UsageError(str(error)) from None
@@ -125,11 +136,18 @@ def pytest_configure(config: pytest.Config) -> None:
         defaults=defaults,
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
+        prices=prices,
+        drift=drift,
+        on_live=LiveCallProgress(config, slow_call),
+        report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
     config.stash[SUITE].ledger_folder = _ledger_folder(config)
-    config.stash[SUITE].fail_on_drift = fail_on_drift
-    config.pluginmanager.register(_RunWatcher(config.stash[SUITE].outcome, config.stash[SUITE].scrubber.test_id), "llm_replay_run_watcher")
+    try:  # one message for the session, not one error per test (and before pytest-xdist starts workers)
+        config.stash[SUITE].check_cassette()
+    except CassetteError as error:
+        raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
+    config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
     if mode.offline:
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
@@ -159,13 +177,23 @@ def _ledger_folder(config: pytest.Config) -> Any:
     return None if cache is None else lambda: cache.mkdir("llm_replay")
 
 
-def _fail_on_drift(config: pytest.Config) -> frozenset[str]:
-    from ..engine.drift import parse_drift_classes
-
-    cli = config.getoption("--llm-fail-on-drift")
+def _drift_tally(config: pytest.Config) -> DriftTally:
+    cli, ini = config.getoption("--llm-fail-on-drift"), config.getini("llm_fail_on_drift")
     if cli is not None:
-        return parse_drift_classes(cli, "--llm-fail-on-drift")
-    return parse_drift_classes(config.getini("llm_fail_on_drift") or "", "ini option llm_fail_on_drift")
+        return DriftTally(parse_drift_classes(cli, "--llm-fail-on-drift"), "--llm-fail-on-drift")
+    return DriftTally(parse_drift_classes(ini or "", "ini option llm_fail_on_drift"), "ini llm_fail_on_drift")
+
+
+def _seconds(value: str | None, source: str, default: float) -> float:
+    try:
+        return default if value in (None, "") else float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError(f"{source} must be a number of seconds, not {value!r}") from None
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    path = config.getoption("--llm-report")
+    return (Path(config.invocation_params.dir) / path).resolve() if path else None
 
 
 def _cassette_spec(config: pytest.Config) -> str:
@@ -203,14 +231,15 @@ def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     except CassetteError as error:
-        pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)
+        if suite.cassette_is_file:  # checked at the session's start; a file that went bad since stops it once, too
+            pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+        pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
     item.stash[RECORDER] = recorder
     item.stash[SETTINGS] = settings
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
-    suite.totals.add(recorder)
+    suite.test_finished(recorder)
     item.stash[USAGE] = suite.usage_of(recorder)
-    suite.track_drift(recorder)
     suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
@@ -286,10 +315,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     suite = terminalreporter.config.stash.get(SUITE, None)
-    line = suite.summary() if suite else None
+    if suite is None:
+        return
+    line = suite.summary()
     if line:
         terminalreporter.write_line(line)
-    for line in (*suite.adoption_lines(), *suite.drift.summary_lines(), *suite.end_lines) if suite else ():
+    for line in suite.end_of_session_lines(verbose=terminalreporter.config.getoption("verbose") > 0):
         terminalreporter.write_line(line)
 
 
@@ -302,9 +333,10 @@ class _RunWatcher:
     Test ids enter it as the cassette stores them (``test_id``: a secret in a parametrize id scrubbed), so owners
     compare equal and the bookkeeping holds no secret either."""
 
-    def __init__(self, outcome: RunOutcome, test_id: Callable[[str], str]) -> None:
-        self.outcome = outcome
-        self.test_id = test_id
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.outcome = suite.outcome
+        self.test_id = suite.scrubber.test_id
         self.broken: set[str] = set()
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -327,6 +359,7 @@ class _RunWatcher:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, getattr(report, "llm_replay", None))
+        self.suite.note_outcome(report.nodeid, report.when, report.outcome)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
@@ -345,10 +378,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except CassetteError as error:
         suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
     suite.close()
-    failure = suite.drift_failure()
-    if failure:
-        suite.end_lines.append(failure)
+    if suite.drift.failing() and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    written = suite.write_report()
+    if written:
+        suite.end_lines.append(written)
 
 
 _XDIST_REPORT = "llm_replay"

@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, NamedTuple
 
+from ..engine.drift_tally import DriftTally
+from ..engine.pricing import PriceBook
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
-from .drift_log import DriftLog
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.adoption import AdoptionIndex
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
-    from ..model.interaction import Key
+    from ..engine.savings import Savings
     from ..stores.base import Store
 
 
@@ -93,9 +94,13 @@ class Suite:
     outcome: RunOutcome = field(default_factory=RunOutcome)
     end_lines: list[str] = field(default_factory=list)
     _sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
-    # -- verify --
-    drift: DriftLog = field(default_factory=DriftLog)
-    fail_on_drift: frozenset[str] = frozenset()
+    prices: PriceBook = field(default_factory=PriceBook)
+    # -- what the run tells a person at its end --
+    drift: DriftTally = field(default_factory=DriftTally)  # refresh's and verify's compared answers
+    on_live: Callable[..., None] | None = None  # progress while recording (pytest_plugin.progress)
+    report_path: Path | None = None
+    report_tests: list[dict[str, Any]] = field(default_factory=list)  # filled only with a report_path
+    outcomes: dict[str, str] = field(default_factory=dict)
     # -- a replay session is offline for every test, not only those using llm_cache --
     blocked: list[NetworkBlocked] = field(default_factory=list)
     _offline: tuple[NetworkGuard, OfflineChildren] | None = None
@@ -174,6 +179,21 @@ class Suite:
             return
         self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
+    @property
+    def cassette_is_file(self) -> bool:
+        """Whether the suite cassette is a file (not a server named by a URL)."""
+        from ..stores.spec import scheme
+
+        return scheme(self.cassette_spec) is None
+
+    def check_cassette(self) -> None:
+        """Check the suite cassette file once, for this session's mode, so that one that cannot be used (corrupt,
+        too new, not ours, read-only while recording) stops the session with one message. Changes nothing."""
+        if self.cassette_is_file and Path(self.cassette_spec).exists():
+            from ..stores.sqlite import SQLiteCache
+
+            SQLiteCache.check(Path(self.cassette_spec), writable=not self.mode.read_only)
+
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
         from ..engine.adoption import AdoptionIndex, AdoptRules
@@ -211,6 +231,7 @@ class Suite:
             clock_unread=clock.unread,
             refreshed=self._refreshed,
             record_hint=lambda: self.record_command(nodeid, in_memory),
+            on_live=self.on_live,
             max_age=settings.max_age,
             on_expired=settings.on_expired,
             before_record=settings.before_record,
@@ -251,7 +272,11 @@ class Suite:
         if not self.totals.tests:
             return None
         t = self.totals
-        return f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} tests (mode {self.mode}, cassette {self.shown_cassette()})"
+        missing = " is missing: no such file" if self.mode.fails_on_miss and self.cassette_is_file and not Path(self.cassette_spec).exists() else ""
+        return (
+            f"llm_replay: {t.replayed} replayed, {t.recorded} recorded, {t.missed} missed in {t.tests} test{'s' if t.tests != 1 else ''} "
+            f"(mode {self.mode}, cassette {self.shown_cassette()}{missing})"
+        )
 
     def shown_cassette(self) -> str:
         """The suite cassette as the summary names it: a path relative to the rootdir, a URL without its password."""
@@ -269,17 +294,41 @@ class Suite:
         lines = [f"llm_replay: adopted {total} recording{'s' if total != 1 else ''} (re-keyed to the new request shape, written once; commit the cassette):"]
         return lines + [f"  {count} × {change}" for change, count in sorted(self.adoptions.items())]
 
-    def track_drift(self, recorder: Recorder) -> None:
-        """Add what verify found in a finished test."""
-        for _, classes in recorder.drift:
-            self.drift.add(recorder.test_id or "", classes)
+    def test_finished(self, recorder: Recorder) -> None:
+        """Add up a finished test: counts, its drift, and its calls when a report is asked for."""
+        self.totals.add(recorder)
+        if recorder.drift:
+            self.drift.add_all(recorder.test_id, recorder.drift)
+        if self.report_path is not None:
+            from .report_data import test_record
 
-    def drift_failure(self) -> str | None:
-        """Why the session fails for drift (``--llm-fail-on-drift``), or None."""
-        seen = self.drift.occurred(self.fail_on_drift)
-        if not seen:
+            self.report_tests.append(test_record(recorder))
+
+    def note_outcome(self, nodeid: str, when: str, outcome: str) -> None:
+        """A test's outcome as the report shows it: failed if any phase failed, skipped if its call was."""
+        if self.report_path is None or self.outcomes.get(nodeid) == "failed":
+            return
+        if outcome in ("failed", "skipped") or when == "call":
+            self.outcomes[nodeid] = outcome
+
+    def end_of_session_lines(self, verbose: bool) -> list[str]:
+        """Everything the session says at its end, after the counts line: adoptions, drift, savings, unused, failure."""
+        lines = self.adoption_lines() + self.drift.lines(verbose) + self.end_lines
+        failure = self.drift.failure_line()
+        return lines + ([failure] if failure else [])
+
+    def write_report(self) -> str | None:
+        """Write the HTML report, if one was asked for; the line saying where."""
+        if self.report_path is None:
             return None
-        return f"llm_replay: the session fails: drift in {', '.join(seen)} (--llm-fail-on-drift={','.join(sorted(self.fail_on_drift))})"
+        from .html_report import write_report
+
+        summary = [line for line in [self.summary(), *self.end_of_session_lines(verbose=True)] if line]
+        try:
+            write_report(self.report_path, self.report_tests, self.outcomes, summary)
+        except OSError as error:
+            return f"llm_replay: could not write the report to {self.report_path}: {error}; give --llm-report a writable path"
+        return f"llm_replay: report written to {self.report_path}"
 
     def track_adoptions(self, recorder: Recorder) -> None:
         """Add what adopt re-keyed in a finished test."""
@@ -307,6 +356,7 @@ class Suite:
 
         if not self.totals.tests and not self.prune:
             return
+        saved = self.replay_savings()
         self.close()
         folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
         if self.ledger_folder is not None:
@@ -314,7 +364,8 @@ class Suite:
                 folder = self.ledger_folder()
             except OSError:
                 pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
-        self.end_lines = finish_run(
+        self.end_lines = [saved.line()] if saved else []
+        self.end_lines += finish_run(
             self.cassette_spec,
             RunLedger(ledger_path(folder, self.cassette_spec)),
             self.outcome,
@@ -324,15 +375,31 @@ class Suite:
             prune=self.prune,
         )
 
+    def replay_savings(self) -> Savings | None:
+        """Tokens, API time and cost that this run's replays of the suite cassette saved; None if nothing replayed."""
+        replays = {key: count for key, count in self.outcome.replays().items() if count}
+        if not replays:
+            return None
+        from ..engine.savings import replay_savings
+        from ..stores.spec import open_store
+
+        cassette = self._cassette or open_store(self.cassette_spec, readonly=True)
+        try:
+            return replay_savings(cassette, replays, self.prices)
+        finally:
+            if cassette is not self._cassette:
+                cassette.close()
+
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift and adoptions."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions)}
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift, adoptions and report records."""
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions), "report": self.report_tests}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's counts, drift and adoptions, so the controller's summary covers the whole run."""
+        """Add a finished worker's counts, drift, adoptions and report records, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
         self.adoptions.update(report["adoptions"])
         self.drift.merge(report["drift"])
+        self.report_tests.extend(report["report"])
 
     def close(self) -> None:
         """Release the cassette at the end of the session (as one plain file), and SIGTERM back to what it was."""

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, RecordedResponse
 from ..model.scrub import Scrubber
+from .summaries import RecordingSummary
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60
@@ -63,6 +64,16 @@ HIT_CACHE_ITEM_BYTES = HIT_CACHE_BYTES // 16
 # and the garbage collector's work on every collection); a prompt repeated within a test or the next few still hits.
 RECENT_KEPT = 64
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
+_SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
+# What a listing shows of a request, read by SQLite's JSON functions (several times faster than parsing each request
+# in Python); a request that is not valid JSON reads as '{}', all None. Built in from SQLite 3.38.
+_SHOWN_COLUMNS = (
+    "json_extract(shown, '$.method'), json_extract(shown, '$.host'), json_extract(shown, '$.path'), "
+    "json_extract(shown, '$.body.messages[#-1].role'), "
+    "CASE json_type(shown, '$.body.messages[#-1].content') WHEN 'text' THEN json_extract(shown, '$.body.messages[#-1].content') END"
+)
+_SHOWN_FROM = "(SELECT *, CASE WHEN json_valid(request) THEN request ELSE '{}' END AS shown FROM interactions)"
+_NOT_SHOWN = (None,) * 5
 
 
 class SQLiteCache:
@@ -95,6 +106,15 @@ class SQLiteCache:
             self._open_writer()  # a killed run's -wal: the next writing run folds it back when it closes
         else:
             self._open_reader()
+
+    @classmethod
+    def check(cls, path: Path, writable: bool) -> None:
+        """Raise the CassetteError that opening ``path`` would (not SQLite, not ours, too new, corrupt,
+        not writable when ``writable``), without changing a byte of it."""
+        if writable:
+            _check_is_writable(path)
+        if path.exists():
+            cls(path, readonly=True).close()
 
     def describe(self) -> str:
         """How the cassette is named in messages."""
@@ -253,6 +273,19 @@ class SQLiteCache:
                 return iter(())
             rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
         return iter(rows)
+
+    def summaries(self, shown: bool = False) -> Iterator[RecordingSummary]:
+        """Every recording without its response body, ordered by key, read as it is consumed (listings of
+        100,000 recordings stay small and fast); ``shown`` adds what a listing shows of each request."""
+        shown = shown and sqlite3.sqlite_version_info >= (3, 38)
+        query = f"SELECT {_SUMMARY_COLUMNS}, {_SHOWN_COLUMNS} FROM {_SHOWN_FROM}" if shown else f"SELECT {_SUMMARY_COLUMNS} FROM interactions"
+        with self._lock:
+            if self._reading() is None:
+                return
+            cursor = self._query(query + " ORDER BY fingerprint, occurrence")
+        pad = () if shown else _NOT_SHOWN
+        while rows := cursor.fetchmany(2000):
+            yield from (RecordingSummary._make(row + pad) for row in rows)
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in

@@ -58,7 +58,13 @@ def read_pairs(path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     except Exception as error:  # yaml.YAMLError without importing yaml at module level
         raise CassetteError(f"{path} is not valid YAML ({error}); is it a vcrpy cassette?") from error
     if isinstance(data, Mapping) and isinstance(data.get("interactions"), list):
-        return [(item["request"], item["response"]) for item in data["interactions"]]
+        pairs = []
+        for number, item in enumerate(data["interactions"], start=1):
+            missing = [name for name in ("request", "response") if not isinstance(item, Mapping) or name not in item]
+            if missing:
+                raise CassetteError(f"{path}: interaction {number} has no {' and no '.join(missing)}; each of 'interactions:' needs request: and response:")
+            pairs.append((item["request"], item["response"]))
+        return pairs
     if isinstance(data, Mapping) and isinstance(data.get("requests"), list) and isinstance(data.get("responses"), list):
         return list(zip(data["requests"], data["responses"], strict=True))
     raise CassetteError(
@@ -80,9 +86,10 @@ def interactions_from_yaml(
     interactions, skipped = [], []
     seen: Counter[str] = Counter()
     for number, (vcr_request, vcr_response) in enumerate(read_pairs(path), start=1):
-        body = _request_body(vcr_request)
-        headers = _headers(vcr_request.get("headers"))
-        response = _response(vcr_response)
+        where = f"{path}: interaction {number}"
+        body = _request_body(_mapping(vcr_request, f"{where}: request"), f"{where}: request.body")
+        headers = _headers(vcr_request.get("headers"), f"{where}: request.headers")
+        response = _response(_mapping(vcr_response, f"{where}: response"), where)
         url = _url(str(vcr_request.get("uri", "")), body, response, redacted_host)
         if url is None:
             skipped.append(f"{path}: interaction {number}: its URI is redacted and its bodies are not a known LLM API call; skipped")
@@ -132,8 +139,13 @@ def _yaml_files(paths: Iterable[Path]) -> Iterator[Path]:
             raise CassetteError(f"{path}: no such file or folder; give YAML cassette files or folders holding them")
 
 
-def _headers(raw: Any) -> dict[str, list[str]]:
-    """Header values as lists of strings, redaction placeholders dropped (they say nothing)."""
+def _headers(raw: Any, where: str = "headers") -> dict[str, list[str]]:
+    """Header values as lists of strings, redaction placeholders dropped (they say nothing); a mapping or
+    a list of [name, value] pairs."""
+    if isinstance(raw, list) and all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in raw):
+        raw = {name: [value for key, value in raw if key == name] for name, _ in raw}
+    if raw is not None and not isinstance(raw, Mapping):
+        raise CassetteError(f"{where}: unrecognised headers ({type(raw).__name__}); expected a mapping of name to value(s)")
     headers: dict[str, list[str]] = {}
     for name, values in (raw or {}).items():
         kept = [str(value) for value in (values if isinstance(values, list) else [values]) if not _REDACTED.search(str(value))]
@@ -146,25 +158,55 @@ def _first(headers: Mapping[str, list[str]], name: str) -> str:
     return next((values[0] for key, values in headers.items() if key.lower() == name), "")
 
 
-def _request_body(vcr_request: Mapping[str, Any]) -> bytes | str | None:
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise CassetteError(f"{where} is {type(value).__name__}, expected a mapping (method, uri, body, headers / status, headers, body)")
+    return value
+
+
+def _request_body(vcr_request: Mapping[str, Any], where: str) -> bytes | str | None:
     if "parsed_body" in vcr_request:
         return json.dumps(vcr_request["parsed_body"])
-    body = vcr_request.get("body")
-    if isinstance(body, Mapping):  # some serializers nest it like responses: {string: ...}
-        body = body.get("string")
-    return body
+    return _body(vcr_request.get("body"), where)
 
 
-def _response(vcr_response: Mapping[str, Any]) -> RecordedResponse:
+def _body(body: Any, where: str) -> bytes | str | None:
+    """A body in any serializer's shape: text or bytes, ``{string: …}`` (vcrpy), ``{type: json|text, content: …}``."""
+    if body is None or isinstance(body, (str, bytes)):
+        return body
+    if isinstance(body, Mapping) and "string" in body:
+        return body["string"]
+    if isinstance(body, Mapping) and "content" in body:
+        content = body["content"]
+        if body.get("type") == "json" or not isinstance(content, (str, bytes)):
+            return json.dumps(content)
+        return content
+    shown = sorted(map(str, body)) if isinstance(body, Mapping) else type(body).__name__
+    raise CassetteError(f"{where}: unrecognised body {shown}; expected text, {{string: …}} or {{type: json|text, content: …}}")
+
+
+def _status(status: Any, where: str) -> tuple[int, str]:
+    """``{code: 200, message: OK}`` (vcrpy) or a bare ``200``."""
+    if status is None:
+        return 200, ""
+    if isinstance(status, Mapping):
+        code, message = status.get("code", 200), status.get("message", "")
+    else:
+        code, message = status, ""
+    try:
+        return int(code), str(message or "")
+    except (TypeError, ValueError):
+        raise CassetteError(f"{where}: unrecognised response.status {status!r}; expected a number or {{code: 200, message: OK}}") from None
+
+
+def _response(vcr_response: Mapping[str, Any], where: str) -> RecordedResponse:
     """The stored response: decompressed, cookies scrubbed, headers that lied about the body fixed."""
     if "parsed_body" in vcr_response:
         body: Any = json.dumps(vcr_response["parsed_body"])
     else:
-        body = (vcr_response.get("body") or {}).get("string") or b""
-    status = vcr_response.get("status") or {}
-    decoded = RecordedResponse.from_vcr(
-        {"status": {"code": status.get("code", 200), "message": status.get("message", "")}, "headers": _headers(vcr_response.get("headers")), "body": {"string": body}}
-    )
+        body = _body(vcr_response.get("body"), f"{where}: response.body") or b""
+    code, message = _status(vcr_response.get("status"), where)
+    decoded = RecordedResponse.from_vcr({"status": {"code": code, "message": message}, "headers": _headers(vcr_response.get("headers"), f"{where}: response.headers"), "body": {"string": body}})
     headers = {name: values for name, values in decoded.headers.items() if name.lower() not in _STALE_RESPONSE_HEADERS}
     if not _first(headers, "content-type"):
         headers["content-type"] = [_sniff_content_type(decoded.body)]
