@@ -47,13 +47,13 @@ def test_a_marked_tests_own_fixtures_run_inside_its_cassette_and_unmarked_tests_
     recorded.assert_outcomes(passed=2)
     assert printed(recorded, "COUNTS") == ["1 0"], "the fixture's call was recorded by the marked test's cassette"
     assert len(server.requests) == 2, "one live call recorded, one unmarked call straight to the server"
-    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 1 recorded, 0 missed in 1 tests*"])
+    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 1 recorded, 0 missed in 1 test *"])
 
     server.stop()
     replayed = llm_pytester.runpytest("-s", "--llm-mode=replay", "-k", "marked_with")
     replayed.assert_outcomes(passed=1)
     assert printed(replayed, "COUNTS") == ["0 1"], "the fixture's call replays offline"
-    replayed.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed in 1 tests*"])
+    replayed.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed in 1 test *"])
 
 
 MANY_TESTS = '''
