@@ -35,7 +35,7 @@ def handler(request):
     if os.environ.get("OFFLINE"):
         raise AssertionError("a replay reached the transport")
     big = b"big" in request.read()
-    content = SMALL.replace(b"Paris. " * 100, b"x" * (50 * 1024 * 1024)) if big else SMALL  # made only while recording
+    content = SMALL.replace(b"Paris. " * 100, b"Paris. " * (50 * 1024 * 1024 // 7)) if big else SMALL  # made only while recording
     return httpx2.Response(200, headers={"content-type": "application/json"}, content=content)
 
 
@@ -64,7 +64,7 @@ def test_replays(ask, n):
 
 @pytest.mark.parametrize("n", range(4))
 def test_big_answer(ask, n):
-    assert len(ask(f"big {n}").choices[0].message.content) == 50 * 1024 * 1024
+    assert len(ask(f"big {n}").choices[0].message.content) > 50 * 1000 * 1000
 '''
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import cassette_file
 
+from llm_replay import CassetteError
 from llm_replay.cli import main
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
@@ -82,6 +83,21 @@ def test_store_delete_and_overwrite_leave_no_bytes(upstream_sqlite, tmp_path):
     again = SQLiteCache(tmp_path / "c.sqlite3", readonly=True)
     assert len(again) == 21 and again.get(kept[7].fingerprint).response.body == b"KEPT-ANSWER " * 50, "nothing else was lost"
     again.close()
+
+
+def test_a_closed_cassette_is_never_reopened(tmp_path):
+    """A late write (a teardown after the session closed the cassette) is an error naming the file, not a reopening
+    that would leave the file in WAL mode with a log beside it."""
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    store.put(_interaction("kept", "answer"))
+    store.close()
+    before = path.read_bytes()
+    with pytest.raises(CassetteError, match=f"cassette {path} was already closed"):
+        store.put(_interaction("late", "answer"))
+    with pytest.raises(CassetteError, match="already closed"):
+        store.put_clock_read("t.py::test", True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite3"] and path.read_bytes() == before
 
 
 def test_the_first_write_to_an_older_cassette_drops_its_run_bookkeeping(upstream_sqlite, tmp_path):

@@ -75,7 +75,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for command in ("ls", "show", "stats", "import", "export", "prune", "diff", "copy", "textconv", "merge", "git-setup"):
+    for command in ("ls", "show", "stats", "import", "export", "prune", "rm", "diff", "copy", "textconv", "merge", "git-setup"):
         assert f"    {command}" in out
     assert "--cassette FILE" in out
 

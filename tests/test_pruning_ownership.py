@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import cassette_file
 
+from llm_replay.cli import main
+
 # Every test asks one prompt, "<APP_VERSION> <its node name>": a new version gives each test a new recording.
 CONFTEST = '''
 import os
@@ -124,6 +126,10 @@ def test_llm_prune_deletes_only_what_the_selected_tests_passed_without(project, 
         assert result.ret == 0, f"{form}: {result.stdout.str()}"
         assert surviving_v1(cassette) == EVERY - selected, f"{form}: the v1 recordings of exactly the selected tests are gone"
         result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted {len(selected)} recording* no longer used by the tests that ran, *"])
+        capsys.readouterr()
+        assert main(["prune"]) == 0, f"{form}: a later llm-replay prune, from the same directory"
+        assert capsys.readouterr().out.startswith("deleted 0 recordings"), f"{form}: the run was remembered as what it was, not a whole-suite run"
+        assert surviving_v1(cassette) == EVERY - selected
         kept_counts[form] = len(EVERY - selected)
     with capsys.disabled():
         print("\nv1 recordings kept of 9, per selection form:", kept_counts)

@@ -274,3 +274,24 @@ def test_a_secret_in_a_parametrize_id_is_in_no_byte_written_and_the_test_still_r
     replayed.assert_outcomes(passed=1)
     # the replay finds the test's stored clock under its scrubbed id (else it would neither freeze nor know it need not)
     assert printed(recorded, "COUNTS") + printed(replayed, "COUNTS") == ["0 1 stored clock found: True", "1 0 stored clock found: True"]
+
+
+LONG_TOKEN_SCRUB = """
+import sys
+from llm_replay.model.scrub import Scrubber
+from llm_replay.model.interaction import RecordedResponse
+body = b'{"data": "' + b"0f" * 2_000_000 + b'", "url": "https://' + b"a" * 1_000_000 + b'", "k": "' + b"x-" * 1_000_000 + b'"}'
+scrubbed = Scrubber(environ={}).response(RecordedResponse(200, "OK", {"content-type": ["application/json"]}, body))
+sys.stdout.write("unchanged" if scrubbed.body == body else "changed")
+"""
+
+
+def test_an_answer_made_of_long_unbroken_tokens_is_scrubbed_in_one_pass():
+    """Hex, base64 or a long URL in an answer: the name rules must not backtrack over the token (a quadratic
+    scan took 2 s for 20 KB and never finished a 50 MB answer). Run apart, so a regression fails, not hangs."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LONG_TOKEN_SCRUB], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "unchanged", "nothing in it is a secret"

@@ -35,8 +35,10 @@ _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY
 # value, a URL's password. Each placeholder contains what its pattern refuses, so scrubbing twice changes nothing.
 _JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _FORM_FIELD = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
-_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
-_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES})|://[^/\s@]*:[^/\s@]*@")  # a first look: might a rule apply?
+# A scheme starts where no scheme character precedes it, and the first look needs only ``_api_key`` of a
+# ``*_api_key`` name: without both, a long unbroken token (hex, base64) costs time quadratic in its length.
+_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
+_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
 _USERINFO_HINT = re.compile(r"://[^/\s@]*:[^/\s@]*@")
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
