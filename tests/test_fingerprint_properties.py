@@ -136,3 +136,22 @@ def test_named_credentials_leave_no_trace_wherever_they_are_planted(secret, fiel
         assert secret not in json.dumps(stored.response.headers)
         assert scrubber.interaction(stored) == stored, "scrubbing is stable"
         assert scrubber.request(stored.request).fingerprint == stored.request.fingerprint
+
+
+credential_pieces = st.sampled_from(sorted(SECRET_BODY_FIELDS)).flatmap(
+    lambda name: st.builds(lambda upper, dash: "".join(c.upper() if up else c for c, up in zip(name, upper)).replace("_", "-" if dash else "_"),
+                           st.lists(st.booleans(), min_size=len(name), max_size=len(name)), st.booleans())
+)
+hint_texts = st.lists(
+    credential_pieces | any_text | st.sampled_from(["://", ":", "@", "/", " ", "_api", "-KEY", "x_api_key", "\u017f", "\u212a", "\u0130"]),
+    max_size=8,
+).map("".join)
+
+
+@FUZZ
+@given(text=hint_texts)
+def test_the_fast_look_for_credential_names_answers_as_the_regex_does(text):
+    # Every request's replay asks this first; it must never skip a request the rules would scrub.
+    from llm_replay.model.scrub import _HINT, _might_name_a_secret
+
+    assert _might_name_a_secret(text) == (_HINT.search(text) is not None)

@@ -13,9 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-from .interaction import Key
+if TYPE_CHECKING:  # only named in signatures: the pytest plugin loads this module at start-up
+    from .interaction import Key
 
 # recorded_at is kept to the millisecond (to the second in older cassettes): a recording stamped 12:00:00 may have
 # been written at 12:00:00.99.

@@ -29,6 +29,8 @@ RECORDER = pytest.StashKey["Recorder"]()
 USAGE = pytest.StashKey[Any]()
 SETTINGS = pytest.StashKey[CacheSettings]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
+# The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
+_RUNNING: list[pytest.Item] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -205,44 +207,75 @@ def _cassette_spec(config: pytest.Config) -> str:
     return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def llm_cache_config() -> dict[str, Any]:
-    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config)."""
+    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config).
+
+    The default is module-scoped, so tests do not pay for it (pytest keeps a note per test on a wider
+    fixture until it ends: a module's worth, not a session's); an override may have any scope.
+    """
     return {}
 
 
 @pytest.fixture
-def llm_cache(request: pytest.FixtureRequest, llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
+def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
     """Record and replay this test's LLM calls; yields a handle with the mode, cassette and counts."""
-    suite = request.config.stash[SUITE]
-    marker = request.node.get_closest_marker("llm_cache")
+    # The test comes from pytest_runtest_protocol, not from ``request``: pytest 9 builds a new fixture
+    # definition (a signature inspection, tens of µs) for every fixture that asks for ``request``.
+    item = _RUNNING[-1]
+    suite = item.config.stash[SUITE]
+    marker = item.get_closest_marker("llm_cache")
     try:
         settings = suite.settings_for(llm_cache_config, marker.kwargs if marker else {})
-        recorder = suite.recorder(settings, request.node.nodeid)
+        recorder = suite.recorder(settings, item.nodeid)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     except CassetteError as error:
         if suite.cassette_is_file:  # checked at the session's start; a file that went bad since stops it once, too
             pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
-    request.node.stash[RECORDER] = recorder
-    request.node.stash[SETTINGS] = settings
+    item.stash[RECORDER] = recorder
+    item.stash[SETTINGS] = settings
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
-    request.node.stash[USAGE] = suite.usage_of(recorder)
+    item.stash[USAGE] = suite.usage_of(recorder)
     suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
 
 
-@pytest.fixture(autouse=True)
-def _llm_cache_autouse(request: pytest.FixtureRequest) -> None:
-    """Activate llm_cache for tests marked with it, or for every test with ini llm_autouse."""
-    if "llm_cache" in request.fixturenames:
-        return
-    if request.node.get_closest_marker("llm_cache") or request.config.getini("llm_autouse"):
-        request.getfixturevalue("llm_cache")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
+    """Which test is running, for llm_cache."""
+    _RUNNING.append(item)
+    try:
+        return (yield)
+    finally:
+        _RUNNING.pop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked llm_cache (or every test, with ini llm_autouse) use the fixture without asking for it.
+
+    Decided here once per test, where an autouse fixture would cost every test of the session a fixture call.
+    """
+    autouse = config.getini("llm_autouse")
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if names is not None and "llm_cache" not in names and (autouse or item.get_closest_marker("llm_cache")):
+            names.insert(_first_function_scoped(item, names), "llm_cache")
+
+
+def _first_function_scoped(item: pytest.Item, names: list[str]) -> int:
+    """Where an autouse fixture would sit: after the fixtures of wider scope, which are set up once and
+    belong to no test's cassette (pytest orders a test's fixtures by scope, widest first)."""
+    definitions = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
+    for index, name in enumerate(names):
+        if name in definitions and definitions[name][-1].scope == "function":
+            return index
+    return len(names)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, NamedTuple
 
 from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
@@ -79,6 +79,9 @@ class Suite:
     _readonly: bool = True
     _refreshed: set[tuple[str, int]] = field(default_factory=set)
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
+    # Decided once per distinct configuration, not per test: most suites have one or a handful.
+    _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
+    _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
     adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
@@ -132,7 +135,20 @@ class Suite:
         return taken
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
-        """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default."""
+        """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default.
+
+        Worked out once per distinct pair of options (the same options always give the same settings).
+        """
+        try:
+            key: Hashable = (_frozen(config_fixture), _frozen(marker_kwargs))
+            return self._settings[key]
+        except TypeError:  # an unhashable option value: worked out each time
+            return self._settings_now(config_fixture, marker_kwargs)
+        except KeyError:
+            settings = self._settings[key] = self._settings_now(config_fixture, marker_kwargs)
+            return settings
+
+    def _settings_now(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         settings = self.defaults.updated(config_fixture, "the llm_cache_config fixture")
         settings = settings.updated(marker_kwargs, "@pytest.mark.llm_cache")
         if self.mode_is_explicit:
@@ -187,18 +203,28 @@ class Suite:
 
         in_memory = settings.scope == "test"
         cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
-        rules = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        rules = self._rules.get(settings)
+        if rules is None:
+            rules = self._rules[settings] = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        # Indexes of the suite cassette, shared by the tests with the same rules (built on first use, not per test);
+        # a test's in-memory cassette has none.
+        rekey = adoption = None
+        if not in_memory:
+            rekey = self._rekey_indexes.get(rules)
+            if rekey is None:
+                rekey = self._rekey_indexes[rules] = RekeyIndex(rules)
+            adoption_key = (rules, settings.adopt_body_paths)
+            adoption = self._adoption_indexes.get(adoption_key)
+            if adoption is None:
+                adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
         clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,
             settings.mode,
             repeats=settings.repeats,
             rules=rules,
-            rekey=None if in_memory else self._rekey_indexes.setdefault(rules, RekeyIndex(rules)),
-            # Indexes of the suite cassette, shared by the tests with the same rules; a test's in-memory cassette has none.
-            adoption=None
-            if in_memory
-            else self._adoption_indexes.setdefault((rules, settings.adopt_body_paths), AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))),
+            rekey=rekey,
+            adoption=adoption,
             test_id=nodeid,
             frozen_at=clock.instant,
             keep_instant=clock.new,
@@ -387,3 +413,10 @@ class Suite:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")
+
+
+def _frozen(options: Mapping[str, Any]) -> tuple:
+    """Options as a hashable key (lists as tuples); TypeError when a value cannot be hashed."""
+    frozen = tuple(sorted((name, tuple(value) if isinstance(value, list) else value) for name, value in options.items()))
+    hash(frozen)
+    return frozen

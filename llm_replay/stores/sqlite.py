@@ -60,6 +60,9 @@ _LEGACY_TABLES = frozenset({"runs", "usage"})
 # answer larger than a slice of the budget is never kept (a 50 MB response is not held after its test).
 HIT_CACHE_BYTES = 32 * 1024 * 1024
 HIT_CACHE_ITEM_BYTES = HIT_CACHE_BYTES // 16
+# ... and at most this many, so a long session of small answers does not keep thousands of recordings alive (memory,
+# and the garbage collector's work on every collection); a prompt repeated within a test or the next few still hits.
+RECENT_KEPT = 64
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 _SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
 # What a listing shows of a request, read by SQLite's JSON functions (several times faster than parsing each request
@@ -95,6 +98,7 @@ class SQLiteCache:
         self._copy: tempfile.TemporaryDirectory[str] | None = None  # a private copy read after a crash (read-only)
         self._has_instants = False
         self._has_clock_read = False
+        self._clocks: dict[str, tuple[datetime, bool | None]] | None = None  # read-only: every test's, read once
         _check_is_sqlite(self.path)
         if not readonly:
             _check_is_writable(self.path)
@@ -134,7 +138,11 @@ class SQLiteCache:
                     pass  # no log (a file left in WAL mode), or its writer just folded it back
             except OSError as error:
                 raise CassetteError(f"cannot read cassette {self.path}: {error}") from error
-        self._connection = self._connect(source, write=False)
+        connection = self._connect(source, write=False)
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'interactions'").fetchone() is None:
+            connection.close()  # another xdist worker's new file, its tables not committed yet: look again at the next read
+            return
+        self._connection = connection
 
     def _open_writer(self) -> sqlite3.Connection:
         """Switch to the writing connection (WAL, secure delete); the first write of the store does this."""
@@ -282,11 +290,18 @@ class SQLiteCache:
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
         cassettes written before llm_replay kept it)."""
+        stored_id = self.scrubber.test_id(test_id)
         with self._lock:
             if self._reading() is None or not self._has_instants:
                 return None, None
+            if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
+                if self._clocks is None:
+                    clock_read = "clock_read" if self._has_clock_read else "NULL"
+                    rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants").fetchall()
+                    self._clocks = {test: (datetime.fromisoformat(instant), None if read is None else bool(read)) for test, instant, read in rows}
+                return self._clocks.get(stored_id, (None, None))
             clock_read = "clock_read" if self._has_clock_read else "NULL"
-            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (self.scrubber.test_id(test_id),)).fetchone()
+            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,)).fetchone()
         if row is None:
             return None, None
         return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
@@ -392,7 +407,7 @@ class SQLiteCache:
 
 
 class _HitCache:
-    """Recently read recordings, least recently used dropped first, within a byte budget; safe across threads."""
+    """Recently read recordings, least recently used dropped first, within a byte budget and RECENT_KEPT entries; safe across threads."""
 
     def __init__(self) -> None:
         self._entries: OrderedDict[Key, Interaction] = OrderedDict()
@@ -414,7 +429,7 @@ class _HitCache:
                 return
             self._entries[interaction.key] = interaction
             self._bytes += size
-            while self._bytes > HIT_CACHE_BYTES:
+            while self._bytes > HIT_CACHE_BYTES or len(self._entries) > RECENT_KEPT:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= _size(dropped)
 

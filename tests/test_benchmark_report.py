@@ -1,0 +1,40 @@
+"""benchmarks/run.py words a difference the spread swallows as noise: never a negative time, never an absurd ratio.
+
+An earlier version printed "adds 3770519000x less" and negative added times for differences within noise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("llm_replay_bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_an_added_time_within_its_spread_prints_as_noise_and_a_negative_one_as_below_the_floor(bench):
+    noisy = bench.added_row("added", [-40.0, 5.0, 60.0])
+    assert noisy.shown == "within noise" and noisy.median_us >= 0
+    below = bench.added_row("added", [-52.0, -50.0, -49.0])
+    assert below.shown == "below floor" and below.median_us == 0 and "50 µs less than the floor" in below.note
+    clear = bench.added_row("added", [190.0, 200.0, 210.0])
+    assert clear.shown is None and clear.median_us == 200 and clear.note == "±10 µs over 3 rounds"
+
+
+def test_a_comparison_gives_a_ratio_only_when_both_sides_are_clear_of_noise(bench):
+    assert bench.how_much_more([100.0, 110.0, 120.0], [400.0, 420.0, 440.0], "cassetter") == "cassetter adds 3.8x as much as llm_replay"
+    assert bench.how_much_more([-1e-3, 0.0, 2e-3], [400.0, 420.0, 440.0], "cassetter") == "llm_replay's added time is within noise; cassetter adds 420 µs"
+    assert bench.how_much_more([100.0, 110.0, 120.0], [-5.0, 1.0, 9.0], "cassetter") == "cassetter's added time is within noise"
+    assert bench.how_much_more([400.0, 420.0, 440.0], [100.0, 110.0, 120.0], "cassetter") == "llm_replay adds 3.8x as much as cassetter"

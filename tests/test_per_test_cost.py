@@ -1,0 +1,110 @@
+"""What llm_replay does once instead of per test keeps every guarantee (docs/performance.md).
+
+Marked tests get ``llm_cache`` at collection instead of through an autouse fixture: it must still be active
+before the test's own fixtures, and only for the tests that ask. A session keeps counts, not recordings:
+after many replays no Recorder is alive and only the cassette's few most recent recordings are. Settings are
+worked out once per distinct configuration: different markers in one session still get their own.
+"""
+
+from __future__ import annotations
+
+from conftest import printed, write_ini
+
+from llm_replay.engine.settings import CacheSettings, Mode
+from llm_replay.pytest_plugin.suite import Suite
+from llm_replay.stores.sqlite import RECENT_KEPT
+
+ORDER_TESTS = '''
+import openai
+import pytest
+
+
+def ask(prompt):
+    client = openai.OpenAI(base_url="{base_url}", api_key="{api_key}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
+
+
+@pytest.fixture
+def greeting():
+    return ask("asked by a fixture")  # before the test body: llm_cache must already be active
+
+
+@pytest.mark.llm_cache
+def test_marked_with_a_calling_fixture(greeting, request):
+    recorder = request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER]
+    print("COUNTS", recorder.recorded, recorder.replayed)
+
+
+def test_unmarked_calls_the_server_directly():
+    print("UNMARKED", ask("not intercepted"))
+'''
+
+
+def test_a_marked_tests_own_fixtures_run_inside_its_cassette_and_unmarked_tests_are_untouched(llm_pytester, server, env):
+    write_ini(llm_pytester, "llm_freeze_time = false\n")  # freezegun's start-up per recording test is not what is tested
+    llm_pytester.makepyfile(test_order=ORDER_TESTS.format(base_url=server.base_url, api_key=server.api_key))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    assert printed(recorded, "COUNTS") == ["1 0"], "the fixture's call was recorded by the marked test's cassette"
+    assert len(server.requests) == 2, "one live call recorded, one unmarked call straight to the server"
+    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 1 recorded, 0 missed in 1 test *"])
+
+    server.stop()
+    replayed = llm_pytester.runpytest("-s", "--llm-mode=replay", "-k", "marked_with")
+    replayed.assert_outcomes(passed=1)
+    assert printed(replayed, "COUNTS") == ["0 1"], "the fixture's call replays offline"
+    replayed.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed in 1 test *"])
+
+
+MANY_TESTS = '''
+import gc
+
+import openai
+import pytest
+
+from llm_replay.engine.recorder import Recorder
+from llm_replay.model.interaction import Interaction
+
+
+@pytest.mark.parametrize("n", range({count}))
+def test_prompt(n, llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", api_key="{api_key}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": f"question {{n}}"}}])
+    assert llm_cache.replayed + llm_cache.recorded == 1
+
+
+def test_zz_after_all_the_others():
+    gc.collect()
+    alive = gc.get_objects()
+    print("ALIVE", sum(isinstance(o, Recorder) for o in alive), sum(isinstance(o, Interaction) for o in alive))
+'''
+
+
+def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server, env):
+    count = RECENT_KEPT + 16
+    write_ini(llm_pytester, "llm_freeze_time = false\n")
+    llm_pytester.makepyfile(test_many=MANY_TESTS.format(count=count, base_url=server.base_url, api_key=server.api_key))
+    assert llm_pytester.runpytest_subprocess("--llm-mode=record").ret == 0
+    server.stop()
+
+    replayed = llm_pytester.runpytest_subprocess("-s", "--llm-mode=replay")
+    replayed.assert_outcomes(passed=count + 1)
+    recorders, interactions = map(int, printed(replayed, "ALIVE")[0].split())
+    assert recorders == 0, "a finished test's recorder (and the recordings it replayed) is not kept"
+    assert 0 < interactions <= RECENT_KEPT, f"{interactions} recordings alive after {count} replays"
+    replayed.stdout.fnmatch_lines([f"llm_replay: {count} replayed, 0 recorded, 0 missed in {count} tests*"])
+
+
+def test_settings_are_worked_out_once_per_distinct_configuration(tmp_path):
+    suite = Suite(mode=Mode.RECORD, mode_is_explicit=False, cassette_spec=str(tmp_path / "c.sqlite3"), defaults=CacheSettings(), rootdir=tmp_path)
+
+    plain = suite.settings_for({}, {})
+    assert suite.settings_for({}, {}) is plain, "the same options give the very same settings"
+    ignoring = suite.settings_for({"match_ignore": ["metadata.id"]}, {})
+    assert ignoring.match_ignore == ("metadata.id",) and plain.match_ignore == ()
+    assert suite.settings_for({"match_ignore": ("metadata.id",)}, {}) is ignoring, "a list and a tuple are the same option"
+    assert suite.settings_for({}, {"mode": "replay"}).mode is Mode.REPLAY
+    assert suite.settings_for({}, {}).mode is Mode.RECORD, "a marker's mode does not leak into the next test"
+
+    unhashable = suite.settings_for({"match_ignore": {"metadata.id"}}, {})  # a set cannot be a key: read each time
+    assert unhashable.match_ignore == ("metadata.id",)
