@@ -52,7 +52,42 @@ class _Reply:
     raw: bytes | None = None
 
 
-class FakeOpenAI:
+class LoopbackServing:
+    """A fake's server lifecycle: serve on an ephemeral 127.0.0.1 port from a daemon thread, stop for good."""
+
+    _server: _Server | None = None
+    _thread: threading.Thread | None = None
+
+    def _serve(self, server: _Server) -> int:
+        """Serve ``server`` in the background; its port."""
+        self._server = server
+        # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        return server.server_address[1]
+
+    def stop(self) -> None:
+        """Close the port and every open connection, so later requests are refused, not served."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.close_all()
+        self._thread.join()
+        self._server = self._thread = None
+
+    def start(self) -> LoopbackServing:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class FakeOpenAI(LoopbackServing):
     """An OpenAI-compatible server on 127.0.0.1 for tests; deterministic answers that still differ per request."""
 
     api_key: str = "sk-test-fake"
@@ -65,37 +100,15 @@ class FakeOpenAI:
         self._failures: list[tuple[int, str]] = []
         self._count = 0  # never reset, so ids stay unique for the server's lifetime
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> FakeOpenAI:
         """Bind an ephemeral port and serve from a daemon thread."""
-        self._server = _Server(self)
+        server = _Server(self)
         if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         scheme = "https" if self.tls is not None else "http"
-        self.base_url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/v1"
-        # A short poll interval keeps stop() quick: shutdown() waits for the next poll.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self.base_url = f"{scheme}://127.0.0.1:{self._serve(server)}/v1"
         return self
-
-    def stop(self) -> None:
-        """Close the port and every open connection, so later requests are refused, not served."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.close_all()
-        self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def fail_next(self, status: int, times: int = 1, message: str = "injected failure for test") -> None:
         """Answer the next `times` requests, whatever they are, with an OpenAI-style error."""

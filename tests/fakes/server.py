@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fake_openai import LoopbackServing, _Server
 from fake_openai import _Handler as _OpenAIHandler
-from fake_openai import _Server
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class ProviderFake:
+class ProviderFake(LoopbackServing):
     """A provider's API on 127.0.0.1; subclasses answer, this class serves and logs."""
 
     api_key = "test-fake-key"
@@ -54,8 +53,6 @@ class ProviderFake:
         self.requests: list[Request] = []
         self._count = 0
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def answer(self, request: Request, n: int) -> Reply:
         raise NotImplementedError
@@ -68,26 +65,8 @@ class ProviderFake:
         return self.answer(request, n)
 
     def start(self) -> "ProviderFake":
-        self._server = _Server(self, _Handler)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._serve(_Server(self, _Handler))}"
         return self
-
-    def stop(self) -> None:
-        """Close the port and every open connection: later requests are refused, not served."""
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.close_all()
-        self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> "ProviderFake":
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def sse(events: list[tuple[str | None, Any]], separator: str = "\n\n") -> list[bytes]:
