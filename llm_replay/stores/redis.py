@@ -48,7 +48,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * fields))
 if #ARGV > 2 + 2 * fields then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * fields)) end
 redis.call('SADD', KEYS[3], ARGV[1])
 """
-# KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's new owners.
+# KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's [added, removed] owners.
 _CHANGE_OWNERS = """
 local changes = cjson.decode(ARGV[1])
 for i, change in ipairs(changes) do
