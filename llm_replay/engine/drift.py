@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-from ..model.interaction import RecordedResponse
+from ..model.interaction import RecordedResponse, sse_events
 
 # Most severe first: a changed status says more than a changed word.
 DRIFT_CLASSES = ("status", "finish_reason", "tool_calls", "shape", "text")
@@ -32,7 +32,7 @@ def read_answer(response: RecordedResponse) -> Answer:
     """The answer in ``response``: chat completions, Responses, Anthropic, Gemini or Bedrock converse,
     whole or streamed; a body in no known format is its text."""
     data = response.json()
-    events = [data] if data is not None else list(_sse_events(response.body))
+    events = [data] if data is not None else list(sse_events(response.body))
     texts: list[str] = []
     calls: dict[Any, list[Any]] = {}  # tool-call slot -> [name, argument text or value]
     finish: str | None = None
@@ -79,15 +79,6 @@ def parse_drift_classes(value: str | Iterable[str], source: str) -> frozenset[st
     if unknown:
         raise ValueError(f"{source}: unknown drift class {', '.join(map(repr, unknown))}; use any of: {', '.join(DRIFT_CLASSES)}")
     return frozenset(names)
-
-
-def _sse_events(body: bytes) -> Iterator[Any]:
-    for line in body.decode("utf-8", "replace").splitlines():
-        if line.startswith("data:"):
-            try:
-                yield json.loads(line[5:])
-            except ValueError:
-                continue  # [DONE] and keep-alives
 
 
 def _parsed(text: Any) -> Any:

@@ -112,7 +112,7 @@ class Interaction:
 
             events = event_payloads(self.response.body)
         else:
-            events = _sse_events(self.response.body)
+            events = sse_events(self.response.body)
         found_in = found_out = None
         for event in events:
             for usage in _usages(event):
@@ -126,7 +126,8 @@ _INPUT_TOKENS = ("prompt_tokens", "input_tokens", "promptTokenCount", "inputToke
 _OUTPUT_TOKENS = ("completion_tokens", "output_tokens", "candidatesTokenCount", "outputTokens")
 
 
-def _sse_events(body: bytes) -> Iterator[Any]:
+def sse_events(body: bytes) -> Iterator[Any]:
+    """The JSON of each ``data:`` line of a server-sent-events body (a streamed answer), in order."""
     for line in body.decode("utf-8", "replace").splitlines():
         if line.startswith("data:"):
             try:
