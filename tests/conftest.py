@@ -22,13 +22,21 @@ import importlib_metadata  # noqa: E402,F401
 # (~0.2 s saved per inner session).
 import hypothesis.internal.observability  # noqa: E402,F401
 from fake_openai import FakeOpenAI  # noqa: E402
-from redis_server import RedisServer, require_redis  # noqa: E402
+from redis_server import CI_MARKER, RedisServer, in_ci, require_redis  # noqa: E402
 from fakes.anthropic_api import FakeAnthropic  # noqa: E402
 from fakes.bedrock_api import FakeBedrock  # noqa: E402
 from fakes.gemini_api import FakeGemini  # noqa: E402
 
 # LiteLLM fetches its model price list from the internet when imported, unless told to use its own copy.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+# This session is the project's test harness, not an llm_replay user: CI=true (which CI services set) would make it a
+# replaying session, with its own network guard and placeholder keys around every test and every session the tests
+# start in this process. Whether this is CI is kept, for the tests that must fail rather than skip there.
+if in_ci():
+    os.environ[CI_MARKER] = "1"
+for _name in ("CI", "LLM_REPLAY_MODE"):
+    os.environ.pop(_name, None)
 
 # The project's own environment must not decide what the sessions under test do.
 _ISOLATED_VARIABLES = (

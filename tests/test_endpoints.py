@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import sqlite3
 from pathlib import Path
@@ -185,3 +186,20 @@ def test_replay_without_any_api_key_in_the_environment(server, tmp_path: Path, e
         assert _chat(openai.OpenAI(base_url=server.base_url)) == live
     with pytest.raises(openai.OpenAIError, match="api_key"):
         openai.OpenAI(base_url=server.base_url)  # the placeholder lives only as long as the replay
+
+
+def test_a_nested_replay_gives_back_a_placeholder_removed_since_the_outer_one_began(server, tmp_path: Path, env) -> None:
+    """A replaying session around a test that deletes the key and then replays itself (pytester under CI=true):
+    the inner replay still constructs the client, and the outer placeholder is gone once both have ended."""
+    cassette = tmp_path / "c.sqlite3"
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _chat(openai.OpenAI(base_url=server.base_url, max_retries=0))
+    env.delenv("OPENAI_API_KEY")
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        del os.environ["OPENAI_API_KEY"]  # what the test's monkeypatch does inside the outer session
+        with llm_replay.use_cassette(cassette, mode="replay"):
+            assert _chat(openai.OpenAI(base_url=server.base_url)) == live
+        assert os.environ["OPENAI_API_KEY"] == "llm-replay-placeholder-key", "the outer replay still holds it"
+    assert "OPENAI_API_KEY" not in os.environ

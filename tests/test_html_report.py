@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from redis_server import in_ci
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"), reason="chromium is not installed (CI installs it: .ci/run)"
-)
+needs_chromium = pytest.mark.skipif(CHROMIUM is None and not in_ci(), reason="chromium is not installed (CI installs it: .ci/run)")
 
 APP = '''
 import openai

@@ -197,14 +197,14 @@ def test_without_redis_server_the_redis_tests_fail_unless_a_laptop_asks_to_skip(
     import redis_server
 
     monkeypatch.setattr(redis_server, "BINARY", "/nonexistent/redis-server")
-    for name in ("CI", "LLM_REPLAY_SKIP_REDIS", *redis_server._CI_VARIABLES):
+    for name in ("CI", "LLM_REPLAY_SKIP_REDIS", redis_server.CI_MARKER, *redis_server._CI_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(pytest.fail.Exception, match="redis-server is not installed .*must run"):
         redis_server.require_redis()  # a laptop that did not ask
     monkeypatch.setenv("LLM_REPLAY_SKIP_REDIS", "1")
     with pytest.raises(pytest.skip.Exception, match="LLM_REPLAY_SKIP_REDIS=1"):
         redis_server.require_redis()
-    for ci in (("CI", "true"), ("GITHUB_ACTIONS", "true"), ("JENKINS_URL", "http://jenkins")):
+    for ci in (("CI", "true"), (redis_server.CI_MARKER, "1"), ("GITHUB_ACTIONS", "true"), ("JENKINS_URL", "http://jenkins")):
         monkeypatch.setenv(*ci)
         with pytest.raises(pytest.fail.Exception):
             redis_server.require_redis()  # CI fails even when asked to skip

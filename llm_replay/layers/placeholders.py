@@ -40,11 +40,12 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
     holding them ends (replays in several threads share the process's environment)."""
     with _LOCK:
         holders, added = _HOLDERS.get(id(environ), (0, []))
-        if not holders:
-            added = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
-            for name in added:
-                environ[name] = PLACEHOLDER_KEY
-        _HOLDERS[id(environ)] = (holders + 1, added)
+        # every entry fills what is unset now: code that ran since the first entry (a test's monkeypatch, a nested
+        # pytester session) may have removed a placeholder the outer block put there
+        missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+        for name in missing:
+            environ[name] = PLACEHOLDER_KEY
+        _HOLDERS[id(environ)] = (holders + 1, added + [name for name in missing if name not in added])
     try:
         yield
     finally:
