@@ -295,3 +295,23 @@ def test_an_answer_made_of_long_unbroken_tokens_is_scrubbed_in_one_pass():
     done = subprocess.run([sys.executable, "-c", LONG_TOKEN_SCRUB], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "unchanged", "nothing in it is a secret"
+
+
+def test_the_environment_is_read_afresh_as_variables_come_go_and_change_between_remembered_sets():
+    """The secret names are remembered per set of variables (pytest adds and removes PYTEST_CURRENT_TEST around every
+    test); a value that changes, a secret that appears in a set seen before, or one that goes, is still caught."""
+    environ = {"HOME": "/home/someone", "SERVICE_TOKEN": "first-token-value-123"}
+    scrubber = Scrubber(environ=environ)
+    for phase in range(3):
+        environ["PYTEST_CURRENT_TEST"] = f"test_x (phase {phase})"
+        assert scrubber.text("first-token-value-123") == "<scrubbed:SERVICE_TOKEN>"
+        del environ["PYTEST_CURRENT_TEST"]
+        assert scrubber.text("first-token-value-123") == "<scrubbed:SERVICE_TOKEN>"
+    environ["SERVICE_TOKEN"] = "second-token-value-456"  # same names, new value
+    assert scrubber.text("first-token-value-123 second-token-value-456") == "first-token-value-123 <scrubbed:SERVICE_TOKEN>"
+    environ["PYTEST_CURRENT_TEST"] = "test_y (call)"  # a remembered set of names, with the new value
+    assert scrubber.text("second-token-value-456") == "<scrubbed:SERVICE_TOKEN>"
+    environ["OTHER_SECRET"] = "other-secret-value-789"
+    assert scrubber.text("other-secret-value-789") == "<scrubbed:OTHER_SECRET>"
+    del environ["SERVICE_TOKEN"]
+    assert scrubber.text("second-token-value-456") == "second-token-value-456"

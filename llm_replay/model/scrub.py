@@ -89,7 +89,9 @@ class Scrubber:
     _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
-    _name_is_secret: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # a variable's raw name (os.environ keeps bytes) -> its name when its value is a secret, else None
+    _secret_name_of: dict[str | bytes, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _secret_names_by_keys: dict[tuple, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -121,19 +123,33 @@ class Scrubber:
         keys = tuple(getattr(self.environ, "_data", self.environ))  # os.environ's raw keys: no decoding
         cached = self._env_cache
         cached_keys, names, cached_values = cached[:3] if cached else ((), (), None)
-        if keys != cached_keys:  # pytest adds and removes PYTEST_CURRENT_TEST around every test: each name is classified once
-            known = self._name_is_secret
-            for name in self.environ:
-                if name not in known:
-                    known[name] = self.is_secret_env_name(name)
-            names = tuple(sorted(name for name in self.environ if known[name]))
+        if keys != cached_keys:  # pytest adds and removes PYTEST_CURRENT_TEST around every test: each set is worked out once
+            names = self._secret_names_by_keys.get(keys)
+            if names is None:
+                names = self._secret_names(keys)
         values = tuple(self.environ.get(name, "") for name in names)
-        if cached is None or keys != cached_keys or values != cached_values:
-            found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}
-            secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
-            cached = (keys, names, values, secrets, tuple(_json_escaped(value) for value, _ in secrets))
-            object.__setattr__(self, "_env_cache", cached)
+        if cached is not None and names == cached[1] and values == cached_values:
+            if keys != cached_keys:
+                cached = (keys, *cached[1:])
+                object.__setattr__(self, "_env_cache", cached)
+            return cached
+        found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}
+        secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
+        cached = (keys, names, values, secrets, tuple(_json_escaped(value) for value, _ in secrets))
+        object.__setattr__(self, "_env_cache", cached)
         return cached
+
+    def _secret_names(self, keys: tuple) -> tuple[str, ...]:
+        known = self._secret_name_of
+        for raw in keys:
+            if raw not in known:
+                name = os.fsdecode(raw)
+                known[raw] = name if self.is_secret_env_name(name) else None
+        names = tuple(sorted(name for name in map(known.__getitem__, keys) if name is not None))
+        if len(self._secret_names_by_keys) >= 8:
+            self._secret_names_by_keys.clear()
+        self._secret_names_by_keys[keys] = names
+        return names
 
     def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
         """(pattern, matched text) for each match of the user's patterns, for the audit."""
