@@ -64,6 +64,12 @@ def test_session_line_counts_tokens_time_and_cost_saved_and_names_unpriced_model
         "llm_replay: 3 replayed, 0 recorded, 0 missed in 2 tests (mode replay, cassette cassettes/llm_cache.sqlite3)",
         f"llm_replay: replays saved {tokens:,} tokens, {seconds:,.1f} s of API time, about ${cost:,.2f} (no price for house-model: set ini llm_prices)",
     ])
+    # Under pytest-xdist each worker tallies its own replays; the controller adds them up to the same line.
+    spread = llm_pytester.runpytest("--llm-mode=replay", "-p", "xdist", "-n", "2")
+    spread.assert_outcomes(passed=2)
+    spread.stdout.fnmatch_lines([
+        f"llm_replay: replays saved {tokens:,} tokens, {seconds:,.1f} s of API time, about ${cost:,.2f} (no price for house-model: set ini llm_prices)",
+    ])
 
     # Without the ini, genai-prices knows gpt-4o-mini; the house model still has no price, and says so.
     write_ini(llm_pytester)

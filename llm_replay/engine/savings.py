@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Mapping
 
+from ..model.fingerprint import CanonicalRequest
+from ..stores.summaries import summaries_of
 from .pricing import PriceBook
 
 if TYPE_CHECKING:
@@ -59,8 +61,19 @@ class Savings:
 
 
 def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: PriceBook) -> Savings:
-    """What the recordings replayed ``replays[key]`` times each cost when recorded (their usage and latency)."""
+    """What the recordings replayed ``replays[key]`` times each cost when recorded (their usage and latency).
+
+    A store that keeps usage in columns of its own (SQLite) is read in one pass without the answers; fetching each
+    replayed recording instead cost ~0.2 ms apiece at the end of a 1,000-test session. Others are asked per recording.
+    """
     saved = Savings()
+    if getattr(cassette, "summaries", None) is not None:
+        for row in summaries_of(cassette):
+            count = replays.get((row.fingerprint, row.occurrence))
+            if count:
+                request = CanonicalRequest.from_json(row.request_json)
+                saved.add(prices, count, request.model, request.url, (row.input_tokens, row.output_tokens), row.latency_ms)
+        return saved
     for key, count in replays.items():
         recording = cassette.get(*key) if count else None
         if recording is None:

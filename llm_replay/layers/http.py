@@ -30,7 +30,7 @@ class _Pending:
 
     __slots__ = ("body", "recorder", "request", "key", "found", "ignored", "started")
 
-    def __init__(self, body: Any, recorder: Recorder, request: Any, key: Any, found: Interaction | None, ignored: bool = False) -> None:
+    def __init__(self, body: Any, recorder: Recorder | None, request: Any, key: Any, found: Interaction | None, ignored: bool = False) -> None:
         self.body = body
         self.recorder = recorder
         self.request: CanonicalRequest = request
@@ -47,9 +47,13 @@ class VcrCassetteAdapter:
     skip_patchers: tuple = ()
 
     @property
-    def recorder(self) -> Recorder:
-        """The recorder this thread or task activated; else the only active one (threads the test started)."""
-        return _CURRENT.get() or _REUSABLE.fallback()
+    def recorder(self) -> Recorder | None:
+        """The recorder this thread or task activated; else the only active one (threads the test started); None
+        when nothing is active (the patches left on between two tests: the request passes, unrecorded)."""
+        current = _CURRENT.get()
+        if current is not None and _REUSABLE.is_active(current):
+            return current
+        return _REUSABLE.fallback()
 
     @property
     def _path(self) -> str:
@@ -60,7 +64,8 @@ class VcrCassetteAdapter:
     @property
     def write_protected(self) -> bool:
         """Replay, adopt and verify never record (a miss has already raised CassetteMiss by then)."""
-        return self.recorder.mode.fails_on_miss
+        recorder = self.recorder
+        return recorder is not None and recorder.mode.fails_on_miss
 
     def _pending(self, vcr_request: Any) -> _Pending:
         __tracebackhide__ = True
@@ -70,8 +75,8 @@ class VcrCassetteAdapter:
             return pending
         recorder = self.recorder
         headers = vcr_request.headers
-        ignored = recorder.ignored_hosts is not None and recorder.ignored_hosts.matches(vcr_request.host, vcr_request.port)
-        if ignored:  # llm_ignore_hosts: always live, never recorded nor replayed
+        ignored = recorder is None or (recorder.ignored_hosts is not None and recorder.ignored_hosts.matches(vcr_request.host, vcr_request.port))
+        if ignored:  # llm_ignore_hosts, or no cassette active: always live, never recorded nor replayed
             pending = _Pending(body, recorder, None, None, None, ignored=True)
             setattr(vcr_request, _STATE, pending)
             return pending
@@ -106,7 +111,7 @@ class VcrCassetteAdapter:
         if pending.ignored:
             return
         latency = time.perf_counter() - pending.started
-        pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)
+        pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)  # type: ignore[union-attr]
 
     def filter_request(self, vcr_request: Any) -> Any:
         """Every request is ours to record, except those to ignored hosts (None tells vcrpy to let them through)."""
@@ -136,9 +141,11 @@ class _ReusablePatchers:
 
     Building them costs about 0.5 ms (vcrpy retries the import of every absent HTTP library, makes
     new connection classes and mock objects) and entering them through ``mock.patch`` another 60 µs,
-    which each test paid. Built once and applied as plain ``setattr`` they cost a few µs. Patches
-    still come off after the last activation, so tests without llm_cache are untouched. Activations
-    in several threads or tasks share them: each request asks the adapter for its own context's recorder.
+    which each test paid. Built once and applied as plain ``setattr`` they cost a few µs; putting them on
+    and off still cost ~70 µs a test, so a pytest session leaves them on from one llm_cache test to the next
+    (``keep_on``) and takes them off before a test without llm_cache, so those are untouched. Between two
+    tests nothing is active and a request passes unrecorded. Activations in several threads or tasks share
+    them: each request asks the adapter for its own context's recorder.
     """
 
     def __init__(self) -> None:
@@ -147,34 +154,49 @@ class _ReusablePatchers:
         self._adapter: VcrCassetteAdapter | None = None
         # Each step is (target, attribute, replacement) to set, or a context manager to enter (vcrpy's ConnectionRemover).
         self._steps: list[Any] = []
-        self._undo: list[Any] = []
+        self._undo: list[Any] = []  # what puts things back; empty while the patches are off
+        self._keep_on = False
 
     def enter(self, recorder: Recorder) -> VcrCassetteAdapter:
-        """Count one more activation; the first puts the patches on."""
+        """Count one more activation; the first puts the patches on (unless they were left on)."""
         with self._lock:
             if self._adapter is None:
                 adapter = VcrCassetteAdapter()
                 self._steps = _steps(adapter)
                 self._adapter = adapter
-            if not self._active:
+            if not self._undo:
                 self._apply()
             self._active.append((recorder, threading.get_ident()))
             return self._adapter
 
     def leave(self, recorder: Recorder) -> None:
-        """Count one activation less; the last takes the patches off."""
+        """Count one activation less; the last takes the patches off, unless they are kept on between activations."""
         with self._lock:
             position = max(index for index, (active, _) in enumerate(self._active) if active is recorder)
             del self._active[position]
-            if not self._active:
+            if not self._active and not self._keep_on:
                 self._remove()
 
-    def fallback(self) -> Recorder:
+    def keep_on(self, keep: bool) -> None:
+        """Whether the patches stay on after the last activation ends; False takes them off now if nothing is active."""
+        with self._lock:
+            self._keep_on = keep
+            if not keep and not self._active and self._undo:
+                self._remove()
+
+    def is_active(self, recorder: Recorder) -> bool:
+        """Whether ``recorder`` is activated now (a context may still name one whose test has ended)."""
+        return any(active is recorder for active, _ in self._active)
+
+    def fallback(self) -> Recorder | None:
         """For a request from a context that activated nothing (a thread the test started): the one active
-        recorder, or the innermost when all were activated by one thread (nesting); several threads' is ambiguous."""
+        recorder, or the innermost when all were activated by one thread (nesting), or None when none is;
+        several threads' is ambiguous."""
         __tracebackhide__ = True
         active = self._active
-        if active and all(thread == active[0][1] for _, thread in active):
+        if not active:
+            return None
+        if all(thread == active[0][1] for _, thread in active):
             return active[-1][0]
         named = ", ".join(recorder.cassette.describe() for recorder, _ in active) or "none"
         raise CassetteMiss(
@@ -262,6 +284,12 @@ class _ReusedConnectionRemover:
 _REUSABLE = _ReusablePatchers()
 # The recorder of the running thread or asyncio task (tasks inherit their creator's).
 _CURRENT: ContextVar[Recorder | None] = ContextVar("llm_replay_recorder", default=None)
+
+
+def keep_patches_between_activations(keep: bool) -> None:
+    """Leave vcrpy's patches on from one activation to the next (``True``: the pytest plugin, while tests that use
+    llm_cache follow each other), or take them off now (``False``: before a test without it, at the session's end)."""
+    _REUSABLE.keep_on(keep)
 
 
 @contextmanager

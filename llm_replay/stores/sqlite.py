@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from operator import itemgetter
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
@@ -346,7 +347,9 @@ class SQLiteCache:
         with self._lock:
             if self._reading() is None:
                 return []
-            rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions ORDER BY fingerprint, occurrence").fetchall()
+            # in the table's order, sorted here: walking the key's index instead reads the table's pages out of order (2x slower)
+            rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions").fetchall()
+        rows.sort(key=_by_key)
         return [((fingerprint, occurrence), tuple(json.loads(tests)), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
@@ -497,6 +500,9 @@ class _transaction:
 
 def _has_clock_read_column(connection: sqlite3.Connection) -> bool:
     return any(column[1] == "clock_read" for column in connection.execute("PRAGMA table_info(test_instants)"))
+
+
+_by_key = itemgetter(0, 1)
 
 
 def _from_row(row: tuple) -> Interaction:
