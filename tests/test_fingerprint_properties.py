@@ -152,6 +152,6 @@ hint_texts = st.lists(
 @given(text=hint_texts)
 def test_the_fast_look_for_credential_names_answers_as_the_regex_does(text):
     # Every request's replay asks this first; it must never skip a request the rules would scrub.
-    from llm_replay.model.scrub import _HINT, _might_name_a_secret
+    from llm_replay.model.scrub import _might_name_a_secret, name_rules
 
-    assert _might_name_a_secret(text) == (_HINT.search(text) is not None)
+    assert _might_name_a_secret(text) == (name_rules().hint.search(text) is not None)

@@ -71,7 +71,7 @@ def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: Pric
         for row in summaries_of(cassette):
             count = replays.get((row.fingerprint, row.occurrence))
             if count:
-                request = CanonicalRequest.from_json(row.request_json)
+                request = CanonicalRequest.from_stored(row.request_json)
                 saved.add(prices, count, request.model, request.url, (row.input_tokens, row.output_tokens), row.latency_ms)
         return saved
     for key, count in replays.items():

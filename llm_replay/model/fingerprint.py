@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -309,6 +308,8 @@ def _same(recorded: Any, requested: Any) -> bool:
 def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:
     """How far apart two requests are: another endpoint counts most, then each differing field,
     a changed text by how much of it changed (so a prompt with one word edited is closest)."""
+    from difflib import SequenceMatcher  # only a miss asks: difflib's import is a third of the plugin's start-up
+
     endpoint = (recorded.method, recorded.host, recorded.path) != (requested.method, requested.host, requested.path)
     total = 1000.0 if endpoint else 0.0
     for difference in differences(recorded, requested):

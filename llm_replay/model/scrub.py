@@ -10,6 +10,7 @@ secret-looking environment variable, wherever it appears.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -31,33 +32,48 @@ if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubb
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"
 _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
-# By their names: a JSON field's string value (in a JSON body, an SSE event, JSON inside text), a form field's
-# value, a URL's password. Each placeholder contains what its pattern refuses, so scrubbing twice changes nothing.
-_JSON_FIELD = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
-_FORM_FIELD = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
-# A scheme starts where no scheme character precedes it, and the first look needs only ``_api_key`` of a
-# ``*_api_key`` name: without both, a long unbroken token (hex, base64) costs time quadratic in its length.
-_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
-_HINT = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
-_USERINFO_HINT = re.compile(r"://[^/\s@]*:[^/\s@]*@")
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
-_JSON_FIELD_BYTES, _FORM_FIELD_BYTES, _USERINFO_BYTES, _HINT_BYTES = (
-    re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (_JSON_FIELD, _FORM_FIELD, _USERINFO, _HINT)
-)
+
+
+class _NameRules:
+    """The rules by name as regular expressions, compiled on first use: at import they cost every pytest session
+    that merely has the plugin installed a few ms.
+
+    By their names: a JSON field's string value (in a JSON body, an SSE event, JSON inside text), a form field's
+    value, a URL's password. Each placeholder contains what its pattern refuses, so scrubbing twice changes nothing.
+    A scheme starts where no scheme character precedes it, and the first look (``hint``) needs only ``_api_key`` of a
+    ``*_api_key`` name: without both, a long unbroken token (hex, base64) costs time quadratic in its length.
+    """
+
+    def __init__(self) -> None:
+        self.json_field = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
+        self.form_field = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
+        self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
+        self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
+        self.userinfo_hint = re.compile(r"://[^/\s@]*:[^/\s@]*@")
+        self.json_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
+            re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (self.json_field, self.form_field, self.userinfo, self.hint)
+        )
+
+
+@functools.cache
+def name_rules() -> _NameRules:
+    """The compiled rules by name (once per process)."""
+    return _NameRules()
 
 
 def _might_name_a_secret(text: str) -> bool:
-    """``_HINT.search(text)``, the same answer in a few µs where the regex takes 100-200 µs on a request.
+    """``name_rules().hint.search(text)``, the same answer in a few µs where the regex takes 100-200 µs on a request.
 
     Python's regex engine tries each of the case-insensitive names at every position; plain substring
     searches in the lowered text do not. Exact for ASCII text (all an ASCII letter can match is its
     other case); any other text is left to the regex (Unicode case folding has exceptions).
     """
     if not text.isascii():
-        return _HINT.search(text) is not None
+        return name_rules().hint.search(text) is not None
     words = text.lower().replace("-", "_")
-    return any(word in words for word in _FIELD_WORDS) or ("@" in text and _USERINFO_HINT.search(text) is not None)
+    return any(word in words for word in _FIELD_WORDS) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
 
 
 def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,10 +204,11 @@ class Scrubber:
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         body = _without_secret_fields(request.body)
         if request.body_kind == "text" and isinstance(body, str):  # a form, or JSON that did not parse
-            body = _JSON_FIELD.sub(rf'\1"{PATTERN_PLACEHOLDER}"', _FORM_FIELD.sub(rf"\1{PATTERN_PLACEHOLDER}", body))
+            rules = name_rules()
+            body = rules.json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', rules.form_field.sub(rf"\1{PATTERN_PLACEHOLDER}", body))
         scrubbed = replace(
             request,
-            host=_USERINFO.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(request.host, secrets)),
+            host=name_rules().userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(request.host, secrets)),
             path=self.text(request.path, secrets),
             query=query,
             body=self._value(body, secrets),
@@ -202,17 +219,18 @@ class Scrubber:
         """The response without cookies, account identifiers or headers named like credentials, and with no secret
         value in header names and values, nor in the body (OAuth tokens in JSON or form fields, URL passwords)."""
         secrets = self.env_secrets()
+        rules = name_rules()
         headers = {
-            self.text(name, secrets): [_USERINFO.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)) for value in values]
+            self.text(name, secrets): [rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)) for value in values]
             for name, values in response.headers.items()
             if not is_secret_header(name)
         }
         body = self.data(response.body, secrets)
-        if _HINT_BYTES.search(body):
-            body = _JSON_FIELD_BYTES.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
-            body = _USERINFO_BYTES.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
+        if rules.hint_bytes.search(body):
+            body = rules.json_field_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
+            body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
             if any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
-                body = _FORM_FIELD_BYTES.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+                body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
 
     def test_id(self, test_id: str) -> str:
