@@ -228,7 +228,7 @@ def test_audit_without_detect_secrets_names_the_install_command(tmp_path, capsys
         assert main(["audit", str(clean)]) == 2
     finally:
         secret_shapes._detectors.cache_clear()
-    assert "pip install 'llm_replay[audit]'" in capsys.readouterr().err
+    assert "pip install detect-secrets" in capsys.readouterr().err
 
 
 def test_llm_era_shapes_that_detect_secrets_lacks_are_found_whole_and_never_as_slices():

@@ -150,7 +150,7 @@ def test_cassette_from_a_newer_schema_is_refused_and_left_alone(llm_pytester, se
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([
             f"ERROR: llm_replay.CassetteError: cassette {cassette} was written by a newer llm_replay (schema 99, this one reads up to 1); "
-            "upgrade llm_replay: pip install -U llm_replay",
+            "upgrade llm_replay: update its checkout and pip install -e it again",
         ])
     assert cassette.read_bytes() == before
 

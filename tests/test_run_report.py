@@ -170,4 +170,4 @@ def test_prices_come_from_the_ini_first_then_genai_prices_and_a_missing_database
     bare = PriceBook()
     assert bare.cost("gpt-4o-mini", "https://api.openai.com/v1", 10, 10) is None and bare.database_missing
     saved = Savings(tokens=20, unpriced={"gpt-4o-mini": 1}, database_missing=True)
-    assert saved.line() == "llm_replay: replays saved 20 tokens, 0.0 s of API time (no price for gpt-4o-mini: install genai-prices (pip install 'llm_replay[prices]') or set ini llm_prices)"
+    assert saved.line() == "llm_replay: replays saved 20 tokens, 0.0 s of API time (no price for gpt-4o-mini: install genai-prices (pip install genai-prices) or set ini llm_prices)"

@@ -272,15 +272,18 @@ def test_before_record_masks_a_field_drops_an_interaction_and_scrubbing_still_ru
     assert printed(replayed, "ID") == ["chatcmpl-masked"]
 
 
+SHAPING = (
+    "import dataclasses, json\n\n"
+    "def mask_id(interaction):\n"
+    "    answer = json.loads(interaction.response.body)\n"
+    "    answer['id'] = 'masked'\n"
+    "    return dataclasses.replace(interaction, response=dataclasses.replace(interaction.response, body=json.dumps(answer).encode()))\n"
+)
+
+
 def test_import_runs_the_ini_before_record_hook(tmp_path, env, capsys):
     (tmp_path / "pytest.ini").write_text("[pytest]\nllm_before_record = shaping:mask_id\n")
-    (tmp_path / "shaping.py").write_text(
-        "import dataclasses, json\n\n"
-        "def mask_id(interaction):\n"
-        "    answer = json.loads(interaction.response.body)\n"
-        "    answer['id'] = 'masked'\n"
-        "    return dataclasses.replace(interaction, response=dataclasses.replace(interaction.response, body=json.dumps(answer).encode()))\n"
-    )
+    (tmp_path / "shaping.py").write_text(SHAPING)
     source = vcr_yaml(tmp_path / "capital.yaml", json.dumps(REQUEST), json.dumps(ANSWER).encode(), {"Content-Type": ["application/json"]})
     env.chdir(tmp_path)
     assert main(["import", str(source)]) == 0
@@ -292,6 +295,20 @@ def test_import_runs_the_ini_before_record_hook(tmp_path, env, capsys):
     assert main(["import", str(source)]) == 2
     assert "ini option llm_before_record: cannot load 'shaping:no_such_function'" in capsys.readouterr().err
 
+
+
+def test_copy_runs_the_ini_before_record_hook_on_what_it_writes_and_leaves_the_source_alone(tmp_path, env, capsys):
+    env.chdir(tmp_path)
+    source_yaml = vcr_yaml(tmp_path / "capital.yaml", json.dumps(REQUEST), json.dumps(ANSWER).encode(), {"Content-Type": ["application/json"]})
+    assert main(["import", str(source_yaml), "--cassette", "source.sqlite3"]) == 0  # no hook yet: the answer as recorded
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_before_record = shaping:mask_id\n")
+    (tmp_path / "shaping.py").write_text(SHAPING)
+
+    assert main(["copy", "source.sqlite3", "copied.sqlite3"]) == 0
+    (copied,) = stored(tmp_path / "copied.sqlite3")
+    assert copied.response.json() == {**ANSWER, "id": "masked"}
+    (original,) = stored(tmp_path / "source.sqlite3")
+    assert original.response.json() == ANSWER
 
 IGNORED_TESTS = ASK + '''
 import httpx2

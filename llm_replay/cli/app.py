@@ -248,13 +248,15 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _copy(args: argparse.Namespace) -> int:
-    from ..engine.project import ini_scrubber
+    from ..engine.hooks import all_shaped
+    from ..engine.project import ini_before_record, ini_scrubber
     from ..stores.union import union_into
 
+    hook = ini_before_record()
     with _opened(args.source) as source, _opened(args.target, writable=True, create=True, scrubber=ini_scrubber()) as target:
         if source.describe() == target.describe():
             raise CommandError(f"copy: {source.describe()} is both the source and the target; name two cassettes")
-        report = union_into(target, source)
+        report = union_into(target, source, all_shaped(hook, source.interactions()) if hook else None)  # the hook, then put's scrubbing
         _print(report.describe_conflicts())
         clashes = f"; {len(report.conflicts)} recorded differently in both (kept {target.describe()}'s)" if report.conflicts else ""
         print(

@@ -4,7 +4,7 @@ detect-secrets knows AWS access keys, GitHub, GitLab, Slack, Stripe, Twilio, Sen
 the shapes below are the ones it does not (Anthropic, OpenAI project keys, Google API keys and OAuth tokens,
 Hugging Face, AWS session tokens, Azure AD client secrets, bearer tokens, whole private-key blocks). Its
 keyword and entropy detectors are left out: on model output they flag every other sentence.
-Only the ``llm-replay`` command needs it (``pip install 'llm_replay[audit]'``); nothing else imports this.
+Only the ``llm-replay`` command needs it (``pip install detect-secrets``); nothing else imports this.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _detectors() -> tuple[Any, ...]:
     except ImportError:
         raise CommandError(
             "llm-replay audit and scrub recognise key shapes with detect-secrets, which is not installed: "
-            "pip install 'llm_replay[audit]' (or pip install detect-secrets)"
+            "pip install detect-secrets"
         ) from None
     classes = get_mapping_from_secret_type_to_class().values()
     return tuple(cls() for cls in sorted(classes, key=lambda cls: cls.__name__) if cls.__name__ not in _LEFT_OUT)

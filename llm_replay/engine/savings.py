@@ -51,7 +51,7 @@ class Savings:
         text = ", ".join(parts)
         if self.unpriced:
             models = ", ".join(sorted(self.unpriced))
-            why = "install genai-prices (pip install 'llm_replay[prices]') or set" if self.database_missing else "set"
+            why = "install genai-prices (pip install genai-prices) or set" if self.database_missing else "set"
             text += f" (no price for {models}: {why} ini llm_prices)"
         return text
 

@@ -66,7 +66,7 @@ def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]
         from .langchain import installed_as_llm_cache
     except ImportError as error:
         raise ImportError(
-            f"llm_cache layer 'langchain' needs langchain-core ({error}); install it with: pip install 'llm_replay[langchain]'"
+            f"llm_cache layer 'langchain' needs langchain-core ({error}); install it with: pip install langchain-core"
         ) from error
     return installed_as_llm_cache(recorder, strict=strict)
 

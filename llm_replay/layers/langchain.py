@@ -3,7 +3,7 @@
 Drop-in for LangChain's ``InMemoryCache`` and langchain-community's ``SQLiteCache``: the same SQLite file
 holds HTTP recordings and LangChain entries, so listings and miss explanations cover both. A hit is one
 dict lookup: generations are parsed from the cassette once, on their first hit, and kept.
-Needs langchain-core (``pip install 'llm_replay[langchain]'``); nothing else in llm_replay imports this.
+Needs langchain-core (``pip install langchain-core``, or ``pip install -e '.[langchain]'`` in the checkout); nothing else in llm_replay imports this.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class RedisCache:
         if stored is not None and int(stored) > SCHEMA_VERSION:
             raise CassetteError(
                 f"cassette {self.url} was written by a newer llm_replay (schema {int(stored)}, this one reads up to "
-                f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
+                f"{SCHEMA_VERSION}); upgrade llm_replay: update its checkout and pip install -e it again"
             )
         if stored is None and not self.readonly:
             self._client.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
@@ -351,7 +351,7 @@ def _redis_py(shown: str) -> Any:
     try:
         import redis
     except ImportError as error:
-        raise CassetteError(f"cassette {shown} needs redis-py ({error}); install it with: pip install 'llm_replay[redis]'") from None
+        raise CassetteError(f"cassette {shown} needs redis-py ({error}); install it with: pip install 'redis[hiredis]' (in llm_replay's checkout: pip install -e '.[redis]')") from None
     return redis
 
 

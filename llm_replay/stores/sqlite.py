@@ -194,7 +194,7 @@ class SQLiteCache:
             if version > SCHEMA_VERSION:
                 raise CassetteError(
                     f"cassette {self.path} was written by a newer llm_replay (schema {version}, this one reads up to "
-                    f"{SCHEMA_VERSION}); upgrade llm_replay: pip install -U llm_replay"
+                    f"{SCHEMA_VERSION}); upgrade llm_replay: update its checkout and pip install -e it again"
                 )
         self._has_instants = "test_instants" in tables
         self._has_clock_read = self._has_instants and _has_clock_read_column(connection)

@@ -64,10 +64,12 @@ def add_missing(cassette: "Store", interactions: Iterable[Interaction]) -> Union
     return report
 
 
-def union_into(target: "Store", source: "Store") -> UnionReport:
+def union_into(target: "Store", source: "Store", interactions: Iterable[Interaction] | None = None) -> UnionReport:
     """Every recording of ``source`` added to ``target`` (``add_missing``), and each test's frozen instant
-    where ``target`` has none: prompts that carry the date replay from the target as they did from the source."""
-    report = add_missing(target, source.interactions())
+    where ``target`` has none: prompts that carry the date replay from the target as they did from the source.
+
+    ``interactions``, when given, are ``source``'s recordings as the caller shaped them (a copy's before_record hook)."""
+    report = add_missing(target, source.interactions() if interactions is None else interactions)
     for test_id, instant, clock_read in source.instants():
         if target.stored_clock(test_id)[0] is None:
             target.put_instant(test_id, instant)
