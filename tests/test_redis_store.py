@@ -147,7 +147,7 @@ def test_a_store_written_by_a_newer_llm_replay_is_refused(redis_server):
 
 def test_without_redis_py_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)  # what an environment without the extra looks like
-    with pytest.raises(CassetteError, match=r"needs redis-py .*pip install 'llm_replay\[redis\]'"):
+    with pytest.raises(CassetteError, match=r"needs redis-py .*pip install 'redis\[hiredis\]'"):
         open_store("redis://127.0.0.1:1/0?prefix=x")
 
 
