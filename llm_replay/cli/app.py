@@ -256,7 +256,7 @@ def _copy(args: argparse.Namespace) -> int:
     with _opened(args.source) as source, _opened(args.target, writable=True, create=True, scrubber=ini_scrubber()) as target:
         if source.describe() == target.describe():
             raise CommandError(f"copy: {source.describe()} is both the source and the target; name two cassettes")
-        report = union_into(target, source, all_shaped(hook, source.interactions()) if hook else None)  # the hook, then put's scrubbing
+        report = union_into(target, source, all_shaped(hook, source.interactions()))  # the hook, then put's scrubbing
         _print(report.describe_conflicts())
         clashes = f"; {len(report.conflicts)} recorded differently in both (kept {target.describe()}'s)" if report.conflicts else ""
         print(
