@@ -1,15 +1,17 @@
 """A session's memory does not grow with its replays: a test's handle, with every interaction it saw, goes after
-the test, and the SQLite store keeps a bounded set of recently read answers, never a large one.
+the test, and a store (SQLite, Redis) keeps a bounded set of recently read answers, never a large one.
 (benchmarks/memory.py measures the peak RSS of real sessions.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
-from llm_replay.stores import sqlite
-from llm_replay.stores.sqlite import SQLiteCache
+from llm_replay.stores import recent
+from llm_replay.stores.spec import open_store
 
 BUDGET, ITEM = 64 * 1024, 4 * 1024  # the real ones (32 MB, 2 MB) scaled down, the rule the same
 
@@ -19,10 +21,11 @@ def _answer(n: int, size: int) -> Interaction:
     return Interaction.of(request, RecordedResponse(200, "OK", {}, (b"Paris. " * size)[:size]), tests=("t.py::test",))
 
 
-def test_the_store_keeps_small_answers_it_read_a_bounded_while_and_never_a_large_one(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sqlite, "HIT_CACHE_BYTES", BUDGET)
-    monkeypatch.setattr(sqlite, "HIT_CACHE_ITEM_BYTES", ITEM)
-    store = SQLiteCache(tmp_path / "c.sqlite3")
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_the_store_keeps_small_answers_it_read_a_bounded_while_and_never_a_large_one(kind: str, tmp_path: Path, monkeypatch, request) -> None:
+    monkeypatch.setattr(recent, "HIT_CACHE_BYTES", BUDGET)
+    monkeypatch.setattr(recent, "HIT_CACHE_ITEM_BYTES", ITEM)
+    store = open_store(str(tmp_path / "c.sqlite3") if kind == "sqlite" else request.getfixturevalue("redis_url"))
     small, large = _answer(0, 100), _answer(1, ITEM + 1)
     many = [_answer(n, ITEM // 2) for n in range(2, 2 + 4 * BUDGET // ITEM)]
     for interaction in (small, large, *many):

@@ -12,7 +12,7 @@ from conftest import printed, write_ini
 
 from llm_replay.engine.settings import CacheSettings, Mode
 from llm_replay.pytest_plugin.suite import Suite
-from llm_replay.stores.sqlite import RECENT_KEPT
+from llm_replay.stores.recent import RECENT_KEPT
 
 ORDER_TESTS = '''
 import openai

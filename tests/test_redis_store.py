@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -10,7 +11,7 @@ from redis_server import RedisServer, free_port, require_redis
 
 from llm_replay import CassetteError, use_cassette
 from llm_replay.model.fingerprint import canonicalize
-from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.interaction import Interaction, OwnerChange, RecordedResponse
 from llm_replay.stores.spec import open_store, redacted, resolved
 
 PASSWORD = "pw-Redis-7f3c9a1e"
@@ -41,7 +42,7 @@ def test_prefixes_keep_projects_apart_on_one_server(redis_server):
         assert len(first) == 0 and first.get(shared.fingerprint) is None
         assert len(second) == 2 and second.get(shared.fingerprint) is not None, "deleting in one prefix left the other alone"
         assert redis_server.client().keys("app_one:*") == [b"app_one:meta"], "delete left nothing of the recording behind"
-        assert len(redis_server.client().keys("app_two:*")) == 6  # meta, keys, and two recordings with their owners
+        assert len(redis_server.client().keys("app_two:*")) == 7  # meta, keys, two recordings with their owners, what the test owns
     finally:
         first.close()
         second.close()
@@ -209,3 +210,99 @@ def test_without_redis_server_the_redis_tests_fail_unless_a_laptop_asks_to_skip(
         with pytest.raises(pytest.fail.Exception):
             redis_server.require_redis()  # CI fails even when asked to skip
         monkeypatch.delenv(ci[0])
+
+
+# -- warm: a test's recordings read ahead in one round trip ------------------------------------------
+
+
+def _answer(prompt: str, body: bytes, test: str) -> Interaction:
+    return replace(_interaction(prompt), response=RecordedResponse(200, "OK", {}, body), tests=(test,))
+
+
+def _commands_run(client) -> int:
+    """Commands the server has run, scripts' own calls included, before the INFO that asks (on one held connection)."""
+    return client.info("stats")["total_commands_processed"]
+
+
+def _owned_sets(server, prefix: str) -> dict[str, set[str]]:
+    client = server.client()
+    return {
+        name.decode().removeprefix(f"{prefix}:owned:"): {member.decode() for member in client.smembers(name)}
+        for name in client.scan_iter(match=f"{prefix}:owned:*")
+    }
+
+
+def _owners_reversed(store) -> dict[str, set[str]]:
+    reversed_: dict[str, set[str]] = {}
+    for (fingerprint, occurrence), tests, _ in store.index():
+        for test in tests:
+            reversed_.setdefault(test, set()).add(f"{fingerprint}:{occurrence}")
+    return reversed_
+
+
+def test_a_warmed_test_asks_the_server_nothing_for_its_clock_and_the_recordings_it_owns(redis_server):
+    prefix = "warm"
+    writer = open_store(redis_server.url(prefix))
+    owned = [_answer(f"q{n}", b'{"n": %d}' % n, "t.py::test_many") for n in range(20)]
+    for recording in owned:
+        writer.put(recording)
+    writer.put_instant("t.py::test_many", datetime(2026, 2, 3, tzinfo=timezone.utc))
+    writer.close()
+    reader, counter = open_store(redis_server.url(prefix), readonly=True), redis_server.client()
+    try:
+        before = _commands_run(counter)
+        reader.warm("t.py::test_many")
+        warmed = _commands_run(counter)
+        assert warmed - before > 1, "the read-ahead ran on the server"
+        answers = [reader.get(recording.fingerprint).response.body for recording in owned]
+        clock = reader.stored_clock("t.py::test_many")
+        assert _commands_run(counter) - warmed == 1, "after warm, the test's lookups are answered from memory (1: the INFO that counts)"
+        assert answers == [b'{"n": %d}' % n for n in range(20)] and clock == (datetime(2026, 2, 3, tzinfo=timezone.utc), None)
+        assert reader.get(_interaction("not owned").fingerprint) is None and _commands_run(counter) - warmed > 2, "anything else is asked"
+    finally:
+        reader.close()
+
+
+def test_the_owned_sets_follow_every_write_and_a_stale_one_costs_only_a_lookup(redis_server):
+    prefix = "follow"
+    store = open_store(redis_server.url(prefix))
+    try:
+        a = replace(_interaction("a"), tests=("t.py::one", "t.py::two"))
+        b = replace(_interaction("b"), tests=("t.py::two",))
+        store.put(a)
+        store.put(b)
+        store.put(replace(a, tests=("t.py::three",)))  # overwritten with other owners: one and two no longer own it
+        store.change_owners({b.key: OwnerChange(added=("t.py::four",), removed=("t.py::two",))})
+        assert _owned_sets(redis_server, prefix) == _owners_reversed(store) == {"t.py::three": {"%s:0" % a.fingerprint}, "t.py::four": {"%s:0" % b.fingerprint}}
+        store.delete([a.key])
+        assert _owned_sets(redis_server, prefix) == _owners_reversed(store) == {"t.py::four": {"%s:0" % b.fingerprint}}
+        # A set that names a recording gone, or misses one (written by an older llm_replay): answers stay right.
+        redis_server.client().sadd(f"{prefix}:owned:t.py::four", "0" * 32 + ":0")
+        redis_server.client().delete(f"{prefix}:owned:t.py::three")
+        store.put(replace(_interaction("c"), tests=("t.py::three",)))
+        redis_server.client().delete(f"{prefix}:owned:t.py::three")
+        for test in ("t.py::four", "t.py::three"):
+            store.warm(test)
+            assert store.get(b.fingerprint).tests == ("t.py::four",) and store.get(_interaction("c").fingerprint).tests == ("t.py::three",)
+            assert store.get("0" * 32) is None
+    finally:
+        store.close()
+
+
+def test_warm_reads_ahead_within_the_memory_budget_and_never_a_large_answer(redis_server, monkeypatch):
+    from llm_replay.stores import recent
+
+    monkeypatch.setattr(recent, "HIT_CACHE_BYTES", 4096)
+    monkeypatch.setattr(recent, "HIT_CACHE_ITEM_BYTES", 2048)
+    store = open_store(redis_server.url("budget"))
+    try:
+        large = _answer("large", b"x" * 4096, "t.py::test")
+        small = [_answer(f"s{n}", b"y" * 500, "t.py::test") for n in range(20)]
+        for recording in (large, *small):
+            store.put(recording)
+        store.warm("t.py::test")
+        ahead = store._ahead  # what memory holds for the test
+        assert large.key not in ahead and 0 < sum(len(i.response.body) + len(i.request_json) for i in ahead.values()) <= 4096
+        assert store.get(large.fingerprint).response.body == b"x" * 4096 and all(store.get(s.fingerprint) is not None for s in small)
+    finally:
+        store.close()

@@ -218,6 +218,8 @@ class Suite:
             adoption = self._adoption_indexes.get(adoption_key)
             if adoption is None:
                 adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
+        if not in_memory:
+            cassette.warm(nodeid)
         clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,

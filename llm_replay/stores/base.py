@@ -32,6 +32,10 @@ class Store(Protocol):
     def get(self, fingerprint: str, occurrence: int = 0) -> "Interaction | None":
         """The interaction recorded under this key, if any."""
 
+    def warm(self, test_id: str) -> None:
+        """Read ahead what this test will ask (its stored instant, the recordings it owns) where every question
+        is a round trip to a server; a store on this machine does nothing. Only a read-ahead: answers stay the same."""
+
     def put(self, interaction: "Interaction") -> None:
         """Store or overwrite one interaction, scrubbed, atomically."""
 

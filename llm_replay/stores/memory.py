@@ -30,6 +30,9 @@ class InMemoryCache:
         """The interaction recorded under this key, if any."""
         return self._entries.get((fingerprint, occurrence))
 
+    def warm(self, test_id: str) -> None:
+        """Nothing to read ahead: every answer is in memory."""
+
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials."""
         interaction = self.scrubber.interaction(interaction)

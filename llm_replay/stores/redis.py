@@ -6,11 +6,18 @@ Keys, all under the URL's ``?prefix=`` (default ``llm_replay``) so projects can 
     {prefix}:keys                   set   "fingerprint:occurrence" of every recording
     {prefix}:rec:{fp}:{occ}         hash  request, status, reason, headers, body, recorded_at, latency_ms
     {prefix}:owners:{fp}:{occ}      set   the test ids that own the recording
+    {prefix}:owned:{test id}        set   "fingerprint:occurrence" of every recording the test owns
     {prefix}:instants, :clock_reads hash  test id -> frozen instant, whether the recording read the clock
 
-Every write is atomic, one Lua script (a recording: its fields and owners together) or one MULTI/EXEC
-transaction, so many writers on many machines never lose or half-write a recording. Every Redis failure
-is a CassetteError naming the URL without its password.
+Every write is atomic, one Lua script (a recording: its fields and owners together, both ways) or one
+MULTI/EXEC transaction, so many writers on many machines never lose or half-write a recording. Every Redis
+failure is a CassetteError naming the URL without its password.
+
+A lookup is a round trip to another process, most of a replayed call's cost, so the plugin asks the store
+to ``warm`` each test before it runs: one script returns the test's stored instant and every recording it
+owns, and the test's calls are answered from memory. ``owned`` is only that read-ahead: a recording it
+misses is looked up as before, one it names that is gone is skipped. The scripts name keys they build from
+the prefix, which a single server (or Sentinel) allows and Redis Cluster does not.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ..errors import CassetteError
 from ..model.credentials import without_password
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
+from . import recent
 
 if TYPE_CHECKING:
     import redis
@@ -39,24 +47,73 @@ _PREFIX_SHAPE = re.compile(r"[A-Za-z0-9_.-]+")
 _BATCH = 500  # keys per pipeline round trip when reading the whole store
 # A lookup is one round trip with one reply: the recording and its owners (what replay waits on per call).
 _GET = "return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}"
-# A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
-# ARGV: "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
-_PUT = """
-local fields = tonumber(ARGV[2])
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * fields))
-if #ARGV > 2 + 2 * fields then redis.call('SADD', KEYS[2], unpack(ARGV, 3 + 2 * fields)) end
-redis.call('SADD', KEYS[3], ARGV[1])
+# Every script below starts with these: owned(test) names a test's set of owned recordings, and disown()
+# forgets every owner of a recording, both ways. ARGV[1] is always the prefix.
+_OWNED = """
+local prefix = ARGV[1]
+local function owned(test) return prefix .. ':owned:' .. test end
+local function disown(member)
+    local owners = prefix .. ':owners:' .. member
+    for _, test in ipairs(redis.call('SMEMBERS', owners)) do redis.call('SREM', owned(test), member) end
+    redis.call('DEL', owners)
+end
 """
-# KEYS: rec and owners of each recording in turn; ARGV[1]: a JSON list of each recording's [added, removed] owners.
-_CHANGE_OWNERS = """
-local changes = cjson.decode(ARGV[1])
-for i, change in ipairs(changes) do
-    if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
-        if #change[1] > 0 then redis.call('SADD', KEYS[2 * i], unpack(change[1])) end
-        if #change[2] > 0 then redis.call('SREM', KEYS[2 * i], unpack(change[2])) end
+# A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
+# ARGV: prefix, "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
+_PUT = _OWNED + """
+local member, fields = ARGV[2], tonumber(ARGV[3])
+disown(member)
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * fields))
+for i = 4 + 2 * fields, #ARGV do
+    redis.call('SADD', KEYS[2], ARGV[i])
+    redis.call('SADD', owned(ARGV[i]), member)
+end
+redis.call('SADD', KEYS[3], member)
+"""
+# ARGV: prefix, then a JSON list of each recording's ["fp:occ", added, removed] owners; absent recordings are skipped.
+_CHANGE_OWNERS = _OWNED + """
+for _, change in ipairs(cjson.decode(ARGV[2])) do
+    local member = change[1]
+    if redis.call('EXISTS', prefix .. ':rec:' .. member) == 1 then
+        for _, test in ipairs(change[2]) do
+            redis.call('SADD', prefix .. ':owners:' .. member, test)
+            redis.call('SADD', owned(test), member)
+        end
+        for _, test in ipairs(change[3]) do
+            redis.call('SREM', prefix .. ':owners:' .. member, test)
+            redis.call('SREM', owned(test), member)
+        end
     end
 end
+"""
+# ARGV: prefix, then each "fp:occ" to delete; how many of them there were.
+_DELETE = _OWNED + """
+local removed = 0
+for i = 2, #ARGV do
+    disown(ARGV[i])
+    removed = removed + redis.call('DEL', prefix .. ':rec:' .. ARGV[i])
+    redis.call('SREM', prefix .. ':keys', ARGV[i])
+end
+return removed
+"""
+# What one test will ask, in one round trip: its instant and clock flag, then "fp:occ", fields and owners of each
+# recording it owns, within a byte budget and without an answer over the per-answer limit (they are looked up
+# when asked, and not kept). ARGV: prefix, test id, budget, limit.
+_WARM = _OWNED + """
+local test, budget, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local found = {redis.call('HGET', prefix .. ':instants', test), redis.call('HGET', prefix .. ':clock_reads', test)}
+for _, member in ipairs(redis.call('SMEMBERS', owned(test))) do
+    local record = prefix .. ':rec:' .. member
+    local size = redis.call('HSTRLEN', record, 'body') + redis.call('HSTRLEN', record, 'request')
+    if size > 0 and size <= limit and size <= budget then
+        budget = budget - size
+        found[#found + 1] = member
+        found[#found + 1] = redis.call('HGETALL', record)
+        found[#found + 1] = redis.call('SMEMBERS', prefix .. ':owners:' .. member)
+    end
+end
+return found
 """
 # A clock flag is kept only for a test with a stored instant: the check and the write must not interleave.
 _PUT_CLOCK_READ = """
@@ -84,7 +141,10 @@ class RedisCache:
         if not _PREFIX_SHAPE.fullmatch(self.prefix):
             raise CassetteError(f"cassette {self.url}: prefix {self.prefix!r} may hold only letters, digits and _ . -; pick another ?prefix=")
         self.hosts = (parts.hostname,) if parts.hostname else ()
-        self._hits: dict[Key, Interaction] = {}
+        self._hits = recent.RecentRecordings()
+        # What ``warm`` read for the test running now: its recordings, and (test id, instant, clock flag).
+        self._ahead: dict[Key, Interaction] = {}
+        self._ahead_clock: tuple[str, datetime | None, bool | None] | None = None
         _redis_py(self.url)  # installed, or a clear error
         with self._talking():
             try:
@@ -95,6 +155,8 @@ class RedisCache:
             self._put = self._client.register_script(_PUT)
             self._put_clock_read = self._client.register_script(_PUT_CLOCK_READ)
             self._change_owners = self._client.register_script(_CHANGE_OWNERS)
+            self._delete = self._client.register_script(_DELETE)
+            self._warm = self._client.register_script(_WARM)
             self._check_schema()
 
     def describe(self) -> str:
@@ -143,16 +205,29 @@ class RedisCache:
     def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
         """The interaction recorded under this key, if any."""
         key = (fingerprint, occurrence)
-        hit = self._hits.get(key)
+        hit = self._ahead.get(key) or self._hits.get(key)
         if hit is not None:
             return hit
         with self._talking():
             flat, owners = self._get(keys=[self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence)])
         if not flat:
             return None
-        interaction = _from_fields(key, dict(zip(flat[::2], flat[1::2])), owners)
-        self._hits[key] = interaction
+        interaction = _from_fields(key, _pairs(flat), owners)
+        self._hits.put(interaction)
         return interaction
+
+    def warm(self, test_id: str) -> None:
+        """Read ahead, in one round trip, what a test will ask: its stored instant and the recordings it owns
+        (what the previous test read ahead is let go)."""
+        test_id = self.scrubber.test_id(test_id)
+        with self._talking():
+            instant, read, *recordings = self._warm(args=[self.prefix, test_id, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES])
+        ahead = {}
+        for member, flat, owners in zip(recordings[::3], recordings[1::3], recordings[2::3]):
+            key = _key_of(member)
+            ahead[key] = _from_fields(key, _pairs(flat), owners)
+        self._ahead = ahead
+        self._ahead_clock = (test_id, *_clock(instant, read))
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none."""
@@ -173,20 +248,22 @@ class RedisCache:
             fields["latency_ms"] = repr(interaction.latency_ms)
         pairs = [item for name_value in fields.items() for item in name_value]
         with self._talking():
-            self._put(keys=[record, owners, self._key("keys")], args=[f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
-        self._hits[interaction.key] = interaction
+            self._put(keys=[record, owners, self._key("keys")], args=[self.prefix, f"{fingerprint}:{occurrence}", len(fields), *pairs, *interaction.tests])
+        self._forget([interaction.key])
+        self._hits.put(interaction)
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
         """Add and remove owning tests, all in one script (absent keys are ignored)."""
         if not changes:
             return
         self._writable()
-        names = [name for fingerprint, occurrence in changes for name in (self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence))]
-        scrubbed = [[list(map(self.scrubber.test_id, change.added)), list(map(self.scrubber.test_id, change.removed))] for change in changes.values()]
+        scrubbed = [
+            [f"{fingerprint}:{occurrence}", list(map(self.scrubber.test_id, change.added)), list(map(self.scrubber.test_id, change.removed))]
+            for (fingerprint, occurrence), change in changes.items()
+        ]
         with self._talking():
-            self._change_owners(keys=names, args=[json.dumps(scrubbed)])
-        for key in changes:
-            self._hits.pop(key, None)
+            self._change_owners(args=[self.prefix, json.dumps(scrubbed)])
+        self._forget(changes)
 
     def delete(self, keys: Iterable[Key]) -> int:
         """Remove these recordings and their owners, in one transaction; how many there were. Redis frees what
@@ -195,17 +272,16 @@ class RedisCache:
         if not keys:
             return 0
         self._writable()
-        members = [f"{fingerprint}:{occurrence}" for fingerprint, occurrence in keys]
         with self._talking():
-            pipe = self._client.pipeline(transaction=True)
-            for fingerprint, occurrence in keys:
-                pipe.delete(self._key("rec", fingerprint, occurrence))
-            pipe.delete(*(self._key("owners", fingerprint, occurrence) for fingerprint, occurrence in keys))
-            pipe.srem(self._key("keys"), *members)
-            removed = sum(pipe.execute()[: len(keys)])
-        for key in keys:
-            self._hits.pop(key, None)
+            removed = self._delete(args=[self.prefix, *(f"{fingerprint}:{occurrence}" for fingerprint, occurrence in keys)])
+        self._forget(keys)
         return removed
+
+    def _forget(self, keys: Iterable[Key]) -> None:
+        """Drop what memory holds of these recordings (changed or gone)."""
+        for key in keys:
+            self._hits.pop(key)
+            self._ahead.pop(key, None)
 
     def _members(self) -> list[Key]:
         with self._talking():
@@ -258,15 +334,14 @@ class RedisCache:
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
+        test_id = self.scrubber.test_id(test_id)
+        if self._ahead_clock is not None and self._ahead_clock[0] == test_id:
+            return self._ahead_clock[1:]
         with self._talking():
             pipe = self._client.pipeline(transaction=False)
-            test_id = self.scrubber.test_id(test_id)
             pipe.hget(self._key("instants"), test_id)
             pipe.hget(self._key("clock_reads"), test_id)
-            instant, read = pipe.execute()
-        if instant is None:
-            return None, None
-        return datetime.fromisoformat(instant.decode()), None if read is None else read == b"1"
+            return _clock(*pipe.execute())
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag (for copies and merges)."""
@@ -289,12 +364,14 @@ class RedisCache:
             pipe.hset(self._key("instants"), test_id, instant.isoformat())
             pipe.hdel(self._key("clock_reads"), test_id)
             pipe.execute()
+        self._ahead_clock = None
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
         """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
         self._writable()
         with self._talking():
             self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[self.scrubber.test_id(test_id), int(read)])
+        self._ahead_clock = None
 
     # -- every byte under the prefix (llm-replay audit and scrub) ------------------------------
 
@@ -340,6 +417,7 @@ class RedisCache:
                     except redis.exceptions.WatchError:
                         continue
         self._hits.clear()
+        self._ahead, self._ahead_clock = {}, None
         return changed
 
     def close(self) -> None:
@@ -372,6 +450,17 @@ def _client(url: str) -> "redis.Redis":
 def _key_of(member: bytes) -> Key:
     fingerprint, _, occurrence = member.decode().rpartition(":")
     return fingerprint, int(occurrence)
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A hash as HGETALL returns it from a script: field, value, field, value, …"""
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _clock(instant: bytes | None, read: bytes | None) -> tuple[datetime | None, bool | None]:
+    if instant is None:
+        return None, None
+    return datetime.fromisoformat(instant.decode()), None if read is None else read == b"1"
 
 
 def _tests(owners: Iterable[bytes]) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from operator import itemgetter
 from datetime import datetime
@@ -29,6 +28,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
+from .recent import RecentRecordings
 from .summaries import RecordingSummary
 
 SCHEMA_VERSION = 1
@@ -57,13 +57,6 @@ CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT
 _TABLES = frozenset({"meta", "interactions", "test_instants"})
 # Run bookkeeping older cassettes kept in the committed file; it lives in pytest's cache dir now (stores/ledger.py).
 _LEGACY_TABLES = frozenset({"runs", "usage"})
-# Recordings kept in memory after a get, so a test replaying one request many times reads it once; bounded, and an
-# answer larger than a slice of the budget is never kept (a 50 MB response is not held after its test).
-HIT_CACHE_BYTES = 32 * 1024 * 1024
-HIT_CACHE_ITEM_BYTES = HIT_CACHE_BYTES // 16
-# ... and at most this many, so a long session of small answers does not keep thousands of recordings alive (memory,
-# and the garbage collector's work on every collection); a prompt repeated within a test or the next few still hits.
-RECENT_KEPT = 64
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 _SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
 # What a listing shows of a request, read by SQLite's JSON functions (several times faster than parsing each request
@@ -92,7 +85,7 @@ class SQLiteCache:
         self.readonly = readonly
         self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
-        self._hits = _HitCache()
+        self._hits = RecentRecordings()
         self._connection: sqlite3.Connection | None = None
         self._writing_connection = False
         self._closed = False
@@ -235,6 +228,9 @@ class SQLiteCache:
         interaction = _from_row(row)
         self._hits.put(interaction)
         return interaction
+
+    def warm(self, test_id: str) -> None:
+        """Nothing to read ahead: a lookup in the file costs less than knowing what to look up."""
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
@@ -407,52 +403,6 @@ class SQLiteCache:
             if self._copy is not None:
                 self._copy.cleanup()
                 self._copy = None
-
-
-class _HitCache:
-    """Recently read recordings, least recently used dropped first, within a byte budget and RECENT_KEPT entries; safe across threads."""
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[Key, Interaction] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Key) -> Interaction | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
-
-    def put(self, interaction: Interaction) -> None:
-        size = _size(interaction)
-        with self._lock:
-            self._drop(interaction.key)
-            if size > HIT_CACHE_ITEM_BYTES:
-                return
-            self._entries[interaction.key] = interaction
-            self._bytes += size
-            while self._bytes > HIT_CACHE_BYTES or len(self._entries) > RECENT_KEPT:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= _size(dropped)
-
-    def pop(self, key: Key) -> None:
-        with self._lock:
-            self._drop(key)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
-    def _drop(self, key: Key) -> None:
-        dropped = self._entries.pop(key, None)
-        if dropped is not None:
-            self._bytes -= _size(dropped)
-
-
-def _size(interaction: Interaction) -> int:
-    return len(interaction.response.body) + len(interaction.request_json)
 
 
 def _fold_and_compact(connection: sqlite3.Connection) -> None:
