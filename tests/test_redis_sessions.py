@@ -174,6 +174,24 @@ def test_redis_holds_no_password_and_no_url(locked_redis, server, llm_pytester, 
     assert PASSWORD.encode() not in values and str(locked_redis.port).encode() + b"/0" not in values
 
 
+def test_a_replay_session_reads_its_tests_recordings_ahead_a_window_at_a_time(redis_server, server, llm_pytester, env):
+    """40 one-call tests replay with two scripts for their recordings and clocks (two windows of 32), not 80 round
+    trips; the savings line then reads the 40 replayed recordings in one pipeline, not 40 round trips."""
+    url = redis_server.url()
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=ASK.format(base_url=server.base_url) + checkout_tests("app", 40))
+    llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={url}").assert_outcomes(passed=40)
+    server.stop()
+    client = redis_server.client()
+    client.config_resetstat()
+    result = llm_pytester.runpytest("--llm-mode=replay", f"--llm-cassette={url}")
+    result.assert_outcomes(passed=40)
+    result.stdout.fnmatch_lines(["*llm_replay: 40 replayed, 0 recorded, 0 missed in 40 tests*"])
+    stats = client.info("commandstats")
+    scripts, lookups = stats["cmdstat_evalsha"]["calls"], stats.get("cmdstat_hgetall", {}).get("calls", 0)
+    assert scripts == 2 and lookups == 80, f"{scripts} scripts run, {lookups} recordings read: {stats}"
+
+
 def _durable(tmp_path: Path) -> RedisServer:
     require_redis()
     return RedisServer(tmp_path / "durable", durable=True).start()
@@ -206,9 +224,10 @@ def test_redis_killed_while_recording_keeps_what_was_recorded_and_fails_clearly(
         env.setenv("TEST_REDIS_PORT", str(redis.port))
         llm_pytester.makepyfile(test_killed=ASK.format(base_url=server.base_url) + KILLED.format(asked_after_kill="during"))
         result = llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={url}")
-        result.assert_outcomes(passed=3, failed=1, errors=1)
+        result.assert_outcomes(passed=3, failed=2)  # test_after's clock was read ahead: it fails at its call, not its setup
         result.stdout.fnmatch_lines([
-            f"*llm_replay.CassetteError: cannot reach the Redis cassette {shown} (*); start the server or fix the URL*",  # test_after's setup
+            f"*llm_replay.CassetteError: cannot reach the Redis cassette {shown} (*); start the server or fix the URL*",
+            f"*CassetteMiss: POST http://127.0.0.1:*/v1/chat/completions could not be looked up: cannot reach the Redis cassette {shown} (*",
             f"*CassetteMiss: POST http://127.0.0.1:*/v1/chat/completions could not be looked up: cannot reach the Redis cassette {shown} (*",
             f"llm_replay: could not record this run's usage: cannot reach the Redis cassette {shown}*",
         ])
@@ -239,11 +258,11 @@ def test_redis_killed_while_replaying_never_becomes_a_live_call(tmp_path, llm_py
         env.setenv("TEST_REDIS_PORT", str(redis.port))
         # The LLM server still answers: only llm_replay stands between the killed cassette and a live call.
         result = llm_pytester.runpytest(f"--llm-cassette={url}", "-k", "not before[2]")
-        result.assert_outcomes(passed=2, failed=1, errors=1)
+        result.assert_outcomes(passed=2, failed=2)  # test_after's clock was read ahead: it fails at its call, not its setup
         result.stdout.fnmatch_lines([
             f"*llm_replay.CassetteError: cannot reach the Redis cassette {url} (*",
             f"*CassetteMiss: POST http://127.0.0.1:*/v1/chat/completions could not be looked up: cannot reach the Redis cassette {url} (*",
-            "llm_replay: 2 replayed, 0 recorded, 1 missed in 3 tests (mode replay*",
+            "llm_replay: 2 replayed, 0 recorded, 2 missed in 4 tests (mode replay*",
         ])
         assert len(server.requests) == asked
     finally:

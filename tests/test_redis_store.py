@@ -251,7 +251,7 @@ def test_a_warmed_test_asks_the_server_nothing_for_its_clock_and_the_recordings_
     reader, counter = open_store(redis_server.url(prefix), readonly=True), redis_server.client()
     try:
         before = _commands_run(counter)
-        reader.warm("t.py::test_many")
+        reader.warm(["t.py::test_many"])
         warmed = _commands_run(counter)
         assert warmed - before > 1, "the read-ahead ran on the server"
         answers = [reader.get(recording.fingerprint).response.body for recording in owned]
@@ -282,7 +282,7 @@ def test_the_owned_sets_follow_every_write_and_a_stale_one_costs_only_a_lookup(r
         store.put(replace(_interaction("c"), tests=("t.py::three",)))
         redis_server.client().delete(f"{prefix}:owned:t.py::three")
         for test in ("t.py::four", "t.py::three"):
-            store.warm(test)
+            store.warm([test])
             assert store.get(b.fingerprint).tests == ("t.py::four",) and store.get(_interaction("c").fingerprint).tests == ("t.py::three",)
             assert store.get("0" * 32) is None
     finally:
@@ -300,7 +300,7 @@ def test_warm_reads_ahead_within_the_memory_budget_and_never_a_large_answer(redi
         small = [_answer(f"s{n}", b"y" * 500, "t.py::test") for n in range(20)]
         for recording in (large, *small):
             store.put(recording)
-        store.warm("t.py::test")
+        store.warm(["t.py::test"])
         ahead = store._ahead  # what memory holds for the test
         assert large.key not in ahead and 0 < sum(len(i.response.body) + len(i.request_json) for i in ahead.values()) <= 4096
         assert store.get(large.fingerprint).response.body == b"x" * 4096 and all(store.get(s.fingerprint) is not None for s in small)

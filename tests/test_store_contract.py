@@ -173,6 +173,15 @@ def test_delete_removes_only_the_named_keys(store: Store) -> None:
     assert store.delete([]) == 0
 
 
+def test_get_many_returns_what_get_returns_for_the_keys_there_are(store: Store) -> None:
+    recordings = [_interaction(prompt, tests=(f"t.py::{prompt}",)) for prompt in "abc"]
+    for recording in recordings:
+        store.put(recording)
+    asked = [recordings[2].key, ("0" * 32, 0), recordings[0].key]
+    assert sorted(store.get_many(iter(asked)), key=lambda i: i.key) == sorted([store.get(*recordings[0].key), store.get(*recordings[2].key)], key=lambda i: i.key)
+    assert list(store.get_many([])) == []
+
+
 def test_warm_reads_ahead_without_changing_an_answer_and_lets_go_of_what_changes_after(store: Store) -> None:
     instant = datetime(2026, 3, 4, tzinfo=timezone.utc)
     mine, shared, theirs = _interaction("mine", tests=("t.py::a",)), _interaction("shared", tests=("t.py::a", "t.py::b")), _interaction("theirs", tests=("t.py::b",))
@@ -180,12 +189,12 @@ def test_warm_reads_ahead_without_changing_an_answer_and_lets_go_of_what_changes
         store.put(recording)
     store.put_instant("t.py::a", instant)
     store.put_clock_read("t.py::a", False)
-    store.warm("t.py::a")
+    store.warm(["t.py::a"])
     assert store.stored_clock("t.py::a") == (instant, False) and store.stored_clock("t.py::b") == (None, None)
     assert [store.get(r.fingerprint).tests for r in (mine, shared, theirs)] == [("t.py::a",), ("t.py::a", "t.py::b"), ("t.py::b",)]
     assert store.get(mine.fingerprint).response.body == mine.response.body and store.get("0" * 32) is None
     # What changes after the read-ahead is answered as changed, not as read ahead.
-    store.warm("t.py::a")
+    store.warm(["t.py::a"])
     store.change_owners({shared.key: OwnerChange(removed=("t.py::a",))})
     store.put(replace(mine, response=replace(mine.response, body=b'{"ok": "again"}')))
     store.delete([theirs.key])
@@ -194,7 +203,7 @@ def test_warm_reads_ahead_without_changing_an_answer_and_lets_go_of_what_changes
     assert store.get(mine.fingerprint).response.body == b'{"ok": "again"}'
     assert store.get(theirs.fingerprint) is None
     assert store.stored_clock("t.py::a") == (instant.replace(year=2027), None)
-    store.warm("t.py::nobody")  # a test that owns nothing
+    store.warm(["t.py::nobody"])  # a test that owns nothing
     assert store.get(mine.fingerprint).tests == ("t.py::a",) and store.stored_clock("t.py::nobody") == (None, None)
 
 

@@ -64,7 +64,8 @@ def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: Pric
     """What the recordings replayed ``replays[key]`` times each cost when recorded (their usage and latency).
 
     A store that keeps usage in columns of its own (SQLite) is read in one pass without the answers; fetching each
-    replayed recording instead cost ~0.2 ms apiece at the end of a 1,000-test session. Others are asked per recording.
+    replayed recording instead cost ~0.2 ms apiece at the end of a 1,000-test session. Others are asked for the
+    replayed recordings at once (Redis: a round trip per 500, not per recording).
     """
     saved = Savings()
     if getattr(cassette, "summaries", None) is not None:
@@ -74,11 +75,8 @@ def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: Pric
                 request = CanonicalRequest.from_stored(row.request_json)
                 saved.add(prices, count, request.model, request.url, (row.input_tokens, row.output_tokens), row.latency_ms)
         return saved
-    for key, count in replays.items():
-        recording = cassette.get(*key) if count else None
-        if recording is None:
-            continue
-        saved.add(prices, count, recording.request.model, recording.request.url, recording.usage(), recording.latency_ms)
+    for recording in cassette.get_many(key for key, count in replays.items() if count):
+        saved.add(prices, replays[recording.key], recording.request.model, recording.request.url, recording.usage(), recording.latency_ms)
     return saved
 
 

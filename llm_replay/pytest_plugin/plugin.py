@@ -163,6 +163,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         suite.go_offline()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The llm_cache tests in the order they will run: what the suite cassette reads ahead of them."""
+    suite = session.config.stash.get(SUITE, None)
+    if suite is not None:
+        from ..engine.read_ahead import ReadAhead
+
+        suite.read_ahead = ReadAhead([item.nodeid for item in session.items if "llm_cache" in getattr(item, "fixturenames", ())])
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     _keep_http_patches(False)  # a session that ended before its finish hook leaves no HTTP library patched either
     if SUITE in config.stash:  # a session that ended before its finish hook must not leave the socket module patched

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, NamedTuple
 
 from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
+from ..engine.read_ahead import ReadAhead
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome
 from ..model.scrub import Scrubber
@@ -84,6 +85,7 @@ class Suite:
     _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
     _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the llm_cache tests in the order they run, once collected
     adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
     # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
@@ -219,7 +221,7 @@ class Suite:
             if adoption is None:
                 adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
         if not in_memory:
-            cassette.warm(nodeid)
+            self.read_ahead.before(cassette, nodeid)
         clock = self.clock(settings, cassette, nodeid)
         return Recorder(
             cassette,

@@ -32,9 +32,13 @@ class Store(Protocol):
     def get(self, fingerprint: str, occurrence: int = 0) -> "Interaction | None":
         """The interaction recorded under this key, if any."""
 
-    def warm(self, test_id: str) -> None:
-        """Read ahead what this test will ask (its stored instant, the recordings it owns) where every question
-        is a round trip to a server; a store on this machine does nothing. Only a read-ahead: answers stay the same."""
+    def get_many(self, keys: Iterable["Key"]) -> Iterator["Interaction"]:
+        """The interactions under these keys (those the store has), in as few round trips as it can."""
+
+    def warm(self, test_ids: Sequence[str]) -> None:
+        """Read ahead what these tests, about to run, will ask (each one's stored instant, the recordings it owns)
+        where every question is a round trip to a server; a store on this machine does nothing. Only a read-ahead:
+        every answer stays what it would be without it."""
 
     def put(self, interaction: "Interaction") -> None:
         """Store or overwrite one interaction, scrubbed, atomically."""

@@ -30,7 +30,11 @@ class InMemoryCache:
         """The interaction recorded under this key, if any."""
         return self._entries.get((fingerprint, occurrence))
 
-    def warm(self, test_id: str) -> None:
+    def get_many(self, keys: Iterable[Key]) -> Iterator[Interaction]:
+        """The interactions under these keys (those there are)."""
+        return (found for found in map(self._entries.get, keys) if found is not None)
+
+    def warm(self, test_ids: Sequence[str]) -> None:
         """Nothing to read ahead: every answer is in memory."""
 
     def put(self, interaction: Interaction) -> None:

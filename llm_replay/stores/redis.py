@@ -14,8 +14,8 @@ MULTI/EXEC transaction, so many writers on many machines never lose or half-writ
 failure is a CassetteError naming the URL without its password.
 
 A lookup is a round trip to another process, most of a replayed call's cost, so the plugin asks the store
-to ``warm`` each test before it runs: one script returns the test's stored instant and every recording it
-owns, and the test's calls are answered from memory. ``owned`` is only that read-ahead: a recording it
+to ``warm`` the next tests (engine/read_ahead.py): one script returns each one's stored instant and every
+recording it owns, and their calls are answered from memory. ``owned`` is only that read-ahead: a recording it
 misses is looked up as before, one it names that is gone is skipped. The scripts name keys they build from
 the prefix, which a single server (or Sentinel) allows and Redis Cluster does not.
 """
@@ -97,20 +97,27 @@ for i = 2, #ARGV do
 end
 return removed
 """
-# What one test will ask, in one round trip: its instant and clock flag, then "fp:occ", fields and owners of each
-# recording it owns, within a byte budget and without an answer over the per-answer limit (they are looked up
-# when asked, and not kept). ARGV: prefix, test id, budget, limit.
+# What the next tests will ask, in one round trip: for each test its instant, clock flag and how many recordings
+# follow, then "fp:occ", fields and owners of each it owns (once, for the first test that owns it), within a byte
+# budget and without an answer over the per-answer limit (those are looked up when asked, and not kept).
+# ARGV: prefix, budget, limit, then the test ids.
 _WARM = _OWNED + """
-local test, budget, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local found = {redis.call('HGET', prefix .. ':instants', test), redis.call('HGET', prefix .. ':clock_reads', test)}
-for _, member in ipairs(redis.call('SMEMBERS', owned(test))) do
-    local record = prefix .. ':rec:' .. member
-    local size = redis.call('HSTRLEN', record, 'body') + redis.call('HSTRLEN', record, 'request')
-    if size > 0 and size <= limit and size <= budget then
-        budget = budget - size
-        found[#found + 1] = member
-        found[#found + 1] = redis.call('HGETALL', record)
-        found[#found + 1] = redis.call('SMEMBERS', prefix .. ':owners:' .. member)
+local budget, limit, seen, found = tonumber(ARGV[2]), tonumber(ARGV[3]), {}, {}
+for t = 4, #ARGV do
+    local test = ARGV[t]
+    found[#found + 1] = redis.call('HGET', prefix .. ':instants', test)
+    found[#found + 1] = redis.call('HGET', prefix .. ':clock_reads', test)
+    local count = #found + 1
+    found[count] = 0
+    for _, member in ipairs(redis.call('SMEMBERS', owned(test))) do
+        local record = prefix .. ':rec:' .. member
+        local size = redis.call('HSTRLEN', record, 'body') + redis.call('HSTRLEN', record, 'request')
+        if not seen[member] and size > 0 and size <= limit and size <= budget then
+            seen[member], budget, found[count] = true, budget - size, found[count] + 1
+            found[#found + 1] = member
+            found[#found + 1] = redis.call('HGETALL', record)
+            found[#found + 1] = redis.call('SMEMBERS', prefix .. ':owners:' .. member)
+        end
     end
 end
 return found
@@ -142,9 +149,9 @@ class RedisCache:
             raise CassetteError(f"cassette {self.url}: prefix {self.prefix!r} may hold only letters, digits and _ . -; pick another ?prefix=")
         self.hosts = (parts.hostname,) if parts.hostname else ()
         self._hits = recent.RecentRecordings()
-        # What ``warm`` read for the test running now: its recordings, and (test id, instant, clock flag).
+        # What ``warm`` read for the tests running next: their recordings, and test id -> (instant, clock flag).
         self._ahead: dict[Key, Interaction] = {}
-        self._ahead_clock: tuple[str, datetime | None, bool | None] | None = None
+        self._ahead_clocks: dict[str, tuple[datetime | None, bool | None]] = {}
         _redis_py(self.url)  # installed, or a clear error
         with self._talking():
             try:
@@ -216,18 +223,26 @@ class RedisCache:
         self._hits.put(interaction)
         return interaction
 
-    def warm(self, test_id: str) -> None:
-        """Read ahead, in one round trip, what a test will ask: its stored instant and the recordings it owns
-        (what the previous test read ahead is let go)."""
-        test_id = self.scrubber.test_id(test_id)
+    def get_many(self, keys: Iterable[Key]) -> Iterator[Interaction]:
+        """The interactions under these keys (those there are), many to a round trip."""
+        return iter([_from_fields(key, fields, owners) for key, (fields, owners) in self._batched(list(keys), "hgetall rec", "smembers owners") if fields])
+
+    def warm(self, test_ids: Sequence[str]) -> None:
+        """Read ahead, in one round trip, what these tests will ask: each one's stored instant and the recordings
+        it owns (what was read ahead before is let go)."""
+        test_ids = [self.scrubber.test_id(test_id) for test_id in test_ids]
         with self._talking():
-            instant, read, *recordings = self._warm(args=[self.prefix, test_id, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES])
-        ahead = {}
-        for member, flat, owners in zip(recordings[::3], recordings[1::3], recordings[2::3]):
-            key = _key_of(member)
-            ahead[key] = _from_fields(key, _pairs(flat), owners)
-        self._ahead = ahead
-        self._ahead_clock = (test_id, *_clock(instant, read))
+            found = self._warm(args=[self.prefix, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES, *test_ids])
+        ahead, clocks, at = {}, {}, 0
+        for test_id in test_ids:
+            instant, read, count = found[at : at + 3]
+            clocks[test_id] = _clock(instant, read)
+            at += 3
+            for member, flat, owners in zip(*[iter(found[at : at + 3 * count])] * 3):
+                key = _key_of(member)
+                ahead[key] = _from_fields(key, _pairs(flat), owners)
+            at += 3 * count
+        self._ahead, self._ahead_clocks = ahead, clocks
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none."""
@@ -335,8 +350,9 @@ class RedisCache:
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown)."""
         test_id = self.scrubber.test_id(test_id)
-        if self._ahead_clock is not None and self._ahead_clock[0] == test_id:
-            return self._ahead_clock[1:]
+        ahead = self._ahead_clocks.get(test_id)
+        if ahead is not None:
+            return ahead
         with self._talking():
             pipe = self._client.pipeline(transaction=False)
             pipe.hget(self._key("instants"), test_id)
@@ -364,14 +380,15 @@ class RedisCache:
             pipe.hset(self._key("instants"), test_id, instant.isoformat())
             pipe.hdel(self._key("clock_reads"), test_id)
             pipe.execute()
-        self._ahead_clock = None
+        self._ahead_clocks.pop(test_id, None)
 
     def put_clock_read(self, test_id: str, read: bool) -> None:
         """Remember whether a test that recorded read the clock (a test with no stored instant is left alone)."""
         self._writable()
         with self._talking():
-            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[self.scrubber.test_id(test_id), int(read)])
-        self._ahead_clock = None
+            test_id = self.scrubber.test_id(test_id)
+            self._put_clock_read(keys=[self._key("instants"), self._key("clock_reads")], args=[test_id, int(read)])
+        self._ahead_clocks.pop(test_id, None)
 
     # -- every byte under the prefix (llm-replay audit and scrub) ------------------------------
 
@@ -417,7 +434,7 @@ class RedisCache:
                     except redis.exceptions.WatchError:
                         continue
         self._hits.clear()
-        self._ahead, self._ahead_clock = {}, None
+        self._ahead, self._ahead_clocks = {}, {}
         return changed
 
     def close(self) -> None:

@@ -229,7 +229,11 @@ class SQLiteCache:
         self._hits.put(interaction)
         return interaction
 
-    def warm(self, test_id: str) -> None:
+    def get_many(self, keys: Iterable[Key]) -> Iterator[Interaction]:
+        """The interactions under these keys (those there are), each a keyed lookup in the file."""
+        return (found for found in (self.get(*key) for key in keys) if found is not None)
+
+    def warm(self, test_ids: Sequence[str]) -> None:
         """Nothing to read ahead: a lookup in the file costs less than knowing what to look up."""
 
     def put(self, interaction: Interaction) -> None:

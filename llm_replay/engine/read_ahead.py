@@ -1,0 +1,34 @@
+"""Warming a store for the tests about to run, a window at a time.
+
+For a store on a server every question is a round trip, most of what a replayed call costs; asked for the
+next ``WINDOW`` tests at once, a session of one-call tests makes one round trip per window, not two per test.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from ..stores.base import Store
+
+# Tests read ahead at once: a round trip per 32 tests, and what is read (within the store's byte budget) is at
+# most 32 tests' recordings, let go when the window moves on.
+WINDOW = 32
+
+
+class ReadAhead:
+    """The order the session runs its ``llm_cache`` tests in; ``before`` warms the store for a window of them."""
+
+    def __init__(self, order: Sequence[str] = ()) -> None:
+        self._order = list(order)
+        self._position = {test_id: index for index, test_id in enumerate(self._order)}
+        self._warmed: dict[int, frozenset[str]] = {}  # id(store) -> the tests it holds read ahead
+
+    def before(self, store: "Store", test_id: str) -> None:
+        """Called as a test starts: warm the store for it and the tests after it, unless that is done already."""
+        if test_id in self._warmed.get(id(store), ()):
+            return
+        start = self._position.get(test_id)
+        window = [test_id] if start is None else self._order[start : start + WINDOW]
+        store.warm(window)
+        self._warmed[id(store)] = frozenset(window)
