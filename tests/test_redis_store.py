@@ -306,3 +306,19 @@ def test_warm_reads_ahead_within_the_memory_budget_and_never_a_large_answer(redi
         assert store.get(large.fingerprint).response.body == b"x" * 4096 and all(store.get(s.fingerprint) is not None for s in small)
     finally:
         store.close()
+
+
+def test_a_store_from_before_the_owned_sets_gets_them_at_its_first_writing_open(redis_server):
+    prefix = "older"
+    store = open_store(redis_server.url(prefix))
+    store.put(replace(_interaction("a"), tests=("t.py::one", "t.py::two")))
+    store.put(replace(_interaction("b"), tests=("t.py::two",)))
+    expected = _owners_reversed(store)
+    store.close()
+    client = redis_server.client()
+    client.delete(*client.keys(f"{prefix}:owned:*"))
+    client.hdel(f"{prefix}:meta", "owned_sets")  # what an older llm_replay left
+    open_store(redis_server.url(prefix), readonly=True).close()
+    assert _owned_sets(redis_server, prefix) == {}, "a read-only open writes nothing"
+    open_store(redis_server.url(prefix)).close()
+    assert _owned_sets(redis_server, prefix) == expected == {"t.py::one": {f"{_interaction('a').fingerprint}:0"}, "t.py::two": {f"{_interaction('a').fingerprint}:0", f"{_interaction('b').fingerprint}:0"}}

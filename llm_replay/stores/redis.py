@@ -103,10 +103,12 @@ return removed
 # ARGV: prefix, budget, limit, then the test ids.
 _WARM = _OWNED + """
 local budget, limit, seen, found = tonumber(ARGV[2]), tonumber(ARGV[3]), {}, {}
+local instants = redis.call('HMGET', prefix .. ':instants', unpack(ARGV, 4))
+local reads = redis.call('HMGET', prefix .. ':clock_reads', unpack(ARGV, 4))
 for t = 4, #ARGV do
     local test = ARGV[t]
-    found[#found + 1] = redis.call('HGET', prefix .. ':instants', test)
-    found[#found + 1] = redis.call('HGET', prefix .. ':clock_reads', test)
+    found[#found + 1] = instants[t - 3]
+    found[#found + 1] = reads[t - 3]
     local count = #found + 1
     found[count] = 0
     for _, member in ipairs(redis.call('SMEMBERS', owned(test))) do
@@ -174,14 +176,31 @@ class RedisCache:
         return ":".join((self.prefix, *map(str, parts)))
 
     def _check_schema(self) -> None:
-        stored = self._client.hget(self._key("meta"), "schema_version")
+        stored, owned_sets = self._client.hmget(self._key("meta"), "schema_version", "owned_sets")
         if stored is not None and int(stored) > SCHEMA_VERSION:
             raise CassetteError(
                 f"cassette {self.url} was written by a newer llm_replay (schema {int(stored)}, this one reads up to "
                 f"{SCHEMA_VERSION}); upgrade llm_replay: update its checkout and pip install -e it again"
             )
-        if stored is None and not self.readonly:
+        if self.readonly:
+            return
+        if stored is None:
             self._client.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
+        if owned_sets is None:
+            self._index_owners()
+
+    def _index_owners(self) -> None:
+        """A store written before the per-test owned sets gets them once, from each recording's owners (the first
+        writing open does it; until then its tests are looked up call by call, as before)."""
+        members = self._members()
+        for start in range(0, len(members), _BATCH):
+            chunk = members[start : start + _BATCH]
+            pipe = self._client.pipeline(transaction=False)
+            for (fingerprint, occurrence), (owners,) in self._batched(chunk, "smembers owners"):
+                for test_id in owners:
+                    pipe.sadd(self._key("owned", test_id.decode()), f"{fingerprint}:{occurrence}")
+            pipe.execute()
+        self._client.hset(self._key("meta"), "owned_sets", 1)
 
     @contextmanager
     def _talking(self) -> Iterator[None]:
@@ -231,6 +250,9 @@ class RedisCache:
         """Read ahead, in one round trip, what these tests will ask: each one's stored instant and the recordings
         it owns (what was read ahead before is let go)."""
         test_ids = [self.scrubber.test_id(test_id) for test_id in test_ids]
+        if not test_ids:
+            self._ahead, self._ahead_clocks = {}, {}
+            return
         with self._talking():
             found = self._warm(args=[self.prefix, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES, *test_ids])
         ahead, clocks, at = {}, {}, 0
