@@ -28,6 +28,7 @@ PLACEHOLDER_KEY_VARIABLES = (
     "AWS_SECRET_ACCESS_KEY",
 )
 PLACEHOLDER_KEY = "llm-replay-placeholder-key"
+_RAW_NAMES = tuple(map(os.fsencode, PLACEHOLDER_KEY_VARIABLES))  # as os.environ keeps them
 
 
 _HOLDERS: dict[int, tuple[int, list[str]]] = {}  # id(environ) -> (activations holding it, names it added)
@@ -41,8 +42,13 @@ def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator
     with _LOCK:
         holders, added = _HOLDERS.get(id(environ), (0, []))
         # every entry fills what is unset now: code that ran since the first entry (a test's monkeypatch, a nested
-        # pytester session) may have removed a placeholder the outer block put there
-        missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+        # pytester session) may have removed a placeholder the outer block put there. os.environ's raw dict answers
+        # without decoding each value (this runs as every replaying test starts).
+        raw = getattr(environ, "_data", None)
+        if raw is not None and all(map(raw.get, _RAW_NAMES)):
+            missing = []
+        else:
+            missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
         for name in missing:
             environ[name] = PLACEHOLDER_KEY
         _HOLDERS[id(environ)] = (holders + 1, added + [name for name in missing if name not in added])

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 
 from .credentials import (
     SECRET_BODY_FIELDS,
@@ -87,6 +87,18 @@ def env_placeholder(name: str) -> str:
     return f"<scrubbed:{name}>"
 
 
+class _EnvSecrets(NamedTuple):
+    """The environment as last read: its raw variable names, the raw names and values of the secret ones, the
+    secrets worked out from them (and as they read in canonical JSON), and test ids scrubbed with them."""
+
+    keys: tuple
+    secret_keys: tuple
+    values: tuple
+    secrets: list[tuple[str, str]]
+    in_json: tuple[str, ...]
+    test_ids: dict[str, str]
+
+
 @dataclass(frozen=True)
 class Scrubber:
     """What counts as a secret: the built-in rules, plus the user's variable names and value patterns.
@@ -101,13 +113,11 @@ class Scrubber:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
     _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
-    # (variable names, secret names, their values, secrets, the secrets as they read in canonical JSON)
-    _env_cache: tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _env_cache: _EnvSecrets | None = field(default=None, init=False, repr=False, compare=False)
     # a variable's raw name (os.environ keeps bytes) -> its name when its value is a secret, else None
     _secret_name_of: dict[str | bytes, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _secret_names_by_keys: dict[tuple, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # a set of raw variable names -> the raw names of its secret ones
+    _secret_keys_by_keys: dict[tuple, tuple] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env_names", tuple(self.env_names))
@@ -133,39 +143,43 @@ class Scrubber:
         set of variables changes, and only the secret ones' values are compared (pytest itself rewrites
         PYTEST_CURRENT_TEST at every test phase).
         """
-        return self._current_env()[3]
+        return self._current_env().secrets
 
-    def _current_env(self) -> tuple[tuple, tuple[str, ...], tuple[str, ...], list[tuple[str, str]], tuple[str, ...]]:
-        keys = tuple(getattr(self.environ, "_data", self.environ))  # os.environ's raw keys: no decoding
+    def _current_env(self) -> _EnvSecrets:
+        environ = self.environ
+        raw = getattr(environ, "_data", environ)  # os.environ's raw names and values: nothing decoded to compare
+        keys = tuple(raw)
         cached = self._env_cache
-        cached_keys, names, cached_values = cached[:3] if cached else ((), (), None)
-        if keys != cached_keys:  # pytest adds and removes PYTEST_CURRENT_TEST around every test: each set is worked out once
-            names = self._secret_names_by_keys.get(keys)
-            if names is None:
-                names = self._secret_names(keys)
-        values = tuple(self.environ.get(name, "") for name in names)
-        if cached is not None and names == cached[1] and values == cached_values:
-            if keys != cached_keys:
-                cached = (keys, *cached[1:])
+        if cached is not None and keys == cached.keys:
+            secret_keys = cached.secret_keys
+        else:  # pytest adds and removes PYTEST_CURRENT_TEST around every test: each set is worked out once
+            secret_keys = self._secret_keys_by_keys.get(keys)
+            if secret_keys is None:
+                secret_keys = self._secret_keys(keys)
+        values = tuple(map(raw.__getitem__, secret_keys))
+        if cached is not None and secret_keys == cached.secret_keys and values == cached.values:
+            if keys != cached.keys:
+                cached = cached._replace(keys=keys)
                 object.__setattr__(self, "_env_cache", cached)
             return cached
-        found = {value: name for name, value in zip(names, values) if len(value) >= MIN_SECRET_LENGTH}
+        decode = getattr(environ, "decodevalue", str)
+        found = {value: self._secret_name_of[key] for key, value in zip(secret_keys, map(decode, values)) if len(value) >= MIN_SECRET_LENGTH}
         secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
-        cached = (keys, names, values, secrets, tuple(_json_escaped(value) for value, _ in secrets))
+        cached = _EnvSecrets(keys, secret_keys, values, secrets, tuple(_json_escaped(value) for value, _ in secrets), {})
         object.__setattr__(self, "_env_cache", cached)
         return cached
 
-    def _secret_names(self, keys: tuple) -> tuple[str, ...]:
+    def _secret_keys(self, keys: tuple) -> tuple:
         known = self._secret_name_of
         for raw in keys:
             if raw not in known:
                 name = os.fsdecode(raw)
                 known[raw] = name if self.is_secret_env_name(name) else None
-        names = tuple(sorted(name for name in map(known.__getitem__, keys) if name is not None))
-        if len(self._secret_names_by_keys) >= 8:
-            self._secret_names_by_keys.clear()
-        self._secret_names_by_keys[keys] = names
-        return names
+        secret_keys = tuple(sorted((raw for raw in keys if known[raw] is not None), key=known.__getitem__))
+        if len(self._secret_keys_by_keys) >= 8:
+            self._secret_keys_by_keys.clear()
+        self._secret_keys_by_keys[keys] = secret_keys
+        return secret_keys
 
     def pattern_matches(self, text: str) -> Iterator[tuple[str, str]]:
         """(pattern, matched text) for each match of the user's patterns, for the audit."""
@@ -197,7 +211,8 @@ class Scrubber:
 
         Lookups go through this too, so a key in a URL path matches its recording whoever's key it is.
         """
-        *_, secrets, in_json = self._current_env()
+        env = self._current_env()
+        secrets, in_json = env.secrets, env.in_json
         text = request.to_json()
         if not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
             return request  # the usual case, decided without building anything
@@ -234,8 +249,15 @@ class Scrubber:
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
 
     def test_id(self, test_id: str) -> str:
-        """A test's id as a cassette stores it: a secret in a parametrize id replaced, as everywhere else."""
-        return self.text(test_id)
+        """A test's id as a cassette stores it: a secret in a parametrize id replaced, as everywhere else.
+        Remembered while the secrets stay the same (a test's id is asked for at each phase and report)."""
+        env = self._current_env()
+        scrubbed = env.test_ids.get(test_id)
+        if scrubbed is None:
+            if len(env.test_ids) >= 4096:
+                env.test_ids.clear()
+            scrubbed = env.test_ids[test_id] = self.text(test_id, env.secrets)
+        return scrubbed
 
     def interaction(self, interaction: Interaction) -> Interaction:
         """What a cassette may store of ``interaction``, under the key it was given: whoever computed the key
