@@ -61,3 +61,21 @@ def test_patcher_builder_still_takes_a_cassette_and_patches_httpx2_and_httpx() -
         patched = (httpx2.HTTPTransport.handle_request, httpx2.AsyncHTTPTransport.handle_async_request, httpx.HTTPTransport.handle_request)
         assert all(now is not before for now, before in zip(patched, original)), "vcrpy no longer patches httpx2/httpx transports"
     assert (httpx2.HTTPTransport.handle_request, httpx2.AsyncHTTPTransport.handle_async_request, httpx.HTTPTransport.handle_request) == original
+
+
+def test_our_httpx_request_builder_gives_what_vcrpys_own_gives_and_is_on_only_while_patched() -> None:
+    httpx2 = pytest.importorskip("httpx2")
+    from vcr.stubs import httpx_stubs
+
+    vcrpys = httpx_stubs._make_vcr_request
+    request = httpx2.Request(
+        "POST", "https://api.test/v1/chat?x=1", content=b'{"a": 1}',
+        headers=[("Content-Type", "application/json"), ("X-Twice", "1"), ("x-twice", "2"), ("Authorization", "Bearer k")],
+    )
+    expected = vcrpys(request, b'{"a": 1}')
+    with intercepting(Recorder(InMemoryCache(), Mode.RECORD)):
+        assert httpx_stubs._make_vcr_request is not vcrpys, "the builder vcrpy's httpx stubs call is ours while patched"
+        ours = httpx_stubs._make_vcr_request(request, b'{"a": 1}')
+    assert httpx_stubs._make_vcr_request is vcrpys, "and vcrpy's again after"
+    assert (ours.method, ours.uri, ours.body, dict(ours.headers)) == (expected.method, expected.uri, expected.body, dict(expected.headers))
+    assert ours.headers["x-twice"] == "1, 2" and ours.headers["CONTENT-TYPE"] == "application/json"

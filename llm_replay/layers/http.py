@@ -256,7 +256,22 @@ def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
             steps.append(_ReusedConnectionRemover(patcher))
         else:
             steps.append(patcher)
-    return steps
+    try:
+        from vcr.stubs import httpx_stubs
+    except ImportError:  # neither httpx nor httpx2 installed
+        return steps
+    return [*steps, (httpx_stubs, "_make_vcr_request", _vcr_request_of_httpx)]
+
+
+def _vcr_request_of_httpx(real_request: Any, real_request_body: bytes) -> Any:
+    """vcrpy's request for an httpx/httpx2 one, its headers read in one pass: vcrpy's own looks each name up
+    in httpx's Headers, which scans and decodes them all every time (~15 µs of a replayed call)."""
+    from vcr.request import Request
+
+    headers: dict[str, str] = {}
+    for name, value in real_request.headers.multi_items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value  # as httpx joins a repeated header
+    return Request(real_request.method, str(real_request.url), real_request_body, headers)
 
 
 def _plain(patcher: Any) -> bool:
