@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from llm_replay.engine.drift import classify, parse_drift_classes, read_answer
+from llm_replay.engine.drift import classify, read_answer
+from llm_replay.engine.drift_classes import parse_drift_classes
 from llm_replay.model.interaction import RecordedResponse
 
 

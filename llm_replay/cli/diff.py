@@ -6,7 +6,8 @@ import difflib
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..engine.drift import DRIFT_CLASSES, IDENTICAL, classify
+from ..engine.drift import classify
+from ..engine.drift_classes import DRIFT_CLASSES, IDENTICAL
 from ..model.interaction import Interaction
 from ..stores.union import same_answer
 from .listing import endpoint_text, key_text, prompt_words, show_lines

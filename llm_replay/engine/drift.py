@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from ..model.interaction import RecordedResponse, sse_events
-
-# Most severe first: a changed status says more than a changed word.
-DRIFT_CLASSES = ("status", "finish_reason", "tool_calls", "shape", "text")
-IDENTICAL = "identical"
+from ..model.interaction import Key, RecordedResponse, sse_events
+from .drift_classes import DRIFT_CLASSES, IDENTICAL
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,6 @@ def classify(recorded: RecordedResponse, new: RecordedResponse) -> tuple[str, ..
         structured = not isinstance(old_json, str) and not isinstance(new_json, str)
         found.append("shape" if structured and _shape(old_json) != _shape(new_json) else "text")
     return tuple(found) or (IDENTICAL,)
-
-
-def parse_drift_classes(value: str | Iterable[str], source: str) -> frozenset[str]:
-    """``--llm-fail-on-drift=text,status`` as a set of classes; an unknown name is an error naming ``source``."""
-    names = value.replace(",", " ").split() if isinstance(value, str) else [str(name).strip() for name in value]
-    unknown = [name for name in names if name not in DRIFT_CLASSES]
-    if unknown:
-        raise ValueError(f"{source}: unknown drift class {', '.join(map(repr, unknown))}; use any of: {', '.join(DRIFT_CLASSES)}")
-    return frozenset(names)
 
 
 def _parsed(text: Any) -> Any:
@@ -200,3 +188,22 @@ def _bedrock(event: Any) -> Found | None:
         if "toolUse" in block:
             calls.append((position, block["toolUse"].get("name"), block["toolUse"].get("input")))
     return texts, calls, event.get("stopReason")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One answer compared: the key, the classes it drifted by (``("identical",)`` if none), old and new,
+    and ``by`` which mode compared them (refresh re-recorded it; verify only asked live). ``new`` is None
+    when verify could not send the request (counted as a status change)."""
+
+    key: Key
+    request_json: str
+    classes: tuple[str, ...]
+    old: RecordedResponse
+    new: RecordedResponse | None
+    by: str = "refresh"
+
+    @classmethod
+    def between(cls, key: Key, request_json: str, old: RecordedResponse, new: RecordedResponse | None, by: str = "refresh") -> "Drift":
+        """Compare a recorded answer with a new one for the same request."""
+        return cls(key, request_json, ("status",) if new is None else classify(old, new), old, new, by)

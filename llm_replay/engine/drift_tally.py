@@ -8,32 +8,12 @@ Plain data crosses from pytest-xdist workers (``as_data`` / ``merge``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .drift import DRIFT_CLASSES, IDENTICAL, classify
+from .drift_classes import DRIFT_CLASSES, IDENTICAL
 
-if TYPE_CHECKING:
-    from ..model.interaction import Key, RecordedResponse
-
-
-@dataclass(frozen=True)
-class Drift:
-    """One answer compared: the key, the classes it drifted by (``("identical",)`` if none), old and new,
-    and ``by`` which mode compared them (refresh re-recorded it; verify only asked live). ``new`` is None
-    when verify could not send the request (counted as a status change)."""
-
-    key: "Key"
-    request_json: str
-    classes: tuple[str, ...]
-    old: "RecordedResponse"
-    new: "RecordedResponse | None"
-    by: str = "refresh"
-
-    @classmethod
-    def between(cls, key: "Key", request_json: str, old: "RecordedResponse", new: "RecordedResponse | None", by: str = "refresh") -> "Drift":
-        """Compare a recorded answer with a new one for the same request."""
-        return cls(key, request_json, ("status",) if new is None else classify(old, new), old, new, by)
+if TYPE_CHECKING:  # the comparing (engine/drift.py) loads only when answers are compared
+    from .drift import Drift
 
 
 class DriftTally:

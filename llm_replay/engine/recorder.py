@@ -12,7 +12,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
-from .drift_tally import Drift
+from .drift import Drift
 from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .explain import explain_miss
 from .hooks import BeforeRecord, shaped

@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from .credentials import (
     SECRET_BODY_FIELDS,
@@ -87,16 +87,14 @@ def env_placeholder(name: str) -> str:
     return f"<scrubbed:{name}>"
 
 
-class _EnvSecrets(NamedTuple):
+class _EnvSecrets:
     """The environment as last read: its raw variable names, the raw names and values of the secret ones, the
     secrets worked out from them (and as they read in canonical JSON), and test ids scrubbed with them."""
 
-    keys: tuple
-    secret_keys: tuple
-    values: tuple
-    secrets: list[tuple[str, str]]
-    in_json: tuple[str, ...]
-    test_ids: dict[str, str]
+    __slots__ = ("keys", "secret_keys", "values", "secrets", "in_json", "test_ids")
+
+    def __init__(self, keys: tuple, secret_keys: tuple, values: tuple, secrets: list[tuple[str, str]], in_json: tuple[str, ...], test_ids: dict[str, str]) -> None:
+        self.keys, self.secret_keys, self.values, self.secrets, self.in_json, self.test_ids = keys, secret_keys, values, secrets, in_json, test_ids
 
 
 @dataclass(frozen=True)
@@ -158,9 +156,7 @@ class Scrubber:
                 secret_keys = self._secret_keys(keys)
         values = tuple(map(raw.__getitem__, secret_keys))
         if cached is not None and secret_keys == cached.secret_keys and values == cached.values:
-            if keys != cached.keys:
-                cached = cached._replace(keys=keys)
-                object.__setattr__(self, "_env_cache", cached)
+            cached.keys = keys  # the same secrets under another set of names (PYTEST_CURRENT_TEST came or went)
             return cached
         decode = getattr(environ, "decodevalue", str)
         found = {value: self._secret_name_of[key] for key, value in zip(secret_keys, map(decode, values)) if len(value) >= MIN_SECRET_LENGTH}

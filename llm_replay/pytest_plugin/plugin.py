@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from ..engine.drift import DRIFT_CLASSES, parse_drift_classes
+from ..engine.drift_classes import DRIFT_CLASSES, parse_drift_classes
 from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.drift import read_answer
 
 if TYPE_CHECKING:
-    from ..engine.drift_tally import Drift
+    from ..engine.drift import Drift
     from ..engine.recorder import Recorder
     from ..model.fingerprint import CanonicalRequest
     from ..model.interaction import RecordedResponse
