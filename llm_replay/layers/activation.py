@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import (
     TYPE_CHECKING,
+    Any,
     ContextManager,
     Iterable,
     Iterator,
@@ -37,28 +38,39 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
         with network_open():
             yield recorder
         return
-    with ExitStack() as stack:
-        if recorder.mode.offline:
-            ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
-            stack.enter_context(placeholder_keys())
-            # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
-            stack.enter_context(blocking_network((*allowed_hosts, *ignored, *recorder.cassette.hosts), on_blocked=recorder.count_miss))
-        else:
-            stack.enter_context(network_open())
-        if "langchain" in layers:
-            stack.enter_context(_langchain_layer(recorder, strict="http" not in layers))
-        if "http" in layers:
-            from .http import intercepting
-
-            stack.enter_context(intercepting(recorder))
-        clock = None
-        if recorder.frozen_at is not None:
-            from ..engine.clock import frozen_clock
-
-            clock = stack.enter_context(frozen_clock(recorder.frozen_at))
+    offline = recorder.mode.offline
+    # One with statement, each part entered in turn and left in reverse (this runs as every test starts and ends).
+    with (
+        placeholder_keys() if offline else nullcontext(),
+        # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
+        blocking_network(_reachable(recorder, allowed_hosts), on_blocked=recorder.count_miss) if offline else network_open(),
+        _langchain_layer(recorder, strict="http" not in layers) if "langchain" in layers else nullcontext(),
+        _http_layer(recorder) if "http" in layers else nullcontext(),
+        _frozen(recorder) as clock,
+    ):
         yield recorder
     if clock is not None:
         recorder.keep_clock_read(clock.read)
+
+
+def _reachable(recorder: Recorder, allowed_hosts: Iterable[str]) -> tuple[str, ...]:
+    ignored = recorder.ignored_hosts.hosts() if recorder.ignored_hosts is not None else ()
+    return (*allowed_hosts, *ignored, *recorder.cassette.hosts)
+
+
+def _http_layer(recorder: Recorder) -> ContextManager[object]:
+    from .http import intercepting
+
+    return intercepting(recorder)
+
+
+def _frozen(recorder: Recorder) -> ContextManager[Any]:
+    """The wall clock frozen at the recorder's instant (what it yields tells whether the code read it), or nothing."""
+    if recorder.frozen_at is None:
+        return nullcontext()
+    from ..engine.clock import frozen_clock
+
+    return frozen_clock(recorder.frozen_at)
 
 
 def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]:

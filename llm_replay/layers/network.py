@@ -15,7 +15,7 @@ import fnmatch
 import ipaddress
 import socket
 import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -243,15 +243,18 @@ def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[Ne
     swallows the exception. Under a guard already installed (a replay session, or another thread's
     replay) only a scope opens; otherwise a guard goes in, and comes off when its last scope closes.
     """
-    with ExitStack() as stack:
-        with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
-            guard = installed_guard()
-            if guard is None:
-                guard = NetworkGuard()
-                guard.install()
-                guard.uninstall_when_idle = True
-            policy = stack.enter_context(guard.scope(allowed_hosts, on_blocked))
+    with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
+        guard = installed_guard()
+        if guard is None:
+            guard = NetworkGuard()
+            guard.install()
+            guard.uninstall_when_idle = True
+        scope = guard.scope(allowed_hosts, on_blocked)
+        policy = scope.__enter__()
+    try:
         yield policy
+    finally:
+        scope.__exit__(None, None, None)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
     from ..engine.recorder import Recorder
+    from ..stores.memory import InMemoryCache
     from ..engine.savings import Savings
     from ..stores.base import Store
 
@@ -57,6 +58,18 @@ class Totals:
         return {"replayed": self.replayed, "recorded": self.recorded, "missed": self.missed, "tests": self.tests}
 
 
+class _Plan(NamedTuple):
+    """What the tests with one set of settings share (Suite._plan): whether each gets a fresh in-memory cassette,
+    the match rules and the suite cassette's indexes under them, and the classes to build (loaded on first use)."""
+
+    in_memory: bool
+    rules: MatchRules
+    rekey: RekeyIndex | None
+    adoption: AdoptionIndex | None
+    recorder: type[Recorder]
+    memory_store: type[InMemoryCache]
+
+
 class WallClock(NamedTuple):
     """A test's wall clock: frozen at ``instant`` (None: real), whether that instant is new (stored with the
     test's first recording), and whether it runs real because the test's recording never read it."""
@@ -85,6 +98,7 @@ class Suite:
     _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
     _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
+    _plans: dict[CacheSettings, _Plan] = field(default_factory=dict)
     read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the llm_cache tests in the order they run, once collected
     adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
@@ -199,18 +213,45 @@ class Suite:
 
     def recorder(self, settings: CacheSettings, nodeid: str) -> Recorder:
         """A Recorder for one test, over the suite cassette or a fresh in-memory one."""
+        plan = self._plans.get(settings) or self._plan(settings)
+        if plan.in_memory:
+            cassette: Store = plan.memory_store(self.scrubber)
+        else:
+            cassette = self.cassette(settings.mode)
+            self.read_ahead.before(cassette, nodeid)
+        clock = self.clock(settings, cassette, nodeid)
+        return plan.recorder(
+            cassette,
+            settings.mode,
+            repeats=settings.repeats,
+            rules=plan.rules,
+            rekey=plan.rekey,
+            adoption=plan.adoption,
+            test_id=nodeid,
+            frozen_at=clock.instant,
+            keep_instant=clock.new,
+            clock_unread=clock.unread,
+            refreshed=self._refreshed,
+            record_hint=lambda: self.record_command(nodeid, plan.in_memory),
+            on_live=self.on_live,
+            max_age=settings.max_age,
+            on_expired=settings.on_expired,
+            before_record=settings.before_record,
+            ignore_hosts=settings.ignore_hosts,
+        )
+
+    def _plan(self, settings: CacheSettings) -> _Plan:
+        """What every test with these settings shares, worked out once: the match rules and the suite cassette's
+        indexes under them (built on first use, shared by the tests with the same rules; an in-memory cassette has none)."""
         from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
 
         in_memory = settings.scope == "test"
-        cassette = InMemoryCache(self.scrubber) if in_memory else self.cassette(settings.mode)
         rules = self._rules.get(settings)
         if rules is None:
             rules = self._rules[settings] = MatchRules(settings.match_ignore, settings.before_fingerprint)
-        # Indexes of the suite cassette, shared by the tests with the same rules (built on first use, not per test);
-        # a test's in-memory cassette has none.
         rekey = adoption = None
         if not in_memory:
             rekey = self._rekey_indexes.get(rules)
@@ -220,28 +261,8 @@ class Suite:
             adoption = self._adoption_indexes.get(adoption_key)
             if adoption is None:
                 adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
-        if not in_memory:
-            self.read_ahead.before(cassette, nodeid)
-        clock = self.clock(settings, cassette, nodeid)
-        return Recorder(
-            cassette,
-            settings.mode,
-            repeats=settings.repeats,
-            rules=rules,
-            rekey=rekey,
-            adoption=adoption,
-            test_id=nodeid,
-            frozen_at=clock.instant,
-            keep_instant=clock.new,
-            clock_unread=clock.unread,
-            refreshed=self._refreshed,
-            record_hint=lambda: self.record_command(nodeid, in_memory),
-            on_live=self.on_live,
-            max_age=settings.max_age,
-            on_expired=settings.on_expired,
-            before_record=settings.before_record,
-            ignore_hosts=settings.ignore_hosts,
-        )
+        plan = self._plans[settings] = _Plan(in_memory, rules, rekey, adoption, Recorder, InMemoryCache)
+        return plan
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
         """How the test's wall clock runs: frozen at which instant, or real.
