@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from decimal import Decimal
 
 import pytest
@@ -171,3 +173,38 @@ def test_prices_come_from_the_ini_first_then_genai_prices_and_a_missing_database
     assert bare.cost("gpt-4o-mini", "https://api.openai.com/v1", 10, 10) is None and bare.database_missing
     saved = Savings(tokens=20, unpriced={"gpt-4o-mini": 1}, database_missing=True)
     assert saved.line() == "llm_replay: replays saved 20 tokens, 0.0 s of API time (no price for gpt-4o-mini: install genai-prices (pip install genai-prices) or set ini llm_prices)"
+
+
+def test_the_savings_read_only_the_replayed_recordings_and_agree_across_stores(tmp_path, monkeypatch):
+    """SQLite reads the replayed rows by key (a few keys to a query here, to cross chunk boundaries); the result
+    is what the generic path over any store gives for the same recordings."""
+    from llm_replay.engine.pricing import PriceBook, parse_prices
+    from llm_replay.engine.savings import replay_savings
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+    from llm_replay.stores import sqlite
+    from llm_replay.stores.memory import InMemoryCache
+
+    monkeypatch.setattr(sqlite, "_KEYS_PER_QUERY", 2)
+    recordings = [
+        Interaction.of(
+            canonicalize("POST", "https://api.openai.com/v1/chat/completions", json.dumps({"model": "house-model", "messages": [{"role": "user", "content": f"q{n}"}]}), "application/json"),
+            RecordedResponse(200, "OK", {}, json.dumps({"usage": {"prompt_tokens": 10 * n, "completion_tokens": n}}).encode()),
+            latency_ms=100.0 * n,
+        )
+        for n in range(1, 8)
+    ]
+    file_store, memory_store = sqlite.SQLiteCache(tmp_path / "c.sqlite3"), InMemoryCache()
+    for recording in recordings:
+        file_store.put(recording)
+        memory_store.put(recording)
+    replays = {recordings[n].key: n for n in (1, 2, 4, 6)} | {("0" * 32, 0): 3, recordings[0].key: 0}
+    book = PriceBook(parse_prices(["house-model: 1000 2000"], "ini option llm_prices"))
+    try:
+        assert [row.fingerprint for row in file_store.summaries(keys=replays)] == sorted(r.fingerprint for r in recordings if r.key in replays)
+        from_file, from_memory = replay_savings(file_store, replays, book), replay_savings(memory_store, replays, book)
+    finally:
+        file_store.close()
+    tokens = sum(count * 11 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6)))
+    assert from_file.tokens == from_memory.tokens == tokens
+    assert from_file.line() == from_memory.line() and from_file.priced == 13 and round(from_file.seconds, 1) == round(sum(count * 0.1 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6))), 1)

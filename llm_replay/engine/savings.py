@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Mapping
 
 from ..model.fingerprint import CanonicalRequest
-from ..stores.summaries import summaries_of
 from .pricing import PriceBook
 
 if TYPE_CHECKING:
@@ -63,17 +62,16 @@ class Savings:
 def replay_savings(cassette: "Store", replays: Mapping["Key", int], prices: PriceBook) -> Savings:
     """What the recordings replayed ``replays[key]`` times each cost when recorded (their usage and latency).
 
-    A store that keeps usage in columns of its own (SQLite) is read in one pass without the answers; fetching each
-    replayed recording instead cost ~0.2 ms apiece at the end of a 1,000-test session. Others are asked for the
-    replayed recordings at once (Redis: a round trip per 500, not per recording).
+    A store that keeps usage in columns of its own (SQLite) gives the replayed recordings' rows without the answers
+    (fetching each recording instead cost ~0.2 ms apiece at the end of a 1,000-test session). Others are asked for
+    the replayed recordings at once (Redis: a round trip per 500, not per recording).
     """
     saved = Savings()
-    if getattr(cassette, "summaries", None) is not None:
-        for row in summaries_of(cassette):
-            count = replays.get((row.fingerprint, row.occurrence))
-            if count:
-                request = CanonicalRequest.from_stored(row.request_json)
-                saved.add(prices, count, request.model, request.url, (row.input_tokens, row.output_tokens), row.latency_ms)
+    summaries = getattr(cassette, "summaries", None)
+    if summaries is not None:
+        for row in summaries(keys=(key for key, count in replays.items() if count)):
+            request = CanonicalRequest.from_stored(row.request_json)
+            saved.add(prices, replays[row.fingerprint, row.occurrence], request.model, request.url, (row.input_tokens, row.output_tokens), row.latency_ms)
         return saved
     for recording in cassette.get_many(key for key, count in replays.items() if count):
         saved.add(prices, replays[recording.key], recording.request.model, recording.request.url, recording.usage(), recording.latency_ms)

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT
 _TABLES = frozenset({"meta", "interactions", "test_instants"})
 # Run bookkeeping older cassettes kept in the committed file; it lives in pytest's cache dir now (stores/ledger.py).
 _LEGACY_TABLES = frozenset({"runs", "usage"})
+_KEYS_PER_QUERY = 400  # recordings named in one lookup by key (two parameters each, well under SQLite's limit)
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
 _SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
 # What a listing shows of a request, read by SQLite's JSON functions (several times faster than parsing each request
@@ -275,18 +276,29 @@ class SQLiteCache:
             rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
         return iter(rows)
 
-    def summaries(self, shown: bool = False) -> Iterator[RecordingSummary]:
+    def summaries(self, shown: bool = False, keys: Iterable[Key] | None = None) -> Iterator[RecordingSummary]:
         """Every recording without its response body, ordered by key, read as it is consumed (listings of
-        100,000 recordings stay small and fast); ``shown`` adds what a listing shows of each request."""
+        100,000 recordings stay small and fast); ``shown`` adds what a listing shows of each request.
+        ``keys``: only these recordings (those there are), looked up by key rather than read with the rest."""
         shown = shown and sqlite3.sqlite_version_info >= (3, 38)
         query = f"SELECT {_SUMMARY_COLUMNS}, {_SHOWN_COLUMNS} FROM {_SHOWN_FROM}" if shown else f"SELECT {_SUMMARY_COLUMNS} FROM interactions"
-        with self._lock:
-            if self._reading() is None:
-                return
-            cursor = self._query(query + " ORDER BY fingerprint, occurrence")
         pad = () if shown else _NOT_SHOWN
-        while rows := cursor.fetchmany(2000):
-            yield from (RecordingSummary._make(row + pad) for row in rows)
+        if keys is None:
+            chunks: list[list[Key] | None] = [None]
+        else:
+            wanted = sorted(set(keys))
+            chunks = [wanted[start : start + _KEYS_PER_QUERY] for start in range(0, len(wanted), _KEYS_PER_QUERY)]
+        for chunk in chunks:
+            with self._lock:
+                if self._reading() is None:
+                    return
+                if chunk is None:
+                    cursor = self._query(query + " ORDER BY fingerprint, occurrence")
+                else:
+                    pairs = ", ".join(["(?, ?)"] * len(chunk))
+                    cursor = self._query(f"{query} WHERE (fingerprint, occurrence) IN (VALUES {pairs}) ORDER BY fingerprint, occurrence", tuple(part for key in chunk for part in key))
+            while rows := cursor.fetchmany(2000):
+                yield from (RecordingSummary._make(row + pad) for row in rows)
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
