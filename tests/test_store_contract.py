@@ -134,6 +134,14 @@ def test_ownership_index_names_the_tests_of_each_recording(store: Store) -> None
     assert {recorded_at for _, _, recorded_at in store.index()} == {"2026-01-01T00:00:00+00:00"}
 
 
+@pytest.mark.parametrize("owners", [(), ("t.py::plain",), ('t.py::test["quoted"]',), ("t.py::test[back\\slash]",), ("t.py::test[é]",), ("t.py::a", "t.py::b")])
+def test_owners_of_any_spelling_come_back_as_stored(store: Store, owners: tuple[str, ...]) -> None:
+    recording = _interaction("owned", tests=owners)
+    store.put(recording)
+    assert sorted(store.get(recording.fingerprint).tests) == sorted(owners)  # in no promised order (Redis keeps a set)
+    assert [sorted(tests) for _, tests, _ in store.index()] == [sorted(owners)]
+
+
 def test_change_owners_adds_and_removes_owning_tests_of_the_named_keys_only(store: Store) -> None:
     a, b = _interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b",))
     store.put(a)
