@@ -65,17 +65,18 @@ def test_patcher_builder_still_takes_a_cassette_and_patches_httpx2_and_httpx() -
 
 def test_our_httpx_request_builder_gives_what_vcrpys_own_gives_and_is_on_only_while_patched() -> None:
     httpx2 = pytest.importorskip("httpx2")
-    from vcr.stubs import httpx_stubs
+    from llm_replay.layers import http
 
-    vcrpys = httpx_stubs._make_vcr_request
     request = httpx2.Request(
         "POST", "https://api.test/v1/chat?x=1", content=b'{"a": 1}',
         headers=[("Content-Type", "application/json"), ("X-Twice", "1"), ("x-twice", "2"), ("Authorization", "Bearer k")],
     )
-    expected = vcrpys(request, b'{"a": 1}')
     with intercepting(Recorder(InMemoryCache(), Mode.RECORD)):
-        assert httpx_stubs._make_vcr_request is not vcrpys, "the builder vcrpy's httpx stubs call is ours while patched"
-        ours = httpx_stubs._make_vcr_request(request, b'{"a": 1}')
-    assert httpx_stubs._make_vcr_request is vcrpys, "and vcrpy's again after"
+        # the stubs module vcrpy's patchers call (a pytester session may have re-imported vcrpy since: not sys.modules')
+        (stubs,) = [step[0] for step in http._REUSABLE._steps if isinstance(step, tuple) and step[1] == "_make_vcr_request"]
+        assert stubs._make_vcr_request is http._vcr_request_of_httpx, "the builder vcrpy's httpx stubs call is ours while patched"
+    vcrpys = stubs._make_vcr_request
+    assert vcrpys is not http._vcr_request_of_httpx, "and vcrpy's again after"
+    expected, ours = vcrpys(request, b'{"a": 1}'), http._vcr_request_of_httpx(request, b'{"a": 1}')
     assert (ours.method, ours.uri, ours.body, dict(ours.headers)) == (expected.method, expected.uri, expected.body, dict(expected.headers))
     assert ours.headers["x-twice"] == "1, 2" and ours.headers["CONTENT-TYPE"] == "application/json"
