@@ -157,7 +157,7 @@ class Suite:
         Worked out once per distinct pair of options (the same options always give the same settings).
         """
         try:
-            key: Hashable = (_frozen(config_fixture), _frozen(marker_kwargs))
+            key: Hashable = (_frozen(config_fixture) if config_fixture else (), _frozen(marker_kwargs) if marker_kwargs else ())
             return self._settings[key]
         except TypeError:  # an unhashable option value: worked out each time
             return self._settings_now(config_fixture, marker_kwargs)
@@ -276,16 +276,14 @@ class Suite:
         """
         if not settings.freeze_time or settings.mode is Mode.OFF:
             return WallClock(None)
-        from ..engine.clock import new_instant
-
         if settings.scope == "test" or settings.mode is Mode.REFRESH:
-            return WallClock(new_instant(), new=True)
+            return _new_clock()
         stored, read = cassette.stored_clock(nodeid)
         if settings.mode.fails_on_miss and stored is None:
-            return WallClock(None)
+            return _NOT_FROZEN
         if settings.mode.fails_on_miss and read is False:
-            return WallClock(None, unread=True)
-        return WallClock(stored) if stored else WallClock(new_instant(), new=True)
+            return _UNREAD
+        return WallClock(stored) if stored else _new_clock()
 
     def record_command(self, nodeid: str, in_memory: bool) -> str:
         """The command that records what a test is missing."""
@@ -358,7 +356,8 @@ class Suite:
 
     def track_adoptions(self, recorder: Recorder) -> None:
         """Add what adopt re-keyed in a finished test."""
-        self.adoptions.update(recorder.adoptions)
+        if recorder.adoptions:
+            self.adoptions.update(recorder.adoptions)
 
     @staticmethod
     def usage_of(recorder: Recorder) -> dict[str, Any] | None:
@@ -453,6 +452,16 @@ class Suite:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")
+
+
+_NOT_FROZEN, _UNREAD = WallClock(None), WallClock(None, unread=True)
+
+
+def _new_clock() -> WallClock:
+    """Frozen at the real time now, an instant stored with the test's first recording."""
+    from ..engine.clock import new_instant
+
+    return WallClock(new_instant(), new=True)
 
 
 def _frozen(options: Mapping[str, Any]) -> tuple:
