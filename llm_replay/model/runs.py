@@ -83,7 +83,9 @@ class RunOutcome:
 
     def add_report(self, nodeid: str, when: str, outcome: str, usage: Mapping | None = None) -> None:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
-        test = self.tests.setdefault(nodeid, TestOutcome())
+        test = self.tests.get(nodeid)
+        if test is None:
+            test = self.tests[nodeid] = TestOutcome()
         if outcome != "passed":
             test.passed = False
         elif when == "call":

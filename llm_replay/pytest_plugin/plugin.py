@@ -148,7 +148,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SUITE].check_cassette()
     except CassetteError as error:
         raise pytest.UsageError(f"llm_replay.CassetteError: {error}") from None
-    config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
+    if not hasattr(config, "workerinput"):  # a pytest-xdist worker's reports reach the controller, which keeps the books
+        config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
     if mode.offline:
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
