@@ -54,7 +54,7 @@ class Recorder:
         max_age: float | None = None,
         on_expired: str = "warn",
         before_record: BeforeRecord | None = None,
-        ignore_hosts: Iterable[str] = (),
+        ignore_hosts: Iterable[str] | HostPatterns = (),
     ) -> None:
         self.cassette = cassette
         self.mode = mode
@@ -84,7 +84,7 @@ class Recorder:
         self.max_age = max_age
         self.on_expired = on_expired
         self.before_record = before_record
-        ignored = HostPatterns(ignore_hosts)
+        ignored = ignore_hosts if isinstance(ignore_hosts, HostPatterns) else HostPatterns(ignore_hosts)
         self.ignored_hosts = ignored if ignored else None  # None: the per-request check is one attribute test
         self.expired: list[str] = []
 

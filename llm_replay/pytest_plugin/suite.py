@@ -22,6 +22,7 @@ from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
     from ..engine.adoption import AdoptionIndex
+    from ..engine.host_patterns import HostPatterns
     from ..errors import NetworkBlocked
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
@@ -60,12 +61,14 @@ class Totals:
 
 class _Plan(NamedTuple):
     """What the tests with one set of settings share (Suite._plan): whether each gets a fresh in-memory cassette,
-    the match rules and the suite cassette's indexes under them, and the classes to build (loaded on first use)."""
+    the match rules and the suite cassette's indexes under them, the hosts never recorded, and the classes to build
+    (loaded on first use)."""
 
     in_memory: bool
     rules: MatchRules
     rekey: RekeyIndex | None
     adoption: AdoptionIndex | None
+    ignored_hosts: HostPatterns
     recorder: type[Recorder]
     memory_store: type[InMemoryCache]
 
@@ -237,13 +240,14 @@ class Suite:
             max_age=settings.max_age,
             on_expired=settings.on_expired,
             before_record=settings.before_record,
-            ignore_hosts=settings.ignore_hosts,
+            ignore_hosts=plan.ignored_hosts,
         )
 
     def _plan(self, settings: CacheSettings) -> _Plan:
         """What every test with these settings shares, worked out once: the match rules and the suite cassette's
         indexes under them (built on first use, shared by the tests with the same rules; an in-memory cassette has none)."""
         from ..engine.adoption import AdoptionIndex, AdoptRules
+        from ..engine.host_patterns import HostPatterns
         from ..engine.matching import MatchRules, RekeyIndex
         from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
@@ -261,7 +265,7 @@ class Suite:
             adoption = self._adoption_indexes.get(adoption_key)
             if adoption is None:
                 adoption = self._adoption_indexes[adoption_key] = AdoptionIndex(AdoptRules(rules, settings.adopt_body_paths))
-        plan = self._plans[settings] = _Plan(in_memory, rules, rekey, adoption, Recorder, InMemoryCache)
+        plan = self._plans[settings] = _Plan(in_memory, rules, rekey, adoption, HostPatterns(settings.ignore_hosts), Recorder, InMemoryCache)
         return plan
 
     def clock(self, settings: CacheSettings, cassette: Store, nodeid: str) -> WallClock:
@@ -359,14 +363,11 @@ class Suite:
         if recorder.adoptions:
             self.adoptions.update(recorder.adoptions)
 
-    @staticmethod
-    def usage_of(recorder: Recorder) -> dict[str, Any] | None:
+    def usage_of(self, recorder: Recorder) -> dict[str, Any] | None:
         """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
         to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
-        from ..stores.memory import InMemoryCache
-
-        if isinstance(recorder.cassette, InMemoryCache):  # a test's in-memory cassette: nothing to own
+        if recorder.cassette is not self._cassette:  # a test's in-memory cassette (scope='test'): nothing to own
             return None
         return {
             "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
