@@ -208,6 +208,7 @@ def _record_until_signalled(pytester: pytest.Pytester, server, env, signum: int)
     pytester.makepyfile(test_killed=ASK.format(base_url=server.base_url) + "import pathlib\nimport time\n" + KILLED)
     env.setenv("OPENAI_API_KEY", server.api_key)
     env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    env.setenv("PYTHONFAULTHANDLER", "1")  # SIGABRT prints every thread's stack: where a run that does not stop waits
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "llm_replay.pytest_plugin.plugin", "--llm-mode=record", "test_killed.py"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -217,7 +218,12 @@ def _record_until_signalled(pytester: pytest.Pytester, server, env, signum: int)
         time.sleep(0.05)
     assert (pytester.path / "READY").exists(), "the inner run never reached its last test"
     process.send_signal(signum)
-    process.communicate(timeout=120)
+    try:
+        process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, _ = process.communicate(timeout=30)
+        pytest.fail(f"the run did not stop within 120 s of signal {signum}; where it waited:\n{out[-6000:]}")
     return process
 
 
