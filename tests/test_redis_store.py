@@ -322,3 +322,34 @@ def test_a_store_from_before_the_owned_sets_gets_them_at_its_first_writing_open(
     assert _owned_sets(redis_server, prefix) == {}, "a read-only open writes nothing"
     open_store(redis_server.url(prefix)).close()
     assert _owned_sets(redis_server, prefix) == expected == {"t.py::one": {f"{_interaction('a').fingerprint}:0"}, "t.py::two": {f"{_interaction('a').fingerprint}:0", f"{_interaction('b').fingerprint}:0"}}
+
+
+def _scripts_run(client) -> int:
+    """Scripts the server ran to the end (a first EVALSHA answered NOSCRIPT, then loaded and run, counts once)."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return stats.get("calls", 0) - stats.get("failed_calls", 0) - stats.get("rejected_calls", 0)
+
+
+def test_read_ahead_warms_a_window_once_and_a_test_outside_the_order_alone(redis_server):
+    from llm_replay.engine.read_ahead import WINDOW, ReadAhead
+
+    prefix, order = "window", [f"t.py::test[{n}]" for n in range(WINDOW + 8)]
+    store = open_store(redis_server.url(prefix))
+    for n, test in enumerate(order):
+        store.put(_answer(f"q{n}", b'{"n": %d}' % n, test))
+    counter = redis_server.client()
+    counter.config_resetstat()
+    ahead = ReadAhead(order)
+    try:
+        for test in order[:WINDOW]:
+            ahead.before(store, test)
+        assert _scripts_run(counter) == 1, "the first window is one script"
+        assert all(store.get(_interaction(f"q{n}").fingerprint).tests == (order[n],) for n in range(WINDOW))
+        assert _scripts_run(counter) == 1, "and its tests' lookups ask nothing more"
+        ahead.before(store, "t.py::test_asked_for_llm_cache_by_name")  # not in the collected order: warmed alone
+        ahead.before(store, order[WINDOW])  # the next window starts where the order continues
+        assert _scripts_run(counter) == 3
+        assert store.get(_interaction(f"q{WINDOW}").fingerprint).response.body == b'{"n": %d}' % WINDOW
+        assert _scripts_run(counter) == 3
+    finally:
+        store.close()
