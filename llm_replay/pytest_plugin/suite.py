@@ -99,7 +99,6 @@ class Suite:
     _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
     # Decided once per distinct configuration, not per test: most suites have one or a handful.
     _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
-    _rules: dict[CacheSettings, MatchRules] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
     _plans: dict[CacheSettings, _Plan] = field(default_factory=dict)
     read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the llm_cache tests in the order they run, once collected
@@ -253,9 +252,7 @@ class Suite:
         from ..stores.memory import InMemoryCache
 
         in_memory = settings.scope == "test"
-        rules = self._rules.get(settings)
-        if rules is None:
-            rules = self._rules[settings] = MatchRules(settings.match_ignore, settings.before_fingerprint)
+        rules = MatchRules(settings.match_ignore, settings.before_fingerprint)  # equal rules share the indexes below
         rekey = adoption = None
         if not in_memory:
             rekey = self._rekey_indexes.get(rules)
