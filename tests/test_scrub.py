@@ -315,3 +315,18 @@ def test_the_environment_is_read_afresh_as_variables_come_go_and_change_between_
     assert scrubber.text("other-secret-value-789") == "<scrubbed:OTHER_SECRET>"
     del environ["SERVICE_TOKEN"]
     assert scrubber.text("second-token-value-456") == "second-token-value-456"
+
+
+def test_a_test_id_scrubbed_before_its_secret_was_set_is_scrubbed_again_after():
+    """Scrubbed test ids are remembered while the secrets stay the same: a secret that appears later (a value set
+    in the middle of a session, under a name seen before or a new one) is out of the id the next time it is asked."""
+    environ = {"HOME": "/home/someone", "SERVICE_TOKEN": "old-token-value-123"}
+    scrubber = Scrubber(environ=environ)
+    test_id = "t.py::test_tenant[tenant-secret-4f2a9c]"
+    assert scrubber.test_id(test_id) == test_id
+    environ["SERVICE_TOKEN"] = "tenant-secret-4f2a9c"  # a name seen before, a new value
+    assert scrubber.test_id(test_id) == "t.py::test_tenant[<scrubbed:SERVICE_TOKEN>]"
+    del environ["SERVICE_TOKEN"]
+    assert scrubber.test_id(test_id) == test_id
+    environ["TENANT_KEY"] = "tenant-secret-4f2a9c"  # a new name
+    assert scrubber.test_id(test_id) == "t.py::test_tenant[<scrubbed:TENANT_KEY>]"
