@@ -22,13 +22,14 @@ class ReadAhead:
     def __init__(self, order: Sequence[str] = ()) -> None:
         self._order = list(order)
         self._position = {test_id: index for index, test_id in enumerate(self._order)}
-        self._warmed: dict[int, frozenset[str]] = {}  # id(store) -> the tests it holds read ahead
+        self._warmed: tuple[Store | None, frozenset[str]] = (None, frozenset())  # the store last warmed, for which tests
 
     def before(self, store: "Store", test_id: str) -> None:
         """Called as a test starts: warm the store for it and the tests after it, unless that is done already."""
-        if test_id in self._warmed.get(id(store), ()):
+        warmed, tests = self._warmed
+        if warmed is store and test_id in tests:
             return
         start = self._position.get(test_id)
         window = [test_id] if start is None else self._order[start : start + WINDOW]
         store.warm(window)
-        self._warmed[id(store)] = frozenset(window)
+        self._warmed = (store, frozenset(window))
