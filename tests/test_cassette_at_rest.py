@@ -212,6 +212,9 @@ def _record_until_signalled(pytester: pytest.Pytester, server, env, signum: int)
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "llm_replay.pytest_plugin.plugin", "--llm-mode=record", "test_killed.py"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A shell's background job ignores SIGINT, and so would the inner run (Python keeps an ignored SIGINT
+        # ignored): give it the default, as a terminal's Ctrl-C finds it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (pytester.path / "READY").exists() and process.poll() is None and time.monotonic() < deadline:
