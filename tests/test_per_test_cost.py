@@ -2,7 +2,8 @@
 
 Marked tests get ``llm_cache`` at collection instead of through an autouse fixture: it must still be active
 before the test's own fixtures, and only for the tests that ask. A session keeps counts, not recordings:
-after many replays no Recorder is alive and only the cassette's few most recent recordings are. Settings are
+after many replays no Recorder is alive and only the cassette's few most recent recordings are, and what the run
+keeps per test is plain values the garbage collector stops scanning. Settings are
 worked out once per distinct configuration: different markers in one session still get their own.
 """
 
@@ -64,6 +65,7 @@ import pytest
 
 from llm_replay.engine.recorder import Recorder
 from llm_replay.model.interaction import Interaction
+from llm_replay.pytest_plugin.plugin import SUITE
 
 
 @pytest.mark.parametrize("n", range({count}))
@@ -73,10 +75,15 @@ def test_prompt(n, llm_cache):
     assert llm_cache.replayed + llm_cache.recorded == 1
 
 
-def test_zz_after_all_the_others():
-    gc.collect()
+def test_zz_after_all_the_others(request):
+    for _ in range(3):  # a pass stops tracking a tuple whose items it no longer tracks: one pass per level of nesting
+        gc.collect()
     alive = gc.get_objects()
     print("ALIVE", sum(isinstance(o, Recorder) for o in alive), sum(isinstance(o, Interaction) for o in alive))
+    books = request.config.stash[SUITE].outcome._tests
+    kept = request.config.pluginmanager.get_plugin("terminalreporter").stats  # pytest keeps every report
+    usages = [report.llm_replay for reports in kept.values() for report in reports if getattr(report, "llm_replay", None)]
+    print("TRACKED", len(books), sum(map(gc.is_tracked, books.values())), len(usages), sum(map(gc.is_tracked, usages)))
 '''
 
 
@@ -92,6 +99,9 @@ def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server
     recorders, interactions = map(int, printed(replayed, "ALIVE")[0].split())
     assert recorders == 0, "a finished test's recorder (and the recordings it replayed) is not kept"
     assert 0 < interactions <= RECENT_KEPT, f"{interactions} recordings alive after {count} replays"
+    books, tracked_books, usages, tracked_usages = map(int, printed(replayed, "TRACKED")[0].split())
+    assert books == count + 1 and usages == count, "every test is in the books (this one too), and each llm_cache test's usage on its report"
+    assert tracked_books == tracked_usages == 0, "what a session keeps per test is plain values the garbage collector no longer scans"
     replayed.stdout.fnmatch_lines([f"llm_replay: {count} replayed, 0 recorded, 0 missed in {count} tests*"])
 
 

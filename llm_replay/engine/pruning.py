@@ -74,9 +74,10 @@ def settle_ownership(
     (stored, or a test whose latest pass used it) is deleted: the refresh replaced it, even if its key changed.
     Recordings written after this run began are never touched (another session may be recording).
     """
-    refreshed = {test for test, result in outcome.tests.items() if result.refreshed and result.complete_pass}
+    tests = outcome.tests
+    refreshed = {test for test, result in tests.items() if result.refreshed and result.complete_pass}
     users: dict[Key, set[str]] = {}
-    for test, result in outcome.tests.items():
+    for test, result in tests.items():
         for key in result.used:
             users.setdefault(key, set()).add(test)
     for test, last in passes.items():
@@ -86,7 +87,7 @@ def settle_ownership(
     replaced: list[Key] = []
     for key, stored, recorded_at in index:
         owners = set(stored) | users.get(key, set())
-        dropped = {test for test in owners & refreshed if key not in outcome.tests[test].used}
+        dropped = {test for test in owners & refreshed if key not in tests[test].used}
         if not written_before_run(recorded_at, started_at):
             dropped = set()
         owners -= dropped

@@ -43,15 +43,14 @@ class TestPass(NamedTuple):
     used: frozenset[Key]
 
 
-@dataclass
-class TestOutcome:
-    """One test of this run as its reports describe it."""
+class TestOutcome(NamedTuple):
+    """One test of this run as its reports describe it (RunOutcome.tests)."""
 
     __test__ = False
 
     passed: bool = True  # every phase reported so far passed
     called: bool = False  # its call phase ran and passed
-    used: Counter[Key] = field(default_factory=Counter)  # recordings it recorded (0) or replayed (count)
+    used: tuple[Key, ...] = ()  # recordings it recorded or replayed
     refreshed: bool = False  # it ran in refresh mode: what it used is all it owns now
     writes: bool = False  # it ran in a mode that writes the cassette
 
@@ -61,13 +60,26 @@ class TestOutcome:
         return self.passed and self.called
 
 
+# What llm_cache attaches to a test's teardown report, for pytest-xdist to carry to the controller (a plain tuple:
+# execnet sends no classes of ours): each recording it recorded (count 0) or replayed (fingerprint, occurrence,
+# count), whether it refreshed, and whether it ran in a mode that writes the cassette.
+Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool]
+
+
+_NOT_REPORTED = tuple(TestOutcome())
+
+
 @dataclass
 class RunOutcome:
     """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's)."""
 
-    tests: dict[str, TestOutcome] = field(default_factory=dict)
+    # Each test as a plain tuple of TestOutcome's values: a session keeps one per test, and the garbage collector
+    # stops looking at a plain tuple of strings and numbers (not at a subclass), so 10,000 add nothing to its
+    # full collections.
+    _tests: dict[str, tuple] = field(default_factory=dict)
     collected: set[str] = field(default_factory=set)  # every test collected, before deselection
     whole_files: set[str] = field(default_factory=set)  # files collected whole: a test of theirs not collected is gone
+    _replays: Counter[Key] = field(default_factory=Counter)  # every test's replays of each recording, added up (0: recorded)
 
     def add_collected(self, nodeids: Iterable[str], narrowed: Iterable[str], broken: Iterable[str]) -> None:
         """The tests collected before deselection; files named with ``::`` (narrowed) or that failed to collect are not whole."""
@@ -81,20 +93,25 @@ class RunOutcome:
         (a deleted or renamed test). They hold nothing: they count as passing without any recording."""
         return {test for test in owners if test not in self.collected and test.split("::", 1)[0] in self.whole_files}
 
-    def add_report(self, nodeid: str, when: str, outcome: str, usage: Mapping | None = None) -> None:
+    def add_report(self, nodeid: str, when: str, outcome: str, usage: Usage | None = None) -> None:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
-        test = self.tests.get(nodeid)
-        if test is None:
-            test = self.tests[nodeid] = TestOutcome()
+        test = TestOutcome._make(self._tests.get(nodeid, _NOT_REPORTED))
         if outcome != "passed":
-            test.passed = False
+            test = test._replace(passed=False)
         elif when == "call":
-            test.called = True
+            test = test._replace(called=True)
         if usage:
-            for fingerprint, occurrence, count in usage["used"]:
-                test.used[(fingerprint, occurrence)] += count
-            test.refreshed = test.refreshed or bool(usage.get("refreshed"))
-            test.writes = test.writes or bool(usage.get("writes"))
+            used, refreshed, writes = usage
+            keys = tuple((fingerprint, occurrence) for fingerprint, occurrence, _ in used)
+            test = test._replace(used=tuple(dict.fromkeys(test.used + keys)), refreshed=test.refreshed or refreshed, writes=test.writes or writes)
+            for fingerprint, occurrence, count in used:
+                self._replays[fingerprint, occurrence] += count
+        self._tests[nodeid] = tuple(test)
+
+    @property
+    def tests(self) -> dict[str, TestOutcome]:
+        """Every test reported so far (made on each call: read it once)."""
+        return {nodeid: TestOutcome._make(values) for nodeid, values in self._tests.items()}
 
     def passes(self, vanished: Iterable[str] = ()) -> dict[str, frozenset[Key]]:
         """The tests that passed, with what each used; ``vanished`` tests as passing with nothing."""
@@ -103,11 +120,7 @@ class RunOutcome:
 
     def replays(self) -> Counter[Key]:
         """How often the run replayed each recording (recorded ones count 0: used, not replayed)."""
-        total: Counter[Key] = Counter()
-        for test in self.tests.values():
-            for key, count in test.used.items():
-                total[key] += count
-        return total
+        return Counter(self._replays)
 
     @property
     def writes(self) -> bool:

@@ -17,7 +17,7 @@ from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
 from ..engine.read_ahead import ReadAhead
 from ..engine.settings import CacheSettings, Mode
-from ..model.runs import RunOutcome
+from ..model.runs import RunOutcome, Usage
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
@@ -360,17 +360,14 @@ class Suite:
         if recorder.adoptions:
             self.adoptions.update(recorder.adoptions)
 
-    def usage_of(self, recorder: Recorder) -> dict[str, Any] | None:
-        """What a finished test used of the suite cassette, as plain data for its teardown report (which carries it
+    def usage_of(self, recorder: Recorder) -> Usage | None:
+        """What a finished test used of the suite cassette, as plain values for its teardown report (which carries it
         to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
         if recorder.cassette is not self._cassette:  # a test's in-memory cassette (scope='test'): nothing to own
             return None
-        return {
-            "used": [[fingerprint, occurrence, count] for (fingerprint, occurrence), count in recorder.used.items()],
-            "refreshed": recorder.mode is Mode.REFRESH,
-            "writes": recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT),
-        }
+        used = tuple((fingerprint, occurrence, count) for (fingerprint, occurrence), count in recorder.used.items())
+        return used, recorder.mode is Mode.REFRESH, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT)
 
     def finish_run(self) -> None:
         """Settle ownership, record the run, count what went unused, prune if asked: once, at the end.

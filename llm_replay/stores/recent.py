@@ -15,7 +15,7 @@ HIT_CACHE_BYTES = 32 * 1024 * 1024
 HIT_CACHE_ITEM_BYTES = HIT_CACHE_BYTES // 16
 # ... and at most this many, so a long session of small answers does not keep thousands of recordings alive (memory,
 # and the garbage collector's work on every collection); a prompt repeated within a test or the next few still hits.
-RECENT_KEPT = 64
+RECENT_KEPT = 16
 
 
 class RecentRecordings:
