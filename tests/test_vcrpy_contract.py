@@ -80,3 +80,5 @@ def test_our_httpx_request_builder_gives_what_vcrpys_own_gives_and_is_on_only_wh
     expected, ours = vcrpys(request, b'{"a": 1}'), http._vcr_request_of_httpx(request, b'{"a": 1}')
     assert (ours.method, ours.uri, ours.body, dict(ours.headers)) == (expected.method, expected.uri, expected.body, dict(expected.headers))
     assert ours.headers["x-twice"] == "1, 2" and ours.headers["CONTENT-TYPE"] == "application/json"
+    assert ours.headers.get("Content-Type") == "application/json" and "X-Twice" in ours.headers and ours.headers.get("absent", "-") == "-"
+    assert (ours.host, ours.port, ours._body) == (expected.host, expected.port, expected._body), "what ignored hosts and the adapter read"
