@@ -154,6 +154,50 @@ def test_mode_precedence_cli_over_env_over_marker_over_config_over_ini(llm_pytes
     assert "MODE replay" in llm_pytester.runpytest("-s", "--llm-mode=replay").stdout.str(), "command line over env"
 
 
+OVERRIDES = {
+    "sub/conftest.py": "import pytest\n\n@pytest.fixture\ndef llm_cache_config():\n    return {'mode': 'off'}\n",
+    "sub/test_in_sub.py": "def test_sub(llm_cache):\n    print('MODE sub', llm_cache.mode)\n",
+    "test_plain.py": "def test_plain(llm_cache):\n    print('MODE plain', llm_cache.mode)\n",
+    "test_overrides.py": '''
+import pytest
+
+
+@pytest.fixture(scope="module")
+def llm_cache_config():
+    return {"mode": "refresh"}
+
+
+def test_module(llm_cache):
+    print("MODE module", llm_cache.mode)
+
+
+class TestClass:
+    @pytest.fixture
+    def llm_cache_config(self, request, tmp_path):  # function-scoped, asking for other fixtures
+        return {"mode": "off" if tmp_path.is_dir() else "refresh"}
+
+    def test_class(self, llm_cache):
+        print("MODE class", llm_cache.mode)
+
+    @pytest.mark.llm_cache
+    def test_marked_and_asking_for_the_config_too(self, request, llm_cache_config):
+        recorder = request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER]
+        print("MODE marked", recorder.mode, llm_cache_config["mode"])
+''',
+}
+
+
+def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_pytester):
+    """The fixture is asked for only where a conftest, module or class overrides it; each place gets its own."""
+    write_ini(llm_pytester, "llm_mode = record\n")
+    for name, text in OVERRIDES.items():
+        (llm_pytester.path / name).parent.mkdir(exist_ok=True)
+        (llm_pytester.path / name).write_text(text)
+    result = llm_pytester.runpytest("-s")
+    result.assert_outcomes(passed=5)
+    assert sorted(printed(result, "MODE")) == ["class off", "marked off off", "module refresh", "plain record", "sub off"]
+
+
 def test_default_mode_follows_ci(llm_pytester, env):
     llm_pytester.makepyfile(test_mode=MODE_PROBE)
     assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()

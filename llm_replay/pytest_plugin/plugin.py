@@ -221,24 +221,24 @@ def _cassette_spec(config: pytest.Config) -> str:
 
 @pytest.fixture(scope="module")
 def llm_cache_config() -> dict[str, Any]:
-    """Override in a conftest.py to configure llm_cache for a directory (like pytest-recording's vcr_config).
-
-    The default is module-scoped, so tests do not pay for it (pytest keeps a note per test on a wider
-    fixture until it ends: a module's worth, not a session's); an override may have any scope.
-    """
+    """Override in a conftest.py, a module or a class to configure llm_cache there (like pytest-recording's
+    vcr_config); an override may have any scope and ask for other fixtures. This default is never set up:
+    ``llm_cache`` asks for the fixture only where it is overridden."""
     return {}
 
 
 @pytest.fixture
-def llm_cache(llm_cache_config: dict[str, Any]) -> Iterator[Recorder]:
+def llm_cache() -> Iterator[Recorder]:
     """Record and replay this test's LLM calls; yields a handle with the mode, cassette and counts."""
     # The test comes from pytest_runtest_protocol, not from ``request``: pytest 9 builds a new fixture
-    # definition (a signature inspection, tens of µs) for every fixture that asks for ``request``.
+    # definition (a signature inspection, tens of µs) for every fixture that asks for ``request``. And the config
+    # is not a parameter: a dependency costs every test a lookup and a finalizer kept on the wider fixture.
     item = _RUNNING[-1]
     suite = item.config.stash[SUITE]
     marker = item.get_closest_marker("llm_cache")
     try:
-        settings = suite.settings_for(llm_cache_config, marker.kwargs if marker else {})
+        config = item._request.getfixturevalue("llm_cache_config") if suite.config_overridden(item) else {}  # type: ignore[attr-defined]
+        settings = suite.settings_for(config, marker.kwargs if marker else {})
         recorder = suite.recorder(settings, item.nodeid)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None

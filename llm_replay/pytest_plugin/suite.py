@@ -101,6 +101,7 @@ class Suite:
     _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
     _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
     _plans: dict[CacheSettings, _Plan] = field(default_factory=dict)
+    _overridden_configs: dict[Any, bool] = field(default_factory=dict)  # module or class -> overrides llm_cache_config
     read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the llm_cache tests in the order they run, once collected
     adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
     # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
@@ -152,6 +153,16 @@ class Suite:
         """The attempts blocked outside llm_cache since the last call (a test's, read when it ends)."""
         taken, self.blocked[:] = list(self.blocked), []
         return taken
+
+    def config_overridden(self, item: Any) -> bool:
+        """Whether a conftest, module or class overrides ``llm_cache_config`` where ``item`` is (asked once per module
+        or class: fixtures are defined there, never on a test)."""
+        parent = item.parent
+        overridden = self._overridden_configs.get(parent)
+        if overridden is None:
+            definitions = item.session._fixturemanager.getfixturedefs("llm_cache_config", item) or ()
+            overridden = self._overridden_configs[parent] = bool(definitions) and definitions[-1].func.__module__ != _PLUGIN_MODULE
+        return overridden
 
     def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default.
@@ -450,6 +461,7 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 
 _NOT_FROZEN, _UNREAD = WallClock(None), WallClock(None, unread=True)
+_PLUGIN_MODULE = "llm_replay.pytest_plugin.plugin"  # where the default llm_cache_config is defined
 
 
 def _new_clock() -> WallClock:
