@@ -95,6 +95,9 @@ class RunOutcome:
 
     def add_report(self, nodeid: str, when: str, outcome: str, usage: Usage | None = None) -> None:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
+        if outcome == "passed" and when != "call" and not usage:  # most reports change nothing
+            self._tests.setdefault(nodeid, _NOT_REPORTED)
+            return
         test = TestOutcome._make(self._tests.get(nodeid, _NOT_REPORTED))
         if outcome != "passed":
             test = test._replace(passed=False)
