@@ -163,3 +163,29 @@ def test_the_run_bookkeeping_forgets_deleted_recordings(tmp_path: Path) -> None:
     ledger.forget([gone.key])
     assert list(ledger.usage()) == [kept.key], "no orphan usage row is left"
     assert ledger.passes()["t.py::test"].used == {kept.key}
+
+
+def test_older_files_gain_the_owners_index_at_their_first_write_and_answer_the_same_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    for n in range(5):
+        store.put(_interaction(f"q{n}"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN SELECT fingerprint, occurrence, tests, recorded_at FROM interactions"))
+        assert "COVERING INDEX interactions_owners" in plan, f"the end of a run reads the owners apart from the answers: {plan}"
+        db.execute("DROP INDEX interactions_owners")  # a file written before the index was kept
+    expected = sorted((interaction.key, interaction.tests, interaction.recorded_at) for interaction in map(_interaction, [f"q{n}" for n in range(5)]))
+    before = path.read_bytes()
+    readonly = SQLiteCache(path, readonly=True)
+    assert readonly.index() == expected, "without the index: the same answer, in key order"
+    readonly.close()
+    assert path.read_bytes() == before, "a read-only open adds nothing"
+    writable = SQLiteCache(path)
+    writable.put(_interaction("q5"))
+    writable.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'interactions_owners'").fetchone(), "the first write adds the index"
+    reopened = SQLiteCache(path, readonly=True)
+    assert reopened.index() == sorted([*expected, (_interaction("q5").key, ("t.py::test",), "2026-01-01T00:00:00+00:00")])
+    reopened.close()
