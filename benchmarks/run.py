@@ -598,9 +598,8 @@ def collect_only_row(workdir: Path, runs: int) -> Row:
     run_pytest(project, *ours), run_pytest(project, *none)
     # Interleaved pairs: whatever else the machine does slows both halves of a pair alike.
     differences = [(run_pytest(project, *ours) - run_pytest(project, *none)) * 1e6 for _ in range(runs)]
-    quartiles = statistics.quantiles(differences, n=4)
-    noise = f"pairs' interquartile range {fmt_time(quartiles[2] - quartiles[0])}"
-    return Row(f"pytest --collect-only, 50 tests: CPU added by installed llm_replay ({runs} pairs)", statistics.median(differences), note=noise)
+    # a whole session's CPU time varies by more than this costs: worded as noise when its pairs disagree
+    return added_row(f"pytest --collect-only, 50 tests: CPU added by installed llm_replay ({runs} pairs)", differences)
 
 
 def plugin_import_row(runs: int) -> Row:
