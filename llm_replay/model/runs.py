@@ -69,6 +69,12 @@ Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool]
 _NOT_REPORTED = tuple(TestOutcome())
 
 
+def changes_nothing(when: str, outcome: str, usage: Usage | None) -> bool:
+    """Whether a report leaves the run's books as they are: a passing setup, or a passing teardown that used nothing
+    (a test enters the books with its call's report, which every test that got past its setup has)."""
+    return outcome == "passed" and when != "call" and not usage
+
+
 @dataclass
 class RunOutcome:
     """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's)."""
@@ -95,8 +101,7 @@ class RunOutcome:
 
     def add_report(self, nodeid: str, when: str, outcome: str, usage: Usage | None = None) -> None:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
-        if outcome == "passed" and when != "call" and not usage:  # most reports change nothing
-            self._tests.setdefault(nodeid, _NOT_REPORTED)
+        if changes_nothing(when, outcome, usage):
             return
         test = TestOutcome._make(self._tests.get(nodeid, _NOT_REPORTED))
         if outcome != "passed":

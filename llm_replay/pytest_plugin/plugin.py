@@ -18,6 +18,7 @@ from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..layers.activation import activated
 from ..layers.offline_children import without_offline_proxies
 from ..layers.placeholders import placeholder_keys
+from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
 from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
@@ -379,7 +380,10 @@ class _RunWatcher:
         self.outcome.add_collected((self.test_id(item.nodeid) for item in items), narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, getattr(report, "llm_replay", None))
+        usage = getattr(report, "llm_replay", None)
+        if changes_nothing(report.when, report.outcome, usage):  # two reports of three: no test id to scrub
+            return
+        self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, usage)
         self.suite.note_outcome(report.nodeid, report.when, report.outcome)
 
 
