@@ -199,8 +199,10 @@ def fmt_time(us: float | None) -> str:
 # -- llm_replay cassettes ----------------------------------------------------------------------
 
 
-def interactions(size: int, stream: bool = False) -> Iterator[Any]:
-    """``size`` recordings of ``prompt(i)``, built from the SDK's real request bytes."""
+def interactions(size: int, stream: bool = False, owner: str | None = None, owned: int = 0) -> Iterator[Any]:
+    """``size`` recordings of ``prompt(i)``, built from the SDK's real request bytes; ``owner``: the test id
+    pattern (``{i}`` for the number) of the test that recorded each of the first ``owned``, as a record run
+    stores it (the rest have no owner)."""
     from llm_replay.model.fingerprint import canonicalize
     from llm_replay.model.interaction import Interaction, RecordedResponse
 
@@ -210,14 +212,15 @@ def interactions(size: int, stream: bool = False) -> Iterator[Any]:
     for i in range(size):
         body = {**template, "messages": [{"role": "user", "content": prompt(i)}]}
         request = canonicalize("POST", CHAT_URL, json.dumps(body).encode(), "application/json")
-        yield Interaction.of(request, response, recorded_at="2026-01-01T00:00:00+00:00")
+        tests = (owner.format(i=i),) if owner and i < owned else ()
+        yield Interaction.of(request, response, recorded_at="2026-01-01T00:00:00+00:00", tests=tests)
 
 
-def sqlite_cassette(path: Path, size: int, stream: bool = False) -> Path:
+def sqlite_cassette(path: Path, size: int, stream: bool = False, owner: str | None = None, owned: int = 0) -> Path:
     from llm_replay.stores.sqlite import SQLiteCache
 
     cassette = SQLiteCache(path)
-    for interaction in interactions(size, stream):
+    for interaction in interactions(size, stream, owner, owned):
         cassette.put(interaction)
     cassette.close()
     return path
@@ -451,7 +454,8 @@ def _sessions(root: Path, tests: int, cassette_size: int, anchors: bool) -> dict
     """The floor (no plugin) and llm_replay over one project; with ``anchors``, pytest-recording and cassetter
     over copies of the same tests, each recorded once first (one YAML cassette per test)."""
     ours = _session_project(root / "llm_replay", tests)
-    sqlite_cassette(ours / "cassettes" / "llm_cache.sqlite3", max(cassette_size, tests))
+    # each test's recording owned by it, as a record run leaves them; the other recordings have no owner
+    sqlite_cassette(ours / "cassettes" / "llm_cache.sqlite3", max(cassette_size, tests), owner="test_app.py::test_call[{i}]", owned=tests)
     sessions = {
         "floor": Session(ours, only(None), offline=False),
         "llm_replay": Session(ours, [*only("llm_replay"), "--llm-mode=replay"], offline=True),
