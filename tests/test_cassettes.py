@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,42 @@ def test_older_files_gain_the_owners_index_at_their_first_write_and_answer_the_s
     reopened = SQLiteCache(path, readonly=True)
     assert reopened.index() == sorted([*expected, (_interaction("q5").key, ("t.py::test",), "2026-01-01T00:00:00+00:00")])
     reopened.close()
+
+
+def _owned(prompt: str, *owners: str, body: bytes = b'{"usage": {"prompt_tokens": 3, "completion_tokens": 5}}') -> Interaction:
+    return replace(_interaction(prompt), tests=owners, response=replace(_interaction(prompt).response, body=body))
+
+
+def test_a_replay_reads_ahead_the_recordings_its_next_tests_own_alone_in_one_query(tmp_path: Path, monkeypatch) -> None:
+    from llm_replay.stores import recent
+
+    monkeypatch.setattr(recent, "HIT_CACHE_BYTES", 4096)
+    monkeypatch.setattr(recent, "HIT_CACHE_ITEM_BYTES", 2048)
+    path = tmp_path / "c.sqlite3"
+    writer = SQLiteCache(path)
+    mine = [_owned(f"a{n}", "t.py::a") for n in range(3)] + [_owned("b0", "t.py::b")]
+    shared, large, other = _owned("s", "t.py::a", "t.py::b"), _owned("l", "t.py::a", body=b"x" * 4096), _owned("o", "t.py::other")
+    for recording in (*mine, shared, large, other):
+        writer.put(recording)
+    writer.warm(["t.py::a"])
+    assert writer._ahead == {}, "a writable cassette reads nothing ahead (what it writes would go stale)"
+    writer.close()
+
+    store = SQLiteCache(path, readonly=True)
+    statements: list[str] = []
+    store.warm(["t.py::a", "t.py::b"])
+    store._connection.set_trace_callback(statements.append)
+    assert [store.get(r.fingerprint).response.body for r in mine] == [r.response.body for r in mine]
+    assert statements == [], "the window's own recordings come from memory"
+    assert store.get(shared.fingerprint).tests == ("t.py::a", "t.py::b") and store.get(large.fingerprint).response.body == b"x" * 4096
+    assert len(statements) == 2, "a shared recording and one over the per-answer budget are looked up when asked"
+    store.warm(["t.py::other"])
+    assert set(store._ahead) == {other.key}, "the next window lets go of the last"
+    store.close()
+
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX interactions_owners")  # a file from before the index
+    older = SQLiteCache(path, readonly=True)
+    older.warm(["t.py::a"])
+    assert older._ahead == {} and older.get(mine[0].fingerprint) is not None, "nothing read ahead, every answer the same"
+    older.close()

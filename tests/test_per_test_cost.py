@@ -2,7 +2,8 @@
 
 Marked tests get ``llm_cache`` at collection instead of through an autouse fixture: it must still be active
 before the test's own fixtures, and only for the tests that ask. A session keeps counts, not recordings:
-after many replays no Recorder is alive and only the cassette's few most recent recordings are, and what the run
+after many replays no Recorder is alive and only the cassette's few most recent recordings are (and those read
+ahead for the next tests), and what the run
 keeps per test is plain values the garbage collector stops scanning. Settings are
 worked out once per distinct configuration: different markers in one session still get their own.
 """
@@ -13,6 +14,7 @@ from conftest import printed, write_ini
 
 from llm_replay.engine.settings import CacheSettings, Mode
 from llm_replay.pytest_plugin.suite import Suite
+from llm_replay.engine.read_ahead import WINDOW
 from llm_replay.stores.recent import RECENT_KEPT
 
 ORDER_TESTS = '''
@@ -88,7 +90,7 @@ def test_zz_after_all_the_others(request):
 
 
 def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server, env):
-    count = RECENT_KEPT + 16
+    count = RECENT_KEPT + WINDOW + 16  # more than the recent ones and a read-ahead window together
     write_ini(llm_pytester, "llm_freeze_time = false\n")
     llm_pytester.makepyfile(test_many=MANY_TESTS.format(count=count, base_url=server.base_url, api_key=server.api_key))
     assert llm_pytester.runpytest_subprocess("--llm-mode=record").ret == 0
@@ -98,7 +100,7 @@ def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server
     replayed.assert_outcomes(passed=count + 1)
     recorders, interactions = map(int, printed(replayed, "ALIVE")[0].split())
     assert recorders == 0, "a finished test's recorder (and the recordings it replayed) is not kept"
-    assert 0 < interactions <= RECENT_KEPT, f"{interactions} recordings alive after {count} replays"
+    assert 0 < interactions <= RECENT_KEPT + WINDOW, f"{interactions} recordings alive after {count} replays"
     books, tracked_books, usages, tracked_usages = map(int, printed(replayed, "TRACKED")[0].split())
     assert books == usages == count, "every finished test is in the books, and its usage on its teardown report"
     assert tracked_books == tracked_usages == 0, "what a session keeps per test is plain values the garbage collector no longer scans"

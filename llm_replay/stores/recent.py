@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Iterable, Iterator
 
 from ..model.interaction import Interaction, Key
 
@@ -58,6 +59,20 @@ class RecentRecordings:
         dropped = self._entries.pop(key, None)
         if dropped is not None:
             self._bytes -= _size(dropped)
+
+
+def within_budget(interactions: Iterable[Interaction]) -> Iterator[Interaction]:
+    """What a store may read ahead of these: none larger than HIT_CACHE_ITEM_BYTES (looked up when asked), and no
+    more than HIT_CACHE_BYTES in all."""
+    total = 0
+    for interaction in interactions:
+        size = _size(interaction)
+        if size > HIT_CACHE_ITEM_BYTES:
+            continue
+        total += size
+        if total > HIT_CACHE_BYTES:
+            return
+        yield interaction
 
 
 def _size(interaction: Interaction) -> int:

@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
-from .recent import RecentRecordings
+from .recent import RecentRecordings, within_budget
 from .summaries import RecordingSummary
 
 SCHEMA_VERSION = 1
@@ -52,14 +52,16 @@ CREATE TABLE IF NOT EXISTS interactions (
     PRIMARY KEY (fingerprint, occurrence)
 );
 CREATE TABLE IF NOT EXISTS test_instants (test_id TEXT PRIMARY KEY, instant TEXT NOT NULL, clock_read INTEGER) WITHOUT ROWID;
--- Every key's owners and age apart from the answers: the end of each run reads them all (a tenth of the pages).
-CREATE INDEX IF NOT EXISTS interactions_owners ON interactions (fingerprint, occurrence, recorded_at, tests);
+-- Every key's owners and age apart from the answers: the end of each run reads them all (a tenth of the pages),
+-- and a replay reads ahead the recordings of the next tests by owner (warm).
+CREATE INDEX IF NOT EXISTS interactions_owners ON interactions (tests, fingerprint, occurrence, recorded_at);
 """
 _TABLES = frozenset({"meta", "interactions", "test_instants"})
 # Run bookkeeping older cassettes kept in the committed file; it lives in pytest's cache dir now (stores/ledger.py).
 _LEGACY_TABLES = frozenset({"runs", "usage"})
 _KEYS_PER_QUERY = 400  # recordings named in one lookup by key (two parameters each, well under SQLite's limit)
 _COLUMNS = "fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests"
+_GET = f"SELECT {_COLUMNS} FROM interactions WHERE fingerprint = ? AND occurrence = ?"
 _SUMMARY_COLUMNS = "fingerprint, occurrence, request, status, recorded_at, tests, model, input_tokens, output_tokens, latency_ms"
 # What a listing shows of a request, read by SQLite's JSON functions (several times faster than parsing each request
 # in Python); a request that is not valid JSON reads as '{}', all None. Built in from SQLite 3.38.
@@ -88,12 +90,14 @@ class SQLiteCache:
         self.scrubber = scrubber or Scrubber()
         self._lock = threading.Lock()
         self._hits = RecentRecordings()
+        self._ahead: dict[Key, Interaction] = {}  # read-only: what ``warm`` read for the tests running next
         self._connection: sqlite3.Connection | None = None
         self._writing_connection = False
         self._closed = False
         self._copy: tempfile.TemporaryDirectory[str] | None = None  # a private copy read after a crash (read-only)
         self._has_instants = False
         self._has_clock_read = False
+        self._has_owners_index = False
         self._clocks: dict[str, tuple[datetime, bool | None]] | None = None  # read-only: every test's, read once
         _check_is_sqlite(self.path)
         if not readonly:
@@ -193,7 +197,8 @@ class SQLiteCache:
                 )
         self._has_instants = "test_instants" in tables
         self._has_clock_read = self._has_instants and _has_clock_read_column(connection)
-        if not write or (tables >= _TABLES and self._has_clock_read and not tables & _LEGACY_TABLES and _has_owners_index(connection)):
+        self._has_owners_index = _has_owners_index(connection)
+        if not write or (tables >= _TABLES and self._has_clock_read and not tables & _LEGACY_TABLES and self._has_owners_index):
             return
         # Tables, columns and indexes added within schema 1 appear in older files the first time they are written.
         with _transaction(connection):
@@ -205,7 +210,7 @@ class SQLiteCache:
             connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             for table in sorted(tables & _LEGACY_TABLES):
                 connection.execute(f"DROP TABLE IF EXISTS {table}")  # freed pages: the file is VACUUMed when it closes
-        self._has_instants = self._has_clock_read = True
+        self._has_instants = self._has_clock_read = self._has_owners_index = True
 
     def _reading(self) -> sqlite3.Connection | None:
         """The connection to read through, opened late if the file appeared since (another worker created it)."""
@@ -218,13 +223,13 @@ class SQLiteCache:
     def get(self, fingerprint: str, occurrence: int = 0) -> Interaction | None:
         """The interaction recorded under this key, if any."""
         key = (fingerprint, occurrence)
-        hit = self._hits.get(key)
+        hit = self._ahead.get(key) or self._hits.get(key)
         if hit is not None:
             return hit
         with self._lock:
             if self._reading() is None:
                 return None
-            row = self._query(f"SELECT {_COLUMNS} FROM interactions WHERE fingerprint = ? AND occurrence = ?", key).fetchone()
+            row = self._query(_GET, key).fetchone()
         if row is None:
             return None
         interaction = _from_row(row)
@@ -236,7 +241,20 @@ class SQLiteCache:
         return (found for found in (self.get(*key) for key in keys) if found is not None)
 
     def warm(self, test_ids: Sequence[str]) -> None:
-        """Nothing to read ahead: a lookup in the file costs less than knowing what to look up."""
+        """Read ahead, in one query, the recordings these tests own alone (what was read ahead before is let go).
+
+        Looked up one at a time amid a test's SDK work, a recording costs several times what it costs read with
+        its neighbours. Only a read-only cassette (a replay) reads ahead, and only a file with the owners index
+        (any written since it came); a recording several tests share is looked up when asked."""
+        if not self.readonly:
+            return
+        owners = [json.dumps([self.scrubber.test_id(test_id)]) for test_id in test_ids]  # as ``put`` stores one owner
+        with self._lock:
+            if not owners or self._reading() is None or not self._has_owners_index:
+                self._ahead = {}
+                return
+            rows = self._query(f"SELECT {_COLUMNS} FROM interactions WHERE tests IN ({', '.join('?' * len(owners))})", tuple(owners)).fetchall()
+        self._ahead = {interaction.key: interaction for interaction in within_budget(map(_from_row, rows))}
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
@@ -411,6 +429,7 @@ class SQLiteCache:
         with self._lock:
             self._closed = True
             self._hits.clear()
+            self._ahead = {}
             connection, self._connection = self._connection, None
             if connection is not None:
                 try:
