@@ -2,6 +2,7 @@
 
 For a store on a server every question is a round trip, most of what a replayed call costs; asked for the
 next ``WINDOW`` tests at once, a session of one-call tests makes one round trip per window, not two per test.
+A read-only SQLite file reads the window's recordings with one query, not one lookup per call.
 """
 
 from __future__ import annotations

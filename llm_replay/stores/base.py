@@ -36,9 +36,10 @@ class Store(Protocol):
         """The interactions under these keys (those the store has), in as few round trips as it can."""
 
     def warm(self, test_ids: Sequence[str]) -> None:
-        """Read ahead what these tests, about to run, will ask (each one's stored instant, the recordings it owns)
-        where every question is a round trip to a server; a store on this machine does nothing. Only a read-ahead:
-        every answer stays what it would be without it."""
+        """Read ahead what these tests, about to run, will ask (each one's stored instant, the recordings it owns):
+        for a server, where every question is a round trip, and for a read-only file, where one query for the window
+        costs less than a lookup per call amid the SDK's work; memory does nothing. Only a read-ahead: every answer
+        stays what it would be without it."""
 
     def put(self, interaction: "Interaction") -> None:
         """Store or overwrite one interaction, scrubbed, atomically."""
