@@ -18,19 +18,32 @@ WINDOW = 32
 
 
 class ReadAhead:
-    """The order the session runs its ``llm_cache`` tests in; ``before`` warms the store for a window of them."""
+    """The order the session runs its ``llm_cache`` tests in; ``before`` warms the store for a window of them.
+
+    A pytest-xdist worker runs only some of them, in runs of consecutive tests the scheduler hands it: a window
+    is as long as twice the run of the last one (up to WINDOW), so a worker reads little it will not use."""
 
     def __init__(self, order: Sequence[str] = ()) -> None:
         self._order = list(order)
         self._position = {test_id: index for index, test_id in enumerate(self._order)}
         self._warmed: tuple[Store | None, frozenset[str]] = (None, frozenset())  # the store last warmed, for which tests
+        self._size = WINDOW  # of the next window
+        self._ran = 0  # tests of the last window from the order that ran here
 
     def before(self, store: "Store", test_id: str) -> None:
         """Called as a test starts: warm the store for it and the tests after it, unless that is done already."""
         warmed, tests = self._warmed
         if warmed is store and test_id in tests:
+            self._ran += 1
             return
         start = self._position.get(test_id)
-        window = [test_id] if start is None else self._order[start : start + WINDOW]
+        if start is None:  # asked for outside the collected order (by name, at run time): warmed alone
+            store.warm([test_id])
+            self._warmed = (store, frozenset([test_id]))
+            return
+        if self._ran:
+            self._size = min(WINDOW, 2 * self._ran)
+        window = self._order[start : start + self._size]
         store.warm(window)
         self._warmed = (store, frozenset(window))
+        self._ran = 1
