@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..engine.recorder import Recorder
@@ -347,16 +346,23 @@ def keep_patches_between_activations(keep: bool) -> None:
     _REUSABLE.keep_on(keep)
 
 
-@contextmanager
-def intercepting(recorder: Recorder) -> Iterator[VcrCassetteAdapter]:
-    """Route every HTTP library vcrpy patches through ``recorder`` for requests made in this context."""
-    adapter = _REUSABLE.enter(recorder)
-    token = _CURRENT.set(recorder)
-    try:
-        yield adapter
-    finally:
+class intercepting:  # lower case like contextlib.suppress: used as ``with intercepting(recorder) as adapter:``
+    """Route every HTTP library vcrpy patches through ``recorder`` for requests made in this context (a class, not a
+    generator: every test enters one)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.token: Token | None = None
+
+    def __enter__(self) -> VcrCassetteAdapter:
+        adapter = _REUSABLE.enter(self.recorder)
+        self.token = _CURRENT.set(self.recorder)
+        return adapter
+
+    def __exit__(self, *exc_info: object) -> None:
+        token = self.token
         try:
-            _CURRENT.reset(token)
+            _CURRENT.reset(token)  # type: ignore[arg-type]
         except ValueError:  # left from another context (an async generator's teardown): restore by value
-            _CURRENT.set(None if token.old_value is Token.MISSING else token.old_value)
-        _REUSABLE.leave(recorder)
+            _CURRENT.set(None if token.old_value is Token.MISSING else token.old_value)  # type: ignore[union-attr]
+        _REUSABLE.leave(self.recorder)

@@ -15,9 +15,8 @@ import fnmatch
 import ipaddress
 import socket
 import threading
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from ..errors import NetworkBlocked
 
@@ -124,21 +123,9 @@ class NetworkGuard:
         for scope in self._applying():
             scope.policy.remember(results)
 
-    @contextmanager
-    def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> Iterator[HostPolicy]:
+    def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> "_InScope":
         """Another policy and listener for the block, in this thread or task; the previous ones come back after it."""
-        scope = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
-        with _LOCK:
-            self.open_scopes.append(scope)
-        token = _SCOPE.set(scope)
-        try:
-            yield scope.policy
-        finally:
-            _reset(token)
-            with _LOCK:
-                self.open_scopes.remove(scope)
-                if self.uninstall_when_idle and not self.open_scopes:
-                    self.uninstall()
+        return _InScope(self, _Scope(HostPolicy(allowed_hosts), on_blocked, advice))
 
     def install(self) -> None:
         """Patch the socket module (once; the innermost installed guard is the one ``blocking_network`` scopes)."""
@@ -234,8 +221,29 @@ def installed_guard() -> NetworkGuard | None:
     return _INSTALLED[-1] if _INSTALLED else None
 
 
-@contextmanager
-def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> Iterator[HostPolicy]:
+class _InScope:
+    """A guard's scope, entered: the policy and listener of this thread or task until it is left (a class, not a
+    generator: every replaying test enters one)."""
+
+    def __init__(self, guard: NetworkGuard, scope: _Scope) -> None:
+        self.guard, self.scope = guard, scope
+        self.token: Token | None = None
+
+    def __enter__(self) -> HostPolicy:
+        with _LOCK:
+            self.guard.open_scopes.append(self.scope)
+        self.token = _SCOPE.set(self.scope)
+        return self.scope.policy
+
+    def __exit__(self, *exc_info: object) -> None:
+        _reset(self.token)  # type: ignore[arg-type]
+        with _LOCK:
+            self.guard.open_scopes.remove(self.scope)
+            if self.guard.uninstall_when_idle and not self.guard.open_scopes:
+                self.guard.uninstall()
+
+
+class blocking_network:  # lower case like contextlib.suppress: used as ``with blocking_network(...):``
     """Make non-loopback connects, datagrams and remote name lookups raise NetworkBlocked for the block, in this
     thread or task and in the threads it starts.
 
@@ -243,34 +251,46 @@ def blocking_network(allowed_hosts: Iterable[str] = (), on_blocked: Callable[[Ne
     swallows the exception. Under a guard already installed (a replay session, or another thread's
     replay) only a scope opens; otherwise a guard goes in, and comes off when its last scope closes.
     """
-    with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
-        guard = installed_guard()
-        if guard is None:
-            guard = NetworkGuard()
-            guard.install()
-            guard.uninstall_when_idle = True
-        scope = guard.scope(allowed_hosts, on_blocked)
-        policy = scope.__enter__()
-    try:
-        yield policy
-    finally:
-        scope.__exit__(None, None, None)
+
+    def __init__(self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> None:
+        self.allowed_hosts, self.on_blocked = allowed_hosts, on_blocked
+        self.scope: _InScope | None = None
+
+    def __enter__(self) -> HostPolicy:
+        with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
+            guard = installed_guard()
+            if guard is None:
+                guard = NetworkGuard()
+                guard.install()
+                guard.uninstall_when_idle = True
+            self.scope = guard.scope(self.allowed_hosts, self.on_blocked)
+            return self.scope.__enter__()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.scope.__exit__(*exc_info)  # type: ignore[union-attr]
 
 
-@contextmanager
-def network_open() -> Iterator[None]:
+class network_open:  # lower case like contextlib.suppress: used as ``with network_open():``
     """For a block that records or calls live (beside a replay in another thread, or in a replay session): any
     host, here and in the threads it starts."""
-    guard = installed_guard()
-    if guard is not None:
-        with guard.scope(_ANY_HOST, None):
-            yield
-        return
-    token = _SCOPE.set(None)
-    try:
-        yield
-    finally:
-        _reset(token)
+
+    def __init__(self) -> None:
+        self.scope: _InScope | None = None
+        self.token: Token | None = None
+
+    def __enter__(self) -> None:
+        guard = installed_guard()
+        if guard is not None:
+            self.scope = guard.scope(_ANY_HOST, None)
+            self.scope.__enter__()
+        else:
+            self.token = _SCOPE.set(None)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.scope is not None:
+            self.scope.__exit__(*exc_info)
+        else:
+            _reset(self.token)  # type: ignore[arg-type]
 
 
 def _reset(token: Token) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
-from typing import Iterator, MutableMapping
+from typing import MutableMapping
 
 # SDKs refuse to construct a client without these; a replay never sends them anywhere.
 PLACEHOLDER_KEY_VARIABLES = (
@@ -35,26 +34,33 @@ _HOLDERS: dict[int, tuple[int, list[str]]] = {}  # id(environ) -> (activations h
 _LOCK = threading.Lock()
 
 
-@contextmanager
-def placeholder_keys(environ: MutableMapping[str, str] = os.environ) -> Iterator[None]:
+class placeholder_keys:  # lower case like contextlib.suppress: used as ``with placeholder_keys():``
     """Give unset SDK key variables a placeholder for the block, and unset them again after the last block
-    holding them ends (replays in several threads share the process's environment)."""
-    with _LOCK:
-        holders, added = _HOLDERS.get(id(environ), (0, []))
-        # every entry fills what is unset now: code that ran since the first entry (a test's monkeypatch, a nested
-        # pytester session) may have removed a placeholder the outer block put there. os.environ's raw dict answers
-        # without decoding each value (this runs as every replaying test starts).
-        raw = getattr(environ, "_data", None)
-        if raw is not None and all(map(raw.get, _RAW_NAMES)):
-            missing = []
-        else:
-            missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
-        for name in missing:
-            environ[name] = PLACEHOLDER_KEY
-        _HOLDERS[id(environ)] = (holders + 1, added + [name for name in missing if name not in added])
-    try:
-        yield
-    finally:
+    holding them ends (replays in several threads share the process's environment).
+
+    A class, not a generator: it is entered and left as every replaying test starts and ends."""
+
+    def __init__(self, environ: MutableMapping[str, str] = os.environ) -> None:
+        self.environ = environ
+
+    def __enter__(self) -> None:
+        environ = self.environ
+        with _LOCK:
+            holders, added = _HOLDERS.get(id(environ), (0, []))
+            # every entry fills what is unset now: code that ran since the first entry (a test's monkeypatch, a nested
+            # pytester session) may have removed a placeholder the outer block put there. os.environ's raw dict answers
+            # without decoding each value (this runs as every replaying test starts).
+            raw = getattr(environ, "_data", None)
+            if raw is not None and all(map(raw.get, _RAW_NAMES)):
+                missing = []
+            else:
+                missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+            for name in missing:
+                environ[name] = PLACEHOLDER_KEY
+            _HOLDERS[id(environ)] = (holders + 1, added + [name for name in missing if name not in added])
+
+    def __exit__(self, *exc_info: object) -> None:
+        environ = self.environ
         with _LOCK:
             holders, added = _HOLDERS.pop(id(environ))
             if holders > 1:
