@@ -148,12 +148,13 @@ def prunable(
         for key in last.used:
             users.setdefault(key, set()).add(test)
     chosen = None if among is None else set(among)
+    files: dict[str, bool] = {}
     found = []
     for key, stored, recorded_at in index:
         if not stored or (chosen is not None and chosen.isdisjoint(stored)):
             continue
         owners = set(stored) | users.get(key, set())
-        if all(_gone(owner, rootdir) or (owner in passes and key not in passes[owner].used) for owner in owners) and written_before(
+        if all(_gone(owner, rootdir, files) or (owner in passes and key not in passes[owner].used) for owner in owners) and written_before(
             recorded_at, owners, passes
         ):
             found.append(key)
@@ -175,7 +176,13 @@ def written_before_run(recorded_at: str, started_at: str) -> bool:
         return False  # an unreadable date is never a reason to delete
 
 
-def _gone(test: str, rootdir: Path) -> bool:
-    """A test whose file no longer exists (deleted or renamed) holds nothing."""
+def _gone(test: str, rootdir: Path, files: dict[str, bool]) -> bool:
+    """A test whose file no longer exists (deleted or renamed) holds nothing. ``files``: what this look found of
+    each file so far (one stat per test file, not one per recording)."""
     file = test.split("::", 1)[0]
-    return bool(file) and not (rootdir / file).exists()
+    if not file:
+        return False
+    exists = files.get(file)
+    if exists is None:
+        exists = files[file] = (rootdir / file).exists()
+    return not exists

@@ -378,8 +378,8 @@ class SQLiteCache:
         with self._lock:
             if self._reading() is None:
                 return []
-            # from the owners index where the file has it (in key order); else in the table's order, sorted here (walking
-            # the key's index reads the table's pages out of order, 2x slower)
+            # from the owners index where the file has it (a tenth of the pages), else in the table's order (walking the
+            # key's index reads the table's pages out of order, 2x slower); sorted here
             rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions").fetchall()
         rows.sort()  # by key: no two rows share one
         return [((fingerprint, occurrence), _owners(tests), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
@@ -507,8 +507,10 @@ def _from_row(row: tuple) -> Interaction:
 
 
 def _owners(text: str) -> tuple[str, ...]:
-    """The owning tests, stored as a JSON list: the usual list of one plain id is cut out of the text (the end of a
-    run reads every recording's owners), anything else is parsed."""
+    """The owning tests, stored as a JSON list: no owner and the usual list of one plain id are read off the text
+    (the end of a run reads every recording's owners), anything else is parsed."""
+    if text == "[]":
+        return ()
     if text.startswith('["') and text.endswith('"]') and '"' not in text[2:-2] and "\\" not in text:
         return (text[2:-2],)
     return tuple(json.loads(text))
