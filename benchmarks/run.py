@@ -695,7 +695,7 @@ def main() -> None:
     sizes = [10, 1_000] if quick else [10, 1_000, 10_000, 100_000]
     count, repeats = (100, 3) if quick else (300, 7)
     # (tests, rounds, with the anchors): sessions of 10,000 tests compare llm_replay with the floor only.
-    session_plan = [(200, 1, True)] if quick else [(1_000, 5, True), (10_000, 3, False)]
+    session_plan = [(200, 1, True)] if quick else [(1_000, 9, True), (10_000, 3, False)]
     session_cassette = 1_000 if quick else 10_000
 
     started = time.perf_counter()
