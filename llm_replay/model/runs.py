@@ -103,18 +103,18 @@ class RunOutcome:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
         if changes_nothing(when, outcome, usage):
             return
-        test = TestOutcome._make(self._tests.get(nodeid, _NOT_REPORTED))
+        passed, called, used, refreshed, writes = self._tests.get(nodeid, _NOT_REPORTED)  # TestOutcome's fields
         if outcome != "passed":
-            test = test._replace(passed=False)
+            passed = False
         elif when == "call":
-            test = test._replace(called=True)
+            called = True
         if usage:
-            used, refreshed, writes = usage
-            keys = tuple((fingerprint, occurrence) for fingerprint, occurrence, _ in used)
-            test = test._replace(used=tuple(dict.fromkeys(test.used + keys)), refreshed=test.refreshed or refreshed, writes=test.writes or writes)
-            for fingerprint, occurrence, count in used:
+            now_used, now_refreshed, now_writes = usage
+            used = tuple(dict.fromkeys(used + tuple((fingerprint, occurrence) for fingerprint, occurrence, _ in now_used)))
+            refreshed, writes = refreshed or now_refreshed, writes or now_writes
+            for fingerprint, occurrence, count in now_used:
                 self._replays[fingerprint, occurrence] += count
-        self._tests[nodeid] = tuple(test)
+        self._tests[nodeid] = (passed, called, used, refreshed, writes)
 
     @property
     def tests(self) -> dict[str, TestOutcome]:
