@@ -187,6 +187,24 @@ class TestClass:
 }
 
 
+def test_an_override_that_raises_is_that_tests_setup_error_not_a_usage_error(llm_pytester):
+    llm_pytester.makepyfile(test_raising='''
+import pytest
+
+
+@pytest.fixture
+def llm_cache_config():
+    raise ValueError("the override broke")
+
+
+def test_it(llm_cache):
+    pass
+''', test_other="def test_other(llm_cache):\n    pass\n")
+    result = llm_pytester.runpytest("--llm-mode=record")
+    result.assert_outcomes(errors=1, passed=1)
+    result.stdout.fnmatch_lines(["*ValueError: the override broke*"])
+
+
 def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_pytester):
     """The fixture is asked for only where a conftest, module or class overrides it; each place gets its own."""
     write_ini(llm_pytester, "llm_mode = record\n")

@@ -280,7 +280,8 @@ class HttpxRequest:
         self.uri = uri
         self.body = body
         self.headers = _LowerCaseHeaders()
-        for name, value in header_items:  # httpx gives the names lower-cased
+        for name, value in header_items:
+            name = name.lower()  # as httpx gives them already
             self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value  # as httpx joins a repeated one
 
     @property

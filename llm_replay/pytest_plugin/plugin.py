@@ -237,8 +237,9 @@ def llm_cache() -> Iterator[Recorder]:
     item = _RUNNING[-1]
     suite = item.config.stash[SUITE]
     marker = item.get_closest_marker("llm_cache")
+    # an override's own errors are its own (a fixture error of the test), raised before the options are checked
+    config = item._request.getfixturevalue("llm_cache_config") if suite.config_overridden(item) else {}  # type: ignore[attr-defined]
     try:
-        config = item._request.getfixturevalue("llm_cache_config") if suite.config_overridden(item) else {}  # type: ignore[attr-defined]
         settings = suite.settings_for(config, marker.kwargs if marker else {})
         recorder = suite.recorder(settings, item.nodeid)
     except ValueError as error:
