@@ -3,9 +3,8 @@
 Marked tests get ``llm_cache`` at collection instead of through an autouse fixture: it must still be active
 before the test's own fixtures, and only for the tests that ask. A session keeps counts, not recordings:
 after many replays no Recorder is alive and only the cassette's few most recent recordings are (and those read
-ahead for the next tests), and what the run
-keeps per test is plain values the garbage collector stops scanning. Settings are
-worked out once per distinct configuration: different markers in one session still get their own.
+ahead for the next tests), and what the run keeps per test is plain values the garbage collector stops scanning.
+Settings are worked out once per distinct configuration: different markers in one session still get their own.
 """
 
 from __future__ import annotations

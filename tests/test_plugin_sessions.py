@@ -211,9 +211,11 @@ def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_py
     for name, text in OVERRIDES.items():
         (llm_pytester.path / name).parent.mkdir(exist_ok=True)
         (llm_pytester.path / name).write_text(text)
-    result = llm_pytester.runpytest("-s")
+    result = llm_pytester.runpytest("-s", "--setup-show")
     result.assert_outcomes(passed=5)
     assert sorted(printed(result, "MODE")) == ["class off", "marked off off", "module refresh", "plain record", "sub off"]
+    set_up = [line.split()[1] for line in result.outlines if "SETUP" in line and "llm_cache_config" in line]
+    assert sorted(set_up) == ["F", "F", "F", "M"], f"the three overrides set up (the class's twice), the default never: {set_up}"
 
 
 def test_default_mode_follows_ci(llm_pytester, env):
