@@ -211,9 +211,14 @@ def test_a_replay_reads_ahead_the_recordings_its_next_tests_own_alone_in_one_que
     assert writer._ahead == {}, "a writable cassette reads nothing ahead (what it writes would go stale)"
     writer.close()
 
+    import llm_replay.stores.sqlite as sqlite_store
+
+    built: list[int] = []
+    monkeypatch.setattr(sqlite_store, "_from_row", lambda row, build=sqlite_store._from_row: built.append(len(row[6])) or build(row))
     store = SQLiteCache(path, readonly=True)
     statements: list[str] = []
     store.warm(["t.py::a", "t.py::b"])
+    assert len(built) == len(mine) and max(built) < 2048, "an answer over the per-answer budget is never even read ahead"
     store._connection.set_trace_callback(statements.append)
     assert [store.get(r.fingerprint).response.body for r in mine] == [r.response.body for r in mine]
     assert statements == [], "the window's own recordings come from memory"

@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from ..errors import CassetteError
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
+from . import recent
 from .recent import RecentRecordings, within_budget
 from .summaries import RecordingSummary
 
@@ -250,11 +251,16 @@ class SQLiteCache:
             return
         owners = [json.dumps([self.scrubber.test_id(test_id)]) for test_id in test_ids]  # as ``put`` stores one owner
         with self._lock:
+            self._ahead = {}  # let go first: the last window's and this one's are never held together
             if not owners or self._reading() is None or not self._has_owners_index:
-                self._ahead = {}
                 return
-            rows = self._query(f"SELECT {_COLUMNS} FROM interactions WHERE tests IN ({', '.join('?' * len(owners))})", tuple(owners)).fetchall()
-        self._ahead = {interaction.key: interaction for interaction in within_budget(map(_from_row, rows))}
+            # an answer over the per-answer budget never leaves the file here; the rest are read as they fit the budget
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM interactions WHERE tests IN ({', '.join('?' * len(owners))}) "
+                "AND length(CAST(body AS BLOB)) + length(CAST(request AS BLOB)) <= ?",
+                (*owners, recent.HIT_CACHE_ITEM_BYTES),
+            )
+            self._ahead = {interaction.key: interaction for interaction in within_budget(map(_from_row, rows))}
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
