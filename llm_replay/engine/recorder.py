@@ -6,19 +6,20 @@ import shlex
 import threading
 from collections import Counter
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
-from .drift import Drift
 from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
-from .explain import explain_miss
 from .hooks import BeforeRecord, shaped
 from .host_patterns import HostPatterns
 from .matching import MatchRules, RekeyIndex
 from .settings import Mode
+
+if TYPE_CHECKING:  # what explains a miss and compares answers is imported when a miss or a comparison happens (~2 ms)
+    from .drift import Drift
 
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
@@ -120,6 +121,8 @@ class Recorder:
             if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
                 found, how = self._adopted(request, key), "adopted"
             if found is None and self.mode.fails_on_miss and strict:
+                from .explain import explain_miss
+
                 hint = self._record_hint() if self._record_hint else None
                 miss = CassetteMiss(
                     explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
@@ -202,6 +205,8 @@ class Recorder:
 
     def compare(self, found: Interaction, live: RecordedResponse | None) -> tuple[str, ...]:
         """Verify: how the live answer differs from the recording (drift classes); None means it could not be sent."""
+        from .drift import Drift
+
         drift = Drift.between(found.key, found.request_json, found.response, live, by="verify")
         with self._lock:
             self.drift.append(drift)
@@ -263,6 +268,8 @@ class Recorder:
             self.interactions.append(interaction)
             self.how.append("recorded")
         if replaced is not None:
+            from .drift import Drift
+
             drift = Drift.between(key, interaction.request_json, replaced.response, interaction.response)
             with self._lock:
                 self.drift.append(drift)

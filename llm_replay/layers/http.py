@@ -279,10 +279,11 @@ class HttpxRequest:
         self.method = method
         self.uri = uri
         self.body = body
-        self.headers = _LowerCaseHeaders()
+        headers: dict[str, str] = {}  # filled as a plain dict: the lower-casing lookups are for readers
         for name, value in header_items:
             name = name.lower()  # as httpx gives them already
-            self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value  # as httpx joins a repeated one
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value  # as httpx joins a repeated one
+        self.headers = _LowerCaseHeaders(headers)
 
     @property
     def _body(self) -> bytes:
