@@ -180,7 +180,7 @@ def test_the_savings_read_only_the_replayed_recordings_and_agree_across_stores(t
     is what the generic path over any store gives for the same recordings."""
     from llm_replay.engine.pricing import PriceBook, parse_prices
     from llm_replay.engine.savings import replay_savings
-    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.fingerprint import CanonicalRequest, canonicalize
     from llm_replay.model.interaction import Interaction, RecordedResponse
     from llm_replay.stores import sqlite
     from llm_replay.stores.memory import InMemoryCache
@@ -193,18 +193,37 @@ def test_the_savings_read_only_the_replayed_recordings_and_agree_across_stores(t
             latency_ms=100.0 * n,
         )
         for n in range(1, 8)
+    ] + [  # an answer that reports no tokens, beside priced ones of its model; a URL with a query, no model
+        Interaction.of(
+            canonicalize("POST", "https://api.openai.com/v1/chat/completions", json.dumps({"model": "house-model", "input": "no usage"}), "application/json"),
+            RecordedResponse(200, "OK", {}, b"{}"),
+            latency_ms=50.0,
+        ),
+        Interaction.of(
+            canonicalize("POST", "https://example.test/v1/embed?alt=sse&b=2", json.dumps({"contents": []}), "application/json"),  # no model: unpriced by URL
+            RecordedResponse(200, "OK", {}, json.dumps({"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1}}).encode()),
+        ),
     ]
     file_store, memory_store = sqlite.SQLiteCache(tmp_path / "c.sqlite3"), InMemoryCache()
     for recording in recordings:
         file_store.put(recording)
         memory_store.put(recording)
-    replays = {recordings[n].key: n for n in (1, 2, 4, 6)} | {("0" * 32, 0): 3, recordings[0].key: 0}
+    replays = {recordings[n].key: n for n in (1, 2, 4, 6)} | {("0" * 32, 0): 3, recordings[0].key: 0, recordings[7].key: 2, recordings[8].key: 3}
     book = PriceBook(parse_prices(["house-model: 1000 2000"], "ini option llm_prices"))
     try:
         assert [row.fingerprint for row in file_store.summaries(keys=replays)] == sorted(r.fingerprint for r in recordings if r.key in replays)
-        from_file, from_memory = replay_savings(file_store, replays, book), replay_savings(memory_store, replays, book)
+        from_memory = replay_savings(memory_store, replays, book)
+        with monkeypatch.context() as patched:  # SQLite adds the usage up in SQL: no request is parsed in Python
+            patched.setattr(CanonicalRequest, "from_stored", classmethod(lambda cls, text: pytest.fail(f"parsed a request in Python: {text}")))
+            from_file = replay_savings(file_store, replays, book)
+        monkeypatch.setattr(sqlite.sqlite3, "sqlite_version_info", (3, 37, 2))  # no JSON functions: requests parsed in Python
+        from_old_sqlite = replay_savings(file_store, replays, book)
     finally:
         file_store.close()
-    tokens = sum(count * 11 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6)))
-    assert from_file.tokens == from_memory.tokens == tokens
-    assert from_file.line() == from_memory.line() and from_file.priced == 13 and round(from_file.seconds, 1) == round(sum(count * 0.1 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6))), 1)
+    tokens = sum(count * 11 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6))) + 3 * 6
+    assert from_file.tokens == from_memory.tokens == from_old_sqlite.tokens == tokens
+    assert from_file.line() == from_memory.line() == from_old_sqlite.line()
+    assert from_file.priced == from_old_sqlite.priced == 13, "the answers that report no tokens are not priced"
+    assert from_file.cost == from_memory.cost == sum(count * (10 * (n + 1) * 1000 + (n + 1) * 2000) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6))) / Decimal(1_000_000)
+    assert from_file.unpriced == from_memory.unpriced == from_old_sqlite.unpriced == {"https://example.test/v1/embed?alt=sse&b=2": 3}
+    assert round(from_file.seconds, 1) == round(sum(count * 0.1 * (n + 1) for n, count in ((1, 1), (2, 2), (4, 4), (6, 6))) + 2 * 0.05, 1)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .credentials import is_secret_query_param
@@ -90,8 +90,7 @@ class CanonicalRequest:
     @property
     def url(self) -> str:
         """The URL as recorded, credentials removed from the query."""
-        query = "&".join(f"{key}={value}" for key, value in self.query)
-        return f"{self.host}{self.path}" + (f"?{query}" if query else "")
+        return url_of(self.host, self.path, self.query)
 
     @property
     def endpoint(self) -> str:
@@ -127,6 +126,12 @@ class CanonicalRequest:
                     value = value[-1]
                 return _message_text(value)
         return None
+
+
+def url_of(host: str, path: str, query: Iterable[Sequence[str]]) -> str:
+    """A canonical request's URL from its parts (``CanonicalRequest.url``; stores that read the parts in SQL)."""
+    joined = "&".join(f"{key}={value}" for key, value in query)
+    return f"{host}{path}" + (f"?{joined}" if joined else "")
 
 
 def canonicalize(method: str, url: str, body: bytes | str | None, content_type: str | bytes = "") -> CanonicalRequest:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
+from ..model.fingerprint import CanonicalRequest, url_of
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
 from . import recent
@@ -324,6 +325,33 @@ class SQLiteCache:
                     cursor = self._query(f"{query} WHERE (fingerprint, occurrence) IN (VALUES {pairs}) ORDER BY fingerprint, occurrence", tuple(part for key in chunk for part in key))
             while rows := cursor.fetchmany(2000):
                 yield from (RecordingSummary._make(row + pad) for row in rows)
+
+    def replayed_usage(self, replays: Mapping[Key, int]) -> Iterator[tuple[str | None, str, int, int, int, float]]:
+        """The tokens and latency of the recordings replayed ``replays[key]`` times each, added up in SQL by model,
+        URL and whether the answers report tokens: (model, url, calls, input tokens, output tokens, latency ms) per
+        group. No request is parsed in Python (the savings line at the end of a 1,000-test replay: ~2 ms, not ~8)."""
+        wanted = sorted(replays.items())
+        if sqlite3.sqlite_version_info < (3, 38):  # JSON functions built in from 3.38: each request is parsed here instead
+            for row in self.summaries(keys=replays):
+                count, request = replays[row.fingerprint, row.occurrence], CanonicalRequest.from_stored(row.request_json)
+                yield row.model, request.url, count, count * (row.input_tokens or 0), count * (row.output_tokens or 0), count * (row.latency_ms or 0.0)
+            return
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start : start + _KEYS_PER_QUERY]
+            with self._lock:
+                if self._reading() is None:
+                    return
+                rows = self._query(
+                    f"WITH replayed (fingerprint, occurrence, times) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
+                    "SELECT model, CASE WHEN json_valid(request) THEN json_extract(request, '$.host', '$.path', '$.query') END, "
+                    "coalesce(input_tokens, 0) > 0 OR coalesce(output_tokens, 0) > 0, sum(times), sum(times * coalesce(input_tokens, 0)), "
+                    "sum(times * coalesce(output_tokens, 0)), sum(times * coalesce(latency_ms, 0.0)) "
+                    "FROM replayed JOIN interactions USING (fingerprint, occurrence) GROUP BY 1, 2, 3",
+                    tuple(part for (fingerprint, occurrence), times in chunk for part in (fingerprint, occurrence, times)),
+                ).fetchall()
+            for model, where, _, calls, input_tokens, output_tokens, latency_ms in rows:
+                host, path, query = json.loads(where) if where else ("", "", ())  # a request that is not JSON names no URL
+                yield model, url_of(host or "", path or "", query or ()), calls, input_tokens, output_tokens, latency_ms
 
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
