@@ -20,6 +20,8 @@ _MISSING = object()
 _DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth
 # Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
 # and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
+# The canonical text: sorted keys, no spaces, text as it is (one encoder for every request: json.dumps with options makes one each call).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):[A-Za-z]+$|^/model/(?P<bedrock>[^/]+)/[a-z-]+$")
 
 
@@ -37,7 +39,7 @@ class CanonicalRequest:
     _text: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = _CANONICAL_JSON.encode(self.as_dict())
         object.__setattr__(self, "_text", text)
         object.__setattr__(self, "fingerprint", hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
 

@@ -57,7 +57,12 @@ class TestOutcome(NamedTuple):
     @property
     def complete_pass(self) -> bool:
         """Setup, call and teardown all passed (a skip or an xfail is no pass)."""
-        return self.passed and self.called
+        return _complete_pass(self)
+
+
+def _complete_pass(values: tuple) -> bool:
+    """``TestOutcome.complete_pass`` of a test's plain tuple (the books keep those): passed, and called."""
+    return values[0] and values[1]
 
 
 # What llm_cache attaches to a test's teardown report, for pytest-xdist to carry to the controller (a plain tuple:
@@ -123,7 +128,7 @@ class RunOutcome:
 
     def passes(self, vanished: Iterable[str] = ()) -> dict[str, frozenset[Key]]:
         """The tests that passed, with what each used; ``vanished`` tests as passing with nothing."""
-        found = {nodeid: frozenset(test.used) for nodeid, test in self.tests.items() if test.complete_pass}
+        found = {nodeid: frozenset(values[2]) for nodeid, values in self._tests.items() if _complete_pass(values)}  # values[2]: used
         return {**{test: frozenset() for test in vanished}, **found}
 
     def replays(self) -> Counter[Key]:
@@ -133,7 +138,7 @@ class RunOutcome:
     @property
     def writes(self) -> bool:
         """Whether some test ran in a mode that writes the cassette."""
-        return any(test.writes for test in self.tests.values())
+        return any(values[4] for values in self._tests.values())  # TestOutcome.writes
 
 
 def prunable(
@@ -154,7 +159,7 @@ def prunable(
         if not stored or (chosen is not None and chosen.isdisjoint(stored)):
             continue
         owners = set(stored) | users.get(key, set())
-        if all(_gone(owner, rootdir, files) or (owner in passes and key not in passes[owner].used) for owner in owners) and written_before(
+        if all((owner in passes and key not in passes[owner].used) or _gone(owner, rootdir, files) for owner in owners) and written_before(
             recorded_at, owners, passes
         ):
             found.append(key)

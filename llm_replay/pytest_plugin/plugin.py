@@ -361,6 +361,7 @@ class _RunWatcher:
         self.outcome = suite.outcome
         self.test_id = suite.scrubber.test_id
         self.broken: set[str] = set()
+        self._scrubbed = ("", "")  # the last test's id and its scrubbed form: its call and teardown reports ask in turn
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -384,8 +385,11 @@ class _RunWatcher:
         usage = getattr(report, "llm_replay", None)
         if changes_nothing(report.when, report.outcome, usage):  # two reports of three: no test id to scrub
             return
-        self.outcome.add_report(self.test_id(report.nodeid), report.when, report.outcome, usage)
-        self.suite.note_outcome(report.nodeid, report.when, report.outcome)
+        nodeid = report.nodeid
+        if self._scrubbed[0] != nodeid:
+            self._scrubbed = (nodeid, self.test_id(nodeid))
+        self.outcome.add_report(self._scrubbed[1], report.when, report.outcome, usage)
+        self.suite.note_outcome(nodeid, report.when, report.outcome)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
