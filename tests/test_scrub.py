@@ -330,3 +330,7 @@ def test_a_test_id_scrubbed_before_its_secret_was_set_is_scrubbed_again_after():
     assert scrubber.test_id(test_id) == test_id
     environ["TENANT_KEY"] = "tenant-secret-4f2a9c"  # a new name
     assert scrubber.test_id(test_id) == "t.py::test_tenant[<scrubbed:TENANT_KEY>]"
+    del environ["TENANT_KEY"]
+    assert scrubber.test_ids([test_id, "t.py::test_plain"]) == [test_id, "t.py::test_plain"]  # many at once, read afresh too
+    environ["TENANT_KEY"] = "tenant-secret-4f2a9c"
+    assert scrubber.test_ids([test_id, "t.py::test_plain"]) == ["t.py::test_tenant[<scrubbed:TENANT_KEY>]", "t.py::test_plain"]

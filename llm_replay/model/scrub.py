@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from .credentials import (
     SECRET_BODY_FIELDS,
@@ -247,7 +247,14 @@ class Scrubber:
     def test_id(self, test_id: str) -> str:
         """A test's id as a cassette stores it: a secret in a parametrize id replaced, as everywhere else.
         Remembered while the secrets stay the same (a test's id is asked for at each phase and report)."""
+        return self._test_id(self._current_env(), test_id)
+
+    def test_ids(self, test_ids: Iterable[str]) -> list[str]:
+        """``test_id`` of each, the environment read once (a collection, a read-ahead window)."""
         env = self._current_env()
+        return [self._test_id(env, test_id) for test_id in test_ids]
+
+    def _test_id(self, env: _EnvSecrets, test_id: str) -> str:
         scrubbed = env.test_ids.get(test_id)
         if scrubbed is None:
             if len(env.test_ids) >= 4096:

@@ -379,7 +379,7 @@ class _RunWatcher:
                     narrowed.add((here / arg.split("::", 1)[0]).resolve().relative_to(rootdir.resolve()).as_posix())
                 except ValueError:
                     continue
-        self.outcome.add_collected((self.test_id(item.nodeid) for item in items), narrowed, self.broken)
+        self.outcome.add_collected(self.suite.scrubber.test_ids(item.nodeid for item in items), narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         usage = getattr(report, "llm_replay", None)

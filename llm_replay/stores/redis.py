@@ -249,7 +249,7 @@ class RedisCache:
     def warm(self, test_ids: Sequence[str]) -> None:
         """Read ahead, in one round trip, what these tests will ask: each one's stored instant and the recordings
         it owns (what was read ahead before is let go)."""
-        test_ids = [self.scrubber.test_id(test_id) for test_id in test_ids]
+        test_ids = self.scrubber.test_ids(test_ids)
         if not test_ids:
             self._ahead, self._ahead_clocks = {}, {}
             return

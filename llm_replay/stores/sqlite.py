@@ -250,7 +250,7 @@ class SQLiteCache:
         (any written since it came); a recording several tests share is looked up when asked."""
         if not self.readonly:
             return
-        owners = [json.dumps([self.scrubber.test_id(test_id)]) for test_id in test_ids]  # as ``put`` stores one owner
+        owners = [json.dumps([test_id]) for test_id in self.scrubber.test_ids(test_ids)]  # as ``put`` stores one owner
         with self._lock:
             self._ahead = {}  # let go first: the last window's and this one's are never held together
             if not owners or self._reading() is None or not self._has_owners_index:
