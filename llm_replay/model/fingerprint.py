@@ -18,10 +18,10 @@ from .credentials import is_secret_query_param
 
 _MISSING = object()
 _DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth
-# Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
-# and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
 # The canonical text: sorted keys, no spaces, text as it is (one encoder for every request: json.dumps with options makes one each call).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
+# and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
 _MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):[A-Za-z]+$|^/model/(?P<bedrock>[^/]+)/[a-z-]+$")
 
 
