@@ -157,6 +157,20 @@ def test_change_owners_adds_and_removes_owning_tests_of_the_named_keys_only(stor
     assert {key: tests for key, tests, _ in store.index()}[b.key] == () and len(store) == 2, "no owners is not no recording"
 
 
+def test_the_owned_index_is_the_index_without_the_recordings_no_test_owns(store: Store) -> None:
+    """What the end of a run reads (it counts only what tests own): the same rows, in the same key order, and an
+    owner removed since takes its recording out; a recording of several owners or of a quoted id stays."""
+    kept = [_interaction("a", tests=("t.py::test_a",)), _interaction("b", tests=("t.py::test_b", 't.py::test_["q"]')), _interaction("c", tests=("t.py::test_c",))]
+    for recording in [*kept, _interaction("orphan", tests=()), _interaction("imported", occurrence=1, tests=())]:
+        store.put(recording)
+    store.change_owners({kept[2].key: OwnerChange(removed=("t.py::test_c",))})
+    everything = store.index()
+    assert len(everything) == 5 and [key for key, _, _ in everything] == sorted(key for key, _, _ in everything)
+    owned = store.index(owned=True)
+    assert owned == [row for row in everything if row[1]]
+    assert sorted(key for key, _, _ in owned) == sorted(recording.key for recording in kept[:2])
+
+
 def test_two_sessions_settling_owners_at_once_each_keep_what_they_add(make: StoreFactory, kind: str) -> None:
     """Both read the owners, then both write: a change applies to what is stored then, not to what was read."""
     shared = STORES[kind][1]

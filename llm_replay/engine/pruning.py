@@ -34,7 +34,9 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
     cassette = open_store(cassette_spec, readonly=not (outcome.writes or prune))
     try:
-        index = cassette.index()  # read once (10,000 recordings: ~0.1 s), again only after ownership was written
+        # read once, again only after ownership was written; a recording no test owns counts only where a test of
+        # this run became its owner (settled below), so a run that writes nothing reads the owned ones alone
+        index = cassette.index(owned=not outcome.writes)
         vanished = outcome.vanished({test for _, owners, _ in index for test in owners})
         passes = outcome.passes(vanished)
         lines = []
@@ -46,7 +48,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             known = {test: TestPass(uid, started_at, used) for test, used in passes.items()}
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index)
-            index = cassette.index()
+            index = cassette.index(owned=True)
         unused = prunable(index, known, rootdir, among=passes)
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
@@ -108,7 +110,7 @@ def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, com
             f"no passing test is recorded for {cassette.describe()} (bookkeeping {ledger.path}): run the tests once "
             f"(pytest, in this project; the recordings of the tests that pass without them become prunable), then {command}"
         )
-    return prunable(cassette.index(), passes, rootdir)
+    return prunable(cassette.index(owned=True), passes, rootdir)
 
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:

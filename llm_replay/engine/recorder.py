@@ -216,7 +216,7 @@ class Recorder:
         """Recordings of the suite cassette this test owns but did not use (``fail_unplayed``)."""
         if self.test_id is None:
             return []
-        return [key for key, tests, _ in self.cassette.index() if self.test_id in tests and key not in self.used]
+        return [key for key, tests, _ in self.cassette.index(owned=True) if self.test_id in tests and key not in self.used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""

@@ -54,8 +54,9 @@ class Store(Protocol):
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
 
-    def index(self) -> list[tuple["Key", tuple[str, ...], str]]:
-        """Every key with the tests that own it and when it was recorded (for pruning), without the bodies."""
+    def index(self, owned: bool = False) -> list[tuple["Key", tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without the bodies, in key
+        order; ``owned``: only the recordings some test owns (all that ownership and pruning can count)."""
 
     def change_owners(self, changes: Mapping["Key", "OwnerChange"]) -> None:
         """Add and remove owning tests of these interactions, atomically against the owners stored now (not as

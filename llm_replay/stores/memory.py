@@ -72,9 +72,9 @@ class InMemoryCache:
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
-    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
-        """Every key with the tests that own it and when it was recorded."""
-        return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items())]
+    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded; ``owned``: only those some test owns."""
+        return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items()) if interaction.tests or not owned]
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
         """Add and remove owning tests (absent keys are ignored)."""

@@ -355,12 +355,13 @@ class RedisCache:
         ]
         return iter([(fingerprint, occurrence, request) for _, (fingerprint, occurrence), request in sorted(rows)])
 
-    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
-        """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies."""
+    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies;
+        ``owned``: only those some test owns."""
         return [
             (key, _tests(owners), recorded_at.decode())
             for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at")
-            if recorded_at is not None  # deleted since the keys were listed
+            if recorded_at is not None and (owners or not owned)  # None: deleted since the keys were listed
         ]
 
     def __len__(self) -> int:

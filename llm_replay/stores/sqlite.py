@@ -407,14 +407,16 @@ class SQLiteCache:
 
     # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
-    def index(self) -> list[tuple[Key, tuple[str, ...], str]]:
-        """Every key with the tests that own it and when it was recorded, without loading the bodies."""
+    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded, without loading the bodies; ``owned``: only
+        those some test owns (SQLite skips the rest: no row of theirs is made in Python)."""
         with self._lock:
             if self._reading() is None:
                 return []
             # from the owners index where the file has it (a tenth of the pages), else in the table's order (walking the
             # key's index reads the table's pages out of order, 2x slower); sorted here
-            rows = self._query("SELECT fingerprint, occurrence, tests, recorded_at FROM interactions").fetchall()
+            where = " WHERE tests != '[]'" if owned else ""
+            rows = self._query(f"SELECT fingerprint, occurrence, tests, recorded_at FROM interactions{where}").fetchall()
         rows.sort()  # by key: no two rows share one
         return [((fingerprint, occurrence), _owners(tests), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
 
