@@ -266,7 +266,9 @@ def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
 def _vcr_request_of_httpx(real_request: Any, real_request_body: bytes) -> HttpxRequest:
     """What vcrpy's httpx stubs build from an httpx/httpx2 request and hand to the cassette (ours): vcrpy's own
     parses the URL and files every header in a case-insensitive dict, ~20 µs of each replayed call."""
-    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, real_request.headers.multi_items())
+    headers = real_request.headers
+    encoding = headers.encoding  # what multi_items would ask for twice per header: the headers' own decoding
+    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, [(name.decode(encoding), value.decode(encoding)) for name, value in headers.raw])
 
 
 class HttpxRequest:
@@ -281,7 +283,7 @@ class HttpxRequest:
         self.body = body
         headers: dict[str, str] = {}  # filled as a plain dict: the lower-casing lookups are for readers
         for name, value in header_items:
-            name = name.lower()  # as httpx gives them already
+            name = name.lower()  # as multi_items would give them
             headers[name] = f"{headers[name]}, {value}" if name in headers else value  # as httpx joins a repeated one
         self.headers = _LowerCaseHeaders(headers)
 
