@@ -62,3 +62,11 @@ def test_the_instruction_count_splits_a_session_into_once_paid_and_per_test_cost
     assert lines[4].endswith("|        1.500 M |       150 | 1.125x the floor session"), lines[4]  # 1.5e9 over 5e9 + 1,000 x 7e6
     del sys.modules[spec.name]
     sys.modules.pop("run", None)
+
+
+def test_a_slower_machine_says_what_its_microseconds_are_at_the_reference_run_s_speed(bench):
+    """The µs targets stay checked in this machine's µs; beside them, the figure at the reference run's speed."""
+    slow = [bench.Row("floor: openai SDK over httpx2.MockTransport, ~1 KB JSON", 2 * bench.REFERENCE_FLOOR_US, "1.00x floor")]
+    assert bench.at_reference_speed(500.0, slow) == f" (~250 µs at the reference run's speed: this machine's floor call is 2.00x its {bench.REFERENCE_FLOOR_US:.0f} µs)"
+    near = [bench.Row(slow[0].name, 1.1 * bench.REFERENCE_FLOOR_US, "1.00x floor")]
+    assert bench.at_reference_speed(500.0, near) == "" and bench.at_reference_speed(500.0, []) == ""
