@@ -66,7 +66,15 @@ def test_the_instruction_count_splits_a_session_into_once_paid_and_per_test_cost
 
 def test_a_slower_machine_says_what_its_microseconds_are_at_the_reference_run_s_speed(bench):
     """The µs targets stay checked in this machine's µs; beside them, the figure at the reference run's speed."""
-    slow = [bench.Row("floor: openai SDK over httpx2.MockTransport, ~1 KB JSON", 2 * bench.REFERENCE_FLOOR_US, "1.00x floor")]
-    assert bench.at_reference_speed(500.0, slow) == f" (~250 µs at the reference run's speed: this machine's floor call is 2.00x its {bench.REFERENCE_FLOOR_US:.0f} µs)"
-    near = [bench.Row(slow[0].name, 1.1 * bench.REFERENCE_FLOOR_US, "1.00x floor")]
+    slow = [bench.Row(bench.FLOOR_SESSION, 2 * bench.REFERENCE_FLOOR_SESSION_US, "1.00x floor")]
+    assert bench.at_reference_speed(500.0, slow) == " (~250 µs at the reference run's speed: this machine's floor session took 2.00x its 2.38 s)"
+    near = [bench.Row(bench.FLOOR_SESSION, 1.1 * bench.REFERENCE_FLOOR_SESSION_US, "1.00x floor")]
     assert bench.at_reference_speed(500.0, near) == "" and bench.at_reference_speed(500.0, []) == ""
+
+
+def test_a_target_the_rounds_spread_straddles_is_neither_met_nor_missed(bench):
+    """An earlier version printed PASS for "within noise (±554 µs)" against a 300 µs target."""
+    assert bench.verdict(bench.added_row("added", [-300.0, 100.0, 800.0]), 300) == "UNSURE"  # within noise
+    assert bench.verdict(bench.added_row("added", [150.0, 280.0, 450.0]), 300) == "UNSURE"  # ±150 around 280
+    assert bench.verdict(bench.added_row("added", [200.0, 220.0, 240.0]), 300) == "PASS"
+    assert bench.verdict(bench.added_row("added", [380.0, 400.0, 420.0]), 300) == "MISS"
