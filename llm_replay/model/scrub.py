@@ -73,7 +73,7 @@ def _might_name_a_secret(text: str) -> bool:
     if not text.isascii():
         return name_rules().hint.search(text) is not None
     words = text.lower().replace("-", "_")
-    return any(word in words for word in _FIELD_WORDS) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
+    return any(map(words.__contains__, _FIELD_WORDS)) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
 
 
 def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
