@@ -40,16 +40,13 @@ def test_a_comparison_gives_a_ratio_only_when_both_sides_are_clear_of_noise(benc
     assert bench.how_much_more([400.0, 420.0, 440.0], [100.0, 110.0, 120.0], "cassetter") == "llm_replay adds 3.8x as much as cassetter"
 
 
-def test_the_instruction_count_splits_a_session_into_once_paid_and_per_test_costs(bench):
+def test_the_instruction_count_splits_a_session_into_once_paid_and_per_test_costs(bench, monkeypatch):
     """benchmarks/instructions.py: four counted sessions give back the costs they were made of."""
     spec = importlib.util.spec_from_file_location("llm_replay_bench_instructions", RUN.with_name("instructions.py"))
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(RUN.parent))  # it imports run.py as ``run``
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(RUN.parent))
+    monkeypatch.setitem(sys.modules, "run", bench)  # it imports run.py as ``run``
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
     startup, floor_test, once, per_test = 5_000_000_000, 7_000_000, 300_000_000, 1_200_000
 
     def session(tests: int, ours: bool) -> int:
@@ -60,8 +57,6 @@ def test_the_instruction_count_splits_a_session_into_once_paid_and_per_test_cost
     assert counts.added_per_test(1_000) == per_test + once / 1_000
     lines = module.report(counts, speed=1e-10)  # 10 instructions a ns
     assert lines[4].endswith("|        1.500 M |       150 | 1.125x the floor session"), lines[4]  # 1.5e9 over 5e9 + 1,000 x 7e6
-    del sys.modules[spec.name]
-    sys.modules.pop("run", None)
 
 
 def test_a_slower_machine_says_what_its_microseconds_are_at_the_reference_run_s_speed(bench):
