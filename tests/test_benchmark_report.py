@@ -73,3 +73,10 @@ def test_a_target_the_rounds_spread_straddles_is_neither_met_nor_missed(bench):
     assert bench.verdict(bench.added_row("added", [150.0, 280.0, 450.0]), 300) == "UNSURE"  # ±150 around 280
     assert bench.verdict(bench.added_row("added", [200.0, 220.0, 240.0]), 300) == "PASS"
     assert bench.verdict(bench.added_row("added", [380.0, 400.0, 420.0]), 300) == "MISS"
+
+
+def test_a_target_line_gives_a_noisy_row_no_figure_and_a_clear_one_its_figure_at_the_reference_speed(bench):
+    slow = [bench.Row(bench.FLOOR_SESSION, 2 * bench.REFERENCE_FLOOR_SESSION_US, "1.00x floor")]
+    assert bench.measured(bench.added_row("added", [-300.0, 100.0, 800.0]), slow) == "within noise (±550 µs over 3 rounds)"
+    clear = bench.measured(bench.added_row("added", [390.0, 400.0, 410.0]), slow)
+    assert clear.startswith("400 µs (±10 µs over 3 rounds) (~200 µs at the reference run's speed"), clear
