@@ -309,7 +309,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         miss = call.excinfo.value
         call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
-    recorder = item.stash.get(RECORDER, None)
+    recorder = item.stash[RECORDER] if RECORDER in item.stash else None  # no KeyError raised for a test without llm_cache
     suite = item.config.stash.get(SUITE, None)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
