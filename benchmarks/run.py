@@ -8,7 +8,8 @@ replay rows run the very same client; their transport raises if a replay ever re
 The anchors (the ``bench`` extra, in a venv of its own): vcrpy, pytest-recording and cassetter. Whole pytest
 sessions run the same test file with no plugin (the floor), then with one tool at a time.
 
-Prints one table of medians and ratios, then the targets of issues 7 and 16 with PASS/MISS.
+Prints one table of medians and ratios, then the targets of issues 7 and 16 with PASS/MISS (UNSURE where the
+rounds spread wider than the distance to the target).
 About 10 minutes on 2 cores; ``--quick`` for a smoke run with fewer repeats and smaller sizes.
 """
 
@@ -670,7 +671,7 @@ def verdict(row: Row, limit_us: float) -> str:
 
 
 def targets(rows: list[Row]) -> list[str]:
-    """Issue 7's and issue 16's targets, each with what was measured and PASS or MISS."""
+    """Issue 7's and issue 16's targets, each with what was measured and PASS, MISS or UNSURE."""
     lines = []
 
     def check(ok: bool | str, text: str) -> None:
