@@ -135,6 +135,25 @@ def test_llm_prune_deletes_only_what_the_selected_tests_passed_without(project, 
         print("\nv1 recordings kept of 9, per selection form:", kept_counts)
 
 
+def test_a_replay_prune_of_a_class_keeps_a_recording_no_test_owns(project, env):
+    """A run that writes nothing reads only owned recordings at its end: an unowned one (imported, or recorded
+    outside a test) is neither counted nor deleted, and the selection's own unused recordings still go."""
+    project.runpytest("--llm-mode=record").assert_outcomes(passed=9)  # v2 answers: every v1 one is unused now
+    cassette = cassette_file(project)
+    columns = "occurrence, request, status, reason, headers, body, recorded_at, model, input_tokens, output_tokens, latency_ms"
+    with sqlite3.connect(cassette) as db:
+        db.execute(
+            f"INSERT INTO interactions (fingerprint, {columns}, tests) SELECT 'unowned' || fingerprint, {columns}, '[]' FROM interactions "
+            "WHERE json_extract(request, '$.body.messages[0].content') = 'v2 test_a'"
+        )
+    result = project.runpytest("--llm-mode=replay", "--llm-prune", "test_top.py::TestK")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["llm_replay: 2 recordings no longer used by the tests that ran", "llm_replay: --llm-prune deleted 2 recordings *"])
+    assert surviving_v1(cassette) == EVERY - {"test_k1", "test_k2"}
+    with sqlite3.connect(cassette) as db:
+        assert db.execute("SELECT tests FROM interactions WHERE fingerprint LIKE 'unowned%'").fetchall() == [("[]",)]
+
+
 def test_a_prune_racing_a_recording_session_keeps_what_that_session_records(project, server, env):
     """The pruning run starts first and finishes last; the other session records 9 new answers in between."""
     started, gate = project.path / "STARTED", project.path / "RECORDED"
