@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from contextvars import ContextVar, Token
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -267,8 +268,25 @@ def _vcr_request_of_httpx(real_request: Any, real_request_body: bytes) -> HttpxR
     """What vcrpy's httpx stubs build from an httpx/httpx2 request and hand to the cassette (ours): vcrpy's own
     parses the URL and files every header in a case-insensitive dict, ~20 µs of each replayed call."""
     headers = real_request.headers
-    encoding = headers.encoding  # what multi_items would ask for twice per header: the headers' own decoding
-    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, [(name.decode(encoding), value.decode(encoding)) for name, value in headers.raw])
+    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, _lower_case_headers(headers.raw, headers.encoding))
+
+
+def _lower_case_headers(raw: list[tuple[bytes, bytes]], encoding: str) -> dict[str, str]:
+    """The headers under lower-case names, decoded as httpx decodes them (``encoding``: the headers' own), a repeated
+    one joined with ", " as httpx joins it. All names, then all values, are decoded in one C-level pass each."""
+    names = b"\n".join(map(_NAME, raw)).decode(encoding).lower().split("\n")
+    values = b"\n".join(map(_VALUE, raw)).decode(encoding).split("\n")
+    headers = dict(zip(names, values))
+    if len(headers) == len(names) == len(values) == len(raw):
+        return headers
+    headers = {}  # a repeated header, or a line break inside one (httpx sends neither, but may be handed them)
+    for name, value in raw:
+        name, value = name.decode(encoding).lower(), value.decode(encoding)
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 class HttpxRequest:
@@ -277,15 +295,11 @@ class HttpxRequest:
 
     __slots__ = ("method", "uri", "body", "headers", _STATE)
 
-    def __init__(self, method: str, uri: str, body: bytes, header_items: list[tuple[str, str]]) -> None:
+    def __init__(self, method: str, uri: str, body: bytes, headers: dict[str, str]) -> None:
         self.method = method
         self.uri = uri
         self.body = body
-        headers: dict[str, str] = {}  # filled as a plain dict: the lower-casing lookups are for readers
-        for name, value in header_items:
-            name = name.lower()  # as multi_items would give them
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value  # as httpx joins a repeated one
-        self.headers = _LowerCaseHeaders(headers)
+        self.headers = _LowerCaseHeaders(headers)  # filled as a plain dict: the lower-casing lookups are for readers
 
     @property
     def _body(self) -> bytes:
