@@ -155,3 +155,13 @@ def test_the_fast_look_for_credential_names_answers_as_the_regex_does(text):
     from llm_replay.model.scrub import _might_name_a_secret, name_rules
 
     assert _might_name_a_secret(text) == (name_rules().hint.search(text) is not None)
+
+
+@FUZZ
+@given(value=json_values)
+def test_the_canonical_text_is_what_json_dumps_gives_with_the_canonical_options(value):
+    # The canonical text is made by one C encoder kept for every request (no circular-reference check): it must give
+    # the fingerprints json.dumps gave (NaN, infinities and lone surrogates included), or every recording stops matching.
+    from llm_replay.model.fingerprint import _canonical_json
+
+    assert _canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

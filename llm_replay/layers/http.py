@@ -267,23 +267,29 @@ def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
 def _vcr_request_of_httpx(real_request: Any, real_request_body: bytes) -> HttpxRequest:
     """What vcrpy's httpx stubs build from an httpx/httpx2 request and hand to the cassette (ours): vcrpy's own
     parses the URL and files every header in a case-insensitive dict, ~20 µs of each replayed call."""
-    headers = real_request.headers
-    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, _lower_case_headers(headers.raw, headers.encoding))
+    return HttpxRequest(real_request.method, str(real_request.url), real_request_body, _lower_case_headers(real_request.headers))
 
 
-def _lower_case_headers(raw: list[tuple[bytes, bytes]], encoding: str) -> dict[str, str]:
-    """The headers under lower-case names, decoded as httpx decodes them (``encoding``: the headers' own), a repeated
-    one joined with ", " as httpx joins it. All names, then all values, are decoded in one C-level pass each."""
-    names = b"\n".join(map(_NAME, raw)).decode(encoding).lower().split("\n")
-    values = b"\n".join(map(_VALUE, raw)).decode(encoding).split("\n")
-    headers = dict(zip(names, values))
-    if len(headers) == len(names) == len(values) == len(raw):
-        return headers
-    headers = {}  # a repeated header, or a line break inside one (httpx sends neither, but may be handed them)
+def _lower_case_headers(headers: Any) -> dict[str, str]:
+    """The headers under lower-case names, decoded as httpx decodes them, a repeated one joined with ", " as httpx
+    joins it. All names, then all values, are decoded in one C-level pass each: as ASCII when they all are (what
+    httpx's ``encoding`` would find, header by header in Python), else in the headers' own encoding."""
+    raw = headers.raw
+    names, values = b"\n".join(map(_NAME, raw)), b"\n".join(map(_VALUE, raw))
+    try:
+        decoded_names, decoded_values = names.decode("ascii"), values.decode("ascii")
+    except UnicodeDecodeError:
+        decoded_names, decoded_values = names.decode(headers.encoding), values.decode(headers.encoding)
+    lower_names, split_values = decoded_names.lower().split("\n"), decoded_values.split("\n")
+    found = dict(zip(lower_names, split_values))
+    if len(found) == len(lower_names) == len(split_values) == len(raw):
+        return found
+    found = {}  # a repeated header, or a line break inside one (httpx sends neither, but may be handed them)
+    encoding = headers.encoding
     for name, value in raw:
         name, value = name.decode(encoding).lower(), value.decode(encoding)
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
+        found[name] = f"{found[name]}, {value}" if name in found else value
+    return found
 
 
 _NAME, _VALUE = itemgetter(0), itemgetter(1)

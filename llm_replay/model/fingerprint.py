@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .credentials import is_secret_query_param
@@ -20,6 +20,24 @@ _MISSING = object()
 _DEEP = 200  # brackets in a body past which its JSON is checked for dumpable depth
 # The canonical text: sorted keys, no spaces, text as it is (one encoder for every request: json.dumps with options makes one each call).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical_encoder() -> Callable[[Any], str]:
+    """``_CANONICAL_JSON.encode``, or the same C encoder built once rather than per call (half the cost of a request's
+    canonical text). Without the circular-reference check it keeps no state between calls; a body is parsed JSON or
+    a multipart form, never circular (and a cycle would still fail: too deep to encode)."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the C accelerator
+        return _CANONICAL_JSON.encode
+    chunks = make(None, _CANONICAL_JSON.default, json.encoder.encode_basestring, None, ":", ",", True, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_canonical_json = _canonical_encoder()
 # Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
 # and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
 _MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):[A-Za-z]+$|^/model/(?P<bedrock>[^/]+)/[a-z-]+$")
@@ -39,7 +57,7 @@ class CanonicalRequest:
     _text: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        text = _CANONICAL_JSON.encode(self.as_dict())
+        text = _canonical_json(self.as_dict())
         object.__setattr__(self, "_text", text)
         object.__setattr__(self, "fingerprint", hashlib.blake2b(text.encode(), digest_size=16).hexdigest())
 
