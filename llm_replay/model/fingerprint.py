@@ -38,6 +38,7 @@ def _canonical_encoder() -> Callable[[Any], str]:
 
 
 _canonical_json = _canonical_encoder()
+
 # Providers that name the model in the URL path: Gemini (…/models/<model>:generateContent, also on Vertex AI)
 # and Bedrock (/model/<model id>/converse, the id's ":" sent as %3A).
 _MODEL_IN_PATH = re.compile(r"/models/(?P<gemini>[^/:]+):[A-Za-z]+$|^/model/(?P<bedrock>[^/]+)/[a-z-]+$")
