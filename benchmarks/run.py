@@ -139,6 +139,7 @@ class Row:
     shown: str | None = None  # instead of the median, when the median alone would mislead (noise)
     low_us: float = 0.0  # the median's confidence interval over the rounds, where the row is a difference of rounds
     high_us: float = 0.0
+    confidence: float = 1.0  # that the interval holds the true median
 
 
 # CPU time of this process, not wall time: on a machine shared with other work, wall time measures
@@ -504,10 +505,10 @@ def added_row(name: str, samples: list[float]) -> Row:
     rounds = f"{confidence:.0%} interval {fmt_time(low)} to {fmt_time(high)} over {len(samples)} rounds"
     median = statistics.median(samples)
     if within_noise(samples):
-        return Row(name, max(median, 0.0), note=f"within noise ({rounds})", shown="within noise", low_us=low, high_us=high)
+        return Row(name, max(median, 0.0), note=f"within noise ({rounds})", shown="within noise", low_us=low, high_us=high, confidence=confidence)
     if median < 0:
-        return Row(name, 0.0, note=f"{fmt_time(-median)} less than the floor ({rounds})", shown="below floor", low_us=low, high_us=high)
-    return Row(name, median, note=rounds, low_us=low, high_us=high)
+        return Row(name, 0.0, note=f"{fmt_time(-median)} less than the floor ({rounds})", shown="below floor", low_us=low, high_us=high, confidence=confidence)
+    return Row(name, median, note=rounds, low_us=low, high_us=high, confidence=confidence)
 
 
 def how_much_more(ours: list[float], theirs: list[float], name: str) -> str:
@@ -678,7 +679,10 @@ def measured(row: Row, rows: list[Row]) -> str:
 
 
 def verdict(row: Row, limit_us: float) -> str:
-    """PASS when the median's whole interval is within the limit, MISS when all of it is over, else UNSURE."""
+    """PASS when the median's whole interval is within the limit, MISS when all of it is over, else UNSURE; UNSURE too
+    when the interval holds the median with under 75% confidence (fewer than 3 rounds, as in --quick)."""
+    if row.confidence < 0.75:
+        return "UNSURE"
     if row.high_us <= limit_us:
         return "PASS"
     return "MISS" if row.low_us > limit_us else "UNSURE"

@@ -84,6 +84,7 @@ def test_the_median_s_interval_narrows_with_rounds_where_half_the_range_would_no
     assert row.note == "96% interval 240 µs to 280 µs over 9 rounds" and bench.verdict(row, 300) == "PASS"
     assert bench.verdict(bench.added_row("added", [*rounds[:-1], 310.0, 900.0]), 300) == "UNSURE"  # the 2nd largest is over
     assert bench.median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0, 0.75)  # too few rounds for 95%: the whole range, said so
+    assert bench.verdict(bench.added_row("added", [900.0]), 300) == "UNSURE"  # one round (--quick) holds it with 0%
 
 
 def test_a_target_line_gives_a_noisy_row_no_figure_and_a_clear_one_its_figure_at_the_reference_speed(bench):
