@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager, nullcontext
+from importlib import import_module
+from types import ModuleType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -21,6 +24,7 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..engine.matching import BeforeFingerprint
     from ..engine.recorder import Recorder
     from ..model.scrub import Scrubber
+    from . import http, network  # loaded by _layer on first use (named here for the layer rule and for readers)
 
 @contextmanager
 def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
@@ -32,10 +36,9 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     Replay and adopt also block every connection that would leave the machine, except to ``allowed_hosts`` and
     the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
     """
-    from .network import blocking_network, network_open
-
+    network = _layer(_NETWORK)
     if recorder.mode is Mode.OFF:
-        with network_open():
+        with network.network_open():
             yield recorder
         return
     offline = recorder.mode.offline
@@ -43,7 +46,7 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     with (
         placeholder_keys() if offline else nullcontext(),
         # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
-        blocking_network(_reachable(recorder, allowed_hosts), on_blocked=recorder.count_miss) if offline else network_open(),
+        network.blocking_network(_reachable(recorder, allowed_hosts), on_blocked=recorder.count_miss) if offline else network.network_open(),
         _langchain_layer(recorder, strict="http" not in layers) if "langchain" in layers else nullcontext(),
         _http_layer(recorder) if "http" in layers else nullcontext(),
         _frozen(recorder) as clock,
@@ -59,9 +62,17 @@ def _reachable(recorder: Recorder, allowed_hosts: Iterable[str]) -> tuple[str, .
 
 
 def _http_layer(recorder: Recorder) -> ContextManager[object]:
-    from .http import intercepting
+    return _layer(_HTTP).intercepting(recorder)
 
-    return intercepting(recorder)
+
+_NETWORK, _HTTP = f"{__package__}.network", f"{__package__}.http"
+
+
+def _layer(name: str) -> ModuleType:
+    """A layer the block turns on, imported on its first use (merely loading the plugin must stay cheap), then read
+    from ``sys.modules`` as ``from .x import y`` would, without the import machinery's ~12 K instructions a call
+    (two a test)."""
+    return sys.modules.get(name) or import_module(name)
 
 
 def _frozen(recorder: Recorder) -> ContextManager[Any]:
