@@ -33,7 +33,7 @@ def greeting():
 
 @pytest.mark.llm_cache
 def test_marked_with_a_calling_fixture(greeting, request):
-    recorder = request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER]
+    recorder = request.getfixturevalue("llm_cache")  # set up already: the marker put it before the other fixtures
     print("COUNTS", recorder.recorded, recorder.replayed)
 
 

@@ -181,7 +181,7 @@ class TestClass:
 
     @pytest.mark.llm_cache
     def test_marked_and_asking_for_the_config_too(self, request, llm_cache_config):
-        recorder = request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER]
+        recorder = request.getfixturevalue("llm_cache")
         print("MODE marked", recorder.mode, llm_cache_config["mode"])
 ''',
 }
@@ -216,6 +216,52 @@ def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_py
     assert sorted(printed(result, "MODE")) == ["class off", "marked off off", "module refresh", "plain record", "sub off"]
     set_up = [line.split()[1] for line in result.outlines if "SETUP" in line and "llm_cache_config" in line]
     assert sorted(set_up) == ["F", "F", "F", "M"], f"the three overrides set up (the class's twice), the default never: {set_up}"
+
+
+MARKER_LEVELS = '''
+import pytest
+
+pytestmark = pytest.mark.llm_cache(mode="off")
+
+
+def probe(request, where):
+    recorder = request.getfixturevalue("llm_cache")  # set up by the marker, not asked for by name
+    print("MARKED", where, recorder.mode, "memory" if recorder.cassette.path is None else "suite")
+
+
+def test_module_marker(request):
+    probe(request, "module")
+
+
+@pytest.mark.llm_cache(mode="record", scope="test")
+def test_own_marker_wins_over_the_modules(request):
+    probe(request, "own")
+
+
+@pytest.mark.llm_cache(scope="test")
+class TestMarkedClass:
+    def test_class_marker(self, request):
+        probe(request, "class")
+
+    @pytest.mark.llm_cache(mode="refresh")
+    def test_own_marker_wins_over_the_classes(self, request):
+        probe(request, "own-in-class")
+'''
+
+
+def test_the_closest_llm_cache_marker_decides_whether_on_the_test_its_class_or_its_module(llm_pytester):
+    """As ``get_closest_marker``: the test's own marker, else its class's, else its module's (each marker's options
+    whole, never merged)."""
+    write_ini(llm_pytester, "llm_mode = record\n")  # below a marker's mode (--llm-mode would be above it)
+    llm_pytester.makepyfile(test_levels=MARKER_LEVELS)
+    result = llm_pytester.runpytest("-s")
+    result.assert_outcomes(passed=4)
+    assert sorted(printed(result, "MARKED")) == [
+        "class record memory",  # the class's marker (scope test) is the closest: the module's mode=off does not merge in
+        "module off suite",
+        "own record memory",
+        "own-in-class refresh suite",  # nor the class's scope
+    ]
 
 
 def test_default_mode_follows_ci(llm_pytester, env):
@@ -262,7 +308,7 @@ def test_config_fixture_scope(llm_cache):
 
 def test_autouse_without_requesting(request):
     ask()
-    assert request.node.stash[__import__("llm_replay.pytest_plugin.plugin").pytest_plugin.plugin.RECORDER].recorded == 1
+    assert request.getfixturevalue("llm_cache").recorded == 1
 
 @pytest.mark.llm_cache(scope="suite", mode="record")
 def test_marker_wins_over_config(llm_cache):

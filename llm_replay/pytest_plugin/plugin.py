@@ -27,9 +27,7 @@ if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plug
     from ..engine.recorder import Recorder
 
 SUITE = pytest.StashKey[Suite]()
-RECORDER = pytest.StashKey["Recorder"]()
-USAGE = pytest.StashKey[Any]()
-SETTINGS = pytest.StashKey[CacheSettings]()
+IN_USE = pytest.StashKey["_InUse"]()
 _PLACEHOLDERS = pytest.StashKey[Any]()
 # The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
 _RUNNING: list[pytest.Item] = []
@@ -236,7 +234,7 @@ def llm_cache() -> Iterator[Recorder]:
     # is not a parameter: a dependency costs every test a lookup and a finalizer kept on the wider fixture.
     item = _RUNNING[-1]
     suite = item.config.stash[SUITE]
-    marker = item.get_closest_marker("llm_cache")
+    marker = _llm_cache_marker(item)
     # an override's own errors are its own (a fixture error of the test), raised before the options are checked
     config = item._request.getfixturevalue("llm_cache_config") if suite.config_overridden(item) else {}  # type: ignore[attr-defined]
     try:
@@ -248,15 +246,35 @@ def llm_cache() -> Iterator[Recorder]:
         if suite.cassette_is_file:  # checked at the session's start; a file that went bad since stops it once, too
             pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
-    item.stash[RECORDER] = recorder
-    item.stash[SETTINGS] = settings
+    in_use = item.stash[IN_USE] = _InUse(recorder, settings.fail_unplayed)
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
-    item.stash[USAGE] = suite.usage_of(recorder)
+    in_use.usage = suite.usage_of(recorder)
     suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
+
+
+class _InUse:
+    """What a test's ``llm_cache`` leaves for its reports, in one stash entry (each stash access is a Python call, and
+    the reports look at every phase): its Recorder, whether unplayed recordings fail it, what it used (at teardown)."""
+
+    __slots__ = ("recorder", "fail_unplayed", "usage")
+
+    def __init__(self, recorder: Recorder, fail_unplayed: bool) -> None:
+        self.recorder = recorder
+        self.fail_unplayed = fail_unplayed
+        self.usage: Any = None
+
+
+def _llm_cache_marker(item: pytest.Item) -> pytest.Mark | None:
+    """``item.get_closest_marker("llm_cache")``, the test's own markers looked at first (where a decorator puts it):
+    pytest walks the chain of nodes through nested generators, ~12 K instructions, which this asks twice a test."""
+    for mark in item.own_markers:
+        if mark.name == "llm_cache":
+            return mark
+    return item.get_closest_marker("llm_cache")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -287,7 +305,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     autouse = config.getini("llm_autouse")
     for item in items:
         names = getattr(item, "fixturenames", None)
-        if names is not None and "llm_cache" not in names and (autouse or item.get_closest_marker("llm_cache")):
+        if names is not None and "llm_cache" not in names and (autouse or _llm_cache_marker(item)):
             names.insert(_first_function_scoped(item, names), "llm_cache")
 
 
@@ -309,7 +327,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         miss = call.excinfo.value
         call.excinfo = pytest.ExceptionInfo.from_exc_info((type(miss), miss, without_installed_packages(call.excinfo.tb)))
     report = yield
-    recorder = item.stash[RECORDER] if RECORDER in item.stash else None  # no KeyError raised for a test without llm_cache
+    in_use = item.stash[IN_USE] if IN_USE in item.stash else None  # no KeyError raised for a test without llm_cache
+    recorder = in_use.recorder if in_use is not None else None
     suite = item.config.stash.get(SUITE, None)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
@@ -319,20 +338,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif call.when == "call" and report.passed and blocked:
         report.outcome = "failed"
         report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
-    elif call.when == "call" and report.passed and recorder is not None and item.stash[SETTINGS].fail_unplayed and recorder.mode is not Mode.OFF:
+    elif call.when == "call" and report.passed and recorder is not None and in_use.fail_unplayed and recorder.mode is not Mode.OFF:
         unplayed = recorder.unplayed()
         if unplayed:
             from .unplayed import unplayed_message
 
             report.outcome = "failed"
             report.longrepr = unplayed_message(recorder, unplayed)
-    if call.when == "teardown" and recorder is not None:
+    if call.when == "teardown" and in_use is not None:
         # What the test used rides on its report (to the xdist controller too); the Recorder, with every
         # interaction it saw, goes now: a session's memory does not grow with its replays.
-        report.llm_replay = item.stash.get(USAGE, None)
-        del item.stash[RECORDER]
-        if USAGE in item.stash:
-            del item.stash[USAGE]
+        report.llm_replay = in_use.usage
+        del item.stash[IN_USE]
     return report
 
 
