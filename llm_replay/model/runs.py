@@ -80,7 +80,7 @@ def changes_nothing(when: str, outcome: str, usage: Usage | None) -> bool:
     return outcome == "passed" and when != "call" and not usage
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # one run's books, equal to themselves only: no generated __eq__ nor __repr__ to define at import
 class RunOutcome:
     """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's)."""
 
