@@ -44,11 +44,11 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     offline = recorder.mode.offline
     # One with statement, each part entered in turn and left in reverse (this runs as every test starts and ends).
     with (
-        placeholder_keys() if offline else nullcontext(),
+        placeholder_keys() if offline else _NOTHING,
         # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
         network.blocking_network(_reachable(recorder, allowed_hosts), on_blocked=recorder.count_miss) if offline else network.network_open(),
-        _langchain_layer(recorder, strict="http" not in layers) if "langchain" in layers else nullcontext(),
-        _http_layer(recorder) if "http" in layers else nullcontext(),
+        _langchain_layer(recorder, strict="http" not in layers) if "langchain" in layers else _NOTHING,
+        _http_layer(recorder) if "http" in layers else _NOTHING,
         _frozen(recorder) as clock,
     ):
         yield recorder
@@ -66,6 +66,7 @@ def _http_layer(recorder: Recorder) -> ContextManager[object]:
 
 
 _NETWORK, _HTTP = f"{__package__}.network", f"{__package__}.http"
+_NOTHING = nullcontext()  # a part left out: one stateless instance for every test, not one built per part and test
 
 
 def _layer(name: str) -> ModuleType:
@@ -78,7 +79,7 @@ def _layer(name: str) -> ModuleType:
 def _frozen(recorder: Recorder) -> ContextManager[Any]:
     """The wall clock frozen at the recorder's instant (what it yields tells whether the code read it), or nothing."""
     if recorder.frozen_at is None:
-        return nullcontext()
+        return _NOTHING
     from ..engine.clock import frozen_clock
 
     return frozen_clock(recorder.frozen_at)
