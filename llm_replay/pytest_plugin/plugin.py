@@ -270,7 +270,8 @@ class _InUse:
 
 def _llm_cache_marker(item: pytest.Item) -> pytest.Mark | None:
     """``item.get_closest_marker("llm_cache")``, the test's own markers looked at first (where a decorator puts it):
-    pytest walks the chain of nodes through nested generators, ~12 K instructions, which this asks twice a test."""
+    pytest walks the chain of nodes through nested generators, ~12 K instructions, and the plugin asks at collection
+    and again in the fixture."""
     for mark in item.own_markers:
         if mark.name == "llm_cache":
             return mark
