@@ -246,7 +246,7 @@ def llm_cache() -> Iterator[Recorder]:
         if suite.cassette_is_file:  # checked at the session's start; a file that went bad since stops it once, too
             pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
-    in_use = item.stash[IN_USE] = _InUse(recorder, settings.fail_unplayed)
+    in_use = item.stash[IN_USE] = _InUse(suite, recorder, settings.fail_unplayed)
     with activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
@@ -258,11 +258,13 @@ def llm_cache() -> Iterator[Recorder]:
 
 class _InUse:
     """What a test's ``llm_cache`` leaves for its reports, in one stash entry (each stash access is a Python call, and
-    the reports look at every phase): its Recorder, whether unplayed recordings fail it, what it used (at teardown)."""
+    the reports look at every phase): the suite, its Recorder, whether unplayed recordings fail it, what it used
+    (at teardown)."""
 
-    __slots__ = ("recorder", "fail_unplayed", "usage")
+    __slots__ = ("suite", "recorder", "fail_unplayed", "usage")
 
-    def __init__(self, recorder: Recorder, fail_unplayed: bool) -> None:
+    def __init__(self, suite: Suite, recorder: Recorder, fail_unplayed: bool) -> None:
+        self.suite = suite
         self.recorder = recorder
         self.fail_unplayed = fail_unplayed
         self.usage: Any = None
@@ -330,7 +332,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     in_use = item.stash[IN_USE] if IN_USE in item.stash else None  # no KeyError raised for a test without llm_cache
     recorder = in_use.recorder if in_use is not None else None
-    suite = item.config.stash.get(SUITE, None)
+    suite = in_use.suite if in_use is not None else item.config.stash.get(SUITE, None)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if call.when == "call" and report.passed and recorder is not None and recorder.misses:
         # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
