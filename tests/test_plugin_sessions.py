@@ -218,6 +218,31 @@ def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_py
     assert sorted(set_up) == ["F", "F", "F", "M"], f"the three overrides set up (the class's twice), the default never: {set_up}"
 
 
+
+def test_a_marked_test_sets_up_the_llm_cache_fixture_visible_where_it_is(llm_pytester):
+    """A marker sets up the ``llm_cache`` a test would get by naming it: a conftest's override in its folder (wrapping
+    the plugin's), the plugin's elsewhere; for every case of a parametrized test."""
+    write_ini(llm_pytester, "llm_mode = record\n")
+    marked = """
+import pytest
+
+@pytest.mark.llm_cache
+@pytest.mark.parametrize("i", range(2))
+def test_it(i, request):
+    print("GOT", WHERE, i, type(request.getfixturevalue("llm_cache")).__name__)
+"""
+    (llm_pytester.path / "sub").mkdir()
+    (llm_pytester.path / "sub" / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef llm_cache(llm_cache):\n    print('WRAPPED', llm_cache.mode)\n    yield llm_cache\n"
+    )
+    (llm_pytester.path / "sub" / "test_sub.py").write_text(marked.replace("WHERE", "'sub'"))
+    (llm_pytester.path / "test_top.py").write_text(marked.replace("WHERE", "'top'"))
+    result = llm_pytester.runpytest("-s")
+    result.assert_outcomes(passed=4)
+    assert printed(result, "WRAPPED") == ["record", "record"], "the folder's override wraps both of its cases"
+    assert sorted(printed(result, "GOT")) == ["sub 0 Recorder", "sub 1 Recorder", "top 0 Recorder", "top 1 Recorder"]
+
+
 MARKER_LEVELS = '''
 import pytest
 
