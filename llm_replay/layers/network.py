@@ -89,6 +89,7 @@ class NetworkGuard:
         self.open_scopes: list[_Scope] = []  # in every thread and task
         self.uninstall_when_idle = False
         self._saved: dict[tuple[Any, str], Any] = {}
+        self._policies: dict[tuple[str, ...], HostPolicy] = {}
 
     @property
     def policy(self) -> HostPolicy:
@@ -125,7 +126,17 @@ class NetworkGuard:
 
     def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> "_InScope":
         """Another policy and listener for the block, in this thread or task; the previous ones come back after it."""
-        return _InScope(self, _Scope(HostPolicy(allowed_hosts), on_blocked, advice))
+        return _InScope(self, _Scope(self._policy(tuple(allowed_hosts)), on_blocked, advice))
+
+    def _policy(self, allowed: tuple[str, ...]) -> HostPolicy:
+        """One policy per allow-list, shared by the blocks that have it (every replaying test opens a scope; a policy
+        costs ~10 K instructions to build). They share the addresses its allowed names resolved to as well."""
+        policy = self._policies.get(allowed)
+        if policy is None:
+            if len(self._policies) >= 64:
+                self._policies.clear()
+            policy = self._policies[allowed] = HostPolicy(allowed)
+        return policy
 
     def install(self) -> None:
         """Patch the socket module (once; the innermost installed guard is the one ``blocking_network`` scopes)."""
