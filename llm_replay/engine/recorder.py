@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 import threading
-from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -70,7 +69,7 @@ class Recorder:
         self.interactions: list[Interaction] = []
         self.how: list[str] = []  # beside each interaction: "replayed", "adopted" (found re-keyed) or "recorded"
         self.drift: list[Drift] = []  # each answer compared: a recording refresh overwrote, or verify's live answer
-        self.used: Counter[Key] = Counter()  # recordings it recorded (0) or replayed (how often): what it owns
+        self.used: dict[Key, int] = {}  # recordings it recorded (0) or replayed (how often): what it owns
         self.misses: list[CassetteMiss] = []
         self.adoptions: list[str] = []  # adopt mode: each re-keyed recording's shape change (old → new)
         self._rekey = rekey
@@ -139,7 +138,7 @@ class Recorder:
         if found is not None:
             with self._lock:
                 self.replayed += 1
-                self.used[found.key] += 1  # its own key: a recording found under older match rules keeps it
+                self.used[found.key] = self.used.get(found.key, 0) + 1  # its own key: a recording found under older match rules keeps it
                 self.interactions.append(found)
                 self.how.append(how)
         return found
@@ -264,7 +263,7 @@ class Recorder:
         with self._lock:
             self._refreshed.add(interaction.key)
             self.recorded += 1
-            self.used[interaction.key] += 0
+            self.used.setdefault(interaction.key, 0)
             self.interactions.append(interaction)
             self.how.append("recorded")
         if replaced is not None:

@@ -356,10 +356,10 @@ class SQLiteCache:
     def stored_clock(self, test_id: str) -> tuple[datetime | None, bool | None]:
         """The instant a test recorded at, and whether its recording read the clock (None: unknown, as in
         cassettes written before llm_replay kept it)."""
-        stored_id = self.scrubber.test_id(test_id)
         with self._lock:
             if self._reading() is None or not self._has_instants:
                 return None, None
+            stored_id = self.scrubber.test_id(test_id)  # after the cheap checks: the scrub reads the whole environment
             if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
                 if self._clocks is None:
                     clock_read = "clock_read" if self._has_clock_read else "NULL"
