@@ -87,6 +87,23 @@ def test_allow_list_takes_names_globs_addresses_networks_and_what_allowed_names_
     assert policy.allows_name("10.9.9.9")
 
 
+
+def test_what_an_allowed_name_resolved_to_opens_only_for_blocks_with_the_same_allow_list():
+    """A guard shares one policy per allow-list among the blocks that have it: an address remembered under one list
+    is allowed for that list's blocks, never for a block with another list or none (nor outside any block)."""
+    resolved = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.7", 5432))]
+    with blocking_network() as session:  # keeps one guard installed, as a replay session does from test to test
+        with blocking_network(["db.invalid"]) as first:
+            first.remember(resolved)
+        with blocking_network(["db.invalid"]) as again, blocking_network(["other.invalid"]) as other, blocking_network() as none:
+            assert again.allows_name("192.0.2.7")
+            assert not other.allows_name("192.0.2.7")
+            assert not none.allows_name("192.0.2.7")
+            with pytest.raises(NetworkBlocked, match=r"connect to 192\.0\.2\.7:5432"):
+                socket.socket().connect(("192.0.2.7", 5432))  # the innermost block (no allow-list) decides here
+        assert not session.allows_name("192.0.2.7")
+
+
 RAW_CLIENTS = '''
 import os
 import socket

@@ -310,12 +310,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = getattr(item, "fixturenames", None)
         if names is not None and "llm_cache" not in names and (autouse or _llm_cache_marker(item)):
             names.insert(_first_function_scoped(item, names), "llm_cache")
-            _know_llm_cache(item)
+            _file_llm_cache_definitions(item)
 
 
-def _know_llm_cache(item: pytest.Item) -> None:
+def _file_llm_cache_definitions(item: pytest.Item) -> None:
     """File llm_cache's definitions with the test's other fixtures', as pytest files those the test names at collection:
-    a fixture added to the names afterwards is looked up again at every setup, walking the test's nodes (~10 K
+    a fixture added to the names afterwards is looked up again at every setup, walking the test's nodes (~20 K
     instructions a test). The definitions are shared by every test of one function and depend only on where it is."""
     definitions = item._fixtureinfo.name2fixturedefs  # type: ignore[attr-defined]
     if "llm_cache" not in definitions:
