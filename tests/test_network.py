@@ -87,7 +87,6 @@ def test_allow_list_takes_names_globs_addresses_networks_and_what_allowed_names_
     assert policy.allows_name("10.9.9.9")
 
 
-
 def test_what_an_allowed_name_resolved_to_opens_only_for_blocks_with_the_same_allow_list():
     """A guard shares one policy per allow-list among the blocks that have it: an address remembered under one list
     is allowed for that list's blocks, never for a block with another list or none (nor outside any block)."""

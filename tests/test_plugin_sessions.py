@@ -218,7 +218,6 @@ def test_llm_cache_config_is_read_where_it_is_overridden_and_nowhere_else(llm_py
     assert sorted(set_up) == ["F", "F", "F", "M"], f"the three overrides set up (the class's twice), the default never: {set_up}"
 
 
-
 def test_a_marked_test_sets_up_the_llm_cache_fixture_visible_where_it_is(llm_pytester):
     """A marker sets up the ``llm_cache`` a test would get by naming it: a conftest's override in its folder (wrapping
     the plugin's), the plugin's elsewhere; for every case of a parametrized test."""
