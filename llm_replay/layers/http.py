@@ -173,8 +173,11 @@ class _ReusablePatchers:
     def leave(self, recorder: Recorder) -> None:
         """Count one activation less; the last takes the patches off, unless they are kept on between activations."""
         with self._lock:
-            position = max(index for index, (active, _) in enumerate(self._active) if active is recorder)
-            del self._active[position]
+            active = self._active
+            position = len(active) - 1
+            while active[position][0] is not recorder:  # the last activation of this recorder (nesting ends innermost first)
+                position -= 1
+            del active[position]
             if not self._active and not self._keep_on:
                 self._remove()
 

@@ -30,7 +30,8 @@ PLACEHOLDER_KEY = "llm-replay-placeholder-key"
 _RAW_NAMES = tuple(map(os.fsencode, PLACEHOLDER_KEY_VARIABLES))  # as os.environ keeps them
 
 
-_HOLDERS: dict[int, tuple[int, list[str]]] = {}  # id(environ) -> (activations holding it, names it added)
+_HOLDERS: dict[int, tuple[int, tuple[str, ...]]] = {}  # id(environ) -> (activations holding it, names it added)
+_NO_HOLDERS: tuple[int, tuple[str, ...]] = (0, ())
 _LOCK = threading.Lock()
 
 
@@ -46,18 +47,18 @@ class placeholder_keys:  # lower case like contextlib.suppress: used as ``with p
     def __enter__(self) -> None:
         environ = self.environ
         with _LOCK:
-            holders, added = _HOLDERS.get(id(environ), (0, []))
+            holders, added = _HOLDERS.get(id(environ), _NO_HOLDERS)
             # every entry fills what is unset now: code that ran since the first entry (a test's monkeypatch, a nested
             # pytester session) may have removed a placeholder the outer block put there. os.environ's raw dict answers
             # without decoding each value (this runs as every replaying test starts).
             raw = getattr(environ, "_data", None)
             if raw is not None and all(map(raw.get, _RAW_NAMES)):
-                missing = []
-            else:
-                missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
+                _HOLDERS[id(environ)] = (holders + 1, added)  # all set (a replay session holds them): one more holder
+                return
+            missing = [name for name in PLACEHOLDER_KEY_VARIABLES if not environ.get(name)]
             for name in missing:
                 environ[name] = PLACEHOLDER_KEY
-            _HOLDERS[id(environ)] = (holders + 1, added + [name for name in missing if name not in added])
+            _HOLDERS[id(environ)] = (holders + 1, added + tuple(name for name in missing if name not in added))
 
     def __exit__(self, *exc_info: object) -> None:
         environ = self.environ
