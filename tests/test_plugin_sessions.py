@@ -242,6 +242,26 @@ def test_it(i, request):
     assert sorted(printed(result, "GOT")) == ["sub 0 Recorder", "sub 1 Recorder", "top 0 Recorder", "top 1 Recorder"]
 
 
+def test_a_marker_on_the_module_or_the_class_gives_its_tests_llm_cache_unasked(llm_pytester):
+    """Tests that neither name ``llm_cache`` nor carry its marker get it from their module's or class's marker, every
+    one of them (the collection asks each module and class once); a test under neither does not."""
+    write_ini(llm_pytester, "llm_mode = record\n")
+    llm_pytester.makepyfile(
+        test_module_marked="import pytest\n\npytestmark = pytest.mark.llm_cache\n\ndef test_one():\n    pass\n\ndef test_two():\n    pass\n",
+        test_class_marked=(
+            "import pytest\n\n@pytest.mark.llm_cache\nclass TestMarked:\n    def test_one(self):\n        pass\n\n"
+            "    def test_two(self):\n        pass\n\nclass TestPlain:\n    def test_plain(self):\n        pass\n\n"
+            "def test_plain():\n    pass\n"
+        ),
+    )
+    result = llm_pytester.runpytest("--setup-show")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*llm_replay: 0 replayed, 0 recorded, 0 missed in 4 tests*"])
+    set_up = [line for line in result.outlines if "SETUP" in line and "llm_cache" in line]
+    assert len(set_up) == 4, f"the four marked-above tests set llm_cache up, the two plain ones do not: {set_up}"
+
+
+
 MARKER_LEVELS = '''
 import pytest
 

@@ -270,14 +270,20 @@ class _InUse:
         self.usage: Any = None
 
 
-def _llm_cache_marker(item: pytest.Item) -> pytest.Mark | None:
+def _llm_cache_marker(item: pytest.Item, of_parents: dict[Any, pytest.Mark | None] | None = None) -> pytest.Mark | None:
     """``item.get_closest_marker("llm_cache")``, the test's own markers looked at first (where a decorator puts it):
     pytest walks the chain of nodes through nested generators, ~12 K instructions, and the plugin asks at collection
-    and again in the fixture."""
+    and again in the fixture. ``of_parents`` remembers each module's or class's answer (the collection asks for every
+    test, most of which have no marker of their own)."""
     for mark in item.own_markers:
         if mark.name == "llm_cache":
             return mark
-    return item.get_closest_marker("llm_cache")
+    if of_parents is None:
+        return item.get_closest_marker("llm_cache")
+    parent = item.parent
+    if parent not in of_parents:
+        of_parents[parent] = parent.get_closest_marker("llm_cache") if parent is not None else None
+    return of_parents[parent]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -306,9 +312,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Decided here once per test, where an autouse fixture would cost every test of the session a fixture call.
     """
     autouse = config.getini("llm_autouse")
+    of_parents: dict[Any, pytest.Mark | None] = {}
     for item in items:
         names = getattr(item, "fixturenames", None)
-        if names is not None and "llm_cache" not in names and (autouse or _llm_cache_marker(item)):
+        if names is not None and "llm_cache" not in names and (autouse or _llm_cache_marker(item, of_parents)):
             names.insert(_first_function_scoped(item, names), "llm_cache")
             _file_llm_cache_definitions(item)
 
