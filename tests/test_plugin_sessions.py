@@ -261,7 +261,6 @@ def test_a_marker_on_the_module_or_the_class_gives_its_tests_llm_cache_unasked(l
     assert len(set_up) == 4, f"the four marked-above tests set llm_cache up, the two plain ones do not: {set_up}"
 
 
-
 MARKER_LEVELS = '''
 import pytest
 
