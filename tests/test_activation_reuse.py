@@ -8,6 +8,7 @@ its own cassette, and the test's own cassette takes over again after the block.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -101,6 +102,33 @@ def test_every_patched_library_is_restored_exactly():
             with use_cassette(None, mode="record"):
                 pass
     assert [dict(vars(target)) for target in patched] == before
+
+
+def test_a_part_that_fails_to_start_leaves_the_parts_started_before_it(monkeypatch):
+    """The clock starts last: when it cannot (an instant freezegun rejects), the placeholder keys, the network
+    guard and vcrpy's patches that started before it are all gone again, and the next activation works."""
+    import socket
+
+    import urllib3.connectionpool
+
+    from llm_replay.engine.recorder import Recorder
+    from llm_replay.engine.settings import Mode
+    from llm_replay.layers.activation import activated
+    from llm_replay.layers.network import installed_guard
+    from llm_replay.stores.memory import InMemoryCache
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    connect = socket.socket.connect
+    patched = dict(vars(urllib3.connectionpool.HTTPSConnectionPool))
+    with pytest.raises(Exception, match="not a date"):
+        with activated(Recorder(InMemoryCache(), Mode.REPLAY, frozen_at="not a date")):  # type: ignore[arg-type]
+            pytest.fail("the block ran without its clock")
+    assert "OPENAI_API_KEY" not in os.environ, "the placeholder key stayed"
+    assert installed_guard() is None and socket.socket.connect is connect, "the network guard stayed"
+    assert dict(vars(urllib3.connectionpool.HTTPSConnectionPool)) == patched, "vcrpy's patches stayed"
+    with activated(Recorder(InMemoryCache(), Mode.REPLAY)) as recorder:
+        assert os.environ["OPENAI_API_KEY"] and installed_guard() is not None and recorder.mode is Mode.REPLAY
+    assert "OPENAI_API_KEY" not in os.environ and installed_guard() is None
 
 
 def test_cassettes_in_two_threads_overlap_and_a_thread_of_neither_is_refused(server) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib import import_module
 from types import ModuleType
 from typing import (
@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..model.scrub import Scrubber
     from . import http, network  # loaded by _layer on first use (named here for the layer rule and for readers)
 
-@contextmanager
-def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> Iterator[Recorder]:
+
+class activated:  # lower case like contextlib.suppress: used as ``with activated(recorder):``
     """Answer through ``recorder`` for the block at each layer asked for (``off`` answers nothing), the
     wall clock frozen at ``recorder.frozen_at`` when it is set (and whether the block read it kept for the test).
 
@@ -35,25 +35,64 @@ def activated(recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hos
     LangChain layer answers what it recorded and passes its misses to the HTTP layer, which is strict.
     Replay and adopt also block every connection that would leave the machine, except to ``allowed_hosts`` and
     the recorder's ignored hosts (always live). Verify calls the network, so it sets no placeholder keys.
+    A class that enters only the parts asked for, not a generator entering a part for each layer (every test
+    enters one).
     """
-    network = _layer(_NETWORK)
-    if recorder.mode is Mode.OFF:
-        with network.network_open():
-            yield recorder
-        return
-    offline = recorder.mode.offline
-    # One with statement, each part entered in turn and left in reverse (this runs as every test starts and ends).
-    with (
-        placeholder_keys() if offline else _NOTHING,
-        # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
-        network.blocking_network(_reachable(recorder, allowed_hosts), on_blocked=recorder.count_miss) if offline else network.network_open(),
-        _langchain_layer(recorder, strict="http" not in layers) if "langchain" in layers else _NOTHING,
-        _http_layer(recorder) if "http" in layers else _NOTHING,
-        _frozen(recorder) as clock,
-    ):
-        yield recorder
-    if clock is not None:
-        recorder.keep_clock_read(clock.read)
+
+    __slots__ = ("recorder", "_layers", "_allowed_hosts", "_parts", "_clock")
+
+    def __init__(self, recorder: Recorder, layers: Sequence[str] = ("http",), allowed_hosts: Iterable[str] = ()) -> None:
+        self.recorder, self._layers, self._allowed_hosts = recorder, layers, allowed_hosts
+        self._parts: list[ContextManager[Any]] = []  # entered, outermost first
+        self._clock: Any = None
+
+    def __enter__(self) -> Recorder:
+        recorder, layers = self.recorder, self._layers
+        network = _layer(_NETWORK)
+        try:
+            if recorder.mode is Mode.OFF:
+                self._enter(network.network_open())
+                return recorder
+            if recorder.mode.offline:
+                self._enter(placeholder_keys())
+                # The cassette's own server (a shared Redis) is no live service: the guard lets it through.
+                self._enter(network.blocking_network(_reachable(recorder, self._allowed_hosts), on_blocked=recorder.count_miss))
+            else:
+                self._enter(network.network_open())
+            if "langchain" in layers:
+                self._enter(_langchain_layer(recorder, strict="http" not in layers))
+            if "http" in layers:
+                self._enter(_layer(_HTTP).intercepting(recorder))
+            if recorder.frozen_at is not None:
+                from ..engine.clock import frozen_clock
+
+                self._clock = self._enter(frozen_clock(recorder.frozen_at))
+        except BaseException:
+            self._leave(*sys.exc_info())
+            raise
+        return recorder
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._leave(*exc_info)
+        if exc_info[0] is None and self._clock is not None:
+            self.recorder.keep_clock_read(self._clock.read)
+
+    def _enter(self, part: ContextManager[Any]) -> Any:
+        entered = part.__enter__()
+        self._parts.append(part)
+        return entered
+
+    def _leave(self, *exc_info: Any) -> None:
+        """Leave the parts innermost first, as nested ``with`` blocks do: each one is left though another fails, and
+        the last failure is raised."""
+        parts, failure = self._parts, None
+        while parts:
+            try:
+                parts.pop().__exit__(*exc_info)
+            except BaseException as error:
+                failure, exc_info = error, (type(error), error, error.__traceback__)
+        if failure is not None:
+            raise failure
 
 
 def _reachable(recorder: Recorder, allowed_hosts: Iterable[str]) -> tuple[str, ...]:
@@ -61,12 +100,7 @@ def _reachable(recorder: Recorder, allowed_hosts: Iterable[str]) -> tuple[str, .
     return (*allowed_hosts, *ignored, *recorder.cassette.hosts)
 
 
-def _http_layer(recorder: Recorder) -> ContextManager[object]:
-    return _layer(_HTTP).intercepting(recorder)
-
-
 _NETWORK, _HTTP = f"{__package__}.network", f"{__package__}.http"
-_NOTHING = nullcontext()  # a part left out: one stateless instance for every test, not one built per part and test
 
 
 def _layer(name: str) -> ModuleType:
@@ -74,15 +108,6 @@ def _layer(name: str) -> ModuleType:
     from ``sys.modules`` as ``from .x import y`` would, without the import machinery's ~12 K instructions a call
     (two a test)."""
     return sys.modules.get(name) or import_module(name)
-
-
-def _frozen(recorder: Recorder) -> ContextManager[Any]:
-    """The wall clock frozen at the recorder's instant (what it yields tells whether the code read it), or nothing."""
-    if recorder.frozen_at is None:
-        return _NOTHING
-    from ..engine.clock import frozen_clock
-
-    return frozen_clock(recorder.frozen_at)
 
 
 def _langchain_layer(recorder: Recorder, strict: bool) -> ContextManager[object]:

@@ -124,9 +124,9 @@ class NetworkGuard:
         for scope in self._applying():
             scope.policy.remember(results)
 
-    def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> "_InScope":
-        """Another policy and listener for the block, in this thread or task; the previous ones come back after it."""
-        return _InScope(self, _Scope(self._policy(tuple(allowed_hosts)), on_blocked, advice))
+    def scope(self, allowed_hosts: Iterable[str], on_blocked: Callable[[NetworkBlocked], None] | None, advice: str = CACHE_ADVICE) -> _Scope:
+        """A block's rules under this guard: what it may reach, whom to tell of a blocked attempt (opened by ``_InScope``)."""
+        return _Scope(self._policy(tuple(allowed_hosts)), on_blocked, advice)
 
     def _policy(self, allowed: tuple[str, ...]) -> HostPolicy:
         """One policy per allow-list, shared by the blocks that have it (every replaying test opens a scope; a policy
@@ -233,28 +233,33 @@ def installed_guard() -> NetworkGuard | None:
 
 
 class _InScope:
-    """A guard's scope, entered: the policy and listener of this thread or task until it is left (a class, not a
-    generator: every replaying test enters one)."""
+    """A guard's scope, open: the policy and listener of this thread or task until it is left; the previous ones come
+    back after it. The blocks below are scopes themselves (classes, not generators, and one object each: every
+    replaying test opens one)."""
 
-    def __init__(self, guard: NetworkGuard, scope: _Scope) -> None:
+    guard: NetworkGuard | None = None
+    scope: _Scope
+    token: Token | None = None
+
+    def _open(self, guard: NetworkGuard, scope: _Scope) -> HostPolicy:
         self.guard, self.scope = guard, scope
-        self.token: Token | None = None
-
-    def __enter__(self) -> HostPolicy:
         with _LOCK:
-            self.guard.open_scopes.append(self.scope)
-        self.token = _SCOPE.set(self.scope)
-        return self.scope.policy
+            guard.open_scopes.append(scope)
+        self.token = _SCOPE.set(scope)
+        return scope.policy
 
     def __exit__(self, *exc_info: object) -> None:
         _reset(self.token)  # type: ignore[arg-type]
+        guard = self.guard
+        if guard is None:
+            return
         with _LOCK:
-            self.guard.open_scopes.remove(self.scope)
-            if self.guard.uninstall_when_idle and not self.guard.open_scopes:
-                self.guard.uninstall()
+            guard.open_scopes.remove(self.scope)
+            if guard.uninstall_when_idle and not guard.open_scopes:
+                guard.uninstall()
 
 
-class blocking_network:  # lower case like contextlib.suppress: used as ``with blocking_network(...):``
+class blocking_network(_InScope):  # lower case like contextlib.suppress: used as ``with blocking_network(...):``
     """Make non-loopback connects, datagrams and remote name lookups raise NetworkBlocked for the block, in this
     thread or task and in the threads it starts.
 
@@ -265,7 +270,6 @@ class blocking_network:  # lower case like contextlib.suppress: used as ``with b
 
     def __init__(self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None) -> None:
         self.allowed_hosts, self.on_blocked = allowed_hosts, on_blocked
-        self.scope: _InScope | None = None
 
     def __enter__(self) -> HostPolicy:
         with _LOCK:  # so another thread's last scope cannot take this guard off between the two steps
@@ -274,34 +278,19 @@ class blocking_network:  # lower case like contextlib.suppress: used as ``with b
                 guard = NetworkGuard()
                 guard.install()
                 guard.uninstall_when_idle = True
-            self.scope = guard.scope(self.allowed_hosts, self.on_blocked)
-            return self.scope.__enter__()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.scope.__exit__(*exc_info)  # type: ignore[union-attr]
+            return self._open(guard, guard.scope(self.allowed_hosts, self.on_blocked))
 
 
-class network_open:  # lower case like contextlib.suppress: used as ``with network_open():``
+class network_open(_InScope):  # lower case like contextlib.suppress: used as ``with network_open():``
     """For a block that records or calls live (beside a replay in another thread, or in a replay session): any
     host, here and in the threads it starts."""
-
-    def __init__(self) -> None:
-        self.scope: _InScope | None = None
-        self.token: Token | None = None
 
     def __enter__(self) -> None:
         guard = installed_guard()
         if guard is not None:
-            self.scope = guard.scope(_ANY_HOST, None)
-            self.scope.__enter__()
+            self._open(guard, guard.scope(_ANY_HOST, None))
         else:
             self.token = _SCOPE.set(None)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.scope is not None:
-            self.scope.__exit__(*exc_info)
-        else:
-            _reset(self.token)  # type: ignore[arg-type]
 
 
 def _reset(token: Token) -> None:
