@@ -353,20 +353,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     recorder = in_use.recorder if in_use is not None else None
     suite = in_use.suite if in_use is not None else item.config.stash.get(SUITE, None)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
-    if call.when == "call" and report.passed and recorder is not None and recorder.misses:
-        # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
-        report.outcome = "failed"
-        report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
-    elif call.when == "call" and report.passed and blocked:
-        report.outcome = "failed"
-        report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
-    elif call.when == "call" and report.passed and recorder is not None and in_use.fail_unplayed and recorder.mode is not Mode.OFF:
-        unplayed = recorder.unplayed()
-        if unplayed:
-            from .unplayed import unplayed_message
-
+    if call.when == "call" and report.passed:  # what the test's code caught, or left unplayed, still fails it
+        if recorder is not None and recorder.misses:
+            # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
             report.outcome = "failed"
-            report.longrepr = unplayed_message(recorder, unplayed)
+            report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+        elif blocked:
+            report.outcome = "failed"
+            report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
+        elif recorder is not None and in_use.fail_unplayed and recorder.mode is not Mode.OFF:
+            unplayed = recorder.unplayed()
+            if unplayed:
+                from .unplayed import unplayed_message
+
+                report.outcome = "failed"
+                report.longrepr = unplayed_message(recorder, unplayed)
     if call.when == "teardown" and in_use is not None:
         # What the test used rides on its report (to the xdist controller too); the Recorder, with every
         # interaction it saw, goes now: a session's memory does not grow with its replays.
