@@ -10,7 +10,6 @@ from a subdirectory names tests as a run from the top does.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
@@ -80,17 +79,18 @@ def changes_nothing(when: str, outcome: str, usage: Usage | None) -> bool:
     return outcome == "passed" and when != "call" and not usage
 
 
-@dataclass(eq=False, repr=False)  # one run's books, equal to themselves only: no generated __eq__ nor __repr__ to define at import
 class RunOutcome:
-    """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's)."""
+    """The tests of one run, filled from pytest's reports (on the xdist controller: from every worker's). Books equal
+    to themselves only: a plain class, which the plugin's import defines without generating dataclass methods."""
 
-    # Each test as a plain tuple of TestOutcome's values: a session keeps one per test, and the garbage collector
-    # stops looking at a plain tuple of strings and numbers (not at a subclass), so 10,000 add nothing to its
-    # full collections.
-    _tests: dict[str, tuple] = field(default_factory=dict)
-    collected: set[str] = field(default_factory=set)  # every test collected, before deselection
-    whole_files: set[str] = field(default_factory=set)  # files collected whole: a test of theirs not collected is gone
-    _replays: Counter[Key] = field(default_factory=Counter)  # every test's replays of each recording, added up (0: recorded)
+    def __init__(self) -> None:
+        # Each test as a plain tuple of TestOutcome's values: a session keeps one per test, and the garbage collector
+        # stops looking at a plain tuple of strings and numbers (not at a subclass), so 10,000 add nothing to its
+        # full collections.
+        self._tests: dict[str, tuple] = {}
+        self.collected: set[str] = set()  # every test collected, before deselection
+        self.whole_files: set[str] = set()  # files collected whole: a test of theirs not collected is gone
+        self._replays: Counter[Key] = Counter()  # every test's replays of each recording, added up (0: recorded)
 
     def add_collected(self, nodeids: Iterable[str], narrowed: Iterable[str], broken: Iterable[str]) -> None:
         """The tests collected before deselection; files named with ``::`` (narrowed) or that failed to collect are not whole."""

@@ -8,7 +8,6 @@ import signal
 import threading
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, NamedTuple
@@ -33,14 +32,11 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..stores.base import Store
 
 
-@dataclass
 class Totals:
-    """What every test of the session did, added up."""
+    """What every test of the session did, added up (counters, not a value: a plain class)."""
 
-    replayed: int = 0
-    recorded: int = 0
-    missed: int = 0
-    tests: int = 0
+    def __init__(self) -> None:
+        self.replayed = self.recorded = self.missed = self.tests = 0
 
     def add(self, recorder: Recorder) -> None:
         """Count one finished test."""
@@ -82,48 +78,62 @@ class WallClock(NamedTuple):
     unread: bool = False
 
 
-@dataclass(eq=False, repr=False)  # equal to itself only: no generated __eq__ nor __repr__ to define at import (~3 M instructions)
 class Suite:
-    """One pytest session's llm_replay state."""
+    """One pytest session's llm_replay state. A plain class, as are its totals and books: none is a value to compare
+    or print, and generating dataclass methods for the three cost every session's import ~9 M instructions."""
 
-    mode: Mode
-    mode_is_explicit: bool
-    cassette_spec: str  # an absolute path or a URL (stores.spec)
-    defaults: CacheSettings
-    rootdir: Path
-    totals: Totals = field(default_factory=Totals)
-    scrubber: Scrubber = field(default_factory=Scrubber)
-    _cassette: Store | None = None
-    _readonly: bool = True
-    _refreshed: set[tuple[str, int]] = field(default_factory=set)
-    _rekey_indexes: dict[MatchRules, RekeyIndex] = field(default_factory=dict)
-    # Decided once per distinct configuration, not per test: most suites have one or a handful.
-    _settings: dict[Hashable, CacheSettings] = field(default_factory=dict)
-    _adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = field(default_factory=dict)
-    _plans: dict[CacheSettings, _Plan] = field(default_factory=dict)
-    _overridden_configs: dict[Any, bool] = field(default_factory=dict)  # module or class -> overrides llm_cache_config
-    read_ahead: ReadAhead = field(default_factory=ReadAhead)  # the llm_cache tests in the order they run, once collected
-    adoptions: Counter[str] = field(default_factory=Counter)  # adopt mode: shape change (old → new) → recordings
-    # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
-    # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
-    # place then, under the rootdir, so that llm-replay prune and stats find it all the same
-    ledger_folder: Callable[[], Path] | None = None
-    run_uid: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="microseconds"))
-    prune: bool = False
-    outcome: RunOutcome = field(default_factory=RunOutcome)
-    end_lines: list[str] = field(default_factory=list)
-    _sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
-    prices: PriceBook = field(default_factory=PriceBook)
-    # -- what the run tells a person at its end --
-    drift: DriftTally = field(default_factory=DriftTally)  # refresh's and verify's compared answers
-    on_live: Callable[..., None] | None = None  # progress while recording (pytest_plugin.progress)
-    report_path: Path | None = None
-    report_tests: list[dict[str, Any]] = field(default_factory=list)  # filled only with a report_path
-    outcomes: dict[str, str] = field(default_factory=dict)
-    # -- a replay session is offline for every test, not only those using llm_cache --
-    blocked: list[NetworkBlocked] = field(default_factory=list)
-    _offline: tuple[NetworkGuard, OfflineChildren] | None = None
+    def __init__(
+        self,
+        mode: Mode,
+        mode_is_explicit: bool,
+        cassette_spec: str,
+        defaults: CacheSettings,
+        rootdir: Path,
+        *,
+        scrubber: Scrubber | None = None,
+        prices: PriceBook | None = None,
+        drift: DriftTally | None = None,
+        on_live: Callable[..., None] | None = None,
+        report_path: Path | None = None,
+    ) -> None:
+        self.mode = mode
+        self.mode_is_explicit = mode_is_explicit
+        self.cassette_spec = cassette_spec  # an absolute path or a URL (stores.spec)
+        self.defaults = defaults
+        self.rootdir = rootdir
+        self.totals = Totals()
+        self.scrubber = scrubber if scrubber is not None else Scrubber()
+        self._cassette: Store | None = None
+        self._readonly = True
+        self._refreshed: set[tuple[str, int]] = set()
+        self._rekey_indexes: dict[MatchRules, RekeyIndex] = {}
+        # Decided once per distinct configuration, not per test: most suites have one or a handful.
+        self._settings: dict[Hashable, CacheSettings] = {}
+        self._adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = {}
+        self._plans: dict[CacheSettings, _Plan] = {}
+        self._overridden_configs: dict[Any, bool] = {}  # module or class -> overrides llm_cache_config
+        self.read_ahead = ReadAhead()  # the llm_cache tests in the order they run, once collected
+        self.adoptions: Counter[str] = Counter()  # adopt mode: shape change (old → new) → recordings
+        # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
+        # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
+        # place then, under the rootdir, so that llm-replay prune and stats find it all the same
+        self.ledger_folder: Callable[[], Path] | None = None
+        self.run_uid = uuid.uuid4().hex
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.prune = False
+        self.outcome = RunOutcome()
+        self.end_lines: list[str] = []
+        self._sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
+        self.prices = prices if prices is not None else PriceBook()
+        # -- what the run tells a person at its end --
+        self.drift = drift if drift is not None else DriftTally()  # refresh's and verify's compared answers
+        self.on_live = on_live  # progress while recording (pytest_plugin.progress)
+        self.report_path = report_path
+        self.report_tests: list[dict[str, Any]] = []  # filled only with a report_path
+        self.outcomes: dict[str, str] = {}
+        # -- a replay session is offline for every test, not only those using llm_cache --
+        self.blocked: list[NetworkBlocked] = []
+        self._offline: tuple[NetworkGuard, OfflineChildren] | None = None
 
     def go_offline(self) -> None:
         """Replay: block the network for the whole session (patched once), and fence off child processes."""
