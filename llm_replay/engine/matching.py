@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from ..model.fingerprint import CanonicalRequest
 
@@ -27,8 +27,7 @@ _ANY = None
 PATH_SYNTAX = "dotted JSON body fields with [n] list indexes and * wildcards, e.g. metadata.request_id, messages[*].name, tools[*].function.description"
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):  # a value record as a NamedTuple: a frozen dataclass costs the import ~2 M instructions
     """One step of an ignore path: a key of an object or an index of a list; ``which=None`` is any."""
 
     in_list: bool
