@@ -378,6 +378,26 @@ def test_typo(llm_cache):
     assert re.search(r"unknown llm_cache option\(s\) 'scop' in @pytest.mark.llm_cache", result.stdout.str() + result.stderr.str())
 
 
+def test_bad_option_values_name_the_value_and_the_choices(llm_pytester):
+    write_ini(llm_pytester, "llm_scope = module\n")
+    llm_pytester.makepyfile(test_bad="def test_nothing():\n    pass\n")
+    result = llm_pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*llm_cache scope must be one of ('test', 'suite'), not 'module'*"])
+
+    write_ini(llm_pytester)
+    llm_pytester.makepyfile(test_bad='''
+import pytest
+
+@pytest.mark.llm_cache(repeats="always")
+def test_marked(llm_cache):
+    pass
+''')
+    result = llm_pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*llm_cache repeats must be one of ('cache', 'sequence'), not 'always'*"])
+
+
 def test_corrupt_cassette_fails_clearly_and_is_left_alone(llm_pytester, server):
     cassette = cassette_file(llm_pytester)
     cassette.parent.mkdir()
