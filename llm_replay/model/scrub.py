@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from .credentials import (
@@ -97,37 +97,39 @@ class _EnvSecrets:
         self.keys, self.secret_keys, self.values, self.secrets, self.in_json, self.test_ids = keys, secret_keys, values, secrets, in_json, test_ids
 
 
-@dataclass(frozen=True)
 class Scrubber:
     """What counts as a secret: the built-in rules, plus the user's variable names and value patterns.
 
     ``env_names`` are extra variable names or globs (``MY_SERVICE_CREDS``, ``*_DSN``); ``patterns``
     are regular expressions whose matches become ``<scrubbed>``. The environment is read at each
     use, so a key set by ``monkeypatch.setenv`` in the middle of a session is caught too.
+
+    A plain class, not a frozen dataclass: it keeps caches of the environment it read, so it is no value to
+    compare, and generating a dataclass's methods cost importing the plugin ~4 M instructions.
     """
 
-    env_names: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
-    _text_patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
-    _bytes_patterns: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False, compare=False)
-    _env_cache: _EnvSecrets | None = field(default=None, init=False, repr=False, compare=False)
-    # a variable's raw name (os.environ keeps bytes) -> its name when its value is a secret, else None
-    _secret_name_of: dict[str | bytes, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
-    # a set of raw variable names -> the raw names of its secret ones
-    _secret_keys_by_keys: dict[tuple, tuple] = field(default_factory=dict, init=False, repr=False, compare=False)
+    __slots__ = ("env_names", "patterns", "environ", "_text_patterns", "_bytes_patterns", "_env_cache", "_secret_name_of", "_secret_keys_by_keys")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "env_names", tuple(self.env_names))
-        object.__setattr__(self, "patterns", tuple(self.patterns))
+    def __init__(self, env_names: Iterable[str] = (), patterns: Iterable[str] = (), environ: Mapping[str, str] = os.environ) -> None:
+        self.env_names = tuple(env_names)
+        self.patterns = tuple(patterns)
+        self.environ = environ
         compiled = []
         for pattern in self.patterns:
             try:
                 compiled.append((re.compile(pattern), re.compile(pattern.encode())))
             except re.error as error:
                 raise ValueError(f"secret pattern {pattern!r} is not a valid regular expression ({error}); fix it in ini llm_secret_patterns") from None
-        object.__setattr__(self, "_text_patterns", tuple(text for text, _ in compiled))
-        object.__setattr__(self, "_bytes_patterns", tuple(raw for _, raw in compiled))
+        self._text_patterns = tuple(text for text, _ in compiled)
+        self._bytes_patterns = tuple(raw for _, raw in compiled)
+        self._env_cache: _EnvSecrets | None = None
+        # a variable's raw name (os.environ keeps bytes) -> its name when its value is a secret, else None
+        self._secret_name_of: dict[str | bytes, str | None] = {}
+        # a set of raw variable names -> the raw names of its secret ones
+        self._secret_keys_by_keys: dict[tuple, tuple] = {}
+
+    def __repr__(self) -> str:
+        return f"Scrubber(env_names={self.env_names!r}, patterns={self.patterns!r})"
 
     def is_secret_env_name(self, name: str) -> bool:
         """Whether the value of variable ``name`` is a secret (by the built-in words or the user's globs)."""
@@ -162,7 +164,7 @@ class Scrubber:
         found = {value: self._secret_name_of[key] for key, value in zip(secret_keys, map(decode, values)) if len(value) >= MIN_SECRET_LENGTH}
         secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
         cached = _EnvSecrets(keys, secret_keys, values, secrets, tuple(_json_escaped(value) for value, _ in secrets), {})
-        object.__setattr__(self, "_env_cache", cached)
+        self._env_cache = cached
         return cached
 
     def _secret_keys(self, keys: tuple) -> tuple:
