@@ -19,8 +19,9 @@ SECRET_HEADERS = frozenset({
     "openai-organization", "openai-project", "anthropic-organization-id", "x-amz-security-token",
 })
 # A header whose name has one of these words (``x-amz-security-token``, ``x-…-token``, ``x-client-secret``)
-# carries a credential; ``x-ratelimit-remaining-tokens`` does not ("tokens", counted, are not a token).
-_SECRET_HEADER_WORDS = re.compile(r"(?:^|[-_])(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|signature)(?:[-_]|$)")
+# carries a credential; ``x-ratelimit-remaining-tokens`` does not ("tokens", counted, are not a token). Compiled on
+# first use (re keeps it): at import it cost every session ~1 M instructions, and a replay scrubs no header.
+_SECRET_HEADER_WORDS = r"(?:^|[-_])(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|signature)(?:[-_]|$)"
 # Fields of form and JSON bodies (OAuth token requests and answers, login forms) whose values are credentials.
 SECRET_BODY_FIELDS = frozenset({
     "access_token", "refresh_token", "id_token", "client_secret", "password", "passwd", "api_key", "apikey",
@@ -38,7 +39,7 @@ def is_secret_query_param(name: str) -> bool:
 def is_secret_header(name: str) -> bool:
     """Whether a header carries a credential, by its name: the known ones, and any that says token, secret, password…"""
     lowered = name.lower()
-    return lowered in SECRET_HEADERS or _SECRET_HEADER_WORDS.search(lowered) is not None
+    return lowered in SECRET_HEADERS or re.search(_SECRET_HEADER_WORDS, lowered) is not None
 
 
 def is_secret_body_field(name: str) -> bool:
