@@ -8,7 +8,7 @@ is asked. A recording whose method, host and body (under the match rules) equal 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable
 
 from ..model.fingerprint import CanonicalRequest, differences
@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from ..stores.base import Store
 
 
-@dataclass(frozen=True)
 class AdoptRules:
     """What must stay equal for a recording to be adopted: the match rules, widened by the body paths
-    the user allows to differ (``adopt_body_paths``)."""
+    the user allows to differ (``adopt_body_paths``). A plain class: nothing compares it, and a frozen
+    dataclass costs every session's start-up ~2 M instructions."""
 
-    rules: MatchRules
-    body_paths: tuple[str, ...] = ()
-    _widened: MatchRules = field(init=False, repr=False, compare=False)
+    __slots__ = ("rules", "body_paths", "_widened")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_widened", MatchRules(self.rules.ignore + self.body_paths, self.rules.before_fingerprint))
+    def __init__(self, rules: MatchRules, body_paths: tuple[str, ...] = ()) -> None:
+        self.rules = rules
+        self.body_paths = body_paths
+        self._widened = MatchRules(rules.ignore + body_paths, rules.before_fingerprint)
 
     def shape(self, request: CanonicalRequest) -> str:
         """The request's key without its URL path and query (and the allowed body paths)."""

@@ -7,10 +7,11 @@ old recordings are found again by re-keying their stored requests under the new 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from ..model.fingerprint import CanonicalRequest
@@ -57,16 +58,14 @@ def ignore_paths(value: str | Iterable[str], source: str) -> tuple[str, ...]:
     return paths
 
 
-@dataclass(frozen=True)
-class MatchRules:
-    """The user's matching rules: body fields to leave out, and a hook that normalises the request first."""
+class MatchRules(NamedTuple):
+    """The user's matching rules: body fields to leave out, and a hook that normalises the request first.
+
+    A NamedTuple, as the project's other value records (a frozen dataclass costs a session's start-up ~2 M
+    instructions); equal rules share the indexes built under them."""
 
     ignore: tuple[str, ...] = ()
     before_fingerprint: BeforeFingerprint | None = None
-    _steps: tuple[tuple[_Step, ...], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_steps", tuple(parse_ignore_path(path, "match_ignore") for path in self.ignore))
 
     def view(self, request: CanonicalRequest) -> CanonicalRequest:
         """The request as matching sees it: the hook applied to a copy, then the ignored fields removed."""
@@ -75,7 +74,7 @@ class MatchRules:
         if self.before_fingerprint is not None:
             request = self._hooked(request)
         body = request.body
-        for steps in self._steps:
+        for steps in _parsed(self.ignore):
             body = _without(body, steps)
         return replace(request, body=None if body is _REMOVED else body)
 
@@ -98,6 +97,12 @@ class MatchRules:
                 "return the request it was given (edit request.body in place) or dataclasses.replace(request, body=...)"
             )
         return result
+
+
+@functools.cache
+def _parsed(ignore: tuple[str, ...]) -> tuple[tuple[_Step, ...], ...]:
+    """The steps of each ignore path, parsed once per distinct set of paths."""
+    return tuple(parse_ignore_path(path, "match_ignore") for path in ignore)
 
 
 def _without(value: Any, steps: tuple[_Step, ...]) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Mapping
 
@@ -14,16 +13,17 @@ if TYPE_CHECKING:
     from ..stores.base import Store
 
 
-@dataclass
 class Savings:
-    """Added up over every replay: tokens, seconds, dollars, and the models no price was found for."""
+    """Added up over every replay: tokens, seconds, dollars, and the models no price was found for. A plain class,
+    a tally rather than a value (a dataclass costs every session's end ~2 M instructions to define)."""
 
-    tokens: int = 0
-    seconds: float = 0.0
-    cost: Decimal = Decimal(0)
-    priced: int = 0
-    unpriced: Counter[str] = field(default_factory=Counter)
-    database_missing: bool = False
+    def __init__(self, tokens: int = 0, seconds: float = 0.0, cost: Decimal = Decimal(0), priced: int = 0, unpriced: Mapping[str, int] | None = None, database_missing: bool = False) -> None:
+        self.tokens = tokens
+        self.seconds = seconds
+        self.cost = cost
+        self.priced = priced
+        self.unpriced: Counter[str] = Counter(unpriced or {})
+        self.database_missing = database_missing
 
     def add(self, prices: PriceBook, count: int, model: str | None, url: str, usage: tuple[int | None, int | None], latency_ms: float | None) -> None:
         """A recording replayed ``count`` times: its tokens and latency, and its price for the tokens its answer
