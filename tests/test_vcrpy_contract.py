@@ -89,6 +89,19 @@ def test_our_httpx_request_builder_gives_what_vcrpys_own_gives_and_is_on_only_wh
         [("X-Name", "café".encode())],
         [("X-Name", "café".encode()), ("X-Latin", "é".encode("latin-1"))],
         [("X-Break", b"a\nb"), ("X-After", "c")],
+        [("CONTENT-TYPE", "text/plain; name=café".encode()), ("X-Latin", "é".encode("latin-1"))],
     ):
         request = httpx2.Request("POST", "https://api.test/v1/chat", content=b"{}", headers=headers)
-        assert dict(http._vcr_request_of_httpx(request, b"{}").headers) == dict(vcrpys(request, b"{}").headers) == dict(request.headers.multi_items())
+        ours = http._vcr_request_of_httpx(request, b"{}")
+        assert dict(ours.headers) == dict(vcrpys(request, b"{}").headers) == dict(request.headers.multi_items())
+        # the content type, read from httpx's own lower-case names without filing every header, reads as filed
+        assert ours.content_type == (ours.headers.get("content-type") or "") == (request.headers.get("content-type") or "")
+    twice = httpx2.Request("POST", "https://api.test/v1/chat", content=b"{}", headers=[("Content-Type", "multipart/form-data; boundary=x"), ("content-type", "charset=ascii")])
+    assert http._vcr_request_of_httpx(twice, b"{}").content_type == twice.headers["content-type"] == "multipart/form-data; boundary=x, charset=ascii"
+    # headers laid out otherwise than httpx's today (no _list) are all filed by name, the content type among them
+    request = httpx2.Request("POST", "https://api.test/v1/chat", content=b"{}", headers=[("Content-Type", "application/json"), ("X-Twice", "1")])
+
+    class OtherLayout:
+        raw, encoding = request.headers.raw, "ascii"
+
+    assert http._content_type(OtherLayout()) == "application/json"
