@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -334,3 +335,9 @@ def test_a_test_id_scrubbed_before_its_secret_was_set_is_scrubbed_again_after():
     assert scrubber.test_ids([test_id, "t.py::test_plain"]) == [test_id, "t.py::test_plain"]  # many at once, read afresh too
     environ["TENANT_KEY"] = "tenant-secret-4f2a9c"
     assert scrubber.test_ids([test_id, "t.py::test_plain"]) == ["t.py::test_tenant[<scrubbed:TENANT_KEY>]", "t.py::test_plain"]
+
+
+def test_a_scrubber_reads_the_environment_as_it_is_when_built(monkeypatch):
+    # A test framework may swap os.environ for another mapping: a Scrubber built afterwards reads that one.
+    monkeypatch.setattr(os, "environ", {"SOME_API_KEY": "sk-planted-0123456789"})
+    assert Scrubber().text("key sk-planted-0123456789 here") == "key <scrubbed:SOME_API_KEY> here"

@@ -110,10 +110,10 @@ class Scrubber:
 
     __slots__ = ("env_names", "patterns", "environ", "_text_patterns", "_bytes_patterns", "_env_cache", "_secret_name_of", "_secret_keys_by_keys")
 
-    def __init__(self, env_names: Iterable[str] = (), patterns: Iterable[str] = (), environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, env_names: Iterable[str] = (), patterns: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> None:
         self.env_names = tuple(env_names)
         self.patterns = tuple(patterns)
-        self.environ = environ
+        self.environ = os.environ if environ is None else environ  # os.environ as it is when built, not at import
         compiled = []
         for pattern in self.patterns:
             try:
