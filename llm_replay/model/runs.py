@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin loads this module at start-up
     from .interaction import Key
@@ -23,40 +23,46 @@ _STAMP_RESOLUTION = timedelta(milliseconds=1)
 _OLD_STAMP_RESOLUTION = timedelta(seconds=1)
 
 
-class RunRecord(NamedTuple):  # value records as NamedTuples: a frozen dataclass costs the plugin's start-up ~0.4 ms each
-    """One finished run as the bookkeeping remembers it."""
+class RunRecord:
+    """One finished run as the bookkeeping remembers it.
 
-    uid: str
-    started_at: str
-    finished_at: str
-    passed: int  # tests that passed (setup, call and teardown)
+    The records here are plain classes: the pytest plugin loads this module at start-up, and defining a NamedTuple
+    costs that ~0.5 M instructions (a frozen dataclass more)."""
+
+    __slots__ = ("uid", "started_at", "finished_at", "passed")
+
+    def __init__(self, uid: str, started_at: str, finished_at: str, passed: int) -> None:
+        self.uid, self.started_at, self.finished_at = uid, started_at, finished_at
+        self.passed = passed  # tests that passed (setup, call and teardown)
 
 
-class TestPass(NamedTuple):
+class TestPass:
     """A test's latest pass: the run it was in, when that run began, and the recordings the test used."""
 
     __test__ = False  # not a pytest test class
+    __slots__ = ("run_uid", "started_at", "used")
 
-    run_uid: str
-    started_at: str
-    used: frozenset[Key]
+    def __init__(self, run_uid: str, started_at: str, used: frozenset[Key]) -> None:
+        self.run_uid, self.started_at, self.used = run_uid, started_at, used
 
 
-class TestOutcome(NamedTuple):
+class TestOutcome:
     """One test of this run as its reports describe it (RunOutcome.tests)."""
 
     __test__ = False
+    __slots__ = ("passed", "called", "used", "refreshed", "writes")
 
-    passed: bool = True  # every phase reported so far passed
-    called: bool = False  # its call phase ran and passed
-    used: tuple[Key, ...] = ()  # recordings it recorded or replayed
-    refreshed: bool = False  # it ran in refresh mode: what it used is all it owns now
-    writes: bool = False  # it ran in a mode that writes the cassette
+    def __init__(self, passed: bool, called: bool, used: tuple[Key, ...], refreshed: bool, writes: bool) -> None:
+        self.passed = passed  # every phase reported so far passed
+        self.called = called  # its call phase ran and passed
+        self.used = used  # recordings it recorded or replayed
+        self.refreshed = refreshed  # it ran in refresh mode: what it used is all it owns now
+        self.writes = writes  # it ran in a mode that writes the cassette
 
     @property
     def complete_pass(self) -> bool:
         """Setup, call and teardown all passed (a skip or an xfail is no pass)."""
-        return _complete_pass(self)
+        return self.passed and self.called
 
 
 def _complete_pass(values: tuple) -> bool:
@@ -70,7 +76,7 @@ def _complete_pass(values: tuple) -> bool:
 Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool]
 
 
-_NOT_REPORTED = tuple(TestOutcome())
+_NOT_REPORTED = (True, False, (), False, False)  # TestOutcome's values before any report
 
 
 def changes_nothing(when: str, outcome: str, usage: Usage | None) -> bool:
@@ -124,7 +130,7 @@ class RunOutcome:
     @property
     def tests(self) -> dict[str, TestOutcome]:
         """Every test reported so far (made on each call: read it once)."""
-        return {nodeid: TestOutcome._make(values) for nodeid, values in self._tests.items()}
+        return {nodeid: TestOutcome(*values) for nodeid, values in self._tests.items()}
 
     def passes(self, vanished: Iterable[str] = ()) -> dict[str, frozenset[Key]]:
         """The tests that passed, with what each used; ``vanished`` tests as passing with nothing."""
