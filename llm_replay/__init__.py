@@ -2,15 +2,19 @@
 
 from .engine.settings import Mode
 from .errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
-from .layers.activation import use_cassette
 
 __all__ = ["CanonicalRequest", "CassetteError", "CassetteMiss", "Mode", "NetworkBlocked", "RecordingExpired", "Scrubber", "use_cassette"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # Public names that load on first use, like the rest of the engine: CanonicalRequest (for before_fingerprint
-    # hooks) and Scrubber (for use_cassette(..., scrubber=...)).
+    # Public names that load on first use, like the rest of the engine (the pytest plugin imports this package, and
+    # a session whose tests never use llm_cache loads none of them): use_cassette, CanonicalRequest (for
+    # before_fingerprint hooks) and Scrubber (for use_cassette(..., scrubber=...)).
+    if name == "use_cassette":
+        from .layers.activation import use_cassette
+
+        return use_cassette
     if name == "CanonicalRequest":
         from .model.fingerprint import CanonicalRequest
 

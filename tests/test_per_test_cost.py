@@ -119,3 +119,36 @@ def test_settings_are_worked_out_once_per_distinct_configuration(tmp_path):
 
     unhashable = suite.settings_for({"match_ignore": {"metadata.id"}}, {})  # a set cannot be a key: read each time
     assert unhashable.match_ignore == ("metadata.id",)
+
+
+UNUSED_TESTS = '''
+import sys
+
+ENGINE = (
+    "vcr", "sqlite3", "freezegun", "llm_replay.layers", "llm_replay.engine.recorder", "llm_replay.engine.read_ahead",
+    "llm_replay.model.fingerprint", "llm_replay.stores.sqlite", "llm_replay.stores.memory",
+)
+
+
+def test_one():
+    assert True
+
+
+def test_zz_last():
+    print("LOADED", sorted(name for name in sys.modules if name.startswith(ENGINE)))
+'''
+
+
+def test_a_session_whose_tests_never_use_llm_cache_loads_no_engine_layer_nor_vcrpy(llm_pytester, env):
+    """README: installed but unused, the plugin costs pytest its options and books; the engine, SQLite and vcrpy load
+    on first use. A replay session (CI) guards the network and holds placeholder keys and the proxy fence from its start:
+    those layers only."""
+    llm_pytester.makepyfile(test_unused=UNUSED_TESTS)
+    recording = llm_pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--llm-mode=record")
+    recording.assert_outcomes(passed=2)
+    assert printed(recording, "LOADED") == ["[]"]
+    replaying = llm_pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--llm-mode=replay")
+    replaying.assert_outcomes(passed=2)
+    guard = ["llm_replay.layers", "llm_replay.layers.network", "llm_replay.layers.offline_children", "llm_replay.layers.placeholders"]
+    assert printed(replaying, "LOADED") == [str(guard)]
+

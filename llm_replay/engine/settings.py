@@ -162,10 +162,13 @@ class CacheSettings(_Options):
             changes["mode"] = parse_mode(changes["mode"], source)
         for name in ("match_ignore", "adopt_body_paths"):
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
-            if name in changes:
+            given = changes.get(name)
+            if name in changes and not isinstance(given, str) and not given:  # none added (ini's default): the rules stay
+                changes[name] = getattr(self, name)  # unloaded (the matching module loads the request model with it)
+            elif name in changes:
                 from .matching import ignore_paths
 
-                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(changes[name], source)))
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(given, source)))
         for name in ("allow_hosts", "ignore_hosts"):
             # Like match_ignore, host lists add up.
             if name in changes:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import warnings
+from importlib import import_module
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
@@ -15,16 +17,14 @@ from ..engine.pricing import PriceBook, parse_prices
 from ..engine.project import DEFAULT_CASSETTE
 from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss, RecordingExpired
-from ..layers.activation import activated
-from ..layers.offline_children import without_offline_proxies
-from ..layers.placeholders import placeholder_keys
 from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
 from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
 
-if TYPE_CHECKING:  # the engine loads on first use: an installed but unused plugin costs pytest nothing
+if TYPE_CHECKING:  # the engine and the layers load on first use: an installed but unused plugin costs pytest nothing
     from ..engine.recorder import Recorder
+    from ..layers import activation  # loaded by _activation on first use (named here for the layer rule and for readers)
 
 SUITE = pytest.StashKey[Suite]()
 IN_USE = pytest.StashKey["_InUse"]()
@@ -150,6 +150,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # a pytest-xdist worker's reports reach the controller, which keeps the books
         config.pluginmanager.register(_RunWatcher(config.stash[SUITE]), "llm_replay_run_watcher")
     if mode.offline:
+        from ..layers.offline_children import without_offline_proxies
+        from ..layers.placeholders import placeholder_keys
+
         # A child of a replay session that replays too has its own guard: the proxy fence is for other programs.
         without_offline_proxies()
         # Clients built at import time (module-level openai.OpenAI()) need a key before any fixture runs.
@@ -166,10 +169,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The llm_cache tests in the order they will run: what the suite cassette reads ahead of them."""
     suite = session.config.stash.get(SUITE, None)
-    if suite is not None:
+    order = [item.nodeid for item in session.items if "llm_cache" in getattr(item, "fixturenames", ())]
+    if suite is not None and order:
         from ..engine.read_ahead import ReadAhead
 
-        suite.read_ahead = ReadAhead([item.nodeid for item in session.items if "llm_cache" in getattr(item, "fixturenames", ())])
+        suite.read_ahead = ReadAhead(order)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -247,13 +251,22 @@ def llm_cache() -> Iterator[Recorder]:
             pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
     in_use = item.stash[IN_USE] = _InUse(suite, recorder, settings.fail_unplayed)
-    with activated(recorder, settings.layer, settings.allow_hosts):
+    with _activation().activated(recorder, settings.layer, settings.allow_hosts):
         yield recorder
     suite.test_finished(recorder)
     in_use.usage = suite.usage_of(recorder)
     suite.track_adoptions(recorder)
     for expired in recorder.expired:
         warnings.warn(RecordingExpired(f"llm_replay replayed an expired recording: {expired} (on_expired = warn)"), stacklevel=1)
+
+
+_ACTIVATION = "llm_replay.layers.activation"
+
+
+def _activation() -> ModuleType:
+    """The layers' switch, imported by the first test that uses llm_cache, then read from ``sys.modules`` (a
+    ``from .x import y`` inside the fixture would cost every test the import machinery's ~12 K instructions)."""
+    return sys.modules.get(_ACTIVATION) or import_module(_ACTIVATION)
 
 
 class _InUse:

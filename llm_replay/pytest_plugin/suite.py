@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
 from ..engine.drift_tally import DriftTally
 from ..engine.pricing import PriceBook
-from ..engine.read_ahead import ReadAhead
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome, Usage
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.read_ahead import ReadAhead
     from ..engine.adoption import AdoptionIndex
     from ..engine.host_patterns import HostPatterns
     from ..errors import NetworkBlocked
@@ -120,7 +120,9 @@ class Suite:
         self._adoption_indexes: dict[tuple[MatchRules, tuple[str, ...]], AdoptionIndex] = {}
         self._plans: dict[CacheSettings, _Plan] = {}
         self._overridden_configs: dict[Any, bool] = {}  # module or class -> overrides llm_cache_config
-        self.read_ahead = ReadAhead()  # the llm_cache tests in the order they run, once collected
+        # the llm_cache tests in the order they run, once collected; None while none is (a session without them
+        # never loads the read-ahead)
+        self.read_ahead: ReadAhead | None = None
         self.adoptions: Counter[str] = Counter()  # adopt mode: shape change (old → new) → recordings
         # -- the run's bookkeeping (ownership, prune, stats); under xdist only the controller writes it --
         # llm_replay's folder in pytest's cache dir, made on first use; None without the cache provider: its default
@@ -249,7 +251,8 @@ class Suite:
             cassette: Store = plan.memory_store(self.scrubber)
         else:
             cassette = self.cassette(settings.mode)
-            self.read_ahead.before(cassette, nodeid)
+            if self.read_ahead is not None:
+                self.read_ahead.before(cassette, nodeid)
         clock = self.clock(settings, cassette, nodeid)
         return plan.recorder(
             cassette,
