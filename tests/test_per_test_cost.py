@@ -9,7 +9,11 @@ Settings are worked out once per distinct configuration: different markers in on
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import printed, write_ini
+
+import llm_replay
 
 from llm_replay.engine.settings import CacheSettings, Mode
 from llm_replay.pytest_plugin.suite import Suite
@@ -152,3 +156,32 @@ def test_a_session_whose_tests_never_use_llm_cache_loads_no_engine_layer_nor_vcr
     guard = ["llm_replay.layers", "llm_replay.layers.network", "llm_replay.layers.offline_children", "llm_replay.layers.placeholders"]
     assert printed(replaying, "LOADED") == [str(guard)]
 
+
+LOADERS_TESTS = '''
+import sys
+
+import pytest
+
+
+@pytest.mark.llm_cache
+def test_uses_the_engine():
+    loaders = {name: type(module.__loader__).__name__ for name, module in sys.modules.items() if name.startswith("llm_replay.")}
+    print("ENGINE", loaders["llm_replay.engine.recorder"], loaders["llm_replay.pytest_plugin.plugin"])
+
+
+def test_own_asserts_are_still_rewritten():
+    answer = {"text": "Paris"}
+    assert answer["text"] == "Lyon"
+'''
+
+
+def test_llm_replays_modules_load_the_ordinary_way_and_the_users_tests_are_still_rewritten(llm_pytester, env):
+    """pytest marks a plugin's package for assertion rewriting and loads every module of it through its own, slower
+    importer (~3 M instructions a module); llm_replay unmarks itself, and only itself. The package is found on the
+    path here, as a regular install has it (pytest does not mark a package an editable install's finder provides)."""
+    env.setenv("PYTHONPATH", str(Path(llm_replay.__file__).parent.parent))
+    llm_pytester.makepyfile(test_loaders=LOADERS_TESTS)
+    result = llm_pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--llm-mode=record")
+    result.assert_outcomes(passed=1, failed=1)
+    assert printed(result, "ENGINE") == ["SourceFileLoader SourceFileLoader"]
+    result.stdout.fnmatch_lines(["*AssertionError: assert 'Paris' == 'Lyon'*"])  # pytest's rewritten message
