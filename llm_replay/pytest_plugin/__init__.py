@@ -5,8 +5,8 @@ import sys
 
 def _load_without_assertion_rewriting() -> None:
     """pytest marks a plugin's whole package for assertion rewriting, and then loads each of its modules through its
-    own importer, which reads the cached code object by object and hashes the source again: ~3 M instructions a
-    module, ~130 M in a replay session that loads the engine (~25 ms at the reference speed). llm_replay asserts
+    own importer, which reads the cached code object by object and hashes the source again: ~2-3 M instructions a
+    module, ~100 M in a replay session that loads the engine (~18 ms at the reference speed). llm_replay asserts
     nothing a test would read, so from here on its modules load the ordinary way; this package and the few modules
     the package imports first still go through pytest's importer. Nothing changes when pytest's importer is laid
     out otherwise."""
