@@ -147,11 +147,13 @@ def test_a_session_whose_tests_never_use_llm_cache_loads_no_engine_layer_nor_vcr
     """README: installed but unused, the plugin costs pytest its options and books; the engine, SQLite and vcrpy load
     on first use. A replay session (CI) guards the network and holds placeholder keys and the proxy fence from its start:
     those layers only."""
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # llm_replay alone: no other plugin loads what is looked for
     llm_pytester.makepyfile(test_unused=UNUSED_TESTS)
-    recording = llm_pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--llm-mode=record")
+    only_ours = ("-s", "-p", "no:cacheprovider", "-p", "llm_replay.pytest_plugin.plugin")
+    recording = llm_pytester.runpytest_subprocess(*only_ours, "--llm-mode=record")
     recording.assert_outcomes(passed=2)
     assert printed(recording, "LOADED") == ["[]"]
-    replaying = llm_pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--llm-mode=replay")
+    replaying = llm_pytester.runpytest_subprocess(*only_ours, "--llm-mode=replay")
     replaying.assert_outcomes(passed=2)
     guard = ["llm_replay.layers", "llm_replay.layers.network", "llm_replay.layers.offline_children", "llm_replay.layers.placeholders"]
     assert printed(replaying, "LOADED") == [str(guard)]
