@@ -9,6 +9,7 @@ Settings are worked out once per distinct configuration: different markers in on
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from conftest import printed, write_ini
@@ -187,3 +188,27 @@ def test_llm_replays_modules_load_the_ordinary_way_and_the_users_tests_are_still
     result.assert_outcomes(passed=1, failed=1)
     assert printed(result, "ENGINE") == ["SourceFileLoader SourceFileLoader"]
     result.stdout.fnmatch_lines(["*AssertionError: assert 'Paris' == 'Lyon'*"])  # pytest's rewritten message
+
+
+def test_unmarking_takes_only_llm_replay_off_pytests_rewrite_list_and_no_paths_add_no_rules(monkeypatch):
+    """The unmarking leaves every other marked package (another plugin's) to pytest, and forgets pytest's cached
+    answers; an empty ``match_ignore`` (the ini's default, which no longer loads the matching rules) keeps the rules
+    already given."""
+    from llm_replay.pytest_plugin import _load_without_assertion_rewriting
+
+    class AssertionRewritingHook:  # pytest's importer as the unmarking finds it: by its name and its two attributes
+        def __init__(self) -> None:
+            self._must_rewrite = {"llm_replay", "pytest_asyncio", "llm_replay_extras"}
+            self._marked_for_rewrite_cache = {"llm_replay.engine": True, "pytest_asyncio.plugin": True}
+
+        def find_spec(self, *args: object) -> None:
+            return None
+
+    hook = AssertionRewritingHook()
+    monkeypatch.setattr("sys.meta_path", [hook, *sys.meta_path])
+    _load_without_assertion_rewriting()
+    assert hook._must_rewrite == {"pytest_asyncio", "llm_replay_extras"} and hook._marked_for_rewrite_cache == {}
+
+    widened = CacheSettings().updated({"match_ignore": ["metadata.id"]}, "ini option llm_match_ignore")
+    assert widened.updated({"match_ignore": []}, "a marker").match_ignore == ("metadata.id",)
+    assert widened.updated({"match_ignore": "messages[*].name"}, "a marker").match_ignore == ("metadata.id", "messages[*].name")

@@ -162,13 +162,14 @@ class CacheSettings(_Options):
             changes["mode"] = parse_mode(changes["mode"], source)
         for name in ("match_ignore", "adopt_body_paths"):
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
+            # None added (an ini's default) keeps them without loading the matching module and the request model.
             given = changes.get(name)
-            if name in changes and not isinstance(given, str) and not given:  # none added (ini's default): the rules stay
-                changes[name] = getattr(self, name)  # unloaded (the matching module loads the request model with it)
-            elif name in changes:
+            if isinstance(given, str) or given:
                 from .matching import ignore_paths
 
                 changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(given, source)))
+            elif name in changes:
+                changes[name] = getattr(self, name)
         for name in ("allow_hosts", "ignore_hosts"):
             # Like match_ignore, host lists add up.
             if name in changes:
