@@ -39,6 +39,7 @@ for _name in ("CI", "LLM_REPLAY_MODE"):
     os.environ.pop(_name, None)
 
 # The project's own environment must not decide what the sessions under test do.
+ONLY_OUR_TESTS_PLUGINS_OFF = "-p no:hypothesispytest -p no:langsmith_plugin"
 _ISOLATED_VARIABLES = (
     "CI", "LLM_REPLAY_MODE", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY",
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "ANTHROPIC_BASE_URL",
@@ -98,9 +99,12 @@ def bedrock_server() -> Iterator[FakeBedrock]:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No CI flag, no mode, no keys: what a new user's shell looks like."""
+    """No CI flag, no mode, no keys: what a new user's shell looks like. Nor the pytest plugins only this repository's
+    own tests install (hypothesis, and langsmith's with LangChain): a pytest run in a subprocess that loads them
+    spends ~4 s importing them, and an in-process one re-imports hypothesis (seconds)."""
     for name in _ISOLATED_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
     return monkeypatch
 
 

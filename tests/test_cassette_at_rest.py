@@ -133,7 +133,6 @@ def test_steady(llm_cache):
     ask("steady")
 ''')
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
 
 
 @pytest.mark.parametrize("path", ["--llm-prune", "llm-replay prune", "refresh", "refresh under a new secret rule", "llm-replay rm"])

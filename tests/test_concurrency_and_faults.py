@@ -15,15 +15,21 @@ from conftest import cassette_file
 from llm_replay.stores.sqlite import SQLiteCache
 
 ASK = '''
+import functools
+
 import openai
 import pytest
 
 BASE_URL = "{base_url}"
 
 
+@functools.cache
+def client():
+    return openai.OpenAI(base_url=BASE_URL, max_retries=0)  # one a process: each builds an SSL context (~50 ms)
+
+
 def ask(prompt):
-    client = openai.OpenAI(base_url=BASE_URL, max_retries=0)
-    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+    return client().chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
 '''
 WORKER_TESTS = 40
 # Subprocess runs load only what they need: every worker importing every installed plugin costs seconds.

@@ -27,8 +27,11 @@ def test_example_suite_replays_offline_from_the_top_level_cassette() -> None:
     environ = {name: value for name, value in os.environ.items() if not name.endswith("_API_KEY") and name not in ("LLM_REPLAY_MODE", "OPENAI_BASE_URL")}
     environ["CI"] = "true"
     before = _digest(CASSETTE)
-    result = subprocess.run(  # without pytest-asyncio, as the README's install of the example suite has it
-        [sys.executable, "-m", "pytest", "examples", "-v", "-p", "no:cacheprovider", "-p", "no:asyncio"],
+    # without the plugins only the test suite installs (pytest-asyncio, hypothesis, langsmith's), as the README's install
+    # of the example suite has it
+    no_test_plugins = ("-p", "no:asyncio", "-p", "no:hypothesispytest", "-p", "no:langsmith_plugin")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples", "-v", "-p", "no:cacheprovider", *no_test_plugins],
         capture_output=True, text=True, env=environ, cwd=ROOT, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

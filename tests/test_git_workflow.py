@@ -32,7 +32,6 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture
 def repo(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
     """A project under git with llm-replay git-setup done, on branch main."""
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     env.setenv("OPENAI_API_KEY", server.api_key)
     for name, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": "/dev/null"}.items():
         env.setenv(name, value)

@@ -72,7 +72,6 @@ class PageText(HTMLParser):
 
 @needs_chromium
 def test_report_shows_each_tests_calls_misses_and_drift_as_rendered_by_a_browser(llm_pytester, server, env, tmp_path):
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     llm_pytester.makepyfile(test_app=APP.format(base_url=server.base_url))
     env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.runpytest().assert_outcomes(passed=3, failed=1)  # records the poem, the tool call and the embeddings

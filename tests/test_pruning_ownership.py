@@ -96,7 +96,6 @@ def project(llm_pytester: pytest.Pytester, server, env) -> pytest.Pytester:
     (llm_pytester.path / "sub").mkdir()
     (llm_pytester.path / "sub" / "test_sub.py").write_text(SUB)
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     env.setenv("APP_VERSION", "v1")
     llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=9)
     env.setenv("APP_VERSION", "v2")
@@ -169,7 +168,7 @@ def test_waits_for_the_other_session():
         time.sleep(0.05)
 ''')
     pruning = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", "--llm-prune", "--llm-mode=replay"],
+        [sys.executable, "-m", "pytest", "--llm-prune", "--llm-mode=replay"],
         cwd=project.path, env={**os.environ, "APP_VERSION": "v1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -237,7 +236,6 @@ def test_ask(llm_cache):
 def test_a_recording_replayed_under_new_match_rules_is_used_not_pruned(llm_pytester, server, env):
     llm_pytester.makepyfile(test_rekeyed=REKEYED.format(base_url=server.base_url))
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     env.setenv("REQUEST_ID", "first")
     llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
     llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_match_ignore = request_id\n")

@@ -193,7 +193,6 @@ def test_pruning_redis_deletes_only_what_every_owning_test_passed_without(llm_py
     from test_cli import app_tests
 
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
     env.chdir(llm_pytester.path)
     cassette = f"--llm-cassette={redis_url}"
     llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", "Weather in Paris"))

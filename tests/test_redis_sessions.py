@@ -61,10 +61,8 @@ def test_{name}_asks(llm_cache, n):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _fast_inner_sessions(env: pytest.MonkeyPatch) -> None:
-    """In-process inner sessions skip hypothesis's plugin (pytester re-imports it for each one: seconds each)."""
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+# Every test here, inner sessions included, runs in a new user's shell (conftest's env).
+pytestmark = pytest.mark.usefixtures("env")
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ from conftest import cassette_file, write_ini
 from llm_replay.stores.sqlite import SQLiteCache
 
 
-@pytest.fixture(autouse=True)
-def _fast_inner_sessions(env: pytest.MonkeyPatch) -> None:
-    """Inner sessions skip hypothesis's plugin: pytester re-imports hypothesis for each one (seconds each)."""
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+# Every test here, inner sessions included, runs in a new user's shell (conftest's env).
+pytestmark = pytest.mark.usefixtures("env")
 
 APP = '''
 import openai

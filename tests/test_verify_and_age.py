@@ -50,10 +50,8 @@ def test_tool(llm_cache):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _fast_inner_sessions(env: pytest.MonkeyPatch) -> None:
-    """Inner sessions skip hypothesis's plugin: pytester re-imports hypothesis for each one (seconds each)."""
-    env.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+# Every test here, inner sessions included, runs in a new user's shell (conftest's env).
+pytestmark = pytest.mark.usefixtures("env")
 
 
 def _rows(pytester: pytest.Pytester) -> list[tuple]:
