@@ -132,9 +132,12 @@ def test_settings_are_worked_out_once_per_distinct_configuration(tmp_path):
 UNUSED_TESTS = '''
 import sys
 
-ENGINE = (
+ON_FIRST_USE = (
     "vcr", "sqlite3", "freezegun", "llm_replay.layers", "llm_replay.engine.recorder", "llm_replay.engine.read_ahead",
     "llm_replay.model.fingerprint", "llm_replay.stores.sqlite", "llm_replay.stores.memory",
+    # what only a replay, a compared answer or a live call needs: the prices, the drift tally, the progress lines
+    "llm_replay.engine.pricing", "llm_replay.engine.drift_tally", "llm_replay.pytest_plugin.progress",
+    "llm_replay.engine.project",  # the command's view of a project
 )
 
 
@@ -143,13 +146,14 @@ def test_one():
 
 
 def test_zz_last():
-    print("LOADED", sorted(name for name in sys.modules if name.startswith(ENGINE)))
+    print("LOADED", sorted(name for name in sys.modules if name.startswith(ON_FIRST_USE)))
 '''
 
 
 def test_a_session_whose_tests_never_use_llm_cache_loads_no_engine_layer_nor_vcrpy(llm_pytester, env):
     """README: installed but unused, the plugin costs pytest its options and books; the engine, SQLite and vcrpy load
-    on first use. A replay session (CI) guards the network and holds placeholder keys and the proxy fence from its start:
+    on first use, as do the prices, the drift tally and the live-call lines (their ini options are still checked at
+    the start). A replay session (CI) guards the network and holds placeholder keys and the proxy fence from its start:
     those layers only."""
     env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # llm_replay alone: no other plugin loads what is looked for
     llm_pytester.makepyfile(test_unused=UNUSED_TESTS)

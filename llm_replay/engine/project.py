@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .settings import DEFAULT_CASSETTE
+
 if TYPE_CHECKING:
     from ..model.scrub import Scrubber
     from ..stores.ledger import RunLedger
     from .hooks import BeforeRecord
     from .pricing import PriceBook
-
-DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"
 
 
 def pytest_rootdir_and_ini(directory: Path) -> tuple[Path, dict[str, object]]:

@@ -4,6 +4,7 @@
 # field's type from its text, ~30 K instructions a field at the plugin's import (0.4 M for CacheSettings' 14).
 import enum
 import os
+from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 
@@ -37,6 +38,7 @@ class Mode(str, enum.Enum):
 
 
 MODE_NAMES = tuple(mode.value for mode in Mode)
+DEFAULT_CASSETTE = Path("cassettes") / "llm_cache.sqlite3"  # the suite cassette, under pytest's rootdir
 SCOPES = ("test", "suite")
 REPEATS = ("cache", "sequence")
 LAYERS = ("http", "langchain")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -12,23 +13,22 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from ..engine.drift_classes import DRIFT_CLASSES, parse_drift_classes
-from ..engine.drift_tally import DriftTally
-from ..engine.pricing import PriceBook, parse_prices
-from ..engine.project import DEFAULT_CASSETTE
-from ..engine.settings import MODE_NAMES, CacheSettings, Mode, session_mode
+from ..engine.settings import DEFAULT_CASSETTE, MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
-from .progress import SLOW_CALL_S, LiveCallProgress
 from .suite import Suite
 
 if TYPE_CHECKING:  # the engine and the layers load on first use: an installed but unused plugin costs pytest nothing
+    from ..engine.pricing import PriceBook
     from ..engine.recorder import Recorder
     from ..layers import activation  # loaded by _activation on first use (named here for the layer rule and for readers)
 
-SUITE = pytest.StashKey[Suite]()
-IN_USE = pytest.StashKey["_InUse"]()
-_PLACEHOLDERS = pytest.StashKey[Any]()
+# Typed by annotation, not by subscripting: ``StashKey[Suite]()`` builds a typing alias at import, ~0.1 ms each.
+SUITE: pytest.StashKey[Suite] = pytest.StashKey()
+IN_USE: pytest.StashKey[_InUse] = pytest.StashKey()
+_PLACEHOLDERS: pytest.StashKey[Any] = pytest.StashKey()
+SLOW_CALL_S = 5.0  # a live call this slow is shown even without -v (ini llm_slow_call)
 # The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
 _RUNNING: list[pytest.Item] = []
 
@@ -123,8 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
         for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
             defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
-        prices = PriceBook(parse_prices(config.getini("llm_prices"), "ini option llm_prices"))
-        drift = _drift_tally(config)
+        prices = _price_book(config.getini("llm_prices"))
+        fail_on_drift = _fail_on_drift(config)
         slow_call = _seconds(config.getini("llm_slow_call"), "ini option llm_slow_call", SLOW_CALL_S)
         cassette = _cassette_spec(config)
     except (ValueError, CassetteError) as error:
@@ -137,8 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
         rootdir=Path(config.rootpath),
         scrubber=scrubber,
         prices=prices,
-        drift=drift,
-        on_live=LiveCallProgress(config, slow_call),
+        fail_on_drift=fail_on_drift,
+        on_live=partial(_show_live_call, config, slow_call),
         report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
@@ -192,11 +192,28 @@ def _ledger_folder(config: pytest.Config) -> Any:
     return None if cache is None else lambda: cache.mkdir("llm_replay")
 
 
-def _drift_tally(config: pytest.Config) -> DriftTally:
+def _price_book(lines: list[str]) -> PriceBook | None:
+    """The ini's prices, checked now; None without any (genai-prices' alone, loaded if something replayed)."""
+    if not lines:
+        return None
+    from ..engine.pricing import PriceBook, parse_prices
+
+    return PriceBook(parse_prices(lines, "ini option llm_prices"))
+
+
+def _fail_on_drift(config: pytest.Config) -> tuple[frozenset[str], str]:
+    """The drift classes that fail the session, and where they were named (for the failure line)."""
     cli, ini = config.getoption("--llm-fail-on-drift"), config.getini("llm_fail_on_drift")
     if cli is not None:
-        return DriftTally(parse_drift_classes(cli, "--llm-fail-on-drift"), "--llm-fail-on-drift")
-    return DriftTally(parse_drift_classes(ini or "", "ini option llm_fail_on_drift"), "ini llm_fail_on_drift")
+        return parse_drift_classes(cli, "--llm-fail-on-drift"), "--llm-fail-on-drift"
+    return parse_drift_classes(ini or "", "ini option llm_fail_on_drift"), "ini llm_fail_on_drift"
+
+
+def _show_live_call(config: pytest.Config, slow_s: float, *call: Any) -> None:
+    """Progress while recording (pytest_plugin.progress), loaded at the first live call: a session without one never loads it."""
+    from .progress import show_live_call
+
+    show_live_call(config, slow_s, *call)
 
 
 def _seconds(value: str | None, source: str, default: float) -> float:
@@ -462,7 +479,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except CassetteError as error:
         suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
     suite.close()
-    if suite.drift.failing() and session.exitstatus == pytest.ExitCode.OK:
+    if suite.fails_on_drift() and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     written = suite.write_report()
     if written:

@@ -12,13 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
-from ..engine.drift_tally import DriftTally
-from ..engine.pricing import PriceBook
 from ..engine.settings import CacheSettings, Mode
 from ..model.runs import RunOutcome, Usage
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    from ..engine.drift_tally import DriftTally
+    from ..engine.pricing import PriceBook
     from ..engine.read_ahead import ReadAhead
     from ..engine.adoption import AdoptionIndex
     from ..engine.host_patterns import HostPatterns
@@ -101,7 +101,7 @@ class Suite:
         *,
         scrubber: Scrubber | None = None,
         prices: PriceBook | None = None,
-        drift: DriftTally | None = None,
+        fail_on_drift: tuple[frozenset[str], str] = (frozenset(), "--llm-fail-on-drift"),
         on_live: Callable[..., None] | None = None,
         report_path: Path | None = None,
     ) -> None:
@@ -135,9 +135,12 @@ class Suite:
         self.outcome = RunOutcome()
         self.end_lines: list[str] = []
         self._sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
-        self.prices = prices if prices is not None else PriceBook()
+        self.prices = prices  # the ini's; None: genai-prices' alone, built when the savings are worked out
         # -- what the run tells a person at its end --
-        self.drift = drift if drift is not None else DriftTally()  # refresh's and verify's compared answers
+        # refresh's and verify's compared answers, tallied from the first (a session that compares none never loads
+        # the tally); the drift classes that fail the session and the option that named them
+        self.drift: DriftTally | None = None
+        self._fail_on_drift = fail_on_drift
         self.on_live = on_live  # progress while recording (pytest_plugin.progress)
         self.report_path = report_path
         self.report_tests: list[dict[str, Any]] = []  # filled only with a report_path
@@ -356,7 +359,7 @@ class Suite:
         """Add up a finished test: counts, its drift, and its calls when a report is asked for."""
         self.totals.add(recorder)
         if recorder.drift:
-            self.drift.add_all(recorder.test_id, recorder.drift)
+            self._drift_tally().add_all(recorder.test_id, recorder.drift)
         if self.report_path is not None:
             from .report_data import test_record
 
@@ -371,9 +374,21 @@ class Suite:
 
     def end_of_session_lines(self, verbose: bool) -> list[str]:
         """Everything the session says at its end, after the counts line: adoptions, drift, savings, unused, failure."""
-        lines = self.adoption_lines() + self.drift.lines(verbose) + self.end_lines
-        failure = self.drift.failure_line()
+        drift = self.drift
+        lines = self.adoption_lines() + (drift.lines(verbose) if drift else []) + self.end_lines
+        failure = drift.failure_line() if drift else None
         return lines + ([failure] if failure else [])
+
+    def fails_on_drift(self) -> bool:
+        """Whether answers drifted by a class that --llm-fail-on-drift (or its ini) names."""
+        return self.drift is not None and bool(self.drift.failing())
+
+    def _drift_tally(self) -> DriftTally:
+        if self.drift is None:
+            from ..engine.drift_tally import DriftTally
+
+            self.drift = DriftTally(*self._fail_on_drift)
+        return self.drift
 
     def write_report(self) -> str | None:
         """Write the HTML report, if one was asked for; the line saying where."""
@@ -447,25 +462,27 @@ class Suite:
         replays = {key: count for key, count in self.outcome.replays().items() if count}
         if not replays:
             return None
+        from ..engine.pricing import PriceBook
         from ..engine.savings import replay_savings
         from ..stores.spec import open_store
 
         cassette = self._cassette or open_store(self.cassette_spec, readonly=True)
         try:
-            return replay_savings(cassette, replays, self.prices)
+            return replay_savings(cassette, replays, self.prices or PriceBook())
         finally:
             if cassette is not self._cassette:
                 cassette.close()
 
     def worker_report(self) -> dict[str, Any]:
         """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift, adoptions and report records."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data(), "adoptions": dict(self.adoptions), "report": self.report_tests}
+        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data() if self.drift else None, "adoptions": dict(self.adoptions), "report": self.report_tests}
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
         """Add a finished worker's counts, drift, adoptions and report records, so the controller's summary covers the whole run."""
         self.totals.merge(report["totals"])
         self.adoptions.update(report["adoptions"])
-        self.drift.merge(report["drift"])
+        if report["drift"]:
+            self._drift_tally().merge(report["drift"])
         self.report_tests.extend(report["report"])
 
     def close(self) -> None:
