@@ -74,7 +74,7 @@ from llm_replay.model.interaction import Interaction
 from llm_replay.pytest_plugin.plugin import SUITE
 
 
-# One client for every test: building one makes an SSL context (~50 ms here), and what is kept is the subject.
+# One client for every test (building one makes an SSL context, ~50 ms here): what the session keeps is the subject.
 CLIENT = openai.OpenAI(base_url="{base_url}", api_key="{api_key}", max_retries=0)
 
 
