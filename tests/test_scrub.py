@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
+from urllib.parse import quote
 
 import pytest
 from conftest import cassette_file, printed, write_ini
@@ -237,6 +239,46 @@ def test_credentials_named_as_such_are_scrubbed_where_no_environment_variable_kn
     assert sorted(first.response.headers) == ["content-type", "location", "x-ratelimit-remaining-tokens"], "counted tokens are no token"
     assert stored[1].request.body == "client_id=app&client_secret=<scrubbed>&password=<scrubbed>"
     assert stored[1].response.body == b"access_token=<scrubbed>&scope=read"
+
+
+def test_a_form_with_an_empty_field_is_still_a_form_whose_secret_fields_are_scrubbed():
+    """The blank line of an empty part once broke the form's parsing: the whole body was kept as text, secrets and all."""
+    secret = "cs-QrbkeRZ8HSE27kAnwT8vpvelBy9O2A"
+    body = (
+        f'--b\r\nContent-Disposition: form-data; name="client_secret"\r\n\r\n{secret}\r\n'
+        '--b\r\nContent-Disposition: form-data; name="note"\r\n\r\n\r\n'
+        f'--b\r\nContent-Disposition: form-data; name="file"; filename="config.txt"\r\nContent-Type: text/plain\r\n\r\nKEY={KEY}\n\r\n--b--\r\n'
+    )
+    request = canonicalize("POST", "https://idp.example.com/upload", body, "multipart/form-data; boundary=b")
+    assert request.body_kind == "multipart"
+    assert [part["name"] for part in request.body] == ["client_secret", "note", "file"] and request.body[1]["value"] == ""
+    stored = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}")))
+    assert secret not in stored.request_json and KEY not in stored.request_json, "the file's content is kept as its size and digest"
+
+
+def test_secrets_inside_base64_request_bodies_are_scrubbed_from_the_bytes_they_stand_for():
+    """A body that is not UTF-8 (and a form field that is not) is stored as base64, where no text search sees a key."""
+    scrubber = Scrubber(patterns=(r"corp-[0-9a-f]{16}",), environ={"MY_SERVICE_TOKEN": KEY})
+    raw = canonicalize("POST", "https://api.test/v1/upload", b"\x89PNG\xff" + KEY.encode() + b" corp-0fff60411def00b0\x00", "application/octet-stream")
+    form = canonicalize("POST", "https://api.test/v1/files", b'--b\r\nContent-Disposition: form-data; name="meta"\r\n\r\n\xff\xfe' + KEY.encode() + b"\r\n--b--\r\n",
+                        "multipart/form-data; boundary=b")
+    assert raw.body_kind == "bytes" and "base64" in form.body[0]
+    stored_raw, stored_form = (scrubber.interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"))) for request in (raw, form))
+    assert base64.b64decode(stored_raw.request.body) == b"\x89PNG\xff<scrubbed:MY_SERVICE_TOKEN> <scrubbed>\x00"
+    assert base64.b64decode(stored_form.request.body[0]["base64"]) == b"\xff\xfe<scrubbed:MY_SERVICE_TOKEN>"
+    assert scrubber.interaction(stored_raw) == stored_raw, "scrubbing twice changes nothing"
+    clean = canonicalize("POST", "https://api.test/v1/upload", b"\x89PNG\xff nothing here", "application/octet-stream")
+    assert scrubber.request(clean) is clean
+
+
+def test_a_secret_value_is_found_percent_encoded_in_a_url_and_with_json_escaped_slashes():
+    secret = "3nD5bMqcYfKAag8AA3BcBhClidvXO3+/0gcAQjPO="
+    scrubber = Scrubber(environ={"ACME_SECRET": secret})
+    request = canonicalize("GET", f"https://api.test/v1/keys/{quote(secret, safe='')}/usage?k={quote(secret)}", b"", "")
+    echoed = json.dumps({"error": f"bad secret {secret}"}).replace("/", "\\/").encode()  # as PHP's and Go's encoders write it
+    stored = scrubber.interaction(Interaction.of(request, RecordedResponse(400, "Bad Request", {}, echoed)))
+    assert stored.request.path == "/v1/keys/<scrubbed:ACME_SECRET>/usage" and stored.request.query == (("k", "<scrubbed:ACME_SECRET>"),)
+    assert stored.response.body == b'{"error": "bad secret <scrubbed:ACME_SECRET>"}'
 
 
 PARAMETRIZED_SECRET = '''

@@ -224,9 +224,12 @@ def _multipart_parts(raw: bytes, content_type: str) -> list[dict[str, Any]] | No
     for chunk in raw.split(b"--" + boundary)[1:]:
         if chunk.startswith(b"--"):
             break
-        head, separator, content = chunk.strip(b"\r\n").partition(b"\r\n\r\n")
+        framed = chunk.strip(b"\r\n")
+        head, separator, content = framed.partition(b"\r\n\r\n")
         if not separator:
-            return None
+            if b"\r\n\r\n" not in chunk:
+                return None  # no blank line after the headers: not a form, kept as text
+            head, content = framed, b""  # an empty part: the strip took the blank line that ends its headers
         headers = dict(_part_header(line) for line in head.decode("latin-1").split("\r\n") if ":" in line)
         disposition = _disposition(headers.get("content-disposition", ""))
         part: dict[str, Any] = {"name": disposition.get("name")}

@@ -9,6 +9,8 @@ secret-looking environment variable, wherever it appears.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import functools
 import json
@@ -16,6 +18,7 @@ import os
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import quote
 
 from .credentials import (
     SECRET_BODY_FIELDS,
@@ -162,6 +165,7 @@ class Scrubber:
             return cached
         decode = getattr(environ, "decodevalue", str)
         found = {value: self._secret_name_of[key] for key, value in zip(secret_keys, map(decode, values)) if len(value) >= MIN_SECRET_LENGTH}
+        found = {form: name for value, name in found.items() for form in _written_forms(value)}
         secrets = sorted(found.items(), key=lambda item: (-len(item[0]), item[1]))
         cached = _EnvSecrets(keys, secret_keys, values, secrets, tuple(_json_escaped(value) for value, _ in secrets), {})
         self._env_cache = cached
@@ -212,10 +216,13 @@ class Scrubber:
         env = self._current_env()
         secrets, in_json = env.secrets, env.in_json
         text = request.to_json()
-        if not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
+        binary = _holds_base64(request)
+        if not binary and not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
             return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         body = _without_secret_fields(request.body)
+        if binary:  # base64 in the cassette: the secrets are looked for in the bytes it stands for
+            body = self._binary_body(request.body_kind, body, secrets)
         if request.body_kind == "text" and isinstance(body, str):  # a form, or JSON that did not parse
             rules = name_rules()
             body = rules.json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', rules.form_field.sub(rf"\1{PATTERN_PLACEHOLDER}", body))
@@ -281,6 +288,20 @@ class Scrubber:
         strings = _strings([request.host, request.path, *(item for pair in request.query for item in pair), request.body])
         return any(pattern.search(string) for string in strings for pattern in self._text_patterns)
 
+    def _binary_body(self, kind: str, body: Any, secrets: Sequence[tuple[str, str]]) -> Any:
+        """A ``bytes`` body, or a form's parts that are not UTF-8, with ``data`` applied to the bytes under the base64."""
+        if kind == "bytes":
+            return self._base64(body, secrets)
+        return [{**part, "base64": self._base64(part["base64"], secrets)} if _is_base64_part(part) else part for part in body]
+
+    def _base64(self, encoded: str, secrets: Sequence[tuple[str, str]]) -> str:
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return encoded  # not base64 after all: scrubbed as the text it is
+        scrubbed = self.data(raw, secrets)
+        return encoded if scrubbed == raw else base64.b64encode(scrubbed).decode("ascii")
+
     def _value(self, value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
         if isinstance(value, str):
             return self.text(value, secrets)
@@ -316,6 +337,27 @@ def _strings(value: Any) -> Iterator[str]:
         for key, item in value.items():
             yield from _strings(key)
             yield from _strings(item)
+
+
+def _holds_base64(request: CanonicalRequest) -> bool:
+    """Whether some of the request's body is stored as base64 (bytes that are not UTF-8), where no text search sees a secret."""
+    if request.body_kind == "bytes":
+        return isinstance(request.body, str)
+    return request.body_kind == "multipart" and isinstance(request.body, list) and any(map(_is_base64_part, request.body))
+
+
+def _is_base64_part(part: Any) -> bool:
+    return isinstance(part, dict) and isinstance(part.get("base64"), str)
+
+
+def _written_forms(value: str) -> list[str]:
+    """A secret as it may be written: itself, percent-encoded in a URL (a key in a path or a query), and with its
+    slashes escaped as JSON may write them (``\\/``)."""
+    forms = [value]
+    for form in (quote(value, safe=""), quote(value), value.replace("/", "\\/")):
+        if form not in forms:
+            forms.append(form)
+    return forms
 
 
 def _json_escaped(value: str) -> str:
