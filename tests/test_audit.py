@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import json
@@ -248,6 +249,40 @@ def test_llm_era_shapes_that_detect_secrets_lacks_are_found_whole_and_never_as_s
     assert {kind: found.get(kind) for kind in shapes} == {**shapes, "private key": json.dumps(private_key)[1:-1]}, "whole, as JSON holds it"
     sliced = "".join(f"x{value}" for value in shapes.values() if not value.startswith("-"))  # each one a slice of a longer token
     assert [kind for kind, _ in secret_shapes(sliced) if kind in shapes] == []
+
+
+def test_a_key_after_a_json_escape_or_as_a_url_path_segment_is_found():
+    """A stored ``\\n`` ends with a letter and a path's slash is base64's too: neither may hide a key that touches it."""
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    openai_key, google_key = SHAPES["OpenAI API key"], SHAPES["Google API key"]
+    assert dict(secret_shapes(json.dumps({"content": f"my .env:\n{openai_key}\tend"}))) == {"OpenAI API key": openai_key}
+    assert dict(secret_shapes(f"GET /v1/keys/{google_key}/usage")) == {"Google API key": google_key}
+    assert [kind for kind, _ in secret_shapes(f"x{openai_key} n{google_key}/") if kind in SHAPES] == [], "still never a slice"
+
+
+def test_keys_behind_base64_bodies_are_found_and_scrubbed_in_cassettes_and_yaml_exports(tmp_path, capsys, env):
+    """A body that is not UTF-8 is base64 in a cassette's request column and ``!!binary`` in a YAML export."""
+    key = SHAPES["Anthropic API key"]
+    cassette = SQLiteCache(tmp_path / "c.sqlite3", scrubber=Scrubber(environ={}))
+    request = canonicalize("POST", "https://api.test/v1/upload", b"\x89PNG\xff key " + key.encode() + b"\x00", "application/octet-stream")
+    cassette.put(Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"), tests=("tests/test_app.py::test_upload",)))
+    cassette.close()
+    export = tmp_path / "export.yaml"
+    export.write_text(yaml.safe_dump({"interactions": [{"response": {"body": {"string": b"\x00\xff answer " + key.encode() + b"\xff" * 60}}}]}))
+    assert "!!binary" in export.read_text()
+
+    assert main(["audit", str(tmp_path / "c.sqlite3"), str(export)]) == 1
+    out = capsys.readouterr().out
+    assert "column request, base64 body decoded: Anthropic API key 'sk-ant…" in out
+    assert f"{export}: line 4 (!!binary, decoded): Anthropic API key 'sk-ant…" in out
+
+    assert main(["scrub", str(tmp_path / "c.sqlite3"), str(export)]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "c.sqlite3"), str(export)]) == 0, capsys.readouterr().out
+    stored = json.loads(sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT request FROM interactions").fetchone()[0])
+    assert base64.b64decode(stored["body"]) == b"\x89PNG\xff key <scrubbed>\x00"
+    assert yaml.safe_load(export.read_text())["interactions"][0]["response"]["body"]["string"] == b"\x00\xff answer <scrubbed>" + b"\xff" * 60
 
 
 def test_detectors_run_only_where_their_literals_occur_still_find_their_keys_in_any_case():

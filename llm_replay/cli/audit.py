@@ -12,10 +12,13 @@ Each finding names where it is and the command that removes it. Exit status 1 if
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import bisect
 import gzip
 import itertools
 import json
+import re
 import shlex
 import sqlite3
 import sys
@@ -83,7 +86,17 @@ class Audit:
             yield f"match of secret pattern {pattern!r}", value
 
     def replaced(self, text: str) -> str:
-        """``text`` with every secret the audit finds in it replaced by a placeholder (longest first)."""
+        """``text`` with every secret the audit finds in it replaced by a placeholder (longest first), in the bytes
+        behind its base64 bodies too (re-encoded)."""
+        text = self._replaced(text)
+        for encoded in _base64_pieces(text):
+            decoded = _decoded_base64(encoded)
+            new = self._replaced(decoded) if decoded else decoded
+            if new != decoded:
+                text = text.replace(encoded, _encoded_like(encoded, new))
+        return text
+
+    def _replaced(self, text: str) -> str:
         values = sorted({value for _, value in self.detect(text) if value}, key=len, reverse=True)
         for value in values:
             text = text.replace(value, self._placeholders.get(value, PATTERN_PLACEHOLDER))
@@ -162,11 +175,17 @@ class Audit:
                         yield Finding(side, f"byte offset {offset}", kind, value, remedy)
 
     def scan_text_file(self, path: Path) -> Iterator[Finding]:
-        """Any other file (a YAML or JSON export, gzip'd or not), with the line of each finding."""
+        """Any other file (a YAML or JSON export, gzip'd or not), with the line of each finding; a YAML ``!!binary``
+        value (a body that is not UTF-8, as vcrpy writes it) is read as the bytes it stands for."""
         text = read_text(path)
         for kind, value, offsets in self._raw(text, raw=False):
             for offset in offsets:
                 yield Finding(path, f"line {text.count(chr(10), 0, offset) + 1}", kind, value, self.remedy(path))
+        for match in _YAML_BINARY.finditer(text):
+            decoded = _decoded_base64(match.group(1) or match.group(2))
+            line = text.count("\n", 0, match.start()) + 1
+            for kind, value in self.detect(decoded) if decoded else ():
+                yield Finding(path, f"line {line} (!!binary, decoded)", kind, value, self.remedy(path))
 
     def _raw(self, text: str, raw: bool = True) -> Iterator[tuple[str, str, list[int]]]:
         """(kind, value, every offset of it) for each distinct secret in ``text`` (``raw``: bytes read as text)."""
@@ -230,7 +249,7 @@ def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, 
         yield f"schema of {name}", sql
     for table, columns, key_name, rows in table_rows(connection):
         width = len(key_name.split(","))
-        texts = ((row[:width], [(column, text) for column, cell in zip(columns, row[width:]) if (text := _text(cell))]) for row in rows)
+        texts = ((row[:width], [piece for column, cell in zip(columns, row[width:]) if (text := _text(cell)) for piece in _with_binary(column, text)]) for row in rows)
         for key, column, text in _flagged(texts, audit):
             yield f"table {table}, row {'#'.join(_named(str(part)) for part in key)}, column {column}{_json_place(text)}", text
 
@@ -261,7 +280,54 @@ def _key_texts(value: Any) -> Iterator[tuple[str, str]]:
         for member in value:
             yield "member", member.decode("utf-8", "surrogateescape")
     else:
-        yield "value", value.decode("utf-8", "surrogateescape")
+        yield from _with_binary("value", value.decode("utf-8", "surrogateescape"))
+
+
+def _with_binary(place: str, text: str) -> Iterator[tuple[str, str]]:
+    """(place, text), then the bytes behind a stored request's base64 body (a body or form field that is not UTF-8),
+    where no text search sees a key."""
+    yield place, text
+    decoded = "\n".join(filter(None, map(_decoded_base64, _base64_pieces(text))))
+    if decoded:
+        yield f"{place}, base64 body decoded", decoded
+
+
+def _base64_pieces(text: str) -> list[str]:
+    """The base64 texts in a stored request (a ``bytes`` body, a form's non-UTF-8 fields) or a YAML export
+    (``!!binary`` values), as they are written in ``text``."""
+    if text[:1] == "{" and ('"body_kind":"bytes"' in text or '"base64":' in text):
+        try:
+            request = json.loads(text)
+        except ValueError:
+            return []
+        if not isinstance(request, dict):
+            return []
+        body = request.get("body")
+        pieces = [body] if request.get("body_kind") == "bytes" else [part.get("base64") for part in body if isinstance(part, dict)] if isinstance(body, list) else []
+        return [piece for piece in pieces if isinstance(piece, str)]
+    if "!!binary" in text:
+        return [match.group(1) or match.group(2) for match in _YAML_BINARY.finditer(text)]
+    return []
+
+
+def _encoded_like(encoded: str, decoded: str) -> str:
+    """``decoded`` (as the audit reads bytes) in base64, laid out as ``encoded`` was: one line, or a YAML block's
+    indented line."""
+    data = base64.b64encode(decoded.encode("utf-8", "surrogateescape")).decode("ascii")
+    indent = encoded[: len(encoded) - len(encoded.lstrip(" \t"))]
+    return indent + data + ("\n" if encoded.endswith("\n") else "")
+
+
+def _decoded_base64(encoded: str) -> str:
+    """The bytes behind base64 text, as the audit reads bytes (undecodable bytes kept apart); "" if it is no base64."""
+    try:
+        return base64.b64decode("".join(encoded.split()), validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return ""
+
+
+# vcrpy's YAML writes a body that is not UTF-8 as a block (``!!binary |`` and indented lines) or inline
+_YAML_BINARY = re.compile(r"!!binary\s*\|[-+]?[ \t]*\n((?:[ \t]+[A-Za-z0-9+/=]+[ \t]*(?:\n|$))+)|!!binary[ \t]+['\"]?([A-Za-z0-9+/=]{8,})")
 
 
 def _header_names(text: str) -> list[str]:

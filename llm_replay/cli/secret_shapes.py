@@ -15,7 +15,11 @@ from typing import Any, Iterator
 
 from ..errors import CommandError
 
-_EDGE = r"[A-Za-z0-9_+/-]"  # a key is never a slice of a longer token (or of a base64 blob)
+# A key is never a slice of a longer token. A slash is an edge (a key as a URL path segment): a key shape inside a
+# base64 blob would need "/" on both sides and no "+" in it, ~1e-11 a position. A JSON escape (``\n``, ``\t``) before
+# a key ends with a letter, yet is an edge too.
+_EDGE = r"[A-Za-z0-9_+-]"
+_START = rf"(?:(?<!{_EDGE})|(?<=\\[nrtbf]))"
 
 
 class Shape:
@@ -27,7 +31,7 @@ class Shape:
         self.anchors = anchors  # lower-case when ``fold``: searched in the lower-cased text
         self.back = back  # how far before the anchor the key starts
         self.fold = fold
-        self.pattern = re.compile(f"(?<!{_EDGE})(?:{pattern})(?!{_EDGE})")
+        self.pattern = re.compile(f"{_START}(?:{pattern})(?!{_EDGE})")
         self.raw_pattern = re.compile(f"(?:{pattern})(?!{_EDGE})")
 
     def values(self, text: str, lowered: str, raw: bool) -> Iterator[str]:
