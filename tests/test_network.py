@@ -49,6 +49,9 @@ def test_lookups_of_every_kind_and_datagrams_are_blocked_but_loopback_datagrams_
             "gethostbyname": lambda: socket.gethostbyname("api.example.invalid"),
             "gethostbyname_ex": lambda: socket.gethostbyname_ex("api.example.invalid"),
             "gethostbyaddr": lambda: socket.gethostbyaddr("192.0.2.1"),
+            "getnameinfo": lambda: socket.getnameinfo(("192.0.2.1", 80), 0),
+            "getnameinfo IPv6": lambda: socket.getnameinfo(("2001:db8::1", 443, 0, 0), socket.NI_NAMEREQD),
+            "asyncio getnameinfo": lambda: asyncio.run(_name_of(("192.0.2.1", 80))),
             "sendto": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"q", ("192.0.2.1", 53)),
             "sendto with flags": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"q", 0, ("192.0.2.1", 53)),
             "sendmsg": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b"q"], [], 0, ("192.0.2.1", 53)),
@@ -63,9 +66,18 @@ def test_lookups_of_every_kind_and_datagrams_are_blocked_but_loopback_datagrams_
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.sendto(b"local", receiver.getsockname())
         assert socket.gethostbyname("localhost") == "127.0.0.1"
+        assert socket.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICSERV)[1] == "80", "a loopback address's name may be asked"
+        # NI_NUMERICHOST only formats the address (no reverse query), so it is left alone
+        assert socket.getnameinfo(("192.0.2.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV) == ("192.0.2.1", "80")
     assert receiver.recv(16) == b"local", "a datagram to loopback went through"
     assert "look up api.example.invalid" in refused["gethostbyname"] and "look up the name of 192.0.2.1" in refused["gethostbyaddr"]
     assert "send a datagram to 192.0.2.1:53" in refused["sendmsg"]
+    assert "look up the name of 192.0.2.1:80" in refused["getnameinfo"] and "look up the name of 2001:db8::1:443" in refused["getnameinfo IPv6"]
+    assert "look up the name of 192.0.2.1:80" in refused["asyncio getnameinfo"], "asyncio asks in an executor thread, held to the block too"
+
+
+async def _name_of(address: tuple[str, int]) -> tuple[str, str]:
+    return await asyncio.get_running_loop().getnameinfo(address)
 
 
 async def _datagram_to(address: tuple[str, int]) -> None:
@@ -171,7 +183,8 @@ import ipaddress, json, os, pathlib, socket
 
 REACHED = []
 SPIED = {"connect": (socket.socket, 1), "connect_ex": (socket.socket, 1), "sendto": (socket.socket, -1),
-         "getaddrinfo": (socket, 0), "gethostbyname": (socket, 0), "gethostbyname_ex": (socket, 0), "gethostbyaddr": (socket, 0)}
+         "getaddrinfo": (socket, 0), "gethostbyname": (socket, 0), "gethostbyname_ex": (socket, 0), "gethostbyaddr": (socket, 0),
+         "getnameinfo": (socket, 0)}
 REAL = {name: getattr(owner, name) for name, (owner, _) in SPIED.items()}
 
 
@@ -234,6 +247,10 @@ def test_asyncio_without_the_fixture():
     asyncio.run(asyncio.open_connection("192.0.2.1", 443))
 
 
+def test_getnameinfo_without_the_fixture():
+    socket.getnameinfo(("192.0.2.1", 80), 0)
+
+
 def test_gethostbyname_in_llm_cache(llm_cache):
     socket.gethostbyname("api.example.invalid")
 
@@ -267,16 +284,18 @@ def test_a_replay_session_is_offline_for_every_test_and_its_children(llm_pyteste
     monkeypatch.setenv("SPY_REPORT", str(spy_report))
     monkeypatch.setenv("FAKE_URL", server.base_url)
     result = llm_pytester.runpytest("-s", "--llm-mode=replay")
-    result.assert_outcomes(passed=2, failed=5)
+    result.assert_outcomes(passed=2, failed=6)
     failures = {line.split(" - ")[0].split("::")[1]: line for line in result.outlines if line.startswith("FAILED")}
     assert set(failures) == {
         "test_openai_sdk_at_an_address_without_the_fixture", "test_openai_sdk_at_its_own_host_without_the_fixture",
-        "test_asyncio_without_the_fixture", "test_gethostbyname_in_llm_cache", "test_sendto_in_llm_cache",
+        "test_asyncio_without_the_fixture", "test_getnameinfo_without_the_fixture", "test_gethostbyname_in_llm_cache",
+        "test_sendto_in_llm_cache",
     }
     result.stdout.fnmatch_lines([
         "*NetworkBlocked: llm_replay blocked an attempt to look up 192.0.2.1:80*this test does not use llm_cache*request the llm_cache fixture*",
         "*NetworkBlocked: llm_replay blocked an attempt to look up api.openai.com:443*llm_autouse = true*",
         "*NetworkBlocked: llm_replay blocked an attempt to connect to 192.0.2.1:443*this test does not use llm_cache*",
+        "*NetworkBlocked: llm_replay blocked an attempt to look up the name of 192.0.2.1:80*this test does not use llm_cache*",
         "*NetworkBlocked: llm_replay blocked an attempt to look up api.example.invalid*use --llm-mode=record",
         "*NetworkBlocked: llm_replay blocked an attempt to send a datagram to 192.0.2.1:53*",
     ])

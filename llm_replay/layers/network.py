@@ -78,7 +78,8 @@ _LOCK = threading.RLock()  # installing, opening and closing scopes, across thre
 
 
 class NetworkGuard:
-    """The socket patches: connect, connect_ex, sendto, sendmsg, getaddrinfo, gethostbyname(_ex), gethostbyaddr.
+    """The socket patches: connect, connect_ex, sendto, sendmsg, getaddrinfo, gethostbyname(_ex), gethostbyaddr,
+    getnameinfo.
 
     ``install`` and ``uninstall`` patch once; ``scope`` sets the policy, the advice and the listener for a
     block in the current thread or task. Outside any scope the guard's own (the session's) apply.
@@ -144,7 +145,7 @@ class NetworkGuard:
             return
         guard = self
         real = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto", "sendmsg")}
-        real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")})
+        real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")})
 
         def check(sock: socket.socket, address: Any, action: str) -> None:
             __tracebackhide__ = True
@@ -206,11 +207,18 @@ class NetworkGuard:
             check_name(host, None, "look up the name of")
             return real["gethostbyaddr"](host)
 
+        def getnameinfo(sockaddr: Any, flags: int) -> tuple[str, str]:
+            __tracebackhide__ = True
+            # asyncio's loop.getnameinfo comes here too. NI_NUMERICHOST only formats the address: no query is sent.
+            if isinstance(sockaddr, tuple) and len(sockaddr) >= 2 and not (isinstance(flags, int) and flags & socket.NI_NUMERICHOST):
+                check_name(sockaddr[0], sockaddr[1], "look up the name of")
+            return real["getnameinfo"](sockaddr, flags)
+
         patches = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto, "sendmsg": sendmsg}
         for name, patch in patches.items():
             self._saved[socket.socket, name] = real[name]
             setattr(socket.socket, name, patch)
-        for patch in (getaddrinfo, gethostbyname, gethostbyname_ex, gethostbyaddr):
+        for patch in (getaddrinfo, gethostbyname, gethostbyname_ex, gethostbyaddr, getnameinfo):
             self._saved[socket, patch.__name__] = real[patch.__name__]
             setattr(socket, patch.__name__, patch)
         _INSTALLED.append(self)
