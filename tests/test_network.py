@@ -307,3 +307,142 @@ def test_a_replay_session_is_offline_for_every_test_and_its_children(llm_pyteste
     assert child.startswith("LOOPBACK 401 | REMOTE <urlopen error [Errno 111] Connection refused>"), child
     assert json.loads(spy_report.read_text()) == [], "no attempt reached the real socket calls"
     assert socket.getaddrinfo.__module__ != "conftest", "the spy is gone with its session"
+
+
+SWALLOWED_BY_FIXTURES = '''
+import socket
+import pytest
+
+
+def reach_out(host):
+    try:
+        socket.getaddrinfo(host, 443)
+    except BaseException:  # swallowed: still a failure
+        pass
+
+
+@pytest.fixture(scope="module")
+def module_setup():
+    reach_out("module-setup.example.invalid")
+    yield
+
+
+@pytest.fixture
+def function_setup():
+    reach_out("function-setup.example.invalid")
+
+
+@pytest.fixture
+def function_teardown():
+    yield
+    reach_out("function-teardown.example.invalid")
+
+
+def test_module_setup(module_setup):
+    pass
+
+
+def test_function_setup(function_setup):
+    pass
+
+
+def test_function_teardown(function_teardown):
+    pass
+
+
+def test_clean_after_them():
+    pass
+'''
+
+SWALLOWED_IN_A_MODULE_TEARDOWN = '''
+import socket
+import pytest
+
+
+@pytest.fixture(scope="module")
+def module_teardown():
+    yield
+    try:
+        socket.getaddrinfo("module-teardown.example.invalid", 443)
+    except BaseException:
+        pass
+
+
+def test_with_it(module_teardown):
+    pass
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_blocked_attempt_a_fixture_swallows_fails_its_setup_or_teardown(llm_pytester, workers):
+    llm_pytester.makepyfile(test_fixtures=SWALLOWED_BY_FIXTURES, test_module_teardown=SWALLOWED_IN_A_MODULE_TEARDOWN)
+    result = llm_pytester.runpytest("--llm-mode=replay", *workers)
+    # the teardowns' tests ran and passed: pytest counts a test whose teardown failed as passed and as an error
+    result.assert_outcomes(passed=3, errors=4)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    errors = {line.split(" - ")[0] for line in result.outlines if line.startswith("ERROR ")}
+    assert errors == {
+        "ERROR test_fixtures.py::test_module_setup", "ERROR test_fixtures.py::test_function_setup",
+        "ERROR test_fixtures.py::test_function_teardown", "ERROR test_module_teardown.py::test_with_it",
+    }, "each attempt is its own phase's error, none charged to test_clean_after_them"
+    output = result.stdout.str()
+    for phase, host in [("setup", "module-setup"), ("setup", "function-setup"), ("teardown", "function-teardown"), ("teardown", "module-teardown")]:
+        assert f"llm_replay blocked an attempt to look up {host}.example.invalid:443" in output
+    result.stdout.fnmatch_lines([
+        "*ERROR at setup of test_module_setup*",
+        "llm_replay.NetworkBlocked (caught by the code under test, still a failure):",
+        "llm_replay blocked an attempt to look up module-setup.example.invalid:443*this test does not use llm_cache*",
+    ])
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_function_teardown*", "llm_replay.NetworkBlocked (caught by the code under test*"])
+
+
+SWALLOWED_AT_IMPORT = '''
+import socket
+
+try:
+    socket.getaddrinfo("{host}", 443)
+except BaseException:
+    pass
+'''
+
+SWALLOWED_IN_A_HOOK = '''
+import socket
+
+
+def pytest_collection_finish(session):
+    try:
+        socket.getaddrinfo("hook.example.invalid", 443)
+    except BaseException:
+        pass
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_session_never_a_test(llm_pytester, workers):
+    llm_pytester.makepyfile(test_importing=SWALLOWED_AT_IMPORT.format(host="import.example.invalid") + "\n\ndef test_in_it():\n    pass\n")
+    llm_pytester.mkdir("sub")
+    (llm_pytester.path / "sub" / "conftest.py").write_text(SWALLOWED_AT_IMPORT.format(host="conftest.example.invalid"))
+    (llm_pytester.path / "sub" / "test_below.py").write_text("def test_below():\n    pass\n")
+    llm_pytester.makepyfile(test_clean="def test_clean():\n    pass\n")
+    result = llm_pytester.runpytest("--llm-mode=replay", *workers)
+    # like a file that fails to import: an error collecting it; pytest stops there, xdist runs the tests that collected
+    result.assert_outcomes(errors=2, passed=1 if workers else 0)
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if workers else pytest.ExitCode.INTERRUPTED)
+    assert [line for line in result.outlines if line.startswith(("ERROR test_clean", "FAILED"))] == [], "no test is charged with them"
+    output = result.stdout.str()
+    assert "ERROR collecting test_importing.py" in output and "ERROR collecting sub" in output, output
+    assert "look up import.example.invalid:443" in output and "look up conftest.example.invalid:443" in output
+
+    # what a hook catches belongs to no test or file: the session fails, saying so at its end
+    (llm_pytester.path / "test_importing.py").unlink()
+    (llm_pytester.path / "sub" / "conftest.py").unlink()
+    llm_pytester.makeconftest(SWALLOWED_IN_A_HOOK)
+    result = llm_pytester.runpytest("--llm-mode=replay", *workers)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        # once a worker: each collects, and runs the hook
+        f"llm_replay: {2 if workers else 1} blocked network attempt* caught outside any test, fixture or collected file (in a plugin's or "
+        "conftest.py's hook), still a failure of the session; the first:",
+        "llm_replay blocked an attempt to look up hook.example.invalid:443*",
+    ])

@@ -383,27 +383,61 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     recorder = in_use.recorder if in_use is not None else None
     suite = in_use.suite if in_use is not None else item.config.stash.get(SUITE, None)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
-    if call.when == "call" and report.passed:  # what the test's code caught, or left unplayed, still fails it
-        if recorder is not None and recorder.misses:
-            # The application caught the miss (CassetteMiss is a BaseException, but bare ``except:`` exists).
-            report.outcome = "failed"
-            report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
-        elif blocked:
-            report.outcome = "failed"
-            report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
-        elif recorder is not None and in_use.fail_unplayed and recorder.mode is not Mode.OFF:
-            unplayed = recorder.unplayed()
-            if unplayed:
-                from .unplayed import unplayed_message
-
-                report.outcome = "failed"
-                report.longrepr = unplayed_message(recorder, unplayed)
+    if report.passed and (blocked or recorder is not None):  # what the code caught, or left unplayed, still fails it
+        _fail_what_was_caught(report, call.when, in_use, blocked)
     if call.when == "teardown" and in_use is not None:
         # What the test used rides on its report (to the xdist controller too); the Recorder, with every
         # interaction it saw, goes now: a session's memory does not grow with its replays.
         report.llm_replay = in_use.usage
         del item.stash[IN_USE]
     return report
+
+
+def _fail_what_was_caught(report: pytest.TestReport, when: str, in_use: _InUse | None, blocked: list[Any] | tuple[()]) -> None:
+    """Fail a phase that passed although the code caught a strict miss or a blocked attempt (CassetteMiss is a
+    BaseException, but bare ``except:`` exists): the test for what happened in it, or in setup under llm_cache (the
+    miss counts for the test); its setup or teardown (a fixture error) for a blocked attempt outside llm_cache. In the
+    test, recordings left unplayed fail it too (``fail_unplayed``)."""
+    recorder = in_use.recorder if in_use is not None else None
+    if when == "call" and recorder is not None and recorder.misses:
+        report.outcome = "failed"
+        report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+    elif blocked:
+        report.outcome = "failed"
+        report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
+    elif when == "call" and recorder is not None and in_use.fail_unplayed and recorder.mode is not Mode.OFF:  # type: ignore[union-attr]
+        unplayed = recorder.unplayed()
+        if unplayed:
+            from .unplayed import unplayed_message
+
+            report.outcome = "failed"
+            report.longrepr = unplayed_message(recorder, unplayed)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[Any]:
+    """A blocked attempt that a test file's or conftest.py's import caught fails that file's collection, as an
+    import error would (docs/safety.md)."""
+    report = yield
+    suite = collector.config.stash.get(SUITE, None)
+    if suite is not None and suite.blocked:
+        blocked = suite.take_blocked()
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Iterator[Any]:
+    """What was blocked in the collection's hooks (a plugin's or conftest's pytest_collection_modifyitems) belongs to
+    no test: it is set aside for the end of the session, not charged to the first test's setup."""
+    try:
+        return (yield)
+    finally:
+        suite = session.config.stash.get(SUITE, None)
+        if suite is not None:
+            suite.set_blocked_aside()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -469,6 +503,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if suite is None:
         return
     suite.back_online()
+    suite.set_blocked_aside()  # caught in other plugins' session hooks, after the last test's report
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: the controller adds up, writes the bookkeeping, prints
         workeroutput[_XDIST_REPORT] = suite.worker_report()
@@ -479,7 +514,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     except CassetteError as error:
         suite.end_lines = [f"llm_replay: could not record this run's usage: {error}"]
     suite.close()
-    if suite.fails_on_drift() and session.exitstatus == pytest.ExitCode.OK:
+    suite.end_lines += suite.blocked_aside_lines()
+    if (suite.fails_on_drift() or suite.blocked_aside) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     written = suite.write_report()
     if written:

@@ -147,6 +147,9 @@ class Suite:
         self.outcomes: dict[str, str] = {}
         # -- a replay session is offline for every test, not only those using llm_cache --
         self.blocked: list[NetworkBlocked] = []
+        # blocked and caught where no report can fail for them (hooks around the collection and the session), as text:
+        # a worker's go to the controller, and fail the session
+        self.blocked_aside: list[str] = []
         self._offline: tuple[NetworkGuard, OfflineChildren] | None = None
 
     def go_offline(self) -> None:
@@ -177,6 +180,22 @@ class Suite:
         """The attempts blocked outside llm_cache since the last call (a test's, read when it ends)."""
         taken, self.blocked[:] = list(self.blocked), []
         return taken
+
+    def set_blocked_aside(self) -> None:
+        """Keep the attempts blocked since the last report for the end of the session: no test made them."""
+        if self.blocked:
+            self.blocked_aside += map(str, self.take_blocked())
+
+    def blocked_aside_lines(self) -> list[str]:
+        """The end of the session's word on attempts that no test, fixture or collected file made (they fail the session)."""
+        if not self.blocked_aside:
+            return []
+        count = len(self.blocked_aside)
+        return [
+            f"llm_replay: {count} blocked network attempt{'s' if count > 1 else ''} caught outside any test, fixture or collected "
+            "file (in a plugin's or conftest.py's hook), still a failure of the session; the first:",
+            self.blocked_aside[0],
+        ]
 
     def config_overridden(self, item: Any) -> bool:
         """Whether a conftest, module or class overrides ``llm_cache_config`` where ``item`` is (asked once per module
@@ -474,16 +493,25 @@ class Suite:
                 cassette.close()
 
     def worker_report(self) -> dict[str, Any]:
-        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift, adoptions and report records."""
-        return {"totals": self.totals.as_counts(), "drift": self.drift.as_data() if self.drift else None, "adoptions": dict(self.adoptions), "report": self.report_tests}
+        """What a pytest-xdist worker sends the controller besides its test reports: its counts, drift, adoptions, report
+        records and the blocked attempts no report failed for."""
+        return {
+            "totals": self.totals.as_counts(),
+            "drift": self.drift.as_data() if self.drift else None,
+            "adoptions": dict(self.adoptions),
+            "report": self.report_tests,
+            "blocked_aside": self.blocked_aside,
+        }
 
     def merge_worker(self, report: Mapping[str, Any]) -> None:
-        """Add a finished worker's counts, drift, adoptions and report records, so the controller's summary covers the whole run."""
+        """Add a finished worker's counts, drift, adoptions, report records and blocked attempts, so the controller's summary
+        covers the whole run."""
         self.totals.merge(report["totals"])
         self.adoptions.update(report["adoptions"])
         if report["drift"]:
             self._drift_tally().merge(report["drift"])
         self.report_tests.extend(report["report"])
+        self.blocked_aside += report.get("blocked_aside", ())
 
     def close(self) -> None:
         """Release the cassette at the end of the session (as one plain file), and SIGTERM back to what it was."""
