@@ -117,6 +117,70 @@ def test_app_with_bare_except(llm_cache):
     assert server.requests == [], "replay never touches the network"
 
 
+MISSES_IN_FIXTURES = '''
+
+@pytest.fixture
+def asks_in_teardown(llm_cache):
+    yield
+    try:
+        ask("asked in teardown")
+    except:  # noqa: E722
+        pass
+
+
+@pytest.fixture
+def asks_in_setup(llm_cache):
+    try:
+        ask("asked in setup")
+    except:  # noqa: E722
+        pass
+
+
+@pytest.fixture
+def raises_in_setup(llm_cache):
+    ask("raised in setup")
+
+
+def test_teardown_swallows(asks_in_teardown):
+    pass
+
+
+def test_setup_swallows(asks_in_setup):
+    pass
+
+
+def test_miss_in_the_test_is_told_once(llm_cache):
+    ask("raised in the test")
+
+
+def test_miss_in_setup_is_told_once(raises_in_setup):
+    pass
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_miss_a_fixture_swallows_in_teardown_fails_the_teardown_and_each_miss_is_told_once(llm_pytester, server, env, workers):
+    env.setenv("CI", "1")
+    _write_app(llm_pytester, server.base_url, extra="\n\nimport pytest\n" + MISSES_IN_FIXTURES)
+    result = llm_pytester.runpytest("-k", "swallows or told_once", *workers)
+    # the teardown's test passed and its teardown is an error (as pytest counts a fixture's); nothing is failed twice
+    result.assert_outcomes(passed=1, failed=2, errors=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    summary = sorted(line.split(" - ")[0] for line in result.outlines if line.startswith(("FAILED ", "ERROR ")))
+    assert summary == [
+        "ERROR test_app.py::test_miss_in_setup_is_told_once", "ERROR test_app.py::test_teardown_swallows",
+        "FAILED test_app.py::test_miss_in_the_test_is_told_once", "FAILED test_app.py::test_setup_swallows",
+    ]
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_teardown_swallows*",
+        "llm_replay.CassetteMiss (caught by the code under test, still a failure):",
+        "no recording for this request*",
+        "*prompt:    (user) asked in teardown",
+    ])
+    result.stdout.fnmatch_lines(["*_ test_setup_swallows _*", "llm_replay.CassetteMiss (caught by the code under test*", "*prompt:    (user) asked in setup"])
+    assert server.requests == [], "replay never touches the network"
+
+
 def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
     _write_app(llm_pytester, server.base_url)
     env.setenv("OPENAI_API_KEY", server.api_key)

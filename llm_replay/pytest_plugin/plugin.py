@@ -291,13 +291,14 @@ class _InUse:
     the reports look at every phase): the suite, its Recorder, whether unplayed recordings fail it, what it used
     (at teardown)."""
 
-    __slots__ = ("suite", "recorder", "fail_unplayed", "usage")
+    __slots__ = ("suite", "recorder", "fail_unplayed", "usage", "misses_reported")
 
     def __init__(self, suite: Suite, recorder: Recorder, fail_unplayed: bool) -> None:
         self.suite = suite
         self.recorder = recorder
         self.fail_unplayed = fail_unplayed
         self.usage: Any = None
+        self.misses_reported = 0  # the misses a report already failed for (a teardown fails only for new ones)
 
 
 def _llm_cache_marker(item: pytest.Item, of_parents: dict[Any, pytest.Mark | None] | None = None) -> pytest.Mark | None:
@@ -385,6 +386,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if report.passed and (blocked or recorder is not None):  # what the code caught, or left unplayed, still fails it
         _fail_what_was_caught(report, call.when, in_use, blocked)
+    if recorder is not None and (call.when == "call" or not report.passed):  # a failed phase has said enough
+        in_use.misses_reported = len(recorder.misses)
     if call.when == "teardown" and in_use is not None:
         # What the test used rides on its report (to the xdist controller too); the Recorder, with every
         # interaction it saw, goes now: a session's memory does not grow with its replays.
@@ -396,12 +399,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _fail_what_was_caught(report: pytest.TestReport, when: str, in_use: _InUse | None, blocked: list[Any] | tuple[()]) -> None:
     """Fail a phase that passed although the code caught a strict miss or a blocked attempt (CassetteMiss is a
     BaseException, but bare ``except:`` exists): the test for what happened in it, or in setup under llm_cache (the
-    miss counts for the test); its setup or teardown (a fixture error) for a blocked attempt outside llm_cache. In the
-    test, recordings left unplayed fail it too (``fail_unplayed``)."""
+    miss counts for the test); its setup or teardown (a fixture error) for a blocked attempt outside llm_cache, and its
+    teardown for a miss there (a fixture using llm_cache, torn down after the test). In the test, recordings left
+    unplayed fail it too (``fail_unplayed``)."""
     recorder = in_use.recorder if in_use is not None else None
-    if when == "call" and recorder is not None and recorder.misses:
+    if recorder is not None and len(recorder.misses) > in_use.misses_reported and when != "setup":  # type: ignore[union-attr]
         report.outcome = "failed"
-        report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{recorder.misses[0]}"
+        miss = recorder.misses[0 if when == "call" else in_use.misses_reported]  # type: ignore[union-attr]
+        report.longrepr = f"llm_replay.CassetteMiss (caught by the code under test, still a failure):\n{miss}"
     elif blocked:
         report.outcome = "failed"
         report.longrepr = f"llm_replay.NetworkBlocked (caught by the code under test, still a failure):\n{blocked[0]}"
