@@ -84,6 +84,8 @@ SELECTIONS = {
     "--deselect": ("", ("--deselect", "test_top.py::test_a"), EVERY - {"test_a"}),
     "--lf": ("", ("--lf",), {"test_b"}),
     "xdist": ("", ("-p", "xdist", "-n", "2", "test_top.py::TestK"), {"test_k1", "test_k2"}),
+    "--pyargs node id": ("", ("--pyargs", "test_top::test_a"), {"test_a"}),  # a module name, not a path
+    "node id under a symlinked folder": ("", ("sub/test_sub.py::test_s1",), {"test_s1"}),  # sub links outside the rootdir
 }
 
 
@@ -117,6 +119,11 @@ def test_llm_prune_deletes_only_what_the_selected_tests_passed_without(project, 
         shutil.rmtree(project.path)
         shutil.copytree(saved, project.path)
         env.chdir(project.path / cwd)
+        if form == "node id under a symlinked folder":
+            elsewhere = project.path.parent / "elsewhere"
+            shutil.rmtree(elsewhere, ignore_errors=True)
+            shutil.move(project.path / "sub", elsewhere)
+            (project.path / "sub").symlink_to(elsewhere, target_is_directory=True)
         if form == "--lf":
             env.setenv("FAIL", "test_b")
             project.runpytest("-k", "test_b").assert_outcomes(failed=1)

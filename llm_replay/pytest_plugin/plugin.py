@@ -480,15 +480,9 @@ class _RunWatcher:
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
         if config.getoption("lf", False):
             return  # --lf leaves passing tests out while collecting: a test not collected may well exist
-        rootdir, here = Path(config.rootpath), Path(config.invocation_params.dir)
-        narrowed = set()
-        for arg in config.args:
-            if "::" in arg:
-                try:
-                    narrowed.add((here / arg.split("::", 1)[0]).resolve().relative_to(rootdir.resolve()).as_posix())
-                except ValueError:
-                    continue
-        self.outcome.add_collected(self.suite.scrubber.test_ids(item.nodeid for item in items), narrowed, self.broken)
+        tests = self.suite.scrubber.test_ids(item.nodeid for item in items)
+        narrowed = _narrowed_files(session, items, tests) if any("::" in arg for arg in config.args) else ()
+        self.outcome.add_collected(tests, narrowed, self.broken)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         usage = getattr(report, "llm_replay", None)
@@ -499,6 +493,30 @@ class _RunWatcher:
             self._scrubbed = (nodeid, self.test_id(nodeid))
         self.outcome.add_report(self._scrubbed[1], report.when, report.outcome, usage)
         self.suite.note_outcome(nodeid, report.when, report.outcome)
+
+
+def _narrowed_files(session: pytest.Session, items: list[pytest.Item], tests: list[str]) -> set[str]:
+    """The files, as ``tests`` (the items' ids) name them, that an argument narrowed with ``::``: not collected whole.
+
+    Told from the paths pytest itself resolved its arguments to (``--pyargs`` module names found on sys.path, symlinks
+    kept as given), matched to the items as pytest matched them (by path). Whatever cannot be told this way counts as
+    narrowed: narrowing a file only keeps its recordings, while a file wrongly taken as whole loses the recordings of
+    every test it seems to have lost."""
+    every_file = {test.split("::", 1)[0] for test in tests}
+    paths = set()
+    try:
+        for argument in session._initial_parts:  # pytest's CollectionArgument(path, parts, …); (path, parts) in pytest 8.0
+            path, parts = (argument.path, argument.parts) if hasattr(argument, "parts") else argument[:2]
+            if parts:
+                paths.add(Path(path))
+    except (AttributeError, TypeError, ValueError):
+        return every_file  # a pytest that keeps its arguments otherwise
+    narrowed, matched = set(), set()
+    for item, test in zip(items, tests):
+        if item.path in paths:
+            narrowed.add(test.split("::", 1)[0])
+            matched.add(item.path)
+    return narrowed if matched == paths else every_file  # a narrowed path no item has (a Windows short path…)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own, which tears the last fixtures down: nothing writes after we close
