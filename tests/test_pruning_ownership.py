@@ -3,6 +3,7 @@ a prune racing a recording session keeps that session's recordings; a refresh re
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import cassette_file
 
 from llm_replay.cli import main
@@ -158,6 +160,46 @@ def test_a_replay_prune_of_a_class_keeps_a_recording_no_test_owns(project, env):
     assert surviving_v1(cassette) == EVERY - {"test_k1", "test_k2"}
     with sqlite3.connect(cassette) as db:
         assert db.execute("SELECT tests FROM interactions WHERE fingerprint LIKE 'unowned%'").fetchall() == [("[]",)]
+
+
+def vcr_yaml(path: Path, prompt: str) -> Path:
+    """A vcrpy format-1 cassette (as a project migrating from vcrpy has them) with one chat answer from 2024."""
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+    answer = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "imported"}}]})
+    interaction = {
+        "request": {"method": "POST", "uri": "https://api.openai.com/v1/chat/completions", "body": body, "headers": {"Content-Type": ["application/json"]}},
+        "response": {"status": {"code": 200, "message": "OK"}, "headers": {"Content-Type": ["application/json"], "Date": ["Tue, 01 Oct 2024 10:00:00 GMT"]},
+                     "body": {"string": answer}},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"version": 1, "interactions": [interaction]}))
+    return path
+
+
+def test_imported_recordings_are_never_pruned_even_when_their_source_file_is_gone(project, env, capsys):
+    """Import stores each recording's source YAML as its owner; no test owns it, so only ``llm-replay rm`` deletes it:
+    not when the migrated folder is removed, nor when the import ran from a subdirectory (its path is not rootdir's)."""
+    cassette = cassette_file(project)
+    vcr_yaml(project.path / "vcr_cassettes" / "test_top.yaml", "imported from the top")
+    vcr_yaml(project.path / "sub" / "vcr" / "test_sub.yaml", "imported from sub")
+    assert main(["import", "--cassette", str(cassette), "vcr_cassettes"]) == 0
+    env.chdir(project.path / "sub")
+    assert main(["import", "--cassette", str(cassette), "vcr"]) == 0
+    env.chdir(project.path)
+    shutil.rmtree(project.path / "vcr_cassettes")  # migrated: the YAML is no longer needed
+
+    def imported() -> set[str]:
+        with sqlite3.connect(cassette) as db:
+            return {row[0] for row in db.execute("SELECT json_extract(request, '$.body.messages[0].content') FROM interactions WHERE tests NOT LIKE '%::%'")}
+
+    assert imported() == {"imported from the top", "imported from sub"}
+    project.runpytest("--llm-prune").assert_outcomes(passed=9)  # every test passes without its v1 recording: those go
+    assert surviving_v1(cassette) == set()
+    capsys.readouterr()
+    assert main(["prune", "--cassette", str(cassette)]) == 0
+    assert capsys.readouterr().out.startswith("deleted 0 recordings"), "an import's owner is no test, gone or not"
+    assert imported() == {"imported from the top", "imported from sub"}
 
 
 def test_a_prune_racing_a_recording_session_keeps_what_that_session_records(project, server, env):

@@ -30,6 +30,12 @@ def test_owners_whose_file_is_gone_hold_nothing(tmp_path: Path) -> None:
     assert prunable([(A, ("deleted.py::test",), EARLIER)], {}, tmp_path) == [A]
 
 
+def test_an_imported_recording_is_never_prunable_even_when_its_source_file_is_gone(tmp_path: Path) -> None:
+    """``llm-replay import`` stores the source YAML's path as the owner: no node id, so no test that can pass without it."""
+    assert prunable([(A, ("vcr_cassettes/test_chat.yaml",), EARLIER)], {}, tmp_path) == []
+    assert prunable([(A, ("/elsewhere/test_chat.yaml", "t.py::one"), EARLIER)], {"t.py::one": _pass()}, tmp_path) == [], "replayed since"
+
+
 def test_a_pass_counts_only_for_recordings_written_a_full_stamp_unit_before_its_run_began() -> None:
     assert written_before_run("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00")
     assert not written_before_run("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00.900000+00:00"), "stamped to the second"

@@ -152,8 +152,10 @@ def prunable(
 ) -> list[Key]:
     """The recordings every owner passed without, in runs begun after the recording was written, from (key, owners,
     recorded_at). Owners are the tests stored with the recording plus any test whose latest pass used it. A recording
-    no test owns is never prunable (it goes only when named). An owner whose test file no longer exists under
-    ``rootdir`` no longer holds it. ``among``: only recordings owned by one of these tests (a run's own tests)."""
+    no test owns is never prunable (it goes only when named), nor one an owner of which is no pytest node id
+    (``path::name``): ``llm-replay import`` stores the source YAML's path, as given, as the owner of what it imported.
+    An owner whose test file no longer exists under ``rootdir`` no longer holds it. ``among``: only recordings owned
+    by one of these tests (a run's own tests)."""
     users: dict[Key, set[str]] = {}
     for test, last in passes.items():
         for key in last.used:
@@ -162,7 +164,7 @@ def prunable(
     files: dict[str, bool] = {}
     found = []
     for key, stored, recorded_at in index:
-        if not stored or (chosen is not None and chosen.isdisjoint(stored)):
+        if not stored or (chosen is not None and chosen.isdisjoint(stored)) or not all(_is_test(owner) for owner in stored):
             continue
         owners = set(stored) | users.get(key, set())
         if all((owner in passes and key not in passes[owner].used) or _gone(owner, rootdir, files) for owner in owners) and written_before(
@@ -185,6 +187,12 @@ def written_before_run(recorded_at: str, started_at: str) -> bool:
         return datetime.fromisoformat(recorded_at) + resolution <= datetime.fromisoformat(started_at)
     except (ValueError, TypeError):
         return False  # an unreadable date is never a reason to delete
+
+
+def _is_test(owner: str) -> bool:
+    """Whether an owner is a pytest node id (every item's has ``::``), not an import's source file: a source file
+    going away (the migrated YAML folder deleted, or an import made from a subdirectory) must not free its recordings."""
+    return "::" in owner
 
 
 def _gone(test: str, rootdir: Path, files: dict[str, bool]) -> bool:
