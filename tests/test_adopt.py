@@ -187,6 +187,49 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
     ])
 
 
+# One body at two URLs, from two tests that both stay: the old endpoint is still called after the new one appears.
+TWO_ENDPOINTS_APP = '''
+import os
+import httpx
+
+BASE_URL = "{base_url}"
+
+
+def ask(query):
+    body = {{"model": "claude-x", "max_tokens": 9, "messages": [{{"role": "user", "content": "the same question"}}]}}
+    answer = httpx.post(BASE_URL + "/v1/messages" + query, json=body, headers={{"x-api-key": os.environ["ANTHROPIC_API_KEY"]}})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["content"][0]["text"]
+
+
+def test_old_endpoint(llm_cache):
+    print("ANSWER", ask("?beta=true"))
+
+
+def test_new_endpoint(llm_cache):
+    print("ANSWER", ask(""))
+'''
+
+
+def test_adopting_another_tests_recording_copies_it_so_that_test_still_replays(llm_pytester, anthropic_server, env):
+    """Adopt on one test may only add: the recording it adopts stays under its old key for the test that owns it."""
+    llm_pytester.makepyfile(test_app=TWO_ENDPOINTS_APP.format(base_url=anthropic_server.base_url))
+    env.setenv("ANTHROPIC_API_KEY", anthropic_server.api_key)
+    llm_pytester.runpytest("-s", "--llm-mode=record", "test_app.py::test_old_endpoint").assert_outcomes(passed=1)
+    anthropic_server.stop()
+
+    adopted = llm_pytester.runpytest("-s", "--llm-mode=adopt", "test_app.py::test_new_endpoint")
+    adopted.assert_outcomes(passed=1)
+    adopted.stdout.fnmatch_lines(["llm_replay: adopted 1 recording *"])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        rows = sorted(db.execute("SELECT json_extract(request, '$.query'), tests FROM interactions"))
+    assert rows == sorted([("[]", '["test_app.py::test_new_endpoint", "test_app.py::test_old_endpoint"]'), ('[["beta","true"]]', '["test_app.py::test_old_endpoint"]')])
+
+    replayed = llm_pytester.runpytest("-s", "--llm-mode=replay")
+    replayed.assert_outcomes(passed=2)
+    assert len(set(printed(replayed, "ANSWER"))) == 1, "both endpoints replay the one recorded answer"
+
+
 def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
     """Each worker sends its adoptions as plain data (execnet carries only those); the controller lists them all."""
     def suite() -> Suite:
