@@ -220,6 +220,7 @@ def test_credentials_named_as_such_are_scrubbed_where_no_environment_variable_kn
     answer = {"access_token": "ya29." + secret, "refresh_token": "1//" + secret, "id_token": "eyJ" + secret, "token_type": "Bearer", "expires_in": 3599}
     headers = {
         "x-amz-security-token": [secret], "X-Upstream-Token": [secret], "x-client-secret": [secret],
+        "x-upstream-authorization": [f"Bearer {secret}"], "X-Forwarded-Authorization": [secret], "set-cookie2": [f"sid={secret}"],
         "location": [f"https://bob:{secret}@idp.example.com/next"], "x-ratelimit-remaining-tokens": ["99"], "content-type": ["application/json"],
     }
     stored = [

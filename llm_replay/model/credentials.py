@@ -21,7 +21,7 @@ SECRET_HEADERS = frozenset({
 # A header whose name has one of these words (``x-amz-security-token``, ``x-…-token``, ``x-client-secret``)
 # carries a credential; ``x-ratelimit-remaining-tokens`` does not ("tokens", counted, are not a token). Compiled on
 # first use (re keeps it): at import it cost every session ~1 M instructions, and a replay scrubs no header.
-_SECRET_HEADER_WORDS = r"(?:^|[-_])(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|signature)(?:[-_]|$)"
+_SECRET_HEADER_WORDS = r"(?:^|[-_])(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|authorization|cookie\d*|signature)(?:[-_]|$)"
 # Fields of form and JSON bodies (OAuth token requests and answers, login forms) whose values are credentials.
 SECRET_BODY_FIELDS = frozenset({
     "access_token", "refresh_token", "id_token", "client_secret", "password", "passwd", "api_key", "apikey",
