@@ -120,3 +120,24 @@ def test_same_test_recorded_on_both_branches_keeps_ours_and_reports(repo, server
     before = path / "ours-before.sqlite3"
     before.write_bytes(ours)
     assert main(["diff", str(before), str(cassette_file(repo))]) == 0, "the merged cassette answers as ours did"
+
+
+def test_a_recording_that_clashes_keeps_ours_owned_by_both_branches_tests(tmp_path, capsys):
+    """Ours wins a clash, and theirs' test replays it from now on: it owns it too, or pruning after that test's branch
+    deletes what it still needs."""
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+    from llm_replay.stores.sqlite import SQLiteCache
+
+    request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", b'{"model":"m","messages":[{"role":"user","content":"hi"}]}', "application/json")
+    for name, test, answer in (("ours", "tests/test_a.py::test_x", b'{"answer":"A"}'), ("theirs", "tests/test_b.py::test_y", b'{"answer":"B"}')):
+        cassette = SQLiteCache(tmp_path / f"{name}.sqlite3")
+        cassette.put(Interaction.of(request, RecordedResponse(200, "OK", {}, answer), tests=(test,)))
+        cassette.close()
+    (tmp_path / "base.sqlite3").write_bytes(b"")
+    assert main(["merge", *(str(tmp_path / f"{name}.sqlite3") for name in ("base", "ours", "theirs"))]) == 0
+    assert "1 recorded differently on both branches (kept ours" in capsys.readouterr().out
+    merged = SQLiteCache(tmp_path / "ours.sqlite3", readonly=True)
+    [kept] = list(merged.interactions())
+    merged.close()
+    assert kept.response.body == b'{"answer":"A"}' and kept.tests == ("tests/test_a.py::test_x", "tests/test_b.py::test_y")

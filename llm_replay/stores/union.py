@@ -46,7 +46,9 @@ def same_answer(first: Interaction, second: Interaction) -> bool:
 def add_missing(cassette: "Store", interactions: Iterable[Interaction]) -> UnionReport:
     """Put every recording whose key the cassette lacks; keep the cassette's own on a clash.
 
-    Writes go through the store's ``put``, so whatever it scrubs on the way in is scrubbed here too.
+    Either way the kept recording is owned by both sides' tests: each replays it from now on, and pruning either
+    side's must not drop it. Writes go through the store's ``put``, so whatever it scrubs on the way in is scrubbed
+    here too.
     """
     report = UnionReport()
     for interaction in interactions:
@@ -54,13 +56,14 @@ def add_missing(cassette: "Store", interactions: Iterable[Interaction]) -> Union
         if existing is None:
             cassette.put(interaction)
             report.added += 1
-        elif same_answer(existing, interaction):
+            continue
+        if same_answer(existing, interaction):
             report.identical += 1
-            owners = tuple(dict.fromkeys(existing.tests + interaction.tests))
-            if owners != existing.tests:  # both sides' tests use it: pruning either side's must not drop it
-                cassette.put(replace(existing, tests=owners))
         else:
             report.conflicts.append((existing, interaction))
+        owners = tuple(dict.fromkeys(existing.tests + interaction.tests))
+        if owners != existing.tests:
+            cassette.put(replace(existing, tests=owners))
     return report
 
 
