@@ -141,3 +141,21 @@ def test_a_recording_that_clashes_keeps_ours_owned_by_both_branches_tests(tmp_pa
     [kept] = list(merged.interactions())
     merged.close()
     assert kept.response.body == b'{"answer":"A"}' and kept.tests == ("tests/test_a.py::test_x", "tests/test_b.py::test_y")
+
+
+def test_merge_and_textconv_refuse_what_is_no_cassette_naming_the_file_and_changing_nothing(tmp_path, capsys):
+    """Run by hand, the driver's arguments may be wrong: a missing or folder THEIRS merged nothing and exited 0, and a
+    file that is no cassette was named by the path of a temporary copy, with advice about a pytest option."""
+    (tmp_path / "base.sqlite3").write_bytes(b"")
+    (tmp_path / "ours.sqlite3").write_bytes(b"")
+    (tmp_path / "text.sqlite3").write_text("hello\n")
+    (tmp_path / "folder").mkdir()
+    for theirs in ("missing.sqlite3", "folder"):
+        assert main(["merge", str(tmp_path / "base.sqlite3"), str(tmp_path / "ours.sqlite3"), str(tmp_path / theirs)]) == 2
+        assert f"no cassette file at {tmp_path / theirs}: merge and textconv take the files git hands them" in capsys.readouterr().err
+    for command in (["textconv"], ["merge", str(tmp_path / "base.sqlite3"), str(tmp_path / "ours.sqlite3")]):
+        assert main([*command, str(tmp_path / "text.sqlite3")]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {tmp_path / 'text.sqlite3'} is not an llm_replay cassette (not an SQLite file); .gitattributes marks it" in err
+        assert "llm-replay-" not in err and "--llm-cassette" not in err
+    assert (tmp_path / "text.sqlite3").read_text() == "hello\n" and (tmp_path / "ours.sqlite3").read_bytes() == b""

@@ -269,8 +269,6 @@ def _copy(args: argparse.Namespace) -> int:
 def _textconv(args: argparse.Namespace) -> int:
     from .git import textconv_lines
 
-    if not args.file.is_file():
-        raise CassetteError(f"no cassette at {args.file}")
     _print(textconv_lines(args.file))
     return EXIT_OK
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..errors import CommandError
+from ..errors import CassetteError, CommandError
 from ..stores.union import union_into
 from .listing import show_lines
 
@@ -39,11 +39,18 @@ def snapshot(path: Path) -> Iterator["SQLiteCache"]:
     """
     from ..stores.sqlite import SQLiteCache
 
+    if not path.is_file():
+        raise CommandError(f"no cassette file at {path}: merge and textconv take the files git hands them (llm-replay git-setup registers both)")
     with tempfile.TemporaryDirectory(prefix="llm-replay-") as folder:
         copy = Path(folder) / "cassette.sqlite3"
-        if path.is_file():
-            shutil.copyfile(path, copy)
-        cassette = SQLiteCache(copy, readonly=True)
+        shutil.copyfile(path, copy)
+        try:
+            cassette = SQLiteCache(copy, readonly=True)
+        except CassetteError as error:
+            message = str(error).replace(str(copy), str(path))
+            if "not an llm_replay cassette" in message:  # the store's advice is about --llm-cassette, which git never set
+                message = f"{message.split('; ', 1)[0]}; .gitattributes marks it as a cassette for git: correct that pattern"
+            raise CommandError(message) from None
         try:
             yield cassette
         finally:
