@@ -181,6 +181,53 @@ def test_a_miss_a_fixture_swallows_in_teardown_fails_the_teardown_and_each_miss_
     assert server.requests == [], "replay never touches the network"
 
 
+REFRESH_FIRST = '''
+import pathlib
+import openai
+
+BASE_URL = "{base_url}"
+
+
+def ask():
+    return openai.OpenAI(base_url=BASE_URL, max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "the one question"}}])
+
+
+def test_asks_first(llm_cache):
+    ask()
+
+
+def test_then_signals(llm_cache):  # after the first test's teardown: its recording is written
+    pathlib.Path("asked").write_text("")
+'''
+
+REFRESH_LATER = '''
+import pathlib
+import time
+
+from test_first import ask
+
+
+def test_asks_later_in_another_worker(llm_cache):
+    deadline = time.monotonic() + 60
+    while not pathlib.Path("asked").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ask()
+'''
+
+
+def test_refresh_under_xdist_asks_each_question_once_for_the_whole_run(llm_pytester, server, env):
+    """A question another worker re-recorded in this run replays: workers refresh since the controller's start."""
+    llm_pytester.makepyfile(test_first=REFRESH_FIRST.format(base_url=server.base_url), test_later=REFRESH_LATER)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=3)
+    (llm_pytester.path / "asked").unlink()
+    before = len(server.requests)
+    refreshed = llm_pytester.runpytest("--llm-mode=refresh", "-n", "2", "--dist=loadfile")
+    refreshed.assert_outcomes(passed=3)
+    assert len(server.requests) == before + 1, "the later worker replayed what the first re-recorded"
+    refreshed.stdout.fnmatch_lines(["llm_replay: 1 replayed, 1 recorded, 0 missed in 3 tests (mode refresh, *)"])
+
+
 def test_refresh_rerecords_and_off_bypasses(llm_pytester, server, env):
     _write_app(llm_pytester, server.base_url)
     env.setenv("OPENAI_API_KEY", server.api_key)

@@ -24,6 +24,29 @@ if TYPE_CHECKING:  # what explains a miss and compares answers is imported when 
 _NEVER_RECORDED = frozenset({429})
 
 
+class Refreshed:
+    """What a refresh session re-recorded, so that it asks each distinct question once: the keys this process wrote,
+    and the instant the session began (under pytest-xdist the controller's, shared by its workers), since which a
+    recording was written by this session, in another worker perhaps."""
+
+    __slots__ = ("keys", "since")
+
+    def __init__(self, since: str | None = None) -> None:
+        self.keys: set[Key] = set()
+        self.since = since  # utc_stamp's form, which compares as text
+
+    def includes(self, cassette: Store, key: Key) -> bool:
+        if key in self.keys:
+            return True
+        if self.since is None:
+            return False
+        found = cassette.get(*key)
+        if found is None or found.recorded_at < self.since:
+            return False
+        self.keys.add(key)
+        return True
+
+
 class Recorder:
     """One activation of a cassette (a test, or a ``use_cassette`` block) and what it did.
 
@@ -48,7 +71,7 @@ class Recorder:
         frozen_at: datetime | None = None,
         keep_instant: bool = False,
         clock_unread: bool = False,
-        refreshed: set[Key] | None = None,
+        refreshed: Refreshed | None = None,
         record_hint: Callable[[], str] | None = None,
         on_live: Callable[["Recorder", CanonicalRequest, int, float], None] | None = None,
         max_age: float | None = None,
@@ -76,7 +99,7 @@ class Recorder:
         self._adoption = adoption
         self._keep_instant = keep_instant and frozen_at is not None and test_id is not None
         self._instant_kept = False
-        self._refreshed = refreshed if refreshed is not None else set()
+        self._refreshed = refreshed if refreshed is not None else Refreshed()
         self._record_hint = record_hint
         self._on_live = on_live
         self._seen: dict[str, int] = {}
@@ -110,7 +133,7 @@ class Recorder:
         ``strict=False`` lets a miss pass to a layer below that applies the mode itself (LangChain over HTTP).
         """
         __tracebackhide__ = True  # the failure is about the caller's request, not about this frame
-        if self.mode is Mode.REFRESH and key not in self._refreshed:
+        if self.mode is Mode.REFRESH and not self._refreshed.includes(self.cassette, key):
             return None
         how = "replayed"
         try:
@@ -264,7 +287,7 @@ class Recorder:
             self.count_miss(failure)
             raise failure from error
         with self._lock:
-            self._refreshed.add(interaction.key)
+            self._refreshed.keys.add(interaction.key)
             self.recorded += 1
             self.used.setdefault(interaction.key, 0)
             self.interactions.append(interaction)

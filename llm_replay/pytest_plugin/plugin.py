@@ -143,6 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
         report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and _REFRESH_SINCE in workerinput:  # a pytest-xdist worker: one refresh with its siblings
+        config.stash[SUITE].refresh_since = workerinput[_REFRESH_SINCE]
     config.stash[SUITE].ledger_folder = _ledger_folder(config)
     try:  # one message for the session, not one error per test (and before pytest-xdist starts workers)
         config.stash[SUITE].check_cassette()
@@ -604,6 +607,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 _XDIST_REPORT = "llm_replay"
+_REFRESH_SINCE = "llm_replay_refresh_since"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: each worker refreshes since the controller's start, so a recording another worker re-recorded in
+    this run replays instead of asking the API again."""
+    suite = node.config.stash.get(SUITE, None)
+    if suite is not None:
+        node.workerinput[_REFRESH_SINCE] = suite.refresh_since
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..layers.network import NetworkGuard
     from ..layers.offline_children import OfflineChildren
     from ..engine.matching import MatchRules, RekeyIndex
-    from ..engine.recorder import Recorder
+    from ..engine.recorder import Recorder, Refreshed
     from ..stores.memory import InMemoryCache
     from ..engine.savings import Savings
     from ..stores.base import Store
@@ -114,7 +114,9 @@ class Suite:
         self.scrubber = scrubber if scrubber is not None else Scrubber()
         self._cassette: Store | None = None
         self._readonly = True
-        self._refreshed: set[tuple[str, int]] = set()
+        # when a refresh began, as recordings store their time: a worker takes its controller's (pytest_configure_node)
+        self.refresh_since = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        self._refreshed: Refreshed | None = None  # made by the first recorder (the module loads with it)
         self._rekey_indexes: dict[MatchRules, RekeyIndex] = {}
         # Decided once per distinct configuration, not per test: most suites have one or a handful.
         self._settings: dict[Hashable, CacheSettings] = {}
@@ -296,7 +298,7 @@ class Suite:
             frozen_at=clock.instant,
             keep_instant=clock.new,
             clock_unread=clock.unread,
-            refreshed=self._refreshed,
+            refreshed=self._refreshed or self._refreshed_keys(),
             record_hint=lambda: self.record_command(nodeid, plan.in_memory),
             on_live=self.on_live,
             max_age=settings.max_age,
@@ -305,13 +307,19 @@ class Suite:
             ignore_hosts=plan.ignored_hosts,
         )
 
+    def _refreshed_keys(self) -> Refreshed:
+        from ..engine.recorder import Refreshed
+
+        self._refreshed = Refreshed(self.refresh_since)
+        return self._refreshed
+
     def _plan(self, settings: CacheSettings) -> _Plan:
         """What every test with these settings shares, worked out once: the match rules and the suite cassette's
         indexes under them (built on first use, shared by the tests with the same rules; an in-memory cassette has none)."""
         from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.host_patterns import HostPatterns
         from ..engine.matching import MatchRules, RekeyIndex
-        from ..engine.recorder import Recorder
+        from ..engine.recorder import Recorder, Refreshed
         from ..stores.memory import InMemoryCache
 
         in_memory = settings.scope == "test"
