@@ -443,27 +443,6 @@ def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_ses
     result.stdout.fnmatch_lines([
         # once a worker: each collects, and runs the hook
         f"llm_replay: {2 if workers else 1} blocked network attempt* caught outside any test, fixture or collected file (in a plugin's or "
-        "conftest.py's hook, or a conftest.py imported before the session), still a failure of the session; the first:",
+        "conftest.py's hook), still a failure of the session; the first:",
         "llm_replay blocked an attempt to look up hook.example.invalid:443*",
     ])
-
-
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
-def test_the_rootdirs_conftest_is_guarded_as_pytest_imports_it_before_the_session(llm_pytester, workers):
-    """pytest imports the rootdir's conftest.py (and those of the paths given) before any session hook: the guard is on
-    by then. Caught there, the attempt fails the session; not caught, it stops it as the conftest's import error."""
-    llm_pytester.makeconftest(SWALLOWED_AT_IMPORT.format(host="root-conftest.example.invalid"))
-    llm_pytester.makepyfile(test_clean="def test_clean():\n    pass\n")
-    result = llm_pytester.runpytest("--llm-mode=replay", *workers)
-    result.assert_outcomes(passed=1)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        f"llm_replay: {3 if workers else 1} blocked network attempt* caught outside any test, fixture or collected file*still a failure of the session; "
-        "the first:",  # under xdist the controller and each worker import it
-        "llm_replay blocked an attempt to look up root-conftest.example.invalid:443*",
-    ])
-
-    llm_pytester.makeconftest('import socket\n\nsocket.getaddrinfo("root-conftest.example.invalid", 443)\n')
-    result = llm_pytester.runpytest("--llm-mode=replay", *workers)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: llm_replay.NetworkBlocked importing */conftest.py: llm_replay blocked an attempt to look up root-conftest.example.invalid:443*"])

@@ -14,7 +14,7 @@ import pytest
 
 from ..engine.drift_classes import DRIFT_CLASSES, parse_drift_classes
 from ..engine.settings import DEFAULT_CASSETTE, MODE_NAMES, CacheSettings, Mode, session_mode
-from ..errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
+from ..errors import CassetteError, CassetteMiss, RecordingExpired
 from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
 from .suite import Suite
@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # the engine and the layers load on first use: an installed b
 SUITE: pytest.StashKey[Suite] = pytest.StashKey()
 IN_USE: pytest.StashKey[_InUse] = pytest.StashKey()
 _PLACEHOLDERS: pytest.StashKey[Any] = pytest.StashKey()
-_EARLY_GUARD: pytest.StashKey[Any] = pytest.StashKey()
 SLOW_CALL_S = 5.0  # a live call this slow is shown even without -v (ini llm_slow_call)
 # The test pytest is running: a stack, as a test may run a whole pytest session in-process (pytester).
 _RUNNING: list[pytest.Item] = []
@@ -127,7 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
         prices = _price_book(config.getini("llm_prices"))
         fail_on_drift = _fail_on_drift(config)
         slow_call = _seconds(config.getini("llm_slow_call"), "ini option llm_slow_call", SLOW_CALL_S)
-        cassette = _cassette_spec(config, config.getoption("--llm-cassette"))
+        cassette = _cassette_spec(config)
     except (ValueError, CassetteError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[SUITE] = Suite(
@@ -164,65 +163,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_PLACEHOLDERS].__enter__()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_load_initial_conftests(early_config: pytest.Config) -> Iterator[None]:
-    """Replay: the network is blocked before pytest imports the first conftest.py files (the rootdir's, those of the
-    paths given), which come before the session: what their imports try is blocked too, not only the session's."""
-    guard = _early_guard(early_config)
-    if guard is None:
-        return (yield)
-    early_config.stash[_EARLY_GUARD] = guard
-    try:
-        return (yield)
-    except BaseException as error:  # no session follows, nor its unconfigure: the guard comes off here
-        guard[0].uninstall()
-        del early_config.stash[_EARLY_GUARD]
-        if isinstance(error, NetworkBlocked):  # a BaseException, which pytest would show as a crash
-            raise pytest.UsageError(f"llm_replay.NetworkBlocked importing {_conftest_of(error)}: {error}") from None
-        raise
-
-
-def _conftest_of(error: BaseException) -> str:
-    """The conftest.py whose import made the attempt (the innermost one in the traceback)."""
-    found, traceback = "a conftest.py", error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_code.co_filename.endswith("conftest.py"):
-            found = traceback.tb_frame.f_code.co_filename
-        traceback = traceback.tb_next
-    return found
-
-
-def _early_guard(config: pytest.Config) -> Any:
-    """(guard, what it blocked) when this session replays, with the hosts its settings allow; None otherwise, or when a
-    setting is wrong (``pytest_configure`` then says what)."""
-    namespace = config.known_args_namespace  # the command line, read before the conftest.py files add their options
-    try:
-        mode, _ = session_mode(getattr(namespace, "llm_mode", None), config.getini("llm_mode"))
-        if not mode.offline:
-            return None
-        from ..engine.host_patterns import HostPatterns
-        from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
-        from ..stores.spec import hosts
-
-        cassette = _cassette_spec(config, getattr(namespace, "llm_cassette", None))
-        reachable = (*config.getini("llm_allow_hosts"), *HostPatterns(config.getini("llm_ignore_hosts")).hosts(), *hosts(cassette))
-    except (ValueError, CassetteError):
-        return None
-    blocked: list[Any] = []
-    guard = NetworkGuard(reachable, on_blocked=blocked.append, advice=NO_FIXTURE_ADVICE)
-    guard.install()
-    return guard, blocked
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
-    early = session.config.stash.get(_EARLY_GUARD, None)
-    if early is not None:
-        del session.config.stash[_EARLY_GUARD]
     suite = session.config.stash.get(SUITE, None)
     if suite is not None and suite.mode.offline:
-        suite.go_offline(early)
-    elif early is not None:  # a conftest.py changed the mode (set CI, LLM_REPLAY_MODE) as it was imported
-        early[0].uninstall()
+        suite.go_offline()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -237,9 +181,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _keep_http_patches(False)  # a session that ended before its finish hook leaves no HTTP library patched either
-    if _EARLY_GUARD in config.stash:  # a usage error before the session: the early guard comes off too
-        config.stash[_EARLY_GUARD][0].uninstall()
-        del config.stash[_EARLY_GUARD]
     if SUITE in config.stash:  # a session that ended before its finish hook must not leave the socket module patched
         config.stash[SUITE].back_online()
     if _PLACEHOLDERS in config.stash:
@@ -290,11 +231,12 @@ def _report_path(config: pytest.Config) -> Path | None:
     return (Path(config.invocation_params.dir) / path).resolve() if path else None
 
 
-def _cassette_spec(config: pytest.Config, cli: str | None) -> str:
-    """The suite cassette: --llm-cassette (``cli``, a path relative to where pytest was started), else ini
-    llm_cassette (relative to the rootdir), else the default file; a URL as written."""
+def _cassette_spec(config: pytest.Config) -> str:
+    """The suite cassette: --llm-cassette (a path relative to where pytest was started), else ini llm_cassette
+    (relative to the rootdir), else the default file; a URL as written."""
     from ..stores.spec import resolved
 
+    cli = config.getoption("--llm-cassette")
     if cli:
         return resolved(cli, Path(config.invocation_params.dir))
     return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))

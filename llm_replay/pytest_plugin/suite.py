@@ -154,10 +154,8 @@ class Suite:
         self.blocked_aside: list[str] = []
         self._offline: tuple[NetworkGuard, OfflineChildren] | None = None
 
-    def go_offline(self, early: tuple[NetworkGuard, list[NetworkBlocked]] | None = None) -> None:
-        """Replay: block the network for the whole session (patched once), and fence off child processes. ``early``:
-        the guard the plugin put on before the first conftest.py files were imported, and what it blocked (caught
-        there, or it would have stopped the session): it gives way to this one, its catches charged to no test."""
+    def go_offline(self) -> None:
+        """Replay: block the network for the whole session (patched once), and fence off child processes."""
         from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
         from ..layers.offline_children import OfflineChildren
 
@@ -169,11 +167,6 @@ class Suite:
         reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts(), *hosts(self.cassette_spec))
         guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
         children = OfflineChildren(reachable)
-        if early is not None:
-            early_guard, caught = early
-            early_guard.uninstall()
-            self.blocked.extend(caught)
-            self.set_blocked_aside()
         guard.install()
         children.install()
         self._offline = guard, children
@@ -202,8 +195,7 @@ class Suite:
         count = len(self.blocked_aside)
         return [
             f"llm_replay: {count} blocked network attempt{'s' if count > 1 else ''} caught outside any test, fixture or collected "
-            "file (in a plugin's or conftest.py's hook, or a conftest.py imported before the session), still a failure of the "
-            "session; the first:",
+            "file (in a plugin's or conftest.py's hook), still a failure of the session; the first:",
             self.blocked_aside[0],
         ]
 
