@@ -311,7 +311,7 @@ class Suite:
         from ..engine.adoption import AdoptionIndex, AdoptRules
         from ..engine.host_patterns import HostPatterns
         from ..engine.matching import MatchRules, RekeyIndex
-        from ..engine.recorder import Recorder, Refreshed
+        from ..engine.recorder import Recorder
         from ..stores.memory import InMemoryCache
 
         in_memory = settings.scope == "test"
