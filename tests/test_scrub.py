@@ -272,6 +272,18 @@ def test_secrets_inside_base64_request_bodies_are_scrubbed_from_the_bytes_they_s
     assert scrubber.request(clean) is clean
 
 
+def test_a_url_password_in_a_prompt_is_scrubbed_as_in_the_host():
+    """A connection string pasted into a prompt or a field is nobody's environment variable: its form says it all."""
+    body = json.dumps({"messages": [{"role": "user", "content": "why does postgres://admin:Hunter2-db-pw@db.internal/app fail?"}], "dsn": "redis://:s3cret-Redis@cache:6379"})
+    request = canonicalize("POST", "https://api.test/v1/chat", body, "application/json")
+    stored = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}")))
+    assert "Hunter2-db-pw" not in stored.request_json and "s3cret-Redis" not in stored.request_json
+    assert stored.request.body["messages"][0]["content"] == "why does postgres://admin:<scrubbed>@db.internal/app fail?"
+    assert stored.request.body["dsn"] == "redis://:<scrubbed>@cache:6379"
+    plain = canonicalize("POST", "https://api.test/v1/chat", json.dumps({"content": "mail me at a@b.example, see https://example.com/x"}), "application/json")
+    assert Scrubber(environ={}).request(plain) is plain
+
+
 def test_a_secret_value_is_found_percent_encoded_in_a_url_and_with_json_escaped_slashes():
     secret = "3nD5bMqcYfKAag8AA3BcBhClidvXO3+/0gcAQjPO="
     scrubber = Scrubber(environ={"ACME_SECRET": secret})

@@ -304,7 +304,10 @@ class Scrubber:
 
     def _value(self, value: Any, secrets: Sequence[tuple[str, str]]) -> Any:
         if isinstance(value, str):
-            return self.text(value, secrets)
+            value = self.text(value, secrets)
+            if "@" in value and name_rules().userinfo_hint.search(value):  # a URL's password in a prompt or a field
+                value = name_rules().userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", value)
+            return value
         if isinstance(value, list):
             return [self._value(item, secrets) for item in value]
         if isinstance(value, dict):
