@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from ..errors import CassetteError, CommandError
 from ..model.credentials import is_secret_header
-from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, env_placeholder
+from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, base64_texts, env_placeholder
 from ..stores.spec import open_store, redacted, scheme
 from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
 from .secret_shapes import require_detectors, secret_shapes
@@ -300,11 +300,7 @@ def _base64_pieces(text: str) -> list[str]:
             request = json.loads(text)
         except ValueError:
             return []
-        if not isinstance(request, dict):
-            return []
-        body = request.get("body")
-        pieces = [body] if request.get("body_kind") == "bytes" else [part.get("base64") for part in body if isinstance(part, dict)] if isinstance(body, list) else []
-        return [piece for piece in pieces if isinstance(piece, str)]
+        return base64_texts(request.get("body_kind"), request.get("body")) if isinstance(request, dict) else []
     if "!!binary" in text:
         return [match.group(1) or match.group(2) for match in _YAML_BINARY.finditer(text)]
     return []

@@ -216,7 +216,7 @@ class Scrubber:
         env = self._current_env()
         secrets, in_json = env.secrets, env.in_json
         text = request.to_json()
-        binary = _holds_base64(request)
+        binary = bool(base64_texts(request.body_kind, request.body))
         if not binary and not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
             return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
@@ -342,11 +342,14 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _holds_base64(request: CanonicalRequest) -> bool:
-    """Whether some of the request's body is stored as base64 (bytes that are not UTF-8), where no text search sees a secret."""
-    if request.body_kind == "bytes":
-        return isinstance(request.body, str)
-    return request.body_kind == "multipart" and isinstance(request.body, list) and any(map(_is_base64_part, request.body))
+def base64_texts(kind: Any, body: Any) -> list[str]:
+    """The parts of a canonical request's body stored as base64 (a ``bytes`` body, a form's fields that are not UTF-8),
+    where no text search sees a secret: the scrub and the audit read the bytes behind them."""
+    if kind == "bytes":
+        return [body] if isinstance(body, str) else []
+    if kind == "multipart" and isinstance(body, list):
+        return [part["base64"] for part in body if _is_base64_part(part)]
+    return []
 
 
 def _is_base64_part(part: Any) -> bool:
