@@ -114,6 +114,9 @@ def test_errors_name_the_file_and_the_fix(recorded, capsys, tmp_path):
     missing = tmp_path / "nowhere.sqlite3"
     code, _, err = run_cli(capsys, "ls", "--cassette", str(missing))
     assert code == 2 and str(missing) in err and "--llm-mode=record" in err
+    for argv in (("diff", str(missing), str(cassette_file(recorded))), ("copy", str(missing), str(tmp_path / "new.sqlite3"))):
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and f"no cassette at {missing}" in err and "--cassette" not in err, "diff and copy take no such option"
 
     not_sqlite = tmp_path / "notes.sqlite3"
     not_sqlite.write_text("hello")

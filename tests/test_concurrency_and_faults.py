@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -143,6 +144,22 @@ def test_read_only_cassette_in_record_mode_fails_clearly_before_any_live_call(ll
     assert result.stderr.lines.count(message) == 1 and "CassetteError" not in result.stdout.str(), "the session stops once, with one message"
     assert len(server.requests) == asked and cassette.read_bytes() == before
     llm_pytester.runpytest("--llm-mode=replay", "-k", "known").assert_outcomes(passed=1)
+
+
+def test_immutable_cassette_in_record_mode_names_the_attribute_not_chmod(llm_pytester, server, env):
+    """Its permissions allow writing, so "chmod u+w" would not help: the message says what would."""
+    before = _record_one(llm_pytester, server, env)
+    cassette = cassette_file(llm_pytester)
+    made = subprocess.run(["chattr", "+i", str(cassette)], capture_output=True, text=True) if shutil.which("chattr") else None
+    if made is None or made.returncode != 0:
+        pytest.skip(f"needs chattr +i on {cassette.parent} (root, a filesystem with attributes): {made.stderr.strip() if made else 'no chattr'}")
+    try:
+        result = llm_pytester.runpytest("--llm-mode=record")
+    finally:
+        subprocess.run(["chattr", "-i", str(cassette)], check=True)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*cassette {cassette} cannot be written by this user although its permissions allow it (an immutable attribute, chattr +i;*lsattr {cassette}*"])
+    assert "chmod u+w" not in result.stderr.str() and cassette.read_bytes() == before
 
 
 def test_cassette_from_a_newer_schema_is_refused_and_left_alone(llm_pytester, server, env):

@@ -73,5 +73,5 @@ def open_store(spec: str | os.PathLike[str], *, readonly: bool = False, must_exi
     if kind is not None:
         return _OPENERS[kind](os.path.expandvars(text), readonly, scrubber)
     if must_exist and not Path(text).is_file():
-        raise CassetteError(f"no cassette at {text}; record one with pytest --llm-mode=record, or name another with --cassette FILE|URL")
+        raise CassetteError(f"no cassette at {text}; record one with pytest --llm-mode=record, or name a cassette that exists")
     return _open_sqlite(text, readonly, scrubber)

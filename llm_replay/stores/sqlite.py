@@ -585,10 +585,16 @@ def _enable_wal(connection: sqlite3.Connection) -> None:
 def _check_is_writable(path: Path) -> None:
     """Refuse to record into a file its owner made read-only (even as root, who could write it anyway)."""
     if path.exists():
-        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+        if not path.stat().st_mode & 0o222:
             raise CassetteError(
                 f"cassette {path} is read-only (file permissions) but this run records into it; it was left untouched. "
                 f"Make it writable (chmod u+w {path}) or only replay (--llm-mode=replay)"
+            )
+        if not os.access(path, os.W_OK):  # its mode allows writing: an attribute, a read-only mount, its owner
+            raise CassetteError(
+                f"cassette {path} cannot be written by this user although its permissions allow it (an immutable "
+                f"attribute, chattr +i; a read-only mount; another owner) but this run records into it; it was left "
+                f"untouched. Lift that (lsattr {path} shows an attribute) or only replay (--llm-mode=replay)"
             )
         folder = path.parent
     else:
