@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import cassette_file
-from test_cli import app_tests
+from test_cli import ASK, app_tests
 
 from llm_replay.cli import main
 
@@ -159,3 +159,56 @@ def test_merge_and_textconv_refuse_what_is_no_cassette_naming_the_file_and_chang
         assert f"error: {tmp_path / 'text.sqlite3'} is not an llm_replay cassette (not an SQLite file); .gitattributes marks it" in err
         assert "llm-replay-" not in err and "--llm-cassette" not in err
     assert (tmp_path / "text.sqlite3").read_text() == "hello\n" and (tmp_path / "ours.sqlite3").read_bytes() == b""
+
+
+
+def _two_asking(base_url: str, capital: str, again: str) -> str:
+    return ASK.format(base_url=base_url) + f"""
+
+def test_capital(llm_cache):
+    assert ask("{capital}").startswith("echo")
+
+
+def test_again(llm_cache):
+    assert ask("{again}").startswith("echo")
+"""
+
+
+def test_a_pass_on_another_branch_never_prunes_what_this_branch_still_uses(repo, server, env, capsys):
+    """The run bookkeeping lives in .pytest_cache, which no checkout changes: a test that passed on a feature branch
+    without a recording (its prompt changed there) must not make main's prunes delete what main's test still asks."""
+    path = repo.path
+    repo.makepyfile(test_app=_two_asking(server.base_url, "Capital of France", "Capital of France"))
+    repo.runpytest().assert_outcomes(passed=2)  # one recording, owned by both tests
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "record the capital")
+
+    git(path, "checkout", "-q", "-b", "feature")
+    repo.makepyfile(test_app=_two_asking(server.base_url, "Capital of Italy", "Capital of Italy"))
+    repo.runpytest().assert_outcomes(passed=2)  # both pass without main's recording
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "ask about Italy")
+
+    git(path, "checkout", "-q", "main")
+    for argv in (["prune", "--dry-run"], ["prune"]):
+        capsys.readouterr()
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(("would delete 0 recordings", "deleted 0 recordings")), "feature's passes say nothing of main"
+        assert "(2 test(s) last passed on another branch, or on a commit this branch no longer holds" in out
+    repo.makepyfile(test_app=_two_asking(server.base_url, "Capital of France", "Name a colour"))  # an edit in progress
+    pruned = repo.runpytest("--llm-prune", "test_app.py::test_again")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
+    git(path, "checkout", "-q", "test_app.py", "cassettes/llm_cache.sqlite3")  # the edit dropped
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    repo.runpytest("-k", "capital").assert_outcomes(passed=1, deselected=1)  # main's test still replays
+
+    git(path, "merge", "-q", "--no-edit", "feature")
+    repo.runpytest().assert_outcomes(passed=2)  # on main now, both pass without France's recording: it may go
+    capsys.readouterr()
+    assert main(["prune"]) == 0 and capsys.readouterr().out == f"deleted 1 recording that every owning test passed without, from {cassette_file(repo)}\n"
+    repo.runpytest().assert_outcomes(passed=2)

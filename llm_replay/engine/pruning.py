@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 from ..errors import CassetteError, CommandError
 from ..model.interaction import Key, OwnerChange
 from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
+from .history import checked_out, in_history
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -40,16 +41,19 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         vanished = outcome.vanished({test for _, owners, _ in index for test in owners})
         passes = outcome.passes(vanished)
         lines = []
+        checkout = checked_out(rootdir)
         try:
-            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes())), passes, outcome.replays())
+            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays())
             known = ledger.passes()
         except CassetteError as error:  # a read-only checkout: this run's own passes still count
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
-            known = {test: TestPass(uid, started_at, used) for test, used in passes.items()}
+            known = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index)
             index = cassette.index(owned=True)
         unused = prunable(index, known, rootdir, among=passes)
+        if unused:  # git is asked about other commits only when something would go
+            unused = prunable(index, on_this_branch(known, checkout, rootdir)[0], rootdir, among=passes)
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
@@ -104,21 +108,48 @@ def settle_ownership(
 
 def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:
     """The recordings whose owning tests all passed, in later runs, without them (``prune``, ``ls --unused``)."""
+    return _unused_and_elsewhere(cassette, ledger, rootdir, command)[0]
+
+
+def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
+    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
+    unused, elsewhere = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune")
+    noun = "recording" if len(unused) == 1 else "recordings"
+    if dry_run:
+        lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
+    else:
+        removed = cassette.delete(unused)
+        ledger.forget(unused)
+        lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
+    if elsewhere:
+        lines.append(
+            f"({elsewhere} test(s) last passed on another branch, or on a commit this branch no longer holds: those "
+            "passes free nothing here; run the tests on this branch first)"
+        )
+    return lines
+
+
+def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | None, rootdir: Path) -> tuple[dict[str, TestPass], int]:
+    """The passes that speak for the code checked out now, and how many do not. The bookkeeping outlives a checkout:
+    a test that passed on another branch without a recording (it asks something else there, committed or not) says
+    nothing of whether this branch's test still needs it. A pass counts when it was made on this branch at its
+    commit or an ancestor of it; outside git (then and now), every pass counts."""
+    if checkout is None:  # outside git now: only passes made outside git count
+        here = {test: test_pass for test, test_pass in passes.items() if test_pass.checkout is None}
+    else:
+        branch, head = checkout
+        same_branch = {test: test_pass.checkout[1] for test, test_pass in passes.items() if test_pass.checkout and test_pass.checkout[0] == branch}
+        ancestors = in_history(set(same_branch.values()) - {head}, rootdir) | {head}
+        here = {test: test_pass for test, test_pass in passes.items() if test_pass.checkout is None or same_branch.get(test) in ancestors}
+    return here, len(passes) - len(here)
+
+
+def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[list[Key], int]:
     passes = ledger.passes()
     if not passes:
         raise CommandError(
             f"no passing test is recorded for {cassette.describe()} (bookkeeping {ledger.path}): run the tests once "
             f"(pytest, in this project; the recordings of the tests that pass without them become prunable), then {command}"
         )
-    return prunable(cassette.index(owned=True), passes, rootdir)
-
-
-def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
-    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
-    unused = unused_recordings(cassette, ledger, rootdir)
-    noun = "recording" if len(unused) == 1 else "recordings"
-    if dry_run:
-        return [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
-    removed = cassette.delete(unused)
-    ledger.forget(unused)
-    return [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
+    here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
+    return prunable(cassette.index(owned=True), here, rootdir), elsewhere

@@ -29,21 +29,23 @@ class RunRecord:
     The records here are plain classes: the pytest plugin loads this module at start-up, and defining a NamedTuple
     costs that ~0.5 M instructions (a frozen dataclass more)."""
 
-    __slots__ = ("uid", "started_at", "finished_at", "passed")
+    __slots__ = ("uid", "started_at", "finished_at", "passed", "checkout")
 
-    def __init__(self, uid: str, started_at: str, finished_at: str, passed: int) -> None:
+    def __init__(self, uid: str, started_at: str, finished_at: str, passed: int, checkout: tuple[str, str] | None = None) -> None:
         self.uid, self.started_at, self.finished_at = uid, started_at, finished_at
         self.passed = passed  # tests that passed (setup, call and teardown)
+        self.checkout = checkout  # the git branch and commit checked out (engine.history), None outside git
 
 
 class TestPass:
-    """A test's latest pass: the run it was in, when that run began, and the recordings the test used."""
+    """A test's latest pass: the run it was in, when that run began, the recordings the test used, and the git branch
+    and commit it ran on (None outside git, or in bookkeeping older than that)."""
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("run_uid", "started_at", "used")
+    __slots__ = ("run_uid", "started_at", "used", "checkout")
 
-    def __init__(self, run_uid: str, started_at: str, used: frozenset[Key]) -> None:
-        self.run_uid, self.started_at, self.used = run_uid, started_at, used
+    def __init__(self, run_uid: str, started_at: str, used: frozenset[Key], checkout: tuple[str, str] | None = None) -> None:
+        self.run_uid, self.started_at, self.used, self.checkout = run_uid, started_at, used, checkout
 
 
 class TestOutcome:

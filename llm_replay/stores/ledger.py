@@ -20,6 +20,7 @@ from ..model.runs import RunRecord, TestPass
 BUSY_TIMEOUT_S = 60
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (uid TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, passed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run_checkouts (uid TEXT PRIMARY KEY, branch TEXT NOT NULL, head TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS passes (test_id TEXT PRIMARY KEY, run_uid TEXT NOT NULL, started_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pass_uses (
     test_id TEXT NOT NULL, fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, PRIMARY KEY (test_id, fingerprint, occurrence)
@@ -54,6 +55,8 @@ class RunLedger:
         """Remember a finished run: each passing test's pass replaces its previous one; replays add up."""
         with self._connection(write=True) as db:
             db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.started_at, run.finished_at, run.passed))
+            if run.checkout is not None:
+                db.execute("INSERT OR REPLACE INTO run_checkouts VALUES (?,?,?)", (run.uid, *run.checkout))
             db.executemany("INSERT OR REPLACE INTO passes VALUES (?,?,?)", [(test, run.uid, run.started_at) for test in passes])
             db.executemany("DELETE FROM pass_uses WHERE test_id = ?", [(test,) for test in passes])
             db.executemany("INSERT OR IGNORE INTO pass_uses VALUES (?,?,?)", [(test, *key) for test, keys in passes.items() for key in keys])
@@ -64,7 +67,7 @@ class RunLedger:
             )
 
     def passes(self) -> dict[str, TestPass]:
-        """Each test's latest pass and what it used then."""
+        """Each test's latest pass, what it used then and the git branch and commit it ran on."""
         if not self.path.is_file():
             return {}
         with self._connection() as db:
@@ -72,7 +75,10 @@ class RunLedger:
             for test, fingerprint, occurrence in db.execute("SELECT test_id, fingerprint, occurrence FROM pass_uses"):
                 used.setdefault(test, set()).add((fingerprint, occurrence))
             rows = db.execute("SELECT test_id, run_uid, started_at FROM passes").fetchall()
-        return {test: TestPass(run, started, frozenset(used.get(test, ()))) for test, run, started in rows}
+            known = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_checkouts'").fetchone()  # older bookkeeping has none
+            found = db.execute("SELECT DISTINCT uid, branch, head FROM run_checkouts JOIN passes ON run_uid = uid").fetchall() if known else []
+        checkouts = {run: (branch, head) for run, branch, head in found}
+        return {test: TestPass(run, started, frozenset(used.get(test, ())), checkouts.get(run)) for test, run, started in rows}
 
     def usage(self) -> dict[Key, tuple[str, int]]:
         """For each recording some run used: the last such run and the replays counted so far."""
