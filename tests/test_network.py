@@ -432,6 +432,8 @@ def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_ses
     output = result.stdout.str()
     assert "ERROR collecting test_importing.py" in output and "ERROR collecting sub" in output, output
     assert "look up import.example.invalid:443" in output and "look up conftest.example.invalid:443" in output
+    assert "this test does not use llm_cache" not in output, "no test made them"
+    assert output.count("it ran outside any test (importing a test file or conftest.py, or in a hook)") >= 2
 
     # what a hook catches belongs to no test or file: the session fails, saying so at its end
     (llm_pytester.path / "test_importing.py").unlink()
@@ -444,5 +446,6 @@ def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_ses
         # once a worker: each collects, and runs the hook
         f"llm_replay: {2 if workers else 1} blocked network attempt* caught outside any test, fixture or collected file (in a plugin's or "
         "conftest.py's hook), still a failure of the session; the first:",
-        "llm_replay blocked an attempt to look up hook.example.invalid:443*",
+        "llm_replay blocked an attempt to look up hook.example.invalid:443*it ran outside any test (importing a test file or "
+        "conftest.py, or in a hook)*make the call in a test or fixture that uses llm_cache*",
     ])

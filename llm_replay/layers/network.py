@@ -22,11 +22,16 @@ from ..errors import NetworkBlocked
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _INET = (socket.AF_INET, socket.AF_INET6)
-# What to do about a blocked attempt, said once at the end of the message: inside llm_cache, and outside it.
+# What to do about a blocked attempt, said once at the end of the message: inside llm_cache, and outside it (in a
+# test, or where no test runs: importing a test file or conftest.py, a hook).
 CACHE_ADVICE = "to call live services and record them, use --llm-mode=record"
 NO_FIXTURE_ADVICE = (
     "this test does not use llm_cache, so nothing answers its LLM calls from the cassette: request the llm_cache "
     "fixture (or mark it @pytest.mark.llm_cache, or set ini llm_autouse = true) and record with --llm-mode=record"
+)
+NO_TEST_ADVICE = (
+    "it ran outside any test (importing a test file or conftest.py, or in a hook), where nothing answers LLM calls "
+    "from the cassette: make the call in a test or fixture that uses llm_cache and record with --llm-mode=record"
 )
 
 
@@ -67,7 +72,7 @@ class _Scope(NamedTuple):
 
     policy: HostPolicy
     on_blocked: Callable[[NetworkBlocked], None] | None
-    advice: str
+    advice: str | Callable[[], str]  # a callable is asked when an attempt is blocked
 
 
 _UNSET: Any = object()
@@ -85,7 +90,9 @@ class NetworkGuard:
     block in the current thread or task. Outside any scope the guard's own (the session's) apply.
     """
 
-    def __init__(self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None, advice: str = CACHE_ADVICE) -> None:
+    def __init__(
+        self, allowed_hosts: Iterable[str] = (), on_blocked: Callable[[NetworkBlocked], None] | None = None, advice: str | Callable[[], str] = CACHE_ADVICE
+    ) -> None:
         self.base = _Scope(HostPolicy(allowed_hosts), on_blocked, advice)
         self.open_scopes: list[_Scope] = []  # in every thread and task
         self.uninstall_when_idle = False
@@ -115,7 +122,8 @@ class NetworkGuard:
 
     def refuse(self, scope: _Scope, host: str, port: Any, action: str) -> NetworkBlocked:
         """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test)."""
-        error = NetworkBlocked(_message(host, port, action, scope.policy, scope.advice))
+        advice = scope.advice if isinstance(scope.advice, str) else scope.advice()
+        error = NetworkBlocked(_message(host, port, action, scope.policy, advice))
         if scope.on_blocked is not None:
             scope.on_blocked(error)
         return error

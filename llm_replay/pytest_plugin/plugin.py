@@ -166,7 +166,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     suite = session.config.stash.get(SUITE, None)
     if suite is not None and suite.mode.offline:
-        suite.go_offline()
+        suite.go_offline(partial(_advice_outside_llm_cache, session.config))
+
+
+def _advice_outside_llm_cache(config: pytest.Config) -> str:
+    """What a blocked attempt outside llm_cache should do: one in a test of this session (its setup, call or
+    teardown) asks for the fixture; where none runs (a file's import, a hook) the call belongs in a test."""
+    from ..layers.network import NO_FIXTURE_ADVICE, NO_TEST_ADVICE
+
+    return NO_FIXTURE_ADVICE if _RUNNING and _RUNNING[-1].config is config else NO_TEST_ADVICE
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -154,9 +154,10 @@ class Suite:
         self.blocked_aside: list[str] = []
         self._offline: tuple[NetworkGuard, OfflineChildren] | None = None
 
-    def go_offline(self) -> None:
-        """Replay: block the network for the whole session (patched once), and fence off child processes."""
-        from ..layers.network import NO_FIXTURE_ADVICE, NetworkGuard
+    def go_offline(self, advice: Callable[[], str]) -> None:
+        """Replay: block the network for the whole session (patched once), and fence off child processes. ``advice``:
+        what a blocked attempt outside llm_cache should do, asked when one is blocked."""
+        from ..layers.network import NetworkGuard
         from ..layers.offline_children import OfflineChildren
 
         from ..engine.host_patterns import HostPatterns
@@ -165,7 +166,7 @@ class Suite:
 
         # Ignored hosts always go live; the suite cassette's own server (a shared Redis) is no live service.
         reachable = (*self.defaults.allow_hosts, *HostPatterns(self.defaults.ignore_hosts).hosts(), *hosts(self.cassette_spec))
-        guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=NO_FIXTURE_ADVICE)
+        guard = NetworkGuard(reachable, on_blocked=self.blocked.append, advice=advice)
         children = OfflineChildren(reachable)
         guard.install()
         children.install()
@@ -551,3 +552,4 @@ def _frozen(options: Mapping[str, Any]) -> tuple:
     frozen = tuple(sorted((name, tuple(value) if isinstance(value, list) else value) for name, value in options.items()))
     hash(frozen)
     return frozen
+
