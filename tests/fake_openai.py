@@ -12,7 +12,9 @@ Test switches:
 - Binary answers: `POST /v1/audio/speech` (bytes that are not UTF-8) and
   `GET /v1/files/file-<size>/content` (`size` bytes, e.g. `file-20971520` for 20 MB).
 - The JSON body is gzip-compressed when the client accepts gzip and the request
-  carries the header `x-fake-gzip: 1` or the query parameter `fake_gzip=1`.
+  carries the header `x-fake-gzip: 1` or the query parameter `fake_gzip=1`; with
+  `x-fake-content-encoding: <value>` it is encoded as that header value says, in any
+  case and stacked (`GZIP`, `identity, gzip`, `deflate, gzip`), as HTTP allows.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import ssl
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -218,9 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
             "body": body,
         }
         n, reply = self.server.fake._answer(request)
-        compress = "gzip" in headers.get("accept-encoding", "") and (
+        compress = headers.get("x-fake-content-encoding") or "gzip" in headers.get("accept-encoding", "") and (
             headers.get("x-fake-gzip") == "1" or parse_qs(url.query).get("fake_gzip") == ["1"]
-        )
+        ) and "gzip"
         account = {"openai-organization": "org-fake-account", "openai-project": "proj_fake_project", "set-cookie": f"__cf_bm=fake-session-{n}; path=/; HttpOnly"}
         self._write(reply, {"x-request-id": f"req_fake_{n}", **account, **reply.headers}, compress)
 
@@ -237,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # skip trailers
         return b"".join(chunks)
 
-    def _write(self, reply: _Reply, headers: dict[str, str], compress: bool) -> None:
+    def _write(self, reply: _Reply, headers: dict[str, str], compress: str | None) -> None:
         self.send_response(reply.status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -250,8 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.sse is None:
             data = json.dumps(reply.json).encode()
             if compress:
-                data = gzip.compress(data)
-                self.send_header("Content-Encoding", "gzip")
+                for coding in compress.lower().split(","):  # applied in the order listed
+                    data = {"gzip": gzip.compress, "deflate": zlib.compress}.get(coding.strip(), bytes)(data)
+                self.send_header("Content-Encoding", compress)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 import llm_replay
+from llm_replay.stores.sqlite import SQLiteCache
 
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
 
@@ -161,6 +162,34 @@ def test_compressed_answers_are_stored_decoded(server, tmp_path: Path) -> None:
     server.stop()
     with llm_replay.use_cassette(cassette, mode="replay"):
         assert _chat(client, "compress me") == live
+
+
+@pytest.mark.parametrize("encoding", ["GZIP", "identity, gzip", "deflate", "gzip, deflate"])
+def test_an_answer_encoded_in_any_spelling_or_stack_is_stored_decoded_and_scrubbed(server, tmp_path: Path, monkeypatch, encoding) -> None:
+    """HTTP codings are case-insensitive and may be stacked; httpx undoes them all. Stored still encoded, the echoed
+    key was out of the scrub's and the audit's sight, and a replay handed it back."""
+    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+    cassette = tmp_path / "c.sqlite3"
+    client = _sync(server, default_headers={"x-fake-content-encoding": encoding})
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _chat(client, f"my key is {server.api_key}")
+    assert server.api_key in live.choices[0].message.content, "the fake echoed the key, encoded as asked"
+    with sqlite3.connect(cassette) as db:
+        body, headers = db.execute("SELECT body, headers FROM interactions").fetchone()
+    assert "<scrubbed:OPENAI_API_KEY>" in json.loads(body)["choices"][0]["message"]["content"]
+    assert server.api_key.encode() not in cassette.read_bytes() and "content-encoding" not in {name.lower() for name in json.loads(headers)}
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert server.api_key not in _chat(client, f"my key is {server.api_key}").choices[0].message.content
+
+
+def test_an_answer_in_a_coding_llm_replay_cannot_undo_is_not_stored(server, tmp_path: Path) -> None:
+    cassette = tmp_path / "c.sqlite3"
+    client = _sync(server, default_headers={"x-fake-content-encoding": "x-squeeze"})
+    with pytest.raises(llm_replay.CassetteError, match="encoded 'x-squeeze', a Content-Encoding llm_replay does not know .*nothing was recorded"):
+        with llm_replay.use_cassette(cassette, mode="record"):
+            _chat(client, "squeeze me")
+    assert not cassette.exists() or len(SQLiteCache(cassette, readonly=True)) == 0, "nothing was recorded"
 
 
 def test_the_requests_library_is_intercepted_too(server, tmp_path: Path) -> None:

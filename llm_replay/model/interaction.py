@@ -47,18 +47,14 @@ class RecordedResponse:
 
     @classmethod
     def from_vcr(cls, vcr_response: Mapping[str, Any]) -> "RecordedResponse":
-        """The response in vcrpy's shape, decompressed (the cassette scrubs it when storing it)."""
-        from vcr.filters import decode_response  # vcrpy knows gzip, deflate and brotli
+        """The response in vcrpy's shape, every Content-Encoding undone (the cassette scrubs it when storing it)."""
+        from .content_coding import decoded
 
-        decoded = decode_response(vcr_response)
-        body = decoded.get("body", {}).get("string") or b""
-        headers = {name: [str(v) for v in (values if isinstance(values, list) else [values])] for name, values in decoded["headers"].items()}
-        return cls(
-            status=int(decoded["status"]["code"]),
-            reason=str(decoded["status"].get("message") or ""),
-            headers=headers,
-            body=body.encode() if isinstance(body, str) else bytes(body),
-        )
+        raw = vcr_response.get("body", {}).get("string") or b""
+        headers = {name: [str(v) for v in (values if isinstance(values, list) else [values])] for name, values in vcr_response["headers"].items()}
+        headers, body = decoded(headers, raw.encode() if isinstance(raw, str) else bytes(raw))
+        status = vcr_response["status"]
+        return cls(status=int(status["code"]), reason=str(status.get("message") or ""), headers=headers, body=body)
 
     def as_vcr(self) -> dict[str, Any]:
         """The shape vcrpy's stubs build a library response from."""
