@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sqlite3
 from urllib.parse import quote
 
+import openai
 import pytest
 from conftest import cassette_file, printed, write_ini
+
+import llm_replay
 
 from llm_replay.cli import main
 from llm_replay.model.fingerprint import canonicalize
@@ -292,6 +296,53 @@ def test_a_secret_value_is_found_percent_encoded_in_a_url_and_with_json_escaped_
     stored = scrubber.interaction(Interaction.of(request, RecordedResponse(400, "Bad Request", {}, echoed)))
     assert stored.request.path == "/v1/keys/<scrubbed:ACME_SECRET>/usage" and stored.request.query == (("k", "<scrubbed:ACME_SECRET>"),)
     assert stored.response.body == b'{"error": "bad secret <scrubbed:ACME_SECRET>"}'
+
+
+def _go_json(data: object) -> str:
+    """Go's encoding/json: UTF-8 as it is, <, > and & escaped."""
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _dotnet_json(data: object) -> str:
+    """.NET's System.Text.Json: all but ASCII and the HTML-sensitive characters escaped, in upper-case hex."""
+    text = json.dumps(data)
+    for char in "<>&'+`":
+        text = text.replace(char, f"\\u{ord(char):04X}")
+    return re.sub(r"\\u[0-9a-f]{4}", lambda match: "\\u" + match.group(0)[2:].upper(), text)
+
+
+@pytest.mark.parametrize("encoder", [json.dumps, _go_json, _dotnet_json], ids=["python", "go", "dotnet"])
+def test_a_secret_value_is_found_as_json_encoders_escape_it(encoder):
+    """A password with a non-ASCII letter or <, >, & reads differently in an answer's JSON text than in the
+    environment: the scrub looked for it as the environment holds it only, and audit and a replay missed it too."""
+    secrets = {"DB_PASSWORD": "Passwört-Geheim-2024", "SMTP_PASSWORD": "R3d&Blue<Gr33n>2024"}
+    scrubber = Scrubber(environ=secrets)
+    echoed = encoder({"error": f"login failed for {secrets['DB_PASSWORD']} and {secrets['SMTP_PASSWORD']}"}).encode()
+    request = canonicalize("POST", "https://api.test/v1/chat", b'{"q": 1}', "application/json")
+    stored = scrubber.interaction(Interaction.of(request, RecordedResponse(400, "Bad Request", {}, echoed)))
+    assert stored.response.json() == {"error": "login failed for <scrubbed:DB_PASSWORD> and <scrubbed:SMTP_PASSWORD>"}
+
+
+def test_audit_and_scrub_find_an_escaped_secret_value_in_an_older_cassette(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SMTP_PASSWORD", "R3d&Blue<Gr33n>2024")
+    path = tmp_path / "old.sqlite3"
+    old = SQLiteCache(path, scrubber=Scrubber(environ={}))  # written before the scrub knew escaped forms
+    request = canonicalize("POST", "https://api.test/v1/chat", b'{"q": 1}', "application/json")
+    old.put(Interaction.of(request, RecordedResponse(200, "OK", {}, _go_json({"echo": "R3d&Blue<Gr33n>2024"}).encode())))
+    old.close()
+    assert main(["audit", str(path)]) == 1 and "value of environment variable $SMTP_PASSWORD" in capsys.readouterr().out
+    assert main(["scrub", str(path)]) == 0 and b"Gr33n" not in path.read_bytes()
+    assert main(["audit", str(path)]) == 0
+
+
+def test_a_non_ascii_secret_echoed_by_a_real_sdk_answer_is_not_stored(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DB_PASSWORD", "Passwört-Geheim-2024")  # the fake answers with Python's json.dumps: "Passw\u00f6rt"
+    cassette = tmp_path / "c.sqlite3"
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    with llm_replay.use_cassette(cassette, mode="record"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "my password is Passwört-Geheim-2024"}])
+    stored = cassette.read_bytes()
+    assert b"Passw\\u00f6rt-Geheim" not in stored and "Passwört-Geheim".encode() not in stored and b"<scrubbed:DB_PASSWORD>" in stored
 
 
 PARAMETRIZED_SECRET = '''

@@ -357,13 +357,22 @@ def _is_base64_part(part: Any) -> bool:
 
 
 def _written_forms(value: str) -> list[str]:
-    """A secret as it may be written: itself, percent-encoded in a URL (a key in a path or a query), and with its
-    slashes escaped as JSON may write them (``\\/``)."""
-    forms = [value]
-    for form in (quote(value, safe=""), quote(value), value.replace("/", "\\/")):
-        if form not in forms:
-            forms.append(form)
-    return forms
+    """A secret as it may be written: itself, percent-encoded in a URL (a key in a path or a query), and as common JSON
+    encoders write a string: Python's (anything not ASCII as ``\\u00f6``), Go's (``<``, ``>``, ``&`` as ``\\u003c``),
+    .NET's (both, and ``'`` ``+`` `````` `` ``"``, in upper-case hex: ``\\u003C``), each also with PHP's escaped
+    slashes (``\\/``)."""
+    forms = [value, quote(value, safe=""), quote(value)]
+    for written in (value, _json_text(value, ascii_only=True), _json_text(value, "<>&"), _json_text(value, "<>&'+`\"", ascii_only=True, upper=True)):
+        forms += (written, written.replace("/", "\\/"))
+    return list(dict.fromkeys(forms))
+
+
+def _json_text(value: str, escaped: str = "", ascii_only: bool = False, upper: bool = False) -> str:
+    """``value`` inside a JSON string as an encoder that escapes ``escaped`` (and, ``ascii_only``, all but ASCII) writes it."""
+    text = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+    for char in escaped:
+        text = text.replace('\\"' if char == '"' else char, f"\\u{ord(char):04x}")
+    return re.sub(r"\\u([0-9a-f]{4})", lambda match: "\\u" + match.group(1).upper(), text) if upper else text
 
 
 def _json_escaped(value: str) -> str:
