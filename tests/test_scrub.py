@@ -325,13 +325,15 @@ def test_a_secret_value_is_found_as_json_encoders_escape_it(encoder):
 
 def test_audit_and_scrub_find_an_escaped_secret_value_in_an_older_cassette(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SMTP_PASSWORD", "R3d&Blue<Gr33n>2024")
+    monkeypatch.setenv("DB_PASSWORD", "Passwört-Geheim-2024")
     path = tmp_path / "old.sqlite3"
     old = SQLiteCache(path, scrubber=Scrubber(environ={}))  # written before the scrub knew escaped forms
-    request = canonicalize("POST", "https://api.test/v1/chat", b'{"q": 1}', "application/json")
-    old.put(Interaction.of(request, RecordedResponse(200, "OK", {}, _go_json({"echo": "R3d&Blue<Gr33n>2024"}).encode())))
+    for echoed in (_go_json({"echo": "R3d&Blue<Gr33n>2024"}), json.dumps({"echo": "Passwört-Geheim-2024"})):
+        old.put(Interaction.of(canonicalize("POST", "https://api.test/v1/chat", echoed, "application/json"), RecordedResponse(200, "OK", {}, echoed.encode())))
     old.close()
-    assert main(["audit", str(path)]) == 1 and "value of environment variable $SMTP_PASSWORD" in capsys.readouterr().out
-    assert main(["scrub", str(path)]) == 0 and b"Gr33n" not in path.read_bytes()
+    out = (main(["audit", str(path)]), capsys.readouterr().out)
+    assert out[0] == 1 and "value of environment variable $SMTP_PASSWORD" in out[1] and "value of environment variable $DB_PASSWORD" in out[1]
+    assert main(["scrub", str(path)]) == 0 and b"Gr33n" not in path.read_bytes() and b"Geheim" not in path.read_bytes()
     assert main(["audit", str(path)]) == 0
 
 
