@@ -178,6 +178,28 @@ def test_cassette_from_a_newer_schema_is_refused_and_left_alone(llm_pytester, se
     assert cassette.read_bytes() == before
 
 
+@pytest.mark.parametrize("version", ["abc", "2.0"])
+def test_cassette_with_a_damaged_schema_version_is_refused_by_name_not_an_internal_error(llm_pytester, server, env, version):
+    _record_one(llm_pytester, server, env)
+    cassette = cassette_file(llm_pytester)
+    with sqlite3.connect(cassette) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    before = cassette.read_bytes()
+    result = llm_pytester.runpytest("--llm-mode=replay", "-k", "known")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines([f"ERROR: llm_replay.CassetteError: cassette {cassette} is damaged: its schema_version is '{version}', not a number*git checkout -- {cassette}*"])
+    assert cassette.read_bytes() == before
+
+
+def test_a_folder_where_the_cassette_should_be_is_named_with_the_fix(llm_pytester):
+    llm_pytester.makepyfile(test_one="def test_one(llm_cache):\n    pass\n")
+    folder = llm_pytester.path / "cassettes" / "llm_cache.sqlite3"
+    folder.mkdir(parents=True)
+    result = llm_pytester.runpytest("--llm-mode=replay")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: llm_replay.CassetteError: cassette {folder} is a folder; a cassette is one file: point --llm-cassette*{folder / 'llm_cache.sqlite3'}"])
+
+
 def test_binary_non_json_and_20_mb_bodies_replay_byte_for_byte(llm_pytester, server, env):
     llm_pytester.makepyfile(test_bodies=ASK.format(base_url=server.base_url) + '''
 import hashlib

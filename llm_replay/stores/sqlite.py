@@ -191,7 +191,14 @@ class SQLiteCache:
             )
         if "meta" in tables:
             row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            try:
+                version = int(row[0]) if row else 0
+            except (TypeError, ValueError):
+                raise CassetteError(
+                    f"cassette {self.path} is damaged: its schema_version is {row[0]!r}, not a number (this llm_replay "
+                    f"writes {SCHEMA_VERSION}); it was left untouched. Restore it from git (git checkout -- {self.path}) "
+                    "or record a new one"
+                ) from None
             if version > SCHEMA_VERSION:
                 raise CassetteError(
                     f"cassette {self.path} was written by a newer llm_replay (schema {version}, this one reads up to "
@@ -558,6 +565,11 @@ def _check_is_sqlite(path: Path) -> None:
             head = handle.read(len(SQLITE_MAGIC))
     except FileNotFoundError:
         return
+    except IsADirectoryError:
+        raise CassetteError(
+            f"cassette {path} is a folder; a cassette is one file: point --llm-cassette (ini llm_cassette) at a file "
+            f"inside it, e.g. {path / 'llm_cache.sqlite3'}"
+        ) from None
     except OSError as error:
         raise CassetteError(f"cannot read cassette {path}: {error}") from error
     if head and head != SQLITE_MAGIC:
