@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import write_ini
+from fake_openai import FakeOpenAI
 from redis_server import in_ci
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -107,3 +109,73 @@ def test_report_shows_each_tests_calls_misses_and_drift_as_rendered_by_a_browser
     screenshot = tmp_path / "llm-report.png"  # kept with the test's files, for a person to look at
     chromium(f"--screenshot={screenshot}", "--window-size=1200,1400", "--hide-scrollbars", report.as_uri(), profile=tmp_path / "profile")
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+LEAKY_APP = '''
+import os
+
+import openai
+import pytest
+
+TOKEN = "{token}"
+
+
+def ask(prompt):
+    return openai.OpenAI(base_url="{base_url}", max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]
+    )
+
+
+@pytest.mark.parametrize("token", [TOKEN])  # the test's id holds the secret too
+def test_echo(llm_cache, token):
+    ask("my config uses " + os.environ["OPENAI_API_KEY"] + " and " + token)
+
+
+@pytest.mark.llm_cache(mode="refresh")
+@pytest.mark.parametrize("token", [TOKEN])
+def test_refreshed(llm_cache, token):
+    ask("again: " + os.environ["OPENAI_API_KEY"] + " and " + token)
+
+
+@pytest.mark.llm_cache(mode="replay")
+@pytest.mark.parametrize("token", [TOKEN])
+def test_unrecorded(llm_cache, token):
+    ask("never recorded: " + os.environ["OPENAI_API_KEY"] + " and " + token)
+
+
+def test_key_set_in_the_test(llm_cache, monkeypatch):  # unset by monkeypatch before llm_cache is torn down
+    monkeypatch.setenv("SCRATCH_TOKEN", "{scratch}")
+    ask("scratch " + os.environ["SCRATCH_TOKEN"])
+'''
+
+
+def test_report_shows_no_secret_the_cassette_would_not_hold(llm_pytester, env):
+    """An env key and an ini pattern's match, echoed by the model, named in a test id, a miss and a refresh's drift,
+    and a key a test set and unset: none is in the page's bytes, while the rest of each answer is."""
+    key = "sk-proj-Qm7vR2kLp9XwZ4tYb8NcJ3hF6gD1sA5eT3BlbkFJu0iK7oP2lM9nB4vC6xZ8"
+    token = "corp-tok-5f3a9c1e7b2d4a60"
+    scratch = "scratch-9d81c7e2f0a44b3c"
+    write_ini(llm_pytester, "llm_secret_patterns = corp-tok-[0-9a-f]{16}")
+    env.setenv("OPENAI_API_KEY", key)
+    with FakeOpenAI(api_key=key) as server:
+        llm_pytester.makepyfile(test_app=LEAKY_APP.format(base_url=server.base_url, token=token, scratch=scratch))
+        llm_pytester.runpytest("--llm-report=out/record.html").assert_outcomes(passed=3, failed=1)  # records; one miss
+        result = llm_pytester.runpytest("--llm-report=out/refresh.html", "-n", "2")  # replays, refreshes (drift), misses
+        result.assert_outcomes(passed=3, failed=1)
+
+    for name, shown in (("record.html", "recorded"), ("refresh.html", "refresh drift: text")):
+        page = (llm_pytester.path / "out" / name).read_bytes()
+        for secret in (key, token, scratch):
+            assert secret.encode() not in page, (name, secret)
+        seen = PageText()
+        seen.feed(page.decode())
+        text = "\n".join(seen.text)
+        for expected in (
+            shown,
+            "echo[0]: my config uses <scrubbed:OPENAI_API_KEY> and <scrubbed> #",  # the answer, its secrets replaced
+            "echo[0]: scratch <scrubbed:SCRATCH_TOKEN> #",
+            "test_app.py::test_echo[<scrubbed>]\npassed",  # the outcome found under the scrubbed id
+            "test_app.py::test_unrecorded[<scrubbed>]\nfailed",
+            "no recording for this request",
+        ):
+            assert expected in text, (name, expected)

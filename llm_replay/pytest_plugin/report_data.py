@@ -1,57 +1,97 @@
 """What each test's LLM calls were, as plain data for the HTML report (and to travel from xdist workers).
 
-Built only when ``--llm-report`` is given, once per test, from what its Recorder kept.
+Built only when ``--llm-report`` is given, once per test, from what its Recorder kept, and scrubbed by the
+session's Scrubber as the cassette is: the Recorder keeps each live answer as it came, secrets and all.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..engine.drift import read_answer
+from ..errors import CassetteError
 
 if TYPE_CHECKING:
     from ..engine.drift import Drift
     from ..engine.recorder import Recorder
     from ..model.fingerprint import CanonicalRequest
-    from ..model.interaction import RecordedResponse
+    from ..model.interaction import Interaction, Key, RecordedResponse
+    from ..model.scrub import Scrubber
 
 
 def test_record(recorder: "Recorder") -> dict[str, Any]:
-    """One test: its calls (replayed, adopted or recorded), its misses with their diff, and drift (refresh, verify)."""
+    """One test: its calls (replayed, adopted or recorded), its misses with their diff, and drift (refresh, verify);
+    every text in it scrubbed by the Scrubber of the test's cassette."""
+    scrubber = recorder.cassette.scrubber
+    secrets = scrubber.env_secrets()
+    stored = _as_stored(recorder)
     calls = []
     for interaction, how in zip(recorder.interactions, recorder.how):
+        interaction = scrubber.interaction(stored.get(interaction.key, interaction))
         request = interaction.request
         input_tokens, output_tokens = interaction.usage()
         calls.append({
             "how": how,
-            "endpoint": request.endpoint,
-            "model": request.model,
-            "messages": messages(request),
-            "answer": answer(interaction.response),
+            "endpoint": scrubber.text(request.endpoint, secrets),
+            "model": _scrubbed(request.model, scrubber, secrets),
+            "messages": _scrubbed(messages(request), scrubber, secrets),
+            "answer": _scrubbed(answer(interaction.response), scrubber, secrets),
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "latency_ms": interaction.latency_ms,
             "key": interaction.fingerprint[:12],
         })
     return {
-        "test": recorder.test_id or "-",
+        "test": scrubber.test_id(recorder.test_id or "-"),
         "mode": str(recorder.mode),
         "calls": calls,
-        "misses": [str(miss) for miss in recorder.misses],
-        "drift": [drift_record(drift) for drift in recorder.drift],
+        "misses": [scrubber.text(str(miss), secrets) for miss in recorder.misses],
+        "drift": [drift_record(drift, scrubber, stored) for drift in recorder.drift],
     }
 
 
-def drift_record(drift: "Drift") -> dict[str, Any]:
+def _as_stored(recorder: "Recorder") -> dict["Key", "Interaction"]:
+    """The recordings this test made, as its cassette holds them: scrubbed as they were stored, with the environment
+    of that moment. A key the test set in the environment and a fixture unset is gone before this runs."""
+    keys = [interaction.key for interaction, how in zip(recorder.interactions, recorder.how) if how == "recorded"]
+    if not keys:
+        return {}
+    try:
+        return {found.key: found for found in recorder.cassette.get_many(keys)}
+    except CassetteError:
+        return {}  # a server gone: the answers as they came, scrubbed now
+
+
+def drift_record(drift: "Drift", scrubber: "Scrubber", stored: "dict[Key, Interaction]") -> dict[str, Any]:
     """A compared answer: the request, its drift classes, which mode compared it, the old answer beside the new
-    (None when verify could not send it)."""
+    (None when verify could not send it), scrubbed. A refresh's new answer is shown as ``stored`` holds it."""
     from ..model.fingerprint import CanonicalRequest
 
-    request = CanonicalRequest.from_json(drift.request_json)
-    new = answer(drift.new) if drift.new is not None else None
-    return {"endpoint": request.endpoint, "model": request.model, "classes": list(drift.classes), "by": drift.by, "old": answer(drift.old), "new": new}
+    secrets = scrubber.env_secrets()
+    request = scrubber.request(CanonicalRequest.from_json(drift.request_json))
+    new = stored[drift.key].response if drift.by == "refresh" and drift.key in stored else drift.new
+    return {
+        "endpoint": scrubber.text(request.endpoint, secrets),
+        "model": _scrubbed(request.model, scrubber, secrets),
+        "classes": list(drift.classes),
+        "by": drift.by,
+        "old": _scrubbed(answer(scrubber.response(drift.old)), scrubber, secrets),
+        "new": _scrubbed(answer(scrubber.response(new)), scrubber, secrets) if new is not None else None,
+    }
+
+
+def _scrubbed(value: Any, scrubber: "Scrubber", secrets: Sequence[tuple[str, str]]) -> Any:
+    """Every string in ``value`` through ``scrubber.text``: what the page shows is text read out of bodies (JSON
+    unescaped), where the cassette's scrub of the raw body may not have seen a secret as written."""
+    if isinstance(value, str):
+        return scrubber.text(value, secrets)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_scrubbed(item, scrubber, secrets) for item in value)
+    if isinstance(value, dict):
+        return {_scrubbed(key, scrubber, secrets): _scrubbed(item, scrubber, secrets) for key, item in value.items()}
+    return value
 
 
 def answer(response: "RecordedResponse") -> dict[str, Any]:

@@ -424,9 +424,13 @@ class Suite:
             return None
         from .html_report import write_report
 
-        summary = [line for line in [self.summary(), *self.end_of_session_lines(verbose=True)] if line]
+        # The test records are scrubbed (report_data); the summary names tests and blocked hosts too, and the
+        # outcomes are looked up by the scrubbed ids the records carry.
+        scrub = self.scrubber
+        summary = [scrub.text(line) for line in [self.summary(), *self.end_of_session_lines(verbose=True)] if line]
+        outcomes = {scrub.test_id(nodeid): outcome for nodeid, outcome in self.outcomes.items()}
         try:
-            write_report(self.report_path, self.report_tests, self.outcomes, summary)
+            write_report(self.report_path, self.report_tests, outcomes, summary)
         except OSError as error:
             return f"llm_replay: could not write the report to {self.report_path}: {error}; give --llm-report a writable path"
         return f"llm_replay: report written to {self.report_path}"
