@@ -449,3 +449,9 @@ def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_ses
         "llm_replay blocked an attempt to look up hook.example.invalid:443*it ran outside any test (importing a test file or "
         "conftest.py, or in a hook)*make the call in a test or fixture that uses llm_cache*",
     ])
+    # a conftest's pytest_sessionstart runs with the guard on too, though pluggy calls the last registered plugin first
+    llm_pytester.makeconftest(SWALLOWED_IN_A_HOOK.replace("pytest_collection_finish", "pytest_sessionstart"))
+    started = llm_pytester.runpytest("--llm-mode=replay", *workers)
+    started.assert_outcomes(passed=2)
+    assert started.ret == pytest.ExitCode.TESTS_FAILED
+    started.stdout.fnmatch_lines(["llm_replay: * blocked network attempt* caught outside any test*", "llm_replay blocked an attempt to look up hook.example.invalid:443*"])

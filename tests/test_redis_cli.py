@@ -227,7 +227,7 @@ def test_a_replay_session_lets_its_redis_through_the_session_guard_and_the_child
     from llm_replay.pytest_plugin.suite import Suite
 
     suite = Suite(Mode.REPLAY, True, "redis://:pw-Fence-5d1e@192.0.2.10:6379/0?prefix=app", CacheSettings(), tmp_path)
-    suite.go_offline()
+    suite.go_offline(lambda: "advice")
     try:  # a test that does not use llm_cache is held to the session's guard; the suite cassette is opened there too
         assert socket.getaddrinfo("192.0.2.10", 6379, proto=socket.IPPROTO_TCP)[0][4][:2] == ("192.0.2.10", 6379)
         with pytest.raises(NetworkBlocked, match="192.0.2.11"):

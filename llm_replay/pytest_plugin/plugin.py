@@ -163,10 +163,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_PLACEHOLDERS].__enter__()
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> Iterator[None]:
+    """Offline around every plugin's and conftest.py's own session start (pluggy calls the last registered first);
+    what they try belongs to no test: set aside for the end of the session."""
     suite = session.config.stash.get(SUITE, None)
     if suite is not None and suite.mode.offline:
         suite.go_offline(partial(_advice_outside_llm_cache, session.config))
+    try:
+        return (yield)
+    finally:
+        if suite is not None:
+            suite.set_blocked_aside()
 
 
 def _advice_outside_llm_cache(config: pytest.Config) -> str:
