@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -118,6 +119,7 @@ def test_what_an_allowed_name_resolved_to_opens_only_for_blocks_with_the_same_al
 RAW_CLIENTS = '''
 import os
 import socket
+import threading
 import pytest
 
 
@@ -311,6 +313,7 @@ def test_a_replay_session_is_offline_for_every_test_and_its_children(llm_pyteste
 
 SWALLOWED_BY_FIXTURES = '''
 import socket
+import threading
 import pytest
 
 
@@ -356,6 +359,7 @@ def test_clean_after_them():
 
 SWALLOWED_IN_A_MODULE_TEARDOWN = '''
 import socket
+import threading
 import pytest
 
 
@@ -398,6 +402,7 @@ def test_a_blocked_attempt_a_fixture_swallows_fails_its_setup_or_teardown(llm_py
 
 SWALLOWED_AT_IMPORT = '''
 import socket
+import threading
 
 try:
     socket.getaddrinfo("{host}", 443)
@@ -407,6 +412,7 @@ except BaseException:
 
 SWALLOWED_IN_A_HOOK = '''
 import socket
+import threading
 
 
 def pytest_collection_finish(session):
@@ -455,3 +461,58 @@ def test_a_blocked_attempt_swallowed_while_collecting_fails_that_file_or_the_ses
     started.assert_outcomes(passed=2)
     assert started.ret == pytest.ExitCode.TESTS_FAILED
     started.stdout.fnmatch_lines(["llm_replay: * blocked network attempt* caught outside any test*", "llm_replay blocked an attempt to look up hook.example.invalid:443*"])
+
+
+THROUGH_A_PROXY = '''
+import os
+import urllib.request
+
+import openai
+import requests
+
+
+def test_openai_through_the_proxy():
+    openai.OpenAI(base_url="https://api.openai.com/v1", max_retries=0).models.list()
+
+
+def test_requests_through_the_proxy():
+    requests.get("http://example.com/", timeout=5)
+
+
+def test_loopback_that_bypasses_the_proxy():
+    assert requests.get(os.environ["FAKE_URL"] + "/models", timeout=5).status_code == 401
+'''
+
+
+def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_machine(llm_pytester, server, monkeypatch):
+    """The guard saw a loopback connect and let it go; the proxy then forwarded the request for api.openai.com."""
+    asked: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                asked.append(connection.recv(4096).split(b"\r\n")[0])
+                connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(variable, f"http://localhost:{port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("FAKE_URL", server.base_url)
+    llm_pytester.makepyfile(test_proxied=THROUGH_A_PROXY)
+    try:
+        result = llm_pytester.runpytest("--llm-mode=replay")
+    finally:
+        listener.close()
+    result.assert_outcomes(passed=1, failed=2)
+    assert asked == [], "the proxy was asked to carry nothing"
+    failed = {line.split(" - ")[0] for line in result.outlines if line.startswith("FAILED")}
+    assert failed == {"FAILED test_proxied.py::test_openai_through_the_proxy", "FAILED test_proxied.py::test_requests_through_the_proxy"}
+    assert result.stdout.str().count(f"blocked an attempt to connect to 127.0.0.1:{port}, the proxy that HTTPS_PROXY and HTTP_PROXY name:") == 2
+    result.stdout.fnmatch_lines([f"*the proxy that HTTPS_PROXY and HTTP_PROXY name*(NO_PROXY), or replay without the proxy (env -u HTTPS_PROXY -u HTTP_PROXY pytest)*"])

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import os
 import socket
 import threading
 from contextvars import ContextVar, Token
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from urllib.parse import urlsplit
 
 from ..errors import NetworkBlocked
 
@@ -45,6 +47,7 @@ class HostPolicy:
     def __init__(self, allowed_hosts: Iterable[str] = ()) -> None:
         self.allowed = tuple(entry.strip().lower() for entry in allowed_hosts if entry.strip())
         self._networks = tuple(network for network in map(_network, self.allowed) if network is not None)
+        self.allows_everything = "*" in self.allowed or any(network.prefixlen == 0 for network in self._networks)
         self._resolved: set[str] = set()
         self._lock = threading.Lock()
 
@@ -120,10 +123,11 @@ class NetworkGuard:
                 return scope
         return None
 
-    def refuse(self, scope: _Scope, host: str, port: Any, action: str) -> NetworkBlocked:
-        """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test)."""
+    def refuse(self, scope: _Scope, host: str, port: Any, action: str, proxy: tuple[str, ...] = ()) -> NetworkBlocked:
+        """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test).
+        ``proxy``: the variables naming the loopback proxy ``host`` is."""
         advice = scope.advice if isinstance(scope.advice, str) else scope.advice()
-        error = NetworkBlocked(_message(host, port, action, scope.policy, advice))
+        error = NetworkBlocked(_proxy_message(host, port, proxy, advice) if proxy else _message(host, port, action, scope.policy, advice))
         if scope.on_blocked is not None:
             scope.on_blocked(error)
         return error
@@ -152,6 +156,7 @@ class NetworkGuard:
         if self._saved:
             return
         guard = self
+        proxies = loopback_proxies(os.environ)
         real = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto", "sendmsg")}
         real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")})
 
@@ -162,6 +167,11 @@ class NetworkGuard:
                 refusing = guard.refusing(host)
                 if refusing is not None:
                     raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
+                variables = proxies.get(address[:2]) if proxies else None
+                if variables:  # a loopback proxy carries what it is sent off the machine
+                    refusing = next((scope for scope in guard._applying() if not scope.policy.allows_everything), None)
+                    if refusing is not None:
+                        raise guard.refuse(refusing, host, address[1], action, proxy=variables)
 
         def check_name(name: Any, port: Any, action: str) -> str | None:
             __tracebackhide__ = True
@@ -328,6 +338,40 @@ def _message(host: str, port: Any, action: str, policy: HostPolicy, advice: str)
         f"If {host} is a service your tests run themselves, allow it: ini llm_allow_hosts = {host}{allowed} "
         f"(or @pytest.mark.llm_cache(allow_hosts=[...])); {advice}"
     )
+
+
+def _proxy_message(host: str, port: Any, variables: tuple[str, ...], advice: str) -> str:
+    return (
+        f"llm_replay blocked an attempt to connect to {host}:{port}, the proxy that {' and '.join(variables)} "
+        f"name{'s' if len(variables) == 1 else ''}: in mode 'replay' no connection leaves the machine, and a proxy carries "
+        "what it is sent off it. If the request is for a service your tests run themselves, let it bypass the proxy "
+        f"(NO_PROXY), or replay without the proxy (env {' '.join(f'-u {name}' for name in variables)} pytest); {advice}"
+    )
+
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+_PROXY_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
+
+
+def loopback_proxies(environ: Mapping[str, str]) -> dict[tuple[str, int], tuple[str, ...]]:
+    """(address, port) of each proxy on this machine that the environment names, and the variables naming it:
+    connecting to one is no loopback call but a request for wherever the proxy forwards it."""
+    found: dict[tuple[str, int], tuple[str, ...]] = {}
+    for variable in _PROXY_VARIABLES:
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        try:
+            port = parts.port or _PROXY_PORTS.get(parts.scheme.lower(), 80)
+        except ValueError:
+            continue  # no port a client could use either
+        host = (parts.hostname or "").lower()
+        address = _address(host)
+        addresses = ("127.0.0.1", "::1") if host in LOCAL_NAMES else (str(address),) if address is not None and address.is_loopback else ()
+        for each in addresses:
+            found[each, port] = (*found.get((each, port), ()), variable)
+    return found
 
 
 _OWN_NAME: list[str] = []
