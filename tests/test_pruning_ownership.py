@@ -294,3 +294,36 @@ def test_a_recording_replayed_under_new_match_rules_is_used_not_pruned(llm_pytes
     result.stdout.fnmatch_lines(["llm_replay: 1 replayed, 0 recorded, 0 missed*", "llm_replay: --llm-prune deleted 0 recordings*"])
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         assert db.execute("SELECT count(*) FROM interactions").fetchone() == (1,)
+
+
+FALLBACK = """
+import openai
+
+
+def summarize(text):
+    try:
+        client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": text}}]).choices[0].message.content
+    except openai.APIError:  # the app's own fallback while the API is down
+        return text[:5]
+
+
+def test_summary(llm_cache):
+    assert summarize("hello world")
+"""
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_a_refresh_that_met_a_server_error_replaces_nothing(llm_pytester, server, env, status):
+    """The 5xx is not recorded, as documented; the passing test then owned nothing new, and its refresh deleted the
+    good recording it had, so the next strict run missed."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=FALLBACK.format(base_url=server.base_url))
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
+    server.fail_next(status)
+    refreshed = llm_pytester.runpytest("--llm-mode=refresh")
+    refreshed.assert_outcomes(passed=1)
+    assert "refresh replaced" not in refreshed.stdout.str()
+    server.stop()
+    env.setenv("CI", "true")
+    llm_pytester.runpytest().assert_outcomes(passed=1)

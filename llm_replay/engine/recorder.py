@@ -89,6 +89,9 @@ class Recorder:
         self.replayed = 0
         self.recorded = 0
         self.missed = 0
+        # live answers not kept (a rate limit, a server error, a before_record hook's None): a refresh with any is no
+        # complete one, and replaces none of the test's earlier recordings
+        self.unrecorded = 0
         self.interactions: list[Interaction] = []
         self.how: list[str] = []  # beside each interaction: "replayed", "adopted" (found re-keyed) or "recorded"
         self.drift: list[Drift] = []  # each answer compared: a recording refresh overwrote, or verify's live answer
@@ -255,6 +258,8 @@ class Recorder:
         if self._on_live is not None:
             self._on_live(self, request, response.status, latency_s)
         if response.status in _NEVER_RECORDED or response.status >= 500:
+            with self._lock:
+                self.unrecorded += 1
             return
         fingerprint, occurrence = key
         # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
@@ -272,8 +277,10 @@ class Recorder:
         replaced = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
         try:
             kept = shaped(self.before_record, interaction)
-            if kept is None:
-                return  # the hook chose not to keep it; the caller still gets the live answer
+            if kept is None:  # the hook chose not to keep it; the caller still gets the live answer
+                with self._lock:
+                    self.unrecorded += 1
+                return
             interaction = kept
             with self._lock:
                 keep_instant, self._keep_instant = self._keep_instant, False
