@@ -125,6 +125,21 @@ def test_rm_by_test_and_by_key_erases_those_bytes_and_keeps_the_rest(cassette, c
     assert not Path(f"{cassette}-wal").exists()
 
 
+def test_rm_by_test_keeps_a_recording_another_test_replayed_in_a_run_that_wrote_no_owners(cassette, capsys):
+    """A replay run writes nothing into the cassette, so the other test that replays it is no stored owner; the run
+    bookkeeping knows it, and rm --test deleted what that test still needs."""
+    france = next(row["key"] for row in ls(capsys) if row["prompt"] == "(user) Capital of France?")
+    peru = next(row["key"] for row in ls(capsys) if row["prompt"] == "(user) Capital of Peru?")
+    keys = {row.key for row in SQLiteCache(cassette, readonly=True).interactions()}
+    used = [key for key in keys if key[0].startswith((france[:12], peru[:12]))]
+    run_ledger(cassette).record(RunRecord("run-2", "2026-11-30T09:00:00+00:00", "2026-11-30T10:00:00+00:00", 1), {"tests/test_geo.py::test_capital_peru": used}, {})
+    before = cassette.read_bytes()
+    assert main(["rm", "--test", "tests/test_geo.py::test_capital"]) == 0
+    out = capsys.readouterr().out
+    assert f"kept {france[:12]}" in out and "also used by tests/test_geo.py::test_capital_peru" in out and "deleted 0 recordings" in out
+    assert cassette.read_bytes() == before
+
+
 def test_stats_prices_what_replays_saved_with_the_ini_prices(cassette, capsys):
     (cassette.parents[1] / "pytest.ini").write_text("[pytest]\nllm_prices =\n    gpt-4o-mini: 1000000 1000000\n    gpt-4o: 1000000 0\n")
     assert main(["stats"]) == 0

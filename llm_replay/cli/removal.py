@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from ..stores.summaries import summaries_of
 from .listing import key_text, list_lines
 from .selection import Listed, Selection, owned_by
 
 if TYPE_CHECKING:
+    from ..model.interaction import Key
+    from ..model.runs import TestPass
     from ..stores.ledger import RunLedger
     from ..stores.base import Store
 
@@ -20,25 +22,37 @@ class Removal:
     """What ``rm`` will delete, and what it keeps because another test uses it too."""
 
     doomed: list[Listed]
-    shared: list[Listed]
+    shared: list[tuple[Listed, list[str]]]  # each with the other tests that use it
     test: str | None
 
     def lines(self) -> list[str]:
         """The recordings to delete (as ls shows them) and those kept, with why."""
         lines = list_lines(self.doomed)[:-1] if self.doomed else []
-        for row in self.shared:
-            others = ", ".join(owner for owner in row.tests if not owned_by(owner, self.test or ""))
-            lines.append(f"kept {key_text(row)}: also used by {others} (llm-replay rm {key_text(row)} deletes it anyway)")
+        for row, others in self.shared:
+            lines.append(f"kept {key_text(row)}: also used by {', '.join(others)} (llm-replay rm {key_text(row)} deletes it anyway)")
         return lines
 
 
-def plan_removal(cassette: "Store", selection: Selection) -> Removal:
+def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, TestPass]) -> Removal:
     """What ``selection`` picks; with ``--test``, a recording another test also uses is kept (deleting it
-    would break that test)."""
+    would break that test). Users are its stored owners and the tests whose latest pass used it (a run that only
+    replays writes no owner into the cassette; the run bookkeeping has it)."""
     rows = list(selection.select(summaries_of(cassette, shown=True)))
     test = selection.test
-    shared = [row for row in rows if test is not None and any(not owned_by(owner, test) for owner in row.tests)]
-    return Removal([row for row in rows if row not in shared], shared, test)
+    if test is None:
+        return Removal(rows, [], test)
+    users: dict[Key, set[str]] = {}
+    for user, last in passes.items():
+        for key in last.used:
+            users.setdefault(key, set()).add(user)
+    doomed, shared = [], []
+    for row in rows:
+        others = sorted(owner for owner in {*row.tests, *users.get(row.key, ())} if not owned_by(owner, test))
+        if others:
+            shared.append((row, others))
+        else:
+            doomed.append(row)
+    return Removal(doomed, shared, test)
 
 
 def erase(cassette: "Store", ledger: "RunLedger", removal: Removal) -> str:
