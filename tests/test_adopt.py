@@ -230,6 +230,43 @@ def test_adopting_another_tests_recording_copies_it_so_that_test_still_replays(l
     assert len(set(printed(replayed, "ANSWER"))) == 1, "both endpoints replay the one recorded answer"
 
 
+STILL_ASKED_APP = TWO_ENDPOINTS_APP.split("def test_old_endpoint")[0] + '''
+def test_1_asks_the_old_endpoint(llm_cache):
+    if os.environ.get("STAGE") == "adopt":  # replays what test_2 recorded: not its owner yet
+        print("ANSWER", ask("?beta=true"))
+
+
+def test_2_moves(llm_cache):
+    if os.environ.get("STAGE") != "adopt":
+        print("ANSWER", ask("?beta=true"))
+        return
+    if os.environ.get("BOTH"):  # an A/B comparison: this test sends both
+        print("ANSWER", ask("?beta=true"))
+    print("ANSWER", ask(""))
+'''
+
+
+@pytest.mark.parametrize("asker", ["the adopting test itself", "another test, earlier in the run"])
+def test_adopt_keeps_the_old_key_a_test_replayed_in_the_same_run(llm_pytester, anthropic_server, env, asker):
+    """Only test_2 owned the recording, so adopt moved it: the request sent under the old key a moment before, by
+    test_2 itself or by test_1 (which owns nothing until the run ends), missed in the next strict run."""
+    llm_pytester.makepyfile(test_app=STILL_ASKED_APP.format(base_url=anthropic_server.base_url))
+    env.setenv("ANTHROPIC_API_KEY", anthropic_server.api_key)
+    llm_pytester.runpytest("-s", "--llm-mode=record").assert_outcomes(passed=2)
+    anthropic_server.stop()
+    env.setenv("STAGE", "adopt")
+    if asker == "the adopting test itself":
+        env.setenv("BOTH", "1")
+        selection = ["test_app.py::test_2_moves"]
+    else:
+        selection = []
+    llm_pytester.runpytest("-s", "--llm-mode=adopt", *selection).assert_outcomes(passed=len(selection) or 2)
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        queries = sorted(query for (query,) in db.execute("SELECT json_extract(request, '$.query') FROM interactions"))
+    assert queries == ['[["beta","true"]]', "[]"], "the new key added, the old one kept"
+    llm_pytester.runpytest("-s", "--llm-mode=replay").assert_outcomes(passed=2)
+
+
 def test_xdist_workers_adoptions_add_up_in_the_controllers_summary(tmp_path):
     """Each worker sends its adoptions as plain data (execnet carries only those); the controller lists them all."""
     def suite() -> Suite:

@@ -51,6 +51,7 @@ class AdoptionIndex:
 
     def __init__(self, adopt: AdoptRules) -> None:
         self.adopt = adopt
+        self.replayed: set["Key"] = set()  # what adopt-mode tests of this session replayed: no adoption moves it away
         self._shapes: dict[str, list[tuple["Key", CanonicalRequest]]] | None = None
         self._lock = threading.Lock()
 

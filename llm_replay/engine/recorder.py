@@ -165,6 +165,8 @@ class Recorder:
             with self._lock:
                 self.replayed += 1
                 self.used[found.key] = self.used.get(found.key, 0) + 1  # its own key: a recording found under older match rules keeps it
+                if self.mode is Mode.ADOPT and self._adoption is not None:
+                    self._adoption.replayed.add(found.key)
                 self.interactions.append(found)
                 self.how.append(how)
         return found
@@ -173,9 +175,9 @@ class Recorder:
         """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
 
         Several candidates: this test's own wins, else the miss fails and lists them. The new copy is
-        written before the old key goes, so a killed run leaves both, never neither. The old key stays when another
-        test owns the recording too: that test may still send the old request (``--llm-prune`` takes the old key once
-        its owners pass without it).
+        written before the old key goes, so a killed run leaves both, never neither. The old key stays when a test may
+        still send the old request: another owner, or a test that replayed it in this session (this very test, asking
+        both; another, not yet its owner); ``--llm-prune`` takes it once they pass without it.
         """
         __tracebackhide__ = True
         candidates = self._adoption.candidates(self.cassette, request, key)  # type: ignore[union-attr]
@@ -196,7 +198,7 @@ class Recorder:
         )
         try:
             self.cassette.put(adopted)
-            if not set(old.tests) - {self.test_id}:
+            if not set(old.tests) - {self.test_id} and old.key not in self.used and old.key not in self._adoption.replayed:  # type: ignore[union-attr]
                 self.cassette.delete([old.key])
         except CassetteError as error:
             failure = CassetteMiss(f"the recording of {old.request.method} {old.request.url} could not be re-keyed to {request.url}: {error}")
