@@ -8,7 +8,9 @@ import gzip
 import hashlib
 import json
 import os
+import random
 import sqlite3
+import string
 import subprocess
 import sys
 import tomllib
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cassette_file
 
 from llm_replay.cli import main
 from llm_replay.cli.audit import audit_for
@@ -258,6 +261,8 @@ def test_a_key_after_a_json_escape_or_as_a_url_path_segment_is_found():
     openai_key, google_key = SHAPES["OpenAI API key"], SHAPES["Google API key"]
     assert dict(secret_shapes(json.dumps({"content": f"my .env:\n{openai_key}\tend"}))) == {"OpenAI API key": openai_key}
     assert dict(secret_shapes(f"GET /v1/keys/{google_key}/usage")) == {"Google API key": google_key}
+    for python_repr in (f"b'\\x3c{google_key}\\x3e'", f"'\\U0001f511{google_key}'"):  # bytes and str reprs escape too
+        assert dict(secret_shapes(python_repr)) == {"Google API key": google_key}, python_repr
     assert [kind for kind, _ in secret_shapes(f"x{openai_key} n{google_key}/") if kind in SHAPES] == [], "still never a slice"
 
 
@@ -300,3 +305,243 @@ def test_detectors_run_only_where_their_literals_occur_still_find_their_keys_in_
     found = {kind: value for kind, value in secret_shapes(text) if kind in planted}
     assert found == planted
     assert [kind for kind, _ in secret_shapes(prose) if kind in planted] == []
+
+
+# Keys in each provider's own format, made at run time (a seeded generator) so this file holds none.
+_KEYS = random.Random(20260514)
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _run(length: int, alphabet: str = _ALNUM + "-_") -> str:
+    return "".join(_KEYS.choice(alphabet) for _ in range(length))
+
+
+def _fresh(make) -> str:
+    """A key from ``make`` that does not happen to spell a placeholder word ("tesT3Bl…"), which the audit leaves alone."""
+    from llm_replay.cli.secret_shapes import _PLACEHOLDER_WORDS
+
+    while _PLACEHOLDER_WORDS.search(key := make()):
+        pass
+    return key
+
+
+def _jwt() -> str:
+    part = lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")  # noqa: E731
+    return part({"alg": "HS256", "typ": "JWT"}) + "." + part({"sub": _run(12, _ALNUM)}) + "." + _run(43)
+
+
+# kind as the audit names it -> a maker of fresh keys. Fixed length (the provider's format fixes where the key ends):
+FIXED_LENGTH_KEYS = {
+    "Anthropic API key": lambda: "sk-" + "ant-api03-" + _run(93) + "AA",
+    "OpenAI API key": lambda: "sk-" + "proj-" + _run(74) + "T3Blbk" + "FJ" + _run(74),
+    "Google API key": lambda: "AI" + "za" + _run(35),
+    "Hugging Face token": lambda: "hf" + "_" + _run(34, string.ascii_letters),
+    "AWS access key id": lambda: "AK" + "IA" + _run(16, string.ascii_uppercase + "234567"),
+    "Azure AD client secret": lambda: _run(3, _ALNUM) + "8Q" + "~" + _run(34, _ALNUM + "_~.-"),
+    "GitHub token": lambda: "gh" + "p_" + _run(36, _ALNUM),
+    "GitHub fine-grained token": lambda: "github" + "_pat_" + _run(22, _ALNUM) + "_" + _run(59, _ALNUM),
+    "Slack Token": lambda: "xo" + "xb-" + _run(12, string.digits) + "-" + _run(13, string.digits) + "-" + _run(24, _ALNUM),
+}
+# No fixed length: the key runs as far as its characters do
+RUN_KEYS = {
+    "Google OAuth access token": lambda: "ya" + "29." + _run(160),
+    "Google OAuth refresh token": lambda: "1//" + "0" + _run(100),
+    "AWS session token": lambda: "IQoJb3JpZ2lu" + _run(300, _ALNUM + "/+") + "==",
+}
+# What touches the key: pytest's parametrize joins, a JSON \u escape (Go's encoder writes < > & so), a percent-escape,
+# a form's "+"; letters and digits end the \u003c and %22 escapes, "-" and "_" are key characters of most shapes.
+NEIGHBOURS = {
+    "pytest id, first value": "tests/test_t.py::test_tenant[{}-gemini-2.5-flash]",
+    "pytest id, later value": "tests/test_t.py::test_tenant[gpt-4o-{}]",
+    "joined with _": "tenant_{}_eu",
+    "JSON \\u escapes": "\\u003c{}\\u003e \\u201c{}\\u201d",
+    "percent-escapes": "%22{}%22 key%3D{}%26",
+    "form +": "q=my+key+{}+please",
+}
+
+
+def _planted_cassette(path: Path, keys: dict[str, str], contexts: dict[str, str]) -> tuple[Path, str]:
+    """A cassette whose answer holds every key in every context (the text as stored, escapes and all), and whose
+    test ids (``tests``, ``test_instants``) hold them too; the planted body text is returned."""
+    pieces = [context.replace("{}", key) for key in keys.values() for context in contexts.values()]
+    body = '{"choices": [' + ", ".join(f'"{piece}"' for piece in pieces) + "]}"
+    json.loads(body)  # the \u escapes are JSON's own
+    _cassette(path, {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}, {}, body.encode())
+    ids = [f"tests/test_t.py::test_tenant[{key}-gemini-2.5-flash]" for key in keys.values()]
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET tests = ?", (json.dumps(ids),))
+        db.executemany("INSERT INTO test_instants VALUES (?, '2025-01-01T00:00:00+00:00', 0)", [(test_id,) for test_id in ids])
+    return path, body
+
+
+def _findings(path: Path) -> list[tuple[str, str]]:
+    audit, paths = audit_for(argparse.Namespace(paths=[str(path)], secret_env=[], secret_pattern=[]))
+    return [(finding.kind, finding.value) for path in paths for finding in audit.scan_path(path)]
+
+
+def test_scrub_of_test_ids_that_differ_only_by_their_keys_keeps_one_row_of_each_and_a_valid_cassette(tmp_path, capsys, env):
+    """Two tenants' keys alone in parametrize ids ("t[<key 1>]", "t[<key 2>]") scrub to one id: test_instants' primary
+    key refused the second UPDATE and scrub stopped with a traceback, the cassette unscrubbed."""
+    first, second = _fresh(FIXED_LENGTH_KEYS["Google API key"]), _fresh(FIXED_LENGTH_KEYS["Google API key"])
+    path = _cassette(tmp_path / "c.sqlite3", {"messages": [{"role": "user", "content": "hi"}]}, {}, b"{}")
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO test_instants VALUES (?, ?, 0)", [(f"t.py::t[{first}]", "2025-01-01T00:00:00+00:00"), (f"t.py::t[{second}]", "2025-01-02T00:00:00+00:00")])
+    assert main(["scrub", str(path)]) == 0 and "0 secrets left" in capsys.readouterr().out
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT test_id FROM test_instants").fetchall() == [("t.py::t[<scrubbed>]",)]
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("neighbour", NEIGHBOURS)
+def test_a_key_glued_to_dashes_underscores_escapes_or_plus_is_found_whole_and_scrub_removes_exactly_it(tmp_path, capsys, env, neighbour):
+    """The shapes' edges took "-", "_", "+" and an escape's last letter for part of a longer token: "AIza…-gemini-2.5-flash"
+    in a parametrize id was reported by nothing. A key of fixed length is found to its last character and not beyond."""
+    keys = {kind: _fresh(make) for kind, make in FIXED_LENGTH_KEYS.items()}
+    path, body = _planted_cassette(tmp_path / "c.sqlite3", keys, {neighbour: NEIGHBOURS[neighbour]})
+    assert main(["audit", str(path)]) == 1
+    out = capsys.readouterr().out
+    kinds = {"GitHub fine-grained token": "GitHub token"}
+    found = _findings(path)
+    for kind, key in keys.items():
+        assert (kinds.get(kind, kind), key) in found, f"{kind} {neighbour}: {[item for item in found if key[:6] in item[1]]}"
+        assert f": {kinds.get(kind, kind)} '{key[:min(6, len(key) // 4)]}…" in out  # masked as the report masks it
+    assert not any(key in line for key in keys.values() for line in out.splitlines()), "masked"
+
+    assert main(["scrub", str(path)]) == 0 and "0 secrets left" in capsys.readouterr().out
+    assert [kind for kind, key in keys.items() if key.encode() in path.read_bytes()] == []
+    expected = body
+    for key in keys.values():
+        expected = expected.replace(key, "<scrubbed>")
+    cassette = SQLiteCache(path, readonly=True)
+    (interaction,) = cassette.interactions()
+    cassette.close()
+    assert interaction.response.body.decode() == expected, "each key replaced, to the character, and nothing else"
+    assert json.loads(interaction.response.body)
+    assert set(interaction.tests) == {"tests/test_t.py::test_tenant[<scrubbed>-gemini-2.5-flash]"}
+    with sqlite3.connect(path) as db:  # nine ids scrubbed alike are one row now: scrub does not fail on its primary key
+        assert db.execute("SELECT test_id FROM test_instants").fetchall() == [("tests/test_t.py::test_tenant[<scrubbed>-gemini-2.5-flash]",)]
+
+
+def test_a_key_of_no_fixed_length_is_found_at_any_edge_and_taken_whole_up_to_the_end_of_its_characters(tmp_path, capsys, env):
+    """ya29., 1//0 and AWS session tokens have no fixed length: the finding runs to the end of the key's characters,
+    so a neighbour joined with one of them ("-gemini-2" after a ya29. token, "+please" after a session token) goes too:
+    the scrub errs on the side of removing the key whole."""
+    keys = {kind: _fresh(make) for kind, make in RUN_KEYS.items()}
+    path, body = _planted_cassette(tmp_path / "c.sqlite3", keys, NEIGHBOURS)
+    assert main(["audit", str(path)]) == 1
+    out = capsys.readouterr().out
+    found = _findings(path)
+    for kind, key in keys.items():
+        assert f": {kind} '{key[:6]}…" in out
+        values = {value for found_kind, value in found if found_kind == kind and key in value}
+        assert key in values, f"{kind} alone, between escapes or quotes: exactly the key"
+        assert values <= {key, key + "-gemini-2", key + "_eu", key + "+please"}, values
+    assert main(["scrub", str(path)]) == 0 and "0 secrets left" in capsys.readouterr().out
+    assert not any(key.encode() in path.read_bytes() for key in keys.values())
+    cassette = SQLiteCache(path, readonly=True)
+    (interaction,) = cassette.interactions()
+    cassette.close()
+    scrubbed = json.loads(interaction.response.body)["choices"]
+    assert "\\u003c<scrubbed>\\u003e \\u201c<scrubbed>\\u201d" in interaction.response.body.decode()
+    assert "%22<scrubbed>%22 key%3D<scrubbed>%26" in scrubbed and "tests/test_t.py::test_tenant[gpt-4o-<scrubbed>]" in scrubbed
+
+
+def test_a_jwt_glued_to_a_dash_or_an_escape_loses_its_header_and_claims_to_scrub(tmp_path, capsys, env):
+    """detect-secrets finds a JWT as its header and claims (``eyJ….eyJ….``) wherever it stands; what scrub removes
+    is those, so the token no longer says who it is nor verifies."""
+    token = _jwt()
+    header_and_claims = token.rsplit(".", 1)[0] + "."
+    path, _ = _planted_cassette(tmp_path / "c.sqlite3", {"JSON Web Token": token}, NEIGHBOURS)
+    assert main(["audit", str(path)]) == 1
+    assert ("JSON Web Token", header_and_claims) in _findings(path)
+    capsys.readouterr()
+    assert main(["scrub", str(path)]) == 0 and header_and_claims.encode() not in path.read_bytes()
+
+
+@pytest.mark.parametrize("neighbour", ["-", "_"])
+def test_a_looser_look_alike_glued_after_a_dash_or_underscore_is_left_alone_yet_found_elsewhere(neighbour):
+    """A made-up key that is not in its provider's format (sk-proj- and 28 characters; hf_ and digits) has only a prefix
+    and a run to go by; right after "-" or "_" that is as likely a slice of base64url, so there only the provider's
+    format counts. After any other character, or an escape, it is found."""
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    look_alikes = {"OpenAI API key": SHAPES["OpenAI API key"], "Hugging Face token": "hf" + "_Rq7Wm3Nd9Kc2Vb5Xz8Lp1Rt6Gf0Js4Ya7EoIu"}
+    for kind, value in look_alikes.items():
+        assert dict(secret_shapes(f"[gpt-4o{neighbour}{value}]")).get(kind) is None
+        for text in (f"[{value}{neighbour}gpt-4o]", f"\\u003c{value}\\u003e", f"%22{value}%22", f"a+{value}+b", f"[{value}]"):
+            assert value in (dict(secret_shapes(text)).get(kind) or ""), text
+
+
+def test_words_hashes_and_base64_that_merely_hold_a_key_prefix_are_not_keys(tmp_path, capsys, env):
+    """Wider edges must not turn ordinary text into findings: a prefix in the middle of a word or identifier, a slug,
+    an identifier made of words, a key shape with more characters after it (a slice), hex digests, base64 and
+    base64url blobs (an OpenAI reasoning item's encrypted_content is base64url: "-sk-", "_hf_" and a long run occur)."""
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    google, hf = _fresh(FIXED_LENGTH_KEYS["Google API key"]), _fresh(FIXED_LENGTH_KEYS["Hugging Face token"])
+    noise = random.Random(7)
+    blob = lambda size: noise.randbytes(size)  # noqa: E731
+    ordinary = [
+        f"my{google}", f"pdf{hf}", f"{google}Q", "model_AIza" + "LoaderForGoogleGenerativeModelsV2Beta",
+        "load_hf_" + "AutoModelForSequenceClassification()", "tokenizer = hf" + "_PretrainedTokenizerConfigurationWithDefaults",
+        "https://example.com/docs/sk-" + "learn-tutorial-for-beginners-2024", "en-sk-" + "products-and-services-list-2025",
+        hashlib.sha256(b"x").hexdigest(), hashlib.sha512(b"y").hexdigest(),
+        base64.b64encode(blob(30_000)).decode(), base64.urlsafe_b64encode(blob(30_000)).decode(),
+        base64.urlsafe_b64encode(blob(300)).decode() + "-sk-" + base64.urlsafe_b64encode(blob(300)).decode()
+        + "_hf_" + "Ab1Cd2Ef3Gh4" * 4 + base64.urlsafe_b64encode(blob(300)).decode(),
+    ]
+    for text in ordinary:
+        assert list(secret_shapes(json.dumps({"text": text}))) == [], text[:80]
+    path = _cassette(tmp_path / "clean.sqlite3", {"messages": [{"role": "user", "content": ordinary[0]}]}, {}, json.dumps({"texts": ordinary}).encode())
+    assert main(["audit", str(path)]) == 0, capsys.readouterr().out
+
+
+TENANT_KEYS_TEST = '''
+import json, pathlib
+import openai
+import pytest
+
+KEYS = json.loads((pathlib.Path(__file__).parent / "tenant_keys.json").read_text())  # a vault export: no variable names them
+
+
+@pytest.mark.parametrize("api_key,model", [(KEYS["google"], "gemini-2.5-flash"), (KEYS["hf"], "gpt-4o-mini"), (KEYS["github"], "gpt-4o")])
+def test_tenant(llm_cache, api_key, model):
+    client = openai.OpenAI(base_url="{base_url}", api_key="sk-test-fake", max_retries=0)
+    client.chat.completions.create(model=model, messages=[{{"role": "user", "content": "hello " + model}}])
+
+
+@pytest.mark.parametrize("region,api_key", [("eu", KEYS["azure"])])
+def test_region(llm_cache, region, api_key):
+    client = openai.OpenAI(base_url="{base_url}", api_key="sk-test-fake", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hello " + region}}])
+'''
+
+
+def test_keys_in_parametrize_ids_joined_with_dashes_are_reported_and_scrubbed_from_a_recorded_cassette(llm_pytester, server, env, capsys):
+    """End to end, as the tester found it: keys from a file (no environment variable, so the recording's scrubber does not
+    know them) as parametrize values, which pytest joins with "-": every one reported, and scrub leaves the ids readable."""
+    # shapes of at most 100 characters: pytest names a longer value by its argument's name (api_key0)
+    keys = {name: _fresh(FIXED_LENGTH_KEYS[kind]) for name, kind in
+            {"google": "Google API key", "hf": "Hugging Face token", "github": "GitHub token", "azure": "Azure AD client secret"}.items()}
+    (llm_pytester.path / "tenant_keys.json").write_text(json.dumps(keys))
+    llm_pytester.makepyfile(test_tenants=TENANT_KEYS_TEST.format(base_url=server.base_url))
+    llm_pytester.runpytest("--llm-mode=record", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+    cassette = cassette_file(llm_pytester)
+    assert all(key.encode() in cassette.read_bytes() for key in keys.values()), "stored in the test ids, as the tester found"
+
+    assert main(["audit", str(cassette)]) == 1
+    out = capsys.readouterr().out
+    for kind in ("Google API key", "Hugging Face token", "GitHub token", "Azure AD client secret"):
+        assert f"column tests (JSON): {kind} '" in out and f"column test_id: {kind} '" in out, kind
+    assert main(["scrub", str(cassette)]) == 0
+    capsys.readouterr()
+    assert [name for name, key in keys.items() for path in cassette.parent.iterdir() if key.encode() in path.read_bytes()] == []
+    assert main(["textconv", str(cassette)]) == 0
+    shown = capsys.readouterr().out
+    for test_id in ("test_tenant[<scrubbed>-gemini-2.5-flash]", "test_tenant[<scrubbed>-gpt-4o-mini]", "test_tenant[<scrubbed>-gpt-4o]", "test_region[eu-<scrubbed>]"):
+        assert test_id in shown, shown
+    assert main(["audit", str(cassette)]) == 0
+
+    server.stop()
+    env.setenv("CI", "true")
+    llm_pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)  # the scrubbed cassette still replays

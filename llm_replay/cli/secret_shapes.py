@@ -15,24 +15,33 @@ from typing import Any, Iterator
 
 from ..errors import CommandError
 
-# A key is never a slice of a longer token. A slash is an edge (a key as a URL path segment): a key shape inside a
-# base64 blob would need "/" on both sides and no "+" in it, ~1e-11 a position. A JSON escape (``\n``, ``\t``) before
-# a key ends with a letter, yet is an edge too.
-_EDGE = r"[A-Za-z0-9_+-]"
-_START = rf"(?:(?<!{_EDGE})|(?<=\\[nrtbf]))"
+# Where a key may start: not right after a letter or digit (it would be the middle of a word, a hash, a base64 blob),
+# unless that letter or digit ends an escape: JSON's ``\n`` and ``\u003c``, Python's ``\x3c`` and ``\U0001f511``, a URL's
+# ``%22``.
+# A "-", "_" or "+" before a key is an edge: pytest joins parametrize values with "-" ("AIza…-gemini-2.5-flash").
+_AFTER_ESCAPE = r"(?<=\\[nrtbf])|(?<=\\u[0-9A-Fa-f]{4})|(?<=\\U[0-9A-Fa-f]{8})|(?<=\\x[0-9A-Fa-f]{2})|(?<=%[0-9A-Fa-f]{2})"
+_START = rf"(?:(?<![A-Za-z0-9])|{_AFTER_ESCAPE})"
+# A shape's looser form (a prefix and a run of key characters, no fixed length) is not taken right after "-" or "_":
+# base64url (an OpenAI reasoning item's encrypted_content) holds "-sk-" or "_hf_" and a long run every few MB.
+_LOOSE_START = rf"(?:(?<![A-Za-z0-9_-])|{_AFTER_ESCAPE})"
+# Where a key ends: its fixed length, or the end of its run of key characters; a letter or digit right after makes it a
+# slice of a longer token. "-", "_", "+" after it are edges (a fixed-length key ends before them, exactly).
+_END = r"(?![A-Za-z0-9])"
 
 
 class Shape:
     """One key shape, tried only where one of its literal anchors occurs (``str.find`` runs at memory speed;
     a regular expression tried at every position of a large cassette does not)."""
 
-    def __init__(self, kind: str, pattern: str, anchors: tuple[str, ...], back: int = 0, fold: bool = False) -> None:
+    def __init__(self, kind: str, pattern: str, anchors: tuple[str, ...], back: int = 0, fold: bool = False, loose: str = "") -> None:
         self.kind = kind
         self.anchors = anchors  # lower-case when ``fold``: searched in the lower-cased text
         self.back = back  # how far before the anchor the key starts
         self.fold = fold
-        self.pattern = re.compile(f"{_START}(?:{pattern})(?!{_EDGE})")
-        self.raw_pattern = re.compile(f"(?:{pattern})(?!{_EDGE})")
+        # the provider's format (tried first) at any edge; then ``loose``, a looser form, where no "-"/"_" joins it on the left.
+        # Raw bytes have no start edge (a record header's byte may be a letter), but the looser form's "-"/"_" rule holds.
+        self.pattern = re.compile(f"{_START}(?:{pattern}){_END}" + (f"|{_LOOSE_START}(?:{loose}){_END}" if loose else ""))
+        self.raw_pattern = re.compile(f"(?:{pattern}){_END}" + (f"|(?<![_-])(?:{loose}){_END}" if loose else ""))
 
     def values(self, text: str, lowered: str, raw: bool) -> Iterator[str]:
         """Each key of this shape in ``text`` (``raw``: bytes read as text, where a key may touch what precedes it)."""
@@ -47,23 +56,34 @@ class Shape:
                 start = haystack.find(anchor, start + 1)
 
 
+_B64URL = "[A-Za-z0-9_-]"
+# OpenAI's keys (sk-proj-, sk-svcacct-, sk-admin-, sk-None-, a legacy project's name, or none): two random halves of
+# 74, 58 or 20 characters around "T3BlbkFJ" ("OpenAI" in base64)
+_OPENAI_HALVES = "|".join(f"{_B64URL}{{{n}}}T3BlbkFJ{_B64URL}{{{n}}}" for n in (74, 58, 20))
 OWN_SHAPES: tuple[Shape, ...] = (
-    Shape("Anthropic API key", r"sk-ant-[a-z]+\d*-[A-Za-z0-9_-]{20,}", ("sk-ant-",)),
-    Shape("OpenAI API key", r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", ("sk-",)),
-    Shape("Google API key", r"AIza[0-9A-Za-z_-]{35}", ("AIza",)),
-    Shape("Google OAuth access token", r"ya29\.[0-9A-Za-z_-]{20,}", ("ya29.",)),
-    Shape("Google OAuth refresh token", r"1//0[0-9A-Za-z_-]{30,}", ("1//0",)),
-    Shape("Hugging Face token", r"hf_[A-Za-z0-9]{30,}", ("hf_",)),
+    # sk-ant-api03-, sk-ant-admin01-: 93 characters and "AA"
+    Shape("Anthropic API key", rf"sk-ant-[a-z]+\d\d-{_B64URL}{{93}}AA|sk-ant-[a-z]+\d*-{_B64URL}{{20,}}", ("sk-ant-",)),
+    Shape("OpenAI API key", rf"sk-(?!ant-)(?:[A-Za-z0-9]+-)??(?:{_OPENAI_HALVES})", ("sk-",),
+          loose=rf"sk-(?!ant-)(?:proj-|svcacct-|admin-)?{_B64URL}{{20,}}"),
+    Shape("Google API key", rf"AIza{_B64URL}{{35}}", ("AIza",)),
+    Shape("Google OAuth access token", rf"ya29\.(?:c\.)?{_B64URL}{{20,}}", ("ya29.",)),  # ya29.c.…: a service account's
+    Shape("Google OAuth refresh token", rf"1//0{_B64URL}{{30,}}", ("1//0",)),
+    Shape("Hugging Face token", r"hf_[A-Za-z]{34}", ("hf_",), loose=r"hf_[A-Za-z0-9]{30,}"),
     Shape("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}", ("AKIA", "ASIA")),
     Shape("AWS session token", r"(?:FwoGZXIvYXdzE|IQoJb3JpZ2lu)[A-Za-z0-9/+=]{40,}", ("FwoGZXIvYXdzE", "IQoJb3JpZ2lu")),
-    Shape("AWS secret access key", r"(?i:aws_?secret_?access_?key)[\"'\s:=]+[A-Za-z0-9/+]{40}", ("aws",), fold=True),
+    Shape("AWS secret access key", r"(?i:aws_?secret_?access_?key)[\"'\s:=]+[A-Za-z0-9/+]{40}(?![/+])", ("aws",), fold=True),
     Shape("Azure AD client secret", r"[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}", ("Q~",), back=4),
-    Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
+    Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}|github_pat_[A-Za-z0-9_]{22,}",
+          ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), loose=r"gh[pousr]_[A-Za-z0-9]{36,}"),
     Shape("bearer token", r"(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*", ("bearer",), fold=True),
     Shape("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n){0,8000}?-----END [A-Z ]*PRIVATE KEY-----", ("-----BEGIN ",)),
 )
+
 # Values made up for tests and docs look like keys but are not: "Bearer test_openai_api_key", "sk-fake-…", our placeholders.
 _PLACEHOLDER_WORDS = re.compile(r"(?i)test|fake|dummy|example|placeholder|redacted|scrubbed|xxxx|your[_-]")
+# Nor does a value made of words: a slug ("sk-learn-tutorial-for-beginners-2024") or an identifier
+# ("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"); a random key soon has a letter no word would ("a0Af", "Zy9X").
+_WORDS = re.compile(r"(?:[A-Z]?[a-z]{2,}|[0-9]{1,4}|[-_.])+")
 _LEFT_OUT = frozenset({
     "KeywordDetector", "Base64HighEntropyString", "HexHighEntropyString",  # prose is full of "key" and random-looking ids
     "IPPublicDetector",  # an address is not a credential
@@ -108,7 +128,7 @@ def secret_shapes(text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
     lowered = text.lower()
     for shape in OWN_SHAPES:
         for value in shape.values(text, lowered, raw):
-            if not _PLACEHOLDER_WORDS.search(value):
+            if not _PLACEHOLDER_WORDS.search(value) and not _WORDS.fullmatch(value):
                 yield shape.kind, value
     for detector in _detectors():
         anchors = _ANCHORED.get(type(detector).__name__)
