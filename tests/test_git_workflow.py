@@ -122,6 +122,53 @@ def test_same_test_recorded_on_both_branches_keeps_ours_and_reports(repo, server
     assert main(["diff", str(before), str(cassette_file(repo))]) == 0, "the merged cassette answers as ours did"
 
 
+def test_what_only_their_branch_re_recorded_is_theirs_after_the_merge_instant_included(repo, server, env):
+    """Ours won every clash and kept its own instants, though ours had not changed them since the branches parted:
+    their refresh of a dated test (a new prompt, a new instant) merged into a test that missed."""
+    path = repo.path
+    repo.makepyfile(test_app=app_tests(server.base_url, "Capital of France") + DATED_TEST)
+    repo.runpytest().assert_outcomes(passed=2)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "record")
+    before = cassette_file(repo).read_bytes()
+
+    git(path, "checkout", "-q", "-b", "feature")
+    repo.makepyfile(test_app=app_tests(server.base_url, "Capital of France") + DATED_TEST.replace("What happened on", "What was new on"))
+    repo.runpytest("--llm-mode=refresh").assert_outcomes(passed=2)  # the capital re-recorded under its key, with a new answer
+    git(path, "commit", "-q", "-am", "re-record on feature")
+    theirs = cassette_file(repo).read_bytes()
+
+    git(path, "checkout", "-q", "main")
+    repo.makepyfile(test_colours=app_tests(server.base_url, "Name a colour"))
+    repo.runpytest("test_colours.py").assert_outcomes(passed=1)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "a colour on main")
+    merged = git(path, "merge", "--no-edit", "feature")
+    assert "took theirs for 1 that only the other branch re-recorded" in merged and "kept ours" not in merged
+
+    capital = {name: _answer_to(content, "Capital of France") for name, content in (("ancestor", before), ("theirs", theirs), ("merged", cassette_file(repo).read_bytes()))}
+    assert capital["merged"] == capital["theirs"] != capital["ancestor"]
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    repo.runpytest("test_app.py", "test_colours.py").assert_outcomes(passed=3)  # the dated prompt replays only with their instant
+
+
+def _answer_to(cassette: bytes, prompt: str) -> bytes:
+    import tempfile
+
+    from llm_replay.stores.sqlite import SQLiteCache
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "c.sqlite3"
+        copy.write_bytes(cassette)
+        store = SQLiteCache(copy, readonly=True)
+        try:
+            return next(i.response.body for i in store.interactions() if prompt in i.request_json)
+        finally:
+            store.close()
+
+
 def test_a_recording_that_clashes_keeps_ours_owned_by_both_branches_tests(tmp_path, capsys):
     """Ours wins a clash, and theirs' test replays it from now on: it owns it too, or pruning after that test's branch
     deletes what it still needs."""

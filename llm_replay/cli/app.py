@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("source", metavar="SRC", help="a cassette file or URL, e.g. redis://ci-redis:6379/0?prefix=myapp")
     copy.add_argument("target", metavar="DST", help="a cassette file or URL; created when missing")
     command("textconv", _textconv, "print a cassette as sorted, stable text (git's diff textconv)", parents=()).add_argument("file", type=Path)
-    merge = command("merge", _merge, "git merge driver: union THEIRS into OURS, keeping ours on a clash", parents=())
+    merge = command("merge", _merge, "git merge driver: union THEIRS into OURS; a clash keeps ours unless only theirs changed it since BASE", parents=())
     for name in ("base", "ours", "theirs"):
         merge.add_argument(name, type=Path, metavar=name.upper())
     setup = command("git-setup", _git_setup, "configure git to diff cassettes as text and merge them by union", parents=(one,))
@@ -277,7 +277,7 @@ def _merge(args: argparse.Namespace) -> int:
     from ..engine.project import ini_scrubber
     from .git import merge_into_ours
 
-    _print(merge_into_ours(args.ours, args.theirs, ini_scrubber()))  # git runs drivers at the work tree's top
+    _print(merge_into_ours(args.base, args.ours, args.theirs, ini_scrubber()))  # git runs drivers at the work tree's top
     return EXIT_OK
 
 

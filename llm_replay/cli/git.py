@@ -68,18 +68,21 @@ def textconv_lines(path: Path) -> list[str]:
     return lines
 
 
-def merge_into_ours(ours: Path, theirs: Path, scrubber: "Scrubber | None" = None) -> list[str]:
-    """git's merge driver: add their recordings to ours (the file git will keep); ours wins a clash.
-    ``scrubber``: the project's secret rules (ini), applied to what is added."""
+def merge_into_ours(base: Path, ours: Path, theirs: Path, scrubber: "Scrubber | None" = None) -> list[str]:
+    """git's merge driver: add their recordings to ours (the file git will keep); on a clash ours wins, unless only
+    theirs changed it since ``base``, the common ancestor (a refresh on their branch). ``scrubber``: the project's
+    secret rules (ini), applied to what is added."""
     from ..stores.sqlite import SQLiteCache
 
-    with snapshot(theirs) as other:
+    with snapshot(theirs) as other, snapshot(base) as ancestor:
         mine = SQLiteCache(ours, scrubber=scrubber)
         try:
-            report = union_into(mine, other)  # their tests' instants travel too, or prompts carrying the date would miss
+            report = union_into(mine, other, base=ancestor)  # their tests' instants travel too, or prompts carrying the date would miss
         finally:
             mine.close()
     summary = f"llm-replay merge: added {report.added} recordings from the other branch, {report.identical} were already here"
+    if report.taken:
+        summary += f"; took theirs for {report.taken} that only the other branch re-recorded"
     if report.conflicts:
         summary += f"; {len(report.conflicts)} recorded differently on both branches (kept ours; re-record them with --llm-mode=refresh to choose)"
     return [summary, *report.describe_conflicts()]
