@@ -11,6 +11,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
+from .forked_children import tell_parent
 from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .hooks import BeforeRecord, shaped
 from .host_patterns import HostPatterns
@@ -249,10 +250,12 @@ class Recorder:
         return [key for key, tests, _ in self.cassette.index(owned=True) if self.test_id in tests and key not in self.used]
 
     def count_miss(self, miss: CassetteMiss) -> None:
-        """Remember a miss (a request without recording, or a blocked connection), so it fails the test."""
+        """Remember a miss (a request without recording, or a blocked connection), so it fails the test (from a
+        forked child too: it is sent to the process that runs the tests)."""
         with self._lock:
             self.missed += 1
             self.misses.append(miss)
+        tell_parent(miss)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
         """Keep a live answer, unless it is a rate limit or server error (those are retried live). A refresh
