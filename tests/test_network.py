@@ -516,3 +516,39 @@ def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_ma
     assert failed == {"FAILED test_proxied.py::test_openai_through_the_proxy", "FAILED test_proxied.py::test_requests_through_the_proxy"}
     assert result.stdout.str().count(f"blocked an attempt to connect to 127.0.0.1:{port}, the proxy that HTTPS_PROXY and HTTP_PROXY name:") == 2
     result.stdout.fnmatch_lines([f"*the proxy that HTTPS_PROXY and HTTP_PROXY name*(NO_PROXY), or replay without the proxy (env -u HTTPS_PROXY -u HTTP_PROXY pytest)*"])
+
+
+LEFTOVER_THREAD = '''
+import socket
+import threading
+
+GO, DONE = threading.Event(), threading.Event()
+
+
+def test_a_starts_a_background_worker():
+    def flush():  # telemetry that outlives its test and swallows its errors
+        GO.wait(30)
+        try:
+            socket.getaddrinfo("telemetry.example.invalid", 443)
+        except BaseException:
+            pass
+        DONE.set()
+
+    threading.Thread(target=flush, name="telemetry-flush", daemon=True).start()
+
+
+def test_b_makes_no_call():
+    GO.set()
+    DONE.wait(30)
+'''
+
+
+def test_a_blocked_attempt_from_a_leftover_thread_names_the_thread(llm_pytester):
+    """It fails the test that runs when it happens, which made no call: the message says which thread made it."""
+    llm_pytester.makepyfile(test_leftover=LEFTOVER_THREAD)
+    result = llm_pytester.runpytest("--llm-mode=replay")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*_ test_b_makes_no_call _*",
+        "*blocked an attempt to look up telemetry.example.invalid:443*(the attempt was made in thread 'telemetry-flush', which may have been started by an earlier test)",
+    ])

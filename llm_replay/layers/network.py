@@ -127,7 +127,11 @@ class NetworkGuard:
         """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test).
         ``proxy``: the variables naming the loopback proxy ``host`` is."""
         advice = scope.advice if isinstance(scope.advice, str) else scope.advice()
-        error = NetworkBlocked(_proxy_message(host, port, proxy, advice) if proxy else _message(host, port, action, scope.policy, advice))
+        message = _proxy_message(host, port, proxy, advice) if proxy else _message(host, port, action, scope.policy, advice)
+        thread = threading.current_thread()
+        if thread is not threading.main_thread():  # a thread an earlier test started may still be running
+            message += f" (the attempt was made in thread {thread.name!r}, which may have been started by an earlier test)"
+        error = NetworkBlocked(message)
         if scope.on_blocked is not None:
             scope.on_blocked(error)
         return error
