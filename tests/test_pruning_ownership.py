@@ -327,3 +327,19 @@ def test_a_refresh_that_met_a_server_error_replaces_nothing(llm_pytester, server
     server.stop()
     env.setenv("CI", "true")
     llm_pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_refresh_with_a_refused_key_keeps_the_good_recording(llm_pytester, server, env):
+    """Refreshing with an expired key overwrote the 200 with the 401: the test failed, and so did CI from then on."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=SHARED.format(base_url=server.base_url))
+    llm_pytester.runpytest("--llm-mode=record", "test_app.py::test_one").assert_outcomes(passed=1)
+    before = cassette_file(llm_pytester).read_bytes()
+    env.setenv("OPENAI_API_KEY", "sk-expired-0000000000")
+    refreshed = llm_pytester.runpytest("--llm-mode=refresh", "test_app.py::test_one")
+    refreshed.assert_outcomes(failed=1)
+    refreshed.stdout.fnmatch_lines(["*AuthenticationError*401*"])
+    assert cassette_file(llm_pytester).read_bytes() == before
+    server.stop()
+    env.setenv("CI", "true")
+    llm_pytester.runpytest("test_app.py::test_one").assert_outcomes(passed=1)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # what explains a miss and compares answers is imported when 
 
 # Rate limits and server errors say nothing about the request: retry them live, never replay them.
 _NEVER_RECORDED = frozenset({429})
+# An answer refusing the key says nothing about the request either: a refresh never overwrites a success with it.
+_KEY_REFUSED = frozenset({401, 403})
 
 
 class Refreshed:
@@ -269,6 +271,10 @@ class Recorder:
         fingerprint, occurrence = key
         # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
         earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
+        if earlier is not None and response.status in _KEY_REFUSED and earlier.response.status < 400:
+            with self._lock:  # the key was refused (expired, another account's): no reason to lose the answer
+                self.unrecorded += 1
+            return
         owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
