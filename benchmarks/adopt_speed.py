@@ -9,7 +9,7 @@ Builds the cassette of audit_speed.py (chat requests to ``/v1/chat/completions``
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +38,11 @@ def timed(recorder: Recorder, requests: list[CanonicalRequest]) -> float:
 
 
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    adopted = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("count", nargs="?", type=int, default=100_000, help="recordings in the cassette (default 100,000)")
+    parser.add_argument("adopted", nargs="?", type=int, default=1_000, help="requests asked again at the new URL (default 1,000)")
+    options = parser.parse_args()
+    count, adopted = max(1, options.count), max(1, options.adopted)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "llm_cache.sqlite3"
         build(path, count)

@@ -8,6 +8,7 @@ loopback OpenAI-compatible server of tests/fake_openai.py; every timed call is a
 
 from __future__ import annotations
 
+import argparse
 import gc
 import statistics
 import sys
@@ -130,6 +131,7 @@ def measure() -> list[dict[str, Any]]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no options; --help says what it measures
     rows = measure()
     width = max(len(row["name"]) for row in rows)
     print(f"{'benchmark':<{width}}  {'median µs':>10}  {'ratio':>6}")

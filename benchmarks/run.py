@@ -316,6 +316,15 @@ def vcrpy_rows(workdir: Path, sizes: list[int], floor_us: float, replay_us: dict
 CASSETTER_MATCH_ON = ["method", "uri", "body"]
 
 
+def pytest_recording_missing() -> str | None:
+    """Why pytest-recording cannot be measured here, or None when it can (without it ``--record-mode`` is unknown)."""
+    try:
+        importlib.import_module("pytest_recording")
+    except ImportError as error:
+        return f"pytest-recording is not installed ({error}); pip install -e '.[bench]' in a venv of its own"
+    return None
+
+
 def cassetter_missing() -> str | None:
     """Why cassetter cannot be measured here, or None when it can."""
     try:
@@ -469,7 +478,9 @@ def _sessions(root: Path, tests: int, cassette_size: int, anchors: bool) -> dict
     }
     if not anchors:
         return sessions
-    anchors_at = {"pytest-recording": ("recording", VCR_MATCH_ON)}
+    anchors_at = {}
+    if pytest_recording_missing() is None:
+        anchors_at["pytest-recording"] = ("recording", VCR_MATCH_ON)
     if cassetter_missing() is None:
         anchors_at["cassetter"] = ("cassetter", CASSETTER_MATCH_ON)
     for name, (plugin, match_on) in anchors_at.items():
@@ -543,6 +554,8 @@ def session_rows(workdir: Path, tests: int, cassette_size: int, rounds: int, anc
         if name != "llm_replay":
             row.note += "; " + how_much_more(added["llm_replay"], samples, name)
         rows.append(row)
+    if anchors and pytest_recording_missing():
+        rows.append(Row(f"pytest session CPU, {tests:,} tests, pytest-recording: NOT MEASURED, {pytest_recording_missing()}", None))
     return rows
 
 
@@ -710,6 +723,8 @@ def targets(rows: list[Row]) -> list[str]:
             whole = theirs.median_us / mine.median_us  # type: ignore[operator]
             check(whole >= 10, f"test session >= 10x faster than pytest-recording: {whole:.1f}x for the whole session "
                   "(pytest start-up, client construction and the SDK included)")
+    if pytest_recording_missing():
+        lines.append(f"NOT MEASURED  test session >= 10x faster than pytest-recording: {pytest_recording_missing()}")
     # -- issue 16: per-test cost --
     for row in rows:
         if row.name.startswith("  llm_replay: added per test"):
