@@ -233,7 +233,7 @@ def test_bad_path(llm_cache):
 ''')
     result = llm_pytester.runpytest()
     result.assert_outcomes(passed=1, errors=1)
-    assert "bad match_ignore path 'messages[x]' in @pytest.mark.llm_cache: expected dotted JSON body fields" in result.stdout.str() + result.stderr.str()
+    assert "bad match_ignore path 'messages[x]' in @pytest.mark.llm_cache on test_rules.py::test_bad_path: expected dotted JSON body fields" in result.stdout.str() + result.stderr.str()
 
 
 def test_hook_masks_generated_ids_and_changed_rules_keep_old_recordings(llm_pytester, server, env):

@@ -169,7 +169,7 @@ def test_typo(llm_cache):
 ''')
     result = llm_pytester.runpytest()
     assert result.ret != 0
-    assert "layer in @pytest.mark.llm_cache: unknown layer 'langchian'; use one or both of: http, langchain" in result.stdout.str() + result.stderr.str()
+    assert "layer in @pytest.mark.llm_cache on test_bad.py::test_typo: unknown layer 'langchian'; use one or both of: http, langchain" in result.stdout.str() + result.stderr.str()
 
     write_ini(llm_pytester, "llm_layers = http grpc\n")
     result = llm_pytester.runpytest()

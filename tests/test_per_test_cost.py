@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import printed, write_ini
 
 import llm_replay
@@ -117,15 +118,15 @@ def test_a_session_keeps_counts_not_recorders_or_recordings(llm_pytester, server
 def test_settings_are_worked_out_once_per_distinct_configuration(tmp_path):
     suite = Suite(mode=Mode.RECORD, mode_is_explicit=False, cassette_spec=str(tmp_path / "c.sqlite3"), defaults=CacheSettings(), rootdir=tmp_path)
 
-    plain = suite.settings_for({}, {})
-    assert suite.settings_for({}, {}) is plain, "the same options give the very same settings"
-    ignoring = suite.settings_for({"match_ignore": ["metadata.id"]}, {})
+    plain = suite.settings_for({}, None)
+    assert suite.settings_for({}, None) is plain, "the same options give the very same settings"
+    ignoring = suite.settings_for({"match_ignore": ["metadata.id"]}, None)
     assert ignoring.match_ignore == ("metadata.id",) and plain.match_ignore == ()
-    assert suite.settings_for({"match_ignore": ("metadata.id",)}, {}) is ignoring, "a list and a tuple are the same option"
-    assert suite.settings_for({}, {"mode": "replay"}).mode is Mode.REPLAY
-    assert suite.settings_for({}, {}).mode is Mode.RECORD, "a marker's mode does not leak into the next test"
+    assert suite.settings_for({"match_ignore": ("metadata.id",)}, None) is ignoring, "a list and a tuple are the same option"
+    assert suite.settings_for({}, pytest.mark.llm_cache(mode="replay").mark).mode is Mode.REPLAY
+    assert suite.settings_for({}, None).mode is Mode.RECORD, "a marker's mode does not leak into the next test"
 
-    unhashable = suite.settings_for({"match_ignore": {"metadata.id"}}, {})  # a set cannot be a key: read each time
+    unhashable = suite.settings_for({"match_ignore": {"metadata.id"}}, None)  # a set cannot be a key: read each time
     assert unhashable.match_ignore == ("metadata.id",)
 
 

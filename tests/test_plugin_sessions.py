@@ -494,7 +494,7 @@ def test_bad_option_values_name_the_value_and_the_choices(llm_pytester):
     llm_pytester.makepyfile(test_bad="def test_nothing():\n    pass\n")
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*llm_cache scope must be one of ('test', 'suite'), not 'module'*"])
+    result.stderr.fnmatch_lines(["ERROR: scope in ini option llm_scope must be one of test, suite, not 'module'"])
 
     write_ini(llm_pytester)
     llm_pytester.makepyfile(test_bad='''
@@ -506,7 +506,7 @@ def test_marked(llm_cache):
 ''')
     result = llm_pytester.runpytest()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*llm_cache repeats must be one of ('cache', 'sequence'), not 'always'*"])
+    result.stdout.fnmatch_lines(["*repeats in @pytest.mark.llm_cache on test_bad.py::test_marked must be one of cache, sequence, not 'always'*"])
 
 
 def test_corrupt_cassette_fails_clearly_and_is_left_alone(llm_pytester, server):

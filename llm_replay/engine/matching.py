@@ -35,14 +35,14 @@ class _Step(NamedTuple):  # a value record as a NamedTuple: a frozen dataclass c
     which: str | int | None
 
 
-def parse_ignore_path(path: str, source: str) -> tuple[_Step, ...]:
-    """The steps of one ``match_ignore`` path; a malformed path is an error naming it and ``source``."""
+def parse_ignore_path(path: str, source: str, option: str = "match_ignore") -> tuple[_Step, ...]:
+    """The steps of one ``match_ignore`` path; a malformed path is an error naming it, ``option`` and ``source``."""
     steps: list[_Step] = []
     segments = path.strip().split(".") if isinstance(path, str) and path.strip() else [""]
     for number, segment in enumerate(segments):
         found = _SEGMENT.fullmatch(segment)
         if not segment or found is None or (found["key"] is None and number > 0):
-            raise ValueError(f"bad match_ignore path {path!r} in {source}: expected {PATH_SYNTAX}")
+            raise ValueError(f"bad {option} path {path!r} in {source}: expected {PATH_SYNTAX}")
         if found["key"] is not None:
             steps.append(_Step(False, _ANY if found["key"] == "*" else found["key"]))
         for index in _INDEX.findall(found["indexes"]):
@@ -50,11 +50,17 @@ def parse_ignore_path(path: str, source: str) -> tuple[_Step, ...]:
     return tuple(steps)
 
 
-def ignore_paths(value: str | Iterable[str], source: str) -> tuple[str, ...]:
-    """``match_ignore`` as given (one path or several), checked; errors name ``source``."""
+def ignore_paths(value: str | Iterable[str], source: str, option: str = "match_ignore") -> tuple[str, ...]:
+    """``match_ignore`` (or ``adopt_body_paths``, the ``option``) as given, one path or several, checked; errors name
+    ``option`` and ``source``."""
+    if not isinstance(value, (str, list, tuple, set, frozenset)):
+        raise ValueError(
+            f"{option} in {source} must be a list of JSON body paths, e.g. ['metadata.request_id', 'messages[*].name'] "
+            f"(or one path as a string), not {value!r}"
+        )
     paths = (value,) if isinstance(value, str) else tuple(value)
     for path in paths:
-        parse_ignore_path(path, source)
+        parse_ignore_path(path, source, option)
     return paths
 
 

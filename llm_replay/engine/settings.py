@@ -43,6 +43,23 @@ SCOPES = ("test", "suite")
 REPEATS = ("cache", "sequence")
 LAYERS = ("http", "langchain")
 ON_EXPIRED = ("warn", "fail", "refresh")
+# The ini key of each option that has one (what pytest_plugin registers); every ini option's errors name its key.
+INI_KEYS = {
+    "scope": "llm_scope",
+    "repeats": "llm_repeats",
+    "layer": "llm_layers",
+    "freeze_time": "llm_freeze_time",
+    "match_ignore": "llm_match_ignore",
+    "allow_hosts": "llm_allow_hosts",
+    "adopt_body_paths": "llm_adopt_body_paths",
+    "max_age": "llm_max_age",
+    "on_expired": "llm_on_expired",
+    "before_record": "llm_before_record",
+    "ignore_hosts": "llm_ignore_hosts",
+    "fail_unplayed": "llm_fail_unplayed",
+}
+INI_SOURCES = {option: f"ini option {key}" for option, key in INI_KEYS.items()}
+_CHOICES = {"scope": SCOPES, "repeats": REPEATS, "on_expired": ON_EXPIRED}
 _TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 _FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f"}
 
@@ -72,8 +89,20 @@ def parse_bool(value: str | bool, source: str) -> bool:
     raise ValueError(f"{source} must be true or false, not {value!r}")
 
 
+def parse_hosts(value: str | Sequence[str], source: str) -> tuple[str, ...]:
+    """A host list option's entries: a list, tuple or set of strings, or one string as the only entry (never split
+    into its letters). Anything else is an error naming ``source``."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(entry, str) for entry in value):
+        return tuple(value)
+    raise ValueError(f"{source} must be a list of hosts, e.g. ['api.example.com', '*.internal:8080'] (or one host as a string), not {value!r}")
+
+
 def parse_layers(value: str | Sequence[str], source: str) -> tuple[str, ...]:
     """Where llm_replay answers: ``"http"``, ``"langchain"``, or both (``"http,langchain"`` or a list)."""
+    if not isinstance(value, (str, list, tuple, set, frozenset)):
+        raise ValueError(f"{source}: expected 'http', 'langchain', 'http,langchain' or a list of them, not {value!r}")
     names = value.replace(",", " ").split() if isinstance(value, str) else [str(name).strip() for name in value]
     unknown = [name for name in names if name not in LAYERS]
     if unknown or not names:
@@ -102,6 +131,18 @@ def session_mode(cli: str | None, ini: str | None, environ: Mapping[str, str] = 
     if ini:
         return parse_mode(ini, "ini option llm_mode"), False
     return default_mode(environ), False
+
+
+def positional_options_error(args: Sequence[Any], source: str) -> ValueError:
+    """The error for positional arguments given where only keyword options are taken (``@pytest.mark.llm_cache("test")``):
+    it names ``source``, suggests the option a value belongs to (``scope="test"``) and lists the options."""
+    choices = {"scope": SCOPES, "mode": MODE_NAMES, "repeats": REPEATS, "layer": LAYERS, "on_expired": ON_EXPIRED}
+    meant = [next((f"{name}={arg!r}" for name, values in choices.items() if arg in values), None) for arg in args if isinstance(arg, str)]
+    hint = f" (did you mean {', '.join(meant)}?)" if len(meant) == len(args) and None not in meant else ""
+    given = f"argument{'s' if len(args) > 1 else ''} {', '.join(map(repr, args))}"
+    return ValueError(
+        f"{source} takes keyword arguments only, not the positional {given}{hint}; its options: {', '.join(sorted(_Options._fields))}"
+    )
 
 
 class _Options(NamedTuple):
@@ -150,49 +191,64 @@ class CacheSettings(_Options):
             raise ValueError(f"llm_cache on_expired must be one of {ON_EXPIRED}, not {settings.on_expired!r}")
         return settings
 
-    def updated(self, options: Mapping[str, Any], source: str) -> "CacheSettings":
-        """A copy with ``options`` applied; unknown option names are an error naming ``source``."""
+    def updated(self, options: Mapping[str, Any], source: str | Mapping[str, str]) -> "CacheSettings":
+        """A copy with ``options`` applied. Errors name where each option came from: ``source`` for all of them, or
+        a mapping option -> source (the ini: each option its own key, as in ``INI_SOURCES``)."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"{source} must give a dict of llm_cache options, e.g. {{'scope': 'test'}}, not {options!r}")
         known = set(self._fields)
-        unknown = sorted(set(options) - known)
+        unknown = sorted(set(options) - known, key=str)
         if unknown:
             raise ValueError(
-                f"unknown llm_cache option(s) {', '.join(map(repr, unknown))} in {source}; "
+                f"unknown llm_cache option(s) {', '.join(map(repr, unknown))} in {source if isinstance(source, str) else 'the ini file'}; "
                 f"known options: {', '.join(sorted(known))}"
             )
+
+        def where(name: str) -> str:
+            return source if isinstance(source, str) else source.get(name, "the ini file")
+
         changes = dict(options)
         if "mode" in changes:
-            changes["mode"] = parse_mode(changes["mode"], source)
+            changes["mode"] = parse_mode(changes["mode"], where("mode"))
+        for name, choices in _CHOICES.items():
+            if name in changes and changes[name] not in choices:
+                raise ValueError(f"{name} in {where(name)} must be one of {', '.join(choices)}, not {changes[name]!r}")
         for name in ("match_ignore", "adopt_body_paths"):
             # Ignore rules add up (ini, then llm_cache_config, then the marker): each level only widens them.
-            # None added (an ini's default) keeps them without loading the matching module and the request model.
+            # None or nothing added (an ini's default) keeps them without loading the matching module and the request model.
             given = changes.get(name)
-            if isinstance(given, str) or given:
+            if given is None or (not given and isinstance(given, (list, tuple, set, frozenset))):
+                if name in changes:
+                    changes[name] = getattr(self, name)
+            else:
                 from .matching import ignore_paths
 
-                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(given, source)))
-            elif name in changes:
-                changes[name] = getattr(self, name)
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ignore_paths(given, where(name), name)))
         for name in ("allow_hosts", "ignore_hosts"):
             # Like match_ignore, host lists add up.
-            if name in changes:
-                hosts = changes[name]
-                changes[name] = tuple(dict.fromkeys(getattr(self, name) + ((hosts,) if isinstance(hosts, str) else tuple(hosts))))
+            if changes.get(name) is not None:
+                hosts = parse_hosts(changes[name], f"{name} in {where(name)}")
+                changes[name] = tuple(dict.fromkeys(getattr(self, name) + hosts))
+            elif name in changes:
+                changes[name] = getattr(self, name)
         if changes.get("max_age") not in (None, ""):
             from .age import parse_age
 
-            changes["max_age"] = parse_age(changes["max_age"], f"max_age in {source}")
+            changes["max_age"] = parse_age(changes["max_age"], f"max_age in {where('max_age')}")
         elif "max_age" in changes:
             changes["max_age"] = None
         if changes.get("before_record") is not None:
             from .hooks import load_hook
 
-            changes["before_record"] = load_hook(changes["before_record"], f"before_record in {source}")
-        if "on_expired" in changes and changes["on_expired"] not in ON_EXPIRED:
-            raise ValueError(f"on_expired in {source} must be one of {', '.join(ON_EXPIRED)}, not {changes['on_expired']!r}")
-        if "fail_unplayed" in changes:
-            changes["fail_unplayed"] = parse_bool(changes["fail_unplayed"], f"fail_unplayed in {source}")
-        if "freeze_time" in changes:
-            changes["freeze_time"] = parse_bool(changes["freeze_time"], f"freeze_time in {source}")
+            changes["before_record"] = load_hook(changes["before_record"], f"before_record in {where('before_record')}")
+        hook = changes.get("before_fingerprint")
+        if hook is not None and not callable(hook):
+            raise ValueError(
+                f"before_fingerprint in {where('before_fingerprint')} must be a function taking and returning a CanonicalRequest, not {hook!r}"
+            )
+        for name in ("fail_unplayed", "freeze_time"):
+            if name in changes:
+                changes[name] = parse_bool(changes[name], f"{name} in {where(name)}")
         if "layer" in changes:
-            changes["layer"] = parse_layers(changes["layer"], f"layer in {source}")
+            changes["layer"] = parse_layers(changes["layer"], f"layer in {where('layer')}")
         return CacheSettings(**{**self._asdict(), **changes})  # not _replace, which skips the checks

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from ..engine.drift_classes import DRIFT_CLASSES, parse_drift_classes
-from ..engine.settings import DEFAULT_CASSETTE, MODE_NAMES, CacheSettings, Mode, session_mode
+from ..engine.settings import DEFAULT_CASSETTE, INI_KEYS, INI_SOURCES, MODE_NAMES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
 from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
@@ -114,14 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         mode, explicit = session_mode(config.getoption("--llm-mode"), config.getini("llm_mode"))
-        defaults = CacheSettings(
-            mode=mode, scope=config.getini("llm_scope"), repeats=config.getini("llm_repeats"), allow_hosts=tuple(config.getini("llm_allow_hosts"))
-        )
-        defaults = defaults.updated({"layer": config.getini("llm_layers")}, "ini option llm_layers")
-        defaults = defaults.updated({"freeze_time": config.getini("llm_freeze_time")}, "ini option llm_freeze_time")
-        defaults = defaults.updated({"match_ignore": config.getini("llm_match_ignore")}, "ini option llm_match_ignore")
-        for name in ("adopt_body_paths", "max_age", "on_expired", "before_record", "ignore_hosts", "fail_unplayed"):
-            defaults = defaults.updated({name: config.getini(f"llm_{name}")}, f"ini option llm_{name}")
+        ini = {option: _ini(config, key) for option, key in INI_KEYS.items()}
+        defaults = CacheSettings(mode=mode).updated(ini, INI_SOURCES)  # each option's error names its ini key
+        autouse = _ini(config, "llm_autouse")
         scrubber = Scrubber(env_names=tuple(config.getini("llm_secret_env")), patterns=tuple(config.getini("llm_secret_patterns")))
         prices = _price_book(config.getini("llm_prices"))
         fail_on_drift = _fail_on_drift(config)
@@ -142,6 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
         report_path=_report_path(config),
     )
     config.stash[SUITE].prune = config.getoption("--llm-prune")
+    config.stash[SUITE].autouse = autouse
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and _REFRESH_SINCE in workerinput:  # a pytest-xdist worker: one refresh with its siblings
         config.stash[SUITE].refresh_since = workerinput[_REFRESH_SINCE]
@@ -235,6 +231,18 @@ def _show_live_call(config: pytest.Config, slow_s: float, *call: Any) -> None:
     show_live_call(config, slow_s, *call)
 
 
+def _ini(config: pytest.Config, key: str) -> Any:
+    """``config.getini(key)``; a value pytest cannot read as its type (a bool: ``maybe``) is an error naming the key."""
+    try:
+        return config.getini(key)
+    except (ValueError, TypeError, pytest.UsageError) as error:  # pytest 8 raises ValueError, pytest 9 UsageError
+        fix = "; write true or false" if key in _INI_BOOLS else ""
+        raise ValueError(f"ini option {key}: {error}{fix}") from None
+
+
+_INI_BOOLS = ("llm_autouse", "llm_freeze_time", "llm_fail_unplayed")
+
+
 def _seconds(value: str | None, source: str, default: float) -> float:
     try:
         return default if value in (None, "") else float(value)  # type: ignore[arg-type]
@@ -278,7 +286,7 @@ def llm_cache() -> Iterator[Recorder]:
     # an override's own errors are its own (a fixture error of the test), raised before the options are checked
     config = item._request.getfixturevalue("llm_cache_config") if suite.config_overridden(item) else {}  # type: ignore[attr-defined]
     try:
-        settings = suite.settings_for(config, marker.kwargs if marker else {})
+        settings = suite.settings_for(config, marker, item)
         recorder = suite.recorder(settings, item.nodeid)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
@@ -361,7 +369,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     Decided here once per test, where an autouse fixture would cost every test of the session a fixture call.
     """
-    autouse = config.getini("llm_autouse")
+    autouse = config.stash[SUITE].autouse  # read and checked in pytest_configure
     of_parents: dict[Any, pytest.Mark | None] = {}
     for item in items:
         names = getattr(item, "fixturenames", None)

@@ -12,11 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
-from ..engine.settings import CacheSettings, Mode
+from ..engine.settings import CacheSettings, Mode, positional_options_error
 from ..model.runs import RunOutcome, Usage
 from ..model.scrub import Scrubber
 
 if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must stay cheap
+    import pytest
+
     from ..engine.drift_tally import DriftTally
     from ..engine.pricing import PriceBook
     from ..engine.read_ahead import ReadAhead
@@ -134,6 +136,7 @@ class Suite:
         self.run_uid = uuid.uuid4().hex
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self.prune = False
+        self.autouse = False  # ini llm_autouse: every test uses llm_cache
         self.outcome = RunOutcome()
         self.end_lines: list[str] = []
         self._sigterm: Any = None  # the SIGTERM handler we replaced, while the cassette may be written
@@ -217,23 +220,33 @@ class Suite:
             overridden = self._overridden_configs[parent] = bool(definitions) and definitions[-1].func.__module__ != _PLUGIN_MODULE
         return overridden
 
-    def settings_for(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
+    def settings_for(self, config_fixture: Mapping[str, Any], marker: pytest.Mark | None, item: Any = None) -> CacheSettings:
         """Settings by precedence: explicit CLI/env mode > marker > ``llm_cache_config`` > ini > default.
 
-        Worked out once per distinct pair of options (the same options always give the same settings).
+        Worked out once per distinct pair of options (the same options always give the same settings); errors name
+        ``item``, the test.
         """
+        if marker is None:
+            marker_kwargs: Mapping[str, Any] = _NO_OPTIONS
+        elif marker.args:  # pytest keeps them apart from the keyword options, which alone are read
+            raise positional_options_error(marker.args, _marker_source(item))
+        else:
+            marker_kwargs = marker.kwargs
         try:
-            key: Hashable = (_frozen(config_fixture) if config_fixture else (), _frozen(marker_kwargs) if marker_kwargs else ())
+            # None (an override that forgot to return its dict) goes to _frozen, which cannot take it, and is reported
+            # by _settings_now (a type check here would cost every test ~150 instructions).
+            config_key = _frozen(config_fixture) if config_fixture or config_fixture is None else ()
+            key: Hashable = (config_key, _frozen(marker_kwargs) if marker_kwargs else ())
             return self._settings[key]
-        except TypeError:  # an unhashable option value: worked out each time
-            return self._settings_now(config_fixture, marker_kwargs)
+        except (TypeError, AttributeError):  # an unhashable option value, or no dict: worked out (and checked) each time
+            return self._settings_now(config_fixture, marker_kwargs, item)
         except KeyError:
-            settings = self._settings[key] = self._settings_now(config_fixture, marker_kwargs)
+            settings = self._settings[key] = self._settings_now(config_fixture, marker_kwargs, item)
             return settings
 
-    def _settings_now(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any]) -> CacheSettings:
+    def _settings_now(self, config_fixture: Mapping[str, Any], marker_kwargs: Mapping[str, Any], item: Any) -> CacheSettings:
         settings = self.defaults.updated(config_fixture, "the llm_cache_config fixture")
-        settings = settings.updated(marker_kwargs, "@pytest.mark.llm_cache")
+        settings = settings.updated(marker_kwargs, _marker_source(item))
         if self.mode_is_explicit:
             settings = settings.updated({"mode": self.mode}, "--llm-mode")
         return settings
@@ -549,6 +562,12 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 
 _NOT_FROZEN, _UNREAD = WallClock(None), WallClock(None, unread=True)
 _PLUGIN_MODULE = "llm_replay.pytest_plugin.plugin"  # where the default llm_cache_config is defined
+_NO_OPTIONS: Mapping[str, Any] = {}  # a test without the marker (never changed)
+
+
+def _marker_source(item: Any) -> str:
+    """Where a marker's options came from, for their errors: the marker and the test it applies to."""
+    return f"@pytest.mark.llm_cache on {item.nodeid}" if item is not None else "@pytest.mark.llm_cache"
 
 
 def _new_clock() -> WallClock:
