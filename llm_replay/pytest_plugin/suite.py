@@ -462,12 +462,13 @@ class Suite:
 
     def usage_of(self, recorder: Recorder) -> Usage | None:
         """What a finished test used of the suite cassette, as plain values for its teardown report (which carries it
-        to the xdist controller): the recordings it recorded or replayed, and whether it refreshed or could write.
+        to the xdist controller): the recordings it recorded or replayed, and whether it refreshed (every live answer
+        kept: one not kept, a 5xx, leaves its earlier recordings its own) or could write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
         if recorder.cassette is not self._cassette:  # a test's in-memory cassette (scope='test'): nothing to own
             return None
         used = tuple((fingerprint, occurrence, count) for (fingerprint, occurrence), count in recorder.used.items())
-        return used, recorder.mode is Mode.REFRESH, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT)
+        return used, recorder.mode is Mode.REFRESH and not recorder.unrecorded, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT)
 
     def finish_run(self) -> None:
         """Settle ownership, record the run, count what went unused, prune if asked: once, at the end.
