@@ -16,11 +16,31 @@ _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 object na
 
 
 def checked_out(folder: Path) -> tuple[str, str] | None:
-    """The branch (the ref checked out; "" for a detached HEAD) and the commit checked out in the git work tree holding ``folder``, read from git's files (a run pays
-    no subprocess for it); None outside git, on a branch with no commit yet, or where the refs are not plain files."""
+    """The branch (the ref checked out; "" for a detached HEAD) and the commit checked out in the git work tree
+    holding ``folder``, read from git's files (a run pays no subprocess for it); None outside git. In git where the
+    commit cannot be read (a branch with no commit yet, refs not kept as plain files) the commit is "": a pass made
+    there is proven to be on no history."""
     git_dir = _git_dir(folder)
     if git_dir is None:
         return None
+    found = _resolved(git_dir)
+    if found is None and (git_dir / "reftable").is_dir():  # refs in git's binary tables: ask git (rare, ~5 ms)
+        found = _asked(folder)
+    return found or ("?", "")
+
+
+def _asked(folder: Path) -> tuple[str, str] | None:
+    try:
+        asked = subprocess.run(["git", "rev-parse", "HEAD", "--symbolic-full-name", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = asked.stdout.split()
+    if asked.returncode != 0 or len(lines) != 2 or not _COMMIT.fullmatch(lines[0]):
+        return None
+    return ("" if lines[1] == "HEAD" else lines[1], lines[0])  # a detached HEAD names itself
+
+
+def _resolved(git_dir: Path) -> tuple[str, str] | None:
     try:
         head = (git_dir / "HEAD").read_text().strip()
         if not head.startswith("ref:"):

@@ -132,15 +132,16 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
 def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | None, rootdir: Path) -> tuple[dict[str, TestPass], int]:
     """The passes that speak for the code checked out now, and how many do not. The bookkeeping outlives a checkout:
     a test that passed on another branch without a recording (it asks something else there, committed or not) says
-    nothing of whether this branch's test still needs it. A pass counts when it was made on this branch at its
-    commit or an ancestor of it; outside git (then and now), every pass counts."""
-    if checkout is None:  # outside git now: only passes made outside git count
+    nothing of whether this branch's test still needs it. In git, a pass counts when it was made on this branch at
+    its commit or an ancestor of it (not one made where no commit could be read, nor one older bookkeeping kept
+    without its branch); outside git, every pass made outside git."""
+    if checkout is None:
         here = {test: test_pass for test, test_pass in passes.items() if test_pass.checkout is None}
     else:
         branch, head = checkout
         same_branch = {test: test_pass.checkout[1] for test, test_pass in passes.items() if test_pass.checkout and test_pass.checkout[0] == branch}
-        ancestors = in_history(set(same_branch.values()) - {head}, rootdir) | {head}
-        here = {test: test_pass for test, test_pass in passes.items() if test_pass.checkout is None or same_branch.get(test) in ancestors}
+        ancestors = (in_history(set(same_branch.values()) - {head}, rootdir) | {head}) if head else set()
+        here = {test: test_pass for test, test_pass in passes.items() if same_branch.get(test) in ancestors}
     return here, len(passes) - len(here)
 
 
