@@ -59,14 +59,47 @@ def test_a_forked_childs_miss_or_blocked_attempt_fails_the_test_and_no_pool_hang
     result.stdout.fnmatch_lines([
         "*_ test_miss_in_a_process_whose_exit_code_nobody_reads _*",
         "llm_replay.CassetteMiss (caught by the code under test, still a failure):",
-        "in a forked child process (pid *): no recording for this request*",
+        "in a forked child process (pid * forked by test_forks.py::test_miss_in_a_process_whose_exit_code_nobody_reads): no recording for this request*",
     ])
     result.stdout.fnmatch_lines([
         "*_ test_blocked_in_a_child_without_llm_cache _*",
         "llm_replay.NetworkBlocked (caught by the code under test, still a failure):",
-        "in a forked child process (pid *): llm_replay blocked an attempt to look up child.example.invalid:443*",
+        "in a forked child process (pid * forked by test_forks.py::test_blocked_in_a_child_without_llm_cache): llm_replay blocked an attempt to look up child.example.invalid:443*",
     ])
     assert [line.split(" - ")[0] for line in result.outlines if line.startswith("FAILED")] == [
         f"FAILED test_forks.py::{name}" for name in ("test_miss_in_a_pool", "test_miss_in_a_process_whose_exit_code_nobody_reads", "test_blocked_in_a_child_without_llm_cache")
     ]
     assert server.requests == [], "nothing reached the server"
+
+
+POOL_OF_ASKS = '''
+import multiprocessing
+
+import openai
+
+
+def ask(question):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": question}}]).choices[0].message.content
+
+
+def test_asks_in_a_pool(llm_cache):
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        print("ANSWERS", pool.map(ask, ["Capital of France?", "Capital of Peru?"]))
+'''
+
+
+def test_what_forked_children_record_and_replay_is_the_tests_own_and_no_prune_deletes_it(llm_pytester, server, env):
+    """The children's replays were counted nowhere: the run said 0 replayed and 2 recordings unused, and
+    --llm-prune deleted both, so the next strict run missed."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_pool=POOL_OF_ASKS.format(base_url=server.base_url))
+    recorded = llm_pytester.runpytest("--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 2 recorded, 0 missed in 1 test*"])
+    server.stop()
+    env.setenv("CI", "true")
+    pruned = llm_pytester.runpytest("--llm-prune")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: 2 replayed, 0 recorded, 0 missed in 1 test*", "llm_replay: 0 recordings no longer used by the tests that ran"])
+    llm_pytester.runpytest().assert_outcomes(passed=1)

@@ -11,7 +11,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
-from .forked_children import tell_parent
+from .forked_children import IN_CHILD, tell_parent, tell_parent_used
 from .adoption import AdoptionIndex, candidate_lines, chosen, shape_change
 from .hooks import BeforeRecord, shaped
 from .host_patterns import HostPatterns
@@ -170,6 +170,8 @@ class Recorder:
                 self.used[found.key] = self.used.get(found.key, 0) + 1  # its own key: a recording found under older match rules keeps it
                 if self.mode is Mode.ADOPT and self._adoption is not None:
                     self._adoption.replayed.add(found.key)
+            if IN_CHILD:
+                tell_parent_used(*found.key, replayed=True)
                 self.interactions.append(found)
                 self.how.append(how)
         return found
@@ -251,6 +253,16 @@ class Recorder:
             return []
         return [key for key, tests, _ in self.cassette.index(owned=True) if self.test_id in tests and key not in self.used]
 
+    def count_use(self, key: Key, replayed: bool) -> None:
+        """A recording a forked child of the test replayed or recorded: the test's to own, as if it had itself."""
+        with self._lock:
+            if replayed:
+                self.replayed += 1
+                self.used[key] = self.used.get(key, 0) + 1
+            else:
+                self.recorded += 1
+                self.used.setdefault(key, 0)
+
     def count_miss(self, miss: CassetteMiss) -> None:
         """Remember a miss (a request without recording, or a blocked connection), so it fails the test (from a
         forked child too: it is sent to the process that runs the tests)."""
@@ -310,6 +322,8 @@ class Recorder:
             self.used.setdefault(interaction.key, 0)
             self.interactions.append(interaction)
             self.how.append("recorded")
+        if IN_CHILD:
+            tell_parent_used(*interaction.key, replayed=False)
         if replaced is not None:
             from .drift import Drift
 

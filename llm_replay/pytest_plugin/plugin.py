@@ -412,7 +412,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     suite = in_use.suite if in_use is not None else item.config.stash.get(SUITE, None)
     forked = sys.modules.get("llm_replay.engine.forked_children")  # loaded with the engine or the guard
     if forked is not None and suite is not None:
-        _count_from_children(forked.from_children(), recorder, suite)
+        _count_from_children(*forked.from_children(), recorder, suite)
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if report.passed and (blocked or recorder is not None):  # what the code caught, or left unplayed, still fails it
         _fail_what_was_caught(report, call.when, in_use, blocked)
@@ -426,13 +426,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def _count_from_children(messages: list[str], recorder: Recorder | None, suite: Suite) -> None:
-    """What forked children of this test missed or had blocked counts as the test's own."""
-    for message in messages:
+def _count_from_children(misses: list[str], used: list[tuple[Any, bool]], recorder: Recorder | None, suite: Suite) -> None:
+    """What forked children of this test missed, had blocked, replayed or recorded counts as the test's own."""
+    for message in misses:
         if recorder is not None:
             recorder.count_miss(CassetteMiss(message))
         else:
             suite.blocked.append(NetworkBlocked(message))
+    if recorder is not None:
+        for key, replayed in used:
+            recorder.count_use(key, replayed)
 
 
 def _fail_what_was_caught(report: pytest.TestReport, when: str, in_use: _InUse | None, blocked: list[Any] | tuple[()]) -> None:
