@@ -103,3 +103,28 @@ def test_what_forked_children_record_and_replay_is_the_tests_own_and_no_prune_de
     pruned.assert_outcomes(passed=1)
     pruned.stdout.fnmatch_lines(["llm_replay: 2 replayed, 0 recorded, 0 missed in 1 test*", "llm_replay: 0 recordings no longer used by the tests that ran"])
     llm_pytester.runpytest().assert_outcomes(passed=1)
+
+
+TERMINATED_CHILD = '''
+import multiprocessing
+import signal
+import time
+
+
+def test_a_terminated_child_ends_as_sigterm_ends_it(llm_cache):
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    child.start()
+    time.sleep(0.2)
+    child.terminate()
+    child.join(10)
+    assert child.exitcode == -signal.SIGTERM
+'''
+
+
+def test_a_forked_child_ends_on_sigterm_as_without_the_plugin_in_record_mode(llm_pytester):
+    """Record mode turns SIGTERM into a clean stop of the session; a forked child inherited that handler, printed
+    that the session stops, and exited 1 instead of dying of the signal."""
+    llm_pytester.makepyfile(test_terminate=TERMINATED_CHILD)
+    result = llm_pytester.runpytest("--llm-mode=record")
+    result.assert_outcomes(passed=1)
+    assert "llm_replay stops the session" not in result.stdout.str() + result.stderr.str()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
 import shlex
 import signal
 import threading
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
 
@@ -273,7 +275,7 @@ class Suite:
             return
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return
-        self._sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self._sigterm = signal.signal(signal.SIGTERM, partial(_raise_keyboard_interrupt, os.getpid()))
 
     @property
     def cassette_is_file(self) -> bool:
@@ -557,7 +559,11 @@ class Suite:
             self._sigterm = None
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+def _raise_keyboard_interrupt(session_pid: int, signum: int, frame: Any) -> None:
+    if os.getpid() != session_pid:  # a forked child inherited the handler: it ends as SIGTERM ends a process
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt(f"signal {signum} (SIGTERM): llm_replay stops the session and closes the cassette")
 
 
