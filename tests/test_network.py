@@ -484,8 +484,14 @@ def test_loopback_that_bypasses_the_proxy():
 '''
 
 
-def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_machine(llm_pytester, server, monkeypatch):
-    """The guard saw a loopback connect and let it go; the proxy then forwarded the request for api.openai.com."""
+@pytest.mark.parametrize(
+    "variables, host, address",
+    [(("HTTPS_PROXY", "HTTP_PROXY"), "http://localhost", "127.0.0.1"), (("Http_Proxy", "Https_Proxy"), "0.0.0.0", "0.0.0.0")],
+    ids=["localhost", "mixed-case names, 0.0.0.0 without a scheme"],
+)
+def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_machine(llm_pytester, server, monkeypatch, variables, host, address):
+    """The guard saw a loopback connect and let it go; the proxy then forwarded the request for api.openai.com. Clients
+    read the variables in any case, and 0.0.0.0 reaches this machine."""
     asked: list[bytes] = []
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -501,8 +507,8 @@ def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_ma
                 connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     threading.Thread(target=serve, daemon=True).start()
-    for variable in ("HTTPS_PROXY", "HTTP_PROXY"):
-        monkeypatch.setenv(variable, f"http://localhost:{port}")
+    for variable in variables:
+        monkeypatch.setenv(variable, f"{host}:{port}")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("FAKE_URL", server.base_url)
     llm_pytester.makepyfile(test_proxied=THROUGH_A_PROXY)
@@ -514,8 +520,18 @@ def test_a_proxy_on_loopback_named_by_the_environment_carries_nothing_off_the_ma
     assert asked == [], "the proxy was asked to carry nothing"
     failed = {line.split(" - ")[0] for line in result.outlines if line.startswith("FAILED")}
     assert failed == {"FAILED test_proxied.py::test_openai_through_the_proxy", "FAILED test_proxied.py::test_requests_through_the_proxy"}
-    assert result.stdout.str().count(f"blocked an attempt to connect to 127.0.0.1:{port}, the proxy that HTTPS_PROXY and HTTP_PROXY name:") == 2
-    result.stdout.fnmatch_lines([f"*the proxy that HTTPS_PROXY and HTTP_PROXY name*(NO_PROXY), or replay without the proxy (env -u HTTPS_PROXY -u HTTP_PROXY pytest)*"])
+    named = " and ".join(variables)
+    assert result.stdout.str().count(f"blocked an attempt to connect to {address}:{port}, the proxy that {named} name:") == 2
+    result.stdout.fnmatch_lines([f"*the proxy that {named} name*(NO_PROXY), or replay without the proxy (env -u {variables[0]} -u {variables[1]} pytest)*"])
+
+
+def test_the_machines_own_name_as_a_proxy_host_is_fenced_at_every_address_it_resolves_to():
+    from llm_replay.layers.network import loopback_proxies
+
+    own = socket.gethostname()
+    resolved = {info[4][0] for info in socket.getaddrinfo(own, 3128, proto=socket.IPPROTO_TCP)}
+    assert set(loopback_proxies({"https_proxy": f"http://{own}:3128"})) == {(address, 3128) for address in resolved}
+    assert loopback_proxies({"HTTPS_PROXY": "http://proxy.corp.example:3128", "NO_PROXY": "x"}) == {}, "a proxy elsewhere is the guard's already"
 
 
 LEFTOVER_THREAD = '''

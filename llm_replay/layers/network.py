@@ -353,29 +353,40 @@ def _proxy_message(host: str, port: Any, variables: tuple[str, ...], advice: str
     )
 
 
-_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+_PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")  # in any case, as urllib, requests and httpx read them
 _PROXY_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
 
 
 def loopback_proxies(environ: Mapping[str, str]) -> dict[tuple[str, int], tuple[str, ...]]:
     """(address, port) of each proxy on this machine that the environment names, and the variables naming it:
-    connecting to one is no loopback call but a request for wherever the proxy forwards it."""
+    connecting to one is no loopback call but a request for wherever the proxy forwards it. On this machine: a
+    loopback or unspecified address (``0.0.0.0``), ``localhost``, or the machine's own name (what it resolves to)."""
     found: dict[tuple[str, int], tuple[str, ...]] = {}
-    for variable in _PROXY_VARIABLES:
-        value = environ.get(variable, "").strip()
-        if not value:
+    for variable, value in sorted(environ.items()):
+        if variable.lower() not in _PROXY_VARIABLES or not value.strip():
             continue
-        parts = urlsplit(value if "://" in value else f"http://{value}")
+        parts = urlsplit(value.strip() if "://" in value else f"http://{value.strip()}")
         try:
             port = parts.port or _PROXY_PORTS.get(parts.scheme.lower(), 80)
         except ValueError:
             continue  # no port a client could use either
-        host = (parts.hostname or "").lower()
-        address = _address(host)
-        addresses = ("127.0.0.1", "::1") if host in LOCAL_NAMES else (str(address),) if address is not None and address.is_loopback else ()
-        for each in addresses:
-            found[each, port] = (*found.get((each, port), ()), variable)
+        for address in _local_addresses((parts.hostname or "").lower(), port):
+            found[address, port] = (*found.get((address, port), ()), variable)
     return found
+
+
+def _local_addresses(host: str, port: int) -> tuple[str, ...]:
+    """The addresses a client connects to for ``host`` when it is this machine; none when it is not."""
+    address = _address(host)
+    if address is not None:
+        return (str(address),) if address.is_loopback or address.is_unspecified else ()
+    if not (host in LOCAL_NAMES or host.endswith(".localhost") or host == _own_name()):
+        return ()
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        resolved = set()
+    return tuple(sorted({"127.0.0.1", "::1", *resolved})) if host != _own_name() else tuple(sorted(resolved))
 
 
 _OWN_NAME: list[str] = []
