@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from typing import Callable, Mapping
+from functools import partial
+from typing import Any, Callable, Mapping
 
 from ..errors import CassetteError
 
@@ -51,6 +52,18 @@ def _deflate(body: bytes) -> bytes:
         return zlib.decompress(body, -zlib.MAX_WBITS)
 
 
+def _zstd(zstandard: Any, body: bytes) -> bytes:
+    """Every frame, as httpx reads them (one frame's decoder stops at its end), and never a truncated one."""
+    frames = []
+    while body:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        frames.append(frame.decompress(body))
+        if not frame.eof:
+            raise ValueError("zstd data is incomplete")
+        body = frame.unused_data
+    return b"".join(frames)
+
+
 _DECODERS: dict[str, Callable[[bytes], bytes]] = {"gzip": gzip.decompress, "x-gzip": gzip.decompress, "deflate": _deflate}
 
 
@@ -66,7 +79,7 @@ def _optional_decoder(coding: str) -> Callable[[bytes], bytes]:
         if coding == "zstd":
             import zstandard
 
-            return lambda body: zstandard.ZstdDecompressor().decompressobj().decompress(body)
+            return partial(_zstd, zstandard)
     except ImportError:
         package = {"br": "brotli", "zstd": "zstandard"}[coding]
         raise CassetteError(
