@@ -190,6 +190,26 @@ def test_a_recording_that_clashes_keeps_ours_owned_by_both_branches_tests(tmp_pa
     assert kept.response.body == b'{"answer":"A"}' and kept.tests == ("tests/test_a.py::test_x", "tests/test_b.py::test_y")
 
 
+def test_a_recording_only_ours_re_recorded_is_kept_without_calling_it_a_clash(tmp_path, capsys):
+    """The base and theirs agree, ours refreshed it: ours is the merge, and the driver said both branches recorded it
+    differently and asked for a re-recording."""
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+    from llm_replay.stores.sqlite import SQLiteCache
+
+    request = canonicalize("POST", "https://api.openai.com/v1/chat/completions", b'{"model":"m","messages":[{"role":"user","content":"hi"}]}', "application/json")
+    for name, answer in (("base", b'{"answer":"old"}'), ("theirs", b'{"answer":"old"}'), ("ours", b'{"answer":"refreshed"}')):
+        cassette = SQLiteCache(tmp_path / f"{name}.sqlite3")
+        cassette.put(Interaction.of(request, RecordedResponse(200, "OK", {}, answer), tests=("tests/test_a.py::test_x",)))
+        cassette.close()
+    assert main(["merge", *(str(tmp_path / f"{name}.sqlite3") for name in ("base", "ours", "theirs"))]) == 0
+    out = capsys.readouterr().out
+    assert out == "llm-replay merge: added 0 recordings from the other branch, 1 were already here\n"
+    merged = SQLiteCache(tmp_path / "ours.sqlite3", readonly=True)
+    assert [i.response.body for i in merged.interactions()] == [b'{"answer":"refreshed"}']
+    merged.close()
+
+
 def test_merge_and_textconv_refuse_what_is_no_cassette_naming_the_file_and_changing_nothing(tmp_path, capsys):
     """Run by hand, the driver's arguments may be wrong: a missing or folder THEIRS merged nothing and exited 0, and a
     file that is no cassette was named by the path of a temporary copy, with advice about a pytest option."""

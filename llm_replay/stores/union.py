@@ -62,9 +62,10 @@ def add_missing(cassette: "Store", interactions: Iterable[Interaction], base: "S
             report.added += 1
             continue
         owners = tuple(dict.fromkeys(existing.tests + interaction.tests))
-        if same_answer(existing, interaction):
-            report.identical += 1
-        elif _only_theirs_changed(base.get(*interaction.key) if base is not None else None, existing, interaction):
+        ancestor = base.get(*interaction.key) if base is not None else None
+        if same_answer(existing, interaction) or (ancestor is not None and same_answer(ancestor, interaction)):
+            report.identical += 1  # the same, or only ours re-recorded it since the ancestor: ours stays, no clash
+        elif ancestor is not None and same_answer(ancestor, existing):  # only theirs re-recorded it
             cassette.put(replace(interaction, tests=owners))
             report.taken += 1
             continue
@@ -74,9 +75,6 @@ def add_missing(cassette: "Store", interactions: Iterable[Interaction], base: "S
             cassette.put(replace(existing, tests=owners))
     return report
 
-
-def _only_theirs_changed(ancestor: Interaction | None, ours: Interaction, theirs: Interaction) -> bool:
-    return ancestor is not None and same_answer(ancestor, ours) and not same_answer(ancestor, theirs)
 
 
 def union_into(target: "Store", source: "Store", interactions: Iterable[Interaction] | None = None, base: "Store | None" = None) -> UnionReport:
