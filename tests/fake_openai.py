@@ -15,6 +15,9 @@ Test switches:
   carries the header `x-fake-gzip: 1` or the query parameter `fake_gzip=1`; with
   `x-fake-content-encoding: <value>` it is encoded as that header value says, in any
   case and stacked (`GZIP`, `identity, gzip`, `deflate, gzip`), as HTTP allows.
+- `x-fake-answer: <text>` makes chat and Responses answer that text (a chat tool call's arguments become
+  `{"q": <text>}`) instead of the echo; with `x-fake-piece-size: <n>` a stream sends it, and a tool call's
+  arguments, `n` characters per event, as real models stream tokens.
 """
 
 from __future__ import annotations
@@ -42,6 +45,22 @@ MODEL_ERRORS = {
     "error-429": (429, "rate limited for test"),
     "error-500": (500, "server error for test"),
 }
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a request's ``x-fake-answer`` and ``x-fake-piece-size`` headers ask a fake to answer, and how to stream it."""
+
+    text: str | None = None
+    size: int = 0
+
+    @classmethod
+    def of(cls, headers: dict[str, str]) -> "Said":
+        return cls(headers.get("x-fake-answer"), int(headers.get("x-fake-piece-size") or 0))
+
+    def pieces(self, text: str, default: Callable[[str], list[str]]) -> list[str]:
+        """``text`` cut into pieces of ``size`` characters, or as ``default`` cuts it."""
+        return [text[at : at + self.size] for at in range(0, len(text), self.size)] if self.size else default(text)
 
 
 @dataclass
@@ -151,6 +170,9 @@ class FakeOpenAI(LoopbackServing):
             return n, _error(400, "We could not parse the JSON body of your request.")
         if body.get("model") in MODEL_ERRORS:
             return n, _error(*MODEL_ERRORS[body["model"]])
+        said = Said.of(request["headers"])
+        if path in ("/v1/chat/completions", "/v1/responses"):
+            return n, _JSON_ROUTES[path](body, n, said)  # type: ignore[call-arg]
         return n, _JSON_ROUTES[path](body, n)
 
 
@@ -307,8 +329,8 @@ def _sse(payloads: list[dict[str, Any]]) -> list[str]:
     return [f"data: {json.dumps(payload)}\n\n" for payload in payloads]
 
 
-def _chat(body: dict[str, Any], n: int) -> _Reply:
-    """Echo the last message; call the first tool when tools are offered after a user turn."""
+def _chat(body: dict[str, Any], n: int, said: Said = Said()) -> _Reply:
+    """Echo the last message (or say ``said.text``); call the first tool when tools are offered after a user turn."""
     messages = body.get("messages") or [{}]
     last = messages[-1]
     text = _text(last.get("content"))
@@ -320,11 +342,11 @@ def _chat(body: dict[str, Any], n: int) -> _Reply:
     for i in range(body.get("n") or 1):
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
         if call_tool:
-            arguments = json.dumps({"q": text})
+            arguments = json.dumps({"q": text if said.text is None else said.text})
             function = {"name": tools[0]["function"]["name"], "arguments": arguments}
             message["tool_calls"] = [{"id": f"call_fake_{n}_{i}", "type": "function", "function": function}]
         else:
-            message["content"] = f"echo[{i}]: {text} #{n}"
+            message["content"] = f"echo[{i}]: {text} #{n}" if said.text is None else said.text
         finish = "tool_calls" if call_tool else "stop"
         choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
     prompt = sum(_tokens(_text(m.get("content"))) for m in messages)
@@ -341,11 +363,11 @@ def _chat(body: dict[str, Any], n: int) -> _Reply:
     }
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _Reply(sse=_sse(_chat_chunks(answer, include_usage)) + ["data: [DONE]\n\n"])
+        return _Reply(sse=_sse(_chat_chunks(answer, include_usage, said)) + ["data: [DONE]\n\n"])
     return _Reply(json=answer)
 
 
-def _chat_chunks(answer: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+def _chat_chunks(answer: dict[str, Any], include_usage: bool, said: Said = Said()) -> list[dict[str, Any]]:
     """Replay a finished chat completion as OpenAI's chunk sequence."""
     head = {key: answer[key] for key in ("id", "created", "model", "system_fingerprint")}
     head["object"] = "chat.completion.chunk"
@@ -362,9 +384,13 @@ def _chat_chunks(answer: dict[str, Any], include_usage: bool) -> list[dict[str, 
         chunks.append(chunk(index, {"role": "assistant", "content": "", "refusal": None}))
         if "tool_calls" in message:
             calls = [{"index": k, **call} for k, call in enumerate(message["tool_calls"])]
-            chunks.append(chunk(index, {"tool_calls": calls}))
+            if not said.size:
+                chunks.append(chunk(index, {"tool_calls": calls}))
+            for k, call in enumerate(calls if said.size else ()):  # the arguments a few characters at a time
+                chunks.append(chunk(index, {"tool_calls": [{**call, "function": {**call["function"], "arguments": ""}}]}))
+                chunks += [chunk(index, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]}) for piece in said.pieces(call["function"]["arguments"], _split)]
         else:
-            chunks += [chunk(index, {"content": piece}) for piece in _split(message["content"])]
+            chunks += [chunk(index, {"content": piece}) for piece in said.pieces(message["content"], _split)]
         chunks.append(chunk(index, {}, choice["finish_reason"]))
     if include_usage:
         chunks.append({**head, "choices": [], "usage": answer["usage"]})
@@ -426,15 +452,15 @@ def _embeddings(body: dict[str, Any], n: int) -> _Reply:
     return _Reply(json=answer)
 
 
-def _responses(body: dict[str, Any], n: int) -> _Reply:
-    """Responses API: one assistant message echoing the last input item."""
+def _responses(body: dict[str, Any], n: int, said: Said = Said()) -> _Reply:
+    """Responses API: one assistant message echoing the last input item (or saying ``said.text``)."""
     given = body.get("input", "")
     last = given if isinstance(given, str) else (given or [{}])[-1]
     if isinstance(last, str):
         text = last
     else:
         text = _text(last.get("content")) or str(last.get("output", ""))
-    answer_text = f"echo: {text} #{n}"
+    answer_text = f"echo: {text} #{n}" if said.text is None else said.text
     part = {"type": "output_text", "text": answer_text, "annotations": [], "logprobs": []}
     item = {
         "id": f"msg_fake_{n}",
@@ -477,11 +503,11 @@ def _responses(body: dict[str, Any], n: int) -> _Reply:
         "metadata": {},
     }
     if body.get("stream"):
-        return _Reply(sse=_response_events(answer))
+        return _Reply(sse=_response_events(answer, said))
     return _Reply(json=answer)
 
 
-def _response_events(answer: dict[str, Any]) -> list[str]:
+def _response_events(answer: dict[str, Any], said: Said = Said()) -> list[str]:
     """Replay a finished response as the typed, numbered SSE events of the Responses API."""
     item = answer["output"][0]
     part = item["content"][0]
@@ -489,7 +515,7 @@ def _response_events(answer: dict[str, Any]) -> list[str]:
     where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
     started = {**item, "status": "in_progress", "content": []}
     deltas = [
-        ("response.output_text.delta", {**where, "delta": piece, "logprobs": []}) for piece in _split(part["text"])
+        ("response.output_text.delta", {**where, "delta": piece, "logprobs": []}) for piece in said.pieces(part["text"], _split)
     ]
     events: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": pending}),

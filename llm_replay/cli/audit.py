@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from ..errors import CassetteError, CommandError
 from ..model.credentials import is_secret_header
 from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, base64_texts, env_placeholder
+from ..model.streamed_text import StreamedBody, looks_streamed
 from ..stores.spec import open_store, redacted, scheme
 from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
 from .secret_shapes import require_detectors, secret_shapes
@@ -87,7 +88,11 @@ class Audit:
 
     def replaced(self, text: str) -> str:
         """``text`` with every secret the audit finds in it replaced by a placeholder (longest first), in the bytes
-        behind its base64 bodies too (re-encoded)."""
+        behind its base64 bodies too (re-encoded); in a stream, in each field's text joined from its pieces too."""
+        if _looks_streamed(text):
+            streamed = self._stream_replaced(text)
+            if streamed is not None:
+                return streamed
         text = self._replaced(text)
         for encoded in _base64_pieces(text):
             decoded = _decoded_base64(encoded)
@@ -101,6 +106,19 @@ class Audit:
         for value in values:
             text = text.replace(value, self._placeholders.get(value, PATTERN_PLACEHOLDER))
         return text
+
+    def _stream_replaced(self, text: str) -> str | None:
+        """``replaced`` of a stream body: the SSE body's text, then the secrets found in the fields' joined pieces
+        (``StreamedBody.replace``)."""
+        data = self._replaced(text).encode("utf-8", "surrogateescape")
+        stream = StreamedBody.of(data)
+        if stream is None:
+            return data.decode("utf-8", "surrogateescape")
+        values = sorted({value for _, value in self.detect(stream.text()) if value}, key=len, reverse=True)
+        if values:
+            stream.replace(lambda joined: [(start, start + len(value), self._placeholders.get(value, PATTERN_PLACEHOLDER))
+                                           for value in values for start in _offsets(joined, value)])
+        return stream.body().decode("utf-8", "surrogateescape")
 
     def remedy(self, path: Path | str) -> str:
         """The command that removes what was found in ``path`` (a cassette's side files: the cassette's)."""
@@ -127,17 +145,18 @@ class Audit:
             raise CommandError(f"audit reads files and redis:// cassettes, not {shown}")
         stored_headers: list[Finding] = []
 
-        def keys() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+        def keys() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
             for name, value in cassette.raw():
                 key, texts = _named(name.decode("utf-8", "surrogateescape")), list(_key_texts(value))
-                for header in (header for place, text in texts if place == "field headers" for header in _header_names(text)):
+                for header in (header for place, text, _ in texts if place == "field headers" for header in _header_names(text)):
                     stored_headers.append(Finding(shown, f"key {key}, field headers", f"credential header {header!r} stored", "", remedy))
                 yield key, texts
 
         try:
-            for key, place, text in _flagged(keys(), self):
+            for key, place, text, source in _flagged(keys(), self):
                 for kind, value in self.detect(text):
-                    yield Finding(shown, f"key {key}, {place}{_json_place(text)}", kind, value, remedy)
+                    if value not in source:  # else found in the text it was read from
+                        yield Finding(shown, f"key {key}, {place}{_json_place(text)}", kind, value, remedy)
             yield from stored_headers
         finally:
             cassette.close()
@@ -147,9 +166,10 @@ class Audit:
         remedy = self.remedy(path)
         SQLiteCache(path, readonly=True).close()  # refuses, naming the file, what is no cassette at all
         with _read_only(path) as connection:
-            for where, text in _cells(connection, self):
+            for where, text, source in _cells(connection, self):
                 for kind, value in self.detect(text):
-                    yield Finding(path, where, kind, value, remedy)
+                    if value not in source:  # else found in the text it was read from
+                        yield Finding(path, where, kind, value, remedy)
             for fingerprint, occurrence, headers in connection.execute("SELECT fingerprint, occurrence, headers FROM interactions"):
                 for name in json.loads(headers):
                     if is_secret_header(name):
@@ -243,25 +263,37 @@ def table_rows(connection: sqlite3.Connection) -> Iterator[tuple[str, list[str],
         yield table, columns, ",".join(key_names), connection.execute(f"SELECT {selected} FROM {_quoted(table)}")
 
 
-def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, str]]:
-    """(where, text) of every text and blob cell that may hold a secret, plus the schema's text."""
+def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, str, str]]:
+    """(where, text, source) of every text and blob cell that may hold a secret, plus the schema's text, and what a
+    cell stands for that no search of it sees (``source``: the cell a text was read from, or "" for a cell itself)."""
     for name, sql in connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"):
-        yield f"schema of {name}", sql
+        yield f"schema of {name}", sql, ""
     for table, columns, key_name, rows in table_rows(connection):
         width = len(key_name.split(","))
-        texts = ((row[:width], [piece for column, cell in zip(columns, row[width:]) if (text := _text(cell)) for piece in _with_binary(column, text)]) for row in rows)
-        for key, column, text in _flagged(texts, audit):
-            yield f"table {table}, row {'#'.join(_named(str(part)) for part in key)}, column {column}{_json_place(text)}", text
+        answers = columns.index("body") if table == "interactions" and "body" in columns else None
+        texts = ((row[:width], _row_pieces(columns, row[width:], answers)) for row in rows)
+        for key, column, text, source in _flagged(texts, audit):
+            yield f"table {table}, row {'#'.join(_named(str(part)) for part in key)}, column {column}{_json_place(text)}", text, source
 
 
-def _flagged(rows: Iterable[tuple[Any, list[tuple[str, str]]]], audit: Audit) -> Iterator[tuple[Any, str, str]]:
-    """(row, place, text) of every text in a batch of ``_BATCH`` rows whose texts, read as one, hold a secret:
+def _row_pieces(columns: list[str], cells: tuple, answers: int | None) -> list[tuple[str, str, str]]:
+    """(column, text, source) of a row's cells, then what they stand for: a request's base64 body decoded, and (in a
+    row of ``interactions``: ``answers`` is where its body is) a streamed response's joined texts (``_body_pieces``)."""
+    pieces = [piece for column, cell in zip(columns, cells) if (text := _text(cell)) for piece in _with_binary(column, text)]
+    if answers is not None:
+        body = cells[answers]
+        pieces += _body_pieces("body", body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body or b"")
+    return pieces
+
+
+def _flagged(rows: Iterable[tuple[Any, list[tuple[str, str, str]]]], audit: Audit) -> Iterator[tuple[Any, str, str, str]]:
+    """(row, place, text, source) of every text in a batch of ``_BATCH`` rows whose texts, read as one, hold a secret:
     the detectors run once per batch, and again text by text only where they hit. Each row is counted."""
     rows = iter(rows)
     while batch := list(itertools.islice(rows, _BATCH)):
         audit.rows += len(batch)
-        if any(True for _ in audit.detect(_SEPARATOR.join(text for _, texts in batch for _, text in texts))):
-            yield from ((row, place, text) for row, texts in batch for place, text in texts)
+        if any(True for _ in audit.detect(_SEPARATOR.join(text for _, texts in batch for _, text, _ in texts))):
+            yield from ((row, place, text, source) for row, texts in batch for place, text, source in texts)
 
 
 def _named(part: str) -> str:
@@ -269,27 +301,52 @@ def _named(part: str) -> str:
     return _mask(part) if any(True for _ in secret_shapes(part)) else part
 
 
-def _key_texts(value: Any) -> Iterator[tuple[str, str]]:
-    """(place, text) of every piece a Redis key holds: a string's value, a hash's field names and values, a set's members."""
+def _key_texts(value: Any) -> Iterator[tuple[str, str, str]]:
+    """(place, text, source) of every piece a Redis key holds: a string's value, a hash's field names and values, a
+    set's members; and what a recording's body stands for (``_body_pieces``)."""
     if isinstance(value, dict):
         for name, data in value.items():
             field_name = name.decode("utf-8", "surrogateescape")
-            yield f"name of field {_named(field_name)}", field_name
-            yield f"field {_named(field_name)}", data.decode("utf-8", "surrogateescape")
+            yield f"name of field {_named(field_name)}", field_name, ""
+            yield f"field {_named(field_name)}", data.decode("utf-8", "surrogateescape"), ""
+        if b"body" in value:
+            yield from _body_pieces("field body", value[b"body"])
     elif isinstance(value, list):
         for member in value:
-            yield "member", member.decode("utf-8", "surrogateescape")
+            yield "member", member.decode("utf-8", "surrogateescape"), ""
     else:
         yield from _with_binary("value", value.decode("utf-8", "surrogateescape"))
 
 
-def _with_binary(place: str, text: str) -> Iterator[tuple[str, str]]:
-    """(place, text), then the bytes behind a stored request's base64 body (a body or form field that is not UTF-8),
+def _with_binary(place: str, text: str) -> Iterator[tuple[str, str, str]]:
+    """(place, text, ""), then the bytes behind a stored request's base64 body (a body or form field that is not UTF-8),
     where no text search sees a key."""
-    yield place, text
+    yield place, text, ""
     decoded = "\n".join(filter(None, map(_decoded_base64, _base64_pieces(text))))
     if decoded:
-        yield f"{place}, base64 body decoded", decoded
+        yield f"{place}, base64 body decoded", decoded, text
+
+
+def _body_pieces(place: str, body: bytes) -> list[tuple[str, str, str]]:
+    """(place, text, source) of what a stored response body stands for, where no search of its bytes sees a secret:
+    each streamed field's pieces joined (a key streamed a few characters per event). Only a stream is read further:
+    any other costs a look at its start."""
+    pieces: list[tuple[str, str, str]] = []
+    if not looks_streamed(body):
+        return pieces
+    source = body.decode("utf-8", "surrogateescape")
+    stream = StreamedBody.of(body)
+    if stream is None:
+        return pieces
+    joined = stream.text()
+    if joined:
+        pieces.append((f"{place}, streamed text joined per field", joined, source))
+    return pieces
+
+
+def _looks_streamed(text: str) -> bool:
+    """``looks_streamed`` of a cell read as text."""
+    return looks_streamed(text[:64].encode("utf-8", "surrogateescape"))
 
 
 def _base64_pieces(text: str) -> list[str]:

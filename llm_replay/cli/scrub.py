@@ -1,7 +1,7 @@
 """``llm-replay scrub [PATH|URL...]``: remove from cassettes and exports every secret ``llm-replay audit`` finds there.
 
 A cassette is rewritten in place: each recording is stored again through the Scrubber (credential headers,
-query parameters and body fields, test ids), then every remaining secret the audit recognises is replaced in
+query parameters and body fields, test ids, secrets a stream spreads over its events), then every remaining secret the audit recognises is replaced in
 every cell of every table, the write-ahead log is folded in and removed, and VACUUM rebuilds the file so
 no deleted row survives in free space. A Redis cassette is scrubbed the same way, key by key under its
 prefix (what the server's own RDB/AOF files still hold is the server's to rewrite). Keys stay as they
@@ -72,7 +72,8 @@ def scrub_redis(url: str, audit: Audit) -> int:
 
 
 def _put_again(cassette: Store) -> None:
-    """Store every recording again, through the cassette's Scrubber (credential headers, fields, test ids)."""
+    """Store every recording again, through the cassette's Scrubber (credential headers, fields, test ids, secrets
+    spread over a stream's events)."""
     for interaction in list(cassette.interactions()):
         cassette.put(interaction)
 

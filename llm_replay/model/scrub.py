@@ -31,12 +31,16 @@ from .credentials import (
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubber at start-up, before any request
     from .fingerprint import CanonicalRequest
     from .interaction import Interaction, RecordedResponse
+    from .streamed_text import StreamedBody
 
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"
 _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
+# The first byte of a stream: a server-sent event's field (data:, event:, id:, retry:, a comment), or blank before one.
+# Any other answer (JSON, text, audio) is told from a stream by it and never loads streamed_text.py.
+_STREAM_FIRST_BYTES = frozenset(bytes([byte]) for byte in b"deir: \t\r\n")
 
 
 class _NameRules:
@@ -245,13 +249,64 @@ class Scrubber:
             for name, values in response.headers.items()
             if not is_secret_header(name)
         }
-        body = self.data(response.body, secrets)
-        if rules.hint_bytes.search(body):
-            body = rules.json_field_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
-            body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
-            if any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
-                body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+        body = response.body
+        if body[:1] in _STREAM_FIRST_BYTES:
+            body = self._stream(body, secrets, headers)
+        else:  # the usual case: one JSON answer, text, audio (``_body``, written out: a call costs every answer)
+            body = self.data(body, secrets)
+            if rules.hint_bytes.search(body):
+                body = self._named(body, headers, rules)
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
+
+    def _body(self, body: bytes, secrets: Sequence[tuple[str, str]], headers: Mapping[str, list[str]] | None = None) -> bytes:
+        """A response body without secret values, pattern matches, secret-named JSON
+        fields' values and URL passwords (and secret-named form fields' values where ``headers`` say it is a form)."""
+        rules = name_rules()
+        body = self.data(body, secrets)
+        return self._named(body, headers, rules) if rules.hint_bytes.search(body) else body
+
+    def _named(self, body: bytes, headers: Mapping[str, list[str]] | None, rules: _NameRules) -> bytes:
+        """A body some rule by name may apply to (``hint_bytes``) with the secret-named fields' values and URL passwords replaced."""
+        body = rules.json_field_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
+        body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
+        if headers and any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
+            body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+        return body
+
+    def _stream(self, body: bytes, secrets: Sequence[tuple[str, str]], headers: Mapping[str, list[str]]) -> bytes:
+        """A body that may be a stream (server-sent events), scrubbed as any body; then the secrets its events spread
+        over several pieces."""
+        from .streamed_text import StreamedBody, looks_streamed
+
+        body = self._body(body, secrets, headers)
+        if looks_streamed(body) and self._may_split(body, secrets) and (stream := StreamedBody.of(body)) is not None:
+            return self._unsplit(stream, secrets)
+        return body
+
+    def _may_split(self, raw: bytes, secrets: Sequence[tuple[str, str]]) -> bool:
+        """Whether a stream's pieces could spell a secret that no piece holds whole: a pattern may match anything; a
+        secret value only if some piece ends with its start (``may_be_split``, a few searches, nothing parsed)."""
+        from .streamed_text import may_be_split
+
+        return bool(self._text_patterns) or may_be_split(raw, (value for value, _ in secrets))
+
+    def _unsplit(self, stream: StreamedBody, secrets: Sequence[tuple[str, str]]) -> bytes:
+        """The stream's body with every secret value and pattern match that its events spread over several pieces
+        replaced in the text the pieces make up."""
+        stream.replace(lambda text: self._spans(text, secrets))
+        return stream.body()
+
+    def _spans(self, text: str, secrets: Sequence[tuple[str, str]]) -> list[tuple[int, int, str]]:
+        """Where each secret value and pattern match is in ``text``, and its placeholder."""
+        spans = []
+        for value, name in secrets:
+            start = text.find(value)
+            while start >= 0:
+                spans.append((start, start + len(value), env_placeholder(name)))
+                start = text.find(value, start + len(value))
+        for pattern in self._text_patterns:
+            spans += ((match.start(), match.end(), PATTERN_PLACEHOLDER) for match in pattern.finditer(text))
+        return spans
 
     def test_id(self, test_id: str) -> str:
         """A test's id as a cassette stores it: a secret in a parametrize id replaced, as everywhere else.

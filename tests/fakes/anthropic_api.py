@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .server import ProviderFake, Reply, Request, error, sse, words
+from .server import ProviderFake, Reply, Request, Said, error, sse, words
 
 
 class FakeAnthropic(ProviderFake):
@@ -21,10 +21,11 @@ class FakeAnthropic(ProviderFake):
         if (request.method, request.path) != ("POST", "/v1/messages"):
             return error(404, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {request.path}"}})
         body = request.json
-        message = _message(body, n)
+        said = Said.of(request.headers)
+        message = _message(body, n, said)
         if not body.get("stream"):
             return Reply(json=message, headers={"request-id": f"req_fake_{n}"})
-        return Reply(chunks=sse(_events(message)), content_type="text/event-stream; charset=utf-8")
+        return Reply(chunks=sse(_events(message, said)), content_type="text/event-stream; charset=utf-8")
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -34,15 +35,15 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(block.get("text") or json.dumps(block.get("content")) for block in content)
 
 
-def _message(body: dict[str, Any], n: int) -> dict[str, Any]:
+def _message(body: dict[str, Any], n: int, said: Said = Said()) -> dict[str, Any]:
     messages = body["messages"]
     answered = any(isinstance(m["content"], list) and any(b.get("type") == "tool_result" for b in m["content"]) for m in messages)
     if body.get("tools") and not answered:
         tool = body["tools"][0]
-        content = [{"type": "tool_use", "id": f"toolu_fake_{n}", "name": tool["name"], "input": {"city": "Paris"}}]
+        content = [{"type": "tool_use", "id": f"toolu_fake_{n}", "name": tool["name"], "input": {"city": said.text or "Paris"}}]
         stop = "tool_use"
     else:
-        content = [{"type": "text", "text": f"answer #{n} to: {_last_user_text(messages)}"}]
+        content = [{"type": "text", "text": f"answer #{n} to: {_last_user_text(messages)}" if said.text is None else said.text}]
         stop = "end_turn"
     return {
         "id": f"msg_fake_{n}",
@@ -56,16 +57,16 @@ def _message(body: dict[str, Any], n: int) -> dict[str, Any]:
     }
 
 
-def _events(message: dict[str, Any]) -> list[tuple[str, Any]]:
+def _events(message: dict[str, Any], said: Said = Said()) -> list[tuple[str, Any]]:
     """The message as Anthropic streams it: start, one block at a time in deltas, delta, stop."""
     head = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": message["usage"]["input_tokens"], "output_tokens": 1}}
     events: list[tuple[str, Any]] = [("message_start", {"type": "message_start", "message": head})]
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
-            start, deltas = {"type": "text", "text": ""}, [{"type": "text_delta", "text": piece} for piece in words(block["text"])]
+            start, deltas = {"type": "text", "text": ""}, [{"type": "text_delta", "text": piece} for piece in said.pieces(block["text"], words)]
         else:
             start = {**block, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in said.pieces(json.dumps(block["input"]), lambda whole: [whole])]
         events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
         events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}) for delta in deltas]
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .server import ProviderFake, Reply, Request, error, sse, words
+from .server import ProviderFake, Reply, Request, Said, error, sse, words
 
 _ROUTE = re.compile(r"/(?:v1|v1beta)/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)")
 
@@ -23,12 +23,13 @@ class FakeGemini(ProviderFake):
         route = _ROUTE.fullmatch(request.path)
         if route is None:
             return error(404, {"error": {"code": 404, "message": f"no route {request.path}", "status": "NOT_FOUND"}})
-        text = f"answer #{n} to: {_last_text(request.json['contents'])}"
+        said = Said.of(request.headers)
+        text = f"answer #{n} to: {_last_text(request.json['contents'])}" if said.text is None else said.text
         if route["method"] == "generateContent":
             return Reply(json=_chunk(route["model"], text, final=True))
         if request.query.get("alt") != "sse":
             return error(400, {"error": {"code": 400, "message": "this fake streams only with alt=sse", "status": "INVALID_ARGUMENT"}})
-        pieces = words(text)
+        pieces = said.pieces(text, words)
         chunks = [_chunk(route["model"], piece, final=index == len(pieces) - 1) for index, piece in enumerate(pieces)]
         return Reply(chunks=sse([(None, chunk) for chunk in chunks], separator="\r\n\r\n"), content_type="text/event-stream")
 

@@ -2,7 +2,8 @@
 the key check, and the answer formats (JSON, SSE, raw byte frames).
 
 A provider fake subclasses ProviderFake and implements ``answer(request, n) -> Reply``. Every answer carries
-the request number ``n``, so a test can tell a live answer from a replayed one.
+the request number ``n``, so a test can tell a live answer from a replayed one, unless the request's
+``x-fake-answer: <text>`` header asks for that text; ``x-fake-piece-size: <n>`` streams it ``n`` characters per event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from fake_openai import LoopbackServing, _Server
+from fake_openai import LoopbackServing, Said, _Server  # noqa: F401  (Said: the fakes' x-fake-answer, x-fake-piece-size)
 from fake_openai import _Handler as _OpenAIHandler
 
 

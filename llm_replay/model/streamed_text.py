@@ -1,0 +1,206 @@
+"""The text a streamed answer spreads over its events, a few characters each: joined per field, and rewritten.
+
+A model streams its text (a tool call's arguments, its reasoning) in pieces: ``data:`` events of server-sent events
+(OpenAI, Anthropic, Gemini). A secret it echoes is whole in no event, so a search for whole values misses it, while the
+SDK joins the pieces and hands the test the secret. Here each field's pieces are joined in event order, grouped by
+their JSON path (list positions dropped; the event's type and the stream's own indices, ``index``, ``output_index``,
+``content_index``, ``contentBlockIndex``, kept, so two choices or content blocks streamed side by side stay apart),
+and a span of a joined text is replaced by putting what stands for it in the piece where the span starts and cutting
+the span's other characters out of the pieces after: the stream still parses, and the SDK's text is the scrubbed text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any, Callable, Iterable, Sequence
+
+Span = tuple[int, int, str]  # start and end in a field's joined text, and what stands there instead
+_INDICES = ("index", "output_index", "content_index", "summary_index", "contentBlockIndex")
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+_JOINED = "\n\x00\n"  # between fields' texts read as one: no secret runs across it
+
+
+def looks_streamed(body: bytes) -> bool:
+    """Whether ``body`` may be a stream of server-sent events, from its first bytes alone: what every other answer
+    (JSON, text, audio) costs."""
+    return body[:64].lstrip().startswith(_SSE_FIELDS)
+
+
+def may_be_split(text: bytes, values: Iterable[str]) -> bool:
+    """Whether a JSON string in ``text`` could end with the start of one of ``values`` while another string begins
+    with what follows it. False means no value is split over the pieces, decided without parsing: one search of the
+    text per value finds where its first two characters or more stand before a closing quote
+    (``_starts_before_a_quote``), and only for those cuts (and a cut after the first character) is the rest looked for
+    after an opening quote (its next one or two characters)."""
+    for value in values:
+        data = value.encode("utf-8", "surrogateescape")
+        if len(data) < 2:
+            continue
+        if b'"' in data:  # a quote inside the value: each cut searched for as it is
+            cuts: Iterable[int] = (cut for cut in range(1, len(data)) if data[:cut] + b'"' in text)
+        else:
+            cuts = {2 + len(chain) for chain in _starts_before_a_quote(data).findall(text)} if len(data) > 2 else set()
+            cuts.add(1)  # its first character alone before a quote is too common to search for first
+            if len(data) > _LONGEST_CUT + 1 and data[:_LONGEST_CUT] in text:
+                return True  # cut further in than the search looks: its whole start is there
+        for cut in cuts:
+            if (b'"' + data[cut : cut + 2] in text or b'"' + data[cut : cut + 1] + b'"' in text) and data[:cut] + b'"' in text:
+                return True
+    return False
+
+
+_LONGEST_CUT = 96  # how far into a value the search for its start before a quote goes (its nesting is that deep)
+
+
+@functools.lru_cache(maxsize=256)
+def _starts_before_a_quote(data: bytes) -> "re.Pattern[bytes]":
+    """Matches each occurrence of the first two bytes of ``data``, capturing how much more of it follows right before
+    a quote (in a lookahead, so overlapping occurrences are all tried; the regex engine finds the two bytes in C):
+    ``sk(?=((?:-(?:a(?:n)?)?)?)")`` for ``sk-ant…``. Only one cut fits an occurrence, as ``data`` holds no quote."""
+    chain = b""
+    for byte in reversed(data[2 : min(len(data) - 1, _LONGEST_CUT + 1)]):
+        chain = b"(?:" + re.escape(bytes([byte])) + chain + b")?"
+    return re.compile(re.escape(data[:2]) + b"(?=(" + chain + b')")', re.DOTALL)
+
+
+class _Event:
+    """One event's JSON and where it goes back: its SSE line."""
+
+    __slots__ = ("value", "at", "prefix", "ending", "changed")
+
+    def __init__(self, value: Any, at: int, prefix: bytes, ending: bytes) -> None:
+        self.value, self.at, self.prefix, self.ending, self.changed = value, at, prefix, ending, False
+
+
+class StreamedBody:
+    """A streamed answer taken apart into its events, read per field (``texts``) and written back (``body``) with only
+    the events that changed encoded again."""
+
+    def __init__(self, original: bytes, lines: list[bytes], events: list[_Event]) -> None:
+        self._original, self._lines, self._events, self._changed = original, lines, events, False
+        self._fields: list[list[tuple[int, Any, Any]]] | None = None
+
+    @classmethod
+    def of(cls, body: bytes) -> "StreamedBody | None":
+        """The stream in ``body``, or None when it is no server-sent events."""
+        if not looks_streamed(body):
+            return None
+        lines = body.splitlines(keepends=True)
+        events = []
+        for at, line in enumerate(lines):
+            if line.startswith(b"data:"):
+                content = line.rstrip(b"\r\n")
+                try:
+                    value = json.loads(content[5:])
+                except ValueError:
+                    continue  # [DONE], keep-alives
+                if isinstance(value, (dict, list)):
+                    events.append(_Event(value, at, b"data: " if content[5:6] == b" " else b"data:", line[len(content):]))
+        return cls(body, lines, events)
+
+    def texts(self) -> list[str]:
+        """Each field's pieces joined, for every field streamed in more than one distinct piece."""
+        return ["".join(container[key] for _, container, key in refs) for refs in self._streamed_fields()]
+
+    def text(self) -> str:
+        """``texts`` read as one (fields apart), for a detector to run once."""
+        return _JOINED.join(self.texts())
+
+    def replace(self, spans_in: Callable[[str], Sequence[Span]]) -> bool:
+        """Replace, in each field's joined text, the spans ``spans_in`` finds in it; whether anything changed."""
+        changed = False
+        for refs in self._streamed_fields():
+            pieces = [container[key] for _, container, key in refs]
+            spans = _merged(spans_in("".join(pieces)))
+            if not spans:
+                continue
+            for (at, container, key), new in zip(refs, _cut(pieces, spans)):
+                if container[key] != new:
+                    container[key] = new
+                    self._events[at].changed = changed = True
+        self._changed |= changed
+        return changed
+
+    def body(self) -> bytes:
+        """The stream written back: the events that changed encoded again, every other byte as it was."""
+        if not self._changed:
+            return self._original
+        lines = list(self._lines)
+        for event in self._events:
+            if event.changed:
+                lines[event.at] = event.prefix + _dumps(event.value) + event.ending
+        return b"".join(lines)
+
+    def _streamed_fields(self) -> list[list[tuple[int, Any, Any]]]:
+        """(event, container, key) of each field's pieces, for the fields streamed in more than one distinct piece
+        (an id or a model name repeated in every event is no streamed text)."""
+        if self._fields is None:
+            fields: dict[tuple, list[tuple[int, Any, Any]]] = {}
+            for at, event in enumerate(self._events):
+                kind = event.value.get("type") if isinstance(event.value, dict) else None
+                path = (kind if isinstance(kind, str) else None,)
+                _walk(event.value, path, at, fields)
+            self._fields = [refs for refs in fields.values() if len({container[key] for _, container, key in refs} - {""}) > 1]
+        return self._fields
+
+
+def _walk(value: Any, path: tuple, at: int, fields: dict[tuple, list[tuple[int, Any, Any]]]) -> None:
+    """Every string under ``value`` filed under its path (list positions dropped, stream indices kept)."""
+    if isinstance(value, dict):
+        path += tuple(f"{name}={value[name]}" for name in _INDICES if isinstance(value.get(name), int))
+        for name, item in value.items():
+            if isinstance(item, str):
+                fields.setdefault((*path, name), []).append((at, value, name))
+            elif isinstance(item, (dict, list)):
+                _walk(item, (*path, name), at, fields)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                fields.setdefault(path, []).append((at, value, index))
+            elif isinstance(item, (dict, list)):
+                _walk(item, path, at, fields)
+
+
+def _merged(spans: Iterable[Span]) -> list[Span]:
+    """Spans in order, overlapping ones made one (standing for all of it: the first's replacement)."""
+    merged: list[Span] = []
+    for start, end, placeholder in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if end <= start:
+            continue
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            merged[-1] = (last[0], max(last[1], end), last[2])
+        else:
+            merged.append((start, end, placeholder))
+    return merged
+
+
+def _cut(pieces: list[str], spans: list[Span]) -> list[str]:
+    """The pieces with each span's text taken out and its replacement put in the piece where the span starts."""
+    out = []
+    offset = 0
+    for piece in pieces:
+        end = offset + len(piece)
+        parts, kept_to = [], offset
+        for start, stop, placeholder in spans:
+            if stop <= offset or start >= end:
+                continue
+            if start > kept_to:
+                parts.append(piece[kept_to - offset : start - offset])
+            if start >= offset:
+                parts.append(placeholder)
+            kept_to = max(kept_to, min(stop, end))
+        parts.append(piece[kept_to - offset :])
+        out.append("".join(parts))
+        offset = end
+    return out
+
+
+def _dumps(value: Any) -> bytes:
+    """JSON as UTF-8; escaped to ASCII when a string holds half of a surrogate pair (a character cut between events)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
