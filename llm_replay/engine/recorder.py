@@ -170,10 +170,10 @@ class Recorder:
                 self.used[found.key] = self.used.get(found.key, 0) + 1  # its own key: a recording found under older match rules keeps it
                 if self.mode is Mode.ADOPT and self._adoption is not None:
                     self._adoption.replayed.add(found.key)
-            if IN_CHILD:
-                tell_parent_used(*found.key, replayed=True)
                 self.interactions.append(found)
                 self.how.append(how)
+            if IN_CHILD:
+                tell_parent_used(*found.key, replayed=True)
         return found
 
     def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
