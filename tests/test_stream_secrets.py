@@ -1,17 +1,20 @@
 """A secret a model streams back a few characters per event: never whole in one event, yet whole in what the SDK
-hands the test. Real SDKs (anthropic, openai, google-genai) against the loopback fakes, which stream a text
+hands the test. Real SDKs (anthropic, openai, google-genai, boto3) against the loopback fakes, which stream a text
 the request asks for (``x-fake-answer``) in pieces of a few characters (``x-fake-piece-size``)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
 import anthropic
+import boto3
 import openai
 import pytest
+from botocore.eventstream import EventStreamBuffer
 from conftest import printed
 from google import genai
 from google.genai import types
@@ -23,6 +26,8 @@ from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
 
 ANTHROPIC_KEY = "sk-" + "ant-api03-Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4Kp9Ml3Nb6Vc8Xz1Qw5Er7Ty2Ui4Op6As8Df0Gh3Jk5Lz7Xc9Vb1NmAA"  # fake
+AWS_SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYq7Wm3Nd9Kc2V"  # fake
+AWS_TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDq7Wm3Nd9Kc2Vb5Xz8Lp1Rt6Gf0Js4Ya7EoIu3Pk2Mn5Bv9Cx1Zq4Wr6Et8Ty0Ua2Sd4Fg6Hj8Kl0Zx2Cv4Bn6M=="
 NAME = "TENANT_ADMIN_KEY"  # secret by its name (KEY); the SDKs' own keys are the fakes'
 ANSWER = "The key you gave me is {} and nothing else."
 
@@ -33,7 +38,7 @@ def _told(secret: str, size: int | None = 3) -> dict[str, str]:
 
 
 # Each case: the call through its SDK (the text the SDK joins), and the pieces of that text in one stored body,
-# read with no help from llm_replay (SSE lines).
+# read with no help from llm_replay (SSE lines, or botocore's own event stream parser, which checks every CRC).
 def _anthropic_text(fake: Any, headers: dict[str, str]) -> str:
     client = anthropic.Anthropic(base_url=fake.base_url, api_key=fake.api_key, max_retries=0, default_headers=headers)
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "repeat my key"}]) as stream:
@@ -75,6 +80,31 @@ def _gemini_text(fake: Any, headers: dict[str, str]) -> str:
     return "".join(chunk.text or "" for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="repeat my key"))
 
 
+def _client(*args: Any, **kwargs: Any) -> Any:
+    """A boto3 client of a session of its own: boto3's default session keeps the credentials it read first, and would
+    sign other tests' requests with this test's session token."""
+    return boto3.session.Session().client(*args, **kwargs)
+
+
+def _bedrock(fake: Any, headers: dict[str, str]) -> Any:
+    client = _client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.base_url,
+                          aws_access_key_id=fake.api_key, aws_secret_access_key=fake.secret_key)
+    client.meta.events.register("before-sign.bedrock-runtime.*", lambda request, **_: [request.headers.__setitem__(*item) for item in headers.items()])
+    return client
+
+
+def _converse_text(fake: Any, headers: dict[str, str]) -> str:
+    answer = _bedrock(fake, headers).converse_stream(modelId="us.amazon.nova-micro-v1:0", messages=[{"role": "user", "content": [{"text": "repeat my key"}]}])
+    return "".join(event["contentBlockDelta"]["delta"]["text"] for event in answer["stream"] if "contentBlockDelta" in event)
+
+
+def _invoke_text(fake: Any, headers: dict[str, str], prompt: str = "repeat my key") -> str:
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": [{"role": "user", "content": prompt}]})
+    answer = _bedrock(fake, headers).invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=body)
+    events = [json.loads(event["chunk"]["bytes"]) for event in answer["body"]]
+    return "".join(event["delta"]["text"] for event in events if event["type"] == "content_block_delta")
+
+
 def _sse(pick: Callable[[dict], Any]) -> Callable[[bytes], str]:
     def pieces(body: bytes) -> str:
         events = [json.loads(line[5:]) for line in body.decode().splitlines() if line.startswith("data:") and line[5:].strip() != "[DONE]"]
@@ -94,6 +124,16 @@ def _field(pieces: Callable[[bytes], str], name: str) -> Callable[[bytes], str]:
     return lambda body: json.loads(pieces(body))[name]
 
 
+def _event_stream(pick: Callable[[dict], Any], inner: bool) -> Callable[[bytes], str]:
+    def pieces(body: bytes) -> str:
+        buffer = EventStreamBuffer()
+        buffer.add_data(body)
+        payloads = [json.loads(message.payload) for message in buffer]  # botocore checks both CRCs of every frame
+        events = [json.loads(base64.b64decode(payload["bytes"])) if inner else payload for payload in payloads]
+        return "".join(piece for event in events if isinstance(piece := _picked(pick, event), str))
+    return pieces
+
+
 CASES: dict[str, tuple[str, Callable[[Any, dict[str, str]], str], Callable[[bytes], str]]] = {
     "anthropic text_delta": ("anthropic_server", _anthropic_text, _sse(lambda e: e["delta"]["text"])),
     "anthropic input_json_delta": ("anthropic_server", _anthropic_tool, _field(_sse(lambda e: e["delta"]["partial_json"]), "city")),
@@ -101,6 +141,8 @@ CASES: dict[str, tuple[str, Callable[[Any, dict[str, str]], str], Callable[[byte
     "openai chat tool_calls arguments": ("server", _chat_tool, _field(_sse(lambda e: e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]), "q")),
     "openai response.output_text.delta": ("server", _responses_text, _sse(lambda e: e["delta"] if e["type"] == "response.output_text.delta" else None)),
     "gemini parts text": ("gemini_server", _gemini_text, _sse(lambda e: e["candidates"][0]["content"]["parts"][0]["text"])),
+    "bedrock converse_stream": ("bedrock_server", _converse_text, _event_stream(lambda e: e["delta"]["text"], inner=False)),
+    "bedrock invoke_model_with_response_stream": ("bedrock_server", _invoke_text, _event_stream(lambda e: e["delta"]["text"], inner=True)),
 }
 
 
@@ -109,11 +151,20 @@ def _bodies(cassette: Path) -> list[bytes]:
         return [body.encode() if isinstance(body, str) else body for (body,) in db.execute("SELECT body FROM interactions")]
 
 
+@pytest.fixture
+def aws(env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No profile of the machine's takes part in signing."""
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        env.setenv(name, str(tmp_path / "absent"))
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return env
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_a_secret_streamed_a_few_characters_per_event_is_stored_and_replayed_as_its_placeholder(case, request, env, tmp_path):
+def test_a_secret_streamed_a_few_characters_per_event_is_stored_and_replayed_as_its_placeholder(case, request, aws, tmp_path):
     fixture, call, stored_text = CASES[case]
     fake = request.getfixturevalue(fixture)
-    env.setenv(NAME, ANTHROPIC_KEY)
+    aws.setenv(NAME, ANTHROPIC_KEY)
     cassette = tmp_path / "c.sqlite3"
     with llm_replay.use_cassette(cassette, mode="record") as recording:
         live = call(fake, _told(ANTHROPIC_KEY))
@@ -126,10 +177,62 @@ def test_a_secret_streamed_a_few_characters_per_event_is_stored_and_replayed_as_
     assert main(["audit", str(cassette)]) == 0
 
     fake.stop()
-    env.delenv(NAME)
+    aws.delenv(NAME)
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert call(fake, _told("unset")) == scrubbed
     assert replaying.replayed == recording.recorded
+
+
+@pytest.mark.parametrize("size", [None, 5], ids=["whole in one chunk", "in pieces of 5"])
+def test_aws_secrets_in_bedrock_base64_chunks_are_scrubbed_and_the_frames_still_pass_botocores_crcs(size, bedrock_server, aws, tmp_path):
+    """invoke_model_with_response_stream: each frame's payload is ``{"bytes": <base64 of the model's JSON>}``."""
+    aws.setenv("AWS_ACCESS_KEY_ID", bedrock_server.api_key)  # the SDK signs with these, as the tester's run did
+    aws.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    aws.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
+    headers = {"x-fake-answer": f"your credentials: {AWS_SECRET} {AWS_TOKEN}", **({"x-fake-piece-size": str(size)} if size else {})}
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]})
+
+    def ask(client: Any) -> str:
+        client.meta.events.register("before-sign.bedrock-runtime.*", lambda request, **_: [request.headers.__setitem__(*item) for item in headers.items()])
+        answer = client.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=body)
+        return "".join(json.loads(e["chunk"]["bytes"])["delta"]["text"] for e in answer["body"] if b"text_delta" in e["chunk"]["bytes"])
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert ask(_client("bedrock-runtime", region_name="us-east-1", endpoint_url=bedrock_server.base_url)) == headers["x-fake-answer"]
+    (stored,) = _bodies(cassette)
+    decoded = b"".join(base64.b64decode(json.loads(message.payload)["bytes"]) for message in _crc_checked(stored))
+    assert AWS_SECRET.encode() not in decoded and AWS_TOKEN.encode() not in decoded
+    scrubbed = "your credentials: <scrubbed:AWS_SECRET_ACCESS_KEY> <scrubbed:AWS_SESSION_TOKEN>"
+    assert _event_stream(lambda e: e["delta"]["text"], inner=True)(stored) == scrubbed
+    assert main(["audit", str(cassette)]) == 0
+
+    bedrock_server.stop()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        aws.delenv(name)
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        client = _client("bedrock-runtime", region_name="us-east-1", endpoint_url=bedrock_server.base_url,
+                              aws_access_key_id="AKIDOTHER", aws_secret_access_key="other-secret")
+        assert ask(client) == scrubbed
+
+
+def test_a_secret_whole_in_a_converse_stream_payload_leaves_a_frame_botocore_still_reads(bedrock_server, aws, tmp_path):
+    """Replaced in the raw bytes, the payload shrank under its frame's lengths and CRCs: botocore read nothing."""
+    aws.setenv(NAME, ANTHROPIC_KEY)
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert _converse_text(bedrock_server, _told(ANTHROPIC_KEY, size=None)) == ANSWER.format(ANTHROPIC_KEY)  # a word per event
+    (stored,) = _bodies(cassette)
+    assert _event_stream(lambda e: e["delta"]["text"], inner=False)(stored) == ANSWER.format(f"<scrubbed:{NAME}>")
+    bedrock_server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert _converse_text(bedrock_server, {}) == ANSWER.format(f"<scrubbed:{NAME}>")
+
+
+def _crc_checked(body: bytes) -> list[Any]:
+    buffer = EventStreamBuffer()
+    buffer.add_data(body)
+    return list(buffer)
 
 
 STREAM_APP = '''
@@ -167,6 +270,35 @@ def test_an_older_cassette_holding_a_streamed_key_fails_the_audit_and_scrub_leav
     replayed = llm_pytester.runpytest("-s")
     replayed.assert_outcomes(passed=1)
     assert printed(replayed, "ANSWER") == [ANSWER.format(f"<scrubbed:{NAME}>")]
+
+
+def test_an_older_cassette_holding_aws_secrets_in_base64_chunks_fails_the_audit_and_scrub_rebuilds_the_frames(bedrock_server, aws, tmp_path, capsys):
+    """Recorded while the values were no secrets in the environment, as an older version stored them in any case: one
+    answer holds them split over its chunks, the other whole in one chunk's base64."""
+    cassette = tmp_path / "c.sqlite3"
+    said = f"creds {AWS_SECRET} and {AWS_TOKEN}"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert _invoke_text(bedrock_server, {"x-fake-answer": said, "x-fake-piece-size": "7"}, "split") == said
+        assert _invoke_text(bedrock_server, {"x-fake-answer": said}, "whole") == said  # a word per chunk
+    assert AWS_SECRET.encode() not in cassette.read_bytes()
+    aws.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    aws.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
+
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    out = capsys.readouterr().out
+    assert "event stream payloads decoded: value of environment variable $AWS_SECRET_ACCESS_KEY" in out, out
+    assert "streamed text joined per field: value of environment variable $AWS_SECRET_ACCESS_KEY" in out, out
+    assert "streamed text joined per field: AWS session token 'IQoJb3…6M=='" in out, out
+    assert main(["scrub", str(cassette)]) == 0
+    scrubbed = "creds <scrubbed:AWS_SECRET_ACCESS_KEY> and <scrubbed:AWS_SESSION_TOKEN>"
+    assert [_event_stream(lambda e: e["delta"]["text"], inner=True)(body) for body in _bodies(cassette)] == [scrubbed, scrubbed]  # CRCs checked
+
+    bedrock_server.stop()
+    aws.delenv("AWS_SECRET_ACCESS_KEY")
+    aws.delenv("AWS_SESSION_TOKEN")
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert [_invoke_text(bedrock_server, {}, prompt) for prompt in ("split", "whole")] == [scrubbed, scrubbed]
 
 
 def test_redis_cassette_streams_are_audited_and_scrubbed_too(redis_url, capsys):
@@ -240,3 +372,20 @@ def test_pieces_split_around_and_inside_several_secrets_and_two_choices_streamed
     assert joined == {0: f"a<scrubbed:{NAME}>b <scrubbed:OTHER_TOKEN> <scrubbed> <scrubbed:{NAME}>", 1: "".join(other)}
     assert stored.endswith(b"data: [DONE]\n\n")
     assert scrubber.interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, stored))).response.body == stored, "twice changes nothing"
+
+
+def test_event_stream_frames_round_trip_byte_for_byte_and_a_body_that_is_not_one_is_left_to_the_byte_scrub():
+    from fakes.bedrock_api import event_frame
+
+    from llm_replay.model.event_stream import encoded, frames
+    from llm_replay.model.streamed_text import looks_streamed
+
+    body = event_frame("chunk", {"bytes": base64.b64encode(b'{"a": 1}').decode()}) + event_frame("metadata", {"usage": {"inputTokens": 1}})
+    assert encoded(frames(body)) == body
+    assert frames(body)[0].header(":event-type") == "chunk"
+    assert frames(body[:-1]) is None and frames(b"\x00\x00\x00\x10" + b"\x00" * 12) is None
+    scrubber = Scrubber(environ={NAME: ANTHROPIC_KEY})
+    request = canonicalize("POST", "https://api.test/v1/chat", b"{}", "application/json")
+    truncated = body[:-3] + f" {ANTHROPIC_KEY}".encode()
+    assert ANTHROPIC_KEY.encode() not in scrubber.interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, truncated))).response.body
+    assert looks_streamed(body) and not looks_streamed(b'{"data": 1}')

@@ -88,7 +88,8 @@ class Audit:
 
     def replaced(self, text: str) -> str:
         """``text`` with every secret the audit finds in it replaced by a placeholder (longest first), in the bytes
-        behind its base64 bodies too (re-encoded); in a stream, in each field's text joined from its pieces too."""
+        behind its base64 bodies too (re-encoded); in a stream, in each field's text joined from its pieces too, and
+        in an event stream's payloads and the JSON under their base64 (its frames rebuilt)."""
         if _looks_streamed(text):
             streamed = self._stream_replaced(text)
             if streamed is not None:
@@ -108,12 +109,18 @@ class Audit:
         return text
 
     def _stream_replaced(self, text: str) -> str | None:
-        """``replaced`` of a stream body: the SSE body's text, then the secrets found in the fields' joined pieces
-        (``StreamedBody.replace``)."""
-        data = self._replaced(text).encode("utf-8", "surrogateescape")
-        stream = StreamedBody.of(data)
-        if stream is None:
-            return data.decode("utf-8", "surrogateescape")
+        """``replaced`` of a stream body (None if it is none after all): an SSE body's text, or each of an event
+        stream's payloads, then the secrets found in the fields' joined pieces (``StreamedBody.replace``)."""
+        data = text.encode("utf-8", "surrogateescape")
+        if data[:1] == b"\x00":
+            stream = StreamedBody.of(data, lambda payload: self._replaced(payload.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape"))
+            if stream is None:
+                return None
+        else:
+            data = self._replaced(text).encode("utf-8", "surrogateescape")
+            stream = StreamedBody.of(data)
+            if stream is None:
+                return data.decode("utf-8", "surrogateescape")
         values = sorted({value for _, value in self.detect(stream.text()) if value}, key=len, reverse=True)
         if values:
             stream.replace(lambda joined: [(start, start + len(value), self._placeholders.get(value, PATTERN_PLACEHOLDER))
@@ -278,7 +285,8 @@ def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, 
 
 def _row_pieces(columns: list[str], cells: tuple, answers: int | None) -> list[tuple[str, str, str]]:
     """(column, text, source) of a row's cells, then what they stand for: a request's base64 body decoded, and (in a
-    row of ``interactions``: ``answers`` is where its body is) a streamed response's joined texts (``_body_pieces``)."""
+    row of ``interactions``: ``answers`` is where its body is) a response body's event stream and joined stream texts
+    (``_body_pieces``)."""
     pieces = [piece for column, cell in zip(columns, cells) if (text := _text(cell)) for piece in _with_binary(column, text)]
     if answers is not None:
         body = cells[answers]
@@ -329,8 +337,8 @@ def _with_binary(place: str, text: str) -> Iterator[tuple[str, str, str]]:
 
 def _body_pieces(place: str, body: bytes) -> list[tuple[str, str, str]]:
     """(place, text, source) of what a stored response body stands for, where no search of its bytes sees a secret:
-    each streamed field's pieces joined (a key streamed a few characters per event). Only a stream is read further:
-    any other costs a look at its start."""
+    an event stream's payloads and the JSON under their base64 ``bytes``, and each streamed field's pieces joined (a
+    key streamed a few characters per event). Only a stream is read further: any other costs a look at its start."""
     pieces: list[tuple[str, str, str]] = []
     if not looks_streamed(body):
         return pieces
@@ -338,6 +346,10 @@ def _body_pieces(place: str, body: bytes) -> list[tuple[str, str, str]]:
     stream = StreamedBody.of(body)
     if stream is None:
         return pieces
+    if body[:1] == b"\x00":
+        payloads = stream.raw().decode("utf-8", "surrogateescape")
+        pieces.append((f"{place}, event stream payloads decoded", payloads, source))
+        source += payloads  # what is whole in a payload is found there
     joined = stream.text()
     if joined:
         pieces.append((f"{place}, streamed text joined per field", joined, source))

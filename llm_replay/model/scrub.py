@@ -38,9 +38,10 @@ PATTERN_PLACEHOLDER = "<scrubbed>"
 _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
-# The first byte of a stream: a server-sent event's field (data:, event:, id:, retry:, a comment), or blank before one.
-# Any other answer (JSON, text, audio) is told from a stream by it and never loads streamed_text.py.
-_STREAM_FIRST_BYTES = frozenset(bytes([byte]) for byte in b"deir: \t\r\n")
+# The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
+# a comment), or blank before one. Any other answer (JSON, text, audio) is told from a stream by it and never loads
+# streamed_text.py.
+_STREAM_FIRST_BYTES = frozenset(bytes([byte]) for byte in b"\x00deir: \t\r\n")
 
 
 class _NameRules:
@@ -259,7 +260,7 @@ class Scrubber:
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
 
     def _body(self, body: bytes, secrets: Sequence[tuple[str, str]], headers: Mapping[str, list[str]] | None = None) -> bytes:
-        """A response body without secret values, pattern matches, secret-named JSON
+        """A response body (or an event stream's payload) without secret values, pattern matches, secret-named JSON
         fields' values and URL passwords (and secret-named form fields' values where ``headers`` say it is a form)."""
         rules = name_rules()
         body = self.data(body, secrets)
@@ -274,10 +275,13 @@ class Scrubber:
         return body
 
     def _stream(self, body: bytes, secrets: Sequence[tuple[str, str]], headers: Mapping[str, list[str]]) -> bytes:
-        """A body that may be a stream (server-sent events), scrubbed as any body; then the secrets its events spread
-        over several pieces."""
+        """A body that may be a stream: an event stream scrubbed payload by payload (its frames rebuilt, lengths and
+        CRCs); server-sent events scrubbed as any body. Then the secrets its events spread over several pieces."""
         from .streamed_text import StreamedBody, looks_streamed
 
+        stream = StreamedBody.of(body, lambda payload: self._body(payload, secrets)) if body[:1] == b"\x00" else None
+        if stream is not None:
+            return self._unsplit(stream, secrets) if self._may_split(stream.raw(), secrets) else stream.body()
         body = self._body(body, secrets, headers)
         if looks_streamed(body) and self._may_split(body, secrets) and (stream := StreamedBody.of(body)) is not None:
             return self._unsplit(stream, secrets)

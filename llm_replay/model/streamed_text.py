@@ -1,7 +1,8 @@
 """The text a streamed answer spreads over its events, a few characters each: joined per field, and rewritten.
 
 A model streams its text (a tool call's arguments, its reasoning) in pieces: ``data:`` events of server-sent events
-(OpenAI, Anthropic, Gemini). A secret it echoes is whole in no event, so a search for whole values misses it, while the
+(OpenAI, Anthropic, Gemini) or the frames of AWS's binary event stream (Bedrock, its JSON payloads and the JSON under
+their base64 ``bytes``). A secret it echoes is whole in no event, so a search for whole values misses it, while the
 SDK joins the pieces and hands the test the secret. Here each field's pieces are joined in event order, grouped by
 their JSON path (list positions dropped; the event's type and the stream's own indices, ``index``, ``output_index``,
 ``content_index``, ``contentBlockIndex``, kept, so two choices or content blocks streamed side by side stay apart),
@@ -11,10 +12,15 @@ the span's other characters out of the pieces after: the stream still parses, an
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+if TYPE_CHECKING:  # event_stream.py is imported where an event stream is met, not with every answer
+    from .event_stream import Frame
 
 Span = tuple[int, int, str]  # start and end in a field's joined text, and what stands there instead
 _INDICES = ("index", "output_index", "content_index", "summary_index", "contentBlockIndex")
@@ -23,9 +29,9 @@ _JOINED = "\n\x00\n"  # between fields' texts read as one: no secret runs across
 
 
 def looks_streamed(body: bytes) -> bool:
-    """Whether ``body`` may be a stream of server-sent events, from its first bytes alone: what every other answer
-    (JSON, text, audio) costs."""
-    return body[:64].lstrip().startswith(_SSE_FIELDS)
+    """Whether ``body`` may be a stream (server-sent events, or an event stream's first length), from its first bytes
+    alone: what every other answer (JSON, text, audio) costs."""
+    return body[:1] == b"\x00" or body[:64].lstrip().startswith(_SSE_FIELDS)
 
 
 def may_be_split(text: bytes, values: Iterable[str]) -> bool:
@@ -66,25 +72,37 @@ def _starts_before_a_quote(data: bytes) -> "re.Pattern[bytes]":
 
 
 class _Event:
-    """One event's JSON and where it goes back: its SSE line."""
+    """One event's JSON and where it goes back: an SSE line, or an event stream's frame (its payload, or the JSON
+    under the payload's base64 ``bytes``)."""
 
-    __slots__ = ("value", "at", "prefix", "ending", "changed")
+    __slots__ = ("value", "at", "prefix", "ending", "payload", "changed")
 
-    def __init__(self, value: Any, at: int, prefix: bytes, ending: bytes) -> None:
-        self.value, self.at, self.prefix, self.ending, self.changed = value, at, prefix, ending, False
+    def __init__(self, value: Any, at: int, prefix: bytes = b"", ending: bytes = b"", payload: dict | None = None) -> None:
+        self.value, self.at, self.prefix, self.ending, self.payload, self.changed = value, at, prefix, ending, payload, False
 
 
 class StreamedBody:
     """A streamed answer taken apart into its events, read per field (``texts``) and written back (``body``) with only
     the events that changed encoded again."""
 
-    def __init__(self, original: bytes, lines: list[bytes], events: list[_Event]) -> None:
-        self._original, self._lines, self._events, self._changed = original, lines, events, False
+    def __init__(self, original: bytes, lines: list[bytes] | None, frames: list[Frame] | None, events: list[_Event], changed: bool = False) -> None:
+        self._original, self._lines, self._frames, self._events, self._changed = original, lines, frames, events, changed
         self._fields: list[list[tuple[int, Any, Any]]] | None = None
 
     @classmethod
-    def of(cls, body: bytes) -> "StreamedBody | None":
-        """The stream in ``body``, or None when it is no server-sent events."""
+    def of(cls, body: bytes, payloads: Callable[[bytes], bytes] | None = None) -> "StreamedBody | None":
+        """The stream in ``body``, or None when it is neither server-sent events nor an event stream. ``payloads``
+        transforms each event stream payload, string header and the bytes under a payload's base64 before the events
+        are read (an SSE body is text: its caller transforms it whole)."""
+        if body[:1] == b"\x00":
+            from . import event_stream
+
+            frames = event_stream.frames(body)
+            if frames is None:
+                return None
+            read = [_transformed(frame, payloads) for frame in frames] if payloads is not None else frames
+            events = [event for at, frame in enumerate(read) if (event := _frame_event(at, frame)) is not None]
+            return cls(body, None, read, events, changed=read != frames)
         if not looks_streamed(body):
             return None
         lines = body.splitlines(keepends=True)
@@ -98,7 +116,16 @@ class StreamedBody:
                     continue  # [DONE], keep-alives
                 if isinstance(value, (dict, list)):
                     events.append(_Event(value, at, b"data: " if content[5:6] == b" " else b"data:", line[len(content):]))
-        return cls(body, lines, events)
+        return cls(body, lines, None, events)
+
+    def raw(self) -> bytes:
+        """What the quick look (``may_be_split``) reads: an SSE body as it is; an event stream's payloads and the
+        JSON under their base64, one after another."""
+        if self._lines is not None:
+            return self._original
+        assert self._frames is not None
+        inner = [_dumps(event.value) for event in self._events if event.payload is not None]
+        return b"\n".join([frame.payload for frame in self._frames] + inner)
 
     def texts(self) -> list[str]:
         """Each field's pieces joined, for every field streamed in more than one distinct piece."""
@@ -127,11 +154,24 @@ class StreamedBody:
         """The stream written back: the events that changed encoded again, every other byte as it was."""
         if not self._changed:
             return self._original
-        lines = list(self._lines)
+        if self._lines is not None:
+            lines = list(self._lines)
+            for event in self._events:
+                if event.changed:
+                    lines[event.at] = event.prefix + _dumps(event.value) + event.ending
+            return b"".join(lines)
+        from . import event_stream
+
+        assert self._frames is not None
+        frames = list(self._frames)
         for event in self._events:
             if event.changed:
-                lines[event.at] = event.prefix + _dumps(event.value) + event.ending
-        return b"".join(lines)
+                if event.payload is None:
+                    payload = event.value
+                else:
+                    payload = {**event.payload, "bytes": base64.b64encode(_dumps(event.value)).decode("ascii")}
+                frames[event.at] = event_stream.Frame(frames[event.at].headers, _dumps(payload))
+        return event_stream.encoded(frames)
 
     def _streamed_fields(self) -> list[list[tuple[int, Any, Any]]]:
         """(event, container, key) of each field's pieces, for the fields streamed in more than one distinct piece
@@ -140,10 +180,13 @@ class StreamedBody:
             fields: dict[tuple, list[tuple[int, Any, Any]]] = {}
             for at, event in enumerate(self._events):
                 kind = event.value.get("type") if isinstance(event.value, dict) else None
-                path = (kind if isinstance(kind, str) else None,)
+                path = (self._event_type(event), kind if isinstance(kind, str) else None)
                 _walk(event.value, path, at, fields)
             self._fields = [refs for refs in fields.values() if len({container[key] for _, container, key in refs} - {""}) > 1]
         return self._fields
+
+    def _event_type(self, event: _Event) -> str | None:
+        return self._frames[event.at].header(":event-type") if self._frames is not None else None
 
 
 def _walk(value: Any, path: tuple, at: int, fields: dict[tuple, list[tuple[int, Any, Any]]]) -> None:
@@ -196,6 +239,46 @@ def _cut(pieces: list[str], spans: list[Span]) -> list[str]:
         out.append("".join(parts))
         offset = end
     return out
+
+
+def _frame_event(at: int, frame: Frame) -> _Event | None:
+    """A frame's JSON: the JSON under its payload's base64 ``bytes`` (invoke_model_with_response_stream), else the payload."""
+    try:
+        payload = json.loads(frame.payload)
+    except ValueError:
+        return None
+    inner = _base64_json(payload.get("bytes")) if isinstance(payload, dict) else None
+    if inner is not None:
+        return _Event(inner, at, payload=payload)
+    return _Event(payload, at) if isinstance(payload, (dict, list)) else None
+
+
+def _base64_json(encoded: Any) -> Any:
+    if not isinstance(encoded, str):
+        return None
+    try:
+        value = json.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, (dict, list)) else None
+
+
+def _transformed(frame: Frame, transform: Callable[[bytes], bytes]) -> Frame:
+    """The frame with ``transform`` applied to its payload, string headers, and the bytes under its base64 ``bytes``."""
+    new = frame.with_strings(transform)
+    if b'"bytes"' not in new.payload:
+        return new
+    try:
+        payload = json.loads(new.payload)
+        inner = base64.b64decode(payload["bytes"], validate=True)
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        return new
+    scrubbed = transform(inner)
+    if scrubbed == inner:
+        return new
+    from .event_stream import Frame
+
+    return Frame(new.headers, _dumps({**payload, "bytes": base64.b64encode(scrubbed).decode("ascii")}))
 
 
 def _dumps(value: Any) -> bytes:

@@ -1,5 +1,7 @@
 """AWS Bedrock Runtime's Converse API on loopback: ``POST /model/<model id>/converse`` (JSON) and
-``/converse-stream`` (AWS's binary event stream, ``application/vnd.amazon.eventstream``).
+``/converse-stream`` (AWS's binary event stream, ``application/vnd.amazon.eventstream``); and
+``/invoke-with-response-stream`` for an Anthropic model (its Messages events, each as base64 in a ``chunk`` frame's
+``{"bytes": ...}``).
 
 The key check is SigV4's: the ``Authorization`` header must name the fake's access key id (the signature
 itself is not verified; it changes with every request's time).
@@ -7,6 +9,7 @@ itself is not verified; it changes with every request's time).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import struct
@@ -14,9 +17,10 @@ import zlib
 from typing import Any
 from urllib.parse import unquote
 
-from .server import ProviderFake, Reply, Request, error, words
+from .anthropic_api import _events as anthropic_events
+from .server import ProviderFake, Reply, Request, Said, error, words
 
-_ROUTE = re.compile(r"/model/(?P<model>[^/]+)/(?P<operation>converse|converse-stream)")
+_ROUTE = re.compile(r"/model/(?P<model>[^/]+)/(?P<operation>converse|converse-stream|invoke-with-response-stream)")
 
 
 class FakeBedrock(ProviderFake):
@@ -30,8 +34,14 @@ class FakeBedrock(ProviderFake):
         route = _ROUTE.fullmatch(request.path)
         if route is None:
             return error(404, {"message": f"no route {request.path}"})
-        text = f"answer #{n} to: {_last_text(request.json['messages'])} ({unquote(route['model'])})"
+        said = Said.of(request.headers)
+        text = f"answer #{n} to: {_last_text(request.json['messages'])} ({unquote(route['model'])})" if said.text is None else said.text
         usage = {"inputTokens": 9, "outputTokens": 5, "totalTokens": 14}
+        if route["operation"] == "invoke-with-response-stream":
+            message = {"id": f"msg_bdrk_fake_{n}", "type": "message", "role": "assistant", "model": unquote(route["model"]), "content": [{"type": "text", "text": text}],
+                       "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 5}}
+            chunks = [event_frame("chunk", {"bytes": base64.b64encode(json.dumps(data).encode()).decode()}) for _, data in anthropic_events(message, said)]
+            return Reply(chunks=chunks, content_type="application/vnd.amazon.eventstream")
         if route["operation"] == "converse":
             return Reply(json={
                 "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
@@ -40,14 +50,15 @@ class FakeBedrock(ProviderFake):
                 "metrics": {"latencyMs": 100},
             }, headers={"x-amzn-RequestId": f"fake-request-{n}"})
         events = [("messageStart", {"role": "assistant"})]
-        events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}) for piece in words(text)]
+        events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}) for piece in said.pieces(text, words)]
         events += [("contentBlockStop", {"contentBlockIndex": 0}), ("messageStop", {"stopReason": "end_turn"})]
         events.append(("metadata", {"usage": usage, "metrics": {"latencyMs": 100}}))
         return Reply(chunks=[event_frame(name, payload) for name, payload in events], content_type="application/vnd.amazon.eventstream")
 
 
 def _last_text(messages: list[dict[str, Any]]) -> str:
-    return " ".join(block.get("text", "") for block in messages[-1]["content"])
+    content = messages[-1]["content"]
+    return content if isinstance(content, str) else " ".join(block.get("text", "") for block in content)
 
 
 def event_frame(event_type: str, payload: dict[str, Any]) -> bytes:
