@@ -5,8 +5,10 @@ the request asks for (``x-fake-answer``) in pieces of a few characters (``x-fake
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +26,7 @@ from llm_replay.cli import main
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
+from llm_replay.stores.sqlite import SQLiteCache
 
 ANTHROPIC_KEY = "sk-" + "ant-api03-Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4Kp9Ml3Nb6Vc8Xz1Qw5Er7Ty2Ui4Op6As8Df0Gh3Jk5Lz7Xc9Vb1NmAA"  # fake
 AWS_SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYq7Wm3Nd9Kc2V"  # fake
@@ -299,6 +302,54 @@ def test_an_older_cassette_holding_aws_secrets_in_base64_chunks_fails_the_audit_
     aws.delenv("AWS_SESSION_TOKEN")
     with llm_replay.use_cassette(cassette, mode="replay"):
         assert [_invoke_text(bedrock_server, {}, prompt) for prompt in ("split", "whole")] == [scrubbed, scrubbed]
+
+
+def test_an_older_cassette_holding_a_compressed_body_is_audited_decoded_and_scrubbed_into_a_decoded_body(server, env, tmp_path, capsys):
+    """A body an earlier version stored still compressed (``identity, GZIP``), its Content-Encoding header kept."""
+    cassette = tmp_path / "c.sqlite3"
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    ask = lambda: client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content  # noqa: E731
+    with llm_replay.use_cassette(cassette, mode="record"):
+        ask()
+    (recorded,) = SQLiteCache(cassette, readonly=True).interactions()
+    answer = json.loads(recorded.response.body)
+    answer["choices"][0]["message"]["content"] = f"your key is {ANTHROPIC_KEY}"
+    compressed = gzip.compress(json.dumps(answer).encode())
+    headers = {**recorded.response.headers, "Content-Encoding": ["identity, GZIP"], "content-length": [str(len(compressed))]}
+    old = SQLiteCache(cassette, scrubber=Scrubber(environ={}))
+    old.put(replace(recorded, response=replace(recorded.response, headers=headers, body=compressed)))
+    old.close()
+    assert ANTHROPIC_KEY.encode() not in cassette.read_bytes()
+
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    assert "column body, decoded from Content-Encoding 'identity, GZIP' (JSON, keys included): Anthropic API key 'sk-ant…NmAA'" in capsys.readouterr().out
+    env.setenv(NAME, ANTHROPIC_KEY)
+    assert main(["scrub", str(cassette)]) == 0
+    (stored,) = SQLiteCache(cassette, readonly=True).interactions()
+    assert {name.lower() for name in stored.response.headers} >= {"content-length"} and "content-encoding" not in {name.lower() for name in stored.response.headers}
+    assert stored.response.headers["content-length"] == [str(len(stored.response.body))]
+    assert json.loads(stored.response.body)["choices"][0]["message"]["content"] == f"your key is <scrubbed:{NAME}>"
+
+    server.stop()
+    env.delenv(NAME)
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert ask() == f"your key is <scrubbed:{NAME}>"
+
+
+def test_a_body_stored_in_a_coding_nothing_here_decodes_is_reported_as_unread_and_left(tmp_path, capsys):
+    cassette = tmp_path / "c.sqlite3"
+    old = SQLiteCache(cassette, scrubber=Scrubber(environ={}))
+    request = canonicalize("POST", "https://api.test/v1/chat", b"{}", "application/json")
+    old.put(Interaction.of(request, RecordedResponse(200, "OK", {"Content-Encoding": ["x-unknown"]}, b"\x01\x02opaque")))
+    old.put(Interaction.of(request, RecordedResponse(200, "OK", {"Content-Encoding": ["gzip"]}, b"not gzip at all"), occurrence=1))
+    old.close()
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    out = capsys.readouterr().out
+    assert "response body stored still encoded, which the audit cannot read: a response is encoded 'x-unknown'" in out
+    assert "a response says Content-Encoding 'gzip' but its body does not decode as that" in out
+    assert main(["scrub", str(cassette)]) == 1, "left as it was, and said so"
 
 
 def test_redis_cassette_streams_are_audited_and_scrubbed_too(redis_url, capsys):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from ..errors import CassetteError, CommandError
+from ..model.content_coding import decoded as content_decoded
 from ..model.credentials import is_secret_header
 from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, base64_texts, env_placeholder
 from ..model.streamed_text import StreamedBody, looks_streamed
@@ -157,6 +158,10 @@ class Audit:
                 key, texts = _named(name.decode("utf-8", "surrogateescape")), list(_key_texts(value))
                 for header in (header for place, text, _ in texts if place == "field headers" for header in _header_names(text)):
                     stored_headers.append(Finding(shown, f"key {key}, field headers", f"credential header {header!r} stored", "", remedy))
+                if isinstance(value, dict) and b"body" in value:
+                    unread = _unread_body(value.get(b"headers", b"{}").decode("utf-8", "surrogateescape"), value[b"body"])
+                    if unread:
+                        stored_headers.append(Finding(shown, f"key {key}, field body", unread, "", _unread_remedy(remedy)))
                 yield key, texts
 
         try:
@@ -181,6 +186,11 @@ class Audit:
                 for name in json.loads(headers):
                     if is_secret_header(name):
                         yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
+                if _CODING in headers.lower():  # an older cassette's body stored still compressed: is it readable?
+                    (body,) = connection.execute("SELECT body FROM interactions WHERE fingerprint = ? AND occurrence = ?", (fingerprint, occurrence)).fetchone()
+                    unread = _unread_body(headers, body)
+                    if unread:
+                        yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column body", unread, "", _unread_remedy(remedy))
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
         with path.open("rb") as handle:  # page by page: a 150 MB cassette is never in memory whole
             free = _free_pages(handle, page_size)
@@ -277,20 +287,20 @@ def _cells(connection: sqlite3.Connection, audit: Audit) -> Iterator[tuple[str, 
         yield f"schema of {name}", sql, ""
     for table, columns, key_name, rows in table_rows(connection):
         width = len(key_name.split(","))
-        answers = columns.index("body") if table == "interactions" and "body" in columns else None
+        answers = (columns.index("headers"), columns.index("body")) if table == "interactions" and {"headers", "body"} <= set(columns) else None
         texts = ((row[:width], _row_pieces(columns, row[width:], answers)) for row in rows)
         for key, column, text, source in _flagged(texts, audit):
             yield f"table {table}, row {'#'.join(_named(str(part)) for part in key)}, column {column}{_json_place(text)}", text, source
 
 
-def _row_pieces(columns: list[str], cells: tuple, answers: int | None) -> list[tuple[str, str, str]]:
+def _row_pieces(columns: list[str], cells: tuple, answers: tuple[int, int] | None) -> list[tuple[str, str, str]]:
     """(column, text, source) of a row's cells, then what they stand for: a request's base64 body decoded, and (in a
-    row of ``interactions``: ``answers`` is where its body is) a response body's event stream and joined stream texts
-    (``_body_pieces``)."""
+    row of ``interactions``: ``answers`` are where its headers and body are) a response body's decoded, event stream
+    and joined stream texts (``_body_pieces``)."""
     pieces = [piece for column, cell in zip(columns, cells) if (text := _text(cell)) for piece in _with_binary(column, text)]
     if answers is not None:
-        body = cells[answers]
-        pieces += _body_pieces("body", body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body or b"")
+        headers, body = _text(cells[answers[0]]), cells[answers[1]]
+        pieces += _body_pieces("body", headers, body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body or b"")
     return pieces
 
 
@@ -318,7 +328,7 @@ def _key_texts(value: Any) -> Iterator[tuple[str, str, str]]:
             yield f"name of field {_named(field_name)}", field_name, ""
             yield f"field {_named(field_name)}", data.decode("utf-8", "surrogateescape"), ""
         if b"body" in value:
-            yield from _body_pieces("field body", value[b"body"])
+            yield from _body_pieces("field body", value.get(b"headers", b"{}").decode("utf-8", "surrogateescape"), value[b"body"])
     elif isinstance(value, list):
         for member in value:
             yield "member", member.decode("utf-8", "surrogateescape"), ""
@@ -335,14 +345,31 @@ def _with_binary(place: str, text: str) -> Iterator[tuple[str, str, str]]:
         yield f"{place}, base64 body decoded", decoded, text
 
 
-def _body_pieces(place: str, body: bytes) -> list[tuple[str, str, str]]:
+_CODING = "content-encoding"
+
+
+def _unread_remedy(remedy: str) -> str:
+    """What to do about a body the audit cannot read: scrub once llm_replay can decode it (a package installed)."""
+    return f"{remedy} once llm_replay can decode it, or re-record it"
+
+
+def _body_pieces(place: str, headers: str, body: bytes) -> list[tuple[str, str, str]]:
     """(place, text, source) of what a stored response body stands for, where no search of its bytes sees a secret:
-    an event stream's payloads and the JSON under their base64 ``bytes``, and each streamed field's pieces joined (a
-    key streamed a few characters per event). Only a stream is read further: any other costs a look at its start."""
+    the body an older cassette stored still compressed (by its stored Content-Encoding), an event stream's payloads
+    and the JSON under their base64 ``bytes``, and each streamed field's pieces joined (a key streamed a few
+    characters per event). Only a stream or a body with a coding is read further: any other costs two looks."""
     pieces: list[tuple[str, str, str]] = []
+    source = None
+    if _CODING in headers.lower():
+        coding, data = _decoded_body(headers, body)
+        if coding and data != body:
+            source = data.decode("utf-8", "surrogateescape")
+            pieces.append((f"{place}, decoded from Content-Encoding {coding!r}", source, body.decode("utf-8", "surrogateescape")))
+            body = data
     if not looks_streamed(body):
         return pieces
-    source = body.decode("utf-8", "surrogateescape")
+    if source is None:
+        source = body.decode("utf-8", "surrogateescape")
     stream = StreamedBody.of(body)
     if stream is None:
         return pieces
@@ -354,6 +381,31 @@ def _body_pieces(place: str, body: bytes) -> list[tuple[str, str, str]]:
     if joined:
         pieces.append((f"{place}, streamed text joined per field", joined, source))
     return pieces
+
+
+def _decoded_body(headers: str, body: bytes) -> tuple[str, bytes]:
+    """(the stored Content-Encoding, the body with it undone); ("", body) when there is none or it cannot be undone."""
+    try:
+        stored = json.loads(headers)
+        coding = ", ".join(value for name, values in stored.items() if name.lower() == _CODING for value in values)
+        return coding, content_decoded(stored, body)[1]
+    except (CassetteError, ValueError, AttributeError, TypeError):
+        return "", body
+
+
+def _unread_body(headers: str, body: Any) -> str:
+    """Why a body stored with a Content-Encoding cannot be read (a coding llm_replay cannot undo, or bytes that do not
+    decode as it), or "" when it can (or has none)."""
+    if _CODING not in headers.lower():
+        return ""
+    try:
+        content_decoded(json.loads(headers), body.encode() if isinstance(body, str) else bytes(body))
+    except CassetteError as error:
+        reason = re.split(r"; (?:llm_replay stores|stored encoded)", str(error))[0]
+        return f"response body stored still encoded, which the audit cannot read: {reason}"
+    except (ValueError, AttributeError, TypeError):
+        pass  # headers that are not a JSON object: nothing says the body is encoded
+    return ""
 
 
 def _looks_streamed(text: str) -> bool:

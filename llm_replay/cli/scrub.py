@@ -1,7 +1,8 @@
 """``llm-replay scrub [PATH|URL...]``: remove from cassettes and exports every secret ``llm-replay audit`` finds there.
 
 A cassette is rewritten in place: each recording is stored again through the Scrubber (credential headers,
-query parameters and body fields, test ids, secrets a stream spreads over its events), then every remaining secret the audit recognises is replaced in
+query parameters and body fields, test ids, secrets a stream spreads over its events; a body an older version stored
+still compressed is stored decoded), then every remaining secret the audit recognises is replaced in
 every cell of every table, the write-ahead log is folded in and removed, and VACUUM rebuilds the file so
 no deleted row survives in free space. A Redis cassette is scrubbed the same way, key by key under its
 prefix (what the server's own RDB/AOF files still hold is the server's to rewrite). Keys stay as they
@@ -13,10 +14,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import CommandError
+from ..errors import CassetteError, CommandError
+from ..model.content_coding import decoded
+from ..model.interaction import Interaction
 from ..stores.base import Store
 from ..stores.spec import open_store, redacted
 from ..stores.sqlite import SQLiteCache
@@ -73,9 +77,23 @@ def scrub_redis(url: str, audit: Audit) -> int:
 
 def _put_again(cassette: Store) -> None:
     """Store every recording again, through the cassette's Scrubber (credential headers, fields, test ids, secrets
-    spread over a stream's events)."""
+    spread over a stream's events), a body an older version stored still compressed decoded first."""
     for interaction in list(cassette.interactions()):
-        cassette.put(interaction)
+        cassette.put(_decoded(interaction))
+
+
+def _decoded(interaction: Interaction) -> Interaction:
+    """The recording with its body's stored Content-Encoding undone (the header dropped, Content-Length the decoded
+    size), as recording stores answers now; as it was when it has none, or one that cannot be undone (the audit after
+    the scrub names it)."""
+    response = interaction.response
+    if not any(name.lower() == "content-encoding" for name in response.headers):
+        return interaction
+    try:
+        headers, body = decoded(response.headers, response.body)
+    except CassetteError:
+        return interaction
+    return replace(interaction, response=replace(response, headers=headers, body=body))
 
 
 def _scrubbed(cell: Any, audit: Audit) -> Any:

@@ -257,6 +257,8 @@ class Scrubber:
             body = self.data(body, secrets)
             if rules.hint_bytes.search(body):
                 body = self._named(body, headers, rules)
+        if body is not response.body and body != response.body:  # a placeholder is not as long as what it stands for
+            headers = {name: [str(len(body))] if name.lower() == "content-length" else values for name, values in headers.items()}
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
 
     def _body(self, body: bytes, secrets: Sequence[tuple[str, str]], headers: Mapping[str, list[str]] | None = None) -> bytes:
