@@ -8,7 +8,8 @@ import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
 
-FORKING_TESTS = '''
+# A test module's start: ask(question) through the openai SDK at the fake server.
+ASKING = '''
 import multiprocessing
 import socket
 
@@ -18,7 +19,9 @@ import openai
 def ask(question):
     client = openai.OpenAI(base_url="{base_url}", max_retries=0)
     return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": question}}]).choices[0].message.content
+'''
 
+FORKING_TESTS = ASKING + '''
 
 def test_miss_in_a_pool(llm_cache):
     with multiprocessing.get_context("fork").Pool(2) as pool:
@@ -72,16 +75,7 @@ def test_a_forked_childs_miss_or_blocked_attempt_fails_the_test_and_no_pool_hang
     assert server.requests == [], "nothing reached the server"
 
 
-POOL_OF_ASKS = '''
-import multiprocessing
-
-import openai
-
-
-def ask(question):
-    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
-    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": question}}]).choices[0].message.content
-
+POOL_OF_ASKS = ASKING + '''
 
 def test_asks_in_a_pool(llm_cache):
     with multiprocessing.get_context("fork").Pool(2) as pool:
