@@ -29,6 +29,30 @@ def _output(result: pytest.RunResult) -> str:
         ("llm_repeats = bogus", "ERROR: repeats in ini option llm_repeats must be one of cache, sequence, not 'bogus'"),
         ("llm_on_expired = nag", "ERROR: on_expired in ini option llm_on_expired must be one of warn, fail, refresh, not 'nag'"),
         (
+            "llm_allow_hosts = 10.0.0.0/33",
+            "ERROR: allow_hosts entry '10.0.0.0/33' in ini option llm_allow_hosts: not a network (*); write an address and a "
+            "prefix length, e.g. 10.0.0.0/8 or fd00::/8",
+        ),
+        (
+            "llm_allow_hosts = db.internal:5432",
+            "ERROR: allow_hosts entry 'db.internal:5432' in ini option llm_allow_hosts: the guard allows a host on every port; "
+            "write the host alone ('db.internal')",
+        ),
+        (
+            "llm_allow_hosts = [fd00::5]:8080",
+            "ERROR: allow_hosts entry '[[]fd00::5]:8080' in ini option llm_allow_hosts: *; write the host alone ('fd00::5')",
+        ),
+        (
+            "llm_ignore_hosts = https://user@vectors.test:6333/v1",
+            "ERROR: ignore_hosts entry 'https://user@vectors.test:6333/v1' in ini option llm_ignore_hosts: write a host name, "
+            "not a URL (e.g. 'vectors.test')",
+        ),
+        (
+            "llm_ignore_hosts = 10.0.0.0/8",
+            "ERROR: ignore_hosts entry '10.0.0.0/8' in ini option llm_ignore_hosts: a network does not match here; write names "
+            "or globs, e.g. '10.0.0.*' or '*.internal:8080'",
+        ),
+        (
             "llm_adopt_body_paths = a..b",
             "ERROR: bad adopt_body_paths path 'a..b' in ini option llm_adopt_body_paths: expected dotted JSON body fields*",
         ),

@@ -423,15 +423,26 @@ def test_default_mode_follows_ci(llm_pytester, env):
     assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
     env.setenv("CI", "true")
     assert "MODE replay" in llm_pytester.runpytest("-s").stdout.str()
-    env.setenv("CI", "false")
-    assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
+    env.setenv("CI", "woodpecker")  # some CI services set their own name: a value not understood is still CI, offline
+    assert "MODE replay" in llm_pytester.runpytest("-s").stdout.str()
+    for not_ci in ("false", "0", " OFF ", ""):
+        env.setenv("CI", not_ci)
+        assert "MODE record" in llm_pytester.runpytest("-s").stdout.str()
+
+
+def test_a_mode_on_the_command_line_takes_any_case_as_the_environment_and_ini_do(llm_pytester, env):
+    llm_pytester.makepyfile(test_mode=MODE_PROBE)
+    assert "MODE replay" in llm_pytester.runpytest("-s", "--llm-mode=REPLAY").stdout.str()
+    env.setenv("LLM_REPLAY_MODE", "Refresh")
+    assert "MODE refresh" in llm_pytester.runpytest("-s").stdout.str()
 
 
 def test_unknown_mode_is_a_usage_error(llm_pytester, env):
     llm_pytester.makepyfile(test_x="def test_x(llm_cache): pass")
-    result = llm_pytester.runpytest("--llm-mode=replays")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--llm-mode: invalid choice: 'replays'*"])
+    for given in ("replays", ""):
+        result = llm_pytester.runpytest(f"--llm-mode={given}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*unknown llm_replay mode '{given}' (from --llm-mode); use one of: replay, record, refresh, off*"])
     env.setenv("LLM_REPLAY_MODE", "strict")
     result = llm_pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -99,6 +99,40 @@ def parse_hosts(value: str | Sequence[str], source: str) -> tuple[str, ...]:
     raise ValueError(f"{source} must be a list of hosts, e.g. ['api.example.com', '*.internal:8080'] (or one host as a string), not {value!r}")
 
 
+def _check_hosts(hosts: tuple[str, ...], option: str, source: str) -> tuple[str, ...]:
+    """Refuse an entry that could never match, which would otherwise show up later as a blocked or a recorded call:
+    a URL; in ``allow_hosts`` a port (the guard allows a host on every port) or a network that is none
+    (``10.0.0.0/33``); in ``ignore_hosts`` a network (its entries are names and globs, ``10.0.0.*``)."""
+    for entry in (entry.strip() for entry in hosts):
+        where = f"{option} entry {entry!r} in {source}"
+        if "://" in entry:
+            raise ValueError(f"{where}: write a host name, not a URL (e.g. {_host_of(entry)!r})")
+        if "/" in entry and option == "allow_hosts":
+            _check_network(entry, where)
+        elif "/" in entry:
+            raise ValueError(f"{where}: a network does not match here; write names or globs, e.g. '10.0.0.*' or '*.internal:8080'")
+        elif option == "allow_hosts" and (entry.count(":") == 1 or entry.startswith("[")):
+            raise ValueError(f"{where}: the guard allows a host on every port; write the host alone ({_host_of(entry)!r})")
+    return hosts
+
+
+def _check_network(entry: str, where: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError as error:
+        raise ValueError(f"{where}: not a network ({error}); write an address and a prefix length, e.g. 10.0.0.0/8 or fd00::/8") from None
+
+
+def _host_of(entry: str) -> str:
+    """The host of a URL or of a ``host:port`` entry, for an error's example."""
+    host = entry.split("://")[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.split(":", 1)[0]
+
+
 def parse_layers(value: str | Sequence[str], source: str) -> tuple[str, ...]:
     """Where llm_replay answers: ``"http"``, ``"langchain"``, or both (``"http,langchain"`` or a list)."""
     if not isinstance(value, (str, list, tuple, set, frozenset)):
@@ -112,9 +146,11 @@ def parse_layers(value: str | Sequence[str], source: str) -> tuple[str, ...]:
 
 
 def default_mode(environ: Mapping[str, str] = os.environ) -> Mode:
-    """``replay`` on CI (env ``CI`` set to a true value), else ``record``, as Jest's ``--ci`` does."""
+    """``replay`` on CI, else ``record``, as Jest's ``--ci`` does. CI is ``CI`` set to anything but empty or a false
+    word: services set ``true``, some their own name (Woodpecker: ``CI=woodpecker``), and a value not understood must
+    not send a CI run to the network."""
     ci = environ.get("CI", "")
-    return Mode.REPLAY if ci.strip().lower() in _TRUE_WORDS else Mode.RECORD
+    return Mode.RECORD if ci.strip().lower() in _FALSE_WORDS else Mode.REPLAY
 
 
 def session_mode(cli: str | None, ini: str | None, environ: Mapping[str, str] = os.environ) -> tuple[Mode, bool]:
@@ -123,7 +159,7 @@ def session_mode(cli: str | None, ini: str | None, environ: Mapping[str, str] = 
     The flag says whether the user asked for it explicitly (CLI or env): an explicit mode also
     overrides a marker's, so ``--llm-mode=refresh`` really re-records every selected test.
     """
-    if cli:
+    if cli is not None:  # ``--llm-mode=`` is a mistake, not "no mode given"
         return parse_mode(cli, "--llm-mode"), True
     env = environ.get("LLM_REPLAY_MODE")
     if env:
@@ -227,7 +263,7 @@ class CacheSettings(_Options):
         for name in ("allow_hosts", "ignore_hosts"):
             # Like match_ignore, host lists add up.
             if changes.get(name) is not None:
-                hosts = parse_hosts(changes[name], f"{name} in {where(name)}")
+                hosts = _check_hosts(parse_hosts(changes[name], f"{name} in {where(name)}"), name, where(name))
                 changes[name] = tuple(dict.fromkeys(getattr(self, name) + hosts))
             elif name in changes:
                 changes[name] = getattr(self, name)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pytest
 
 from ..engine.drift_classes import DRIFT_CLASSES, parse_drift_classes
-from ..engine.settings import DEFAULT_CASSETTE, INI_KEYS, INI_SOURCES, MODE_NAMES, CacheSettings, Mode, session_mode
+from ..engine.settings import DEFAULT_CASSETTE, INI_KEYS, INI_SOURCES, CacheSettings, Mode, session_mode
 from ..errors import CassetteError, CassetteMiss, NetworkBlocked, RecordingExpired
 from ..model.runs import changes_nothing
 from ..model.scrub import Scrubber
@@ -37,8 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llm_replay", "llm_replay: record and replay LLM calls")
     group.addoption(
         "--llm-mode",
-        choices=MODE_NAMES,
-        default=None,
+        default=None,  # any case, as LLM_REPLAY_MODE and ini llm_mode: checked with them in pytest_configure
         help="replay (strict, offline), record (record misses), refresh (re-record all), off (bypass), "
         "adopt (offline; re-key recordings an SDK upgrade moved to another URL), "
         "verify (replay, and also call live to report drift; writes nothing). "
