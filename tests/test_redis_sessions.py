@@ -279,3 +279,22 @@ def test_redis_unreachable_at_the_start_fails_every_test_clearly(llm_pytester, s
     result.stdout.fnmatch_lines([f"*llm_replay.CassetteError: cannot reach the Redis cassette redis://127.0.0.1:{port}/0?prefix=nowhere (*"])
     assert PASSWORD not in result.stdout.str() + result.stderr.str()
     assert server.requests == []
+
+
+def test_a_password_given_in_the_urls_query_shows_up_nowhere(locked_redis, server, llm_pytester, env):
+    """redis-py takes the password from ``?password=`` as well as from ``:password@``: both are hidden the same way, in
+    the summary line, a miss, the bookkeeping's name, the HTML report and the ledger."""
+    port = locked_redis.port
+    url, shown = f"redis://127.0.0.1:{port}/0?prefix=query&password={PASSWORD}", f"redis://127.0.0.1:{port}/0?prefix=query"
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=ASK.format(base_url=server.base_url) + checkout_tests("app", 2))
+    recorded = llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={url}")
+    recorded.assert_outcomes(passed=2)
+    llm_pytester.makepyfile(test_new=ASK.format(base_url=server.base_url) + checkout_tests("new", 1))
+    replayed = llm_pytester.runpytest("--llm-mode=replay", f"--llm-cassette={url}", "--llm-report=report.html")
+    replayed.assert_outcomes(passed=2, failed=1, skipped=1)  # the new module's empty parametrize is skipped
+    replayed.stdout.fnmatch_lines([f"*2 replayed, 0 recorded, 1 missed in 3 tests (mode replay, cassette {shown})*"])
+    printed = recorded.stdout.str() + recorded.stderr.str() + replayed.stdout.str() + replayed.stderr.str()
+    assert PASSWORD not in printed
+    files = [path for path in llm_pytester.path.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
+    assert [path.name for path in files] == [], "the report and the bookkeeping hold no password"

@@ -56,11 +56,16 @@ def is_secret_field(name: str) -> bool:
 
 def without_password(url: str) -> str:
     """A URL as it may be shown, logged or stored: its password removed (``redis://user:pw@host`` ->
-    ``redis://user@host``), everything else kept."""
+    ``redis://user@host``; redis-py also takes one from the query, ``?password=pw``), everything else kept."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+    query = "&".join(item for item in parts.query.split("&") if item.partition("=")[0] not in URL_PASSWORD_OPTIONS)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host)
+    return urlunsplit(parts._replace(query=query))
+
+
+# The query options redis-py reads a password from (the server's; a TLS key file's).
+URL_PASSWORD_OPTIONS = ("password", "ssl_password")

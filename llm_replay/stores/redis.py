@@ -27,10 +27,10 @@ import re
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import CassetteError
-from ..model.credentials import without_password
+from ..model.credentials import URL_PASSWORD_OPTIONS, without_password
 from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
 from ..model.scrub import Scrubber
 from . import recent
@@ -144,8 +144,10 @@ class RedisCache:
         self.scrubber = scrubber or Scrubber()
         self.url = without_password(url)
         parts = urlsplit(url)
-        self._password = parts.password
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        # Every spelling a password may take in what redis-py says back: as typed, and as it sent it (decoded).
+        typed = [parts.password or "", *(query.get(option, "") for option in URL_PASSWORD_OPTIONS)]
+        self._passwords = sorted({spelling for password in typed if password for spelling in (password, unquote(password))}, key=len, reverse=True)
         self.prefix = query.pop("prefix", DEFAULT_PREFIX)
         if not _PREFIX_SHAPE.fullmatch(self.prefix):
             raise CassetteError(f"cassette {self.url}: prefix {self.prefix!r} may hold only letters, digits and _ . -; pick another ?prefix=")
@@ -220,7 +222,9 @@ class RedisCache:
             raise CassetteError(self._clean(f"the Redis cassette {self.url} failed: {error}")) from None
 
     def _clean(self, message: str) -> str:
-        return message.replace(self._password, "***") if self._password else message
+        for password in self._passwords:
+            message = message.replace(password, "***")
+        return message
 
     def _writable(self) -> None:
         if self.readonly:
