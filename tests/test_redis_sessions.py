@@ -298,3 +298,45 @@ def test_a_password_given_in_the_urls_query_shows_up_nowhere(locked_redis, serve
     assert PASSWORD not in printed
     files = [path for path in llm_pytester.path.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
     assert [path.name for path in files] == [], "the report and the bookkeeping hold no password"
+
+
+def _every_value(client, prefix: str) -> dict[bytes, bytes]:  # type: ignore[no-untyped-def]
+    """What each key under the prefix holds, serialised by the server: to tell that nothing changed."""
+    return {name: client.dump(name) for name in client.scan_iter(match=f"{prefix}:*")}
+
+
+def test_a_value_llm_replay_cannot_read_fails_its_test_naming_the_key_and_is_kept(redis_server, server, llm_pytester, env, capsys):
+    """A recording whose headers are not JSON, a status that is no number, a key of the wrong type: each fails what reads
+    it with an error naming the key and what to do, in a session and in ``llm-replay``; nothing is rewritten or deleted."""
+    from llm_replay.cli import main
+
+    prefix = "damaged"
+    url = redis_server.url(prefix)
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=ASK.format(base_url=server.base_url) + checkout_tests("app", 4))
+    llm_pytester.runpytest("--llm-mode=record", f"--llm-cassette={url}").assert_outcomes(passed=4)
+    client = redis_server.client()
+    records = sorted(client.scan_iter(match=f"{prefix}:rec:*"))
+    client.hset(records[0], "headers", "{not json")
+    client.hset(records[1], "status", "two hundred")
+    owners = records[2].replace(b":rec:", b":owners:")
+    client.delete(owners)
+    client.set(owners, "a string where llm_replay keeps a set")
+    before = _every_value(client, prefix)
+
+    for mode in ("replay", "record"):
+        result = llm_pytester.runpytest(f"--llm-mode={mode}", f"--llm-cassette={url}")
+        result.assert_outcomes(passed=1, failed=3)
+        text = result.stdout.str()
+        for name, what in ((records[0], "field headers is not JSON"), (records[1], "field status is not a number")):
+            assert f"key {name.decode()} is not a recording llm_replay can read ({what}" in text, text
+        assert f"key {owners.decode()} is a string, where llm_replay keeps a set" in text, text
+        assert "Traceback" not in text and "JSONDecodeError" not in text
+    assert _every_value(client, prefix) == before, "nothing rewritten, nothing deleted"
+
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["ls", "--cassette", url]) == 2
+    error = capsys.readouterr().err
+    assert "(llm_replay changed nothing)" in error and any(f"key {name.decode()} " in error for name in (*records[:2], owners)), error
+    assert _every_value(client, prefix) == before

@@ -353,3 +353,39 @@ def test_read_ahead_warms_a_window_once_and_a_test_outside_the_order_alone(redis
         assert _scripts_run(counter) == 3
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("plant", "error"),
+    [
+        (lambda client, p: client.hset(f"{p}:meta", "schema_version", "two"), r"key {p}:meta cannot be read \(field schema_version is not a number: 'two'"),
+        (lambda client, p: client.sadd(f"{p}:keys", "not-a-key"), r"key {p}:keys cannot be read \(a member is 'not-a-key', not fingerprint:occurrence\); remove it: redis-cli SREM"),
+        (lambda client, p: client.hset(f"{p}:instants", "t.py::test", "yesterday"), r"key {p}:instants cannot be read \(the instant of 't.py::test' is 'yesterday'"),
+        (lambda client, p: client.set(f"{p}:instants", "x"), r"key {p}:instants is a string, where llm_replay keeps a hash; another program wrote it"),
+    ],
+    ids=["schema", "member", "instant", "type"],
+)
+def test_a_value_llm_replay_never_writes_is_an_error_naming_its_key_and_is_kept(redis_server, plant, error):
+    prefix = "planted" + str(free_port())
+    store = open_store(redis_server.url(prefix))
+    store.put(_interaction("kept"))
+    store.close()
+    client = redis_server.client()
+    plant(client, prefix)
+    before = {name: client.dump(name) for name in client.scan_iter(match=f"{prefix}:*")}
+
+    def everything() -> None:
+        store = open_store(redis_server.url(prefix))
+        try:
+            list(store.interactions()), store.instants(), store.stored_clock("t.py::test")
+        finally:
+            store.close()
+
+    with pytest.raises(CassetteError, match=error.format(p=prefix) + ".*llm_replay changed nothing"):
+        everything()
+    assert {name: client.dump(name) for name in client.scan_iter(match=f"{prefix}:*")} == before
+
+
+def test_a_database_the_server_lacks_says_to_name_another(redis_server):
+    with pytest.raises(CassetteError, match=r"DB index is out of range; the server has fewer databases .*name another in the URL's path"):
+        open_store(f"redis://127.0.0.1:{redis_server.port}/99?prefix=x")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # What one key holds, as stored: a string's bytes, a hash's fields, a set's members (sorted).
 RawValue = Union[bytes, dict[bytes, bytes], list[bytes]]
+# The type of each kind of key llm_replay writes (the name's part after the prefix, up to its next colon).
+_LAYOUT = {"meta": b"hash", "keys": b"set", "rec": b"hash", "owners": b"set", "owned": b"set", "instants": b"hash", "clock_reads": b"hash"}
 
 SCHEMA_VERSION = 1
 DEFAULT_PREFIX = "llm_replay"
@@ -130,6 +132,15 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[2],
 """
 
 
+class DamagedValue(CassetteError):
+    """A key under the prefix that llm_replay cannot read (a value it never writes, a key of another type): an error
+    naming the key and what to do; the key is left as it is."""
+
+
+class _Unreadable(ValueError):
+    """What is wrong with one value, before the store adds which key and cassette it is."""
+
+
 class RedisCache:
     """Recordings in one Redis database under a key prefix; many processes and machines read and write at once.
 
@@ -179,9 +190,11 @@ class RedisCache:
 
     def _check_schema(self) -> None:
         stored, owned_sets = self._client.hmget(self._key("meta"), "schema_version", "owned_sets")
-        if stored is not None and int(stored) > SCHEMA_VERSION:
+        with self._reading(self._key("meta"), f"set it to the version that wrote the rest (this llm_replay writes {SCHEMA_VERSION}: redis-cli HSET {self._key('meta')} schema_version {SCHEMA_VERSION})"):
+            version = None if stored is None else _field({b"schema_version": stored}, b"schema_version", int, "not a number")
+        if version is not None and version > SCHEMA_VERSION:
             raise CassetteError(
-                f"cassette {self.url} was written by a newer llm_replay (schema {int(stored)}, this one reads up to "
+                f"cassette {self.url} was written by a newer llm_replay (schema {version}, this one reads up to "
                 f"{SCHEMA_VERSION}); upgrade llm_replay: update its checkout and pip install -e it again"
             )
         if self.readonly:
@@ -218,8 +231,50 @@ class RedisCache:
                 f"cannot reach the Redis cassette {self.url} ({error}); start the server or fix the URL "
                 "(--llm-cassette, ini llm_cassette, --cassette)"
             )) from None
+        except redis.exceptions.ResponseError as error:
+            if "WRONGTYPE" in str(error):
+                raise self._misplaced(redis.exceptions.RedisError) from None
+            raise CassetteError(self._clean(f"the Redis cassette {self.url} failed: {error}{_REMEDIES.get(str(error), '')}")) from None
         except redis.exceptions.RedisError as error:
             raise CassetteError(self._clean(f"the Redis cassette {self.url} failed: {error}")) from None
+
+    def _misplaced(self, failure: type[Exception]) -> CassetteError:
+        """The error for a WRONGTYPE reply, which does not say which key: the first key under the prefix that is not of
+        the type llm_replay keeps there."""
+        try:
+            found = self._wrong_type()
+        except failure:  # the server went away meanwhile
+            found = None
+        if found is None:
+            return DamagedValue(f"the Redis cassette {self.url} holds a key of a type llm_replay does not write there; list them: redis-cli --scan --pattern '{self.prefix}:*'")
+        name, kind, expected = found
+        return DamagedValue(self._clean(
+            f"cassette {self.url}: key {name} is a {kind}, where llm_replay keeps a {expected}; another program wrote it under this prefix: "
+            "rename or remove it (redis-cli RENAME/DEL), or give the cassette a ?prefix= of its own (llm_replay changed nothing)"
+        ))
+
+    def _wrong_type(self) -> tuple[str, str, str] | None:
+        for name in self._client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            shown = name.decode(errors="replace")
+            expected, kind = _LAYOUT.get(shown.split(":")[1]), self._client.type(name)
+            if expected is not None and kind != expected:
+                return shown, kind.decode(), expected.decode()
+        return None
+
+    @contextmanager
+    def _reading(self, name: str, fix: str, what: str = "cannot be read") -> Iterator[None]:
+        """Turns a value llm_replay cannot read into a DamagedValue naming its key, what is wrong and ``fix``."""
+        try:
+            yield
+        except _Unreadable as error:
+            raise DamagedValue(self._clean(f"cassette {self.url}: key {name} {what} ({error}); {fix} (llm_replay changed nothing)")) from None
+
+    def _recording(self, key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes]) -> Interaction:
+        """The interaction stored under ``key``, or a DamagedValue saying which field is wrong and how to replace it."""
+        fingerprint, occurrence = key
+        fix = f"re-record it (pytest --llm-mode=refresh, the test that asks it) or delete it (llm-replay rm {fingerprint[:12]} --cassette '{self.url}')"
+        with self._reading(self._key("rec", fingerprint, occurrence), fix, "is not a recording llm_replay can read"):
+            return _from_fields(key, fields, owners)
 
     def _clean(self, message: str) -> str:
         for password in self._passwords:
@@ -242,13 +297,13 @@ class RedisCache:
             flat, owners = self._get(keys=[self._key("rec", fingerprint, occurrence), self._key("owners", fingerprint, occurrence)])
         if not flat:
             return None
-        interaction = _from_fields(key, _pairs(flat), owners)
+        interaction = self._recording(key, _pairs(flat), owners)
         self._hits.put(interaction)
         return interaction
 
     def get_many(self, keys: Iterable[Key]) -> Iterator[Interaction]:
         """The interactions under these keys (those there are), many to a round trip."""
-        return iter([_from_fields(key, fields, owners) for key, (fields, owners) in self._batched(list(keys), "hgetall rec", "smembers owners") if fields])
+        return iter([self._recording(key, fields, owners) for key, (fields, owners) in self._batched(list(keys), "hgetall rec", "smembers owners") if fields])
 
     def warm(self, test_ids: Sequence[str]) -> None:
         """Read ahead, in one round trip, what these tests will ask: each one's stored instant and the recordings
@@ -257,16 +312,22 @@ class RedisCache:
         if not test_ids:
             self._ahead, self._ahead_clocks = {}, {}
             return
-        with self._talking():
-            found = self._warm(args=[self.prefix, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES, *test_ids])
+        self._ahead, self._ahead_clocks = {}, {}
+        try:
+            with self._talking():
+                found = self._warm(args=[self.prefix, recent.HIT_CACHE_BYTES, recent.HIT_CACHE_ITEM_BYTES, *test_ids])
+        except DamagedValue:
+            return  # a key of the wrong type: each test meets it, named, when it asks (and only that test)
         ahead, clocks, at = {}, {}, 0
         for test_id in test_ids:
             instant, read, count = found[at : at + 3]
-            clocks[test_id] = _clock(instant, read)
+            with suppress(_Unreadable):  # an unreadable value is left for the lookup that names it
+                clocks[test_id] = _clock(instant, read, test_id)
             at += 3
             for member, flat, owners in zip(*[iter(found[at : at + 3 * count])] * 3):
-                key = _key_of(member)
-                ahead[key] = _from_fields(key, _pairs(flat), owners)
+                with suppress(_Unreadable):
+                    key = _key_of(member)
+                    ahead[key] = _from_fields(key, _pairs(flat), owners)
             at += 3 * count
         self._ahead, self._ahead_clocks = ahead, clocks
 
@@ -327,7 +388,11 @@ class RedisCache:
     def _members(self) -> list[Key]:
         with self._talking():
             members = self._client.smembers(self._key("keys"))
-        return sorted(_key_of(member) for member in members)
+        keys = []
+        for member in members:
+            with self._reading(self._key("keys"), f"remove it: redis-cli SREM {self._key('keys')} {member.decode(errors='replace')!r}"):
+                keys.append(_key_of(member))
+        return sorted(keys)
 
     def _batched(self, keys: list[Key], *commands: str) -> Iterator[tuple[Key, list[Any]]]:
         """(key, [reply of each command]) for every key, ``_BATCH`` keys per round trip. A command reads
@@ -347,7 +412,7 @@ class RedisCache:
 
     def interactions(self) -> Iterator[Interaction]:
         """Every interaction, ordered by fingerprint and occurrence."""
-        found = [_from_fields(key, fields, owners) for key, (fields, owners) in self._batched(self._members(), "hgetall rec", "smembers owners") if fields]
+        found = [self._recording(key, fields, owners) for key, (fields, owners) in self._batched(self._members(), "hgetall rec", "smembers owners") if fields]
         return iter(found)
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
@@ -384,7 +449,12 @@ class RedisCache:
             pipe = self._client.pipeline(transaction=False)
             pipe.hget(self._key("instants"), test_id)
             pipe.hget(self._key("clock_reads"), test_id)
-            return _clock(*pipe.execute())
+            stored = pipe.execute()
+        with self._reading(self._key("instants"), self._instant_fix(test_id)):
+            return _clock(*stored, test_id)
+
+    def _instant_fix(self, test_id: str) -> str:
+        return f"re-record the test (pytest --llm-mode=refresh) or remove the field: redis-cli HDEL {self._key('instants')} {test_id!r}"
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag (for copies and merges)."""
@@ -393,10 +463,11 @@ class RedisCache:
             pipe.hgetall(self._key("instants"))
             pipe.hgetall(self._key("clock_reads"))
             instants, reads = pipe.execute()
-        return sorted(
-            (test_id.decode(), datetime.fromisoformat(instant.decode()), None if test_id not in reads else reads[test_id] == b"1")
-            for test_id, instant in instants.items()
-        )
+        found = []
+        for test_id, instant in instants.items():
+            with self._reading(self._key("instants"), self._instant_fix(test_id.decode())):
+                found.append((test_id.decode(), *_clock(instant, reads.get(test_id), test_id.decode())))
+        return sorted(found)
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember the instant a test recorded at; whether it reads the clock is unknown until it ends."""
@@ -492,7 +563,9 @@ def _client(url: str) -> "redis.Redis":
 
 
 def _key_of(member: bytes) -> Key:
-    fingerprint, _, occurrence = member.decode().rpartition(":")
+    fingerprint, _, occurrence = member.decode(errors="replace").rpartition(":")
+    if not fingerprint or not occurrence.isdigit():
+        raise _Unreadable(f"a member is {member.decode(errors='replace')!r}, not fingerprint:occurrence")
     return fingerprint, int(occurrence)
 
 
@@ -501,10 +574,14 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
-def _clock(instant: bytes | None, read: bytes | None) -> tuple[datetime | None, bool | None]:
+def _clock(instant: bytes | None, read: bytes | None, test_id: str) -> tuple[datetime | None, bool | None]:
     if instant is None:
         return None, None
-    return datetime.fromisoformat(instant.decode()), None if read is None else read == b"1"
+    try:
+        stored = datetime.fromisoformat(instant.decode())
+    except ValueError:
+        raise _Unreadable(f"the instant of {test_id!r} is {instant[:60].decode(errors='replace')!r}, not an ISO date and time") from None
+    return stored, None if read is None else read == b"1"
 
 
 def _tests(owners: Iterable[bytes]) -> tuple[str, ...]:
@@ -512,21 +589,45 @@ def _tests(owners: Iterable[bytes]) -> tuple[str, ...]:
 
 
 def _from_fields(key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes]) -> Interaction:
+    """The interaction a recording's hash holds; _Unreadable names the first field that is missing or wrong."""
     latency = fields.get(b"latency_ms")
     return Interaction(
         fingerprint=key[0],
         occurrence=key[1],
-        request_json=fields[b"request"].decode(),
+        request_json=_field(fields, b"request", bytes.decode, "not UTF-8 text"),  # parsed when asked for (not on a replay's path)
         response=RecordedResponse(
-            status=int(fields[b"status"]), reason=fields[b"reason"].decode(), headers=json.loads(fields[b"headers"]), body=bytes(fields[b"body"])
+            status=_field(fields, b"status", int, "not a number"),
+            reason=_field(fields, b"reason", bytes.decode, "not UTF-8 text"),
+            headers=_field(fields, b"headers", _json_headers, "not JSON"),
+            body=bytes(_field(fields, b"body", bytes, "")),
         ),
-        recorded_at=fields[b"recorded_at"].decode(),
-        latency_ms=None if latency is None else float(latency),
+        recorded_at=_field(fields, b"recorded_at", bytes.decode, "not UTF-8 text"),
+        latency_ms=None if latency is None else _field(fields, b"latency_ms", float, "not a number"),
         tests=_tests(owners),
     )
 
 
+def _field(fields: Mapping[bytes, bytes], name: bytes, parse: Callable[[bytes], Any], wrong: str) -> Any:
+    """One stored field, parsed; _Unreadable says which field and what is wrong with it."""
+    if name not in fields:
+        raise _Unreadable(f"field {name.decode()} is missing")
+    try:
+        return parse(fields[name])
+    except (ValueError, TypeError) as error:
+        shown = fields[name][:60].decode(errors="replace")
+        raise _Unreadable(f"field {name.decode()} is {wrong}: {shown!r}, {error}") from None
+
+
+def _json_headers(value: bytes) -> dict[str, list[str]]:
+    headers = json.loads(value)
+    if not isinstance(headers, dict):
+        raise ValueError("not an object of header names")
+    return headers
+
+
 _READERS = {b"string": "get", b"hash": "hgetall", b"set": "smembers"}
+# A reply's end that says what to do about it.
+_REMEDIES = {"DB index is out of range": "; the server has fewer databases (16 unless configured): name another in the URL's path (redis://host:6379/0)"}
 
 
 def _read_raw(client: Any, name: bytes, kind: bytes, url: str) -> Any:
