@@ -257,3 +257,28 @@ def test_commands_that_need_a_file_say_so_without_the_password(capsys):
     assert "pw-Git-91ac" not in out + err
     code, _, err = _run(capsys, "ls", "--cassette", "s3://bucket/cassette")
     assert code == 2 and "unknown kind of store s3://" in err
+
+
+def test_audit_finds_a_secret_in_a_list_a_sorted_set_and_a_stream_under_the_prefix_and_scrub_keeps_their_types(redis_url, redis_server, tmp_path, capsys, monkeypatch):
+    """Another program's keys under the prefix are read whatever their type: a list's items, a sorted set's members, a
+    stream's field names and values; scrub rewrites each as the same type (order, scores and entry ids kept)."""
+    monkeypatch.chdir(tmp_path)
+    planted = {place: "sk-" + "ant-api03-" + hashlib.sha256(place.encode()).hexdigest()[:32] for place in ("list", "zset", "stream field", "stream value")}
+    prefix = redis_url.rpartition("prefix=")[2]
+    _fill(redis_url, _recording("clean"))
+    client = redis_server.client()
+    client.rpush(f"{prefix}:queue", "first", planted["list"], "last")
+    client.zadd(f"{prefix}:ranked", {"low": 1, planted["zset"]: 2.5})
+    client.xadd(f"{prefix}:events", {"note": planted["stream value"]}, id="5-1")
+    client.xadd(f"{prefix}:events", {planted["stream field"]: "x"}, id="7-0")
+
+    code, out, _ = _run(capsys, "audit", redis_url)
+    assert code == 1 and not [value for value in planted.values() if value in out], out
+    audit, paths = audit_for(argparse.Namespace(paths=[redis_url], secret_env=[], secret_pattern=[]))
+    assert {place for place, value in planted.items() if value in {finding.value for path in paths for finding in audit.scan_path(path)}} == set(planted)
+
+    code, out, _ = _run(capsys, "scrub", redis_url)
+    assert code == 0 and _run(capsys, "audit", redis_url)[0] == 0
+    assert client.lrange(f"{prefix}:queue", 0, -1) == [b"first", b"<scrubbed>", b"last"]
+    assert client.zrange(f"{prefix}:ranked", 0, -1, withscores=True) == [(b"low", 1.0), (b"<scrubbed>", 2.5)]
+    assert client.xrange(f"{prefix}:events") == [(b"5-1", {b"note": b"<scrubbed>"}), (b"7-0", {b"<scrubbed>": b"x"})]

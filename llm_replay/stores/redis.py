@@ -504,7 +504,8 @@ class RedisCache:
                 for name, kind in zip(chunk, kinds):
                     _read_raw(pipe, name, kind, self.url)
                 values = pipe.execute()
-            yield from ((name, _raw_value(value)) for name, value in zip(chunk, values) if value is not None)
+            found = ((name, _raw_value(kind, value)) for name, kind, value in zip(chunk, kinds, values))
+            yield from ((name, value) for name, value in found if value is not None)
 
     def rewrite(self, transform: Callable[[bytes], bytes]) -> int:
         """Pass every key name, field name, member and value under the prefix through ``transform``, each key that
@@ -520,12 +521,13 @@ class RedisCache:
                 while True:
                     try:
                         pipe.watch(name)
-                        current = _raw_value(_read_raw(pipe, name, pipe.type(name), self.url))
+                        kind = pipe.type(name)
+                        current = _raw_value(kind, _read_raw(pipe, name, kind, self.url))
                         count = _pieces_changed(name, current, transform) if current is not None else 0
                         pipe.multi()
                         if count:
                             pipe.delete(name)
-                            _write_raw(pipe, transform(name), _transformed(current, transform))
+                            _WRITERS[kind](pipe, transform(name), _transformed(current, transform))
                         pipe.execute()
                         changed += count
                         break
@@ -625,7 +627,16 @@ def _json_headers(value: bytes) -> dict[str, list[str]]:
     return headers
 
 
-_READERS = {b"string": "get", b"hash": "hgetall", b"set": "smembers"}
+# How each type of key is read whole: llm_replay writes strings, hashes and sets; another program under the prefix may
+# have left the others, which an audit must read too.
+_READERS: dict[bytes, Callable[[Any, bytes], Any]] = {
+    b"string": lambda client, name: client.get(name),
+    b"hash": lambda client, name: client.hgetall(name),
+    b"set": lambda client, name: client.smembers(name),
+    b"list": lambda client, name: client.lrange(name, 0, -1),
+    b"zset": lambda client, name: client.zrange(name, 0, -1, withscores=True),
+    b"stream": lambda client, name: client.xrange(name),
+}
 # A reply's end that says what to do about it.
 _REMEDIES = {"DB index is out of range": "; the server has fewer databases (16 unless configured): name another in the URL's path (redis://host:6379/0)"}
 
@@ -635,18 +646,24 @@ def _read_raw(client: Any, name: bytes, kind: bytes, url: str) -> Any:
     if kind == b"none":  # deleted since it was listed: 0, which keeps a pipeline's replies in step
         return client.exists(name)
     if kind not in _READERS:
-        raise CassetteError(
-            f"cassette {url}: key {name.decode(errors='replace')} is a {kind.decode()}, which llm_replay never writes; "
+        raise DamagedValue(
+            f"cassette {url}: key {name.decode(errors='replace')} is a {kind.decode()}, which llm_replay cannot read; "
             "another program uses this prefix: give the cassette a ?prefix= of its own"
         )
-    return getattr(client, _READERS[kind])(name)
+    return _READERS[kind](client, name)
 
 
-def _raw_value(value: Any) -> RawValue | None:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, int):  # a key deleted since it was listed
+def _raw_value(kind: bytes, value: Any) -> RawValue | None:
+    """A reply as the audit reads it: a set's members sorted, a list's in order; a sorted set as a hash of member ->
+    score and a stream as a hash of "entry-id field" -> value, so every piece is a name or a value."""
+    if kind == b"none":  # a key deleted since it was listed
         return None
+    if kind == b"set":
+        return sorted(value)
+    if kind == b"zset":
+        return {member: repr(score).encode() for member, score in value}
+    if kind == b"stream":
+        return {entry + b" " + field: data for entry, fields in value for field, data in fields.items()}
     return value
 
 
@@ -669,10 +686,21 @@ def _pieces_changed(name: bytes, value: RawValue, transform: Callable[[bytes], b
     return sum(transform(piece) != piece for piece in pieces)
 
 
-def _write_raw(pipe: Any, name: bytes, value: RawValue) -> None:
-    if isinstance(value, dict):
-        pipe.hset(name, mapping=value)
-    elif isinstance(value, list):
-        pipe.sadd(name, *value)
-    else:
-        pipe.set(name, value)
+def _write_stream(pipe: Any, name: bytes, value: RawValue) -> None:
+    entries: dict[bytes, dict[bytes, bytes]] = {}
+    for entry_field, data in value.items():  # type: ignore[union-attr]
+        entry, _, field = entry_field.partition(b" ")
+        entries.setdefault(entry, {})[field] = data
+    for entry, fields in entries.items():
+        pipe.xadd(name, fields, id=entry)
+
+
+# How each type of key is written back from what ``_raw_value`` made of it (into a key deleted first).
+_WRITERS: dict[bytes, Callable[[Any, bytes, Any], None]] = {
+    b"string": lambda pipe, name, value: pipe.set(name, value),
+    b"hash": lambda pipe, name, value: pipe.hset(name, mapping=value),
+    b"set": lambda pipe, name, value: pipe.sadd(name, *value),
+    b"list": lambda pipe, name, value: pipe.rpush(name, *value),
+    b"zset": lambda pipe, name, value: pipe.zadd(name, {member: float(score) for member, score in value.items()}),
+    b"stream": _write_stream,
+}
