@@ -1,6 +1,6 @@
 """A real SDK upgrade, end to end: record through anthropic 2.2 (which sends ``beta.messages`` to
 ``/v1/messages?beta=true``), upgrade to the installed anthropic (newer ones drop ``?beta=true``), and show
-the strict miss, ``--llm-mode=adopt``, then a clean replay. Nothing is re-recorded.
+the strict miss, ``--llm-mode=adopt --llm-prune``, then a clean replay. Nothing is re-recorded.
 
 Run from the repository: ``python examples/sdk_upgrade.py [OLD_VERSION]``. It needs PyPI once (``pip install
 --target`` of the old SDK into a throwaway folder); the API is the test suite's loopback fake, so no key is needed.
@@ -61,7 +61,7 @@ def main(old_version: str = "2.2.0") -> None:
         fake.stop()  # from here on: no API, no key
         print(f"# upgrade: anthropic {old_version} -> the installed one")
         run("CI=true pytest", project, None, CI="true")
-        run("pytest --llm-mode=adopt", project, None, "--llm-mode=adopt")
+        run("pytest --llm-mode=adopt --llm-prune", project, None, "--llm-mode=adopt", "--llm-prune")
         run("CI=true pytest", project, None, CI="true")
 
 

@@ -68,7 +68,7 @@ def test_an_sdk_upgrade_misses_then_adopt_rekeys_once_then_plain_replay(llm_pyte
         "*POST http://127.0.0.1:*/v1beta/models/gemini-2.5-flash:generateContent → POST http://127.0.0.1:*/v1/models/gemini-2.5-flash:generateContent, recorded * by test_app.py::test_capital",
     ])
 
-    # Adopt one test only: its recording moves to the new key, the other test's stays as it was.
+    # Adopt one test only: its recording is copied to the new key (the old one stays), the other test's is untouched.
     adopted = llm_pytester.runpytest("-s", "--llm-mode=adopt", "test_app.py::test_capital")
     adopted.assert_outcomes(passed=1)
     adopted.stdout.fnmatch_lines([
@@ -76,11 +76,16 @@ def test_an_sdk_upgrade_misses_then_adopt_rekeys_once_then_plain_replay(llm_pyte
         "llm_replay: adopted 1 recording (re-keyed to the new request shape, written once; commit the cassette):",
         "  1 × POST http://127.0.0.1:*/v1beta/models/gemini-2.5-flash:generateContent → POST http://127.0.0.1:*/v1/models/gemini-2.5-flash:generateContent",
     ])
-    assert _stored_paths(llm_pytester) == ["/v1/models/gemini-2.5-flash:generateContent", old_paths[1]]
+    assert _stored_paths(llm_pytester) == ["/v1/models/gemini-2.5-flash:generateContent", *old_paths]
 
-    everything = llm_pytester.runpytest("-s", "--llm-mode=adopt")
+    # The whole suite, pruning: every test passed without its old key, so the old keys go.
+    everything = llm_pytester.runpytest("-s", "--llm-mode=adopt", "--llm-prune")
     everything.assert_outcomes(passed=2)
-    everything.stdout.fnmatch_lines(["llm_replay: adopted 1 recording *", "  1 × POST *:streamGenerateContent?alt=sse → POST */v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse"])
+    everything.stdout.fnmatch_lines([
+        "llm_replay: adopted 1 recording *",
+        "  1 × POST *:streamGenerateContent?alt=sse → POST */v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        "llm_replay: --llm-prune deleted 2 recordings no longer used by the tests that ran, *",
+    ])
 
     # Afterwards: plain CI replay, the answers the old SDK recorded, and nothing adopted again.
     replayed = llm_pytester.runpytest("-s")
@@ -171,8 +176,9 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.metadata.user_id)",
         "  1 × POST http://127.0.0.1:*/v1/messages?beta=true → POST http://127.0.0.1:*/v1/messages (body: body.sdk_hint)",
-        # test_b's own old recording: no test uses it any more, so prune may take it (adopt itself deletes nothing else)
-        "llm_replay: 1 recording no longer used by the tests that ran (pytest --llm-prune deletes them)",
+        # test_b's own old recording and the three old keys adopted from: no test uses them any more, so prune may take
+        # them (adopt itself deletes nothing)
+        "llm_replay: 4 recordings no longer used by the tests that ran (pytest --llm-prune deletes them)",
     ])
     # test_a took its own recording; after the upgrade test_b asks exactly what test_a asks, so shares its answer
     assert printed(adopted, "ANSWER") == [answers[0], answers[0], answers[2], answers[4]]
@@ -184,6 +190,10 @@ def test_adopt_prefers_the_tests_own_recording_lists_ambiguity_and_adopts_body_c
         ("[]", '["test_app.py::test_user_id_may_change"]'),
         ('[["beta","true"]]', '["test_app.py::test_user_id_must_not_change"]'),  # a failed adoption leaves it alone
         ('[["beta","true"],["client","b"]]', '["test_app.py::test_b"]'),  # not adopted: nothing lost
+        # the keys adopted from stay, for any test still sending them, until --llm-prune
+        ('[["beta","true"]]', '["test_app.py::test_a"]'),
+        ('[["beta","true"]]', '["test_app.py::test_new_field_named_in_the_ini"]'),
+        ('[["beta","true"]]', '["test_app.py::test_user_id_may_change"]'),
     ])
 
 
@@ -320,3 +330,21 @@ def test_use_cassette_adopts_outside_pytest(anthropic_server, env, tmp_path):
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert ask() == old["content"][0]["text"]
     assert (replaying.replayed, replaying.missed, len(anthropic_server.requests)) == (1, 0, 1)
+
+
+def test_a_second_upgrade_before_pruning_adopts_the_copies_of_one_answer_as_one(anthropic_server, env, tmp_path):
+    """Adopt keeps the key it copies from: after two URL changes without a prune, both earlier keys hold the one
+    answer. They are not two candidates to choose between (that would fail as ambiguous); any of them is the answer."""
+    cassette = tmp_path / "script.sqlite3"
+    body = {"max_tokens": 16, "messages": [{"role": "user", "content": "Hello"}], "model": "claude-x"}
+
+    def ask(query: str, mode: str) -> str:
+        with llm_replay.use_cassette(cassette, mode=mode):
+            answer = httpx.post(f"{anthropic_server.base_url}/v1/messages{query}", json=body, headers={"x-api-key": anthropic_server.api_key})
+        return answer.json()["content"][0]["text"]
+
+    recorded = ask("?beta=true", "record")
+    anthropic_server.stop()
+    assert ask("?v=2", "adopt") == recorded
+    assert ask("", "adopt") == recorded  # candidates: ?beta=true and its copy under ?v=2
+    assert [ask(query, "replay") for query in ("?beta=true", "?v=2", "")] == [recorded] * 3

@@ -2,7 +2,8 @@
 
 An SDK upgrade often moves a request (``/v1beta/…`` to ``/v1/…``, ``?beta=true`` dropped) without changing what
 is asked. A recording whose method, host and body (under the match rules) equal the request's is its
-*candidate*; ``adopt`` mode re-keys it to the new request. Body fields differ only on paths the user names.
+*candidate*; ``adopt`` mode copies it to the new request's key (the old key stays until pruning finds every test
+that used it passing without it). Body fields differ only on paths the user names.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class AdoptionIndex:
 
     def __init__(self, adopt: AdoptRules) -> None:
         self.adopt = adopt
-        self.replayed: set["Key"] = set()  # what adopt-mode tests of this session replayed: no adoption moves it away
         self._shapes: dict[str, list[tuple["Key", CanonicalRequest]]] | None = None
         self._lock = threading.Lock()
 
@@ -74,8 +74,9 @@ class AdoptionIndex:
 
 
 def chosen(candidates: list["Interaction"], test_id: str | None) -> "Interaction | None":
-    """The one candidate to adopt: the only one, else the only one this test recorded; None when ambiguous."""
-    if len(candidates) == 1:
+    """The one candidate to adopt: the only answer, else the only one this test recorded; None when ambiguous. Copies
+    of one answer are one (an earlier adoption keeps the old key: a second upgrade before pruning finds both)."""
+    if all(candidate.response == candidates[0].response for candidate in candidates):
         return candidates[0]
     own = [candidate for candidate in candidates if test_id is not None and test_id in candidate.tests]
     return own[0] if len(own) == 1 else None

@@ -168,8 +168,6 @@ class Recorder:
             with self._lock:
                 self.replayed += 1
                 self.used[found.key] = self.used.get(found.key, 0) + 1  # its own key: a recording found under older match rules keeps it
-                if self.mode is Mode.ADOPT and self._adoption is not None:
-                    self._adoption.replayed.add(found.key)
                 self.interactions.append(found)
                 self.how.append(how)
             if IN_CHILD:
@@ -177,12 +175,12 @@ class Recorder:
         return found
 
     def _adopted(self, request: CanonicalRequest, key: Key) -> Interaction | None:
-        """The recording an SDK upgrade moved, re-keyed to ``request`` (written once); None when there is none.
+        """The recording an SDK upgrade moved, copied to ``request``'s key (written once); None when there is none.
 
-        Several candidates: this test's own wins, else the miss fails and lists them. The new copy is
-        written before the old key goes, so a killed run leaves both, never neither. The old key stays when a test may
-        still send the old request: another owner, or a test that replayed it in this session (this very test, asking
-        both; another, not yet its owner); ``--llm-prune`` takes it once they pass without it.
+        Several candidates with different answers: this test's own wins, else the miss fails and lists them. The old key
+        always stays: a test this process cannot see may still send the old request (in another xdist worker or pytest
+        process, or left out of the run and using it through the bookkeeping only). ``--llm-prune`` takes it once every
+        test that used it passes without it, as any recording.
         """
         __tracebackhide__ = True
         candidates = self._adoption.candidates(self.cassette, request, key)  # type: ignore[union-attr]
@@ -203,8 +201,6 @@ class Recorder:
         )
         try:
             self.cassette.put(adopted)
-            if not set(old.tests) - {self.test_id} and old.key not in self.used and old.key not in self._adoption.replayed:  # type: ignore[union-attr]
-                self.cassette.delete([old.key])
         except CassetteError as error:
             failure = CassetteMiss(f"the recording of {old.request.method} {old.request.url} could not be re-keyed to {request.url}: {error}")
             self.count_miss(failure)
