@@ -16,8 +16,9 @@ Test switches:
   `x-fake-content-encoding: <value>` it is encoded as that header value says, in any
   case and stacked (`GZIP`, `identity, gzip`, `deflate, gzip`), as HTTP allows.
 - `x-fake-answer: <text>` makes chat and Responses answer that text (a chat tool call's arguments become
-  `{"q": <text>}`) instead of the echo; with `x-fake-piece-size: <n>` a stream sends it, and a tool call's
-  arguments, `n` characters per event, as real models stream tokens.
+  `{"q": <text>}`, or `{<name>: <text>}` with `x-fake-argument: <name>`) instead of the echo; with
+  `x-fake-piece-size: <n>` a stream sends it, and a tool call's arguments, `n` characters per event, as real
+  models stream tokens; with `x-fake-data-lines: several` each event's JSON is spread over several `data:` lines.
 """
 
 from __future__ import annotations
@@ -53,10 +54,19 @@ class Said:
 
     text: str | None = None
     size: int = 0
+    argument: str | None = None  # the name a tool call's argument is given (x-fake-argument)
+    several_lines: bool = False  # each event's JSON over several data: lines (x-fake-data-lines: several)
 
     @classmethod
     def of(cls, headers: dict[str, str]) -> "Said":
-        return cls(headers.get("x-fake-answer"), int(headers.get("x-fake-piece-size") or 0))
+        several = headers.get("x-fake-data-lines") == "several"
+        return cls(headers.get("x-fake-answer"), int(headers.get("x-fake-piece-size") or 0), headers.get("x-fake-argument"), several)
+
+    def data(self, payload: Any) -> str:
+        """A payload's ``data:`` line, or lines: SSE joins an event's data lines with newlines, so any JSON may span them."""
+        if not self.several_lines:
+            return f"data: {json.dumps(payload)}"
+        return "\n".join(f"data: {line}" for line in json.dumps(payload, indent=1).splitlines())
 
     def pieces(self, text: str, default: Callable[[str], list[str]]) -> list[str]:
         """``text`` cut into pieces of ``size`` characters, or as ``default`` cuts it."""
@@ -325,8 +335,8 @@ def _split(text: str) -> list[str]:
     return [text[size * k // 3 : size * (k + 1) // 3] for k in range(3)]
 
 
-def _sse(payloads: list[dict[str, Any]]) -> list[str]:
-    return [f"data: {json.dumps(payload)}\n\n" for payload in payloads]
+def _sse(payloads: list[dict[str, Any]], said: Said = Said()) -> list[str]:
+    return [f"{said.data(payload)}\n\n" for payload in payloads]
 
 
 def _chat(body: dict[str, Any], n: int, said: Said = Said()) -> _Reply:
@@ -342,7 +352,7 @@ def _chat(body: dict[str, Any], n: int, said: Said = Said()) -> _Reply:
     for i in range(body.get("n") or 1):
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
         if call_tool:
-            arguments = json.dumps({"q": text if said.text is None else said.text})
+            arguments = json.dumps({said.argument or "q": text if said.text is None else said.text})
             function = {"name": tools[0]["function"]["name"], "arguments": arguments}
             message["tool_calls"] = [{"id": f"call_fake_{n}_{i}", "type": "function", "function": function}]
         else:
@@ -363,7 +373,7 @@ def _chat(body: dict[str, Any], n: int, said: Said = Said()) -> _Reply:
     }
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _Reply(sse=_sse(_chat_chunks(answer, include_usage, said)) + ["data: [DONE]\n\n"])
+        return _Reply(sse=_sse(_chat_chunks(answer, include_usage, said), said) + ["data: [DONE]\n\n"])
     return _Reply(json=answer)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import anthropic
 import boto3
+import httpx
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
@@ -49,10 +50,11 @@ def _anthropic_text(fake: Any, headers: dict[str, str]) -> str:
 
 
 def _anthropic_tool(fake: Any, headers: dict[str, str]) -> str:
+    """The tool call's argument ``city`` (or the one ``x-fake-argument`` names), as the SDK parsed the joined JSON."""
     client = anthropic.Anthropic(base_url=fake.base_url, api_key=fake.api_key, max_retries=0, default_headers=headers)
     tools = [{"name": "note", "description": "keep a note", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, tools=tools, messages=[{"role": "user", "content": "note my key"}]) as stream:
-        return stream.get_final_message().content[0].input["city"]
+        return stream.get_final_message().content[0].input[headers.get("x-fake-argument", "city")]
 
 
 def _openai(fake: Any, headers: dict[str, str]) -> openai.OpenAI:
@@ -67,7 +69,8 @@ def _chat_text(fake: Any, headers: dict[str, str]) -> str:
 def _chat_tool(fake: Any, headers: dict[str, str]) -> str:
     tools = [{"type": "function", "function": {"name": "note", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
     with _openai(fake, headers).chat.completions.stream(model="gpt-4o-mini", tools=tools, messages=[{"role": "user", "content": "note my key"}]) as stream:
-        return json.loads(stream.get_final_completion().choices[0].message.tool_calls[0].function.arguments)["q"]
+        arguments = stream.get_final_completion().choices[0].message.tool_calls[0].function.arguments
+    return json.loads(arguments)[headers.get("x-fake-argument", "q")]
 
 
 def _responses_text(fake: Any, headers: dict[str, str]) -> str:
@@ -81,6 +84,20 @@ def _responses_text(fake: Any, headers: dict[str, str]) -> str:
 def _gemini_text(fake: Any, headers: dict[str, str]) -> str:
     client = genai.Client(api_key=fake.api_key, http_options=types.HttpOptions(base_url=fake.base_url, headers=headers))
     return "".join(chunk.text or "" for chunk in client.models.generate_content_stream(model="gemini-2.5-flash", contents="repeat my key"))
+
+
+def _gemini_array_text(fake: Any, headers: dict[str, str]) -> str:
+    """streamGenerateContent without ``alt=sse`` (a JSON array of chunks, which google-genai never asks for), read as a
+    REST client reads it, each chunk through google-genai's own response type."""
+    answer = httpx.post(f"{fake.base_url}/v1beta/models/gemini-2.5-flash:streamGenerateContent", headers={"x-goog-api-key": fake.api_key, **headers},
+                        json={"contents": [{"role": "user", "parts": [{"text": "repeat my key"}]}]})
+    answer.raise_for_status()
+    return "".join(types.GenerateContentResponse.model_validate(chunk).text or "" for chunk in answer.json())
+
+
+def _in_several_data_lines(call: Callable[[Any, dict[str, str]], str]) -> Callable[[Any, dict[str, str]], str]:
+    """``call`` with each event's JSON spread over several ``data:`` lines (the SDK joins them with newlines)."""
+    return lambda fake, headers: call(fake, {**headers, "x-fake-data-lines": "several"})
 
 
 def _client(*args: Any, **kwargs: Any) -> Any:
@@ -110,9 +127,21 @@ def _invoke_text(fake: Any, headers: dict[str, str], prompt: str = "repeat my ke
 
 def _sse(pick: Callable[[dict], Any]) -> Callable[[bytes], str]:
     def pieces(body: bytes) -> str:
-        events = [json.loads(line[5:]) for line in body.decode().splitlines() if line.startswith("data:") and line[5:].strip() != "[DONE]"]
-        return "".join(piece for event in events if isinstance(piece := _picked(pick, event), str))
+        return "".join(piece for event in _sse_events(body) if isinstance(piece := _picked(pick, event), str))
     return pieces
+
+
+def _sse_events(body: bytes) -> list[Any]:
+    """Each event's JSON, as the SSE spec reads it: an event ends at a blank line, its ``data:`` lines joined by newlines."""
+    events, data = [], []
+    for line in [*body.decode().splitlines(), ""]:
+        if line.startswith("data:"):
+            data.append(line[6:] if line[5:6] == " " else line[5:])
+        elif not line and data:
+            if data != ["[DONE]"]:
+                events.append(json.loads("\n".join(data)))
+            data = []
+    return events
 
 
 def _picked(pick: Callable[[dict], Any], event: dict) -> Any:
@@ -120,6 +149,10 @@ def _picked(pick: Callable[[dict], Any], event: dict) -> Any:
         return pick(event)
     except (KeyError, IndexError, TypeError):
         return None
+
+
+def _json_array(pick: Callable[[dict], Any]) -> Callable[[bytes], str]:
+    return lambda body: "".join(piece for event in json.loads(body) if isinstance(piece := _picked(pick, event), str))
 
 
 def _field(pieces: Callable[[bytes], str], name: str) -> Callable[[bytes], str]:
@@ -137,13 +170,26 @@ def _event_stream(pick: Callable[[dict], Any], inner: bool) -> Callable[[bytes],
     return pieces
 
 
-CASES: dict[str, tuple[str, Callable[[Any, dict[str, str]], str], Callable[[bytes], str]]] = {
-    "anthropic text_delta": ("anthropic_server", _anthropic_text, _sse(lambda e: e["delta"]["text"])),
-    "anthropic input_json_delta": ("anthropic_server", _anthropic_tool, _field(_sse(lambda e: e["delta"]["partial_json"]), "city")),
-    "openai chat delta.content": ("server", _chat_text, _sse(lambda e: e["choices"][0]["delta"]["content"])),
-    "openai chat tool_calls arguments": ("server", _chat_tool, _field(_sse(lambda e: e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]), "q")),
+Case = tuple[str, Callable[[Any, dict[str, str]], str], Callable[[bytes], str]]
+# A tool call's arguments: the JSON text its pieces make up.
+ARGUMENTS: dict[str, Case] = {
+    "anthropic input_json_delta": ("anthropic_server", _anthropic_tool, _sse(lambda e: e["delta"]["partial_json"])),
+    "openai chat tool_calls arguments": ("server", _chat_tool, _sse(lambda e: e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"])),
+}
+_anthropic_text_pieces = _sse(lambda e: e["delta"]["text"])
+_chat_text_pieces = _sse(lambda e: e["choices"][0]["delta"]["content"])
+_gemini_pick: Callable[[dict], Any] = lambda e: e["candidates"][0]["content"]["parts"][0]["text"]  # noqa: E731
+CASES: dict[str, Case] = {
+    "anthropic text_delta": ("anthropic_server", _anthropic_text, _anthropic_text_pieces),
+    "anthropic text_delta, several data: lines an event": ("anthropic_server", _in_several_data_lines(_anthropic_text), _anthropic_text_pieces),
+    "anthropic input_json_delta": ("anthropic_server", _anthropic_tool, _field(ARGUMENTS["anthropic input_json_delta"][2], "city")),
+    "openai chat delta.content": ("server", _chat_text, _chat_text_pieces),
+    "openai chat delta.content, several data: lines an event": ("server", _in_several_data_lines(_chat_text), _chat_text_pieces),
+    "openai chat tool_calls arguments": ("server", _chat_tool, _field(ARGUMENTS["openai chat tool_calls arguments"][2], "q")),
     "openai response.output_text.delta": ("server", _responses_text, _sse(lambda e: e["delta"] if e["type"] == "response.output_text.delta" else None)),
-    "gemini parts text": ("gemini_server", _gemini_text, _sse(lambda e: e["candidates"][0]["content"]["parts"][0]["text"])),
+    "gemini parts text": ("gemini_server", _gemini_text, _sse(_gemini_pick)),
+    "gemini parts text, several data: lines an event": ("gemini_server", _in_several_data_lines(_gemini_text), _sse(_gemini_pick)),
+    "gemini parts text, JSON array stream": ("gemini_server", _gemini_array_text, _json_array(_gemini_pick)),
     "bedrock converse_stream": ("bedrock_server", _converse_text, _event_stream(lambda e: e["delta"]["text"], inner=False)),
     "bedrock invoke_model_with_response_stream": ("bedrock_server", _invoke_text, _event_stream(lambda e: e["delta"]["text"], inner=True)),
 }
@@ -440,3 +486,96 @@ def test_event_stream_frames_round_trip_byte_for_byte_and_a_body_that_is_not_one
     truncated = body[:-3] + f" {ANTHROPIC_KEY}".encode()
     assert ANTHROPIC_KEY.encode() not in scrubber.interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, truncated))).response.body
     assert looks_streamed(body) and not looks_streamed(b'{"data": 1}')
+
+
+PASSWORD = "Tr0ub4dor-" + "horse-battery-staple"  # no variable holds it: a secret by where it stands
+DSN = "postgres://admin:{}@db.internal:5432/app"
+
+
+def _record_and_replay(call: Callable[[Any, dict[str, str]], str], fake: Any, headers: dict[str, str], cassette: Path) -> str:
+    """What ``call`` answered live (recorded), after checking the replay answers the same once the fake is gone."""
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = call(fake, headers)
+    fake.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        replayed = call(fake, headers)
+    assert replaying.replayed == 1
+    return f"{live} | {replayed}"
+
+
+@pytest.mark.parametrize("name", ["api_key", "Client-Secret"])
+@pytest.mark.parametrize("case", ARGUMENTS)
+def test_a_secret_named_tool_argument_streamed_a_few_characters_per_event_is_stored_and_replayed_scrubbed(case, name, request, tmp_path):
+    """The arguments' JSON is whole in no event, so no JSON body's rule by name saw ``{"api_key": "…"}``."""
+    fixture, call, arguments = ARGUMENTS[case]
+    headers = {"x-fake-answer": PASSWORD, "x-fake-piece-size": "3", "x-fake-argument": name}
+    cassette = tmp_path / "c.sqlite3"
+    assert _record_and_replay(call, request.getfixturevalue(fixture), headers, cassette) == f"{PASSWORD} | <scrubbed>"
+    (body,) = _bodies(cassette)
+    assert json.loads(arguments(body)) == {name: "<scrubbed>"}, "the pieces make up the scrubbed JSON"
+
+
+@pytest.mark.parametrize("case", ["anthropic text_delta", "openai chat delta.content", "gemini parts text", "gemini parts text, JSON array stream", "bedrock converse_stream"])
+def test_a_url_password_streamed_a_few_characters_per_event_is_stored_and_replayed_scrubbed(case, request, aws, tmp_path):
+    fixture, call, stored_text = CASES[case]
+    said = f"connect with {DSN.format(PASSWORD)} now"
+    headers = {"x-fake-answer": said, "x-fake-piece-size": "3"}
+    cassette = tmp_path / "c.sqlite3"
+    scrubbed = f"connect with {DSN.format('<scrubbed>')} now"
+    assert _record_and_replay(call, request.getfixturevalue(fixture), headers, cassette) == f"{said} | {scrubbed}"
+    assert [stored_text(body) for body in _bodies(cassette)] == [scrubbed]
+
+
+def _plant(cassette: Path, body: bytes) -> None:
+    """The one recording's body replaced, as an older version stored it: no scrubber in the way."""
+    with sqlite3.connect(cassette) as db:
+        db.execute("UPDATE interactions SET body = ?", (body.decode(),))
+
+
+OPENAI_KEY_SHAPE = "sk-" + "proj-" + "Qm7vR2kLp9XwZ4tYb8Nc" + "T3BlbkFJ" + "u0iK7oP2lM9nB4vC6xZ8"  # fake, in OpenAI's shape
+
+
+@pytest.mark.parametrize(("said", "argument", "found", "scrubbed"), [
+    (OPENAI_KEY_SHAPE, "api_key", "OpenAI API key", '{"api_key": "<scrubbed>"}'),
+    (DSN.format(PASSWORD), "q", "Basic Auth Credentials", json.dumps({"q": DSN.format("<scrubbed>")})),
+], ids=["secret-named argument", "URL password"])
+def test_an_older_cassette_holding_a_streamed_named_secret_or_url_password_fails_the_audit_and_scrub_removes_it(said, argument, found, scrubbed, server, tmp_path, capsys):
+    headers = {"x-fake-answer": said, "x-fake-piece-size": "3", "x-fake-argument": argument}
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        _chat_tool(server, headers)
+    tools = [{"type": "function", "function": {"name": "note", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+    raw = httpx.post(f"{server.base_url}/chat/completions", headers={"authorization": f"Bearer {server.api_key}", **headers},
+                     json={"model": "gpt-4o-mini", "stream": True, "tools": tools, "messages": [{"role": "user", "content": "note my key"}]}).content
+    _plant(cassette, raw)
+    pieces = ARGUMENTS["openai chat tool_calls arguments"][2]
+    assert json.loads(pieces(_bodies(cassette)[0])) == {argument: said}
+
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    assert f"column body, streamed text joined per field (JSON, keys included): {found} '" in capsys.readouterr().out
+    assert main(["scrub", str(cassette)]) == 0
+    assert [pieces(body) for body in _bodies(cassette)] == [scrubbed]
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert _chat_tool(server, headers) == json.loads(scrubbed)[argument]
+
+
+@pytest.mark.parametrize("case", ["gemini parts text, JSON array stream", "openai chat delta.content, several data: lines an event"])
+def test_an_older_cassette_holding_a_key_split_over_a_json_array_or_multi_line_events_fails_the_audit_and_scrub_leaves_its_placeholder(case, request, env, tmp_path, capsys):
+    """Recorded with no variable holding the key (scrubbed by nothing): the audit finds it by its shape in the joined text."""
+    fixture, call, stored_text = CASES[case]
+    fake = request.getfixturevalue(fixture)
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert call(fake, _told(ANTHROPIC_KEY)) == ANSWER.format(ANTHROPIC_KEY)
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    assert "column body, streamed text joined per field: Anthropic API key 'sk-ant…NmAA'" in capsys.readouterr().out
+    env.setenv(NAME, ANTHROPIC_KEY)
+    assert main(["scrub", str(cassette)]) == 0
+    assert [stored_text(body) for body in _bodies(cassette)] == [ANSWER.format(f"<scrubbed:{NAME}>")]
+    fake.stop()
+    env.delenv(NAME)
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert call(fake, {}) == ANSWER.format(f"<scrubbed:{NAME}>")

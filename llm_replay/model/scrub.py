@@ -39,9 +39,9 @@ _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
 # The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
-# a comment), or blank before one. Any other answer (JSON, text, audio) is told from a stream by it and never loads
-# streamed_text.py.
-_STREAM_FIRST_BYTES = frozenset(bytes([byte]) for byte in b"\x00deir: \t\r\n")
+# a comment), Gemini's JSON array of chunks, or blank before one. Any other answer (a JSON object, text, audio) is told
+# from a stream by it and never loads streamed_text.py.
+_STREAM_FIRST_BYTES = frozenset(bytes([byte]) for byte in b"\x00deir: \t\r\n[")
 
 
 class _NameRules:
@@ -291,10 +291,11 @@ class Scrubber:
 
     def _may_split(self, raw: bytes, secrets: Sequence[tuple[str, str]]) -> bool:
         """Whether a stream's pieces could spell a secret that no piece holds whole: a pattern may match anything; a
-        secret value only if some piece ends with its start (``may_be_split``, a few searches, nothing parsed)."""
-        from .streamed_text import may_be_split
+        secret value only if some piece ends with its start (``may_be_split``, a few searches, nothing parsed); a
+        secret-named field or a URL's password only if its name or ``://`` is there (``may_spell_a_name``)."""
+        from .streamed_text import may_be_split, may_spell_a_name
 
-        return bool(self._text_patterns) or may_be_split(raw, (value for value, _ in secrets))
+        return bool(self._text_patterns) or may_be_split(raw, (value for value, _ in secrets)) or may_spell_a_name(raw)
 
     def _unsplit(self, stream: StreamedBody, secrets: Sequence[tuple[str, str]]) -> bytes:
         """The stream's body with every secret value and pattern match that its events spread over several pieces
@@ -303,8 +304,9 @@ class Scrubber:
         return stream.body()
 
     def _spans(self, text: str, secrets: Sequence[tuple[str, str]]) -> list[tuple[int, int, str]]:
-        """Where each secret value and pattern match is in ``text``, and its placeholder."""
-        spans = []
+        """Where each secret value, pattern match, secret-named JSON field's value and URL password is in ``text``,
+        and its placeholder."""
+        spans = _named_spans(text)
         for value, name in secrets:
             start = text.find(value)
             while start >= 0:
@@ -374,6 +376,16 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _named_spans(text: str) -> list[tuple[int, int, str]]:
+    """Where, in a stream's joined text, the rules by name apply: the string value of a secret-named JSON field
+    (a tool call's arguments), a URL's password; each becomes ``<scrubbed>``, its quotes and ``@`` kept."""
+    if not _might_name_a_secret(text):
+        return []
+    rules = name_rules()
+    matches = [*rules.json_field.finditer(text), *rules.userinfo.finditer(text)]
+    return [(match.end(1) + 1, match.end() - 1, PATTERN_PLACEHOLDER) for match in matches]
 
 
 def _without_secret_fields(value: Any) -> Any:

@@ -1,13 +1,15 @@
 """The text a streamed answer spreads over its events, a few characters each: joined per field, and rewritten.
 
-A model streams its text (a tool call's arguments, its reasoning) in pieces: ``data:`` events of server-sent events
-(OpenAI, Anthropic, Gemini) or the frames of AWS's binary event stream (Bedrock, its JSON payloads and the JSON under
-their base64 ``bytes``). A secret it echoes is whole in no event, so a search for whole values misses it, while the
-SDK joins the pieces and hands the test the secret. Here each field's pieces are joined in event order, grouped by
-their JSON path (list positions dropped; the event's type and the stream's own indices, ``index``, ``output_index``,
-``content_index``, ``contentBlockIndex``, kept, so two choices or content blocks streamed side by side stay apart),
-and a span of a joined text is replaced by putting what stands for it in the piece where the span starts and cutting
-the span's other characters out of the pieces after: the stream still parses, and the SDK's text is the scrubbed text.
+A model streams its text (a tool call's arguments, its reasoning) in pieces: the events of server-sent events
+(OpenAI, Anthropic, Gemini; an event's ``data:`` lines joined by newlines, as the SSE spec says), the chunks of
+Gemini's JSON-array stream (``streamGenerateContent`` without ``alt=sse``: ``[{…},\r\n{…}]``), or the frames of AWS's
+binary event stream (Bedrock, its JSON payloads and the JSON under their base64 ``bytes``). A secret it echoes is
+whole in no event, so a search for whole values misses it, while the SDK joins the pieces and hands the test the
+secret. Here each field's pieces are joined in event order, grouped by their JSON path (list positions dropped; the
+event's type and the stream's own indices, ``index``, ``output_index``, ``content_index``, ``contentBlockIndex``,
+kept, so two choices or content blocks streamed side by side stay apart), and a span of a joined text is replaced by
+putting what stands for it in the piece where the span starts and cutting the span's other characters out of the
+pieces after: the stream still parses, and the SDK's text is the scrubbed text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from .credentials import SECRET_BODY_FIELDS
+
 if TYPE_CHECKING:  # event_stream.py is imported where an event stream is met, not with every answer
     from .event_stream import Frame
 
@@ -26,12 +30,17 @@ Span = tuple[int, int, str]  # start and end in a field's joined text, and what 
 _INDICES = ("index", "output_index", "content_index", "summary_index", "contentBlockIndex")
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _JOINED = "\n\x00\n"  # between fields' texts read as one: no secret runs across it
+_ARRAY_START = re.compile(rb"\s*\[\s*\{")  # Gemini's JSON-array stream: a list of chunk objects
+_BETWEEN_CHUNKS = re.compile(r"[\s,]*")
+# The secret field names as plain words, none inside another (``aws_session_token`` holds ``session_token``): a
+# secret-named field in a joined text holds one of them.
+_NAME_WORDS = tuple(sorted(word for word in SECRET_BODY_FIELDS if not any(other != word and other in word for other in SECRET_BODY_FIELDS)))
 
 
 def looks_streamed(body: bytes) -> bool:
-    """Whether ``body`` may be a stream (server-sent events, or an event stream's first length), from its first bytes
-    alone: what every other answer (JSON, text, audio) costs."""
-    return body[:1] == b"\x00" or body[:64].lstrip().startswith(_SSE_FIELDS)
+    """Whether ``body`` may be a stream (server-sent events, an event stream's first length, a JSON array of objects),
+    from its first bytes alone: what every other answer (a JSON object, text, audio) costs."""
+    return body[:1] == b"\x00" or body[:64].lstrip().startswith(_SSE_FIELDS) or _ARRAY_START.match(body[:64]) is not None
 
 
 def may_be_split(text: bytes, values: Iterable[str]) -> bool:
@@ -60,6 +69,19 @@ def may_be_split(text: bytes, values: Iterable[str]) -> bool:
 _LONGEST_CUT = 96  # how far into a value the search for its start before a quote goes (its nesting is that deep)
 
 
+def may_spell_a_name(text: bytes) -> bool:
+    """Whether the joined pieces of ``text``'s strings could hold a secret-named JSON field (``{"api_key": "…"}`` streamed
+    as a tool call's arguments) or a URL's password (``https://user:pass@host``), decided without parsing: a field's
+    name comes with an escaped quote (``\\"``) and its words whole or split as ``may_be_split`` looks for them (any
+    case, ``-`` or ``_``); a URL's password with an ``@`` and its ``://`` whole or split."""
+    if b"@" in text and (b"://" in text or may_be_split(text, ("://",))):
+        return True
+    if b'\\"' not in text:
+        return False
+    words = text.lower().replace(b"-", b"_")
+    return any(word.encode() in words for word in _NAME_WORDS) or may_be_split(words, _NAME_WORDS)
+
+
 @functools.lru_cache(maxsize=256)
 def _starts_before_a_quote(data: bytes) -> "re.Pattern[bytes]":
     """Matches each occurrence of the first two bytes of ``data``, capturing how much more of it follows right before
@@ -72,21 +94,23 @@ def _starts_before_a_quote(data: bytes) -> "re.Pattern[bytes]":
 
 
 class _Event:
-    """One event's JSON and where it goes back: an SSE line, or an event stream's frame (its payload, or the JSON
-    under the payload's base64 ``bytes``)."""
+    """One event's JSON and where it goes back: ``spans`` of the body's text (an SSE event's first ``data:`` value
+    gets the JSON, its other ``data:`` lines go; a JSON array's chunk), or an event stream's frame ``at`` (its
+    payload, or the JSON under the payload's base64 ``bytes``)."""
 
-    __slots__ = ("value", "at", "prefix", "ending", "payload", "changed")
+    __slots__ = ("value", "at", "spans", "payload", "changed")
 
-    def __init__(self, value: Any, at: int, prefix: bytes = b"", ending: bytes = b"", payload: dict | None = None) -> None:
-        self.value, self.at, self.prefix, self.ending, self.payload, self.changed = value, at, prefix, ending, payload, False
+    def __init__(self, value: Any, at: int, spans: Sequence[tuple[int, int]] = (), payload: dict | None = None) -> None:
+        self.value, self.at, self.spans, self.payload, self.changed = value, at, spans, payload, False
 
 
 class StreamedBody:
     """A streamed answer taken apart into its events, read per field (``texts``) and written back (``body``) with only
-    the events that changed encoded again."""
+    the events that changed encoded again. ``text`` is the body SSE and JSON-array events are spans of (bytes for
+    SSE, str for a JSON array, which is parsed as text); None for an event stream, whose ``frames`` it has."""
 
-    def __init__(self, original: bytes, lines: list[bytes] | None, frames: list[Frame] | None, events: list[_Event], changed: bool = False) -> None:
-        self._original, self._lines, self._frames, self._events, self._changed = original, lines, frames, events, changed
+    def __init__(self, original: bytes, text: bytes | str | None, frames: list[Frame] | None, events: list[_Event], changed: bool = False) -> None:
+        self._original, self._text, self._frames, self._events, self._changed = original, text, frames, events, changed
         self._fields: list[list[tuple[int, Any, Any]]] | None = None
 
     @classmethod
@@ -103,25 +127,18 @@ class StreamedBody:
             read = [_transformed(frame, payloads) for frame in frames] if payloads is not None else frames
             events = [event for at, frame in enumerate(read) if (event := _frame_event(at, frame)) is not None]
             return cls(body, None, read, events, changed=read != frames)
+        if _ARRAY_START.match(body[:64]):
+            text = body.decode("utf-8", "surrogateescape")
+            array = _array_events(text)
+            return None if array is None else cls(body, text, None, array)
         if not looks_streamed(body):
             return None
-        lines = body.splitlines(keepends=True)
-        events = []
-        for at, line in enumerate(lines):
-            if line.startswith(b"data:"):
-                content = line.rstrip(b"\r\n")
-                try:
-                    value = json.loads(content[5:])
-                except ValueError:
-                    continue  # [DONE], keep-alives
-                if isinstance(value, (dict, list)):
-                    events.append(_Event(value, at, b"data: " if content[5:6] == b" " else b"data:", line[len(content):]))
-        return cls(body, lines, None, events)
+        return cls(body, body, None, _sse_events(body))
 
     def raw(self) -> bytes:
-        """What the quick look (``may_be_split``) reads: an SSE body as it is; an event stream's payloads and the
-        JSON under their base64, one after another."""
-        if self._lines is not None:
+        """What the quick look (``may_be_split``) reads: an SSE or JSON-array body as it is; an event stream's payloads
+        and the JSON under their base64, one after another."""
+        if self._text is not None:
             return self._original
         assert self._frames is not None
         inner = [_dumps(event.value) for event in self._events if event.payload is not None]
@@ -154,12 +171,10 @@ class StreamedBody:
         """The stream written back: the events that changed encoded again, every other byte as it was."""
         if not self._changed:
             return self._original
-        if self._lines is not None:
-            lines = list(self._lines)
-            for event in self._events:
-                if event.changed:
-                    lines[event.at] = event.prefix + _dumps(event.value) + event.ending
-            return b"".join(lines)
+        if isinstance(self._text, str):
+            return _spliced(self._text, self._events, lambda value: _dumps(value).decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        if self._text is not None:
+            return _spliced(self._text, self._events, _dumps)
         from . import event_stream
 
         assert self._frames is not None
@@ -187,6 +202,66 @@ class StreamedBody:
 
     def _event_type(self, event: _Event) -> str | None:
         return self._frames[event.at].header(":event-type") if self._frames is not None else None
+
+
+def _sse_events(body: bytes) -> list[_Event]:
+    """The JSON of each server-sent event: its ``data:`` lines up to a blank line, joined by newlines (JSON spread
+    over several lines is one event); events that are no JSON object or list (``[DONE]``, keep-alives) left out."""
+    events: list[_Event] = []
+    data: list[tuple[int, int, int, int]] = []  # each data: line's start, its value's start and end, the line's end
+    offset = 0
+    for line in body.splitlines(keepends=True):
+        content = line.rstrip(b"\r\n")
+        if content.startswith(b"data:"):
+            data.append((offset, offset + (6 if content[5:6] == b" " else 5), offset + len(content), offset + len(line)))
+        elif not content and data:
+            events += _sse_event(body, data)
+            data = []
+        offset += len(line)
+    return events + _sse_event(body, data) if data else events
+
+
+def _sse_event(body: bytes, data: list[tuple[int, int, int, int]]) -> list[_Event]:
+    """The event of ``data`` lines, if its JSON parses: written back to its first line's value, its other lines dropped."""
+    try:
+        value = json.loads(b"\n".join(body[start:end] for _, start, end, _ in data))
+    except ValueError:
+        return []
+    if not isinstance(value, (dict, list)):
+        return []
+    first = data[0]
+    return [_Event(value, -1, [(first[1], first[2]), *((line, end) for line, _, _, end in data[1:])])]
+
+
+def _array_events(text: str) -> list[_Event] | None:
+    """Each chunk of a JSON-array stream with its place in ``text``; None when ``text`` is no JSON array after all."""
+    decoder = json.JSONDecoder()
+    events = []
+    at = text.index("[") + 1
+    while True:
+        at = _BETWEEN_CHUNKS.match(text, at).end()  # type: ignore[union-attr]  # (it matches the empty string)
+        if text[at : at + 1] in ("]", ""):
+            return events if text[at:].strip() == "]" else None
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except ValueError:
+            return None
+        events.append(_Event(value, -1, [(at, end)]))
+        at = end
+
+
+def _spliced(text: Any, events: list[_Event], dumps: Callable[[Any], Any]) -> Any:
+    """``text`` (bytes or str) with each changed event's JSON written over its first span and its other spans cut."""
+    parts, kept = [], 0
+    for event in events:
+        if event.changed:
+            for number, (start, end) in enumerate(event.spans):
+                parts.append(text[kept:start])
+                if number == 0:
+                    parts.append(dumps(event.value))
+                kept = end
+    parts.append(text[kept:])
+    return text[:0].join(parts)
 
 
 def _walk(value: Any, path: tuple, at: int, fields: dict[tuple, list[tuple[int, Any, Any]]]) -> None:

@@ -25,7 +25,7 @@ class FakeAnthropic(ProviderFake):
         message = _message(body, n, said)
         if not body.get("stream"):
             return Reply(json=message, headers={"request-id": f"req_fake_{n}"})
-        return Reply(chunks=sse(_events(message, said)), content_type="text/event-stream; charset=utf-8")
+        return Reply(chunks=sse(_events(message, said), said=said), content_type="text/event-stream; charset=utf-8")
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -40,7 +40,7 @@ def _message(body: dict[str, Any], n: int, said: Said = Said()) -> dict[str, Any
     answered = any(isinstance(m["content"], list) and any(b.get("type") == "tool_result" for b in m["content"]) for m in messages)
     if body.get("tools") and not answered:
         tool = body["tools"][0]
-        content = [{"type": "tool_use", "id": f"toolu_fake_{n}", "name": tool["name"], "input": {"city": said.text or "Paris"}}]
+        content = [{"type": "tool_use", "id": f"toolu_fake_{n}", "name": tool["name"], "input": {said.argument or "city": said.text or "Paris"}}]
         stop = "tool_use"
     else:
         content = [{"type": "text", "text": f"answer #{n} to: {_last_user_text(messages)}" if said.text is None else said.text}]

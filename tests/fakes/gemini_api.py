@@ -1,11 +1,13 @@
 """Google's Gemini API on loopback: ``POST /{v1,v1beta}/models/<model>:generateContent`` (JSON) and
-``:streamGenerateContent?alt=sse`` (SSE of ``data:`` events only, separated by ``\\r\\n\\r\\n``, as the real API).
+``:streamGenerateContent?alt=sse`` (SSE of ``data:`` events only, separated by ``\\r\\n\\r\\n``, as the real API);
+without ``alt=sse``, as the real API, a JSON array of the same chunks, written one by one (``[{…}\\n,\\r\\n{…}\\n]``).
 
 The key goes in the ``x-goog-api-key`` header or the ``key`` query parameter.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -27,11 +29,12 @@ class FakeGemini(ProviderFake):
         text = f"answer #{n} to: {_last_text(request.json['contents'])}" if said.text is None else said.text
         if route["method"] == "generateContent":
             return Reply(json=_chunk(route["model"], text, final=True))
-        if request.query.get("alt") != "sse":
-            return error(400, {"error": {"code": 400, "message": "this fake streams only with alt=sse", "status": "INVALID_ARGUMENT"}})
         pieces = said.pieces(text, words)
         chunks = [_chunk(route["model"], piece, final=index == len(pieces) - 1) for index, piece in enumerate(pieces)]
-        return Reply(chunks=sse([(None, chunk) for chunk in chunks], separator="\r\n\r\n"), content_type="text/event-stream")
+        if request.query.get("alt") != "sse":
+            written = [json.dumps(chunk, indent=2).encode() for chunk in chunks]
+            return Reply(chunks=[b"[" + written[0], *(b"\n,\r\n" + chunk for chunk in written[1:]), b"\n]"])
+        return Reply(chunks=sse([(None, chunk) for chunk in chunks], separator="\r\n\r\n", said=said), content_type="text/event-stream")
 
 
 def _last_text(contents: list[dict[str, Any]]) -> str:

@@ -70,9 +70,9 @@ class ProviderFake(LoopbackServing):
         return self
 
 
-def sse(events: list[tuple[str | None, Any]], separator: str = "\n\n") -> list[bytes]:
-    """Server-sent events: ``event: name`` (when named) and ``data: <JSON>``."""
-    return [((f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}{separator}").encode() for name, data in events]
+def sse(events: list[tuple[str | None, Any]], separator: str = "\n\n", said: Said = Said()) -> list[bytes]:
+    """Server-sent events: ``event: name`` (when named) and ``data: <JSON>`` (over several lines, as ``said`` asks)."""
+    return [((f"event: {name}\n" if name else "") + said.data(data) + separator).encode() for name, data in events]
 
 
 def error(status: int, body: Any) -> Reply:
