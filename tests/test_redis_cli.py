@@ -282,3 +282,24 @@ def test_audit_finds_a_secret_in_a_list_a_sorted_set_and_a_stream_under_the_pref
     assert client.lrange(f"{prefix}:queue", 0, -1) == [b"first", b"<scrubbed>", b"last"]
     assert client.zrange(f"{prefix}:ranked", 0, -1, withscores=True) == [(b"low", 1.0), (b"<scrubbed>", 2.5)]
     assert client.xrange(f"{prefix}:events") == [(b"5-1", {b"note": b"<scrubbed>"}), (b"7-0", {b"<scrubbed>": b"x"})]
+
+
+def test_a_prune_keeps_what_a_test_file_this_checkout_lacks_recorded_in_the_shared_redis(llm_pytester, server, env, redis_url, capsys, tmp_path):
+    """Another machine's checkout (a branch) has a test file this one lacks; its test's recordings are not this
+    checkout's to free: neither ``llm-replay prune`` nor ``pytest --llm-prune`` here may delete them."""
+    from test_cli import app_tests
+
+    cassette = f"--llm-cassette={redis_url}"
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    shared = "def test_both(llm_cache):\n    ask('Feature question')\n"  # a test of both checkouts asks it too, then stops
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"), test_new=app_tests(server.base_url, "Feature question"))
+    llm_pytester.runpytest("--llm-mode=record", cassette, "-o", f"cache_dir={tmp_path / 'the other machine'}").assert_outcomes(passed=2)
+    (llm_pytester.path / "test_new.py").rename(tmp_path / "test_new.py")  # this checkout has no test_new.py
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France") + "\n\n" + shared)
+    llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=2)
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # test_both no longer asks it
+    result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", cassette)
+    result.assert_outcomes(passed=1)
+    env.chdir(llm_pytester.path)
+    assert _run(capsys, "prune", "--cassette", redis_url)[0] == 0
+    assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Feature question"], "the other checkout's recording is kept"

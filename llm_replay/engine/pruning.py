@@ -51,9 +51,9 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index)
             index = cassette.index(owned=True)
-        unused = prunable(index, known, rootdir, among=passes)
+        unused = prunable(index, known, where_test_files_are(cassette, rootdir), among=passes)
         if unused:  # git is asked about other commits only when something would go
-            unused = prunable(index, on_this_branch(known, checkout, rootdir)[0], rootdir, among=passes)
+            unused = prunable(index, on_this_branch(known, checkout, rootdir)[0], where_test_files_are(cassette, rootdir), among=passes)
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
@@ -153,4 +153,10 @@ def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path,
             f"(pytest, in this project; the recordings of the tests that pass without them become prunable), then {command}"
         )
     here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
-    return prunable(cassette.index(owned=True), here, rootdir), elsewhere
+    return prunable(cassette.index(owned=True), here, where_test_files_are(cassette, rootdir)), elsewhere
+
+
+def where_test_files_are(cassette: "Store", rootdir: Path) -> Path | None:
+    """Where an owner's test file must be for it to hold a recording: this checkout for a file in it; none for a
+    cassette on a server (Redis), which checkouts of other branches share: a test file missing here may be theirs."""
+    return rootdir if cassette.path is not None else None

@@ -150,13 +150,14 @@ class RunOutcome:
 
 
 def prunable(
-    index: Iterable[tuple[Key, tuple[str, ...], str]], passes: Mapping[str, TestPass], rootdir: Path, among: Iterable[str] | None = None
+    index: Iterable[tuple[Key, tuple[str, ...], str]], passes: Mapping[str, TestPass], rootdir: Path | None, among: Iterable[str] | None = None
 ) -> list[Key]:
     """The recordings every owner passed without, in runs begun after the recording was written, from (key, owners,
     recorded_at). Owners are the tests stored with the recording plus any test whose latest pass used it. A recording
     no test owns is never prunable (it goes only when named), nor one an owner of which is no pytest node id
     (``path::name``): ``llm-replay import`` stores the source YAML's path, as given, as the owner of what it imported.
-    An owner whose test file no longer exists under ``rootdir`` no longer holds it. ``among``: only recordings owned
+    An owner whose test file no longer exists under ``rootdir`` no longer holds it (``rootdir`` None: a cassette other
+    checkouts share, where a file missing here may be another branch's, so none is gone). ``among``: only recordings owned
     by one of these tests (a run's own tests)."""
     users: dict[Key, set[str]] = {}
     for test, last in passes.items():
@@ -197,11 +198,11 @@ def _is_test(owner: str) -> bool:
     return "::" in owner
 
 
-def _gone(test: str, rootdir: Path, files: dict[str, bool]) -> bool:
+def _gone(test: str, rootdir: Path | None, files: dict[str, bool]) -> bool:
     """A test whose file no longer exists (deleted or renamed) holds nothing. ``files``: what this look found of
     each file so far (one stat per test file, not one per recording)."""
     file = test.split("::", 1)[0]
-    if not file:
+    if not file or rootdir is None:
         return False
     exists = files.get(file)
     if exists is None:
