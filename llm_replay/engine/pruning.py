@@ -51,15 +51,19 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index)
             index = cassette.index(owned=True)
-        unused = prunable(index, known, where_test_files_are(cassette, rootdir), among=passes)
+        files = where_test_files_are(cassette, rootdir)
+        held = outcome.held()  # what the tests that did not pass used in this run: no pass records it, nor may it go
+        unused = [key for key in prunable(index, known, files, among=passes) if key not in held]
         if unused:  # git is asked about other commits only when something would go
-            unused = prunable(index, on_this_branch(known, checkout, rootdir)[0], where_test_files_are(cassette, rootdir), among=passes)
+            unused = [key for key in prunable(index, on_this_branch(known, checkout, rootdir)[0], files, among=passes) if key not in held]
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
             if unused:
                 lines[-1] += " (pytest --llm-prune deletes them)"
             return lines
+        if outcome.crashed:
+            return lines + [_crashed_line(outcome.crashed)]
         removed = cassette.delete(unused)
         ledger.forget(unused)
         lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
@@ -69,6 +73,15 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         return lines
     finally:
         cassette.close()
+
+
+def _crashed_line(crashed: list[str]) -> str:
+    """Why --llm-prune deleted nothing: a test whose worker died may have used any recording."""
+    others = f" (and {len(crashed) - 1} more)" if len(crashed) > 1 else ""
+    return (
+        f"llm_replay: --llm-prune deleted nothing: the pytest-xdist worker running {crashed[0]}{others} crashed, so what it "
+        "used is unknown; run the tests again to prune"
+    )
 
 
 def settle_ownership(

@@ -79,6 +79,7 @@ Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool]
 
 
 _NOT_REPORTED = (True, False, (), False, False)  # TestOutcome's values before any report
+_PHASES = ("setup", "call", "teardown")
 
 
 def changes_nothing(when: str, outcome: str, usage: Usage | None) -> bool:
@@ -99,6 +100,8 @@ class RunOutcome:
         self.collected: set[str] = set()  # every test collected, before deselection
         self.whole_files: set[str] = set()  # files collected whole: a test of theirs not collected is gone
         self._replays: Counter[Key] = Counter()  # every test's replays of each recording, added up (0: recorded)
+        # tests whose pytest-xdist worker died running them (reported in none of pytest's phases): what they used never came
+        self.crashed: list[str] = []
 
     def add_collected(self, nodeids: Iterable[str], narrowed: Iterable[str], broken: Iterable[str]) -> None:
         """The tests collected before deselection; files named with ``::`` (narrowed) or that failed to collect are not whole."""
@@ -119,6 +122,8 @@ class RunOutcome:
         passed, called, used, refreshed, writes = self._tests.get(nodeid, _NOT_REPORTED)  # TestOutcome's fields
         if outcome != "passed":
             passed = False
+            if when not in _PHASES:
+                self.crashed.append(nodeid)
         elif when == "call":
             called = True
         if usage:
@@ -138,6 +143,11 @@ class RunOutcome:
         """The tests that passed, with what each used; ``vanished`` tests as passing with nothing."""
         found = {nodeid: frozenset(values[2]) for nodeid, values in self._tests.items() if _complete_pass(values)}  # values[2]: used
         return {**{test: frozenset() for test in vanished}, **found}
+
+    def held(self) -> set[Key]:
+        """What the tests that did not pass used: no reason to prune it (a test newer than the recording it replays
+        owns nothing, and has no pass, until it passes once)."""
+        return {key for values in self._tests.values() if not _complete_pass(values) for key in values[2]}  # values[2]: used
 
     def replays(self) -> Counter[Key]:
         """How often the run replayed each recording (recorded ones count 0: used, not replayed)."""
