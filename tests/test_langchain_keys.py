@@ -52,3 +52,31 @@ def test_different_keys_never_share_a_fingerprint(prompt_a, params_a, prompt_b, 
     same = langchain_request(prompt_a, llm_a).fingerprint == langchain_request(prompt_b, llm_b).fingerprint
     secret_only = {k: v for k, v in params_a.items() if not is_secret_field(k)} == {k: v for k, v in params_b.items() if not is_secret_field(k)}
     assert same == ((prompt_a, llm_a) == (prompt_b, llm_b)) or (same and secret_only and prompt_a == prompt_b)
+
+
+def _chat_llm_string(kwargs: str, params: str = "[('stop', None)]") -> str:
+    return '{"id": ["langchain", "chat_models", "openai", "ChatOpenAI"], "kwargs": {' + kwargs + '}, "lc": 1, "name": "ChatOpenAI", "type": "constructor"}---' + params
+
+
+GATEWAY = '"default_headers": {"X-Gateway-Token": "%s"}, "default_query": {"api-version": "v1", "sig": "%s"}, "extra_body": {"inner": {"token": "%s"}}'
+
+
+def test_headers_secret_query_parameters_and_nested_secret_fields_never_key_a_recording():
+    first = langchain_request("hi", _chat_llm_string(GATEWAY % ("gw-one-123456", "sig-one-123456", "tok-one-123456")))
+    second = langchain_request("hi", _chat_llm_string(GATEWAY % ("gw-two-654321", "sig-two-654321", "tok-two-654321")))
+    assert "one-123456" not in first.to_json() and first.fingerprint == second.fingerprint
+    kwargs = first.body["llm_string"]["serialized"]["kwargs"]
+    assert kwargs["default_query"] == {"api-version": "v1", "sig": PATTERN_PLACEHOLDER}, "a setting that is no credential stays"
+    changed = langchain_request("hi", _chat_llm_string(GATEWAY.replace('"v1"', '"v2"') % ("gw-one-123456", "sig-one-123456", "tok-one-123456")))
+    assert changed.fingerprint != first.fingerprint
+
+
+def test_a_chat_llm_string_whose_parameters_stay_text_is_scrubbed_and_otherwise_kept_exactly():
+    structured = "[('response_format', <class 'app.City'>), ('stop', None)]"  # with_structured_output(City)
+    scrubbed = langchain_request("hi", _chat_llm_string(GATEWAY % ("gw-one-123456", "sig-one-123456", "tok-one-123456"), structured))
+    assert isinstance(scrubbed.body["llm_string"], str) and "one-123456" not in scrubbed.to_json()
+    assert scrubbed.body["llm_string"].endswith("---" + structured)
+    plain = _chat_llm_string('"model_name": "gpt-4o-mini"', structured)
+    assert langchain_request("hi", plain).body["llm_string"] == plain, "keys recorded before keep matching"
+    dashes = _chat_llm_string('"model_name": "m---x"', "[('stop', ['---'])]")
+    assert langchain_request("hi", dashes).body["llm_string"]["params"] == {"stop": ["---"]}

@@ -3,7 +3,9 @@
 A LangChain cache is keyed by two strings: the prompt (a chat model's messages as LangChain JSON, or an
 LLM's plain text) and the ``llm_string`` (the model's settings, as JSON and/or a Python repr). They are
 stored parsed, so a reader sees fields, but only when re-rendering the parsed form gives back exactly the
-original characters: two different keys never share a recording. Pure Python: no LangChain import here.
+original characters: two different keys never share a recording, unless they differ only in credentials. A model's
+settings are kept as the HTTP layer keeps a request: no header value, no secret query parameter or secret-named field.
+Pure Python: no LangChain import here.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import ast
 import json
 from typing import Any
 
+from ..model.credentials import is_secret_body_field, is_secret_field, is_secret_header, is_secret_query_param
 from ..model.fingerprint import CanonicalRequest, FieldDifference, short_json
-from ..model.scrub import without_secret_fields
+from ..model.scrub import PATTERN_PLACEHOLDER
 
 LANGCHAIN_METHOD = "LANGCHAIN"
 LANGCHAIN_HOST = "langchain://"
@@ -108,20 +111,73 @@ def _parsed_prompt(prompt: str) -> Any:
 
 
 def _parsed_llm_string(llm_string: str) -> Any:
-    """``{"serialized": ..., "params": ...}`` for a chat model, ``{"params": ...}`` for an LLM, else the text."""
-    serialized_text, separator, params_text = llm_string.rpartition(_CHAT_SEPARATOR)
+    """``{"serialized": ..., "params": ...}`` for a chat model, ``{"params": ...}`` for an LLM, else the text (a chat
+    model's settings scrubbed in it even so: ``with_structured_output`` puts a class in the parameters)."""
+    serialized, params_text = _chat_parts(llm_string)
     params = _parsed_params(params_text)
+    if serialized is None:
+        return llm_string if params is None else {"params": settings_without_credentials(params)}
     if params is None:
-        return llm_string
-    if not separator:
-        return {"params": without_secret_fields(params)}
+        return json.dumps(settings_without_credentials(serialized), sort_keys=True) + _CHAT_SEPARATOR + params_text
+    return {"serialized": settings_without_credentials(serialized), "params": settings_without_credentials(params)}
+
+
+def _chat_parts(llm_string: str) -> tuple[dict[str, Any] | None, str]:
+    """A chat model's serialized settings and its parameters' text, split after the JSON object (``---`` may be in
+    either part too); None and the whole text for an LLM's or an unknown ``llm_string``."""
+    end = llm_string.find("}" + _CHAT_SEPARATOR)
+    while end != -1:
+        serialized = _parsed_serialized(llm_string[: end + 1])
+        if serialized is not None:
+            return serialized, llm_string[end + 1 + len(_CHAT_SEPARATOR):]
+        end = llm_string.find("}" + _CHAT_SEPARATOR, end + 1)
+    return None, llm_string
+
+
+def _parsed_serialized(text: str) -> dict[str, Any] | None:
+    """LangChain's ``json.dumps(model, sort_keys=True)`` back as a dict, when it renders back exactly."""
     try:
-        serialized = json.loads(serialized_text)
+        serialized = json.loads(text)
     except ValueError:
-        return llm_string
-    if not isinstance(serialized, dict) or json.dumps(serialized, sort_keys=True) != serialized_text:
-        return llm_string
-    return {"serialized": serialized, "params": without_secret_fields(params)}
+        return None
+    return serialized if isinstance(serialized, dict) and json.dumps(serialized, sort_keys=True) == text else None
+
+
+def settings_without_credentials(settings: dict[str, Any]) -> dict[str, Any]:
+    """A model's settings as the HTTP layer would key its requests: every header's value replaced (``default_headers``,
+    ``extra_headers``: request headers never key a recording), and secret query parameters (``default_query``) and
+    secret-named fields at any depth (``extra_body``, ``model_kwargs``), so any token gets the same recording."""
+    return {name: _setting_without_credentials(name, value) for name, value in settings.items()}
+
+
+def _setting_without_credentials(name: str, value: Any) -> Any:
+    lowered = name.lower()
+    if isinstance(value, dict):
+        if lowered.endswith("headers"):
+            return {header: PATTERN_PLACEHOLDER if isinstance(text, str) else text for header, text in value.items()}
+        if lowered.endswith("query"):
+            return {key: PATTERN_PLACEHOLDER if isinstance(text, str) and is_secret_query_param(key) else text for key, text in value.items()}
+        return settings_without_credentials(value)
+    if isinstance(value, list):
+        return [settings_without_credentials(item) if isinstance(item, dict) else item for item in value]
+    if isinstance(value, str) and (is_secret_field(name) or is_secret_body_field(name)):
+        return PATTERN_PLACEHOLDER
+    return value
+
+
+def without_credential_headers(answer: Any) -> Any:
+    """An answer's JSON without the response headers the HTTP layer drops (``set-cookie``, ``openai-organization``…),
+    wherever a model copied them (ChatOpenAI's ``include_response_headers`` puts them in ``response_metadata``)."""
+    if isinstance(answer, list):
+        return [without_credential_headers(item) for item in answer]
+    if not isinstance(answer, dict):
+        return answer
+    return {
+        name: {header: text for header, text in value.items() if not is_secret_header(header)}
+        if name.lower().endswith("headers") and isinstance(value, dict)
+        else without_credential_headers(value)
+        for name, value in answer.items()
+    }
 
 
 def _parsed_params(text: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.load import dumpd, load
 
-from ..engine.langchain_keys import is_langchain_request, langchain_request
+from ..engine.langchain_keys import is_langchain_request, langchain_request, without_credential_headers
 from ..engine.recorder import Recorder
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest
@@ -225,6 +225,7 @@ class _PastTheCache:
 
 
 def serialized(generations: Sequence[Any]) -> RecordedResponse:
-    """Generations as the response of a LangChain entry: LangChain's own JSON, readable in the cassette."""
-    body = json.dumps([dumpd(generation) for generation in generations], ensure_ascii=False)
+    """Generations as the response of a LangChain entry: LangChain's own JSON, readable in the cassette, without the
+    credential headers a model copied into it."""
+    body = json.dumps([without_credential_headers(dumpd(generation)) for generation in generations], ensure_ascii=False)
     return RecordedResponse(status=200, reason="OK", headers=_JSON_HEADERS, body=body.encode("utf-8"))

@@ -24,7 +24,6 @@ from .credentials import (
     SECRET_BODY_FIELDS,
     SECRET_ENV_WORDS,
     is_secret_body_field,
-    is_secret_field,
     is_secret_header,
     is_secret_query_param,
 )
@@ -82,12 +81,6 @@ def _might_name_a_secret(text: str) -> bool:
         return name_rules().hint.search(text) is not None
     words = text.lower().replace("-", "_")
     return any(map(words.__contains__, _FIELD_WORDS)) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
-
-
-def without_secret_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings with every credential field's text replaced (a model that puts its key in its parameters,
-    as a LangChain ``llm_string`` does), so every key gets the same recording."""
-    return {name: PATTERN_PLACEHOLDER if is_secret_field(name) and isinstance(value, str) else value for name, value in fields.items()}
 
 
 def env_placeholder(name: str) -> str:
