@@ -158,7 +158,8 @@ class RecorderCache(_CassetteBackedCache):
         super().__init__(recorder.cassette)
         self.recorder = recorder
         self.strict = strict
-        self._pending: dict[tuple[str, str], tuple[CanonicalRequest, Key]] = {}
+        # each miss's key, oldest first per prompt and settings: concurrent repeats (batch, gather) took their own
+        self._pending: dict[tuple[str, str], list[tuple[CanonicalRequest, Key]]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
@@ -167,7 +168,7 @@ class RecorderCache(_CassetteBackedCache):
         found = self.recorder.lookup(request, key, strict=self.strict)
         _CACHE_CALLING.set(found is None)
         if found is None:
-            self._pending[prompt, llm_string] = (request, key)
+            self._pending.setdefault((prompt, llm_string), []).append((request, key))
             return None
         return self._generations(found)
 
@@ -176,8 +177,21 @@ class RecorderCache(_CassetteBackedCache):
         _CACHE_CALLING.set(False)
         if self.recorder.mode.fails_on_miss:
             return
-        request, key = self._pending.pop((prompt, llm_string), None) or self.recorder.keyed(self._request(prompt, llm_string))
+        request, key = self._claimed(prompt, llm_string)
         self.recorder.record(request, key, serialized(return_val), latency_s=0.0)
+
+    def _claimed(self, prompt: str, llm_string: str) -> tuple[CanonicalRequest, Key]:
+        """The key the oldest unanswered miss of this prompt took (an update without a lookup takes a new one)."""
+        try:
+            return self._pending[prompt, llm_string].pop(0)
+        except (KeyError, IndexError):
+            return self.recorder.keyed(self._request(prompt, llm_string))
+
+    def count_unanswered(self) -> None:
+        """Count the misses the model never answered (it raised, and the app went on) as live answers not kept, as the
+        HTTP layer counts a 5xx: a refresh with any is no complete one and takes none of the test's recordings."""
+        self.recorder.unrecorded += sum(map(len, self._pending.values()))
+        self._pending.clear()
 
 
 @contextmanager
@@ -201,6 +215,7 @@ def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterat
         finally:
             set_llm_cache(previous)
             _CACHE_CALLING.set(False)
+            cache.count_unanswered()
 
 
 class _PastTheCache:

@@ -465,11 +465,15 @@ class Suite:
     def usage_of(self, recorder: Recorder) -> Usage | None:
         """What a finished test used of the suite cassette, as plain values for its teardown report (which carries it
         to the xdist controller): the recordings it recorded or replayed, and whether it refreshed (every live answer
-        kept: one not kept, a 5xx, leaves its earlier recordings its own) or could write.
+        kept: one not kept, a 5xx, leaves its earlier recordings its own, and used by it, so a prune keeps them) or could
+        write.
         The test's Recorder, with every interaction it saw, is dropped after this."""
         if recorder.cassette is not self._cassette:  # a test's in-memory cassette (scope='test'): nothing to own
             return None
-        used = tuple((fingerprint, occurrence, count) for (fingerprint, occurrence), count in recorder.used.items())
+        owned = recorder.used
+        if recorder.unrecorded:  # a live answer not kept (a 5xx, a refused key, a model that raised): what it owned stays
+            owned = {**dict.fromkeys(recorder.unplayed(), 0), **owned}
+        used = tuple((fingerprint, occurrence, count) for (fingerprint, occurrence), count in owned.items())
         return used, recorder.mode is Mode.REFRESH and not recorder.unrecorded, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT)
 
     def finish_run(self) -> None:
