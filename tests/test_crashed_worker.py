@@ -58,6 +58,8 @@ def test_killed(llm_cache):
         ask("shared two")
     if os.environ.get("END") == "killed":
         os.kill(os.getpid(), 9)
+    if os.environ.get("END") == "interrupted":  # Ctrl-C: no report, no teardown
+        raise KeyboardInterrupt
     assert os.environ.get("END") != "failed", "failed after its replay"
 '''
 XDIST = ("-p", "xdist", "-p", "llm_replay.pytest_plugin.plugin")
@@ -79,10 +81,8 @@ PRUNED = {
 }
 
 
-@pytest.mark.parametrize("end", PRUNED)
-def test_prune_keeps_what_a_test_that_died_or_failed_used_without_owning_it(llm_pytester, server, env, capsys, end):
-    """test_killed, newer than the recording it replays, owns nothing and never passed: only this run knows it uses
-    "shared two", whose owner test_a passed without it. A failing test's use keeps it; a killed one's never arrives."""
+def recorded_then_changed(llm_pytester: pytest.Pytester, server, env) -> None:
+    """test_a records both shared answers, then changes its prompt; the fake server stops and the runs go offline."""
     llm_pytester.makeconftest(CONFTEST.format(base_url=server.base_url))
     llm_pytester.makepyfile(test_a=TEST_A, test_k=TEST_K)
     env.setenv("OPENAI_API_KEY", server.api_key)
@@ -94,6 +94,13 @@ def test_prune_keeps_what_a_test_that_died_or_failed_used_without_owning_it(llm_
     server.stop()
     env.delenv("OPENAI_API_KEY")
     env.setenv("CI", "true")
+
+
+@pytest.mark.parametrize("end", PRUNED)
+def test_prune_keeps_what_a_test_that_died_or_failed_used_without_owning_it(llm_pytester, server, env, capsys, end):
+    """test_killed, newer than the recording it replays, owns nothing and never passed: only this run knows it uses
+    "shared two", whose owner test_a passed without it. A failing test's use keeps it; a killed one's never arrives."""
+    recorded_then_changed(llm_pytester, server, env)
 
     env.setenv("END", end)
     pruning = llm_pytester.runpytest_subprocess(*XDIST, "-n", "2", "--llm-prune")
@@ -107,3 +114,15 @@ def test_prune_keeps_what_a_test_that_died_or_failed_used_without_owning_it(llm_
     assert main(["prune", "--cassette", str(cassette_file(llm_pytester))]) == 0
     assert capsys.readouterr().out.startswith("deleted 0 recordings")
     assert stored_prompts(llm_pytester) == EVERY, "every recording a test uses is kept"
+
+
+def test_an_interrupted_run_prunes_nothing(llm_pytester, server, env):
+    """Ctrl-C in test_killed, after its replay: what it used never reaches a report, and the tests after it never ran."""
+    recorded_then_changed(llm_pytester, server, env)
+    env.setenv("END", "interrupted")
+    interrupted = llm_pytester.runpytest_subprocess(*XDIST, "--llm-prune")
+    assert interrupted.ret == pytest.ExitCode.INTERRUPTED
+    interrupted.stdout.fnmatch_lines(
+        ["llm_replay: --llm-prune deleted nothing: the run was interrupted, so what its last test used is unknown; run the tests again to prune"]
+    )
+    assert stored_prompts(llm_pytester) == EVERY

@@ -62,8 +62,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             if unused:
                 lines[-1] += " (pytest --llm-prune deletes them)"
             return lines
-        if outcome.crashed:
-            return lines + [_crashed_line(outcome.crashed)]
+        if outcome.crashed or outcome.interrupted:
+            return lines + [_unknown_use_line(outcome.crashed)]
         removed = cassette.delete(unused)
         ledger.forget(unused)
         lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
@@ -75,8 +75,11 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         cassette.close()
 
 
-def _crashed_line(crashed: list[str]) -> str:
-    """Why --llm-prune deleted nothing: a test whose worker died may have used any recording."""
+def _unknown_use_line(crashed: list[str]) -> str:
+    """Why --llm-prune deleted nothing: a test whose worker died, or that the run was interrupted in, may have used any
+    recording."""
+    if not crashed:
+        return "llm_replay: --llm-prune deleted nothing: the run was interrupted, so what its last test used is unknown; run the tests again to prune"
     others = f" (and {len(crashed) - 1} more)" if len(crashed) > 1 else ""
     return (
         f"llm_replay: --llm-prune deleted nothing: the pytest-xdist worker running {crashed[0]}{others} crashed, so what it "

@@ -102,6 +102,7 @@ class RunOutcome:
         self._replays: Counter[Key] = Counter()  # every test's replays of each recording, added up (0: recorded)
         # tests whose pytest-xdist worker died running them (reported in none of pytest's phases): what they used never came
         self.crashed: list[str] = []
+        self.interrupted = False  # Ctrl-C (or pytest.exit): the test it stopped reported nothing of what it used
 
     def add_collected(self, nodeids: Iterable[str], narrowed: Iterable[str], broken: Iterable[str]) -> None:
         """The tests collected before deselection; files named with ``::`` (narrowed) or that failed to collect are not whole."""

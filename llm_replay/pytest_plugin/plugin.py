@@ -573,6 +573,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
+    suite.outcome.interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
     try:
         suite.finish_run()
     except CassetteError as error:
