@@ -149,3 +149,14 @@ def test_langchain_community_file_gets_a_clear_error(tmp_path):
     with pytest.raises(CassetteError, match=r"not an llm_replay cassette \(tables: full_llm_cache\).*langchain-community's SQLiteCache.*another database_path"):
         SQLiteCache(database_path=path)
     assert path.read_bytes() == before
+
+
+def test_a_damaged_entry_of_the_drop_in_cache_is_an_error_naming_it_and_kept(tmp_path):
+    cache = SQLiteCache(database_path=tmp_path / ".langchain.db")
+    cache.update("Tell me a joke", "[('n', 1)]", [Generation(text="a joke")])
+    with sqlite3.connect(tmp_path / ".langchain.db") as db:
+        db.execute("UPDATE interactions SET body = '[1, 2'")
+        (fingerprint, occurrence), = db.execute("SELECT fingerprint, occurrence FROM interactions")
+    with pytest.raises(CassetteError, match=rf"the LangChain entry {fingerprint}#{occurrence} in .*cannot be read \(JSONDecodeError.*"
+                       rf"delete it and record it again: llm-replay rm --cassette .*\.langchain\.db {fingerprint}#{occurrence}"):
+        SQLiteCache(database_path=tmp_path / ".langchain.db").lookup("Tell me a joke", "[('n', 1)]")

@@ -95,3 +95,39 @@ def test_concurrent_samples_of_one_prompt_each_get_a_recording(llm_pytester, ser
     replayed.assert_outcomes(passed=2)
     assert printed(replayed, "BATCH") == printed(recorded, "BATCH")
     assert printed(replayed, "GATHER") == printed(recorded, "GATHER")
+
+
+CAUGHT = '''
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_one(llm_cache):
+    try:
+        print("ANSWER", ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0).invoke("hi").content)
+    except Exception as error:  # the app's fallback must not turn a damaged recording into a pass
+        print("CAUGHT", type(error).__name__)
+'''
+
+
+@pytest.mark.parametrize("body", ['[{"lc": 1, "type"', '[{"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {}}]', '{"x": 1}'])
+def test_a_damaged_entry_fails_its_test_naming_it_and_the_fix_and_is_kept(llm_pytester, server, env, body):
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=CAUGHT.format(base_url=server.base_url))
+    llm_pytester.runpytest("-s", "--llm-mode=record").assert_outcomes(passed=1)
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        db.execute("UPDATE interactions SET body = ?", (body,))
+        (fingerprint, occurrence), = db.execute("SELECT fingerprint, occurrence FROM interactions")
+    server.stop()
+
+    for mode in ("replay", "record"):
+        result = llm_pytester.runpytest("-s", f"--llm-mode={mode}")
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([
+            f"*the LangChain entry {fingerprint}#{occurrence} in *llm_cache.sqlite3 (recorded by test_app.py::test_one) cannot be read*",
+            f"*re-record it: pytest --llm-mode=refresh test_app.py::test_one (with the API key set), or delete it: llm-replay rm --cassette *llm_cache.sqlite3 {fingerprint}#{occurrence}*",
+        ])
+        assert "APIConnectionError" not in result.stdout.str() and "OpenAIConnectionError" not in result.stdout.str(), "never a live call"
+        with sqlite3.connect(cassette_file(llm_pytester)) as db:
+            assert [row[0] for row in db.execute("SELECT CAST(body AS TEXT) FROM interactions")] == [body], "kept as it was"

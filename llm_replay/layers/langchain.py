@@ -18,10 +18,11 @@ from langchain_core._api import suppress_langchain_beta_warning
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.globals import get_llm_cache, set_llm_cache
 from langchain_core.load import dumpd, load
+from langchain_core.outputs import Generation
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request, without_credential_headers
 from ..engine.recorder import Recorder
-from ..errors import CassetteError
+from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
@@ -55,9 +56,7 @@ class _CassetteBackedCache(BaseCache):
         parsed = self._parsed.get(interaction.key)
         if parsed is not None and parsed[0] is interaction:
             return parsed[1]
-        with suppress_langchain_beta_warning():
-            # Cassettes are reviewed and committed like code; "core" admits LangChain's own classes only.
-            generations = load(json.loads(interaction.response.body), allowed_objects="core", ignore_unserializable_fields=True)
+        generations = _loaded(interaction, self.cassette)
         self._parsed[interaction.key] = (interaction, generations)
         return generations
 
@@ -170,7 +169,12 @@ class RecorderCache(_CassetteBackedCache):
         if found is None:
             self._pending.setdefault((prompt, llm_string), []).append((request, key))
             return None
-        return self._generations(found)
+        try:
+            return self._generations(found)
+        except CassetteError as error:  # a miss, not the plain error: the app's ``except Exception`` must not hide it
+            miss = CassetteMiss(str(error))
+            self.recorder.count_miss(miss)
+            raise miss from error
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Record what the model answered (never in a strict mode (replay, adopt, verify): the layer below answered then)."""
@@ -237,6 +241,28 @@ class _PastTheCache:
         """Keep the live answer of a call that skipped the cache (the cache keeps its own)."""
         if not _CACHE_CALLING.get():
             self._recorder.record(request, key, response, latency_s)
+
+
+def _loaded(interaction: Interaction, cassette: Store) -> list[Any]:
+    """The generations a LangChain entry stores, or CassetteError naming the entry and how to replace it."""
+    try:
+        with suppress_langchain_beta_warning():
+            # Cassettes are reviewed and committed like code; "core" admits LangChain's own classes only.
+            generations = load(json.loads(interaction.response.body), allowed_objects="core", ignore_unserializable_fields=True)
+    except Exception as error:  # whatever LangChain's loader makes of bytes that are not what it wrote
+        problem = f"{type(error).__name__}: {error}"
+    else:
+        if isinstance(generations, list) and all(isinstance(generation, Generation) for generation in generations):
+            return generations
+        problem = "it holds no list of LangChain generations"
+    entry = "#".join(map(str, interaction.key))
+    remove = f"llm-replay rm --cassette {cassette.describe()} {entry}"
+    if interaction.tests:
+        where = f" (recorded by {', '.join(interaction.tests)})"
+        fix = f"re-record it: pytest --llm-mode=refresh {interaction.tests[0]} (with the API key set), or delete it: {remove}"
+    else:
+        where, fix = "", f"delete it and record it again: {remove}"
+    raise CassetteError(f"the LangChain entry {entry} in {cassette.describe()}{where} cannot be read ({problem}); {fix}")
 
 
 def serialized(generations: Sequence[Any]) -> RecordedResponse:
