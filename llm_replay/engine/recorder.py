@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import shlex
 import threading
 from datetime import datetime
@@ -109,6 +110,9 @@ class Recorder:
         self._record_hint = record_hint
         self._on_live = on_live
         self._seen: dict[str, int] = {}
+        # repeats="sequence": occurrences whose live answer was not kept (a 5xx or 429 the SDK retries), taken again
+        # first, so the retry records in the place the replay will look for it
+        self._freed: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self.max_age = max_age
         self.on_expired = on_expired
@@ -129,6 +133,9 @@ class Recorder:
         if self.repeats == "cache":
             return request, (fingerprint, 0)
         with self._lock:
+            freed = self._freed.get(fingerprint)
+            if freed:
+                return request, (fingerprint, heapq.heappop(freed))  # the earliest first
             occurrence = self._seen.get(fingerprint, 0)
             self._seen[fingerprint] = occurrence + 1
         return request, (fingerprint, occurrence)
@@ -273,8 +280,7 @@ class Recorder:
         if self._on_live is not None:
             self._on_live(self, request, response.status, latency_s)
         if response.status in _NEVER_RECORDED or response.status >= 500:
-            with self._lock:
-                self.unrecorded += 1
+            self._not_kept(key)
             return
         fingerprint, occurrence = key
         # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
@@ -297,8 +303,7 @@ class Recorder:
         try:
             kept = shaped(self.before_record, interaction)
             if kept is None:  # the hook chose not to keep it; the caller still gets the live answer
-                with self._lock:
-                    self.unrecorded += 1
+                self._not_kept(key)
                 return
             interaction = kept
             with self._lock:
@@ -326,6 +331,14 @@ class Recorder:
             drift = Drift.between(key, interaction.request_json, replaced.response, interaction.response)
             with self._lock:
                 self.drift.append(drift)
+
+    def _not_kept(self, key: Key) -> None:
+        """Count a live answer not kept; with ``repeats="sequence"`` its occurrence goes to the next identical request
+        (the SDK's retry), since a replay never sees the answer that was not kept."""
+        with self._lock:
+            self.unrecorded += 1
+            if self.repeats != "cache":
+                heapq.heappush(self._freed.setdefault(key[0], []), key[1])
 
     def keep_clock_read(self, read: bool) -> None:
         """At the end of a frozen test: store whether it read the clock, so its replays freeze only if it did.
