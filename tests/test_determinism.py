@@ -110,3 +110,22 @@ def test_instants_persist_and_older_files_gain_the_table(tmp_path):
     assert writable.stored_clock("t::x")[0] == INSTANT
     writable.close()
     assert SQLiteCache(path, readonly=True).stored_clock("t::x")[0] == INSTANT
+
+
+def test_threads_read_the_instant_too():
+    """freezegun's default ignore list holds ``threading``: a function a thread runs read the real time.time() there."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Thread
+
+    for name, read in WALL_CLOCK_READS.items():
+        with frozen_clock(INSTANT):
+            expected = read()  # the same read in this thread
+        with frozen_clock(INSTANT) as clock:
+            seen: list[object] = []
+            thread = Thread(target=lambda: seen.append(read()))
+            thread.start()
+            thread.join()
+            with ThreadPoolExecutor(1) as pool:
+                seen.append(pool.submit(read).result())
+            assert seen == [expected, expected], f"{name} in a thread"
+            assert clock.read, f"{name} in a thread read the frozen clock unseen"

@@ -22,6 +22,11 @@ IGNORED_MODULES = (
     # botocore signs (SigV4) and google-auth checks token expiry with the wall clock: a frozen one fails both live
     "botocore", "boto3", "google.auth", "google.genai", "litellm", "pydantic_ai",
 )
+# freezegun's own ignore list holds modules that run the test's code, within the few frames it looks up the stack: a
+# function a thread (``threading``, ``concurrent.futures`` over it, ``queue``) or a pool (``multiprocessing``) runs
+# read the real ``time.time()`` while ``datetime.now()`` was frozen, and ``gi`` (PyGObject) is a prefix of any ``git*``
+# module. Their timeouts read the monotonic clocks, which stay real.
+_RUN_THE_TESTS_CODE = frozenset({"threading", "queue", "multiprocessing", "gi"})
 _MONOTONIC_CLOCKS = ("monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")
 
 
@@ -61,6 +66,7 @@ def frozen_clock(instant: datetime) -> Iterator[ClockWatch]:
         return
     _typed_as_real_dates(api)
     freezer = freeze_time(instant, ignore=list(IGNORED_MODULES), real_asyncio=True)
+    freezer.ignore = tuple(module for module in freezer.ignore if module not in _RUN_THE_TESTS_CODE)
     freezer.start()
     try:
         _restore_monotonic_clocks(api, freezer)
