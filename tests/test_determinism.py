@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import sqlite3
+import sys
 import time
 from datetime import date, datetime, timezone
 
@@ -129,3 +131,19 @@ def test_threads_read_the_instant_too():
                 seen.append(pool.submit(read).result())
             assert seen == [expected, expected], f"{name} in a thread"
             assert clock.read, f"{name} in a thread read the frozen clock unseen"
+
+
+def test_the_apps_modules_named_like_an_sdk_read_the_instant(tmp_path, monkeypatch):
+    """Only the SDKs' own modules keep the real clock: ``openai_prompts`` or ``redis_cache`` is the app's code."""
+    names = ("openai_prompts", "redis_cache", "anthropic_tools", "yaml_config", "requests_builder")
+    for name in names:
+        (tmp_path / f"{name}.py").write_text("import time\nfrom datetime import date, datetime\n\ndef stamp():\n    return datetime.now(), date.today(), time.time()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        modules = [importlib.import_module(name) for name in names]  # imported before the freeze, as an app's are
+        with frozen_clock(INSTANT):
+            for module in modules:
+                assert module.stamp() == (datetime(2001, 2, 3, 4, 5, 6), date(2001, 2, 3), INSTANT.timestamp()), module.__name__
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)

@@ -16,12 +16,16 @@ from typing import Any, Callable, Iterator
 # Never frozen: llm_replay itself (latency, recorded_at), SQLite's busy timeout, redis-py's socket timeouts,
 # pytest's own durations, and the SDKs and HTTP clients llm_replay stands in front of: they read the clock only for timeouts, retries and
 # pools, never to build a prompt, and skipping their modules halves the cost of each freeze.
-IGNORED_MODULES = (
-    "llm_replay.", "sqlite3", "redis", "_pytest.timing",
-    "openai", "anthropic", "httpx", "httpcore", "h11", "anyio", "sniffio", "vcr", "yaml", "urllib3", "requests", "aiohttp",
+IGNORED_PACKAGES = (
+    "llm_replay", "sqlite3", "redis",
+    "openai", "anthropic", "httpx", "httpx2", "httpcore", "httpcore2", "h11", "anyio", "sniffio", "vcr", "yaml", "urllib3", "requests",
+    "requests_toolbelt", "aiohttp",
     # botocore signs (SigV4) and google-auth checks token expiry with the wall clock: a frozen one fails both live
     "botocore", "boto3", "google.auth", "google.genai", "litellm", "pydantic_ai",
 )
+# freezegun matches a module by the start of its name: "openai." (a package's modules), never "openai", which would take in
+# the app's own openai_prompts.py or redis_cache.py. A package's __init__ reads no clock when called.
+IGNORED_MODULES = ("_pytest.timing", *(f"{package}." for package in IGNORED_PACKAGES))
 # freezegun's own ignore list holds modules that run the test's code, within the few frames it looks up the stack: a
 # function a thread (``threading``, ``concurrent.futures`` over it, ``queue``) or a pool (``multiprocessing``) runs
 # read the real ``time.time()`` while ``datetime.now()`` was frozen, and ``gi`` (PyGObject) is a prefix of any ``git*``
