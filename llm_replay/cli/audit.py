@@ -178,20 +178,11 @@ class Audit:
         remedy = self.remedy(path)
         SQLiteCache(path, readonly=True).close()  # refuses, naming the file, what is no cassette at all
         with _read_only(path) as connection:
-            for where, text, source in _cells(connection, self):
-                for kind, value in self.detect(text):
-                    if value not in source:  # else found in the text it was read from
-                        yield Finding(path, where, kind, value, remedy)
-            for fingerprint, occurrence, headers in connection.execute("SELECT fingerprint, occurrence, headers FROM interactions"):
-                for name in json.loads(headers):
-                    if is_secret_header(name):
-                        yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
-                if _CODING in headers.lower():  # an older cassette's body stored still compressed: is it readable?
-                    (body,) = connection.execute("SELECT body FROM interactions WHERE fingerprint = ? AND occurrence = ?", (fingerprint, occurrence)).fetchone()
-                    unread = _unread_body(headers, body)
-                    if unread:
-                        yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column body", unread, "", _unread_remedy(remedy))
-            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            try:  # SQLite finds a damaged page only when a query reads it
+                yield from self._scan_rows(path, connection, remedy)
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            except sqlite3.DatabaseError as error:
+                raise CassetteError(f"cannot read {path} to the end as SQLite ({error}); nothing was changed. Restore it from git, then audit it again") from error
         with path.open("rb") as handle:  # page by page: a 150 MB cassette is never in memory whole
             free = _free_pages(handle, page_size)
             starts, regions = _free_space(handle, page_size, free)
@@ -210,6 +201,25 @@ class Audit:
                 for kind, value, offsets in self._raw(side.read_bytes().decode("latin-1")):
                     for offset in offsets:
                         yield Finding(side, f"byte offset {offset}", kind, value, remedy)
+
+    def _scan_rows(self, path: Path, connection: sqlite3.Connection, remedy: str) -> Iterator[Finding]:
+        """The findings in the cells, then the credential headers and unreadable bodies of the recordings (a headers
+        field that is not JSON, hand-edited, names no header: its text was searched with the other cells)."""
+        for where, text, source in _cells(connection, self):
+            for kind, value in self.detect(text):
+                if value not in source:  # else found in the text it was read from
+                    yield Finding(path, where, kind, value, remedy)
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'interactions'").fetchone() is None:
+            return  # a cassette no run has written to yet
+        for fingerprint, occurrence, headers in connection.execute("SELECT fingerprint, occurrence, headers FROM interactions"):
+            headers = headers if isinstance(headers, str) else ""
+            for name in _header_names(headers):
+                yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column headers", f"credential header {name!r} stored", "", remedy)
+            if _CODING in headers.lower():  # an older cassette's body stored still compressed: is it readable?
+                (body,) = connection.execute("SELECT body FROM interactions WHERE fingerprint = ? AND occurrence = ?", (fingerprint, occurrence)).fetchone()
+                unread = _unread_body(headers, body)
+                if unread:
+                    yield Finding(path, f"table interactions, row {fingerprint}#{occurrence}, column body", unread, "", _unread_remedy(remedy))
 
     def scan_text_file(self, path: Path) -> Iterator[Finding]:
         """Any other file (a YAML or JSON export, gzip'd or not), with the line of each finding; a YAML ``!!binary``
@@ -300,7 +310,8 @@ def _row_pieces(columns: list[str], cells: tuple, answers: tuple[int, int] | Non
     pieces = [piece for column, cell in zip(columns, cells) if (text := _text(cell)) for piece in _with_binary(column, text)]
     if answers is not None:
         headers, body = _text(cells[answers[0]]), cells[answers[1]]
-        pieces += _body_pieces("body", headers, body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body or b"")
+        body = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body if isinstance(body, bytes) else b""  # a hand-edited number or NULL
+        pieces += _body_pieces("body", headers, body)
     return pieces
 
 

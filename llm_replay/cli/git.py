@@ -46,15 +46,15 @@ def snapshot(path: Path) -> Iterator["SQLiteCache"]:
         shutil.copyfile(path, copy)
         try:
             cassette = SQLiteCache(copy, readonly=True)
-        except CassetteError as error:
+            try:
+                yield cassette
+            finally:
+                cassette.close()
+        except (CassetteError, CommandError) as error:  # on opening, or a damaged page or row read later: named as git's file
             message = str(error).replace(str(copy), str(path))
             if "not an llm_replay cassette" in message:  # the store's advice is about --llm-cassette, which git never set
                 message = f"{message.split('; ', 1)[0]}; .gitattributes marks it as a cassette for git: correct that pattern"
             raise CommandError(message) from None
-        try:
-            yield cassette
-        finally:
-            cassette.close()
 
 
 def textconv_lines(path: Path) -> list[str]:

@@ -109,9 +109,17 @@ def resolve_key(cassette: "Store", key: str) -> Key:
 
 def find_by_key(cassette: "Store", key: str) -> Interaction:
     """The one recording ``key`` names (see ``resolve_key``), in full."""
-    found = cassette.get(*resolve_key(cassette, key))
+    resolved = resolve_key(cassette, key)
+    found = cassette.get(*resolved)
     if found is None:  # deleted by another process between the two reads
         raise CommandError(f"recording {key!r} was just deleted from {cassette.describe()}")
+    try:
+        found.request
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise CommandError(
+            f"recording {key!r} in {cassette.describe()} holds a request llm_replay cannot read ({type(error).__name__}: {error}); "
+            f"delete it (llm-replay rm --cassette {cassette.describe()} '{resolved[0]}#{resolved[1]}') and record it again"
+        ) from None
     return found
 
 

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ..stores.summaries import RecordingSummary
 
 
+# How a listing shows a stored request it cannot parse.
+UNREADABLE_REQUEST = CanonicalRequest(method="?", host="(stored request unreadable)", path="", query=(), body=None, body_kind="empty")
+
+
 class Listed(NamedTuple):
     """One recording as listings show it: the store's summary row (no response) and its tests, read once.
     A NamedTuple: 100,000 are made per listing; the request is parsed only when asked for (``request``)."""
@@ -42,8 +46,12 @@ class Listed(NamedTuple):
 
     @property
     def request(self) -> CanonicalRequest:
-        """The canonical request, parsed from its stored text (each time: listings mostly need only ``endpoint``)."""
-        return CanonicalRequest.from_stored(self.row.request_json)
+        """The canonical request, parsed from its stored text (each time: listings mostly need only ``endpoint``).
+        Text that is no stored request (a hand-edited row) is listed as such, so that ``rm`` can still delete it."""
+        try:
+            return CanonicalRequest.from_stored(self.row.request_json)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return UNREADABLE_REQUEST
 
     @property
     def endpoint(self) -> str:

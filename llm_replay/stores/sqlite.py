@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest, url_of
@@ -74,6 +74,23 @@ _SHOWN_COLUMNS = (
 )
 _SHOWN_FROM = "(SELECT *, CASE WHEN json_valid(request) THEN request ELSE '{}' END AS shown FROM interactions)"
 _NOT_SHOWN = (None,) * 5
+
+
+class DamagedRecording(CassetteError):
+    """A row of the cassette llm_replay cannot read (hand-edited, or written by another program): an error naming the
+    recording, the column and what to do; the row is left as it is."""
+
+
+class _Unreadable(ValueError):
+    """What is wrong with one stored value, before the store adds which recording and cassette it is."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+# The columns llm-replay rm finds recordings by: damaged, they are set right in place rather than deleted.
+_KEY_COLUMNS = frozenset({"occurrence", "tests"})
 
 
 class SQLiteCache:
@@ -238,10 +255,10 @@ class SQLiteCache:
         with self._lock:
             if self._reading() is None:
                 return None
-            row = self._query(_GET, key).fetchone()
+            row = self._rows(_GET, key, one=True)
         if row is None:
             return None
-        interaction = _from_row(row)
+        interaction = self._recording(row)
         self._hits.put(interaction)
         return interaction
 
@@ -263,12 +280,13 @@ class SQLiteCache:
             if not owners or self._reading() is None or not self._has_owners_index:
                 return
             # an answer over the per-answer budget never leaves the file here; the rest are read as they fit the budget
-            rows = self._query(
+            rows = self._rows(
                 f"SELECT {_COLUMNS} FROM interactions WHERE tests IN ({', '.join('?' * len(owners))}) "
                 "AND length(CAST(body AS BLOB)) + length(CAST(request AS BLOB)) <= ?",
                 (*owners, recent.HIT_CACHE_ITEM_BYTES),
             )
-            self._ahead = {interaction.key: interaction for interaction in within_budget(map(_from_row, rows))}
+            # a row it cannot read is left for the lookup that names it: only the test that asks for it fails
+            self._ahead = {interaction.key: interaction for interaction in within_budget(_readable(rows))}
 
     def put(self, interaction: Interaction) -> None:
         """Store or overwrite an interaction, scrubbed of credentials, durably, in one transaction."""
@@ -298,15 +316,15 @@ class SQLiteCache:
         with self._lock:
             if self._reading() is None:
                 return iter(())
-            rows = self._query(f"SELECT {_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence").fetchall()
-        return (_from_row(row) for row in rows)
+            rows = self._rows(f"SELECT {_COLUMNS} FROM interactions ORDER BY fingerprint, occurrence")
+        return (self._recording(row, whole=True) for row in rows)
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first; no bodies."""
         with self._lock:
             if self._reading() is None:
                 return iter(())
-            rows = self._query("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence").fetchall()
+            rows = self._rows("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence")
         return iter(rows)
 
     def summaries(self, shown: bool = False, keys: Iterable[Key] | None = None) -> Iterator[RecordingSummary]:
@@ -330,8 +348,10 @@ class SQLiteCache:
                 else:
                     pairs = ", ".join(["(?, ?)"] * len(chunk))
                     cursor = self._query(f"{query} WHERE (fingerprint, occurrence) IN (VALUES {pairs}) ORDER BY fingerprint, occurrence", tuple(part for key in chunk for part in key))
-            while rows := cursor.fetchmany(2000):
-                yield from (RecordingSummary._make(row + pad) for row in rows)
+            while rows := self._fetched(cursor.fetchmany, 2000):
+                for row in rows:
+                    self._check_summary(row)
+                    yield RecordingSummary._make(row + pad)
 
     def replayed_usage(self, replays: Mapping[Key, int]) -> Iterator[tuple[str | None, str, int, int, int, float]]:
         """The tokens and latency of the recordings replayed ``replays[key]`` times each, added up in SQL by model,
@@ -348,14 +368,14 @@ class SQLiteCache:
             with self._lock:
                 if self._reading() is None:
                     return
-                rows = self._query(
+                rows = self._rows(
                     f"WITH replayed (fingerprint, occurrence, times) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
                     "SELECT model, CASE WHEN json_valid(request) THEN json_extract(request, '$.host', '$.path', '$.query') END, "
                     "coalesce(input_tokens, 0) > 0 OR coalesce(output_tokens, 0) > 0, sum(times), sum(times * coalesce(input_tokens, 0)), "
                     "sum(times * coalesce(output_tokens, 0)), sum(times * coalesce(latency_ms, 0.0)) "
                     "FROM replayed JOIN interactions USING (fingerprint, occurrence) GROUP BY 1, 2, 3",
                     tuple(part for (fingerprint, occurrence), times in chunk for part in (fingerprint, occurrence, times)),
-                ).fetchall()
+                )
             for model, where, _, calls, input_tokens, output_tokens, latency_ms in rows:
                 host, path, query = json.loads(where) if where else ("", "", ())  # a request that is not JSON names no URL
                 yield model, url_of(host or "", path or "", query or ()), calls, input_tokens, output_tokens, latency_ms
@@ -370,14 +390,14 @@ class SQLiteCache:
             if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
                 if self._clocks is None:
                     clock_read = "clock_read" if self._has_clock_read else "NULL"
-                    rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants").fetchall()
-                    self._clocks = {test: (datetime.fromisoformat(instant), None if read is None else bool(read)) for test, instant, read in rows}
+                    rows = self._rows(f"SELECT test_id, instant, {clock_read} FROM test_instants")
+                    self._clocks = {test: (self._instant(test, instant), None if read is None else bool(read)) for test, instant, read in rows}
                 return self._clocks.get(stored_id, (None, None))
             clock_read = "clock_read" if self._has_clock_read else "NULL"
-            row = self._query(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,)).fetchone()
+            row = self._rows(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,), one=True)
         if row is None:
             return None, None
-        return datetime.fromisoformat(row[0]), None if row[1] is None else bool(row[1])
+        return self._instant(stored_id, row[0]), None if row[1] is None else bool(row[1])
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag, for merging two branches' cassettes."""
@@ -385,8 +405,8 @@ class SQLiteCache:
             if self._reading() is None or not self._has_instants:
                 return []
             clock_read = "clock_read" if self._has_clock_read else "NULL"
-            rows = self._query(f"SELECT test_id, instant, {clock_read} FROM test_instants ORDER BY test_id").fetchall()
-        return [(test_id, datetime.fromisoformat(instant), None if read is None else bool(read)) for test_id, instant, read in rows]
+            rows = self._rows(f"SELECT test_id, instant, {clock_read} FROM test_instants ORDER BY test_id")
+        return [(test_id, self._instant(test_id, instant), None if read is None else bool(read)) for test_id, instant, read in rows]
 
     def put_instant(self, test_id: str, instant: datetime) -> None:
         """Remember, durably, the instant a test recorded at; a later record run of the test reuses it.
@@ -404,13 +424,65 @@ class SQLiteCache:
         with self._lock:
             if self._reading() is None:
                 return 0
-            return self._query("SELECT count(*) FROM interactions").fetchone()[0]
+            return self._rows("SELECT count(*) FROM interactions", one=True)[0]
 
     def _query(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        return self._fetched(self._connection.execute, sql, params)  # type: ignore[union-attr]
+
+    def _rows(self, sql: str, params: tuple = (), one: bool = False) -> Any:
+        """The query's rows (``one``: its first row or None), read under the same error handling as the query: SQLite
+        finds a damaged page only when it reads it, after ``execute`` has returned."""
+        cursor = self._query(sql, params)
+        return self._fetched(cursor.fetchone if one else cursor.fetchall)
+
+    def _fetched(self, read: Callable[..., Any], *args: Any) -> Any:
         try:
-            return self._connection.execute(sql, params)  # type: ignore[union-attr]
+            return read(*args)
         except sqlite3.DatabaseError as error:
             raise CassetteError(_unusable(self.path, error)) from error
+
+    def _recording(self, row: tuple, whole: bool = False) -> Interaction:
+        """The interaction a row holds, or a DamagedRecording naming it; ``whole``: its request is checked too (the
+        commands that read every recording parse each request; a replay never parses the one it replays)."""
+        with self._damage(row[0], row[1]):
+            interaction = _from_row(row)
+            if whole:
+                _check_request(row[2])
+            return interaction
+
+    def _check_summary(self, row: tuple) -> None:
+        """A listing's row: its owners, which every listing reads (a listing shows a request it cannot read as such)."""
+        with self._damage(row[0], row[1]):
+            _owners(row[5])
+
+    def _instant(self, test_id: str, text: Any) -> datetime:
+        try:
+            return datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            raise DamagedRecording(
+                f"cassette {self.path}: the stored instant of test {test_id} is {text!r}, not an ISO date and time; re-record the "
+                f"test (pytest --llm-mode=refresh '{test_id}') or delete the row (sqlite3 {self.path} \"DELETE FROM test_instants "
+                f"WHERE test_id = '{test_id}'\"); llm_replay changed nothing"
+            ) from None
+
+    @contextmanager
+    def _damage(self, fingerprint: Any, occurrence: Any) -> Iterator[None]:
+        """Turns a value llm_replay cannot read into a DamagedRecording naming the recording and what to do."""
+        try:
+            yield
+        except _Unreadable as error:
+            key = f"{fingerprint}#{occurrence}"
+            if error.column in _KEY_COLUMNS:  # what finds a recording to delete: llm-replay rm cannot reach this row
+                fix = (
+                    f"set it right in place (sqlite3 {self.path} \"UPDATE interactions SET {error.column} = ... WHERE "
+                    f"fingerprint = '{fingerprint}'\")"
+                )
+            else:
+                fix = f"delete it (llm-replay rm --cassette {self.path} '{key}') and record it again (pytest --llm-mode=record, the test that asks it)"
+            raise DamagedRecording(
+                f"cassette {self.path}: recording {key} cannot be read ({error}); {fix}, or restore the cassette from git; "
+                "llm_replay changed nothing"
+            ) from None
 
     # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
@@ -423,9 +495,13 @@ class SQLiteCache:
             # from the owners index where the file has it (a tenth of the pages), else in the table's order (walking the
             # key's index reads the table's pages out of order, 2x slower); sorted here
             where = " WHERE tests != '[]'" if owned else ""
-            rows = self._query(f"SELECT fingerprint, occurrence, tests, recorded_at FROM interactions{where}").fetchall()
-        rows.sort()  # by key: no two rows share one
-        return [((fingerprint, occurrence), _owners(tests), recorded_at) for fingerprint, occurrence, tests, recorded_at in rows]
+            rows = self._rows(f"SELECT fingerprint, occurrence, tests, recorded_at FROM interactions{where}")
+        listed = []
+        for fingerprint, occurrence, tests, recorded_at in rows:
+            with self._damage(fingerprint, occurrence):
+                listed.append(((fingerprint, _column("occurrence", occurrence, _count)), _owners(tests), recorded_at))
+        listed.sort()  # by key: no two rows share one
+        return listed
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
         """Add and remove owning tests, read and written in one transaction (absent keys are ignored)."""
@@ -435,7 +511,8 @@ class SQLiteCache:
             for (fingerprint, occurrence), change in changes.items():
                 row = connection.execute("SELECT tests FROM interactions WHERE fingerprint = ? AND occurrence = ?", (fingerprint, occurrence)).fetchone()
                 if row is not None:
-                    owners = change.applied_to(json.loads(row[0]), self.scrubber.test_id)
+                    with self._damage(fingerprint, occurrence):
+                        owners = change.applied_to(_owners(row[0]), self.scrubber.test_id)
                     connection.execute("UPDATE interactions SET tests = ? WHERE fingerprint = ? AND occurrence = ?", (json.dumps(owners), fingerprint, occurrence))
         for key in changes:
             self._hits.pop(key)
@@ -459,7 +536,7 @@ class SQLiteCache:
             with _transaction(connection):
                 yield connection
         except sqlite3.OperationalError as error:
-            raise CassetteError(f"cannot write to cassette {self.path}: {error}; check that the file and its folder are writable") from error
+            raise CassetteError(_unwritable(self.path, error)) from error
         except sqlite3.DatabaseError as error:  # "database disk image is malformed" and other damage
             raise CassetteError(_unusable(self.path, error)) from error
 
@@ -537,26 +614,103 @@ def _has_owners_index(connection: sqlite3.Connection) -> bool:
 
 
 def _from_row(row: tuple) -> Interaction:
+    """The interaction a row holds; _Unreadable names the first column that is not what llm_replay writes there."""
     fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests = row
     return Interaction(
-        fingerprint=fingerprint,
-        occurrence=occurrence,
-        request_json=request,
-        response=RecordedResponse(status=status, reason=reason, headers=json.loads(headers), body=body.encode() if isinstance(body, str) else body),
-        recorded_at=recorded_at,
-        latency_ms=latency_ms,
+        fingerprint=_column("fingerprint", fingerprint, _text),
+        occurrence=_column("occurrence", occurrence, _count),
+        request_json=_column("request", request, _text),  # parsed when asked for (not on a replay's path)
+        response=RecordedResponse(
+            status=_column("status", status, _status),
+            reason=_column("reason", reason, _text),
+            headers=_column("headers", headers, _json_headers),
+            body=_column("body", body, _body),
+        ),
+        recorded_at=_column("recorded_at", recorded_at, _text),
+        latency_ms=_column("latency_ms", latency_ms, _milliseconds),
         tests=_owners(tests),
     )
 
 
-def _owners(text: str) -> tuple[str, ...]:
+def _readable(rows: Iterable[tuple]) -> Iterator[Interaction]:
+    """The interactions of the rows llm_replay can read; the others are skipped."""
+    for row in rows:
+        try:
+            yield _from_row(row)
+        except _Unreadable:
+            continue
+
+
+def _column(name: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+    """One stored column, parsed; _Unreadable says which column and what is wrong with it."""
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as error:
+        shown = value[:60] if isinstance(value, (str, bytes)) else value
+        raise _Unreadable(name, f"column {name} is {shown!r}: {error}") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise TypeError("not a whole number from 0")
+    return value
+
+
+def _status(value: Any) -> int:
+    if not isinstance(value, int) or not 100 <= value <= 599:
+        raise TypeError("not an HTTP status (100-599)")
+    return value
+
+
+def _body(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode()
+    if not isinstance(value, bytes):
+        raise TypeError("not text or bytes")
+    return value
+
+
+def _milliseconds(value: Any) -> float | None:
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise TypeError("not a number")
+    return value
+
+
+def _json_headers(value: Any) -> dict[str, list[str]]:
+    headers = json.loads(_text(value))
+    if not isinstance(headers, dict) or not all(isinstance(values, list) and all(isinstance(v, str) for v in values) for values in headers.values()):
+        raise ValueError("not a JSON object of header names to lists of values")
+    return headers
+
+
+def _check_request(text: str) -> None:
+    try:
+        CanonicalRequest.from_stored(text)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise _Unreadable("request", f"column request is not a request llm_replay stored: {text[:60]!r}, {type(error).__name__}: {error}") from None
+
+
+def _owners(text: Any) -> tuple[str, ...]:
     """The owning tests, stored as a JSON list: no owner and the usual list of one plain id are read off the text
     (the end of a run reads every recording's owners), anything else is parsed."""
     if text == "[]":
         return ()
-    if text.startswith('["') and text.endswith('"]') and '"' not in text[2:-2] and "\\" not in text:
+    if isinstance(text, str) and text.startswith('["') and text.endswith('"]') and '"' not in text[2:-2] and "\\" not in text:
         return (text[2:-2],)
-    return tuple(json.loads(text))
+    try:
+        owners = json.loads(text)
+    except (TypeError, ValueError):
+        owners = None
+    if not isinstance(owners, list) or not all(isinstance(owner, str) for owner in owners):
+        shown = text[:60] if isinstance(text, str) else text
+        raise _Unreadable("tests", f"column tests is {shown!r}, not a JSON list of test ids")
+    return tuple(owners)
 
 
 def _check_is_sqlite(path: Path) -> None:
@@ -618,7 +772,27 @@ def _check_is_writable(path: Path) -> None:
         )
 
 
+def _unwritable(path: Path, error: sqlite3.OperationalError) -> str:
+    if _is_locked(error):
+        return _unusable(path, error)
+    if "disk" in str(error) or "full" in str(error):  # SQLITE_FULL, or SQLITE_IOERR from a full disk or a file size limit
+        cause = "the disk is full, or the file reached a size limit (ulimit -f)"
+    else:
+        cause = "check that the file and its folder are writable"
+    return f"cannot write to cassette {path}: {error}; {cause}. What was recorded before is kept (each recording is its own transaction)"
+
+
+def _is_locked(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
+
+
 def _unusable(path: Path, error: Exception) -> str:
+    if _is_locked(error):
+        return (
+            f"cassette {path} is locked: another process held a write transaction on it for longer than the busy timeout "
+            f"({BUSY_TIMEOUT_S} s): another pytest run still recording, or a sqlite3 shell or database browser with changes not "
+            "saved. Let it finish or close it, then run again; the cassette is not damaged and nothing was changed"
+        )
     return (
         f"cassette {path} cannot be used ({error}); it was left untouched. "
         "Restore it from git (git checkout -- <file>) or point --llm-cassette at another file"

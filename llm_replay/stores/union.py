@@ -82,9 +82,13 @@ def union_into(target: "Store", source: "Store", interactions: Iterable[Interact
     where ``target`` has none, or (given ``base``, the common ancestor) has it as ``base`` had it while ``source``
     changed it: prompts that carry the date replay from the target as they did from the source.
 
-    ``interactions``, when given, are ``source``'s recordings as the caller shaped them (a copy's before_record hook)."""
-    report = add_missing(target, source.interactions() if interactions is None else interactions, base)
-    for test_id, instant, clock_read in source.instants():
+    ``interactions``, when given, are ``source``'s recordings as the caller shaped them (a copy's before_record hook).
+    All of ``source`` is read before anything is written: a recording it cannot read leaves ``target`` as it was
+    (git's merge driver must leave OURS intact when THEIRS is damaged)."""
+    incoming = list(source.interactions() if interactions is None else interactions)
+    instants = source.instants()
+    report = add_missing(target, incoming, base)
+    for test_id, instant, clock_read in instants:
         ours = target.stored_clock(test_id)[0]
         ancestor = base.stored_clock(test_id)[0] if base is not None and ours is not None else None
         if ours is None or (ancestor is not None and ours == ancestor and instant != ancestor):
