@@ -157,3 +157,30 @@ def test_a_cassette_locked_past_the_busy_timeout_says_who_holds_it_not_to_restor
     message = str(raised.value)
     assert f"cassette {path} is locked" in message and "another pytest run" in message and "Restore" not in message, message
     assert len(SQLiteCache(path, readonly=True)) == 1
+
+
+def test_yaml_that_does_not_pair_up_or_carries_a_number_for_a_body_is_refused_naming_it(tmp_path, env, capsys):
+    """Unequal requests:/responses: lists crashed import with zip()'s ValueError; {string: 42} imported 42 zero bytes."""
+    env.chdir(tmp_path)
+    unpaired = tmp_path / "unpaired.yaml"
+    unpaired.write_text("requests: [{uri: 'https://api.openai.com/v1/models', method: GET}]\nresponses: []\n")
+    numeric = tmp_path / "numeric.yaml"
+    numeric.write_text(
+        "interactions:\n- request: {uri: 'https://api.openai.com/v1/models', method: GET}\n"
+        "  response: {status: {code: 200, message: OK}, headers: {}, body: {string: 42}}\n"
+    )
+    cassette = tmp_path / "c.sqlite3"
+    for path, named in ((unpaired, "1 requests but 0 responses"), (numeric, "body string is int 42")):
+        assert main(["import", "--cassette", str(cassette), str(path)]) == 2
+        assert named in capsys.readouterr().err
+    assert not cassette.exists(), "nothing was imported"
+
+
+def test_export_into_a_file_says_so(tmp_path, env, capsys):
+    """--yaml naming a file (or a folder under one) crashed with NotADirectoryError."""
+    path = _cassette(tmp_path / "c.sqlite3", count=1)
+    (tmp_path / "afile").write_text("mine")
+    for target in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert main(["export", "--cassette", str(path), "--yaml", str(target)]) == 2
+        assert "cannot" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -66,7 +66,12 @@ def read_pairs(path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
             pairs.append((item["request"], item["response"]))
         return pairs
     if isinstance(data, Mapping) and isinstance(data.get("requests"), list) and isinstance(data.get("responses"), list):
-        return list(zip(data["requests"], data["responses"], strict=True))
+        if len(data["requests"]) != len(data["responses"]):
+            raise CassetteError(
+                f"{path}: {len(data['requests'])} requests but {len(data['responses'])} responses; the lists pair up in order, so "
+                "each request needs its response (nothing was imported)"
+            )
+        return list(zip(data["requests"], data["responses"]))
     raise CassetteError(
         f"{path} is not a vcrpy cassette: expected 'interactions:' (vcrpy format version 1) "
         "or parallel 'requests:'/'responses:' lists (LangChain)"
@@ -175,6 +180,8 @@ def _body(body: Any, where: str) -> bytes | str | None:
     if body is None or isinstance(body, (str, bytes)):
         return body
     if isinstance(body, Mapping) and "string" in body:
+        if not isinstance(body["string"], (str, bytes, type(None))):  # bytes(42) would import 42 zero bytes
+            raise CassetteError(f"{where}: body string is {type(body['string']).__name__} {body['string']!r}, expected text or !!binary")
         return body["string"]
     if isinstance(body, Mapping) and "content" in body:
         content = body["content"]
@@ -295,12 +302,17 @@ def export_yaml(interactions: Iterable[Interaction], directory: Path) -> list[Pa
     for interaction in interactions:
         for name in interaction.tests or ("",):
             by_file.setdefault(directory / _yaml_name(name), []).append(interaction)
+    if directory.exists() and not directory.is_dir():
+        raise CassetteError(f"cannot export into {directory}: it is a file; name a folder (it is created when missing)")
     written = []
     for path, members in sorted(by_file.items()):
         members.sort(key=lambda i: (i.recorded_at, i.occurrence))  # vcrpy plays same-URL requests in file order
         cassette = {"requests": [_vcr_request(i.request) for i in members], "responses": [i.response.as_vcr() for i in members]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(serialize(cassette, yamlserializer), encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(serialize(cassette, yamlserializer), encoding="utf-8")
+        except OSError as error:  # a file where a folder of the layout goes, a read-only folder, a full disk
+            raise CassetteError(f"cannot write {path}: {error}; export into another folder (--yaml DIR)") from error
         written.append(path)
     return written
 
