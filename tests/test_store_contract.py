@@ -7,7 +7,7 @@ it is built. A new store proves itself here before the engine, the CLI or prunin
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -283,3 +283,19 @@ def test_binary_bodies_and_metadata_survive_the_round_trip(make: StoreFactory, k
     writer.put(recording)
     stored = (make() if STORES[kind][1] else writer).get(recording.fingerprint)
     assert (stored.response.body, stored.latency_ms, stored.response.headers) == (image, 12.5, {"content-type": ["application/json"]})
+
+
+def test_a_recording_read_back_is_a_whole_value_object(make: StoreFactory, kind: str) -> None:
+    """Stores build what they read without the frozen dataclasses' __init__ (``stored_interaction``, for speed): it must
+    still be a whole Interaction, equal to one built the usual way, replaceable, its request parsed when asked."""
+    recording = replace(_interaction("whole"), latency_ms=3.5)
+    writer = make()
+    writer.put(recording)
+    stored = (make() if STORES[kind][1] else writer).get(recording.fingerprint)
+    assert {field.name for field in fields(Interaction)} <= set(vars(stored))
+    assert {field.name for field in fields(RecordedResponse)} <= set(vars(stored.response))
+    assert stored == Interaction(**{field.name: getattr(stored, field.name) for field in fields(Interaction)})
+    assert (stored.key, stored.request_json, stored.response, stored.latency_ms, stored.tests) == (
+        recording.key, recording.request_json, recording.response, 3.5, recording.tests
+    )
+    assert replace(stored, tests=()).tests == () and stored.request.fingerprint == recording.fingerprint

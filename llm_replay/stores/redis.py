@@ -267,14 +267,19 @@ class RedisCache:
         try:
             yield
         except _Unreadable as error:
-            raise DamagedValue(self._clean(f"cassette {self.url}: key {name} {what} ({error}); {fix} (llm_replay changed nothing)")) from None
+            raise self._damaged(name, fix, error, what) from None
+
+    def _damaged(self, name: str, fix: str, error: _Unreadable, what: str = "cannot be read") -> DamagedValue:
+        return DamagedValue(self._clean(f"cassette {self.url}: key {name} {what} ({error}); {fix} (llm_replay changed nothing)"))
 
     def _recording(self, key: Key, fields: Mapping[bytes, bytes], owners: Iterable[bytes]) -> Interaction:
         """The interaction stored under ``key``, or a DamagedValue saying which field is wrong and how to replace it."""
-        fingerprint, occurrence = key
-        fix = f"re-record it (pytest --llm-mode=refresh, the test that asks it) or delete it (llm-replay rm {fingerprint[:12]} --cassette '{self.url}')"
-        with self._reading(self._key("rec", fingerprint, occurrence), fix, "is not a recording llm_replay can read"):
+        try:  # not the _reading block: every replay reads a recording, and its message is built only when it is needed
             return _from_fields(key, fields, owners)
+        except _Unreadable as error:
+            fingerprint, occurrence = key
+            fix = f"re-record it (pytest --llm-mode=refresh, the test that asks it) or delete it (llm-replay rm {fingerprint[:12]} --cassette '{self.url}')"
+            raise self._damaged(self._key("rec", fingerprint, occurrence), fix, error, "is not a recording llm_replay can read") from None
 
     def _clean(self, message: str) -> str:
         for password in self._passwords:

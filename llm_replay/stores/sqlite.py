@@ -13,6 +13,7 @@ It answers the ``Store`` interface (stores/base.py). What it promises about the 
 from __future__ import annotations
 
 import json
+from itertools import chain
 import os
 import shutil
 import sqlite3
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import CassetteError
 from ..model.fingerprint import CanonicalRequest, url_of
-from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse
+from ..model.interaction import Interaction, Key, OwnerChange, RecordedResponse, stored_interaction
 from ..model.scrub import Scrubber
 from . import recent
 from .recent import RecentRecordings, within_budget
@@ -444,11 +445,13 @@ class SQLiteCache:
     def _recording(self, row: tuple, whole: bool = False) -> Interaction:
         """The interaction a row holds, or a DamagedRecording naming it; ``whole``: its request is checked too (the
         commands that read every recording parse each request; a replay never parses the one it replays)."""
-        with self._damage(row[0], row[1]):
+        try:  # not the _damage block: a replay reads a row here, and a generator-based block costs ~3 K instructions
             interaction = _from_row(row)
             if whole:
                 _check_request(row[2])
-            return interaction
+        except _Unreadable as error:
+            raise self._damaged(row[0], row[1], error) from None
+        return interaction
 
     def _check_summary(self, row: tuple) -> None:
         """A listing's row: its owners, which every listing reads (a listing shows a request it cannot read as such)."""
@@ -471,18 +474,18 @@ class SQLiteCache:
         try:
             yield
         except _Unreadable as error:
-            key = f"{fingerprint}#{occurrence}"
-            if error.column in _KEY_COLUMNS:  # what finds a recording to delete: llm-replay rm cannot reach this row
-                fix = (
-                    f"set it right in place (sqlite3 {self.path} \"UPDATE interactions SET {error.column} = ... WHERE "
-                    f"fingerprint = '{fingerprint}'\")"
-                )
-            else:
-                fix = f"delete it (llm-replay rm --cassette {self.path} '{key}') and record it again (pytest --llm-mode=record, the test that asks it)"
-            raise DamagedRecording(
-                f"cassette {self.path}: recording {key} cannot be read ({error}); {fix}, or restore the cassette from git; "
-                "llm_replay changed nothing"
-            ) from None
+            raise self._damaged(fingerprint, occurrence, error) from None
+
+    def _damaged(self, fingerprint: Any, occurrence: Any, error: _Unreadable) -> DamagedRecording:
+        """The error naming a recording llm_replay cannot read, and what to do about it."""
+        key = f"{fingerprint}#{occurrence}"
+        if error.column in _KEY_COLUMNS:  # what finds a recording to delete: llm-replay rm cannot reach this row
+            fix = f"set it right in place (sqlite3 {self.path} \"UPDATE interactions SET {error.column} = ... WHERE fingerprint = '{fingerprint}'\")"
+        else:
+            fix = f"delete it (llm-replay rm --cassette {self.path} '{key}') and record it again (pytest --llm-mode=record, the test that asks it)"
+        return DamagedRecording(
+            f"cassette {self.path}: recording {key} cannot be read ({error}); {fix}, or restore the cassette from git; llm_replay changed nothing"
+        )
 
     # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
@@ -496,10 +499,17 @@ class SQLiteCache:
             # key's index reads the table's pages out of order, 2x slower); sorted here
             where = " WHERE tests != '[]'" if owned else ""
             rows = self._rows(f"SELECT fingerprint, occurrence, tests, recorded_at FROM interactions{where}")
-        listed = []
-        for fingerprint, occurrence, tests, recorded_at in rows:
-            with self._damage(fingerprint, occurrence):
-                listed.append(((fingerprint, _column("occurrence", occurrence, _count)), _owners(tests), recorded_at))
+        try:  # the end of a run reads every recording some test owns: checked in one pass, each row named only if bad
+            listed = [
+                ((fingerprint, occurrence if type(occurrence) is int and occurrence >= 0 else _column("occurrence", occurrence, _count)), _owners(tests), recorded_at)
+                for fingerprint, occurrence, tests, recorded_at in rows
+            ]
+        except _Unreadable:
+            for fingerprint, occurrence, tests, _ in rows:
+                with self._damage(fingerprint, occurrence):
+                    _column("occurrence", occurrence, _count)
+                    _owners(tests)
+            raise
         listed.sort()  # by key: no two rows share one
         return listed
 
@@ -614,12 +624,39 @@ def _has_owners_index(connection: sqlite3.Connection) -> bool:
 
 
 def _from_row(row: tuple) -> Interaction:
-    """The interaction a row holds; _Unreadable names the first column that is not what llm_replay writes there."""
+    """The interaction a row holds; _Unreadable names the first column that is not what llm_replay writes there.
+
+    Every replay reads a row: a row as llm_replay writes it is told by a few type checks made in C (~2 K instructions);
+    only one that fails them is looked at column by column, to name what is wrong."""
+    fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests = row
+    try:
+        parsed = json.loads(headers)
+        sound = (
+            tuple(map(type, row)) in _SOUND_KINDS and occurrence >= 0 and 100 <= status <= 599 and type(parsed) is dict
+            and set(map(type, parsed.values())) <= _LISTS and set(map(type, chain.from_iterable(parsed.values()))) <= _TEXTS
+        )
+    except (TypeError, ValueError):
+        sound = False
+    if not sound:
+        return _from_damaged_row(row)
+    # the request is parsed when asked for (not on a replay's path)
+    response = (status, reason, parsed, body.encode() if type(body) is str else body)
+    return stored_interaction(fingerprint, occurrence, request, response, recorded_at, latency_ms, _owners(tests))
+
+
+# The types of a row's columns as llm_replay writes them (a body is text or, binary, a BLOB; latency may be unknown)
+_SOUND_KINDS = frozenset((str, int, str, int, str, str, body, str, latency, str) for body in (str, bytes) for latency in (float, int, type(None)))
+_LISTS = frozenset({list})
+_TEXTS = frozenset({str})
+
+
+def _from_damaged_row(row: tuple) -> Interaction:
+    """A row _from_row's quick checks refused, read column by column: _Unreadable names the first that is wrong."""
     fingerprint, occurrence, request, status, reason, headers, body, recorded_at, latency_ms, tests = row
     return Interaction(
         fingerprint=_column("fingerprint", fingerprint, _text),
         occurrence=_column("occurrence", occurrence, _count),
-        request_json=_column("request", request, _text),  # parsed when asked for (not on a replay's path)
+        request_json=_column("request", request, _text),
         response=RecordedResponse(
             status=_column("status", status, _status),
             reason=_column("reason", reason, _text),
