@@ -166,3 +166,26 @@ def test_the_canonical_text_is_what_json_dumps_gives_with_the_canonical_options(
     from llm_replay.model.fingerprint import _canonical_json
 
     assert _canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+json_space = st.text(st.sampled_from(" \t\n\r\x0b\x0c\u00a0x"), max_size=3)  # JSON's four, two that are not, and not space
+
+
+@FUZZ
+@given(value=json_values, before=json_space, after=json_space, indent=st.none() | st.integers(0, 2), broken=st.binary(max_size=3))
+def test_a_request_bodys_json_loads_as_json_loads_loads_it(value, before, after, indent, broken):
+    # A request's body is parsed by the C scanner without json.loads' Python steps: the value (or the refusal) must be
+    # json.loads' own, whatever surrounds the document, or fingerprints change and every recording stops matching.
+    from llm_replay.model.fingerprint import _loaded_json
+
+    document = json.dumps(value, indent=indent, ensure_ascii=indent == 1)
+    for raw in ((before + document + after).encode("utf-8", "surrogatepass"), document.encode("utf-16", "surrogatepass"), document.encode("utf-8", "surrogatepass") + broken):
+        try:
+            expected = ("value", json.dumps(json.loads(raw), sort_keys=True))
+        except ValueError as error:
+            expected = ("refused", type(error).__name__)
+        try:
+            got = ("value", json.dumps(_loaded_json(raw), sort_keys=True))
+        except ValueError as error:
+            got = ("refused", type(error).__name__)
+        assert got[0] == expected[0] and (got[0] == "refused" or got == expected), (raw, got, expected)

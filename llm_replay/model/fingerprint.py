@@ -210,7 +210,7 @@ def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, A
     stripped = raw.lstrip()[:1]
     if stripped in (b"{", b"["):
         try:
-            value = json.loads(raw)
+            value = _loaded_json(raw)
             # A lone surrogate ("\ud800") is valid JSON but cannot be stored as UTF-8, and very deep nesting
             # may load yet not dump: check those rare bodies by dumping them (cheap tests first).
             if b"\\u" in raw or raw.count(b"[") + raw.count(b"{") > _DEEP:
@@ -219,6 +219,24 @@ def _canonical_body(body: bytes | str | None, content_type: str) -> tuple[str, A
         except (ValueError, RecursionError):
             pass  # a body that only looks like JSON (or nests deeper than Python recurses) is kept as text below
     return _text_or_bytes(raw)
+
+
+def _loaded_json(raw: bytes) -> Any:
+    """``json.loads(raw)`` for a body an SDK sends, without its Python steps where they change nothing (~12 K of its
+    ~25 K instructions): a body whose first bytes hold no NUL is UTF-8 to json.loads too (a NUL there makes it UTF-16
+    or UTF-32), decoded as it would; JSON's four whitespace characters around the document skipped by C-level strips."""
+    if b"\x00" in raw[:4]:
+        return json.loads(raw)
+    text = raw.decode("utf-8", "surrogatepass")
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    value, end = _JSON_DECODER.raw_decode(text, start)
+    if text[end:].strip(_JSON_SPACE):
+        raise ValueError(f"extra data after the JSON document at character {end}")
+    return value
+
+
+_JSON_SPACE = " \t\n\r"
+_JSON_DECODER = json.JSONDecoder()
 
 
 def _text_or_bytes(raw: bytes) -> tuple[str, str]:
