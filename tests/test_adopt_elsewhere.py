@@ -57,10 +57,10 @@ def recorded(llm_pytester, server, env):
     llm_pytester.makeconftest(CONFTEST.format(base_url=server.base_url))
     llm_pytester.makepyfile(test_new=TEST_NEW, test_old=TEST_OLD)
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    llm_pytester.runpytest_subprocess(*XDIST, "-s", "--llm-mode=record", "test_new.py").assert_outcomes(passed=1)
+    llm_pytester.runpytest("-s", "--llm-mode=record", "test_new.py").assert_outcomes(passed=1)  # in this process: faster
     server.stop()
     env.delenv("OPENAI_API_KEY")
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # the xdist sessions load exactly these: XDIST
     return llm_pytester
 
 
@@ -73,9 +73,10 @@ OLD_KEY, NEW_KEY = '[["api-version","2024-06-01"]]', "[]"
 
 
 def strict_replay(pytester: pytest.Pytester, env) -> pytest.RunResult:
+    """A plain replay, run in this process (no xdist)."""
     env.setenv("CI", "true")
     try:
-        return pytester.runpytest_subprocess(*XDIST, "-s")
+        return pytester.runpytest(*XDIST, "-s")
     finally:
         env.delenv("CI")
 
@@ -102,7 +103,7 @@ def test_adopting_one_node_id_keeps_the_old_key_a_test_left_out_of_the_run_uses(
     nothing), then only test_new ran in adopt mode: test_new, the recording's only stored owner, moved it away."""
     strict_replay(recorded, env).assert_outcomes(passed=2)
     env.setenv("UPGRADED", "test_new")
-    adopted = recorded.runpytest_subprocess(*XDIST, "--llm-mode=adopt", "--llm-prune", "test_new.py::test_new")
+    adopted = recorded.runpytest(*XDIST, "--llm-mode=adopt", "--llm-prune", "test_new.py::test_new")
     adopted.assert_outcomes(passed=1)
     adopted.stdout.fnmatch_lines(["llm_replay: adopted 1 recording *", "llm_replay: 0 recordings no longer used by the tests that ran"])
     strict_replay(recorded, env).assert_outcomes(passed=2)

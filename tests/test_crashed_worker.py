@@ -86,11 +86,11 @@ def recorded_then_changed(llm_pytester: pytest.Pytester, server, env) -> None:
     llm_pytester.makeconftest(CONFTEST.format(base_url=server.base_url))
     llm_pytester.makepyfile(test_a=TEST_A, test_k=TEST_K)
     env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    env.setenv("STAGE", "1")
-    llm_pytester.runpytest_subprocess(*XDIST, "--llm-mode=record").assert_outcomes(passed=3)
+    env.setenv("STAGE", "1")  # recorded in this process (a subprocess costs seconds); the runs that kill or fork are not
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=3)
     env.setenv("STAGE", "2")  # test_a no longer asks the shared questions; test_k.py replays them
-    llm_pytester.runpytest_subprocess(*XDIST, "--llm-mode=record", "test_a.py").assert_outcomes(passed=1)
+    llm_pytester.runpytest("--llm-mode=record", "test_a.py").assert_outcomes(passed=1)
+    env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     server.stop()
     env.delenv("OPENAI_API_KEY")
     env.setenv("CI", "true")
