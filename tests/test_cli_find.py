@@ -106,6 +106,16 @@ def test_bad_since_and_rm_without_a_choice_are_refused(cassette, capsys):
     assert cassette.read_bytes() == before
 
 
+def test_rm_by_a_test_that_owns_nothing_says_so_and_deletes_nothing(cassette, capsys):
+    before = cassette.read_bytes()
+    assert main(["rm", "--test", "tests/test_geo.py::test_capitol"]) == 0  # mistyped
+    out = capsys.readouterr().out
+    assert "no recording owned by test 'tests/test_geo.py::test_capitol' matches: llm-replay ls shows each recording's tests" in out
+    assert "deleted 0 recordings" in out and cassette.read_bytes() == before
+    assert main(["rm", "--test", "tests/test_geo.py::test_capital", "--dry-run"]) == 0
+    assert "no recording owned by" not in capsys.readouterr().out
+
+
 def test_rm_by_test_and_by_key_erases_those_bytes_and_keeps_the_rest(cassette, capsys):
     assert main(["rm", "--test", "tests/test_geo.py::test_capital", "--dry-run"]) == 0
     assert "would delete 1 recording from" in capsys.readouterr().out

@@ -30,6 +30,11 @@ class Removal:
         lines = list_lines(self.doomed)[:-1] if self.doomed else []
         for row, others in self.shared:
             lines.append(f"kept {key_text(row)}: also used by {', '.join(others)} (llm-replay rm {key_text(row)} deletes it anyway)")
+        if self.test is not None and not self.doomed and not self.shared:  # a mistyped id would otherwise pass for done
+            lines.append(
+                f"no recording owned by test {self.test!r} matches: llm-replay ls shows each recording's tests "
+                "(--test takes a node id as pytest prints it, a file, a folder or a class)"
+            )
         return lines
 
 
