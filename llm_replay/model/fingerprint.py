@@ -358,7 +358,10 @@ def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list
 
 
 def _same(recorded: Any, requested: Any) -> bool:
-    """Equal, counting NaN (which JSON bodies can carry) as equal to itself, as the fingerprint does."""
+    """Equal, counting NaN (which JSON bodies can carry) as equal to itself, as the fingerprint does. A bool never
+    equals a number (Python's ``True == 1``): JSON's ``true`` and ``1`` are different requests to every API."""
+    if (type(recorded) is bool) is not (type(requested) is bool):
+        return False
     return recorded == requested or (recorded != recorded and requested != requested)
 
 
