@@ -7,8 +7,20 @@ replays its recording (a second look-up on a miss; no key changes). Unequal valu
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 from conftest import printed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_replay.engine.matching import MatchRules, RekeyIndex
+from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, respelled
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.stores.memory import InMemoryCache
+
+URL = "https://api.openai.com/v1/chat/completions"
 
 SETTINGS_APP = '''
 import openai
@@ -48,3 +60,135 @@ def test_a_bool_where_a_number_was_recorded_misses_and_the_diff_names_it(llm_pyt
     missed.stdout.fnmatch_lines(["*~ body.logprobs: true -> 1"], consecutive=False)
     missed.stdout.fnmatch_lines(["*~ body.n: 1 -> true"], consecutive=False)
     missed.stdout.no_fnmatch_line("*same request, but not at this occurrence*")
+
+
+RECORDED_SETTINGS = {
+    "zero": {"temperature": 0, "max_tokens": 100},
+    "half": {"temperature": 0.5, "max_tokens": 100},
+    "one": {"temperature": 1.0, "top_p": 1.0},
+    "seed": {"seed": 10000000000000001},
+    "logprobs": {"logprobs": True},
+}
+RESPELLED_SETTINGS = {
+    "zero": {"temperature": 0.0, "max_tokens": 100.0},  # what an SDK upgrade or a refactor may send
+    "negative_zero": {"temperature": -0.0, "max_tokens": 100},
+    "half": {"temperature": 0.5, "max_tokens": 100.0},  # beside a recording at 0: must get its own answer
+    "one": {"temperature": 1, "top_p": 1},
+    "quarter": {"temperature": 0.25, "max_tokens": 100},  # between two recordings: equal to neither
+    "seed": {"seed": 1e16},  # the nearest float to 10000000000000001, not equal to it
+    "logprobs": {"logprobs": 1},  # 1 is not true
+}
+
+
+def test_numbers_spelled_otherwise_replay_their_recording_and_unequal_ones_miss(llm_pytester, server, env):
+    """0 / 0.0 / -0.0, 1 / 1.0, 100 / 100.0 replay the recording, in replay and in record mode (no live call);
+    0.25 beside recordings at 0 and 0.5, 1e16 beside 10000000000000001 and 1 beside true miss, naming the field."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    _settings_app(llm_pytester, server.base_url, RECORDED_SETTINGS)
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=5)
+    first = _answers(recorded)
+    assert len(set(first.values())) == 5, "each setting was its own live call"
+
+    _settings_app(llm_pytester, server.base_url, RESPELLED_SETTINGS)
+    replayed = llm_pytester.runpytest("-s", "--llm-mode=replay")
+    replayed.assert_outcomes(passed=4, failed=3)
+    assert _answers(replayed) == {"zero": first["zero"], "negative_zero": first["zero"], "half": first["half"], "one": first["one"]}
+    replayed.stdout.fnmatch_lines(["*~ body.temperature: * -> 0.25"], consecutive=False)
+    replayed.stdout.fnmatch_lines(["*~ body.seed: 10000000000000001 -> 1e+16"], consecutive=False)
+    replayed.stdout.fnmatch_lines(["*~ body.logprobs: true -> 1"], consecutive=False)
+    replayed.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 3 missed in 7 tests*"])
+
+    calls = len(server.requests)
+    again = llm_pytester.runpytest("-s", "--llm-mode=record", "-k", "zero or half or one")
+    again.assert_outcomes(passed=4)
+    assert len(server.requests) == calls, "a respelled request is no new question: nothing is asked live"
+    again.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 0 missed in 4 tests*"])
+
+
+# -- the second look-up alone ------------------------------------------------------------------------------------
+
+
+def _chat(url: str = URL, **body) -> CanonicalRequest:
+    return canonicalize("POST", url, json.dumps({"model": "gpt-4o-mini", "messages": [], **body}).encode(), "application/json")
+
+
+def _store(*requests: CanonicalRequest, rules: MatchRules = MatchRules()) -> InMemoryCache:
+    cassette = InMemoryCache()
+    for number, request in enumerate(requests):
+        response = RecordedResponse(status=200, reason="OK", headers={}, body=f"answer {number}".encode())
+        cassette.put(Interaction.of(request, response, fingerprint=rules.fingerprint(request), recorded_at=f"2026-01-0{number + 1}T00:00:00+00:00"))
+    return cassette
+
+
+def _found(cassette: InMemoryCache, asked: CanonicalRequest, rules: MatchRules = MatchRules(), occurrence: int = 0) -> str | None:
+    found = RekeyIndex(rules).find(cassette, rules.fingerprint(asked), occurrence, asked)
+    return found.response.body.decode() if found is not None else None
+
+
+def test_the_second_look_up_finds_equal_numbers_only():
+    cassette = _store(_chat(temperature=0), _chat(temperature=0.5), _chat(top_p=1.0), _chat(logprobs=True), _chat(seed=2**60 + 1))
+    assert _found(cassette, _chat(temperature=0.0)) == "answer 0"
+    assert _found(cassette, _chat(temperature=-0.0)) == "answer 0"
+    assert _found(cassette, _chat(temperature=0.5)) is None, "a key that is stored is no miss: nothing to find again"
+    assert _found(cassette, _chat(temperature=0.25)) is None
+    assert _found(cassette, _chat(top_p=1)) == "answer 2", "the recording spells the float: found by its plain key"
+    assert _found(cassette, _chat(logprobs=1)) is None and _found(cassette, _chat(logprobs=1.0)) is None
+    assert _found(cassette, _chat(seed=float(2**60 + 1))) is None, "the float nearest 2**60 + 1 is 2**60"
+    assert _found(cassette, _chat(temperature=0.0), occurrence=1) is None, "occurrences stay distinct"
+
+
+def test_the_second_look_up_also_finds_what_other_rules_recorded():
+    rules = MatchRules(("metadata.request_id",))
+    cassette = _store(_chat(temperature=1.0, metadata={"request_id": "r-1"}))
+    assert _found(cassette, _chat(temperature=1, metadata={"request_id": "r-2"}), rules) == "answer 0"
+    assert _found(cassette, _chat(temperature=2, metadata={"request_id": "r-2"}), rules) is None
+
+
+def _json_equal(first: object, second: object) -> bool:
+    """Equal as JSON values: numbers by value (NaN equal to itself, as the fingerprint has it), a bool only to a bool."""
+    if isinstance(first, bool) or isinstance(second, bool):
+        return type(first) is type(second) and first == second
+    if isinstance(first, (int, float)) and isinstance(second, (int, float)):
+        return first == second or (first != first and second != second)
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(_json_equal(first[key], second[key]) for key in first)
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(_json_equal(a, b) for a, b in zip(first, second))
+    return type(first) is type(second) and first == second
+
+
+def _variant(value: object, draw: st.DataObject) -> object:
+    """``value`` with some numbers changed a little: an int written as the float equal to it (the same value), a
+    number moved to the next float or a bool swapped for the equal number (other values)."""
+    if isinstance(value, dict):
+        return {key: _variant(item, draw) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_variant(item, draw) for item in value]
+    if not isinstance(value, (int, float)):
+        return value
+    change = draw.draw(st.sampled_from(["keep", "float", "next", "bool"]))
+    if change == "float" and type(value) is int and float(value) == value:
+        return float(value)
+    if change == "next" and type(value) is not bool:
+        if type(value) is float:
+            return math.nextafter(value, math.inf)
+        return value + draw.draw(st.sampled_from([0.5, 1])) if abs(value) < 2**52 else value + 1
+    if change == "bool" and value in (0, 1):
+        return int(value) if type(value) is bool else bool(value)
+    return value
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.sampled_from([0, 1, -0.0, 0.0, 1.0, 1e16, 2**53 + 1, 10**20]) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values, json_values, st.data())
+def test_two_bodies_respell_alike_exactly_when_their_values_are_equal(first, other, data):
+    second = data.draw(st.sampled_from([other, _variant(first, data)]))
+    alike = respelled(_chat(body=first)).fingerprint == respelled(_chat(body=second)).fingerprint
+    assert alike == _json_equal(first, second)

@@ -14,7 +14,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
-from ..model.fingerprint import CanonicalRequest
+from ..model.fingerprint import CanonicalRequest, respelled
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction
@@ -25,6 +25,7 @@ _SEGMENT = re.compile(r"(?P<key>[^.\[\]]+)?(?P<indexes>(?:\[(?:\d+|\*)\])*)")
 _INDEX = re.compile(r"\[(\d+|\*)\]")
 _REMOVED = object()
 _ANY = None
+_Moved = dict[tuple[str, int], tuple[str, int]]  # (key now, occurrence) -> (key stored under, occurrence)
 PATH_SYNTAX = "dotted JSON body fields with [n] list indexes and * wildcards, e.g. metadata.request_id, messages[*].name, tools[*].function.description"
 
 
@@ -126,31 +127,54 @@ def _without(value: Any, steps: tuple[_Step, ...]) -> Any:
 
 
 class RekeyIndex:
-    """Recordings whose stored request, keyed under the current rules, differs from the key it was stored under.
+    """Recordings found again on a miss, under another key than the request's.
 
-    Built once, on the first miss (one pass over the stored requests), so that recordings made under
-    other ignore rules or another hook still replay. When several recordings fall on the same new
-    key, the most recently recorded one wins.
+    Those whose stored request, keyed under the current rules, differs from the key it was stored under (recorded
+    under other ignore rules or another hook), and those whose request differs from the one asked only in how it
+    spells equal numbers (``respelled``: ``0`` and ``0.0``, what an SDK upgrade may change). Built once, on the first
+    miss (one pass over the stored requests); no key changes, and a hit never comes here. When several recordings
+    fall on the same key, the most recently recorded one wins.
     """
 
     def __init__(self, rules: MatchRules) -> None:
         self.rules = rules
-        self._keys: dict[tuple[str, int], tuple[str, int]] | None = None
+        self._keys: tuple[_Moved, _Moved] | None = None
         self._lock = threading.Lock()
 
-    def find(self, cassette: "Store", fingerprint: str, occurrence: int) -> "Interaction | None":
-        """The recording stored under another key whose request now has this key, if any."""
+    def find(self, cassette: "Store", fingerprint: str, occurrence: int, request: CanonicalRequest | None = None) -> "Interaction | None":
+        """The recording stored under another key whose request now has this key, or (given the ``request`` asked)
+        whose request spells the same values otherwise, if any."""
         if self._keys is None:  # checked again under the lock: only the first miss builds
             with self._lock:
                 if self._keys is None:
                     self._keys = self._build(cassette.requests())
-        stored = self._keys.get((fingerprint, occurrence))  # type: ignore[union-attr]
+        rekeyed, respelled_keys = self._keys
+        stored = rekeyed.get((fingerprint, occurrence))
+        if stored is not None:
+            return cassette.get(*stored)
+        if request is None:
+            return None
+        view = self.rules.view(request)
+        plain = respelled(view)
+        if plain is not view:  # the asked request spells a number otherwise: found where its plain spelling is stored
+            fingerprint = plain.fingerprint
+            found = cassette.get(fingerprint, occurrence)
+            if found is not None:
+                return found
+            stored = rekeyed.get((fingerprint, occurrence))
+        stored = stored or respelled_keys.get((fingerprint, occurrence))
         return cassette.get(*stored) if stored is not None else None
 
-    def _build(self, rows: Iterable[tuple[str, int, str]]) -> dict[tuple[str, int], tuple[str, int]]:
-        keys: dict[tuple[str, int], tuple[str, int]] = {}
+    def _build(self, rows: Iterable[tuple[str, int, str]]) -> tuple[_Moved, _Moved]:
+        """Where each stored request is found under the current rules, when not at its own key; and in its plain
+        spelling, when it spells a number otherwise (rows come oldest first: the latest recording overwrites)."""
+        rekeyed: _Moved = {}
+        respelled_keys: _Moved = {}
         for fingerprint, occurrence, request_json in rows:
-            current = self.rules.fingerprint(CanonicalRequest.from_json(request_json))
-            if current != fingerprint:
-                keys[(current, occurrence)] = (fingerprint, occurrence)
-        return keys
+            view = self.rules.view(CanonicalRequest.from_json(request_json))
+            if view.fingerprint != fingerprint:
+                rekeyed[(view.fingerprint, occurrence)] = (fingerprint, occurrence)
+            plain = respelled(view)
+            if plain is not view:
+                respelled_keys[(plain.fingerprint, occurrence)] = (fingerprint, occurrence)
+        return rekeyed, respelled_keys

@@ -152,7 +152,7 @@ class Recorder:
         try:
             found = self.cassette.get(*key)
             if found is None and self._rekey is not None:
-                found = self._rekey.find(self.cassette, *key)
+                found = self._rekey.find(self.cassette, *key, request)
             if found is None and self.mode is Mode.ADOPT and self._adoption is not None:
                 found, how = self._adopted(request, key), "adopted"
             if found is None and self.mode.fails_on_miss and strict:

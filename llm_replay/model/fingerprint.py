@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -182,6 +182,36 @@ def canonicalize(method: str, url: str, body: bytes | str | None, content_type: 
     host = f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
     query = tuple(sorted((key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_query_param(key)))
     return _finish(method, host, parts.path or "/", query, body, content_type)
+
+
+def respelled(request: CanonicalRequest) -> CanonicalRequest:
+    """``request`` with equal JSON numbers spelled one way (``0.0`` as ``0``, ``1e16`` as ``10000000000000000``), or
+    ``request`` itself when it has none to respell. Only for the second look-up on a miss: keys stay as they are.
+
+    A float becomes an int only when it is integral, so two bodies respell alike exactly when their numbers are equal
+    (Python compares int and float exactly); a bool is never a number here (``true`` is not ``1``).
+    """
+    if request.body_kind != "json":
+        return request
+    try:
+        body = _plain_numbers(request.body)
+    except RecursionError:  # a body nested right at Python's limit: keep its spelling
+        return request
+    return request if body is request.body else replace(request, body=body)
+
+
+def _plain_numbers(value: Any) -> Any:
+    """``value`` with each integral float as the equal int; the very object when there is none (no copy on the way)."""
+    kind = type(value)
+    if kind is float:
+        return int(value) if value.is_integer() else value
+    if kind is dict:
+        plain = {key: _plain_numbers(item) for key, item in value.items()}
+        return plain if any(plain[key] is not item for key, item in value.items()) else value
+    if kind is list:
+        items = [_plain_numbers(item) for item in value]
+        return items if any(new is not old for new, old in zip(items, value)) else value
+    return value
 
 
 def _finish(method: str, host: str, path: str, query: tuple[tuple[str, str], ...], body: bytes | str | None, content_type: str) -> CanonicalRequest:
