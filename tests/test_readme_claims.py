@@ -1,0 +1,176 @@
+"""Promises README.md and the docs pages make to a new user that no other test pinned: each test here fails if the
+promise it names stops holding (the list, with the tests that pin the rest: /tmp/h/claims.md in the audit that wrote
+this file). The sessions run in this process (pytester's in-process runs) to keep the file fast."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shlex
+from importlib.metadata import requires
+from pathlib import Path
+
+import pytest
+
+import llm_replay
+from conftest import cassette_file, printed, write_ini
+from llm_replay.layers.placeholders import PLACEHOLDER_KEY
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _bash_blocks(text: str) -> list[str]:
+    """The README's ```bash blocks, in order."""
+    return re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+
+
+def _extras_required(extras: set[str]) -> set[str]:
+    """The distributions ``pip install -e ".[extras]"`` adds to llm_replay's own dependencies (lower case names)."""
+    names = set()
+    for requirement in requires("llm_replay") or ():
+        marker = re.search(r'extra == "([^"]+)"', requirement)
+        if marker is None or marker.group(1) in extras:
+            names.add(re.split(r"[\s\[<>=;!~]", requirement, maxsplit=1)[0].lower())
+    return names
+
+
+def test_the_first_commands_install_gives_what_its_quoted_output_shows() -> None:
+    """README: the first command prints a 'replays saved …, less than $0.0001' line. That price comes from genai-prices,
+    an optional dependency: the extras the command installs must bring it, or a new user sees 'no price for …'."""
+    first = _bash_blocks(README)[0]
+    extras = re.search(r'pip install -q -e "\.\[([^\]]+)\]"', first)
+    assert extras, f"the first command installs no extras: {first}"
+    quoted = README[README.index("The first command at the top of this page prints:"):].split("```", 2)[1]
+    assert "replays saved" in quoted
+    if "$" in quoted.split("replays saved", 1)[1].splitlines()[0]:
+        assert "genai-prices" in _extras_required(set(extras.group(1).split(","))), (
+            f"README's first command installs .[{extras.group(1)}], which has no genai-prices, yet quotes a price")
+    assert "openai" in _extras_required(set(extras.group(1).split(","))), "the example app imports openai"
+
+
+def test_the_test_suite_command_is_what_ci_runs() -> None:
+    """README: 'Run the test suite (what .ci/run does)': the command quoted is .ci/run's, word for word."""
+    quoted = _bash_blocks(README)[1].strip()
+    ci_run = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert ci_run == [quoted], f"README says {quoted!r}; .ci/run runs {ci_run!r}"
+    assert shlex.split(quoted)[-3:] == ["pytest", "-n", "2"]
+
+
+def test_p_no_llm_replay_turns_the_plugin_off(llm_pytester: pytest.Pytester) -> None:
+    """README (Install): the plugin registers itself (entry point llm_replay); `-p no:llm_replay` turns it off."""
+    llm_pytester.makepyfile(test_x="def test_x(llm_cache):\n    pass\n")
+    on = llm_pytester.runpytest("--llm-mode=replay")
+    on.assert_outcomes(passed=1)
+    off = llm_pytester.runpytest("-p", "no:llm_replay")
+    off.assert_outcomes(errors=1)
+    off.stdout.fnmatch_lines(["*fixture 'llm_cache' not found*"])
+    assert "llm_replay:" not in off.stdout.str()
+    assert llm_pytester.runpytest("-p", "no:llm_replay", "--llm-mode=replay").ret == pytest.ExitCode.USAGE_ERROR
+
+
+def _documented_placeholder_variables() -> list[str]:
+    """The key variables docs/providers.md says replay and adopt fill ('Keys while replaying')."""
+    page = (ROOT / "docs" / "providers.md").read_text()
+    bullet = page[page.index("**Keys while replaying.**"):].split("Give the client its region", 1)[0]
+    return re.findall(r"`([A-Z][A-Z0-9_]+)`", bullet)
+
+
+KEY_PROBE = '''
+import os
+
+NAMES = {names!r}
+
+def test_keys(llm_cache):
+    print("KEYS", llm_cache.mode, sorted(name for name in NAMES if os.environ.get(name) == {placeholder!r}))
+'''
+
+
+def test_every_documented_key_variable_gets_a_placeholder_in_replay_and_adopt_only(llm_pytester: pytest.Pytester) -> None:
+    """README and docs/providers.md: in replay (and adopt) the usual SDK key variables, when unset, get a placeholder for
+    the session, so clients construct; in record they are left alone (a live call must not send a placeholder); and
+    the session gives them back unset."""
+    names = _documented_placeholder_variables()
+    assert len(names) == 16 and {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY"} <= set(names)
+    unset = [name for name in names if name not in os.environ]
+    llm_pytester.makepyfile(test_keys=KEY_PROBE.format(names=names, placeholder=PLACEHOLDER_KEY))
+    for mode, expected in (("replay", sorted(unset)), ("adopt", sorted(unset)), ("record", [])):
+        result = llm_pytester.runpytest("-s", f"--llm-mode={mode}")
+        result.assert_outcomes(passed=1)
+        assert printed(result, "KEYS") == [f"{mode} {expected}"]
+        assert not [name for name in unset if name in os.environ], "the session leaves the placeholders behind"
+
+
+@pytest.mark.parametrize("value", ["No", "n", "F"])
+def test_a_ci_variable_that_says_no_in_any_case_records(llm_pytester: pytest.Pytester, env: pytest.MonkeyPatch, value: str) -> None:
+    """docs/configuration.md: CI set to a false word (false, 0, no, off, n, f, in any case) is not CI: the default
+    mode is record (test_plugin_sessions.py::test_default_mode_follows_ci checks false, 0, OFF and empty)."""
+    llm_pytester.makepyfile(test_mode="def test_mode(llm_cache):\n    print('MODE', llm_cache.mode)\n")
+    env.setenv("CI", value)
+    assert printed(llm_pytester.runpytest("-s"), "MODE") == ["record"]
+
+
+def test_use_cassette_picks_its_mode_as_pytest_does_keeps_none_in_memory_and_leaves_the_clock(
+        tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    """docs/configuration.md: use_cassette's mode defaults as in pytest (LLM_REPLAY_MODE, else replay when CI is set,
+    else record); use_cassette(None) keeps recordings in memory; the clock is not frozen outside pytest."""
+    env.chdir(tmp_path)
+    with llm_replay.use_cassette(None) as cache:
+        before = datetime.datetime.now(datetime.timezone.utc)
+        assert cache.mode == "record" and cache.cassette.path is None and cache.frozen_at is None
+    assert before <= datetime.datetime.now(datetime.timezone.utc) and list(tmp_path.iterdir()) == []
+    env.setenv("CI", "woodpecker")
+    with llm_replay.use_cassette("missing.sqlite3") as cache:
+        assert cache.mode == "replay"
+    assert list(tmp_path.iterdir()) == [], "a replay of a missing cassette creates nothing"
+    env.setenv("LLM_REPLAY_MODE", "refresh")
+    with llm_replay.use_cassette(None) as cache:
+        assert cache.mode == "refresh"
+
+
+SAMPLES = '''
+import openai
+import pytest
+
+def ask():
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Name a cat"}}])
+
+def test_samples(llm_cache):
+    answers = [ask().choices[0].message.content for _ in range(2)]
+    print("SAMPLES", llm_cache.recorded, llm_cache.replayed, len(set(answers)))
+
+@pytest.mark.llm_cache(repeats="cache")
+def test_cached(llm_cache):
+    answers = [ask().choices[0].message.content for _ in range(2)]
+    print("CACHED", llm_cache.recorded + llm_cache.replayed, len(set(answers)))
+'''
+
+
+def test_ini_repeats_sequence_is_the_default_the_marker_overrides(llm_pytester: pytest.Pytester, server, env) -> None:
+    """docs/deterministic-replay.md: 'Also as ini llm_repeats = sequence …; the marker wins.' The ini makes each
+    identical request its own recording; a marker's repeats="cache" gives both requests one answer."""
+    write_ini(llm_pytester, "llm_repeats = sequence\n")
+    llm_pytester.makepyfile(test_samples=SAMPLES.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    result = llm_pytester.runpytest("-s", "-p", "no:randomly", "--llm-mode=record")
+    result.assert_outcomes(passed=2)
+    assert printed(result, "SAMPLES") == ["2 0 2"], "two identical requests, two recordings, two answers"
+    assert printed(result, "CACHED")[0].split()[1] == "1", "repeats='cache' on the marker: one answer for both"
+
+
+def test_ini_scope_test_writes_nothing_and_a_fast_live_call_is_quiet_without_v(llm_pytester: pytest.Pytester, server, env) -> None:
+    """docs/configuration.md: ini llm_scope = test gives each test a fresh in-memory cache: nothing is written, and in
+    replay it always misses. docs/reporting.md: without -v only live calls of 5 s or more are shown."""
+    write_ini(llm_pytester, "llm_scope = test\n")
+    llm_pytester.makepyfile(test_samples=SAMPLES.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    assert printed(recorded, "CACHED") == ["2 1"], "within one test the in-memory cache answers the repeat"
+    assert "llm_replay: live" not in recorded.stdout.str(), "a quick live call is not shown without -v"
+    assert not cassette_file(llm_pytester).exists() and not (llm_pytester.path / "cassettes").exists()
+    replayed = llm_pytester.runpytest("--llm-mode=replay")
+    replayed.assert_outcomes(failed=2)
+    replayed.stdout.fnmatch_lines(["*CassetteMiss: no recording for this request*"])
