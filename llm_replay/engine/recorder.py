@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import shlex
+import sys
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -28,6 +29,36 @@ _NEVER_RECORDED = frozenset({429})
 _KEY_REFUSED = frozenset({401, 403})
 
 
+def damaged(error: CassetteError) -> bool:
+    """Whether a store refused to read one recording because of its stored value (not because the store is gone)."""
+    from ..stores.sqlite import DamagedRecording
+
+    if isinstance(error, DamagedRecording):
+        return True
+    redis_store = sys.modules.get("llm_replay.stores.redis")  # only loaded where a Redis cassette is in use
+    return redis_store is not None and isinstance(error, redis_store.DamagedValue)
+
+
+def owners_of_damaged(cassette: Store, key: Key) -> tuple[str, ...]:
+    """The owners of a recording the store cannot read, where its owners can still be read (a rare path: the whole
+    index is read); none where they are damaged too."""
+    try:
+        return next((owners for found, owners, _ in cassette.index() if found == key), ())
+    except CassetteError as error:
+        if not damaged(error):
+            raise
+        return ()
+
+
+def _is_stamp(text: str) -> bool:
+    """Whether a recording's time reads as one (read only for a recording that seems newer than the refresh)."""
+    try:
+        datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 class Refreshed:
     """What a refresh session re-recorded, so that it asks each distinct question once: the keys this process wrote,
     and the instant the session began (under pytest-xdist the controller's, shared by its workers), since which a
@@ -44,9 +75,14 @@ class Refreshed:
             return True
         if self.since is None:
             return False
-        found = cassette.get(*key)
-        if found is None or found.recorded_at < self.since:
-            return False
+        try:
+            found = cassette.get(*key)
+        except CassetteError as error:
+            if not damaged(error):
+                raise
+            return False  # a row no session of llm_replay wrote: this refresh re-records it
+        if found is None or found.recorded_at < self.since or not _is_stamp(found.recorded_at):
+            return False  # older, or a time that is no stamp (a hand edit): no session wrote it, so re-record it
         self.keys.add(key)
         return True
 
@@ -284,12 +320,12 @@ class Recorder:
             return
         fingerprint, occurrence = key
         # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
-        earlier = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
-        if earlier is not None and response.status in _KEY_REFUSED and earlier.response.status < 400:
+        replaced, earlier_owners = self._replaced(key) if self.mode is Mode.REFRESH else (None, ())
+        if replaced is not None and response.status in _KEY_REFUSED and replaced.response.status < 400:
             with self._lock:  # the key was refused (expired, another account's): no reason to lose the answer
                 self.unrecorded += 1
             return
-        owners = tuple(sorted({*(earlier.tests if earlier else ()), self.test_id})) if self.test_id else ()
+        owners = tuple(sorted({*earlier_owners, self.test_id})) if self.test_id else ()
         interaction = Interaction.of(
             request,
             response,
@@ -299,7 +335,6 @@ class Recorder:
             latency_ms=round(latency_s * 1000, 1),
             tests=owners,
         )
-        replaced = self.cassette.get(*key) if self.mode is Mode.REFRESH else None
         try:
             kept = shaped(self.before_record, interaction)
             if kept is None:  # the hook chose not to keep it; the caller still gets the live answer
@@ -331,6 +366,17 @@ class Recorder:
             drift = Drift.between(key, interaction.request_json, replaced.response, interaction.response)
             with self._lock:
                 self.drift.append(drift)
+
+    def _replaced(self, key: Key) -> tuple[Interaction | None, tuple[str, ...]]:
+        """The recording a refresh overwrites, and its owners. A damaged one (a hand edit, a half-written row) is
+        overwritten too, since re-recording is how it is repaired; it keeps the owners the store can still read."""
+        try:
+            earlier = self.cassette.get(*key)
+        except CassetteError as error:
+            if not damaged(error):
+                raise
+            return None, owners_of_damaged(self.cassette, key)
+        return earlier, earlier.tests if earlier is not None else ()
 
     def _not_kept(self, key: Key) -> None:
         """Count a live answer not kept; with ``repeats="sequence"`` its occurrence goes to the next identical request
