@@ -55,12 +55,19 @@ class _NameRules:
 
     def __init__(self) -> None:
         self.json_field = re.compile(rf'(?i)("(?:{_FIELD_NAMES})"\s*:\s*)"(?:[^"\\]|\\.)*"')
+        # the same field in JSON text held in a JSON string, as the outer string's escapes write it (a tool call's arguments
+        # whole in one answer or event: "arguments": "{\"api_key\": \"…\"}"): its quotes are \", and its value ends at
+        # the first \" that is no escape of the embedded text (\\\" is its quote, \\\\ its backslash, \\n its newline)
+        self.embedded_field = re.compile(
+            rf'(?i)(\\"(?:{_FIELD_NAMES})\\"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)\\"(?:[^"\\]|\\[^"\\]|\\\\(?:\\["\\]|[^"\\]))*\\"'
+        )
         self.form_field = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
         self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
         self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
         self.userinfo_hint = re.compile(r"://[^/\s@]*:[^/\s@]*@")
-        self.json_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
-            re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE) for pattern in (self.json_field, self.form_field, self.userinfo, self.hint)
+        self.json_field_bytes, self.embedded_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
+            re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE)
+            for pattern in (self.json_field, self.embedded_field, self.form_field, self.userinfo, self.hint)
         )
 
 
@@ -264,6 +271,8 @@ class Scrubber:
     def _named(self, body: bytes, headers: Mapping[str, list[str]] | None, rules: _NameRules) -> bytes:
         """A body some rule by name may apply to (``hint_bytes``) with the secret-named fields' values and URL passwords replaced."""
         body = rules.json_field_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
+        if b'\\"' in body:  # JSON text in a JSON string: a tool call's arguments
+            body = rules.embedded_field_bytes.sub(rb'\1\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\"', body)
         body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
         if headers and any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
             body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
@@ -382,7 +391,10 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
 
 
 def _without_secret_fields(value: Any) -> Any:
-    """A JSON body with the string values of credential fields replaced; a multipart form's credential parts too."""
+    """A JSON body with the string values of credential fields replaced, in JSON text held in its strings too (a tool
+    call's arguments sent back, as a scrubbed answer replays them); a multipart form's credential parts too."""
+    if isinstance(value, str):
+        return _without_embedded_fields(value)
     if isinstance(value, list):
         return [_without_secret_fields(item) for item in value]
     if not isinstance(value, dict):
@@ -393,6 +405,14 @@ def _without_secret_fields(value: Any) -> Any:
         key: PATTERN_PLACEHOLDER if isinstance(item, str) and isinstance(key, str) and is_secret_body_field(key) else _without_secret_fields(item)
         for key, item in value.items()
     }
+
+
+def _without_embedded_fields(text: str) -> str:
+    """A string with the values of credential fields in the JSON text it holds replaced (``{"api_key": "<scrubbed>"}``),
+    as ``_named`` replaces them in an answer (there, written with the string's escapes)."""
+    if '"' not in text or not _might_name_a_secret(text):
+        return text
+    return name_rules().json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', text)
 
 
 def _strings(value: Any) -> Iterator[str]:
