@@ -21,7 +21,7 @@ from langchain_core.load import dumpd, load
 from langchain_core.outputs import Generation
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request, without_credential_headers
-from ..engine.recorder import Recorder
+from ..engine.recorder import _NEVER_RECORDED, Recorder
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
@@ -32,8 +32,23 @@ from ..stores.sqlite import SQLiteCache as _SQLiteStore
 __all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
 
 _JSON_HEADERS = {"content-type": ["application/json"]}
-# True between a cache miss and its update: the model call LangChain's cache is about to store is under way.
-_CACHE_CALLING: ContextVar[bool] = ContextVar("llm_replay_langchain_cache_calling", default=False)
+
+
+class _ModelCall:
+    """The model call a lookup let through (a miss, or a recorded error answer), as the HTTP layer beneath sees it:
+    the LangChain key that stands for it, and the error answer its requests get (replayed, or kept from the provider)."""
+
+    __slots__ = ("asked", "request", "key", "answer")
+
+    def __init__(self, asked: tuple[str, str], request: CanonicalRequest, key: Key, answer: Interaction | None = None) -> None:
+        self.asked = asked  # the cache's (prompt, llm_string)
+        self.request = request
+        self.key = key
+        self.answer = answer
+
+
+# Set between a lookup that lets the model be called and that call's update: the call LangChain's cache is waiting for.
+_MODEL_CALL: ContextVar[_ModelCall | None] = ContextVar("llm_replay_langchain_model_call", default=None)
 
 
 class _CassetteBackedCache(BaseCache):
@@ -95,7 +110,7 @@ class _StandaloneCache(_CassetteBackedCache):
         if hit is not None:
             return hit
         found = self.cassette.get(self._stored_request(prompt, llm_string).fingerprint)
-        if found is None:
+        if found is None or found.response.status >= 400:  # an error answer the pytest layer kept: only the model gives it
             return None
         hit = self._hits[prompt, llm_string] = self._generations(found)
         return hit
@@ -165,10 +180,15 @@ class RecorderCache(_CassetteBackedCache):
         __tracebackhide__ = True
         request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
-        _CACHE_CALLING.set(found is None)
         if found is None:
-            self._pending.setdefault((prompt, llm_string), []).append((request, key))
+            call = _ModelCall((prompt, llm_string), request, key)
+            self._pending.setdefault(call.asked, []).append(call)
+            _MODEL_CALL.set(call)
             return None
+        if found.response.status >= 400:  # an error answer (``keep_error``): the model is called, its request gets it
+            _MODEL_CALL.set(_ModelCall((prompt, llm_string), request, key, found))
+            return None
+        _MODEL_CALL.set(None)
         try:
             return self._generations(found)
         except CassetteError as error:  # a miss, not the plain error: the app's ``except Exception`` must not hide it
@@ -178,7 +198,7 @@ class RecorderCache(_CassetteBackedCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Record what the model answered (never in a strict mode (replay, adopt, verify): the layer below answered then)."""
-        _CACHE_CALLING.set(False)
+        _MODEL_CALL.set(None)
         if self.recorder.mode.fails_on_miss:
             return
         request, key = self._claimed(prompt, llm_string)
@@ -187,9 +207,23 @@ class RecorderCache(_CassetteBackedCache):
     def _claimed(self, prompt: str, llm_string: str) -> tuple[CanonicalRequest, Key]:
         """The key the oldest unanswered miss of this prompt took (an update without a lookup takes a new one)."""
         try:
-            return self._pending[prompt, llm_string].pop(0)
+            call = self._pending[prompt, llm_string].pop(0)
         except (KeyError, IndexError):
             return self.recorder.keyed(self._request(prompt, llm_string))
+        return call.request, call.key
+
+    def keep_error(self, call: _ModelCall, response: RecordedResponse, latency_s: float) -> None:
+        """Record an error answer about the request (a 400, a refused key) as the call's entry, as the HTTP layer records
+        it, so that a replay gives the app the same error; a rate limit or a server error leaves the call waiting (the
+        SDK retries it, and only its answer is kept)."""
+        if response.status in _NEVER_RECORDED or response.status >= 500 or self.recorder.mode.fails_on_miss:
+            return
+        try:
+            self._pending[call.asked].remove(call)
+        except (KeyError, ValueError):
+            return  # answered already (an update of the same prompt took its key)
+        self.recorder.record(call.request, call.key, response, latency_s)
+        call.answer = Interaction.of(call.request, response, fingerprint=call.key[0], occurrence=call.key[1], recorded_at=utc_stamp())
 
     def count_unanswered(self) -> None:
         """Count the misses the model never answered (it raised, and the app went on) as live answers not kept, as the
@@ -207,40 +241,50 @@ def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterat
     """
     previous = get_llm_cache()
     cache = RecorderCache(recorder, strict=strict)
-    _CACHE_CALLING.set(False)
+    _MODEL_CALL.set(None)
     with ExitStack() as stack:
         if strict:
             from .http import intercepting
 
-            stack.enter_context(intercepting(_PastTheCache(recorder)))  # type: ignore[arg-type]
+            stack.enter_context(intercepting(_PastTheCache(recorder, cache)))  # type: ignore[arg-type]
         set_llm_cache(cache)
         try:
             yield cache
         finally:
             set_llm_cache(previous)
-            _CACHE_CALLING.set(False)
+            _MODEL_CALL.set(None)
             cache.count_unanswered()
 
 
 class _PastTheCache:
     """The recorder as the HTTP layer sees it under the LangChain layer alone: it answers the calls that skip
-    LangChain's cache, and lets through untouched the call a cache miss makes (the cache records that one)."""
+    LangChain's cache, and lets through untouched the call a cache miss makes (the cache records that one), but for
+    an error answer, which the cache's entry holds and replays."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, cache: RecorderCache) -> None:
         self._recorder = recorder
+        self._cache = cache
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._recorder, name)
 
     def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
-        """None for the cache's own call (it goes live, as the mode allowed), else the recorder's answer."""
+        """For the cache's own call, its recorded error answer or None (it goes live, as the mode allowed); else the
+        recorder's answer."""
         __tracebackhide__ = True
-        return None if _CACHE_CALLING.get() else self._recorder.lookup(request, key, strict=strict)
+        call = _MODEL_CALL.get()
+        if call is not None:
+            return call.answer
+        return self._recorder.lookup(request, key, strict=strict)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
-        """Keep the live answer of a call that skipped the cache (the cache keeps its own)."""
-        if not _CACHE_CALLING.get():
+        """Keep the live answer of a call that skipped the cache; of the cache's own call, only an error answer (the
+        cache keeps the generations)."""
+        call = _MODEL_CALL.get()
+        if call is None:
             self._recorder.record(request, key, response, latency_s)
+        elif response.status >= 400:
+            self._cache.keep_error(call, response, latency_s)
 
 
 def _loaded(interaction: Interaction, cassette: Store) -> list[Any]:

@@ -1,0 +1,82 @@
+"""The LangChain layer when the model's provider answers with an error: the error is recorded and replays offline,
+and what the app does next (a stream, another call) is recorded and replayed as usual. Whole pytest sessions,
+ChatOpenAI over loopback HTTP, replayed strictly with the server stopped."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import cassette_file, printed
+
+
+@pytest.fixture(autouse=True)
+def _langchain_global_cache_restored():
+    """The inner sessions run in this process: the cache their test files set must not leak out."""
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    previous = get_llm_cache()
+    yield
+    set_llm_cache(previous)
+
+
+def _record_then_replay_offline(pytester: pytest.Pytester, server, env, source: str, passed: int, **values: str) -> tuple[pytest.RunResult, pytest.RunResult]:
+    """Record with the fake server's key, then replay strictly (CI) with the server stopped and no key."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    pytester.makepyfile(test_app=source.format(base_url=server.base_url, **values))
+    recorded = pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=passed)
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    replayed = pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=passed)
+    return recorded, replayed
+
+
+REFUSED = '''
+import asyncio
+import openai
+import pytest
+from langchain_openai import ChatOpenAI, OpenAI
+
+
+def chat(model="error-400"):
+    return ChatOpenAI(model=model, base_url="{base_url}", max_retries=0)
+
+
+@pytest.mark.llm_cache(layer="{layer}")
+def test_invoke(llm_cache):
+    with pytest.raises(openai.BadRequestError) as raised:
+        chat().invoke("Refuse me")
+    print("INVOKE", raised.value.status_code, raised.value.body)
+
+
+@pytest.mark.llm_cache(layer="{layer}")
+def test_ainvoke(llm_cache):
+    with pytest.raises(openai.BadRequestError) as raised:
+        asyncio.run(chat().ainvoke("Refuse me asynchronously"))
+    print("AINVOKE", raised.value.status_code, raised.value.body)
+
+
+@pytest.mark.llm_cache(layer="{layer}")
+def test_llm(llm_cache):
+    with pytest.raises(openai.BadRequestError) as raised:
+        OpenAI(model="error-400", base_url="{base_url}", max_retries=0).invoke("Refuse me too")
+    print("LLM", raised.value.status_code, raised.value.body)
+'''
+
+
+@pytest.mark.parametrize(("layer", "host"), [("langchain", "langchain://"), ("http,langchain", "http://127.0.0.1:")])
+def test_an_error_answer_is_recorded_and_replays_offline(llm_pytester, server, env, layer, host):
+    """``pytest.raises(openai.BadRequestError)`` around a LangChain call passes in strict CI, with the provider's error:
+    the LangChain layer alone keeps it as the call's entry, both layers as the HTTP recording."""
+    recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, REFUSED, passed=3, layer=layer)
+    assert len(server.requests) == 3
+    for tag in ("INVOKE", "AINVOKE", "LLM"):
+        assert printed(recorded, tag)[0].startswith("400 ")
+        assert printed(replayed, tag) == printed(recorded, tag)
+    replayed.stdout.fnmatch_lines(["llm_replay: 3 replayed, 0 recorded, 0 missed*"])
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        rows = list(db.execute("SELECT status, request FROM interactions"))
+    assert len(rows) == 3 and all(status == 400 and f'"host":"{host}' in request for status, request in rows), rows
