@@ -174,3 +174,40 @@ def test_ini_scope_test_writes_nothing_and_a_fast_live_call_is_quiet_without_v(l
     replayed = llm_pytester.runpytest("--llm-mode=replay")
     replayed.assert_outcomes(failed=2)
     replayed.stdout.fnmatch_lines(["*CassetteMiss: no recording for this request*"])
+
+
+def test_aiohttp_and_urllib3_record_and_replay_offline(server, tmp_path: Path) -> None:
+    """docs/providers.md (HTTP clients): every call made through urllib3 and aiohttp (sync and async) is recorded and
+    replayed. aiohttp's ``json=`` is how a hand-written async client posts a chat request."""
+    import asyncio
+    import json
+
+    import aiohttp
+    import urllib3
+
+    headers = {"Authorization": f"Bearer {server.api_key}", "Content-Type": "application/json"}
+    url = f"{server.base_url}/chat/completions"
+
+    def chat(prompt: str) -> dict:
+        return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+
+    async def through_aiohttp() -> list:
+        async with aiohttp.ClientSession() as session:
+            answers = []
+            for options in ({"json": chat("aiohttp json")}, {"data": json.dumps(chat("aiohttp data"))}):
+                async with session.post(url, headers=headers, **options) as response:
+                    answers.append((response.status, await response.json()))
+            return answers
+
+    def calls() -> list:
+        sent = urllib3.PoolManager().request("POST", url, body=json.dumps(chat("urllib3")), headers=headers)
+        return [(sent.status, json.loads(sent.data)), *asyncio.run(through_aiohttp())]
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record") as recording:
+        live = calls()
+    assert recording.recorded == 3 and len(server.requests) == 3 and [status for status, _ in live] == [200] * 3
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert calls() == live
+    assert replaying.replayed == 3

@@ -9,6 +9,8 @@ so threads and asyncio tasks can each replay or record their own cassette at onc
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from contextvars import ContextVar, Token
@@ -81,7 +83,8 @@ class VcrCassetteAdapter:
             setattr(vcr_request, _STATE, pending)
             return pending
         content_type = vcr_request.content_type if type(vcr_request) is HttpxRequest else vcr_request.headers.get("content-type") or ""
-        request, key = recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, body, content_type))
+        sent = _json_text(body) if isinstance(body, (dict, list, tuple)) else body
+        request, key = recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, sent, content_type))
         pending = _Pending(body, recorder, request, key, None)
         setattr(vcr_request, _STATE, pending)
         pending.found = recorder.lookup(request, key)
@@ -131,6 +134,19 @@ _PLACEHOLDER_MISS = (
     "the real key and --llm-mode=record (e.g. OPENAI_API_KEY=sk-... pytest --llm-mode=record), or let this "
     "test replay."
 )
+
+
+def _json_text(body: dict | list | tuple) -> str:
+    """aiohttp's ``json=`` (or ``data=`` form fields) reaches vcrpy as the Python value, not bytes: the request is
+    keyed and stored by its JSON text, the same whether recorded or replayed. A file among form fields is its bytes
+    (vcrpy reads it): keyed by size and SHA-256, as a multipart upload's file is."""
+    return json.dumps(body, default=_bytes_digest)
+
+
+def _bytes_digest(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {"size": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    return str(value)
 
 
 def _carries_placeholder_key(headers: Any) -> bool:
