@@ -290,7 +290,9 @@ def llm_cache() -> Iterator[Recorder]:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     except CassetteError as error:
-        if suite.cassette_is_file:  # checked at the session's start; a file that went bad since stops it once, too
+        from ..stores.sqlite import DamagedRecording  # one damaged row (a test's instant) is its test's failure alone
+
+        if suite.cassette_is_file and not isinstance(error, DamagedRecording):  # a file that went bad since: stop once
             pytest.exit(f"llm_replay.CassetteError: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
         pytest.fail(f"llm_replay.CassetteError: {error}", pytrace=False)  # a server may come back: each test says so
     in_use = item.stash[IN_USE] = _InUse(suite, recorder, settings.fail_unplayed)

@@ -92,6 +92,7 @@ class _Unreadable(ValueError):
 
 # The columns llm-replay rm finds recordings by: damaged, they are set right in place rather than deleted.
 _KEY_COLUMNS = frozenset({"occurrence", "tests"})
+_NO_CLOCK = (None, None)  # a test with no stored instant
 
 
 class SQLiteCache:
@@ -118,7 +119,7 @@ class SQLiteCache:
         self._has_instants = False
         self._has_clock_read = False
         self._has_owners_index = False
-        self._clocks: dict[str, tuple[datetime, bool | None]] | None = None  # read-only: every test's, read once
+        self._clocks: dict[str, tuple[datetime | str, bool | None]] | None = None  # read-only: every test's, read once
         _check_is_sqlite(self.path)
         if not readonly:
             _check_is_writable(self.path)
@@ -390,15 +391,28 @@ class SQLiteCache:
             stored_id = self.scrubber.test_id(test_id)  # after the cheap checks: the scrub reads the whole environment
             if self.readonly:  # a replay asks for every test: one read of the table rather than a query per test
                 if self._clocks is None:
-                    clock_read = "clock_read" if self._has_clock_read else "NULL"
-                    rows = self._rows(f"SELECT test_id, instant, {clock_read} FROM test_instants")
-                    self._clocks = {test: (self._instant(test, instant), None if read is None else bool(read)) for test, instant, read in rows}
-                return self._clocks.get(stored_id, (None, None))
+                    self._clocks = self._every_clock()
+                clock = self._clocks.get(stored_id, _NO_CLOCK)
+                if clock[0].__class__ is str:  # kept as stored: no date, named to the test whose instant it is, and only to it
+                    self._instant(stored_id, clock[0])
+                return clock
             clock_read = "clock_read" if self._has_clock_read else "NULL"
             row = self._rows(f"SELECT instant, {clock_read} FROM test_instants WHERE test_id = ?", (stored_id,), one=True)
         if row is None:
             return None, None
         return self._instant(stored_id, row[0]), None if row[1] is None else bool(row[1])
+
+    def _every_clock(self) -> dict[str, tuple[datetime | str, bool | None]]:
+        """Every test's instant and clock flag, read at once; an instant that is no date is kept as its text, for
+        ``stored_clock`` to name when its test asks (one hand-edited instant must not fail every test)."""
+        clock_read = "clock_read" if self._has_clock_read else "NULL"
+        clocks: dict[str, tuple[datetime | str, bool | None]] = {}
+        for test, instant, read in self._rows(f"SELECT test_id, instant, {clock_read} FROM test_instants"):
+            try:
+                clocks[test] = (datetime.fromisoformat(instant), None if read is None else bool(read))
+            except (TypeError, ValueError):
+                clocks[test] = (str(instant), None)
+        return clocks
 
     def instants(self) -> list[tuple[str, datetime, bool | None]]:
         """Every test's stored instant and clock flag, for merging two branches' cassettes."""
