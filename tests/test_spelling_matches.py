@@ -11,10 +11,12 @@ import json
 import math
 
 import pytest
-from conftest import printed
+import yaml
+from conftest import cassette_file, printed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_replay.cli import main
 from llm_replay.engine.matching import MatchRules, RekeyIndex
 from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, respelled
 from llm_replay.model.interaction import Interaction, RecordedResponse
@@ -106,6 +108,89 @@ def test_numbers_spelled_otherwise_replay_their_recording_and_unequal_ones_miss(
     again.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 0 missed in 4 tests*"])
 
 
+HOSTS_APP = '''
+import json
+import urllib.request
+
+import openai
+
+PORT = {port}
+KEY = "{api_key}"
+
+
+def ask(prompt, host, via):
+    """A chat call through the openai SDK (httpx, which writes the host in lower case) or urllib (http.client, which
+    keeps it as given)."""
+    if via == "sdk":
+        client = openai.OpenAI(base_url=f"http://{{host}}:{{PORT}}/v1", api_key=KEY, max_retries=0)
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+        return answer.choices[0].message.content
+    body = json.dumps({{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": prompt}}]}}).encode()
+    headers = {{"Content-Type": "application/json", "Authorization": f"Bearer {{KEY}}"}}
+    request = urllib.request.Request(f"http://{{host}}:{{PORT}}/v1/chat/completions", data=body, headers=headers)
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())["choices"][0]["message"]["content"]
+
+
+def test_upper(llm_cache):
+    print("ANSWER upper", ask("Upper", *{upper}))
+
+
+def test_lower(llm_cache):
+    print("ANSWER lower", ask("Lower", *{lower}))
+'''
+
+
+def _hosts_app(pytester: pytest.Pytester, server, upper: tuple[str, str], lower: tuple[str, str]) -> None:
+    port = server.base_url.split(":")[2].split("/")[0]
+    pytester.makepyfile(test_hosts=HOSTS_APP.format(port=port, api_key=server.api_key, upper=upper, lower=lower))
+
+
+def test_a_host_spelled_in_another_case_replays_its_recording(llm_pytester, server, env):
+    """urllib keeps ``LocalHost`` as written, the SDKs send ``localhost``: one host (DNS names have no case)."""
+    _hosts_app(llm_pytester, server, upper=("LocalHost", "urllib"), lower=("localhost", "sdk"))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+
+    server.stop()
+    _hosts_app(llm_pytester, server, upper=("localhost", "sdk"), lower=("LOCALHOST", "urllib"))
+    replayed = llm_pytester.runpytest("-s", "--llm-mode=replay")
+    replayed.assert_outcomes(passed=2)
+    assert _answers(replayed) == _answers(recorded) and len(_answers(recorded)) == 2
+
+
+IMPORTED_APP = '''
+import openai
+import pytest
+
+
+@pytest.mark.parametrize("base_url", ["https://api.example.test/v1", "https://api.example.test:8443/v1"])
+def test_capital(llm_cache, base_url):
+    client = openai.OpenAI(base_url=base_url, api_key="any", max_retries=0)
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of France?"}])
+    print("ANSWER", answer.choices[0].message.content)
+'''
+
+
+def test_an_imported_recording_with_a_default_port_and_a_capital_host_replays(llm_pytester, tmp_path):
+    """A vcrpy cassette written by another client may keep ``:443`` and the host as configured; httpx drops the port
+    and lowers the host. Another port is another server: it still misses."""
+    answer = {"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+              "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Paris"}}]}
+    request = {"method": "POST", "uri": "https://API.Example.test:443/v1/chat/completions", "headers": {"Content-Type": ["application/json"]},
+               "body": json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Capital of France?"}]})}
+    response = {"status": {"code": 200, "message": "OK"}, "headers": {"Content-Type": ["application/json"]}, "body": {"string": json.dumps(answer)}}
+    source = tmp_path / "capital.yaml"
+    source.write_text(yaml.safe_dump({"version": 1, "interactions": [{"request": request, "response": response}]}))
+    assert main(["import", "--cassette", str(cassette_file(llm_pytester)), str(source)]) == 0
+
+    llm_pytester.makepyfile(test_imported=IMPORTED_APP)
+    replayed = llm_pytester.runpytest("-s", "--llm-mode=replay")
+    replayed.assert_outcomes(passed=1, failed=1)
+    assert printed(replayed, "ANSWER") == ["Paris"]
+    replayed.stdout.fnmatch_lines(['*~ host: "https://API.Example.test:443" -> "https://api.example.test:8443"'], consecutive=False)
+
+
 # -- the second look-up alone ------------------------------------------------------------------------------------
 
 
@@ -143,6 +228,24 @@ def test_the_second_look_up_also_finds_what_other_rules_recorded():
     cassette = _store(_chat(temperature=1.0, metadata={"request_id": "r-1"}))
     assert _found(cassette, _chat(temperature=1, metadata={"request_id": "r-2"}), rules) == "answer 0"
     assert _found(cassette, _chat(temperature=2, metadata={"request_id": "r-2"}), rules) is None
+
+
+@pytest.mark.parametrize(
+    ("recorded", "asked", "found"),
+    [
+        ("https://api.openai.com", "https://API.OpenAI.com:443", True),
+        ("https://API.OpenAI.com:443", "https://api.openai.com", True),
+        ("http://LOCALHOST:80", "http://localhost", True),
+        ("http://[::1]:80", "http://[::1]", True),
+        ("https://api.openai.com", "https://api.openai.com:8443", False),
+        ("https://api.openai.com:80", "https://api.openai.com", False),  # 80 is not https's default port
+        ("http://api.openai.com", "https://api.openai.com", False),
+        ("https://Alice@api.openai.com", "https://alice@api.openai.com", False),  # the user part keeps its case
+    ],
+)
+def test_the_second_look_up_finds_a_host_spelled_otherwise(recorded, asked, found):
+    cassette = _store(_chat(url=recorded + "/v1/chat/completions"))
+    assert (_found(cassette, _chat(url=asked + "/v1/chat/completions")) == "answer 0") is found
 
 
 def _json_equal(first: object, second: object) -> bool:

@@ -131,9 +131,10 @@ class RekeyIndex:
 
     Those whose stored request, keyed under the current rules, differs from the key it was stored under (recorded
     under other ignore rules or another hook), and those whose request differs from the one asked only in how it
-    spells equal numbers (``respelled``: ``0`` and ``0.0``, what an SDK upgrade may change). Built once, on the first
-    miss (one pass over the stored requests); no key changes, and a hit never comes here. When several recordings
-    fall on the same key, the most recently recorded one wins.
+    spells equal values (``respelled``: ``0`` and ``0.0``, ``API.example.com:443`` and ``api.example.com``: what an
+    SDK upgrade or another HTTP client may change). Built once, on the first miss (one pass over the stored
+    requests); no key changes, and a hit never comes here. When several recordings fall on the same key, the most
+    recently recorded one wins.
     """
 
     def __init__(self, rules: MatchRules) -> None:
@@ -156,7 +157,7 @@ class RekeyIndex:
             return None
         view = self.rules.view(request)
         plain = respelled(view)
-        if plain is not view:  # the asked request spells a number otherwise: found where its plain spelling is stored
+        if plain is not view:  # the asked request spells a value otherwise: found where its plain spelling is stored
             fingerprint = plain.fingerprint
             found = cassette.get(fingerprint, occurrence)
             if found is not None:
@@ -167,7 +168,7 @@ class RekeyIndex:
 
     def _build(self, rows: Iterable[tuple[str, int, str]]) -> tuple[_Moved, _Moved]:
         """Where each stored request is found under the current rules, when not at its own key; and in its plain
-        spelling, when it spells a number otherwise (rows come oldest first: the latest recording overwrites)."""
+        spelling, when it spells a value otherwise (rows come oldest first: the latest recording overwrites)."""
         rekeyed: _Moved = {}
         respelled_keys: _Moved = {}
         for fingerprint, occurrence, request_json in rows:

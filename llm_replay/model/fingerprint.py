@@ -185,19 +185,37 @@ def canonicalize(method: str, url: str, body: bytes | str | None, content_type: 
 
 
 def respelled(request: CanonicalRequest) -> CanonicalRequest:
-    """``request`` with equal JSON numbers spelled one way (``0.0`` as ``0``, ``1e16`` as ``10000000000000000``), or
-    ``request`` itself when it has none to respell. Only for the second look-up on a miss: keys stay as they are.
+    """``request`` with what it can spell several ways for one value spelled one way, or ``request`` itself when it
+    spells it so already: JSON numbers (``0.0`` as ``0``, ``1e16`` as ``10000000000000000``), the host in lower case
+    and without its scheme's default port. Only for the second look-up on a miss: keys stay as they are.
 
     A float becomes an int only when it is integral, so two bodies respell alike exactly when their numbers are equal
     (Python compares int and float exactly); a bool is never a number here (``true`` is not ``1``).
     """
-    if request.body_kind != "json":
+    host = _plain_host(request.host)
+    body = request.body
+    if request.body_kind == "json":
+        try:
+            body = _plain_numbers(body)
+        except RecursionError:  # a body nested right at Python's limit: keep its spelling
+            pass
+    if host == request.host and body is request.body:
         return request
-    try:
-        body = _plain_numbers(request.body)
-    except RecursionError:  # a body nested right at Python's limit: keep its spelling
-        return request
-    return request if body is request.body else replace(request, body=body)
+    return replace(request, host=host, body=body)
+
+
+def _plain_host(host: str) -> str:
+    """``scheme://host[:port]`` with the host in lower case and the scheme's default port dropped; the user part
+    before ``@`` (scrubbed, and case-sensitive) as it is."""
+    scheme, separator, netloc = host.partition("://")
+    if not separator:
+        return host
+    user, at, place = netloc.rpartition("@")
+    place = place.lower().removesuffix(_DEFAULT_PORTS.get(scheme, ""))
+    return f"{scheme}://{user}{at}{place}"
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 def _plain_numbers(value: Any) -> Any:
