@@ -211,3 +211,38 @@ def test_aiohttp_and_urllib3_record_and_replay_offline(server, tmp_path: Path) -
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert calls() == live
     assert replaying.replayed == 3
+
+
+def test_before_fingerprint_runs_before_match_ignore_and_the_request_is_stored_as_sent(server, tmp_path: Path) -> None:
+    """docs/deterministic-replay.md: the hook gets a copy it may edit in place; it runs before match_ignore; like
+    match_ignore it decides matching only: what is stored is the request as sent."""
+    import sqlite3
+
+    import openai
+
+    seen = []
+
+    def mask(request: llm_replay.CanonicalRequest) -> llm_replay.CanonicalRequest:
+        seen.append(request.body["metadata"]["request_id"])
+        message = request.body["messages"][0]
+        message["content"] = re.sub(r"session-[0-9a-f]+", "session-<id>", message["content"])
+        return request
+
+    def ask(session: str, request_id: str) -> str:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+        answer = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"Resume {session}"}], metadata={"request_id": request_id})
+        return answer.choices[0].message.content
+
+    cassette = tmp_path / "c.sqlite3"
+    rules = {"match_ignore": ["metadata.request_id"], "before_fingerprint": mask}
+    with llm_replay.use_cassette(cassette, mode="record", **rules):
+        live = ask("session-abc123", "r-1")
+    assert seen == ["r-1"], "the hook sees the field match_ignore leaves out: it runs first"
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay", **rules) as replaying:
+        assert ask("session-fed987", "r-2") == live
+    assert replaying.replayed == 1
+    with sqlite3.connect(cassette) as db:
+        (stored,), = db.execute("select request from interactions").fetchall()
+    assert "Resume session-abc123" in stored and "r-1" in stored and "<id>" not in stored, stored
