@@ -233,6 +233,13 @@ class Audit:
             line = text.count("\n", 0, match.start()) + 1
             for kind, value in self.detect(decoded) if decoded else ():
                 yield Finding(path, f"line {line} (!!binary, decoded)", kind, value, self.remedy(path))
+        for number, response in Export.of(text).responses:  # what no search of the text sees: streams joined, chunks decoded
+            body = response_body(response)
+            pieces = _body_pieces(f"interaction {number}, response body", _headers_text(response), body) if body is not None else []
+            for place, piece, source in pieces:
+                for kind, value in self.detect(piece):
+                    if value not in source:  # else found in the text it was read from
+                        yield Finding(path, place, kind, value, self.remedy(path))
 
     def _raw(self, text: str, raw: bool = True) -> Iterator[tuple[str, str, list[int]]]:
         """(kind, value, every offset of it) for each distinct secret in ``text`` (``raw``: bytes read as text)."""
@@ -258,6 +265,48 @@ def read_text(path: Path) -> str:
     """A text file's content, gunzipped if it is gzip'd."""
     data = path.read_bytes()
     return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", "surrogateescape")
+
+
+class Export:
+    """A vcrpy cassette read from an export's text (YAML, or JSON as vcrpy's json serializer writes it): its data, the
+    serializer that writes it back, and each interaction's response (numbered from 1); none when the text is no cassette."""
+
+    def __init__(self, data: Any, serializer: Any, responses: list[tuple[int, dict[str, Any]]]) -> None:
+        self.data, self.serializer, self.responses = data, serializer, responses
+
+    @classmethod
+    def of(cls, text: str) -> "Export":
+        """The cassette in ``text``: vcrpy's format (``interactions:``) or LangChain's parallel ``responses:`` list."""
+        from vcr.serializers import jsonserializer, yamlserializer
+
+        for serializer in (jsonserializer, yamlserializer) if text.lstrip()[:1] == "{" else (yamlserializer,):
+            try:
+                data = serializer.deserialize(text)
+            except Exception:  # json's ValueError, yaml.YAMLError (yaml is not imported here): no cassette of this kind
+                continue
+            if isinstance(data, dict) and isinstance(data.get("interactions"), list):
+                responses = [item.get("response") if isinstance(item, dict) else None for item in data["interactions"]]
+            elif isinstance(data, dict) and isinstance(data.get("responses"), list):
+                responses = data["responses"]
+            else:
+                break
+            return cls(data, serializer, [(number, response) for number, response in enumerate(responses, start=1) if isinstance(response, dict)])
+        return cls(None, None, [])
+
+
+def response_body(response: dict[str, Any]) -> bytes | None:
+    """An export's response body as bytes (``{string: …}`` as vcrpy writes it, or the text itself), None if it has none."""
+    body = response.get("body")
+    string = body.get("string") if isinstance(body, dict) else body
+    if isinstance(string, str):
+        return string.encode("utf-8", "surrogateescape")
+    return string if isinstance(string, bytes) else None
+
+
+def _headers_text(response: dict[str, Any]) -> str:
+    """An export's response headers as a cassette stores them (JSON), for ``_body_pieces``."""
+    headers = response.get("headers")
+    return json.dumps(headers, default=str) if isinstance(headers, dict) else "{}"
 
 
 class _read_only:

@@ -21,10 +21,11 @@ from typing import Any
 from ..errors import CassetteError, CommandError
 from ..model.content_coding import decoded
 from ..model.interaction import Interaction
+from ..model.streamed_text import looks_streamed
 from ..stores.base import Store
 from ..stores.spec import open_store, redacted
 from ..stores.sqlite import SQLiteCache
-from .audit import SIDE_FILES, Audit, audit_for, cassette_files, is_sqlite, read_text, table_rows
+from .audit import SIDE_FILES, Audit, Export, audit_for, cassette_files, is_sqlite, read_text, response_body, table_rows
 
 
 def scrub_cassette(path: Path, audit: Audit) -> int:
@@ -111,12 +112,42 @@ def _scrubbed(cell: Any, audit: Audit) -> Any:
 def scrub_text_file(path: Path, audit: Audit) -> bool:
     """Scrub an export (YAML, JSON, gzip'd or not) in place; whether it changed."""
     text = read_text(path)
-    new = audit.replaced(text)
+    new = audit.replaced(_streams_replaced(text, audit))
     if new == text:
         return False
     data = new.encode("utf-8", "surrogateescape")
     path.write_bytes(gzip.compress(data) if path.read_bytes()[:2] == b"\x1f\x8b" else data)
     return True
+
+
+def _streams_replaced(text: str, audit: Audit) -> str:
+    """An export's text with the secrets of its streamed answers replaced as in a cassette (``Audit.replaced``: each
+    field's pieces joined, an event stream's payloads and base64 chunks decoded, its frames rebuilt), written again by
+    its serializer (and each changed body's Content-Length); the text as it was when no stream changed."""
+    export = Export.of(text)
+    changed = False
+    for _, response in export.responses:
+        body = response_body(response)
+        if body is None or not looks_streamed(body):
+            continue
+        old = body.decode("utf-8", "surrogateescape")
+        new = audit.replaced(old).encode("utf-8", "surrogateescape")
+        if new != body:
+            _set_body(response, new)
+            changed = True
+    return export.serializer.serialize(export.data) if changed else text
+
+
+def _set_body(response: dict[str, Any], body: bytes) -> None:
+    """Put ``body`` in an export's response as its body was written (text, or bytes as ``!!binary``), its length too."""
+    old = response["body"]
+    string = old.get("string") if isinstance(old, dict) else old
+    value: str | bytes = body.decode("utf-8", "surrogateescape") if isinstance(string, str) else body
+    response["body"] = {**old, "string": value} if isinstance(old, dict) else value
+    headers = response.get("headers")
+    for name in list(headers) if isinstance(headers, dict) else ():
+        if name.lower() == "content-length":
+            headers[name] = [str(len(body))] if isinstance(headers[name], list) else str(len(body))
 
 
 def run_scrub(args: argparse.Namespace) -> int:
