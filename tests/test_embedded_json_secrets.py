@@ -192,3 +192,52 @@ def test_tool_call_arguments_as_gemini_bedrock_and_the_responses_api_write_them_
     assert arguments(stored) == _SCRUBBED
     again = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(200, "OK", {}, stored))).response.body
     assert again == stored, "scrubbing twice changes nothing"
+
+
+AGENT_APP = '''
+import sys
+sys.path.insert(0, {tests!r})
+from test_embedded_json_secrets import _agent_loop, _told
+
+
+class Fake:
+    base_url, api_key = "{base_url}", "{api_key}"
+
+
+def test_agent(llm_cache):
+    print("ANSWER", _agent_loop(Fake, _told("api_key"), stream=False))
+'''
+
+
+def test_a_cassette_recorded_before_the_arguments_were_scrubbed_still_replays_in_ci(llm_pytester, server, env):
+    """Recorded by an older llm_replay, the first answer's arguments and the second request's echo of them hold the
+    password, and the second recording is keyed with it. Now the echo is keyed scrubbed: the old recording is found
+    under its old key (the stored request, scrubbed as lookups are, has the new one) and replays."""
+    llm_pytester.makepyfile(test_app=AGENT_APP.format(tests=str(Path(__file__).parent), base_url=server.base_url, api_key=server.api_key))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+    cassette = cassette_file(llm_pytester)
+    _as_an_older_version_stored_it(cassette)
+    assert PASSWORD.encode() in cassette.read_bytes()
+
+    server.stop()
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=1)
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
+
+
+def _as_an_older_version_stored_it(cassette: Path) -> None:
+    """The password put back where the scrub replaced it, and each recording keyed by its request as stored then."""
+    from llm_replay.model.fingerprint import CanonicalRequest
+
+    with sqlite3.connect(cassette) as db:
+        rows = db.execute("SELECT fingerprint, occurrence, request, body FROM interactions").fetchall()
+        for fingerprint, occurrence, request, body in rows:
+            request = request.replace("<scrubbed>", PASSWORD)
+            body = body.replace(b"<scrubbed>", PASSWORD.encode()) if isinstance(body, bytes) else body.replace("<scrubbed>", PASSWORD)
+            new = CanonicalRequest.from_json(request).fingerprint
+            db.execute("UPDATE interactions SET fingerprint = ?, request = ?, body = ? WHERE fingerprint = ? AND occurrence = ?",
+                       (new, request, body, fingerprint, occurrence))
+        changed = {fingerprint for fingerprint, *_ in rows} - {row[0] for row in db.execute("SELECT fingerprint FROM interactions")}
+    assert len(changed) == 1, "the second request was keyed with the password"

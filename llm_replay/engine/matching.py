@@ -18,6 +18,7 @@ from ..model.fingerprint import CanonicalRequest, respelled
 
 if TYPE_CHECKING:
     from ..model.interaction import Interaction
+    from ..model.scrub import Scrubber
     from ..stores.base import Store
 
 BeforeFingerprint = Callable[[CanonicalRequest], CanonicalRequest]
@@ -148,7 +149,7 @@ class RekeyIndex:
         if self._keys is None:  # checked again under the lock: only the first miss builds
             with self._lock:
                 if self._keys is None:
-                    self._keys = self._build(cassette.requests())
+                    self._keys = self._build(cassette.requests(), cassette.scrubber)
         rekeyed, respelled_keys = self._keys
         stored = rekeyed.get((fingerprint, occurrence))
         if stored is not None:
@@ -166,13 +167,13 @@ class RekeyIndex:
         stored = stored or respelled_keys.get((fingerprint, occurrence))
         return cassette.get(*stored) if stored is not None else None
 
-    def _build(self, rows: Iterable[tuple[str, int, str]]) -> tuple[_Moved, _Moved]:
+    def _build(self, rows: Iterable[tuple[str, int, str]], scrubber: "Scrubber") -> tuple[_Moved, _Moved]:
         """Where each stored request is found under the current rules, when not at its own key; and in its plain
         spelling, when it spells a value otherwise (rows come oldest first: the latest recording overwrites)."""
         rekeyed: _Moved = {}
         respelled_keys: _Moved = {}
         for fingerprint, occurrence, request_json in rows:
-            view = self.rules.view(CanonicalRequest.from_json(request_json))
+            view = self.rules.view(scrubber.as_looked_up(CanonicalRequest.from_json(request_json)))  # as scrubbed now
             if view.fingerprint != fingerprint:
                 rekeyed[(view.fingerprint, occurrence)] = (fingerprint, occurrence)
             plain = respelled(view)
