@@ -11,6 +11,7 @@ import shlex
 from importlib.metadata import requires
 from pathlib import Path
 
+import openai  # noqa: F401  imported here once: the inner sessions' tests import it, and pytester drops what they imported first
 import pytest
 
 import llm_replay
@@ -171,8 +172,8 @@ def test_ini_scope_test_writes_nothing_and_a_fast_live_call_is_quiet_without_v(l
     assert printed(recorded, "CACHED") == ["2 1"], "within one test the in-memory cache answers the repeat"
     assert "llm_replay: live" not in recorded.stdout.str(), "a quick live call is not shown without -v"
     assert not cassette_file(llm_pytester).exists() and not (llm_pytester.path / "cassettes").exists()
-    replayed = llm_pytester.runpytest("--llm-mode=replay")
-    replayed.assert_outcomes(failed=2)
+    replayed = llm_pytester.runpytest("--llm-mode=replay", "-k", "cached", "--tb=line")
+    replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["*CassetteMiss: no recording for this request*"])
 
 
@@ -218,8 +219,6 @@ def test_before_fingerprint_runs_before_match_ignore_and_the_request_is_stored_a
     match_ignore it decides matching only: what is stored is the request as sent."""
     import sqlite3
 
-    import openai
-
     seen = []
 
     def mask(request: llm_replay.CanonicalRequest) -> llm_replay.CanonicalRequest:
@@ -246,3 +245,18 @@ def test_before_fingerprint_runs_before_match_ignore_and_the_request_is_stored_a
     with sqlite3.connect(cassette) as db:
         (stored,), = db.execute("select request from interactions").fetchall()
     assert "Resume session-abc123" in stored and "r-1" in stored and "<id>" not in stored, stored
+
+
+def test_a_command_line_cassette_is_relative_to_the_current_directory_an_ini_one_to_the_rootdir(
+        llm_pytester: pytest.Pytester, server, env: pytest.MonkeyPatch) -> None:
+    """docs/configuration.md: 'a command-line path is relative to the current directory, an ini path to the rootdir'
+    (test_plugin_sessions.py runs from the rootdir, where the two are one folder)."""
+    write_ini(llm_pytester, "llm_cassette = recordings/ini.sqlite3\n")
+    llm_pytester.makepyfile(test_samples=SAMPLES.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    below = llm_pytester.mkdir("below")
+    env.chdir(below)
+    llm_pytester.runpytest("--llm-mode=record", "-k", "cached", "..").assert_outcomes(passed=1)
+    assert (llm_pytester.path / "recordings" / "ini.sqlite3").is_file() and not (below / "recordings").exists()
+    llm_pytester.runpytest("--llm-mode=record", "-k", "cached", "--llm-cassette=cli.sqlite3", "..").assert_outcomes(passed=1)
+    assert (below / "cli.sqlite3").is_file() and not (llm_pytester.path / "cli.sqlite3").exists()
