@@ -4,6 +4,7 @@ ChatOpenAI over loopback HTTP, replayed strictly with the server stopped."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -80,3 +81,58 @@ def test_an_error_answer_is_recorded_and_replays_offline(llm_pytester, server, e
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         rows = list(db.execute("SELECT status, request FROM interactions"))
     assert len(rows) == 3 and all(status == 400 and f'"host":"{host}' in request for status, request in rows), rows
+
+
+AFTER_A_FAILURE = '''
+import concurrent.futures
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+def chat(model="gpt-4o-mini"):
+    return ChatOpenAI(model=model, base_url="{base_url}", max_retries=0)
+
+
+def ask_then_stream(tag):
+    try:
+        chat("{failing}").invoke("Refuse me " + tag)
+    except openai.APIStatusError as error:
+        print("CAUGHT", error.status_code)
+    return "".join(chunk.content for chunk in chat().stream("Stream me a haiku " + tag))
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_same_thread(llm_cache):
+    print("STREAMED", ask_then_stream("here"))
+    print("COUNTS", llm_cache.replayed, llm_cache.recorded)
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_pool_thread(llm_cache):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # one worker: the stream runs where the call failed
+        print("STREAMED", pool.submit(ask_then_stream, "in a pool").result())
+    print("COUNTS", llm_cache.replayed, llm_cache.recorded)
+'''
+
+
+def test_what_follows_a_failed_call_records_and_replays(llm_pytester, server, env):
+    """After a LangChain call whose model raised (a 400 the app catches), a ``stream()`` in the same thread is recorded
+    and replays offline: it neither goes live unrecorded nor gets the failed call's answer."""
+    recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, AFTER_A_FAILURE, passed=2, failing="error-400")
+    assert printed(recorded, "CAUGHT") == printed(replayed, "CAUGHT") == ["400", "400"]
+    assert printed(recorded, "COUNTS") == ["0 2", "0 2"] and printed(replayed, "COUNTS") == ["2 0", "2 0"]
+    assert printed(replayed, "STREAMED") == printed(recorded, "STREAMED")
+    assert "Stream me a haiku here" in printed(replayed, "STREAMED")[0]
+
+
+def test_what_follows_a_call_failing_with_a_server_error_is_recorded(llm_pytester, server, env):
+    """A 5xx is not recorded (the LangChain entry is missing, as at the HTTP layer), but the stream after it is."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=AFTER_A_FAILURE.format(base_url=server.base_url, failing="error-500"))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=2)
+    assert printed(recorded, "CAUGHT") == ["500", "500"] and printed(recorded, "COUNTS") == ["0 1", "0 1"]
+    with sqlite3.connect(cassette_file(llm_pytester)) as db:
+        paths = sorted(json.loads(request)["path"] for request, in db.execute("SELECT request FROM interactions"))
+    assert paths == ["/v1/chat/completions", "/v1/chat/completions"], "the two streams, recorded at the HTTP layer"

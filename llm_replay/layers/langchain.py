@@ -36,15 +36,28 @@ _JSON_HEADERS = {"content-type": ["application/json"]}
 
 class _ModelCall:
     """The model call a lookup let through (a miss, or a recorded error answer), as the HTTP layer beneath sees it:
-    the LangChain key that stands for it, and the error answer its requests get (replayed, or kept from the provider)."""
+    the LangChain key that stands for it, the error answer its requests get (replayed, or kept from the provider), and
+    the request it sent last, so that a request that is not its own is never taken for it."""
 
-    __slots__ = ("asked", "request", "key", "answer")
+    __slots__ = ("cache", "asked", "request", "key", "answer", "sent", "succeeded")
 
-    def __init__(self, asked: tuple[str, str], request: CanonicalRequest, key: Key, answer: Interaction | None = None) -> None:
+    def __init__(self, cache: RecorderCache, asked: tuple[str, str], request: CanonicalRequest, key: Key, answer: Interaction | None = None) -> None:
+        self.cache = cache
         self.asked = asked  # the cache's (prompt, llm_string)
         self.request = request
         self.key = key
         self.answer = answer
+        self.sent: str | None = None  # the fingerprint of the last HTTP request it sent
+        self.succeeded = False  # whether that request got a success answer
+
+    def claims(self, cache: RecorderCache, fingerprint: str) -> bool:
+        """Whether an HTTP request is this call's: its first, or the SDK's retry of one that got an error or no answer.
+        Once the model raised and the app went on (a ``stream()``, another SDK call), LangChain never tells the cache, so
+        a request of another shape, or one after a success, is not; nor is one after the test whose cache this is."""
+        if cache is not self.cache or (self.sent is not None and (fingerprint != self.sent or self.succeeded)):
+            return False
+        self.sent, self.succeeded = fingerprint, False
+        return True
 
 
 # Set between a lookup that lets the model be called and that call's update: the call LangChain's cache is waiting for.
@@ -181,12 +194,12 @@ class RecorderCache(_CassetteBackedCache):
         request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
         if found is None:
-            call = _ModelCall((prompt, llm_string), request, key)
+            call = _ModelCall(self, (prompt, llm_string), request, key)
             self._pending.setdefault(call.asked, []).append(call)
             _MODEL_CALL.set(call)
             return None
         if found.response.status >= 400:  # an error answer (``keep_error``): the model is called, its request gets it
-            _MODEL_CALL.set(_ModelCall((prompt, llm_string), request, key, found))
+            _MODEL_CALL.set(_ModelCall(self, (prompt, llm_string), request, key, found))
             return None
         _MODEL_CALL.set(None)
         try:
@@ -274,16 +287,20 @@ class _PastTheCache:
         __tracebackhide__ = True
         call = _MODEL_CALL.get()
         if call is not None:
-            return call.answer
+            if call.claims(self._cache, key[0]):
+                return call.answer
+            _MODEL_CALL.set(None)  # that call is over: this request and the next are answered as any other
         return self._recorder.lookup(request, key, strict=strict)
 
     def record(self, request: CanonicalRequest, key: Key, response: RecordedResponse, latency_s: float) -> None:
         """Keep the live answer of a call that skipped the cache; of the cache's own call, only an error answer (the
         cache keeps the generations)."""
         call = _MODEL_CALL.get()
-        if call is None:
+        if call is None or call.sent != key[0]:
             self._recorder.record(request, key, response, latency_s)
-        elif response.status >= 400:
+            return
+        call.succeeded = response.status < 400
+        if not call.succeeded:
             self._cache.keep_error(call, response, latency_s)
 
 
