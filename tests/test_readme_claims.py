@@ -260,3 +260,78 @@ def test_a_command_line_cassette_is_relative_to_the_current_directory_an_ini_one
     assert (llm_pytester.path / "recordings" / "ini.sqlite3").is_file() and not (below / "recordings").exists()
     llm_pytester.runpytest("--llm-mode=record", "-k", "cached", "--llm-cassette=cli.sqlite3", "..").assert_outcomes(passed=1)
     assert (below / "cli.sqlite3").is_file() and not (llm_pytester.path / "cli.sqlite3").exists()
+
+
+def test_a_thread_started_with_a_copied_context_records_into_its_starters_cassette(server, tmp_path: Path) -> None:
+    """docs/configuration.md: a request goes to the cassette of its own context; a thread started with
+    contextvars.copy_context().run shares its starter's, even while another thread has a cassette of its own (a plain
+    thread then cannot tell whose it is, and is refused rather than recorded into either)."""
+    import contextvars
+    import threading
+
+    import requests
+
+    def ask(prompt: str) -> str:
+        answer = requests.post(f"{server.base_url}/chat/completions", headers={"Authorization": f"Bearer {server.api_key}"},
+                               json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]})
+        return answer.json()["choices"][0]["message"]["content"]
+
+    answers: dict[str, str] = {}
+
+    def child(tag: str) -> None:
+        try:
+            answers[tag] = ask(tag)
+        except llm_replay.CassetteMiss as miss:
+            answers[tag] = f"refused: {miss}"
+
+    other_on, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with llm_replay.use_cassette(tmp_path / "other.sqlite3", mode="record"):
+            other_on.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=other)
+    holder.start()
+    other_on.wait(30)
+    try:
+        with llm_replay.use_cassette(tmp_path / "mine.sqlite3", mode="record") as mine:
+            for target, tag in ((contextvars.copy_context().run, "copied"), (None, "plain")):
+                thread = threading.Thread(target=target, args=(child, tag)) if target else threading.Thread(target=child, args=(tag,))
+                thread.start()
+                thread.join()
+    finally:
+        done.set()
+        holder.join()
+    assert mine.recorded == 1 and answers["copied"].startswith("echo[0]: copied")
+    assert answers["plain"].startswith("refused: 2 cassettes are active in different threads"), answers["plain"]
+    assert len(server.requests) == 1
+
+
+SCOPE_TEST_CLOCK = '''
+import datetime, time
+import openai
+import pytest
+
+@pytest.mark.llm_cache(scope="test")
+def test_twice(llm_cache):
+    started = datetime.datetime.now(datetime.timezone.utc)
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": f"It is {{datetime.datetime.now().isoformat()}}"}}])
+        time.sleep(0.2)  # the prompt carries microseconds: a running clock would change it
+    print("CLOCK", llm_cache.recorded, llm_cache.replayed, llm_cache.frozen_at == started)
+'''
+
+
+def test_scope_test_freezes_at_the_tests_start_and_time_stands_still_within_it(llm_pytester: pytest.Pytester, server, env) -> None:
+    """docs/deterministic-replay.md: with scope="test" the clock freezes at the test's real start, and time stands
+    still within the test: asking twice, a moment apart, with the time in the prompt gives one recording."""
+    llm_pytester.makepyfile(test_clock=SCOPE_TEST_CLOCK.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    result = llm_pytester.runpytest("-s", "--llm-mode=record")
+    result.assert_outcomes(passed=1)
+    assert printed(result, "CLOCK") == ["1 1 True"]
+    asked = server.requests[0]["json"]["messages"][0]["content"]
+    assert before <= datetime.datetime.fromisoformat(asked[len("It is "):]).replace(tzinfo=datetime.timezone.utc) <= datetime.datetime.now(datetime.timezone.utc)
