@@ -335,3 +335,41 @@ def test_scope_test_freezes_at_the_tests_start_and_time_stands_still_within_it(l
     assert printed(result, "CLOCK") == ["1 1 True"]
     asked = server.requests[0]["json"]["messages"][0]["content"]
     assert before <= datetime.datetime.fromisoformat(asked[len("It is "):]).replace(tzinfo=datetime.timezone.utc) <= datetime.datetime.now(datetime.timezone.utc)
+
+
+REDACTED_ANSWERS = {
+    "https://api.openai.com/v1/chat/completions": {"object": "chat.completion", "model": "gpt-4o-mini", "choices": []},
+    "https://api.openai.com/v1/completions": {"object": "text_completion", "model": "gpt-3.5-turbo-instruct", "choices": []},
+    "https://api.openai.com/v1/responses": {"object": "response", "model": "gpt-4.1-mini", "output": []},
+    "https://api.openai.com/v1/embeddings": {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}]},
+    "https://api.anthropic.com/v1/messages": {"type": "message", "model": "claude-sonnet-4-5", "content": []},
+}
+
+
+def test_an_imported_recording_whose_uri_was_redacted_gets_its_endpoint_from_its_answer(tmp_path: Path, capsys) -> None:
+    """docs/providers.md: imported cassettes whose URIs were redacted (LangChain's) get their endpoint from the body:
+    chat, completions, Responses and embeddings on https://api.openai.com, Anthropic messages on
+    https://api.anthropic.com (tests/test_yaml_import.py checks a streamed chat with --redacted-host only)."""
+    import json
+
+    import yaml
+
+    from llm_replay.cli import main
+    from llm_replay.stores.sqlite import SQLiteCache
+
+    interactions = [
+        {"request": {"method": "POST", "uri": "**REDACTED**", "body": json.dumps({"n": n}), "headers": {}},
+         "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["application/json"]},
+                      "body": {"string": json.dumps(answer)}}}
+        for n, answer in enumerate(REDACTED_ANSWERS.values())
+    ]
+    source = tmp_path / "redacted.yaml"
+    source.write_text(yaml.safe_dump({"version": 1, "interactions": interactions}))
+    cassette = tmp_path / "c.sqlite3"
+    assert main(["import", "--cassette", str(cassette), str(source)]) == 0, capsys.readouterr()
+    store = SQLiteCache(cassette, readonly=True)
+    try:
+        urls = {recording.request.body["n"]: recording.request.url for recording in store.interactions()}
+    finally:
+        store.close()
+    assert [urls[n] for n in range(len(REDACTED_ANSWERS))] == list(REDACTED_ANSWERS)
