@@ -85,6 +85,7 @@ NAMES = {names!r}
 
 def test_keys(llm_cache):
     print("KEYS", llm_cache.mode, sorted(name for name in NAMES if os.environ.get(name) == {placeholder!r}))
+    print("FROZEN", llm_cache.frozen_at is not None)
 '''
 
 
@@ -96,10 +97,11 @@ def test_every_documented_key_variable_gets_a_placeholder_in_replay_and_adopt_on
     assert len(names) == 16 and {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY"} <= set(names)
     unset = [name for name in names if name not in os.environ]
     llm_pytester.makepyfile(test_keys=KEY_PROBE.format(names=names, placeholder=PLACEHOLDER_KEY))
-    for mode, expected in (("replay", sorted(unset)), ("adopt", sorted(unset)), ("record", [])):
+    # docs/deterministic-replay.md, by the way: record freezes the clock, off leaves it alone (frozen_at None)
+    for mode, expected, frozen in (("replay", sorted(unset), "False"), ("adopt", sorted(unset), "False"), ("record", [], "True"), ("off", [], "False")):
         result = llm_pytester.runpytest("-s", f"--llm-mode={mode}")
         result.assert_outcomes(passed=1)
-        assert printed(result, "KEYS") == [f"{mode} {expected}"]
+        assert printed(result, "KEYS") == [f"{mode} {expected}"] and printed(result, "FROZEN") == [frozen], mode
         assert not [name for name in unset if name in os.environ], "the session leaves the placeholders behind"
 
 
