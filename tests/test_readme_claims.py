@@ -375,3 +375,18 @@ def test_an_imported_recording_whose_uri_was_redacted_gets_its_endpoint_from_its
     finally:
         store.close()
     assert [urls[n] for n in range(len(REDACTED_ANSWERS))] == list(REDACTED_ANSWERS)
+
+
+def test_the_html_report_forbids_loading_anything(llm_pytester: pytest.Pytester, server, env) -> None:
+    """docs/reporting.md: one self-contained page, no script, no network: a Content-Security-Policy forbids loading
+    anything (tests/test_html_report.py renders the page; it does not read the policy)."""
+    llm_pytester.makepyfile(test_samples=SAMPLES.format(base_url=server.base_url))
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    result = llm_pytester.runpytest("--llm-mode=record", "-k", "cached", "--llm-report=out/report.html")
+    result.assert_outcomes(passed=1)
+    page = (llm_pytester.path / "out" / "report.html").read_text()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    assert policy and policy.group(1).split(";")[0].strip() == "default-src 'none'", page[:500]
+    assert "script-src" not in policy.group(1) and "<script" not in page.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', page), "nothing is loaded from elsewhere"
+    assert "test_cached" in page and "Name a cat" in page
