@@ -136,3 +136,71 @@ def test_what_follows_a_call_failing_with_a_server_error_is_recorded(llm_pyteste
     with sqlite3.connect(cassette_file(llm_pytester)) as db:
         paths = sorted(json.loads(request)["path"] for request, in db.execute("SELECT request FROM interactions"))
     assert paths == ["/v1/chat/completions", "/v1/chat/completions"], "the two streams, recorded at the HTTP layer"
+
+
+REFUSED_KEY = '''
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_refused_key(llm_cache):
+    with pytest.raises(openai.AuthenticationError) as raised:
+        ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0).invoke("hi")
+    print("REFUSED", raised.value.status_code)
+'''
+
+
+def test_a_recorded_error_keeps_no_key_nor_account_header(llm_pytester, server, env):
+    """The provider's 401 quotes the refused key, and every answer carries account headers: the LangChain entry holding
+    the error is scrubbed as the HTTP layer scrubs a recording, and still replays offline."""
+    refused = "sk-proj-" + "Wr0ngKeyValue1234567890abcdEFGH"
+    env.setenv("OPENAI_API_KEY", refused)
+    llm_pytester.makepyfile(test_app=REFUSED_KEY.format(base_url=server.base_url))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+    assert refused in server.requests[0]["headers"]["authorization"], "the fake saw the key (and quoted it)"
+    stored = cassette_file(llm_pytester).read_bytes()
+    assert b"Incorrect API key provided" in stored, "the error itself is kept"
+    for secret in (refused, refused[:20], "fake-session", "org-fake-account", "proj_fake_project"):
+        assert secret.encode() not in stored, secret
+
+    server.stop()
+    env.delenv("OPENAI_API_KEY")
+    env.setenv("CI", "true")
+    replayed = llm_pytester.runpytest("-s")
+    replayed.assert_outcomes(passed=1)
+    assert printed(replayed, "REFUSED") == printed(recorded, "REFUSED") == ["401"]
+
+
+FALLBACK = '''
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_app(llm_cache):
+    try:
+        print("ANSWER", ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0).invoke("hi").content)
+    except openai.BadRequestError as error:
+        print("ANSWER refused", error.status_code)
+'''
+
+
+def test_a_refresh_replaces_a_recorded_error_with_the_answer_and_back(llm_pytester, server, env):
+    """A recorded error is an entry like any other: a refresh overwrites it with the model's answer (and an answer with
+    a new error, as the HTTP layer does), and the replay gives what the refresh recorded."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=FALLBACK.format(base_url=server.base_url))
+    server.fail_next(400)
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=record"), "ANSWER") == ["refused 400"]
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=record"), "ANSWER") == ["refused 400"], "replayed, not live"
+    answered = printed(llm_pytester.runpytest("-s", "--llm-mode=refresh"), "ANSWER")
+    assert answered[0].endswith(" #2") and len(server.requests) == 2
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=replay"), "ANSWER") == answered
+    server.fail_next(400)
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=refresh"), "ANSWER") == ["refused 400"]
+    server.stop()
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=replay"), "ANSWER") == ["refused 400"]
