@@ -390,3 +390,25 @@ def test_the_html_report_forbids_loading_anything(llm_pytester: pytest.Pytester,
     assert "script-src" not in policy.group(1) and "<script" not in page.lower()
     assert not re.search(r'(src|href)="(https?:)?//', page), "nothing is loaded from elsewhere"
     assert "test_cached" in page and "Name a cat" in page
+
+
+def test_an_aiohttp_body_llm_replay_cannot_key_is_refused_by_name_before_anything_is_sent(server, tmp_path: Path) -> None:
+    """aiohttp's FormData reaches vcrpy as the object itself, which has no bytes to key a recording by: it was a bare
+    'TypeError: cannot convert FormData object to bytes' from inside the fingerprint. It is a CassetteError naming the
+    body and what to send instead; nothing is sent or recorded."""
+    import asyncio
+
+    import aiohttp
+
+    async def upload() -> None:
+        form = aiohttp.FormData()
+        form.add_field("model", "whisper-1")
+        form.add_field("file", b"RIFF0000WAVEfmt ", filename="hello.wav", content_type="audio/wav")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{server.base_url}/audio/transcriptions", data=form, headers={"Authorization": f"Bearer {server.api_key}"}):
+                pass
+
+    with llm_replay.use_cassette(tmp_path / "c.sqlite3", mode="record") as recording:
+        with pytest.raises(llm_replay.CassetteError, match=r"aiohttp.*FormData.*cannot be recorded.*bytes"):
+            asyncio.run(upload())
+    assert recording.recorded == 0 and server.requests == []

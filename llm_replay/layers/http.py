@@ -83,7 +83,7 @@ class VcrCassetteAdapter:
             setattr(vcr_request, _STATE, pending)
             return pending
         content_type = vcr_request.content_type if type(vcr_request) is HttpxRequest else vcr_request.headers.get("content-type") or ""
-        sent = _json_text(body) if isinstance(body, (dict, list, tuple)) else body
+        sent = body if body is None or isinstance(body, (bytes, str)) else _keyable(body)
         request, key = recorder.keyed(canonicalize(vcr_request.method, vcr_request.uri, sent, content_type))
         pending = _Pending(body, recorder, request, key, None)
         setattr(vcr_request, _STATE, pending)
@@ -136,11 +136,20 @@ _PLACEHOLDER_MISS = (
 )
 
 
-def _json_text(body: dict | list | tuple) -> str:
-    """aiohttp's ``json=`` (or ``data=`` form fields) reaches vcrpy as the Python value, not bytes: the request is
-    keyed and stored by its JSON text, the same whether recorded or replayed. A file among form fields is its bytes
-    (vcrpy reads it): keyed by size and SHA-256, as a multipart upload's file is."""
-    return json.dumps(body, default=_bytes_digest)
+def _keyable(body: Any) -> Any:
+    """A body vcrpy hands over as an object, not bytes or text. aiohttp's ``json=`` (or ``data=`` form fields) is the
+    Python value: the request is keyed and stored by its JSON text, the same whether recorded or replayed; a file among
+    form fields is its bytes (vcrpy reads it), keyed by size and SHA-256 as a multipart upload's file is. Anything else
+    (aiohttp's FormData) has no bytes to key a recording by, and is refused by name before anything is sent."""
+    if isinstance(body, (bytearray, memoryview)):
+        return body
+    if isinstance(body, (dict, list, tuple)):
+        return json.dumps(body, default=_bytes_digest)
+    raise CassetteError(
+        f"a request body of type {type(body).__name__} (such as aiohttp's FormData) cannot be recorded: llm_replay keys "
+        "each recording by the bytes a request sends, and this body has none until the client writes it. Send bytes or "
+        "text (data=...), JSON (json=...) or form fields as a dict, or upload through httpx or requests. Nothing was sent."
+    )
 
 
 def _bytes_digest(value: Any) -> Any:
