@@ -13,6 +13,11 @@ SECRET_QUERY_PARAMS = frozenset({
     "signature", "sig", "client_secret", "client-secret", "password", "passwd", "auth",
     # presigned URLs (AWS SigV4, Google Cloud Storage V4)
     "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-amz-date", "x-goog-credential", "x-goog-signature",
+    # gateways that take their credential in the query (Azure API Management, GitLab, token-in-URL proxies), and the
+    # header names some clients copy there
+    "subscription-key", "subscription_key", "api_token", "api-token", "auth_token", "auth-token", "private_token",
+    "private-token", "access_key", "access-key", "secret", "x-api-key", "x-goog-api-key",
+    "secret_access_key", "aws_secret_access_key", "session_token", "aws_session_token", "private_key", "client_assertion",
 })
 SECRET_HEADERS = frozenset({
     "authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie", "set-cookie",
@@ -32,8 +37,10 @@ SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
 
 
 def is_secret_query_param(name: str) -> bool:
-    """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``, AWS presigning)."""
-    return name.lower() in SECRET_QUERY_PARAMS
+    """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``, AWS presigning,
+    Azure API Management's ``subscription-key=``, any ``*_api_key=``)."""
+    lowered = name.lower()
+    return lowered in SECRET_QUERY_PARAMS or lowered.endswith(("_api_key", "-api-key"))
 
 
 def is_secret_header(name: str) -> bool:

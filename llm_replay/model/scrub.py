@@ -241,9 +241,13 @@ class Scrubber:
         return request if scrubbed.fingerprint == request.fingerprint else scrubbed
 
     def as_looked_up(self, stored: CanonicalRequest) -> CanonicalRequest:
-        """A request a cassette stored, scrubbed as a lookup scrubs one now: one recorded before the rule for a secret-named
-        field in JSON text held in a string (a tool call's arguments sent back) is found under the key its request has
-        now (``RekeyIndex``, on a miss). Only a request holding such text (an escaped quote) is scrubbed again."""
+        """A request a cassette stored, scrubbed as a lookup scrubs one now: one recorded before a rule was added (a
+        secret-named field in JSON text held in a string, as a tool call's arguments are sent back; a query parameter
+        named as a credential since) is found under the key its request has now (``RekeyIndex``, on a miss). Only a
+        request such a rule may change (an escaped quote, a secret query parameter) is scrubbed again."""
+        query = tuple(pair for pair in stored.query if not is_secret_query_param(pair[0]))  # as canonicalize drops them
+        if query != stored.query:
+            stored = replace(stored, query=query)
         return self.request(stored) if '\\"' in stored.to_json() else stored
 
     def response(self, response: RecordedResponse) -> RecordedResponse:
