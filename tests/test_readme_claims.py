@@ -82,16 +82,18 @@ KEY_PROBE = '''
 import os
 
 NAMES = {names!r}
+AT_IMPORT = os.environ.get("OPENAI_API_KEY") == {placeholder!r}  # a module-level openai.OpenAI() is built here
 
 def test_keys(llm_cache):
     print("KEYS", llm_cache.mode, sorted(name for name in NAMES if os.environ.get(name) == {placeholder!r}))
     print("FROZEN", llm_cache.frozen_at is not None)
+    print("AT_IMPORT", AT_IMPORT)
 '''
 
 
 def test_every_documented_key_variable_gets_a_placeholder_in_replay_and_adopt_only(llm_pytester: pytest.Pytester) -> None:
     """README and docs/providers.md: in replay (and adopt) the usual SDK key variables, when unset, get a placeholder for
-    the session, so clients construct; in record they are left alone (a live call must not send a placeholder); and
+    the session (from collection on, so a client built at import constructs); in record and off they are left alone (a live call must not send a placeholder); and
     the session gives them back unset."""
     names = _documented_placeholder_variables()
     assert len(names) == 16 and {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY"} <= set(names)
@@ -102,6 +104,7 @@ def test_every_documented_key_variable_gets_a_placeholder_in_replay_and_adopt_on
         result = llm_pytester.runpytest("-s", f"--llm-mode={mode}")
         result.assert_outcomes(passed=1)
         assert printed(result, "KEYS") == [f"{mode} {expected}"] and printed(result, "FROZEN") == [frozen], mode
+        assert printed(result, "AT_IMPORT") == [str(bool(expected))], "for the session: from collection on"
         assert not [name for name in unset if name in os.environ], "the session leaves the placeholders behind"
 
 
