@@ -61,3 +61,54 @@ def test_a_recording_keyed_with_such_a_parameter_is_found_again_on_a_miss(tmp_pa
     found = RekeyIndex(MatchRules()).find(cassette, asked.fingerprint, 0)
     assert found is not None and found.response.body == b'{"answer": 1}'
     cassette.close()
+
+
+def test_no_request_header_reaches_the_cassette_whatever_credential_it_carries(server, tmp_path):
+    """Checked sound: request headers are never stored, by any name (Gemini's, Azure's, AWS's, Basic auth, cookies)."""
+    headers = {"x-goog-api-key": "a" + SECRET, "api-key": "b" + SECRET, "anthropic-api-key": "c" + SECRET, "x-amz-security-token": "d" + SECRET,
+               "proxy-authorization": "Basic " + base64.b64encode(f"user:e{SECRET}".encode()).decode(), "cookie": f"session=f{SECRET}",
+               "x-custom-gateway": "g" + SECRET}
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _ask(server, {}, **headers)
+    assert server.requests[-1]["headers"]["x-custom-gateway"] == "g" + SECRET, "the live request carried them"
+    assert SECRET.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert _ask(server, {}) == live
+
+
+ANTHROPIC_KEY = "sk-" + "ant-api03-Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4Kp9Ml3Nb6Vc8Xz1Qw5Er7Ty2Ui4Op6As8Df0Gh3Jk5Lz7Xc9Vb1NmAA"  # fake
+
+
+def _send_file(fake, data: bytes) -> str:
+    """A text file sent as base64 in the JSON body, as OpenAI's file input takes one (a data: URL), and Anthropic's
+    document source (a bare base64 string) beside it."""
+    encoded = base64.b64encode(data).decode()
+    content = [{"type": "file", "file": {"filename": "settings.env", "file_data": f"data:text/plain;base64,{encoded}"}},
+               {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": encoded}},
+               {"type": "text", "text": "summarise this file"}]
+    client = openai.OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}]).choices[0].message.content
+
+
+def test_a_key_in_a_file_sent_as_base64_in_json_fails_the_audit_and_scrub_removes_it_and_it_still_replays(server, tmp_path, capsys):
+    data = f"ANTHROPIC_API_KEY={ANTHROPIC_KEY}\nREGION=eu\n".encode()
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _send_file(server, data)
+    assert base64.b64encode(data) in cassette.read_bytes() and ANTHROPIC_KEY.encode() not in cassette.read_bytes(), "no text search sees it"
+
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    assert "column request, base64 body decoded: Anthropic API key 'sk-ant…NmAA'" in capsys.readouterr().out
+    assert main(["scrub", str(cassette)]) == 0
+    assert base64.b64encode(data) not in cassette.read_bytes()
+    (stored,) = SQLiteCache(cassette, readonly=True).interactions()
+    (sent,) = [part for part in stored.request.body["messages"][0]["content"] if part["type"] == "document"]
+    assert base64.b64decode(sent["source"]["data"]) == b"ANTHROPIC_API_KEY=<scrubbed>\nREGION=eu\n"
+
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _send_file(server, data) == live, "keyed as recorded: the same file still replays"
+    assert replaying.replayed == 1

@@ -475,16 +475,25 @@ def _looks_streamed(text: str) -> bool:
 
 def _base64_pieces(text: str) -> list[str]:
     """The base64 texts in a stored request (a ``bytes`` body, a form's non-UTF-8 fields) or a YAML export
-    (``!!binary`` values), as they are written in ``text``."""
+    (``!!binary`` values), and a file sent as base64 in a JSON string (a ``data:`` URL, a document's ``data``), as they
+    are written in ``text``."""
+    pieces: list[str] = []
     if text[:1] == "{" and ('"body_kind":"bytes"' in text or '"base64":' in text):
         try:
             request = json.loads(text)
         except ValueError:
-            return []
-        return base64_texts(request.get("body_kind"), request.get("body")) if isinstance(request, dict) else []
-    if "!!binary" in text:
-        return [match.group(1) or match.group(2) for match in _YAML_BINARY.finditer(text)]
-    return []
+            request = None
+        pieces = base64_texts(request.get("body_kind"), request.get("body")) if isinstance(request, dict) else []
+    elif "!!binary" in text:
+        pieces = [match.group(1) or match.group(2) for match in _YAML_BINARY.finditer(text)]
+    if "base64" in text or '"data"' in text or '"bytes"' in text:
+        pieces += [found for found in dict.fromkeys(_JSON_BASE64.findall(text)) if found not in pieces]
+    return pieces
+
+
+# base64 as a JSON string or after a data: URL's "base64," (a file OpenAI, Anthropic, Gemini take inline): long enough
+# for a key, ending with the string
+_JSON_BASE64 = re.compile(r'(?:base64,|")([A-Za-z0-9+/]{24,}={0,2})(?=")')
 
 
 def _encoded_like(encoded: str, decoded: str) -> str:
