@@ -417,6 +417,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     blocked = suite.take_blocked() if suite is not None and suite.blocked else ()
     if report.passed and (blocked or recorder is not None):  # what the code caught, or left unplayed, still fails it
         _fail_what_was_caught(report, call.when, in_use, blocked)
+    elif report.failed and recorder is not None and call.excinfo is not None and not call.excinfo.errisinstance(CassetteMiss):
+        _lead_with_the_miss(report, call.when, in_use)  # type: ignore[arg-type]
     if recorder is not None and (call.when == "call" or not report.passed):  # a failed phase has said enough
         in_use.misses_reported = len(recorder.misses)
     if call.when == "teardown" and in_use is not None:
@@ -460,6 +462,15 @@ def _fail_what_was_caught(report: pytest.TestReport, when: str, in_use: _InUse |
 
             report.outcome = "failed"
             report.longrepr = unplayed_message(recorder, unplayed)
+
+
+def _lead_with_the_miss(report: pytest.TestReport, when: str, in_use: _InUse) -> None:
+    """A phase that failed with another error after a strict miss (a library turned the CassetteMiss into its own, as
+    LangChain's ``agenerate`` does into an AttributeError under ``ainvoke``): the miss is the cause, so it comes first."""
+    misses = in_use.recorder.misses  # type: ignore[union-attr]
+    if len(misses) > in_use.misses_reported:
+        miss = misses[0 if when == "call" else in_use.misses_reported]
+        report.longrepr = f"llm_replay.CassetteMiss (the code under test raised another error in its place, below):\n{miss}\n\n{report.longrepr}"
 
 
 @pytest.hookimpl(wrapper=True)
