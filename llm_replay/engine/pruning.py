@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..errors import CassetteError, CommandError
 from ..model.interaction import Key, OwnerChange
-from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
+from ..model.runs import RunOutcome, RunRecord, TestPass, gone, prunable, written_before_run
 from .history import checked_out, in_history
 
 if TYPE_CHECKING:
@@ -42,17 +42,19 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         passes = outcome.passes(vanished)
         lines = []
         checkout = checked_out(rootdir)
+        files = where_test_files_are(cassette, rootdir)
+        unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
-            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays())
-            known = ledger.passes()
+            ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
+            known, holds = ledger.passes(), held_by_tests(ledger.holds(), files)
         except CassetteError as error:  # a read-only checkout: this run's own passes still count
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
-            known = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}
+            known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index)
             index = cassette.index(owned=True)
-        files = where_test_files_are(cassette, rootdir)
-        held = outcome.held()  # what the tests that did not pass used in this run: no pass records it, nor may it go
+        # what the tests that did not pass used, in this run or since their latest pass: no pass records it, nor may it go
+        held = outcome.held() | holds.keys()
         unused = [key for key in prunable(index, known, files, among=passes) if key not in held]
         if unused:  # git is asked about other commits only when something would go
             unused = [key for key in prunable(index, on_this_branch(known, checkout, rootdir)[0], files, among=passes) if key not in held]
@@ -123,13 +125,14 @@ def settle_ownership(
 
 
 def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:
-    """The recordings whose owning tests all passed, in later runs, without them (``prune``, ``ls --unused``)."""
+    """The recordings whose owning tests all passed, in later runs, without them, and that no test which has not
+    passed since used (``prune``, ``ls --unused``)."""
     return _unused_and_elsewhere(cassette, ledger, rootdir, command)[0]
 
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
     """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
-    unused, elsewhere = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune")
+    unused, elsewhere, kept = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune")
     noun = "recording" if len(unused) == 1 else "recordings"
     if dry_run:
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
@@ -137,12 +140,27 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
         removed = cassette.delete(unused)
         ledger.forget(unused)
         lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
+    if kept:
+        tests = sorted({test for holders in kept.values() for test in holders})
+        shown = ", ".join(tests[:5]) + (f" and {len(tests) - 5} more" if len(tests) > 5 else "")
+        lines.append(
+            f"kept {len(kept)} {'recording' if len(kept) == 1 else 'recordings'} used by tests whose latest run did not pass: "
+            f"{shown} (they go once those tests pass without them)"
+        )
     if elsewhere:
         lines.append(
             f"({elsewhere} test(s) last passed on another branch, or on a commit this branch no longer holds: those "
             "passes free nothing here; run the tests on this branch first)"
         )
     return lines
+
+
+def held_by_tests(holds: Mapping[Key, set[str]], rootdir: Path | None) -> dict[Key, set[str]]:
+    """The recordings tests used in runs they did not pass (since their latest pass), by the tests that still exist: a
+    test that fails keeps what it used until it passes, and a deleted one (its file gone) holds nothing, as for owners."""
+    files: dict[str, bool] = {}
+    found = {key: {test for test in tests if not gone(test, rootdir, files)} for key, tests in holds.items()}
+    return {key: tests for key, tests in found.items() if tests}
 
 
 def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | None, rootdir: Path) -> tuple[dict[str, TestPass], int]:
@@ -161,7 +179,8 @@ def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | N
     return here, len(passes) - len(here)
 
 
-def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[list[Key], int]:
+def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[list[Key], int, dict[Key, set[str]]]:
+    """What the rule frees, how many passes were made elsewhere, and what tests that have not passed since hold of it."""
     passes = ledger.passes()
     if not passes:
         raise CommandError(
@@ -169,7 +188,10 @@ def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path,
             f"(pytest, in this project; the recordings of the tests that pass without them become prunable), then {command}"
         )
     here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
-    return prunable(cassette.index(owned=True), here, where_test_files_are(cassette, rootdir)), elsewhere
+    files = where_test_files_are(cassette, rootdir)
+    holds = held_by_tests(ledger.holds(), files)
+    free = prunable(cassette.index(owned=True), here, files)
+    return [key for key in free if key not in holds], elsewhere, {key: holds[key] for key in free if key in holds}
 
 
 def where_test_files_are(cassette: "Store", rootdir: Path) -> Path | None:

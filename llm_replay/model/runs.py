@@ -181,7 +181,7 @@ def prunable(
         if not stored or (chosen is not None and chosen.isdisjoint(stored)) or not all(_is_test(owner) for owner in stored):
             continue
         owners = set(stored) | users.get(key, set())
-        if all((owner in passes and key not in passes[owner].used) or _gone(owner, rootdir, files) for owner in owners) and written_before(
+        if all((owner in passes and key not in passes[owner].used) or gone(owner, rootdir, files) for owner in owners) and written_before(
             recorded_at, owners, passes
         ):
             found.append(key)
@@ -209,7 +209,7 @@ def _is_test(owner: str) -> bool:
     return "::" in owner
 
 
-def _gone(test: str, rootdir: Path | None, files: dict[str, bool]) -> bool:
+def gone(test: str, rootdir: Path | None, files: dict[str, bool]) -> bool:
     """A test whose file no longer exists (deleted or renamed) holds nothing. ``files``: what this look found of
     each file so far (one stat per test file, not one per recording)."""
     file = test.split("::", 1)[0]

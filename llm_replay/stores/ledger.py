@@ -1,4 +1,5 @@
-"""Run bookkeeping, kept out of the committed cassette: which tests passed and what each used, replay counts.
+"""Run bookkeeping, kept out of the committed cassette: which tests passed and what each used, what the tests that did
+not pass used since, replay counts.
 
 It changes every run, so it lives in pytest's cache directory (``.pytest_cache/d/llm_replay/`` under the
 rootdir, or wherever ini ``cache_dir`` points), one small SQLite file per cassette: a run that records
@@ -23,6 +24,9 @@ CREATE TABLE IF NOT EXISTS runs (uid TEXT PRIMARY KEY, started_at TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS run_checkouts (uid TEXT PRIMARY KEY, branch TEXT NOT NULL, head TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS passes (test_id TEXT PRIMARY KEY, run_uid TEXT NOT NULL, started_at TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pass_uses (
+    test_id TEXT NOT NULL, fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, PRIMARY KEY (test_id, fingerprint, occurrence)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
     test_id TEXT NOT NULL, fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, PRIMARY KEY (test_id, fingerprint, occurrence)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (
@@ -51,9 +55,14 @@ class RunLedger:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def record(self, run: RunRecord, passes: Mapping[str, Iterable[Key]], replays: Mapping[Key, int]) -> None:
-        """Remember a finished run: each passing test's pass replaces its previous one; replays add up."""
+    def record(
+        self, run: RunRecord, passes: Mapping[str, Iterable[Key]], replays: Mapping[Key, int], unpassed: Mapping[str, Iterable[Key]] | None = None
+    ) -> None:
+        """Remember a finished run: each passing test's pass replaces its previous one; replays add up. ``unpassed``:
+        what each test that did not pass used; it holds those recordings until the test passes (which lets them go)."""
         with self._connection(write=True) as db:
+            db.executemany("DELETE FROM holds WHERE test_id = ?", [(test,) for test in passes])
+            db.executemany("INSERT OR IGNORE INTO holds VALUES (?,?,?)", [(test, *key) for test, keys in (unpassed or {}).items() for key in keys])
             db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.started_at, run.finished_at, run.passed))
             if run.checkout is not None:
                 db.execute("INSERT OR REPLACE INTO run_checkouts VALUES (?,?,?)", (run.uid, *run.checkout))
@@ -80,6 +89,18 @@ class RunLedger:
         checkouts = {run: (branch, head) for run, branch, head in found}
         return {test: TestPass(run, started, frozenset(used.get(test, ())), checkouts.get(run)) for test, run, started in rows}
 
+    def holds(self) -> dict[Key, set[str]]:
+        """Each recording used by tests in runs they did not pass, since their latest pass, with those tests."""
+        if not self.path.is_file():
+            return {}
+        with self._connection() as db:
+            known = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'holds'").fetchone()  # older bookkeeping has none
+            rows = db.execute("SELECT test_id, fingerprint, occurrence FROM holds").fetchall() if known else []
+        held: dict[Key, set[str]] = {}
+        for test, fingerprint, occurrence in rows:
+            held.setdefault((fingerprint, occurrence), set()).add(test)
+        return held
+
     def usage(self) -> dict[Key, tuple[str, int]]:
         """For each recording some run used: the last such run and the replays counted so far."""
         if not self.path.is_file():
@@ -103,6 +124,7 @@ class RunLedger:
             with self._connection(write=True) as db:
                 db.executemany("DELETE FROM usage WHERE fingerprint = ? AND occurrence = ?", keys)
                 db.executemany("DELETE FROM pass_uses WHERE fingerprint = ? AND occurrence = ?", keys)
+                db.executemany("DELETE FROM holds WHERE fingerprint = ? AND occurrence = ?", keys)
 
     def _connection(self, write: bool = False) -> "_Opened":
         return _Opened(self.path, write)
