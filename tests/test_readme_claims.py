@@ -11,8 +11,11 @@ import shlex
 from importlib.metadata import requires
 from pathlib import Path
 
-import openai  # noqa: F401  imported here once: the inner sessions' tests import it, and pytester drops what they imported first
+# imported here once: pytester's in-process sessions drop what they imported first (a yaml re-imported after one keeps
+# the first import's C loader, and fails to read what it wrote; openai would be imported again by every session)
+import openai  # noqa: F401
 import pytest
+import yaml
 
 import llm_replay
 from conftest import cassette_file, printed, write_ini
@@ -356,8 +359,6 @@ def test_an_imported_recording_whose_uri_was_redacted_gets_its_endpoint_from_its
     chat, completions, Responses and embeddings on https://api.openai.com, Anthropic messages on
     https://api.anthropic.com (tests/test_yaml_import.py checks a streamed chat with --redacted-host only)."""
     import json
-
-    import yaml
 
     from llm_replay.cli import main
     from llm_replay.stores.sqlite import SQLiteCache
