@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -192,16 +192,30 @@ def respelled(request: CanonicalRequest) -> CanonicalRequest:
     A float becomes an int only when it is integral, so two bodies respell alike exactly when their numbers are equal
     (Python compares int and float exactly); a bool is never a number here (``true`` is not ``1``).
     """
-    host = _plain_host(request.host)
-    body = request.body
-    if request.body_kind == "json":
-        try:
-            body = _plain_numbers(body)
-        except RecursionError:  # a body nested right at Python's limit: keep its spelling
-            pass
-    if host == request.host and body is request.body:
+    host = request.host
+    if not host.islower() or host.endswith(_PORT_ENDINGS):  # a host written plainly is the common case
+        host = _plain_host(host)
+    body, text = request.body, request.to_json()
+    try:
+        if request.body_kind == "json" and (".0" in text or "e+" in text):
+            # How Python writes an integral float: "100.0", "-0.0", past 1e16 "1e+16" (two substring searches: a
+            # regex costs as much as the dump). Read again by the C scanner, each float turned int where integral.
+            body = _PLAIN_NUMBERS.decode(text)["body"]
+        if host == request.host and body is request.body:
+            return request
+        plain = CanonicalRequest._made(request.method, host, request.path, request.query, body, request.body_kind)
+    except RecursionError:  # a body nested right at Python's limit: keep its spelling
         return request
-    return replace(request, host=host, body=body)
+    return request if plain.to_json() == text else plain  # "1.0" was in a string only
+
+
+def _plain_float(text: str) -> float | int:
+    """A JSON float, as the equal int when it is integral (exact: ``int`` of a float never rounds)."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+_PLAIN_NUMBERS = json.JSONDecoder(parse_float=_plain_float)
 
 
 def _plain_host(host: str) -> str:
@@ -216,20 +230,7 @@ def _plain_host(host: str) -> str:
 
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
-
-
-def _plain_numbers(value: Any) -> Any:
-    """``value`` with each integral float as the equal int; the very object when there is none (no copy on the way)."""
-    kind = type(value)
-    if kind is float:
-        return int(value) if value.is_integer() else value
-    if kind is dict:
-        plain = {key: _plain_numbers(item) for key, item in value.items()}
-        return plain if any(plain[key] is not item for key, item in value.items()) else value
-    if kind is list:
-        items = [_plain_numbers(item) for item in value]
-        return items if any(new is not old for new, old in zip(items, value)) else value
-    return value
+_PORT_ENDINGS = tuple(_DEFAULT_PORTS.values())
 
 
 def _finish(method: str, host: str, path: str, query: tuple[tuple[str, str], ...], body: bytes | str | None, content_type: str) -> CanonicalRequest:
