@@ -1,6 +1,6 @@
 """Promises README.md and the docs pages make to a new user that no other test pinned: each test here fails if the
-promise it names stops holding (the list, with the tests that pin the rest: /tmp/h/claims.md in the audit that wrote
-this file). The sessions run in this process (pytester's in-process runs) to keep the file fast."""
+promise it names (in its docstring) stops holding; the other promises are pinned in the test file of their area.
+The sessions run in this process (pytester's in-process runs) to keep the file fast."""
 
 from __future__ import annotations
 
