@@ -204,3 +204,27 @@ def test_a_refresh_replaces_a_recorded_error_with_the_answer_and_back(llm_pytest
     assert printed(llm_pytester.runpytest("-s", "--llm-mode=refresh"), "ANSWER") == ["refused 400"]
     server.stop()
     assert printed(llm_pytester.runpytest("-s", "--llm-mode=replay"), "ANSWER") == ["refused 400"]
+
+
+def test_a_drop_in_cache_sharing_the_file_leaves_a_recorded_error_alone(llm_pytester, server, env):
+    """The app's own ``SQLiteCache`` on the suite's cassette file: an error a test recorded is a miss to it, and the
+    answer the model then gives is not written over that test's recording (kept in memory instead)."""
+    from langchain_core.globals import set_llm_cache
+    from langchain_openai import ChatOpenAI
+
+    from llm_replay.langchain import SQLiteCache
+
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=FALLBACK.format(base_url=server.base_url))
+    server.fail_next(400)
+    assert printed(llm_pytester.runpytest("-s", "--llm-mode=record"), "ANSWER") == ["refused 400"]
+
+    cache = SQLiteCache(database_path=cassette_file(llm_pytester))
+    set_llm_cache(cache)
+    answers = [ChatOpenAI(model="gpt-4o-mini", base_url=server.base_url, max_retries=0).invoke("hi").content for _ in range(2)]
+    cache.close()
+    assert answers[0] == answers[1] and answers[0].endswith(" #2") and len(server.requests) == 2, "the repeat from the cache"
+
+    server.stop()
+    env.setenv("CI", "true")
+    assert printed(llm_pytester.runpytest("-s"), "ANSWER") == ["refused 400"]

@@ -129,8 +129,14 @@ class _StandaloneCache(_CassetteBackedCache):
         return hit
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Store the generations; the next hit returns them as parsed back from the cassette."""
-        self.cassette.put(Interaction.of(self._stored_request(prompt, llm_string), serialized(return_val), recorded_at=utc_stamp()))
+        """Store the generations; the next hit returns them as parsed back from the cassette. Over an error answer a
+        pytest run recorded in the same file they are kept in memory only: that test replays its error."""
+        request = self._stored_request(prompt, llm_string)
+        found = self.cassette.get(request.fingerprint)
+        if found is not None and found.response.status >= 400:
+            self._hits[prompt, llm_string] = list(return_val)
+            return
+        self.cassette.put(Interaction.of(request, serialized(return_val), recorded_at=utc_stamp()))
         self._hits.pop((prompt, llm_string), None)
 
     def _stored_request(self, prompt: str, llm_string: str) -> CanonicalRequest:
