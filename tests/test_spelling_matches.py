@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 
+import openai
 import pytest
 import yaml
 from conftest import cassette_file, printed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import llm_replay
 from llm_replay.cli import main
 from llm_replay.engine.matching import MatchRules, RekeyIndex
 from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, respelled
@@ -295,3 +297,19 @@ def test_two_bodies_respell_alike_exactly_when_their_values_are_equal(first, oth
     second = data.draw(st.sampled_from([other, _variant(first, data)]))
     alike = respelled(_chat(body=first)).fingerprint == respelled(_chat(body=second)).fingerprint
     assert alike == _json_equal(first, second)
+
+
+def test_use_cassette_replays_a_respelled_request_outside_pytest(server, env, tmp_path):
+    """A script's ``use_cassette`` block finds the recording again as a test's ``llm_cache`` does."""
+    cassette = tmp_path / "script.sqlite3"
+
+    def ask(mode: str, temperature: float) -> str:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+        with llm_replay.use_cassette(cassette, mode=mode):
+            answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], temperature=temperature)
+        return answer.choices[0].message.content
+
+    recorded = ask("record", 1)
+    assert ask("replay", 1.0) == recorded
+    with pytest.raises(llm_replay.CassetteMiss, match=r"~ body.temperature: 1 -> 1.5"):
+        ask("replay", 1.5)

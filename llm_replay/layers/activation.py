@@ -146,7 +146,7 @@ def use_cassette(
     (docs/verify-and-age.md). Each thread or asyncio task may activate its own cassette.
     """
     from ..engine.adoption import AdoptionIndex, AdoptRules
-    from ..engine.matching import MatchRules, ignore_paths
+    from ..engine.matching import MatchRules, RekeyIndex, ignore_paths
     from ..engine.recorder import Recorder
     from ..engine.settings import CacheSettings
     from ..stores.memory import InMemoryCache
@@ -163,6 +163,7 @@ def use_cassette(
             chosen,
             repeats=repeats,
             rules=rules,
+            rekey=RekeyIndex(rules) if path is not None else None,  # a stored cassette: found again as in pytest
             adoption=AdoptionIndex(AdoptRules(rules)),
             record_hint=lambda: hint,
             max_age=options.max_age,
