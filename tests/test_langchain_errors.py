@@ -228,3 +228,53 @@ def test_a_drop_in_cache_sharing_the_file_leaves_a_recorded_error_alone(llm_pyte
     server.stop()
     env.setenv("CI", "true")
     assert printed(llm_pytester.runpytest("-s"), "ANSWER") == ["refused 400"]
+
+
+BATCH = '''
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="langchain")
+def test_batch(llm_cache):
+    prompts = ["First of four", "Second of four", "Third of four", "Fourth of four"]
+    chat = ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0)
+    results = chat.batch(prompts, config={{"max_concurrency": 4}}, return_exceptions=True)
+    for prompt, result in zip(prompts, results):
+        print("RESULT", prompt, "->", getattr(result, "status_code", None) or result.content)
+'''
+
+
+def test_a_batch_whose_calls_partly_fail_replays_each_outcome(llm_pytester, server, env):
+    """Four threads at once, two answered 400 (whichever came first): each prompt replays its own outcome offline."""
+    server.fail_next(400, times=2)
+    recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, BATCH, passed=1)
+    outcomes = printed(recorded, "RESULT")
+    assert sum(outcome.endswith("-> 400") for outcome in outcomes) == 2 and len(server.requests) == 4, outcomes
+    assert printed(replayed, "RESULT") == outcomes
+
+
+RETRIED = '''
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="langchain", repeats="sequence")
+def test_retried_by_the_app(llm_cache):
+    chat = ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0)
+    for attempt in range(3):
+        try:
+            print("ANSWER", attempt, chat.invoke("Try me").content)
+            break
+        except openai.BadRequestError as error:
+            print("ANSWER", attempt, "refused", error.status_code)
+'''
+
+
+def test_an_app_retry_after_a_recorded_error_replays_in_order(llm_pytester, server, env):
+    """``repeats="sequence"``: the refused first attempt keeps its own place (0), the answer of the retry the next (1)."""
+    server.fail_next(400)
+    recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, RETRIED, passed=1)
+    assert printed(recorded, "ANSWER")[0] == "0 refused 400" and printed(recorded, "ANSWER")[1].startswith("1 echo")
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
