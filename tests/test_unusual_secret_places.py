@@ -112,3 +112,67 @@ def test_a_key_in_a_file_sent_as_base64_in_json_fails_the_audit_and_scrub_remove
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert _send_file(server, data) == live, "keyed as recorded: the same file still replays"
     assert replaying.replayed == 1
+
+
+AWS_SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYq7Wm3Nd9Kc2V"  # fake
+AWS_TOKEN = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQDq7Wm3Nd9Kc2Vb5Xz8Lp1Rt6Gf0Js4Ya7EoIu3Pk2Mn5Bv9Cx1Zq4Wr6Et8Ty0Ua2Sd4Fg6Hj8Kl0Zx2Cv4Bn6M=="  # fake
+_STS = (f"<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials><AccessKeyId>ASIAQ7EXAMPLE3KDHX2R</AccessKeyId>"
+        f"<SecretAccessKey>{AWS_SECRET}</SecretAccessKey><SessionToken>{AWS_TOKEN}</SessionToken><Expiration>2026-12-07T22:00:00Z</Expiration>"
+        "</Credentials></AssumeRoleResult></AssumeRoleResponse>").encode()
+_SSO = json.dumps({"roleCredentials": {"accessKeyId": "ASIAQ7EXAMPLE3KDHX2R", "secretAccessKey": AWS_SECRET, "sessionToken": AWS_TOKEN, "expiration": 1765148400000}}).encode()
+# Where botocore fetches temporary credentials when a profile assumes a role or signs in with SSO: recorded like any call
+CREDENTIALS = {
+    "sts AssumeRole (XML)": ("https://sts.amazonaws.com/", "sts", "AssumeRole", {"content-type": ["text/xml"]}, _STS),
+    "sso GetRoleCredentials (JSON)": ("https://portal.sso.us-east-1.amazonaws.com/federation/credentials?role_name=dev&account_id=1", "sso", "GetRoleCredentials",
+                                      {"content-type": ["application/json"]}, _SSO),
+}
+
+
+def _botocore_parsed(service: str, operation: str, body: bytes) -> dict[str, str]:
+    """The temporary credentials as botocore's own parser for the operation reads them from ``body``."""
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    model = botocore.session.get_session().get_service_model(service)
+    parsed = create_parser(model.metadata["protocol"]).parse({"body": body, "headers": {}, "status_code": 200}, model.operation_model(operation).output_shape)
+    credentials = parsed.get("Credentials") or parsed["roleCredentials"]
+    return {name[0].lower() + name[1:]: value for name, value in credentials.items() if isinstance(value, str)}
+
+
+@pytest.mark.parametrize("case", CREDENTIALS)
+def test_aws_temporary_credentials_a_credential_endpoint_answers_are_stored_scrubbed_and_still_parse(case):
+    url, service, operation, headers, body = CREDENTIALS[case]
+    assert _botocore_parsed(service, operation, body)["secretAccessKey"] == AWS_SECRET
+    request = canonicalize("POST" if service == "sts" else "GET", url, b"Action=AssumeRole" if service == "sts" else b"", "application/x-www-form-urlencoded")
+    stored = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(200, "OK", headers, body))).response.body
+    assert AWS_SECRET.encode() not in stored and AWS_TOKEN.encode() not in stored
+    credentials = _botocore_parsed(service, operation, stored)
+    assert (credentials["secretAccessKey"], credentials["sessionToken"], credentials["accessKeyId"]) == ("<scrubbed>", "<scrubbed>", "ASIAQ7EXAMPLE3KDHX2R")
+
+
+@pytest.mark.parametrize("case", CREDENTIALS)
+def test_aws_temporary_credentials_in_an_older_cassette_fail_the_audit_and_scrub_leaves_a_body_botocore_parses(case, tmp_path, capsys):
+    url, service, operation, headers, body = CREDENTIALS[case]
+    path = tmp_path / "c.sqlite3"
+    cassette = SQLiteCache(path)
+    cassette.put(Interaction.of(canonicalize("GET", url, b"", ""), RecordedResponse(200, "OK", headers, b"{}")))
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET body = ?", (body.decode(),))  # as an older version stored it
+    capsys.readouterr()
+    assert main(["audit", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "AWS secret access key" in out and "AWS session token" in out, out
+    assert main(["scrub", str(path)]) == 0
+    (stored,) = SQLiteCache(path, readonly=True).interactions()
+    credentials = _botocore_parsed(service, operation, stored.response.body)
+    assert AWS_SECRET not in credentials.values() and AWS_TOKEN not in credentials.values() and credentials["accessKeyId"] == "ASIAQ7EXAMPLE3KDHX2R"
+
+
+def test_each_form_of_a_named_aws_secret_key_is_found_wherever_the_others_stand():
+    """A shape with several anchors: one anchor's match further on hid the other anchor's earlier occurrences."""
+    from llm_replay.cli.secret_shapes import secret_shapes
+
+    other = "Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4K"
+    text = f'{{"secretAccessKey": "{AWS_SECRET}"}} and later aws_secret_access_key = {other}'
+    assert {value for kind, value in secret_shapes(text) if kind == "AWS secret access key"} == {AWS_SECRET, other}

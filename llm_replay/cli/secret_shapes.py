@@ -45,14 +45,15 @@ class Shape:
 
     def values(self, text: str, lowered: str, raw: bool) -> Iterator[str]:
         """Each key of this shape in ``text`` (``raw``: bytes read as text, where a key may touch what precedes it)."""
-        pattern, haystack, end = (self.raw_pattern if raw else self.pattern), (lowered if self.fold else text), -1
+        pattern, haystack = (self.raw_pattern if raw else self.pattern), (lowered if self.fold else text)
         for anchor in self.anchors:
+            end = -1  # an occurrence inside this anchor's last match is part of it; another anchor's may come before it
             start = haystack.find(anchor)
             while start >= 0:
                 match = pattern.match(text, max(start - self.back, 0)) if start - self.back > end else None
                 if match:
                     end = match.end()
-                    yield match.group(0)
+                    yield match.group("value") if "value" in pattern.groupindex else match.group(0)
                 start = haystack.find(anchor, start + 1)
 
 
@@ -71,7 +72,9 @@ OWN_SHAPES: tuple[Shape, ...] = (
     Shape("Hugging Face token", r"hf_[A-Za-z]{34}", ("hf_",), loose=r"hf_[A-Za-z0-9]{30,}"),
     Shape("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}", ("AKIA", "ASIA")),
     Shape("AWS session token", r"(?:FwoGZXIvYXdzE|IQoJb3JpZ2lu)[A-Za-z0-9/+=]{40,}", ("FwoGZXIvYXdzE", "IQoJb3JpZ2lu")),
-    Shape("AWS secret access key", r"(?i:aws_?secret_?access_?key)[\"'\s:=]+[A-Za-z0-9/+]{40}(?![/+])", ("aws",), fold=True),
+    # named (aws_secret_access_key = …, STS's <SecretAccessKey>, SSO's "secretAccessKey"): the value alone is the key
+    Shape("AWS secret access key", r"(?i:(?:aws_?)?secret_?access_?key)[\"'\s:=>\\]+(?P<value>[A-Za-z0-9/+]{40})(?![/+])",
+          ("aws", "secretaccesskey", "secret_access_key"), fold=True),
     Shape("Azure AD client secret", r"[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}", ("Q~",), back=4),
     Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}|github_pat_[A-Za-z0-9_]{22,}",
           ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), loose=r"gh[pousr]_[A-Za-z0-9]{36,}"),

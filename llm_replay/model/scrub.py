@@ -61,6 +61,11 @@ class _NameRules:
         self.embedded_field = re.compile(
             rf'(?i)(\\"(?:{_FIELD_NAMES})\\"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)\\"(?:[^"\\]|\\[^"\\]|\\\\(?:\\["\\]|[^"\\]))*\\"'
         )
+        # AWS temporary credentials as the endpoints botocore fetches them from answer (STS's XML, SSO's camelCase JSON):
+        # answers only, never sent back in a body (they sign requests), so requests need no such rule
+        aws = r"secret[-_]?access[-_]?key|session[-_]?token"
+        self.aws_json_bytes = re.compile(rf'(?i)("(?:{aws})"\s*:\s*)"(?:[^"\\]|\\.)*"'.encode())
+        self.aws_xml_bytes = re.compile(rf"(?i)(<(?:{aws})>)[^<]*".encode())
         self.form_field = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
         self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
         self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
@@ -267,6 +272,8 @@ class Scrubber:
             body = self.data(body, secrets)
             if rules.hint_bytes.search(body):
                 body = self._named(body, headers, rules)
+            if b"ccessKey" in body or b"essionToken" in body:  # SecretAccessKey, sessionToken…: AWS credentials
+                body = _without_aws_credentials(body, rules)
         if body is not response.body and body != response.body:  # a placeholder is not as long as what it stands for
             headers = {name: [str(len(body))] if name.lower() == "content-length" else values for name, values in headers.items()}
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
@@ -388,6 +395,13 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
+    """An answer with AWS temporary credentials' secret parts replaced: in JSON, and in XML as an escaped placeholder
+    (``&lt;scrubbed&gt;``, which botocore reads as ``<scrubbed>``); the access key id, no secret alone, is kept."""
+    body = rules.aws_json_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
+    return rules.aws_xml_bytes.sub(rb"\1&lt;" + PATTERN_PLACEHOLDER[1:-1].encode() + b"&gt;", body)
 
 
 def _named_spans(text: str) -> list[tuple[int, int, str]]:
