@@ -120,7 +120,7 @@ PORT = {port}
 KEY = "{api_key}"
 
 
-def ask(prompt, host, via):
+def ask(host, via, prompt):
     """A chat call through the openai SDK (httpx, which writes the host in lower case) or urllib (http.client, which
     keeps it as given)."""
     if via == "sdk":
@@ -135,30 +135,46 @@ def ask(prompt, host, via):
 
 
 def test_upper(llm_cache):
-    print("ANSWER upper", ask("Upper", *{upper}))
+    print("ANSWER upper", ask(*{upper}))
 
 
 def test_lower(llm_cache):
-    print("ANSWER lower", ask("Lower", *{lower}))
+    print("ANSWER lower", ask(*{lower}))
 '''
 
 
-def _hosts_app(pytester: pytest.Pytester, server, upper: tuple[str, str], lower: tuple[str, str]) -> None:
+def _hosts_app(pytester: pytest.Pytester, server, upper: tuple[str, str, str], lower: tuple[str, str, str]) -> None:
     port = server.base_url.split(":")[2].split("/")[0]
     pytester.makepyfile(test_hosts=HOSTS_APP.format(port=port, api_key=server.api_key, upper=upper, lower=lower))
 
 
 def test_a_host_spelled_in_another_case_replays_its_recording(llm_pytester, server, env):
     """urllib keeps ``LocalHost`` as written, the SDKs send ``localhost``: one host (DNS names have no case)."""
-    _hosts_app(llm_pytester, server, upper=("LocalHost", "urllib"), lower=("localhost", "sdk"))
+    _hosts_app(llm_pytester, server, upper=("LocalHost", "urllib", "Upper"), lower=("localhost", "sdk", "Lower"))
     recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
     recorded.assert_outcomes(passed=2)
 
     server.stop()
-    _hosts_app(llm_pytester, server, upper=("localhost", "sdk"), lower=("LOCALHOST", "urllib"))
+    _hosts_app(llm_pytester, server, upper=("localhost", "sdk", "Upper"), lower=("LOCALHOST", "urllib", "Lower"))
     replayed = llm_pytester.runpytest("-s", "--llm-mode=replay")
     replayed.assert_outcomes(passed=2)
     assert _answers(replayed) == _answers(recorded) and len(_answers(recorded)) == 2
+
+
+def test_a_miss_names_what_differs_not_how_the_host_is_spelled(llm_pytester, server, env):
+    """The closest recording is the one on the same host in another case, and the diff shows the prompt only."""
+    _hosts_app(llm_pytester, server, upper=("LocalHost", "urllib", "Capital of France?"), lower=("localhost", "sdk", "Colour of the sky?"))
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+
+    _hosts_app(llm_pytester, server, upper=("localhost", "sdk", "Capital of Spain?"), lower=("localhost", "sdk", "Colour of the sky?"))
+    missed = llm_pytester.runpytest("--llm-mode=replay")
+    missed.assert_outcomes(passed=1, failed=1)
+    missed.stdout.fnmatch_lines([
+        "*closest recording: POST http://LocalHost:*/v1/chat/completions, recorded * by test_hosts.py::test_upper*",
+        '*~ body.messages[[]0].content: "Capital of France?" -> "Capital of Spain?"',
+        "*to record it:*",
+    ])
+    missed.stdout.no_fnmatch_line("*~ host:*")
 
 
 IMPORTED_APP = '''

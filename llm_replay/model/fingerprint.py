@@ -396,14 +396,20 @@ class FieldDifference(NamedTuple):  # a value record as a NamedTuple: a frozen d
 
 
 def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list[FieldDifference]:
-    """Every leaf field that differs, by path (``messages[1].content``), in a stable order."""
+    """Every leaf field that differs, by path (``messages[1].content``), in a stable order; not a host that differs
+    only in spelling (case, a default port), which replays as the same host (``respelled``)."""
     old = dict(field_paths(recorded.as_dict()))
     new = dict(field_paths(requested.as_dict()))
     return [
         FieldDifference(path, old.get(path, _MISSING), new.get(path, _MISSING))
         for path in sorted(old.keys() | new.keys())
-        if not _same(old.get(path, _MISSING), new.get(path, _MISSING))
+        if not _same(old.get(path, _MISSING), new.get(path, _MISSING)) and not (path == "host" and _same_host(recorded.host, requested.host))
     ]
+
+
+def _same_host(recorded: str, requested: str) -> bool:
+    """One host in two spellings: ``https://API.example.com:443`` and ``https://api.example.com``."""
+    return _plain_host(recorded) == _plain_host(requested)
 
 
 def _same(recorded: Any, requested: Any) -> bool:
@@ -419,7 +425,7 @@ def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:
     a changed text by how much of it changed (so a prompt with one word edited is closest)."""
     from difflib import SequenceMatcher  # only a miss asks: difflib's import is a third of the plugin's start-up
 
-    endpoint = (recorded.method, recorded.host, recorded.path) != (requested.method, requested.host, requested.path)
+    endpoint = (recorded.method, recorded.path) != (requested.method, requested.path) or not _same_host(recorded.host, requested.host)
     total = 1000.0 if endpoint else 0.0
     for difference in differences(recorded, requested):
         if isinstance(difference.recorded, str) and isinstance(difference.requested, str):
