@@ -91,3 +91,12 @@ def test_prompt_reads_chat_responses_and_completions() -> None:
 def test_a_nan_in_a_body_equals_itself() -> None:
     request = canonicalize("POST", URL, b"[NaN, 1]", "application/json")
     assert differences(request, request) == [] and distance(request, request) == 0
+
+
+def test_repeated_query_parameters_are_one_key_in_any_order() -> None:
+    """As recorded keys have it: a stored request holds its query sorted, so no cassette keeps the order a
+    repeated parameter had, and keying by it would strand those recordings (docs/deterministic-replay.md)."""
+    first = canonicalize("GET", "https://g.test/v1/files?order=2&order=1&b=0", None)
+    second = canonicalize("GET", "https://g.test/v1/files?b=0&order=1&order=2", None)
+    assert first.fingerprint == second.fingerprint
+    assert first.query == (("b", "0"), ("order", "1"), ("order", "2"))
