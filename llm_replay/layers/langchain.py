@@ -192,7 +192,7 @@ class RecorderCache(_CassetteBackedCache):
         self.recorder = recorder
         self.strict = strict
         # each miss's key, oldest first per prompt and settings: concurrent repeats (batch, gather) took their own
-        self._pending: dict[tuple[str, str], list[tuple[CanonicalRequest, Key]]] = {}
+        self._pending: dict[tuple[str, str], list[_ModelCall]] = {}
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """A recorded entry, None to call the model, or (strict ``replay``) CassetteMiss with a diff."""
@@ -235,7 +235,7 @@ class RecorderCache(_CassetteBackedCache):
         """Record an error answer about the request (a 400, a refused key) as the call's entry, as the HTTP layer records
         it, so that a replay gives the app the same error; a rate limit or a server error leaves the call waiting (the
         SDK retries it, and only its answer is kept)."""
-        if response.status in _NEVER_RECORDED or response.status >= 500 or self.recorder.mode.fails_on_miss:
+        if response.status in _NEVER_RECORDED or response.status >= 500:  # as Recorder.record: never kept
             return
         try:
             self._pending[call.asked].remove(call)
