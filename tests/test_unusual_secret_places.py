@@ -176,3 +176,24 @@ def test_each_form_of_a_named_aws_secret_key_is_found_wherever_the_others_stand(
     other = "Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4K"
     text = f'{{"secretAccessKey": "{AWS_SECRET}"}} and later aws_secret_access_key = {other}'
     assert {value for kind, value in secret_shapes(text) if kind == "AWS secret access key"} == {AWS_SECRET, other}
+
+
+_SAS = "sv=2021-08-06&sr=b&rscd=inline&rsct=image/png&skoid=6aaadede&sktid=a48cca56&se=2026-12-07T23%3A00%3A00Z&sp=r&sig=" + "Hx7%2Bq9KzP2mWv4LbN8RtY3cJ6dFgA1sE5uO0iQwXyZk%3D"
+_IMAGE_URL = f"https://oaidalleapiprodscus.blob.core.windows.net/private/org-1/user-1/img-abc.png?st=2026-12-07T21%3A00%3A00Z&{_SAS}"
+_PRESIGNED = ("https://bucket.s3.amazonaws.com/out/result.json?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAQ7XK2M9P3KDHX2RZ%2F20261207%2Fus-east-1%2Fs3%2Faws4_request"
+              f"&X-Amz-Date=20261207T210000Z&X-Amz-Expires=3600&X-Amz-Security-Token={AWS_TOKEN}&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "9f3c" * 16)
+
+
+@pytest.mark.parametrize("url", [_IMAGE_URL, _PRESIGNED], ids=["Azure SAS (an image URL DALL-E answers)", "S3 presigned"])
+def test_a_signed_url_in_an_answer_is_stored_without_its_credentials_and_fetching_it_still_replays(url):
+    """The URL's credential parameters, which a request's query never keeps, are kept out of the answer's body and its
+    Location header too; the URL still names the same resource, so a fetch of it (keyed without them) replays."""
+    body = json.dumps({"created": 1765141200, "data": [{"url": url, "revised_prompt": "a cat"}]}).encode()
+    request = canonicalize("POST", "https://api.openai.com/v1/images/generations", b'{"prompt": "a cat"}', "application/json")
+    stored = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(201, "Created", {"location": [url]}, body))).response
+    for secret in ("Hx7%2Bq9KzP2mWv4LbN8RtY3cJ6dFgA1sE5uO0iQwXyZk%3D", AWS_TOKEN, "ASIAQ7XK2M9P3KDHX2RZ", "9f3c" * 16):
+        assert secret.encode() not in stored.body and secret not in stored.headers["location"][0], secret
+    (scrubbed_url,) = [item["url"] for item in json.loads(stored.body)["data"]]
+    assert stored.headers["location"] == [scrubbed_url]
+    assert canonicalize("GET", scrubbed_url, b"", "").fingerprint == canonicalize("GET", url, b"", "").fingerprint
+    assert "sp=r" in scrubbed_url or "X-Amz-Expires=3600" in scrubbed_url, "the other parameters stay"

@@ -37,6 +37,8 @@ PATTERN_PLACEHOLDER = "<scrubbed>"
 _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
 # The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
 _FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
+# The query parameters of a signed URL that carry its credentials (Azure SAS, AWS SigV4 and GCS V4 presigning).
+_SIGNED_URL_PARAMS = ("sig", "signature", "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature")
 # The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
 # a comment), Gemini's JSON array of chunks, or blank before one. Any other answer (a JSON object, text, audio) is told
 # from a stream by it and never loads streamed_text.py.
@@ -61,6 +63,12 @@ class _NameRules:
         self.embedded_field = re.compile(
             rf'(?i)(\\"(?:{_FIELD_NAMES})\\"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)\\"(?:[^"\\]|\\[^"\\]|\\\\(?:\\["\\]|[^"\\]))*\\"'
         )
+        # a signed URL's credentials in an answer (an image URL's Azure SAS signature, an S3 or GCS presigned URL's), which
+        # a request's query never keeps; not ``key=``, ``code=``…, which a model's own text writes in example URLs. The value
+        # ends where the parameter does (also at an escaped quote or ``\u0026`` in JSON)
+        names = "|".join(map(re.escape, _SIGNED_URL_PARAMS))
+        self.url_query = re.compile(rf"(?i)((?:[?&]|\\u0026)(?:{names})=)[^&#\"'\s<>\\]+")
+        self.url_query_bytes = re.compile(self.url_query.pattern.encode(), re.IGNORECASE)
         # AWS temporary credentials as the endpoints botocore fetches them from answer (STS's XML, SSO's camelCase JSON):
         # answers only, never sent back in a body (they sign requests), so requests need no such rule
         aws = r"secret[-_]?access[-_]?key|session[-_]?token"
@@ -261,7 +269,7 @@ class Scrubber:
         secrets = self.env_secrets()
         rules = name_rules()
         headers = {
-            self.text(name, secrets): [rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)) for value in values]
+            self.text(name, secrets): [_url_credentials(rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)), rules) for value in values]
             for name, values in response.headers.items()
             if not is_secret_header(name)
         }
@@ -274,6 +282,8 @@ class Scrubber:
                 body = self._named(body, headers, rules)
             if b"ccessKey" in body or b"essionToken" in body:  # SecretAccessKey, sessionToken…: AWS credentials
                 body = _without_aws_credentials(body, rules)
+            if b"://" in body and b"=" in body:  # a URL with a query (a signed image URL)
+                body = rules.url_query_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
         if body is not response.body and body != response.body:  # a placeholder is not as long as what it stands for
             headers = {name: [str(len(body))] if name.lower() == "content-length" else values for name, values in headers.items()}
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
@@ -395,6 +405,11 @@ class Scrubber:
         if isinstance(value, dict):
             return {self.text(key, secrets) if isinstance(key, str) else key: self._value(item, secrets) for key, item in value.items()}
         return value
+
+
+def _url_credentials(value: str, rules: _NameRules) -> str:
+    """A response header's value (``Location``) with a URL's credential query parameters replaced."""
+    return rules.url_query.sub(rf"\1{PATTERN_PLACEHOLDER}", value) if "://" in value and "=" in value else value
 
 
 def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
