@@ -271,7 +271,8 @@ def test_the_owned_sets_follow_every_write_and_a_stale_one_costs_only_a_lookup(r
         b = replace(_interaction("b"), tests=("t.py::two",))
         store.put(a)
         store.put(b)
-        store.put(replace(a, tests=("t.py::three",)))  # overwritten with other owners: one and two no longer own it
+        store.put(replace(a, tests=("t.py::three",)))  # overwritten by another test: it owns it too
+        store.change_owners({a.key: OwnerChange(removed=("t.py::one", "t.py::two"))})  # a refresh's settling: they no longer do
         store.change_owners({b.key: OwnerChange(added=("t.py::four",), removed=("t.py::two",))})
         assert _owned_sets(redis_server, prefix) == _owners_reversed(store) == {"t.py::three": {"%s:0" % a.fingerprint}, "t.py::four": {"%s:0" % b.fingerprint}}
         store.delete([a.key])

@@ -319,8 +319,9 @@ class Recorder:
             self._not_kept(key)
             return
         fingerprint, occurrence = key
-        # A re-recording keeps the other tests that own the answer: refresh replaces this test's share, not theirs.
-        replaced, earlier_owners = self._replaced(key) if self.mode is Mode.REFRESH else (None, ())
+        # A re-recording (a refresh, an expired answer) keeps the other tests that own the answer: it replaces this
+        # test's share, not theirs, which a later prune relies on. Read on the record path only: a miss is cheap to ask.
+        replaced, earlier_owners = self._replaced(key)
         if replaced is not None and response.status in _KEY_REFUSED and replaced.response.status < 400:
             with self._lock:  # the key was refused (expired, another account's): no reason to lose the answer
                 self.unrecorded += 1

@@ -60,11 +60,12 @@ local function disown(member)
     redis.call('DEL', owners)
 end
 """
-# A recording replaces whatever was under its key, fields and owners together, atomically (a script runs whole).
+# A recording replaces whatever answer was under its key, atomically (a script runs whole), and adds its owning tests
+# to those it had: two machines that both missed and recorded the same request both own it (the later answer stays),
+# or one's later partial prune would free what the other still asks. Owners leave only through change_owners.
 # ARGV: prefix, "fp:occ", how many field/value pairs, the pairs, then the owning test ids.
 _PUT = _OWNED + """
 local member, fields = ARGV[2], tonumber(ARGV[3])
-disown(member)
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * fields))
 for i = 4 + 2 * fields, #ARGV do
@@ -337,7 +338,8 @@ class RedisCache:
         self._ahead, self._ahead_clocks = ahead, clocks
 
     def put(self, interaction: Interaction) -> None:
-        """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none."""
+        """Store or overwrite an interaction, scrubbed of credentials, atomically: readers see all of it or none. Its
+        tests are added to the owners the key had (another machine's write may have landed since this one missed)."""
         self._writable()
         interaction = self.scrubber.interaction(interaction)
         fingerprint, occurrence = interaction.key
