@@ -209,6 +209,34 @@ def test_an_imported_recording_with_a_default_port_and_a_capital_host_replays(ll
     replayed.stdout.fnmatch_lines(['*~ host: "https://API.Example.test:443" -> "https://api.example.test:8443"'], consecutive=False)
 
 
+UPGRADED_APP = '''
+import openai
+
+
+def test_summary(llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", default_query={query!r}, max_retries=0)
+    answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "Summarise"}}], temperature={temperature!r})
+    print("ANSWER", answer.choices[0].message.content)
+'''
+
+
+def test_adopt_takes_an_upgrade_that_moved_the_url_and_respelled_a_number(llm_pytester, server, env):
+    """An SDK upgrade that drops ``?beta=true`` and sends ``temperature: 0.0`` for ``0`` asks the same question."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_summary=UPGRADED_APP.format(base_url=server.base_url, query={"beta": "true"}, temperature=0))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+
+    llm_pytester.makepyfile(test_summary=UPGRADED_APP.format(base_url=server.base_url, query={}, temperature=0.0))
+    missed = llm_pytester.runpytest("--llm-mode=replay")
+    missed.assert_outcomes(failed=1)
+    missed.stdout.fnmatch_lines(["*adopt:     1 recording has the same method, host and body; only the URL differs*"])
+    adopted = llm_pytester.runpytest("-s", "--llm-mode=adopt")
+    adopted.assert_outcomes(passed=1)
+    assert printed(adopted, "ANSWER") == printed(recorded, "ANSWER")
+    adopted.stdout.fnmatch_lines(["llm_replay: adopted 1 recording*", "*1 × POST *?beta=true → POST */v1/chat/completions"])
+
+
 # -- the second look-up alone ------------------------------------------------------------------------------------
 
 

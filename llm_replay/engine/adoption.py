@@ -12,7 +12,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Iterable
 
-from ..model.fingerprint import CanonicalRequest, differences
+from ..model.fingerprint import CanonicalRequest, differences, respelled
 from .matching import MatchRules
 
 if TYPE_CHECKING:
@@ -33,8 +33,9 @@ class AdoptRules:
         self._widened = MatchRules(rules.ignore + body_paths, rules.before_fingerprint)
 
     def shape(self, request: CanonicalRequest) -> str:
-        """The request's key without its URL path and query (and the allowed body paths)."""
-        return replace(self._widened.view(request), path="", query=()).fingerprint
+        """The request's key without its URL path and query (and the allowed body paths), in its plain spelling: an
+        upgrade that moves the URL may also write ``0`` as ``0.0``."""
+        return respelled(replace(self._widened.view(request), path="", query=())).fingerprint
 
     def candidates(self, request: CanonicalRequest, key: "Key", stored: Iterable[tuple["Key", CanonicalRequest]]) -> list["Key"]:
         """Stored keys at the same occurrence whose request has ``request``'s shape but another key."""
