@@ -197,3 +197,29 @@ def test_a_signed_url_in_an_answer_is_stored_without_its_credentials_and_fetchin
     assert stored.headers["location"] == [scrubbed_url]
     assert canonicalize("GET", scrubbed_url, b"", "").fingerprint == canonicalize("GET", url, b"", "").fingerprint
     assert "sp=r" in scrubbed_url or "X-Amz-Expires=3600" in scrubbed_url, "the other parameters stay"
+
+
+OPENAI_SHAPED = "sk-" + "proj-" + "Qm7vR2kLp9XwZ4tYb8Nc" + "T3BlbkFJ" + "u0iK7oP2lM9nB4vC6xZ8"  # fake, in OpenAI's shape
+
+
+def _rejected(fake, key: str) -> str:
+    client = openai.OpenAI(base_url=fake.base_url, api_key=key, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    return raised.value.message
+
+
+def test_an_error_answer_echoing_the_key_its_request_sent_is_stored_and_replayed_without_it(server, tmp_path, capsys):
+    """A key given in code (or read from a variable whose name says nothing secret) is in no scrubbed variable; a 401
+    that names the key it was given (as OpenAI-compatible gateways do) kept it whole in the cassette."""
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record") as recording:
+        assert OPENAI_SHAPED in _rejected(server, OPENAI_SHAPED), "the live answer named the key"
+    assert recording.recorded == 1, "a 401 is kept: the replay fails as the live call did"
+    assert OPENAI_SHAPED.encode() not in cassette.read_bytes()
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 0
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _rejected(server, OPENAI_SHAPED) == "Error code: 401 - Incorrect API key provided: <scrubbed:authorization header>."
+    assert replaying.replayed == 1

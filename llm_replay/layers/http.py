@@ -23,6 +23,7 @@ from ..engine.settings import Mode
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
+from ..model.scrub import sent_credentials
 from .placeholders import PLACEHOLDER_KEY
 
 _STATE = "_llm_replay_state"
@@ -115,7 +116,8 @@ class VcrCassetteAdapter:
         if pending.ignored:
             return
         latency = time.perf_counter() - pending.started
-        pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)  # type: ignore[union-attr]
+        with sent_credentials(vcr_request.headers):  # an answer that echoes the request's key is stored without it
+            pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)  # type: ignore[union-attr]
 
     def filter_request(self, vcr_request: Any) -> Any:
         """Every request is ours to record, except those to ignored hosts (None tells vcrpy to let them through)."""

@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote
@@ -101,6 +102,51 @@ def _might_name_a_secret(text: str) -> bool:
         return name_rules().hint.search(text) is not None
     words = text.lower().replace("-", "_")
     return any(map(words.__contains__, _FIELD_WORDS)) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
+
+
+# While a live answer is recorded: (value, placeholder name) of each credential its request sent (``sent_credentials``).
+_SENT: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("llm_replay_sent_credentials", default=())
+
+
+class sent_credentials:
+    """While a live answer is recorded, the credentials its request sent (an ``Authorization`` token or a Basic password,
+    ``x-api-key``, ``api-key``…) count as secrets of the answer: an error that names the key it was given (a 401 from an
+    OpenAI-compatible gateway) stores ``<scrubbed:authorization header>``, whatever variable (or none) held the key.
+    Request headers themselves are never stored. Used on the record path only: a replayed call never sends one."""
+
+    __slots__ = ("values", "_token")
+
+    def __init__(self, headers: Mapping[Any, Any]) -> None:
+        self.values = tuple(sorted(_header_credentials(headers), key=lambda item: -len(item[0])))
+
+    def __enter__(self) -> None:
+        self._token = _SENT.set(self.values) if self.values else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _SENT.reset(self._token)
+
+
+def _header_credentials(headers: Mapping[Any, Any]) -> Iterator[tuple[str, str]]:
+    """(value, placeholder name) of each credential in a request's headers: a bearer token, a Basic password, a key header's
+    value; not a SigV4 signature (it changes with every request, and no answer repeats it) nor cookies."""
+    for raw_name, raw_value in headers.items():
+        name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
+        value = raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        if not isinstance(value, str) or not is_secret_header(name) or "cookie" in name.lower():
+            continue
+        scheme, _, rest = value.strip().partition(" ")
+        if scheme.lower() in ("bearer", "token"):
+            value = rest.strip()
+        elif scheme.lower() == "basic":
+            try:
+                value = base64.b64decode(rest.strip(), validate=True).decode("utf-8").partition(":")[2]
+            except (binascii.Error, ValueError):
+                continue
+        elif scheme.startswith("AWS4-"):
+            continue
+        if len(value) >= MIN_SECRET_LENGTH:
+            yield value, f"{name.lower()} header"
 
 
 def env_placeholder(name: str) -> str:
@@ -265,8 +311,12 @@ class Scrubber:
 
     def response(self, response: RecordedResponse) -> RecordedResponse:
         """The response without cookies, account identifiers or headers named like credentials, and with no secret
-        value in header names and values, nor in the body (OAuth tokens in JSON or form fields, URL passwords)."""
+        value in header names and values, nor in the body (OAuth tokens in JSON or form fields, URL passwords), nor any
+        credential its request sent (``sent_credentials``)."""
         secrets = self.env_secrets()
+        sent = _SENT.get()
+        if sent:
+            secrets = sorted([*secrets, *sent], key=lambda item: -len(item[0]))
         rules = name_rules()
         headers = {
             self.text(name, secrets): [_url_credentials(rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)), rules) for value in values]
