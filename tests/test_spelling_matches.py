@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import llm_replay
 from llm_replay.cli import main
 from llm_replay.engine.matching import MatchRules, RekeyIndex
-from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, respelled
+from llm_replay.model.fingerprint import CanonicalRequest, canonicalize, differences, distance, respelled
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.stores.memory import InMemoryCache
 
@@ -292,6 +292,14 @@ def test_the_second_look_up_also_finds_what_other_rules_recorded():
 def test_the_second_look_up_finds_a_host_spelled_otherwise(recorded, asked, found):
     cassette = _store(_chat(url=recorded + "/v1/chat/completions"))
     assert (_found(cassette, _chat(url=asked + "/v1/chat/completions")) == "answer 0") is found
+
+
+def test_a_stored_request_without_a_host_text_does_not_break_the_second_look_up():
+    """A row edited by hand (``"host": null``) is read as it is: the first miss still builds the index."""
+    odd = CanonicalRequest(method="POST", host=None, path="/v1/chat/completions", body={"temperature": 1.0}, body_kind="json")  # type: ignore[arg-type]
+    cassette = _store(odd, _chat(temperature=1.0))
+    assert _found(cassette, _chat(temperature=1)) == "answer 1"
+    assert differences(odd, _chat()) and distance(odd, _chat()) >= 1000
 
 
 def _json_equal(first: object, second: object) -> bool:
