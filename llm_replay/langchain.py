@@ -5,9 +5,10 @@ The code lives in ``llm_replay.layers.langchain`` (the layer that catches LangCh
 
 from .layers.langchain import (
     InMemoryCache,
+    LangChainNotVerified,
     RecorderCache,
     SQLiteCache,
     installed_as_llm_cache,
 )
 
-__all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
+__all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "LangChainNotVerified", "installed_as_llm_cache"]

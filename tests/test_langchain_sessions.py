@@ -243,3 +243,32 @@ def test_langchain_layer_alone_records_and_replays_stream_and_astream_offline(ll
     assert printed(replayed, "STREAMED") == printed(recorded, "STREAMED")
     assert "Stream me a haiku" in printed(replayed, "STREAMED")[0]
     assert printed(replayed, "COUNTS") == ["3 0"] and len(server.requests) == 3
+
+
+VERIFIED = '''
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+@pytest.mark.llm_cache(layer="{layer}")
+def test_capital(llm_cache):
+    print("ANSWER", ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0).invoke("Capital of France?").content)
+'''
+
+
+@pytest.mark.parametrize("layer", ["langchain", "http,langchain"])
+def test_verify_says_that_langchain_hits_were_not_compared(llm_pytester, server, env, layer):
+    """``--llm-mode=verify`` promises a live comparison; a LangChain cache hit cannot have one (the cache cannot call the
+    model), so the run says so instead of passing as if the answers had been checked."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=VERIFIED.format(base_url=server.base_url, layer=layer))
+    recorded = llm_pytester.runpytest("-s", "--llm-mode=record")
+    recorded.assert_outcomes(passed=1)
+    verified = llm_pytester.runpytest("-s", "--llm-mode=verify")
+    verified.assert_outcomes(passed=1, warnings=1)
+    assert printed(verified, "ANSWER") == printed(recorded, "ANSWER"), "the test sees the recording"
+    verified.stdout.fnmatch_lines([
+        "*LangChainNotVerified: llm_replay verify: LangChain cache hits were replayed without a live comparison "
+        "(the LangChain layer cannot call the model itself); to verify these calls, run them with layer='http'*",
+    ])
+    assert "llm_replay drift" not in verified.stdout.str()

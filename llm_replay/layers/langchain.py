@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from typing import Any, Iterator, Sequence
@@ -22,6 +23,7 @@ from langchain_core.outputs import Generation
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request, without_credential_headers
 from ..engine.recorder import _NEVER_RECORDED, Recorder
+from ..engine.settings import Mode
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
@@ -29,7 +31,7 @@ from ..stores.base import Store
 from ..stores.memory import InMemoryCache as _MemoryStore
 from ..stores.sqlite import SQLiteCache as _SQLiteStore
 
-__all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "installed_as_llm_cache"]
+__all__ = ["InMemoryCache", "SQLiteCache", "RecorderCache", "LangChainNotVerified", "installed_as_llm_cache"]
 
 _JSON_HEADERS = {"content-type": ["application/json"]}
 
@@ -244,11 +246,47 @@ class RecorderCache(_CassetteBackedCache):
         self.recorder.record(call.request, call.key, response, latency_s)
         call.answer = Interaction.of(call.request, response, fingerprint=call.key[0], occurrence=call.key[1], recorded_at=utc_stamp())
 
-    def count_unanswered(self) -> None:
-        """Count the misses the model never answered (it raised, and the app went on) as live answers not kept, as the
-        HTTP layer counts a 5xx: a refresh with any is no complete one and takes none of the test's recordings."""
+    def ended(self) -> None:
+        """The test is over: count the misses the model never answered (it raised, and the app went on) as live answers
+        not kept, as the HTTP layer counts a 5xx: a refresh with any is no complete one and takes none of the test's
+        recordings."""
         self.recorder.unrecorded += sum(map(len, self._pending.values()))
         self._pending.clear()
+
+
+class LangChainNotVerified(UserWarning):
+    """``--llm-mode=verify`` replayed LangChain cache hits without the live comparison it promises."""
+
+    __module__ = "llm_replay.langchain"  # its public home
+
+
+class _VerifyingCache(RecorderCache):
+    """Verify mode's cache: a hit cannot be compared with a live answer (a cache cannot call the model), so it is
+    counted, and the test warns rather than pass as if it had been checked."""
+
+    def __init__(self, recorder: Recorder, *, strict: bool = True) -> None:
+        super().__init__(recorder, strict=strict)
+        self.unverified = 0
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """As in replay; a hit counts as replayed without comparison."""
+        __tracebackhide__ = True
+        found = super().lookup(prompt, llm_string)
+        if found is not None:
+            self.unverified += 1
+        return found
+
+    def ended(self) -> None:
+        """Also warn of the hits this test replayed without comparison."""
+        super().ended()
+        if self.unverified:
+            warnings.warn(
+                LangChainNotVerified(
+                    "llm_replay verify: LangChain cache hits were replayed without a live comparison (the LangChain layer "
+                    "cannot call the model itself); to verify these calls, run them with layer='http'"
+                ),
+                stacklevel=1,
+            )
 
 
 @contextmanager
@@ -259,7 +297,7 @@ def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterat
     the HTTP layer instead, so it records and replays too and never goes live while replaying.
     """
     previous = get_llm_cache()
-    cache = RecorderCache(recorder, strict=strict)
+    cache = (_VerifyingCache if recorder.mode is Mode.VERIFY else RecorderCache)(recorder, strict=strict)
     _MODEL_CALL.set(None)
     with ExitStack() as stack:
         if strict:
@@ -272,7 +310,7 @@ def installed_as_llm_cache(recorder: Recorder, *, strict: bool = True) -> Iterat
         finally:
             set_llm_cache(previous)
             _MODEL_CALL.set(None)
-            cache.count_unanswered()
+            cache.ended()
 
 
 class _PastTheCache:
