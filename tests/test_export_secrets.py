@@ -5,6 +5,7 @@ cassette. Real SDKs against the loopback fakes; the export is imported back and 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,27 @@ def test_export_joins_a_stream_and_scrubs_a_split_secret_as_the_cassette_stores_
     with llm_replay.use_cassette(replayed, mode="replay"):
         assert _anthropic_text(anthropic_server, {}) == ANSWER.format(f"<scrubbed:{NAME}>")
         assert _invoke_text(bedrock_server, {}) == ANSWER.format(f"<scrubbed:{NAME}>")
+
+
+def test_a_vcrpy_json_cassette_holding_a_streamed_key_fails_the_audit_and_scrub_rewrites_it_as_json(tmp_path, capsys):
+    """vcrpy's json serializer writes the same cassette as JSON: its streams are read and rewritten the same way."""
+    from vcr.serializers import jsonserializer
+
+    pieces = [ANTHROPIC_KEY[at : at + 4] for at in range(0, len(ANTHROPIC_KEY), 4)]
+    events = [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}} for piece in ["key: ", *pieces]]
+    body = "".join(f"event: content_block_delta\ndata: {json.dumps(event)}\n\n" for event in events)
+    cassette = {"version": 1, "interactions": [{
+        "request": {"method": "POST", "uri": "https://api.anthropic.com/v1/messages", "body": '{"stream": true}', "headers": {}},
+        "response": {"status": {"code": 200, "message": "OK"}, "headers": {"content-type": ["text/event-stream"], "Content-Length": [str(len(body))]},
+                     "body": {"string": body}},
+    }]}
+    export = tmp_path / "cassette.json"
+    export.write_text(jsonserializer.serialize(cassette))
+    capsys.readouterr()
+    assert main(["audit", str(export)]) == 1
+    assert "interaction 1, response body, streamed text joined per field: Anthropic API key 'sk-ant…NmAA'" in capsys.readouterr().out
+    assert main(["scrub", str(export)]) == 0
+    response = json.loads(export.read_text())["interactions"][0]["response"]
+    joined = "".join(json.loads(line[6:])["delta"]["text"] for line in response["body"]["string"].splitlines() if line.startswith("data: "))
+    assert joined == "key: <scrubbed>"
+    assert response["headers"]["Content-Length"] == [str(len(response["body"]["string"].encode()))]
