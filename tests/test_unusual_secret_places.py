@@ -223,3 +223,23 @@ def test_an_error_answer_echoing_the_key_its_request_sent_is_stored_and_replayed
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert _rejected(server, OPENAI_SHAPED) == "Error code: 401 - Incorrect API key provided: <scrubbed:authorization header>."
     assert replaying.replayed == 1
+
+
+GOOGLE_KEY = "AIza" + "SyD4x9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay"  # fake, in Google's shape
+
+
+def test_an_error_page_echoing_the_url_its_request_sent_is_stored_without_the_key_in_its_query():
+    """Google's front end answers an unknown path with an HTML page naming the whole URL, ``?key=`` and all (no fake here
+    writes one, so the page is built as Google's is and put through the record path's scrub)."""
+    from llm_replay.model.scrub import sent_credentials
+
+    url = f"https://generativelanguage.googleapis.com/v1beta/models/gemini-9:generateContent?alt=json&key={GOOGLE_KEY}"
+    page = (f"<html><body><p><b>404.</b> <ins>That's an error.</ins><p>The requested URL <code>/v1beta/models/gemini-9:generateContent?alt=json&amp;key={GOOGLE_KEY}"
+            "</code> was not found on this server.</body></html>").encode()
+    request = canonicalize("POST", url, b"{}", "application/json")
+    with sent_credentials({"content-type": "application/json"}, url):
+        stored = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(404, "Not Found", {"content-type": ["text/html"]}, page)))
+    assert GOOGLE_KEY.encode() not in stored.response.body
+    assert b"alt=json&amp;key=<scrubbed:key query parameter>" in stored.response.body
+    unrelated = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(404, "Not Found", {}, page)))
+    assert unrelated.response.body == page, "outside a recording nothing is known of the request"

@@ -116,7 +116,7 @@ class VcrCassetteAdapter:
         if pending.ignored:
             return
         latency = time.perf_counter() - pending.started
-        with sent_credentials(vcr_request.headers):  # an answer that echoes the request's key is stored without it
+        with sent_credentials(vcr_request.headers, vcr_request.uri):  # an answer that echoes the request's key is stored without it
             pending.recorder.record(pending.request, pending.key, RecordedResponse.from_vcr(vcr_response), latency)  # type: ignore[union-attr]
 
     def filter_request(self, vcr_request: Any) -> Any:

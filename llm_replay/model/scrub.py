@@ -113,14 +113,16 @@ _SENT: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("llm_replay_sent_cre
 
 class sent_credentials:
     """While a live answer is recorded, the credentials its request sent (an ``Authorization`` token or a Basic password,
-    ``x-api-key``, ``api-key``…) count as secrets of the answer: an error that names the key it was given (a 401 from an
-    OpenAI-compatible gateway) stores ``<scrubbed:authorization header>``, whatever variable (or none) held the key.
-    Request headers themselves are never stored. Used on the record path only: a replayed call never sends one."""
+    ``x-api-key``, ``api-key``…, a credential query parameter of its ``url``) count as secrets of the answer: an error that
+    names the key it was given (a 401 from an OpenAI-compatible gateway, Google's 404 page quoting the URL) stores
+    ``<scrubbed:authorization header>``, whatever variable (or none) held the key. Request headers themselves are never
+    stored, nor such parameters. Used on the record path only: a replayed call never sends one."""
 
     __slots__ = ("values", "_token")
 
-    def __init__(self, headers: Mapping[Any, Any]) -> None:
-        self.values = tuple(sorted(_header_credentials(headers), key=lambda item: -len(item[0])))
+    def __init__(self, headers: Mapping[Any, Any], url: str = "") -> None:
+        found = [*_header_credentials(headers), *_query_credentials(url)]
+        self.values = tuple(sorted(found, key=lambda item: -len(item[0])))
 
     def __enter__(self) -> None:
         self._token = _SENT.set(self.values) if self.values else None
@@ -128,6 +130,17 @@ class sent_credentials:
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _SENT.reset(self._token)
+
+
+def _query_credentials(url: str) -> Iterator[tuple[str, str]]:
+    """(value, placeholder name) of each credential query parameter of ``url`` (``key=``, ``sig=``…), as sent and decoded."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    query = urlsplit(url).query if "?" in url else ""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if is_secret_query_param(name) and len(value) >= MIN_SECRET_LENGTH:
+            for form in dict.fromkeys((value, quote(value, safe=""))):
+                yield form, f"{name.lower()} query parameter"
 
 
 def _header_credentials(headers: Mapping[Any, Any]) -> Iterator[tuple[str, str]]:
