@@ -86,3 +86,16 @@ def test_a_recording_made_by_a_test_that_failed_after_its_call_is_kept(project, 
     assert main(["prune"]) == 0
     assert capsys.readouterr().out.startswith("deleted 0 recordings")
     assert prompts(cassette_file(project)) == {"x", "x2", "y"}
+
+
+def test_a_refresh_of_the_owner_keeps_what_a_failing_test_used(project, env):
+    """test_y's refresh replaces what it owned and no longer asks, deleting a recording left with no owner: test_x,
+    which failed while replaying it, held it only in the bookkeeping, and lost it."""
+    env.setenv("X_ASKS", "y")
+    env.setenv("X_FAILS", "1")
+    project.runpytest("--llm-mode=replay", "test_app.py::test_x").assert_outcomes(failed=1)
+    env.setenv("Y_ASKS", "y2")
+    refreshed = project.runpytest("--llm-mode=refresh", "test_app.py::test_y")
+    refreshed.assert_outcomes(passed=1)
+    assert "refresh replaced" not in refreshed.stdout.str()
+    assert prompts(cassette_file(project)) == {"x", "y", "y2"}

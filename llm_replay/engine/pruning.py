@@ -51,7 +51,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
         if outcome.writes:
-            lines += settle_ownership(cassette, outcome, known, started_at, index)
+            lines += settle_ownership(cassette, outcome, known, started_at, index, holds)
             index = cassette.index(owned=True)
         # what the tests that did not pass used, in this run or since their latest pass: no pass records it, nor may it go
         held = outcome.held() | holds.keys()
@@ -90,9 +90,15 @@ def _unknown_use_line(crashed: list[str]) -> str:
 
 
 def settle_ownership(
-    cassette: "Store", outcome: RunOutcome, passes: Mapping[str, TestPass], started_at: str, index: Iterable[tuple[Key, tuple[str, ...], str]]
+    cassette: "Store",
+    outcome: RunOutcome,
+    passes: Mapping[str, TestPass],
+    started_at: str,
+    index: Iterable[tuple[Key, tuple[str, ...], str]],
+    holds: Mapping[Key, set[str]],
 ) -> list[str]:
-    """Every test owns what it used; a test that passed a refresh owns only what it used in it.
+    """Every test owns what it used (in its latest pass, or in a run it did not pass since: ``holds``); a test that
+    passed a refresh owns only what it used in it.
 
     What a refreshed test owned before and no longer uses loses it as owner; a recording left with no owner
     (stored, or a test whose latest pass used it) is deleted: the refresh replaced it, even if its key changed.
@@ -107,6 +113,8 @@ def settle_ownership(
     for test, last in passes.items():
         for key in last.used:
             users.setdefault(key, set()).add(test)
+    for key, holders in holds.items():
+        users.setdefault(key, set()).update(holders)
     changed: dict[Key, OwnerChange] = {}
     replaced: list[Key] = []
     for key, stored, recorded_at in index:
