@@ -19,7 +19,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from .credentials import (
     SECRET_BODY_FIELDS,
@@ -134,8 +134,6 @@ class sent_credentials:
 
 def _query_credentials(url: str) -> Iterator[tuple[str, str]]:
     """(value, placeholder name) of each credential query parameter of ``url`` (``key=``, ``sig=``…), as sent and decoded."""
-    from urllib.parse import parse_qsl, urlsplit
-
     query = urlsplit(url).query if "?" in url else ""
     for name, value in parse_qsl(query, keep_blank_values=True):
         if is_secret_query_param(name) and len(value) >= MIN_SECRET_LENGTH:
@@ -474,7 +472,7 @@ class Scrubber:
 
 
 def _url_credentials(value: str, rules: _NameRules) -> str:
-    """A response header's value (``Location``) with a URL's credential query parameters replaced."""
+    """A response header's value (``Location``) with a signed URL's credentials replaced."""
     if "://" in value and any(map(value.__contains__, _SIGNED_URL_TEXT_HINTS)):
         return rules.url_query.sub(rf"\1{PATTERN_PLACEHOLDER}", value)
     return value
