@@ -154,6 +154,21 @@ def _converse_stream_input(body: bytes) -> dict[str, Any]:
     return json.loads("".join(p["delta"]["toolUse"]["input"] for p in _frames(body) if "toolUse" in p.get("delta", {})))
 
 
+def _invoke_stream(pieces: list[str]) -> bytes:
+    """invoke_model_with_response_stream of an Anthropic model's tool call: each Messages event as base64 in a chunk frame."""
+    from fakes.bedrock_api import event_frame
+
+    events = [{"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t1", "name": "note", "input": {}}}]
+    events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}} for piece in pieces]
+    events.append({"type": "content_block_stop", "index": 0})
+    return b"".join(event_frame("chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()}) for event in events)
+
+
+def _invoke_stream_input(body: bytes) -> dict[str, Any]:
+    events = [json.loads(base64.b64decode(payload["bytes"])) for payload in _frames(body)]
+    return json.loads("".join(e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"))
+
+
 def _in_pieces(text: str, size: int) -> list[str]:
     return [text[at : at + size] for at in range(0, len(text), size)]
 
@@ -171,6 +186,8 @@ ANSWERS: dict[str, tuple[bytes, Callable[[bytes], dict[str, Any]]]] = {
     ),
     "bedrock converse_stream toolUse.input, whole in one event": (_converse_stream([_ARGUMENTS]), _converse_stream_input),
     "bedrock converse_stream toolUse.input, 4 characters an event": (_converse_stream(_in_pieces(_ARGUMENTS, 4)), _converse_stream_input),
+    "bedrock invoke_model_with_response_stream tool_use, whole in one chunk": (_invoke_stream([_ARGUMENTS]), _invoke_stream_input),
+    "bedrock invoke_model_with_response_stream tool_use, 5 characters a chunk": (_invoke_stream(_in_pieces(_ARGUMENTS, 5)), _invoke_stream_input),
     "openai responses function_call.arguments, one answer": (
         json.dumps({"object": "response", "output": [{"type": "function_call", "call_id": "c1", "name": "note", "arguments": _ARGUMENTS}]}).encode(),
         lambda body: json.loads(json.loads(body)["output"][0]["arguments"]),
