@@ -486,7 +486,7 @@ def _base64_pieces(text: str) -> list[str]:
         pieces = base64_texts(request.get("body_kind"), request.get("body")) if isinstance(request, dict) else []
     elif "!!binary" in text:
         pieces = [match.group(1) or match.group(2) for match in _YAML_BINARY.finditer(text)]
-    if "base64" in text or '"data"' in text or '"bytes"' in text:
+    if text[:1] != "\x00" and ("base64" in text or '"data"' in text or '"bytes"' in text):  # an event stream: _body_pieces
         pieces += [found for found in dict.fromkeys(_JSON_BASE64.findall(text)) if found not in pieces]
     return pieces
 
