@@ -243,3 +243,19 @@ def test_an_error_page_echoing_the_url_its_request_sent_is_stored_without_the_ke
     assert b"alt=json&amp;key=<scrubbed:key query parameter>" in stored.response.body
     unrelated = Scrubber(environ={}).interaction(Interaction.of(request, RecordedResponse(404, "Not Found", {}, page)))
     assert unrelated.response.body == page, "outside a recording nothing is known of the request"
+
+
+def test_a_key_in_an_event_streams_base64_chunk_is_one_finding(tmp_path, capsys):
+    """The chunks' base64 is read once, as the event stream's payloads: not again as base64 in a JSON text."""
+    from fakes.bedrock_api import event_frame
+
+    events = [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}} for text in ("key ", ANTHROPIC_KEY)]
+    body = b"".join(event_frame("chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()}) for event in events)
+    cassette = SQLiteCache(tmp_path / "c.sqlite3", scrubber=Scrubber(environ={}))
+    cassette.put(Interaction.of(canonicalize("POST", "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/invoke-with-response-stream", b"{}", "application/json"),
+                                RecordedResponse(200, "OK", {"content-type": ["application/vnd.amazon.eventstream"]}, body)))
+    cassette.close()
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "c.sqlite3")]) == 1
+    out = capsys.readouterr().out
+    assert "column body, event stream payloads decoded: Anthropic API key 'sk-ant…NmAA'" in out and "llm-replay audit: 1 secrets" in out, out
