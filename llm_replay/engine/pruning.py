@@ -66,8 +66,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             return lines
         if outcome.crashed or outcome.interrupted:
             return lines + [_unknown_use_line(outcome.crashed)]
-        removed = cassette.delete(unused)
-        ledger.forget(unused)
+        removed = _delete_unchanged(cassette, ledger, _stamps_of(index, unused))
         lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
         failed = sum(not test.complete_pass for test in outcome.tests.values())
         if failed:
@@ -116,7 +115,7 @@ def settle_ownership(
     for key, holders in holds.items():
         users.setdefault(key, set()).update(holders)
     changed: dict[Key, OwnerChange] = {}
-    replaced: list[Key] = []
+    replaced: dict[Key, str] = {}  # each with the recorded_at it must still have (not written again meanwhile)
     for key, stored, recorded_at in index:
         owners = set(stored) | users.get(key, set())
         dropped = {test for test in owners & refreshed if key not in tests[test].used}
@@ -124,18 +123,18 @@ def settle_ownership(
             dropped = set()
         owners -= dropped
         if dropped and not owners:
-            replaced.append(key)
+            replaced[key] = recorded_at
         elif owners != set(stored):
             changed[key] = OwnerChange(added=tuple(sorted(owners - set(stored))), removed=tuple(sorted(dropped)))
     cassette.change_owners(changed)
-    removed = cassette.delete(replaced)
+    removed = cassette.delete(replaced, replaced)
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
 
 
 def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:
     """The recordings whose owning tests all passed, in later runs, without them, and that no test which has not
     passed since used (``prune``, ``ls --unused``)."""
-    return _unused_and_elsewhere(cassette, ledger, rootdir, command)[0]
+    return list(_unused_and_elsewhere(cassette, ledger, rootdir, command)[0])
 
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
@@ -145,8 +144,7 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
     if dry_run:
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
     else:
-        removed = cassette.delete(unused)
-        ledger.forget(unused)
+        removed = _delete_unchanged(cassette, ledger, unused)
         lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
     if kept:
         tests = sorted({test for holders in kept.values() for test in holders})
@@ -187,8 +185,9 @@ def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | N
     return here, len(passes) - len(here)
 
 
-def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[list[Key], int, dict[Key, set[str]]]:
-    """What the rule frees, how many passes were made elsewhere, and what tests that have not passed since hold of it."""
+def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[dict[Key, str], int, dict[Key, set[str]]]:
+    """What the rule frees (each with its recorded_at as read), how many passes were made elsewhere, and what tests
+    that have not passed since hold of it."""
     passes = ledger.passes()
     if not passes:
         raise CommandError(
@@ -198,8 +197,28 @@ def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path,
     here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
     files = where_test_files_are(cassette, rootdir)
     holds = held_by_tests(ledger.holds(), files)
-    free = prunable(cassette.index(owned=True), here, files)
-    return [key for key in free if key not in holds], elsewhere, {key: holds[key] for key in free if key in holds}
+    index = cassette.index(owned=True)
+    free = prunable(index, here, files)
+    return _stamps_of(index, [key for key in free if key not in holds]), elsewhere, {key: holds[key] for key in free if key in holds}
+
+
+def _delete_unchanged(cassette: "Store", ledger: "RunLedger", stamped: Mapping[Key, str]) -> int:
+    """Delete the chosen recordings that still have the recorded_at read when they were chosen, and forget in the
+    bookkeeping those that went: one another session wrote again meanwhile (a refresh) stays, and so does its use."""
+    removed = cassette.delete(stamped, stamped)
+    if removed == len(stamped):
+        ledger.forget(stamped)
+    else:  # rare: read what is left rather than guess which stayed
+        left = {key for key, _, _ in cassette.index()}
+        ledger.forget([key for key in stamped if key not in left])
+    return removed
+
+
+def _stamps_of(index: Iterable[tuple[Key, tuple[str, ...], str]], keys: Iterable[Key]) -> dict[Key, str]:
+    """``keys`` with the recorded_at the index read: a delete takes only a recording still stamped so, so one that
+    another session (another machine's refresh) wrote again after the index was read is kept."""
+    stamps = {key: recorded_at for key, _, recorded_at in index}
+    return {key: stamps[key] for key in keys}
 
 
 def where_test_files_are(cassette: "Store", rootdir: Path) -> Path | None:

@@ -44,9 +44,10 @@ class Store(Protocol):
     def put(self, interaction: "Interaction") -> None:
         """Store or overwrite one interaction, scrubbed, atomically."""
 
-    def delete(self, keys: Iterable["Key"]) -> int:
-        """Remove these interactions; how many there were. Deleted means gone: none of their bytes stay
-        in the store's files (or its server's memory) once the store is closed."""
+    def delete(self, keys: Iterable["Key"], recorded_at: Mapping["Key", str] | None = None) -> int:
+        """Remove these interactions; how many there were. ``recorded_at``: only those still stamped so (pruning: one
+        written again since it was chosen stays). Deleted means gone: none of their bytes stay in the store's files
+        (or its server's memory) once the store is closed."""
 
     def interactions(self) -> Iterator["Interaction"]:
         """Every interaction."""

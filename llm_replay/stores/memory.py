@@ -46,9 +46,16 @@ class InMemoryCache:
         """Every interaction, in no promised order."""
         return iter(list(self._entries.values()))
 
-    def delete(self, keys: Iterable[Key]) -> int:
-        """Forget these interactions (a LangChain cache's ``clear()``); how many there were."""
-        return sum(self._entries.pop(key, None) is not None for key in keys)
+    def delete(self, keys: Iterable[Key], recorded_at: Mapping[Key, str] | None = None) -> int:
+        """Forget these interactions (a LangChain cache's ``clear()``); ``recorded_at``: only those still stamped so."""
+        stamps = recorded_at or {}
+        removed = 0
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None and stamps.get(key, entry.recorded_at) == entry.recorded_at:
+                del self._entries[key]
+                removed += 1
+        return removed
 
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest recording first."""

@@ -90,13 +90,17 @@ for _, change in ipairs(cjson.decode(ARGV[2])) do
     end
 end
 """
-# ARGV: prefix, then each "fp:occ" to delete; how many of them there were.
+# ARGV: prefix, then each "fp:occ" to delete with the recorded_at it must still have ('' for any); how many there were.
+# A recording written again since it was chosen (another machine's refresh) has another recorded_at and stays.
 _DELETE = _OWNED + """
 local removed = 0
-for i = 2, #ARGV do
-    disown(ARGV[i])
-    removed = removed + redis.call('DEL', prefix .. ':rec:' .. ARGV[i])
-    redis.call('SREM', prefix .. ':keys', ARGV[i])
+for i = 2, #ARGV, 2 do
+    local member, stamp = ARGV[i], ARGV[i + 1]
+    if stamp == '' or redis.call('HGET', prefix .. ':rec:' .. member, 'recorded_at') == stamp then
+        disown(member)
+        removed = removed + redis.call('DEL', prefix .. ':rec:' .. member)
+        redis.call('SREM', prefix .. ':keys', member)
+    end
 end
 return removed
 """
@@ -374,15 +378,17 @@ class RedisCache:
             self._change_owners(args=[self.prefix, json.dumps(scrubbed)])
         self._forget(changes)
 
-    def delete(self, keys: Iterable[Key]) -> int:
-        """Remove these recordings and their owners, in one transaction; how many there were. Redis frees what
-        they held at once (what the server's own RDB/AOF files keep is the server's to rewrite)."""
+    def delete(self, keys: Iterable[Key], recorded_at: Mapping[Key, str] | None = None) -> int:
+        """Remove these recordings and their owners, in one script; how many there were. ``recorded_at``: only those
+        still stamped so (one written again since it was chosen stays). Redis frees what they held at once (what the
+        server's own RDB/AOF files keep is the server's to rewrite)."""
         keys = list(keys)
         if not keys:
             return 0
         self._writable()
+        stamps = recorded_at or {}
         with self._talking():
-            removed = self._delete(args=[self.prefix, *(f"{fingerprint}:{occurrence}" for fingerprint, occurrence in keys)])
+            removed = self._delete(args=[self.prefix, *(part for key in keys for part in (f"{key[0]}:{key[1]}", stamps.get(key, "")))])
         self._forget(keys)
         return removed
 

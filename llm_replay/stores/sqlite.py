@@ -541,13 +541,18 @@ class SQLiteCache:
         for key in changes:
             self._hits.pop(key)
 
-    def delete(self, keys: Iterable[Key]) -> int:
-        """Remove these recordings in one transaction; how many were removed. Their bytes are zeroed at
-        once (secure delete) and the file is compacted when the store closes."""
+    def delete(self, keys: Iterable[Key], recorded_at: Mapping[Key, str] | None = None) -> int:
+        """Remove these recordings in one transaction; how many were removed. ``recorded_at``: only those still
+        stamped so (one written again since it was chosen, by another session's refresh, stays). Their bytes are zeroed
+        at once (secure delete) and the file is compacted when the store closes."""
         keys = list(keys)
         if not keys:
             return 0
-        removed = self._write("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
+        if recorded_at is None:
+            removed = self._write("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ?", keys)
+        else:
+            rows = [(*key, recorded_at.get(key)) for key in keys]
+            removed = self._write("DELETE FROM interactions WHERE fingerprint = ? AND occurrence = ? AND (?3 IS NULL OR recorded_at IS ?3)", rows)
         for key in keys:
             self._hits.pop(key)
         return removed
