@@ -278,3 +278,25 @@ def test_an_app_retry_after_a_recorded_error_replays_in_order(llm_pytester, serv
     recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, RETRIED, passed=1)
     assert printed(recorded, "ANSWER")[0] == "0 refused 400" and printed(recorded, "ANSWER")[1].startswith("1 echo")
     assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")
+
+
+SAME_REQUEST_TWICE = '''
+import pytest
+from langchain_openai import ChatOpenAI
+
+
+def chat(**settings):
+    return ChatOpenAI(model="gpt-4o-mini", base_url="{base_url}", max_retries=0, **settings)
+
+
+@pytest.mark.llm_cache(layer="langchain", repeats="sequence")
+def test_cached_then_not(llm_cache):
+    print("ANSWER", chat().invoke("Same words").content, "|", chat(cache=False).invoke("Same words").content)
+'''
+
+
+def test_the_cache_s_own_request_takes_no_place_in_a_sequence(llm_pytester, server, env):
+    """``repeats="sequence"``: the HTTP request a LangChain cache miss sends is the cache's (never replayed at the HTTP
+    layer), so the same request sent past the cache (``cache=False``) is the first of its kind, recording and replaying."""
+    recorded, replayed = _record_then_replay_offline(llm_pytester, server, env, SAME_REQUEST_TWICE, passed=1)
+    assert printed(replayed, "ANSWER") == printed(recorded, "ANSWER")

@@ -52,11 +52,15 @@ class _ModelCall:
         self.sent: str | None = None  # the fingerprint of the last HTTP request it sent
         self.succeeded = False  # whether that request got a success answer
 
-    def claims(self, cache: RecorderCache, fingerprint: str) -> bool:
+    def owns(self, cache: RecorderCache, fingerprint: str) -> bool:
         """Whether an HTTP request is this call's: its first, or the SDK's retry of one that got an error or no answer.
         Once the model raised and the app went on (a ``stream()``, another SDK call), LangChain never tells the cache, so
         a request of another shape, or one after a success, is not; nor is one after the test whose cache this is."""
-        if cache is not self.cache or (self.sent is not None and (fingerprint != self.sent or self.succeeded)):
+        return cache is self.cache and (self.sent is None or (fingerprint == self.sent and not self.succeeded))
+
+    def claims(self, cache: RecorderCache, fingerprint: str) -> bool:
+        """Whether the request is this call's (``owns``), which then waits for its answer."""
+        if not self.owns(cache, fingerprint):
             return False
         self.sent, self.succeeded = fingerprint, False
         return True
@@ -324,6 +328,19 @@ class _PastTheCache:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._recorder, name)
+
+    def keyed(self, request: CanonicalRequest) -> tuple[CanonicalRequest, Key]:
+        """The recorder's key; but the cache's own call is never stored at the HTTP layer, so with ``repeats="sequence"``
+        its request takes no place (the same request sent past the cache, ``cache=False`` or the SDK, would record at the
+        second and, with the cache answering, look at the first when replayed)."""
+        call = _MODEL_CALL.get()
+        if call is None or self._recorder.repeats == "cache":
+            return self._recorder.keyed(request)
+        scrubbed = self._recorder.cassette.scrubber.request(request)  # as Recorder.keyed, without taking a place
+        fingerprint = self._recorder.rules.fingerprint(scrubbed)
+        if call.owns(self._cache, fingerprint):
+            return scrubbed, (fingerprint, 0)
+        return self._recorder.keyed(request)
 
     def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
         """For the cache's own call, its recorded error answer or None (it goes live, as the mode allowed); else the
