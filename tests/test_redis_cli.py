@@ -198,19 +198,23 @@ def test_pruning_redis_deletes_only_what_every_owning_test_passed_without(llm_py
     llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke", "Weather in Paris"))
     llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=3)
 
-    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Weather in Paris"))  # the joke test is gone
+    # the weather test asks something else now: its old answer goes; the joke test is gone from this checkout, which over
+    # a shared Redis may be another branch's test still: its answer stays, for llm-replay rm
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Weather in Lyon"))
     result = llm_pytester.runpytest("--llm-mode=record", "--llm-prune", cassette)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"llm_replay: --llm-prune deleted 1 recording no longer used by the tests that ran, from {redis_url}"])
-    assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Weather in Paris"]
+    assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Tell me a joke", "(user) Weather in Lyon"]
 
-    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France"))  # and now the weather test
-    llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=1)
+    llm_pytester.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Weather in Paris"))  # back to Paris
+    llm_pytester.runpytest("--llm-mode=record", cassette).assert_outcomes(passed=2)
     code, out, _ = _run(capsys, "prune", "--dry-run", "--cassette", redis_url)
-    assert code == 0 and out.startswith("would delete 1 recording that every owning test passed without:") and len(_contents(redis_url)[0]) == 2
+    assert code == 0 and out.startswith("would delete 1 recording that every owning test passed without:") and len(_contents(redis_url)[0]) == 4
     code, out, _ = _run(capsys, "prune", "--cassette", redis_url)
     assert code == 0 and out.strip() == f"deleted 1 recording that every owning test passed without, from {redis_url}"
-    assert list(_contents(redis_url)[0]) == ["(user) Capital of France"]
+    assert sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Tell me a joke", "(user) Weather in Paris"]
+    code, out, _ = _run(capsys, "rm", "--test", "test_app.py::test_tell", "--cassette", redis_url)  # the deleted test's, by name
+    assert code == 0 and sorted(_contents(redis_url)[0]) == ["(user) Capital of France", "(user) Weather in Paris"]
 
 
 def test_replay_lets_the_cassettes_own_server_through_the_network_guard():

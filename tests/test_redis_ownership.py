@@ -25,6 +25,14 @@ def test_{name}(llm_cache):
 '''
 
 
+NEW = '''
+
+def test_new(llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "new"}}])
+'''
+
+
 def _checkout(root: Path, name: str, base_url: str, url: str) -> Path:
     folder = root / name
     folder.mkdir()
@@ -90,3 +98,27 @@ def test_two_machines_recording_the_same_request_at_once_both_own_it(redis_serve
     finally:
         first.close()
         second.close()
+
+
+def test_a_test_only_another_checkout_has_keeps_its_recordings_over_redis(llm_pytester, redis_server, server, env):
+    """Checkout two (a feature branch) adds test_new to a file both checkouts have. Checkout one collects that file whole
+    and finds no test_new: it took test_new for a deleted test, holding nothing, and its --llm-prune deleted test_new's
+    recording, which two's strict run then missed. Over a shared Redis a test missing here may be another branch's."""
+    url = redis_server.url()
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
+    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
+    (two / "test_two.py").unlink()
+    (two / "test_one.py").write_text(ASKING.format(name="one", base_url=server.base_url) + NEW.format(base_url=server.base_url))  # one's file, and test_new
+
+    def run(checkout: Path, *args: str) -> pytest.RunResult:
+        env.chdir(checkout)
+        return llm_pytester.runpytest_inprocess(*args)
+
+    run(two, "--llm-mode=record").assert_outcomes(passed=2)
+    assert _owners(url) == {"shared": {"test_one.py::test_one"}, "new": {"test_one.py::test_new"}}
+    run(one, "--llm-mode=replay", "--llm-prune").assert_outcomes(passed=1)
+    assert set(_owners(url)) == {"shared", "new"}
+    server.stop()
+    env.setenv("CI", "true")
+    run(two).assert_outcomes(passed=2)

@@ -38,11 +38,13 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         # read once, again only after ownership was written; a recording no test owns counts only where a test of
         # this run became its owner (settled below), so a run that writes nothing reads the owned ones alone
         index = cassette.index(owned=not outcome.writes)
-        vanished = outcome.vanished({test for _, owners, _ in index for test in owners})
+        files = where_test_files_are(cassette, rootdir)
+        # a test missing from a file this run collected whole was deleted or renamed, in this checkout; over a cassette
+        # other checkouts share (Redis) it may be another branch's test, as a missing file may be another branch's
+        vanished = outcome.vanished({test for _, owners, _ in index for test in owners}) if files is not None else set()
         passes = outcome.passes(vanished)
         lines = []
         checkout = checked_out(rootdir)
-        files = where_test_files_are(cassette, rootdir)
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
             ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
