@@ -99,3 +99,16 @@ def test_a_refresh_of_the_owner_keeps_what_a_failing_test_used(project, env):
     refreshed.assert_outcomes(passed=1)
     assert "refresh replaced" not in refreshed.stdout.str()
     assert prompts(cassette_file(project)) == {"x", "y", "y2"}
+
+
+def test_rm_by_test_keeps_what_a_failing_test_used(project, env, capsys):
+    """``rm --test`` keeps a recording another test also uses: it looked at owners and latest passes only, so the one a
+    failing test replays went with its owner's other recordings."""
+    env.setenv("X_ASKS", "y")
+    env.setenv("X_FAILS", "1")
+    project.runpytest("--llm-mode=replay", "test_app.py::test_x").assert_outcomes(failed=1)
+    capsys.readouterr()
+    assert main(["rm", "--test", "test_app.py::test_y"]) == 0
+    out = capsys.readouterr().out
+    assert "also used by test_app.py::test_x" in out, out
+    assert prompts(cassette_file(project)) == {"x", "y"}

@@ -157,7 +157,8 @@ def _rm(args: argparse.Namespace) -> int:
     spec = _cassette_spec(args)
     with _opened(spec) as cassette:  # chosen read-only: a refused or empty choice leaves the cassette as it was
         keys = [resolve_key(cassette, key) for key in args.keys] if args.keys else None  # every key found, or nothing deleted
-        removal = plan_removal(cassette, _selection(args, cassette, keys=keys), run_ledger(spec).passes())
+        ledger = run_ledger(spec)
+        removal = plan_removal(cassette, _selection(args, cassette, keys=keys), ledger.passes(), ledger.holds())
     _print(removal.lines())
     if args.dry_run or not removal.doomed:
         count = len(removal.doomed) if args.dry_run else 0

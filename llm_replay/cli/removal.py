@@ -38,15 +38,16 @@ class Removal:
         return lines
 
 
-def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, TestPass]) -> Removal:
+def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, TestPass], holds: Mapping[Key, set[str]]) -> Removal:
     """What ``selection`` picks; with ``--test``, a recording another test also uses is kept (deleting it
-    would break that test). Users are its stored owners and the tests whose latest pass used it (a run that only
-    replays writes no owner into the cassette; the run bookkeeping has it)."""
+    would break that test). Users are its stored owners, the tests whose latest pass used it (a run that only
+    replays writes no owner into the cassette; the run bookkeeping has it) and those that used it in runs they did not
+    pass since (``holds``)."""
     rows = list(selection.select(summaries_of(cassette, shown=True)))
     test = selection.test
     if test is None:
         return Removal(rows, [], test)
-    users: dict[Key, set[str]] = {}
+    users: dict[Key, set[str]] = {key: set(holders) for key, holders in holds.items()}
     for user, last in passes.items():
         for key in last.used:
             users.setdefault(key, set()).add(user)
