@@ -122,3 +122,26 @@ def test_a_test_only_another_checkout_has_keeps_its_recordings_over_redis(llm_py
     server.stop()
     env.setenv("CI", "true")
     run(two).assert_outcomes(passed=2)
+
+
+def test_refresh_rewrites_a_damaged_redis_recording_keeping_its_owners(llm_pytester, redis_server, server, env):
+    """A recording whose headers another program overwrote: refresh read it first and failed; it now re-records it."""
+    url = redis_server.url()
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
+    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
+
+    def run(checkout: Path, *args: str) -> pytest.RunResult:
+        env.chdir(checkout)
+        return llm_pytester.runpytest_inprocess(*args)
+
+    run(one, "--llm-mode=record").assert_outcomes(passed=1)
+    run(two, "--llm-mode=record").assert_outcomes(passed=1)
+    client = redis_server.client()
+    [record] = client.keys(f"{url.rsplit('prefix=', 1)[1]}:rec:*")
+    client.hset(record, "headers", "not json")
+    run(one, "--llm-mode=refresh").assert_outcomes(passed=1)
+    assert _owners(url) == {"shared": {"test_one.py::test_one", "test_two.py::test_two"}}, "re-recorded, owned as before"
+    server.stop()
+    env.setenv("CI", "true")
+    run(two).assert_outcomes(passed=1)
