@@ -65,3 +65,31 @@ def test_llm_replay_prune_keeps_a_recording_another_machine_refreshed_meanwhile(
     finally:
         cassette.close()
         other.close()
+
+
+class ListedThenRefreshed(RefreshedMeanwhile):
+    """The real store, but another session writes ``fresh`` again right after ``rm`` listed what it will delete."""
+
+    def summaries(self, **options: Any) -> Any:
+        found = list(self.inner.summaries(**options))  # type: ignore[attr-defined]
+        self.other.put(self.fresh)
+        return iter(found)
+
+
+def test_rm_by_test_keeps_a_recording_another_session_refreshed_after_it_was_listed(tmp_path: Path) -> None:
+    from llm_replay.cli.removal import erase, plan_removal
+    from llm_replay.cli.selection import Selection
+
+    cassette, other = SQLiteCache(tmp_path / "cassette.sqlite3"), SQLiteCache(tmp_path / "cassette.sqlite3")
+    try:
+        old = replace(_interaction("chosen", tests=("t.py::test_a",)), recorded_at=OLD)
+        cassette.put(old)
+        ledger = RunLedger(tmp_path / "ledger.sqlite3")
+        listing = ListedThenRefreshed(cassette, other, replace(old, recorded_at=FRESH))
+        removal = plan_removal(listing, Selection(test="t.py::test_a"), {}, {})  # type: ignore[arg-type]
+        assert [row.key for row in removal.doomed] == [old.key]
+        assert erase(cassette, ledger, removal).startswith("deleted 0 recordings")
+        assert cassette.get(*old.key).recorded_at == FRESH
+    finally:
+        cassette.close()
+        other.close()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
+from ..engine.pruning import delete_unchanged
 from ..stores.summaries import summaries_of
 from .listing import key_text, list_lines
 from .selection import Listed, Selection, owned_by
@@ -62,10 +63,9 @@ def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, T
 
 
 def erase(cassette: "Store", ledger: "RunLedger", removal: Removal) -> str:
-    """Delete the planned recordings (secure delete, and the file compacted as the cassette closes: their bytes
-    leave the file), and forget them in the run bookkeeping."""
-    keys = [row.key for row in removal.doomed]
-    removed = cassette.delete(keys)
-    ledger.forget(keys)
+    """Delete the planned recordings as they were listed (secure delete, and the file compacted as the cassette
+    closes: their bytes leave the file), and forget them in the run bookkeeping. A recording another session wrote
+    again after the listing (a refresh) is not the one chosen: it stays."""
+    removed = delete_unchanged(cassette, ledger, {row.key: row.row.recorded_at for row in removal.doomed})
     erased = " (erased from the file, not only unlinked)" if isinstance(cassette.path, Path) else ""
     return f"deleted {removed} recording{'s' if removed != 1 else ''} from {cassette.describe()}{erased}"

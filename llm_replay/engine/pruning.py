@@ -68,7 +68,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             return lines
         if outcome.crashed or outcome.interrupted:
             return lines + [_unknown_use_line(outcome.crashed)]
-        removed = _delete_unchanged(cassette, ledger, _stamps_of(index, unused))
+        removed = delete_unchanged(cassette, ledger, _stamps_of(index, unused))
         lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
         failed = sum(not test.complete_pass for test in outcome.tests.values())
         if failed:
@@ -154,7 +154,7 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
     if dry_run:
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
     else:
-        removed = _delete_unchanged(cassette, ledger, unused)
+        removed = delete_unchanged(cassette, ledger, unused)
         lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
     if kept:
         tests = sorted({test for holders in kept.values() for test in holders})
@@ -212,7 +212,7 @@ def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path,
     return _stamps_of(index, [key for key in free if key not in holds]), elsewhere, {key: holds[key] for key in free if key in holds}
 
 
-def _delete_unchanged(cassette: "Store", ledger: "RunLedger", stamped: Mapping[Key, str]) -> int:
+def delete_unchanged(cassette: "Store", ledger: "RunLedger", stamped: Mapping[Key, str]) -> int:
     """Delete the chosen recordings that still have the recorded_at read when they were chosen, and forget in the
     bookkeeping those that went: one another session wrote again meanwhile (a refresh) stays, and so does its use."""
     removed = cassette.delete(stamped, stamped)
