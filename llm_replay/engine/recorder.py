@@ -29,7 +29,7 @@ _NEVER_RECORDED = frozenset({429})
 _KEY_REFUSED = frozenset({401, 403})
 
 
-def damaged(error: CassetteError) -> bool:
+def _damaged(error: CassetteError) -> bool:
     """Whether a store refused to read one recording because of its stored value (not because the store is gone)."""
     from ..stores.sqlite import DamagedRecording
 
@@ -39,13 +39,13 @@ def damaged(error: CassetteError) -> bool:
     return redis_store is not None and isinstance(error, redis_store.DamagedValue)
 
 
-def owners_of_damaged(cassette: Store, key: Key) -> tuple[str, ...]:
+def _owners_of_damaged(cassette: Store, key: Key) -> tuple[str, ...]:
     """The owners of a recording the store cannot read, where its owners can still be read (a rare path: the whole
     index is read); none where they are damaged too."""
     try:
         return next((owners for found, owners, _ in cassette.index() if found == key), ())
     except CassetteError as error:
-        if not damaged(error):
+        if not _damaged(error):
             raise
         return ()
 
@@ -78,7 +78,7 @@ class Refreshed:
         try:
             found = cassette.get(*key)
         except CassetteError as error:
-            if not damaged(error):
+            if not _damaged(error):
                 raise
             return False  # a row no session of llm_replay wrote: this refresh re-records it
         if found is None or found.recorded_at < self.since or not _is_stamp(found.recorded_at):
@@ -369,14 +369,15 @@ class Recorder:
                 self.drift.append(drift)
 
     def _replaced(self, key: Key) -> tuple[Interaction | None, tuple[str, ...]]:
-        """The recording a refresh overwrites, and its owners. A damaged one (a hand edit, a half-written row) is
-        overwritten too, since re-recording is how it is repaired; it keeps the owners the store can still read."""
+        """The recording a re-recording overwrites (a refresh's, an expired one's, another worker's just written), and
+        its owners. A damaged one (a hand edit, a half-written row) is overwritten too, since re-recording is how it is
+        repaired; it keeps the owners the store can still read."""
         try:
             earlier = self.cassette.get(*key)
         except CassetteError as error:
-            if not damaged(error):
+            if not _damaged(error):
                 raise
-            return None, owners_of_damaged(self.cassette, key)
+            return None, _owners_of_damaged(self.cassette, key)
         return earlier, earlier.tests if earlier is not None else ()
 
     def _not_kept(self, key: Key) -> None:
