@@ -156,10 +156,9 @@ class RekeyIndex:
             return cassette.get(*stored)
         if request is None:
             return None
-        view = self.rules.view(request)
-        plain = respelled(view)
-        if plain is not view:  # the asked request spells a value otherwise: found where its plain spelling is stored
-            fingerprint = plain.fingerprint
+        plain = respelled(request)
+        if plain is not request:  # it spells a value otherwise: found where its plain spelling is stored (the hook
+            fingerprint = self.rules.fingerprint(plain)  # runs again only then, on the plain spelling)
             found = cassette.get(fingerprint, occurrence)
             if found is not None:
                 return found
