@@ -21,6 +21,10 @@ import importlib_metadata  # noqa: E402,F401
 # Hypothesis's pytest plugin imports hypothesis at the end of every inner session; imported here once, it stays
 # (~0.2 s saved per inner session).
 import hypothesis.internal.observability  # noqa: E402,F401
+# And PyYAML (vcrpy's serializer, llm-replay import/export): its C extension module stays loaded when an inner
+# session drops yaml, and a yaml imported again pairs with the old one's classes ("could not determine a constructor
+# for the tag None" in the next import); test_bad_input.py failed so when run alone.
+import yaml  # noqa: E402,F401
 from fake_openai import FakeOpenAI  # noqa: E402
 from redis_server import CI_MARKER, RedisServer, in_ci, require_redis  # noqa: E402
 from fakes.anthropic_api import FakeAnthropic  # noqa: E402
@@ -123,6 +127,35 @@ def write_ini(pytester: pytest.Pytester, lines: str = "") -> None:
 def cassette_file(pytester: pytest.Pytester) -> Path:
     """Where an inner session keeps its suite cassette by default."""
     return pytester.path / "cassettes" / "llm_cache.sqlite3"
+
+
+DAMAGED_AND_SOUND = '''
+import datetime
+
+import openai
+
+
+def ask(prompt):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
+
+
+def test_damaged(llm_cache):
+    assert ask(f"damaged {{datetime.date.today()}}").startswith("echo")
+
+
+def test_sound(llm_cache):
+    assert ask(f"sound {{datetime.date.today()}}").startswith("echo")
+'''
+
+
+def recorded_damaged_and_sound(pytester: pytest.Pytester, server: FakeOpenAI, env: pytest.MonkeyPatch) -> Path:
+    """A recorded suite of two tests, test_damaged (whose row or instant a test then damages) and test_sound; its
+    cassette."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    pytester.makepyfile(test_app=DAMAGED_AND_SOUND.format(base_url=server.base_url))
+    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    return cassette_file(pytester)
 
 
 

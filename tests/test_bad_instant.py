@@ -4,44 +4,17 @@ session goes on and nothing is changed."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
-from conftest import cassette_file
+from conftest import recorded_damaged_and_sound
 
 pytestmark = pytest.mark.usefixtures("env")
-
-ASKING = '''
-import datetime
-
-import openai
-
-
-def ask(prompt):
-    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
-    return client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}]).choices[0].message.content
-
-
-def test_damaged(llm_cache):
-    assert ask(f"damaged {{datetime.date.today()}}").startswith("echo")
-
-
-def test_sound(llm_cache):
-    assert ask(f"sound {{datetime.date.today()}}").startswith("echo")
-'''
-
-
-def _recorded(llm_pytester: pytest.Pytester, server, env) -> Path:
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    llm_pytester.makepyfile(test_app=ASKING.format(base_url=server.base_url))
-    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
-    return cassette_file(llm_pytester)
 
 
 @pytest.mark.parametrize("mode", ["replay", "record"])
 def test_a_bad_stored_instant_fails_only_its_test_naming_it_and_the_fix(llm_pytester, server, env, mode):
     """One instant that is no date (a hand edit) stopped the whole session with pytest.exit."""
-    path = _recorded(llm_pytester, server, env)
+    path = recorded_damaged_and_sound(llm_pytester, server, env)
     with sqlite3.connect(path) as connection:
         connection.execute("UPDATE test_instants SET instant = 'last tuesday' WHERE test_id = 'test_app.py::test_damaged'")
     connection.close()
