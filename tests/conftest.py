@@ -102,6 +102,15 @@ def bedrock_server() -> Iterator[FakeBedrock]:
 
 
 @pytest.fixture
+def aws(env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No profile of the machine's takes part in signing."""
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        env.setenv(name, str(tmp_path / "absent"))
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return env
+
+
+@pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No CI flag, no mode, no keys: what a new user's shell looks like. Nor the pytest plugins only this repository's
     own tests install (hypothesis, and langsmith's with LangChain): a pytest run in a subprocess that loads them

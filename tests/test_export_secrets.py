@@ -17,15 +17,6 @@ import llm_replay
 from llm_replay.cli import main
 
 
-@pytest.fixture
-def aws(env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No profile of the machine's takes part in signing."""
-    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.setenv(name, str(tmp_path / "absent"))
-    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    return env
-
-
 def _recorded(tmp_path: Path, anthropic_server: Any, bedrock_server: Any) -> Path:
     """A cassette an older version wrote (no variable held the key): the key split over an Anthropic stream's events,
     and whole in one of Bedrock's base64 chunks (a word per chunk), so no search of either stored body sees it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from conftest import ONLY_OUR_TESTS_PLUGINS_OFF
@@ -41,6 +42,21 @@ def _checkout(root: Path, name: str, base_url: str, url: str) -> Path:
     return folder
 
 
+def _two_checkouts(llm_pytester: pytest.Pytester, redis_server, server, env: pytest.MonkeyPatch) -> tuple[str, Path, Path, Callable[..., pytest.RunResult]]:
+    """Two checkouts (one, two) sharing this test's Redis, with the API key set; ``run(checkout, *args)`` runs pytest
+    in one of them, in this process."""
+    url = redis_server.url()
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
+    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
+
+    def run(checkout: Path, *args: str) -> pytest.RunResult:
+        env.chdir(checkout)
+        return llm_pytester.runpytest_inprocess(*args)
+
+    return url, one, two, run
+
+
 def _owners(url: str) -> dict[str, set[str]]:
     store = open_store(url, readonly=True)
     try:
@@ -53,14 +69,7 @@ def test_a_recording_re_recorded_in_one_checkout_keeps_the_other_checkouts_owner
     """Checkout one re-records an expired answer (record mode, on_expired = refresh): the write replaced the owners
     with its own test, checkout two's test was no owner any more, and one's next partial --llm-prune deleted the answer
     two still replays (its bookkeeping, on the other machine, is not one's to read)."""
-    url = redis_server.url()
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
-    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
-
-    def run(checkout: Path, *args: str) -> pytest.RunResult:
-        env.chdir(checkout)
-        return llm_pytester.runpytest_inprocess(*args)
+    url, one, two, run = _two_checkouts(llm_pytester, redis_server, server, env)
 
     run(one, "--llm-mode=record").assert_outcomes(passed=1)
     run(two, "--llm-mode=record").assert_outcomes(passed=1)  # replays one's answer, and owns it from now on
@@ -104,16 +113,9 @@ def test_a_test_only_another_checkout_has_keeps_its_recordings_over_redis(llm_py
     """Checkout two (a feature branch) adds test_new to a file both checkouts have. Checkout one collects that file whole
     and finds no test_new: it took test_new for a deleted test, holding nothing, and its --llm-prune deleted test_new's
     recording, which two's strict run then missed. Over a shared Redis a test missing here may be another branch's."""
-    url = redis_server.url()
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
-    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
+    url, one, two, run = _two_checkouts(llm_pytester, redis_server, server, env)
     (two / "test_two.py").unlink()
     (two / "test_one.py").write_text(ASKING.format(name="one", base_url=server.base_url) + NEW.format(base_url=server.base_url))  # one's file, and test_new
-
-    def run(checkout: Path, *args: str) -> pytest.RunResult:
-        env.chdir(checkout)
-        return llm_pytester.runpytest_inprocess(*args)
 
     run(two, "--llm-mode=record").assert_outcomes(passed=2)
     assert _owners(url) == {"shared": {"test_one.py::test_one"}, "new": {"test_one.py::test_new"}}
@@ -126,14 +128,7 @@ def test_a_test_only_another_checkout_has_keeps_its_recordings_over_redis(llm_py
 
 def test_refresh_rewrites_a_damaged_redis_recording_keeping_its_owners(llm_pytester, redis_server, server, env):
     """A recording whose headers another program overwrote: refresh read it first and failed; it now re-records it."""
-    url = redis_server.url()
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("PYTEST_ADDOPTS", ONLY_OUR_TESTS_PLUGINS_OFF)
-    one, two = (_checkout(llm_pytester.path, name, server.base_url, url) for name in ("one", "two"))
-
-    def run(checkout: Path, *args: str) -> pytest.RunResult:
-        env.chdir(checkout)
-        return llm_pytester.runpytest_inprocess(*args)
+    url, one, two, run = _two_checkouts(llm_pytester, redis_server, server, env)
 
     run(one, "--llm-mode=record").assert_outcomes(passed=1)
     run(two, "--llm-mode=record").assert_outcomes(passed=1)

@@ -200,15 +200,6 @@ def _bodies(cassette: Path) -> list[bytes]:
         return [body.encode() if isinstance(body, str) else body for (body,) in db.execute("SELECT body FROM interactions")]
 
 
-@pytest.fixture
-def aws(env: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No profile of the machine's takes part in signing."""
-    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        env.setenv(name, str(tmp_path / "absent"))
-    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    return env
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_a_secret_streamed_a_few_characters_per_event_is_stored_and_replayed_as_its_placeholder(case, request, aws, tmp_path):
     fixture, call, stored_text = CASES[case]
