@@ -137,7 +137,7 @@ def settle_ownership(
         elif owners != set(stored):
             changed[key] = OwnerChange(added=tuple(sorted(owners - set(stored))), removed=tuple(sorted(dropped)))
     cassette.change_owners(changed)
-    removed = cassette.delete(replaced, replaced)
+    removed = cassette.delete(replaced.keys(), recorded_at=replaced)
     return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
 
 
