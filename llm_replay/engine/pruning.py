@@ -7,6 +7,7 @@ or ``--llm-prune`` deletes: a run that records nothing leaves it byte-identical.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
@@ -41,7 +42,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         files = where_test_files_are(cassette, rootdir)
         # a test missing from a file this run collected whole was deleted or renamed, in this checkout; over a cassette
         # other checkouts share (Redis) it may be another branch's test, as a missing file may be another branch's
-        vanished = _deleted_tests(outcome, {test for _, owners, _ in index for test in owners}) if files is not None else set()
+        vanished = _deleted_tests(outcome, {test for _, owners, _ in index for test in owners}, files) if files is not None else set()
         passes = outcome.passes(vanished)
         lines = []
         checkout = checked_out(rootdir)
@@ -78,12 +79,33 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         cassette.close()
 
 
-def _deleted_tests(outcome: RunOutcome, owners: Iterable[str]) -> set[str]:
-    """The owners this run shows were deleted or renamed: missing from a file it collected whole, and, for a
-    parametrized case, with its test function gone too. A case missing while its function was collected may be one
-    this machine does not generate (parameters from the platform, the installed packages, the environment)."""
+def _deleted_tests(outcome: RunOutcome, owners: Iterable[str], rootdir: Path) -> set[str]:
+    """The owners this run shows were deleted or renamed: missing from a file it collected whole, with, for a
+    parametrized case, its test function gone too, and with a name the file's text no longer spells. A case missing
+    while its function was collected may be one this machine does not generate (parameters from the platform, the
+    installed packages, the environment); a test missing while its file still names it may be one this machine does
+    not define (``if sys.platform == ...: def test_x``)."""
     functions = {test.split("[", 1)[0] for test in outcome.collected}
-    return {test for test in outcome.vanished(owners) if test.split("[", 1)[0] not in functions}
+    missing = {test for test in outcome.vanished(owners) if test.split("[", 1)[0] not in functions}
+    sources: dict[str, bytes | None] = {}
+    return {test for test in missing if not _still_named(test, rootdir, sources)}
+
+
+def _still_named(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> bool:
+    """Whether the test's file still spells each of its names (class, function) as a whole word; a file that cannot be
+    read counts as naming it. ``sources``: each file's text as read so far (one read per file)."""
+    file, *names = test.split("[", 1)[0].split("::")
+    if file not in sources:
+        try:
+            sources[file] = (rootdir / file).read_bytes()
+        except OSError:
+            sources[file] = None
+    source = sources[file]
+    if source is None:
+        return True
+    # a doctest's name is dotted (module.function): its last part is what the file spells
+    words = (name.rsplit(".", 1)[-1].encode() for name in names)
+    return all(re.search(rb"(?<!\w)" + re.escape(word) + rb"(?!\w)", source) for word in words)
 
 
 def _unknown_use_line(crashed: list[str]) -> str:
