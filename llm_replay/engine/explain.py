@@ -49,13 +49,16 @@ def explain_miss(
     clock_unread: bool = False,
     mode: "Mode | str" = "replay",
     adopt: AdoptionIndex | None = None,
+    in_test: bool = True,
 ) -> str:
     """A message for the person reading the failed CI log (``clock_unread``: the test runs on the real clock
     because its recording never read it; ``adopt``: the session's index of what ``--llm-mode=adopt`` would serve,
-    built once, so a run where every request misses after an SDK upgrade does not scan the cassette again per miss)."""
+    built once, so a run where every request misses after an SDK upgrade does not scan the cassette again per miss;
+    ``in_test``: a pytest test asked, not a ``use_cassette`` block in a script)."""
     fingerprint, occurrence = key
+    place = "the test" if in_test else "this use_cassette block"
     if is_langchain_request(request):
-        return _explain_langchain_miss(request, occurrence, cassette, record_command)
+        return _explain_langchain_miss(request, key, cassette, record_command, place)
     lines = [f"no recording for this request (mode '{mode}': the network is not used)"]
     lines.append(f"  request:   {request.method} {request.url}")
     if request.model:
@@ -66,14 +69,10 @@ def explain_miss(
     elif request.body is not None:
         lines.append(f"  body:      {_shorten(request.to_json())}")
     if occurrence:
-        recorded = _recorded_occurrences(cassette, fingerprint)
-        lines.append(
-            f"  repeat:    this is identical request no. {occurrence + 1} in the test (repeats='sequence'); "
-            f"the cassette holds {recorded} answer{'s' if recorded != 1 else ''} for it"
-        )
+        lines.append(_repeat_line("request", occurrence, place, cassette, fingerprint))
     count = len(cassette)
     lines.append(f"  cassette:  {cassette.describe()} ({count} recording{'s' if count != 1 else ''})")
-    lines.extend(_closest_lines(rules.view(request), cassette, rules, clock_unread))
+    lines.extend(_closest_lines(rules.view(request), cassette, rules, clock_unread, place))
     if adopt is not None and str(mode) != "adopt":
         lines.extend(_adopt_lines(request, key, cassette, adopt))
     lines.append(f"  to record it: {record_command or 'run again with --llm-mode=record (and an API key)'}")
@@ -94,11 +93,16 @@ def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt
     ]
 
 
-def _recorded_occurrences(cassette: "Store", fingerprint: str) -> int:
-    count = 0
-    while cassette.get(fingerprint, count) is not None:
-        count += 1
-    return count
+def _repeat_line(what: str, occurrence: int, place: str, cassette: "Store", fingerprint: str) -> str:
+    """``repeats='sequence'``: which identical request (or LangChain lookup) this is in the test or block, and how many
+    answers the cassette holds for it."""
+    recorded = 0
+    while cassette.get(fingerprint, recorded) is not None:
+        recorded += 1
+    return (
+        f"  repeat:    this is identical {what} no. {occurrence + 1} in {place} (repeats='sequence'); "
+        f"the cassette holds {recorded} answer{'s' if recorded != 1 else ''} for it"
+    )
 
 
 def _stored_requests(cassette: "Store") -> list[tuple["Key", CanonicalRequest]]:
@@ -118,7 +122,7 @@ def _closest(request: CanonicalRequest, stored: Iterable[tuple["Key", CanonicalR
     return best
 
 
-def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "MatchRules", clock_unread: bool) -> list[str]:
+def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "MatchRules", clock_unread: bool, place: str) -> list[str]:
     """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
     closest = _closest(requested, _stored_requests(cassette), rules)
     if closest is None:
@@ -129,7 +133,7 @@ def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "Match
     header = f"  closest recording: {best.request.method} {best.request.url}, recorded {best.recorded_at}{recorded_by}"
     diff = differences(best_view, requested)
     if not diff:
-        return [header, "    same request, but not at this occurrence: record the test again to add the missing answers"]
+        return [header, f"    same request, but not at this occurrence: record {place} again to add the missing answers"]
     shown = [f"    {difference.describe(_WIDTH)}" for difference in diff[:_MAX_DIFF_LINES]]
     if len(diff) > _MAX_DIFF_LINES:
         shown.append(f"    … and {len(diff) - _MAX_DIFF_LINES} more differing fields")
@@ -168,14 +172,15 @@ def _is_volatile(value: Any) -> bool:
     return _VOLATILE.fullmatch(str(value).strip()) is not None
 
 
-def _explain_langchain_miss(request: CanonicalRequest, occurrence: int, cassette: "Store", record_command: str | None) -> str:
+def _explain_langchain_miss(request: CanonicalRequest, key: "Key", cassette: "Store", record_command: str | None, place: str) -> str:
     """The LangChain layer's miss: the model and prompt, and which settings differ from the closest entry."""
     lines = ["no recording for this LangChain cache lookup (mode 'replay': the model is not called)"]
     lines.append(f"  llm:       {describe_llm(request)}")
     lines.append(f"  prompt:    {_shorten(prompt_text(request))}")
+    fingerprint, occurrence = key
     if occurrence:
-        lines.append(f"  repeat:    occurrence {occurrence} of this lookup (repeats='sequence'); fewer were recorded")
-    entries = [(key, stored) for key, stored in _stored_requests(cassette) if is_langchain_request(stored)]
+        lines.append(_repeat_line("lookup", occurrence, place, cassette, fingerprint))
+    entries = [(stored_key, stored) for stored_key, stored in _stored_requests(cassette) if is_langchain_request(stored)]
     lines.append(f"  cassette:  {cassette.describe()} ({len(entries)} LangChain entr{'ies' if len(entries) != 1 else 'y'})")
     closest = _closest(request, entries)
     if closest is None:

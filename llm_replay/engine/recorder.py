@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import CassetteError, CassetteMiss
-from ..model.fingerprint import CanonicalRequest
+from ..model.fingerprint import CanonicalRequest, respelled
 from ..model.interaction import Interaction, Key, RecordedResponse, utc_stamp
 from ..stores.base import Store
 from .forked_children import IN_CHILD, tell_parent, tell_parent_used
@@ -145,7 +145,8 @@ class Recorder:
         self._refreshed = refreshed if refreshed is not None else Refreshed()
         self._record_hint = record_hint
         self._on_live = on_live
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # repeats="sequence": requests asked so far, by their plain spelling's key
+        self._plain: dict[str, str] = {}  # the key of each request spelled otherwise -> its plain spelling's
         # repeats="sequence": occurrences whose live answer was not kept (a 5xx or 429 the SDK retries), taken again
         # first, so the retry records in the place the replay will look for it
         self._freed: dict[str, list[int]] = {}
@@ -165,15 +166,20 @@ class Recorder:
         matches its recording), and where: its fingerprint under the match rules, and which repeat of it
         this is (always 0 with cache semantics, else 0, 1, 2, … per test). Every layer asks here."""
         request = self.cassette.scrubber.request(request)
-        fingerprint = self.rules.fingerprint(request)
         if self.repeats == "cache":
-            return request, (fingerprint, 0)
+            return request, (self.rules.fingerprint(request), 0)
+        view = self.rules.view(request)
+        # The place is counted by the plain spelling, so 0 and 0.0 are one request asked twice, as the second look-up on
+        # a miss finds them; the key stays the request's own. respelled() returns the request itself when plain.
+        fingerprint, counted = view.fingerprint, respelled(view).fingerprint
         with self._lock:
-            freed = self._freed.get(fingerprint)
+            if counted != fingerprint:
+                self._plain[fingerprint] = counted
+            freed = self._freed.get(counted)
             if freed:
                 return request, (fingerprint, heapq.heappop(freed))  # the earliest first
-            occurrence = self._seen.get(fingerprint, 0)
-            self._seen[fingerprint] = occurrence + 1
+            occurrence = self._seen.get(counted, 0)
+            self._seen[counted] = occurrence + 1
         return request, (fingerprint, occurrence)
 
     def lookup(self, request: CanonicalRequest, key: Key, *, strict: bool = True) -> Interaction | None:
@@ -196,7 +202,10 @@ class Recorder:
 
                 hint = self._record_hint() if self._record_hint else None
                 miss = CassetteMiss(
-                    explain_miss(request, key, self.cassette, self.rules, hint, clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption)
+                    explain_miss(
+                        request, key, self.cassette, self.rules, hint,
+                        clock_unread=self.clock_unread, mode=self.mode, adopt=self._adoption, in_test=self.test_id is not None,
+                    )
                 )
                 self.count_miss(miss)
                 raise miss
@@ -386,7 +395,8 @@ class Recorder:
         with self._lock:
             self.unrecorded += 1
             if self.repeats != "cache":
-                heapq.heappush(self._freed.setdefault(key[0], []), key[1])
+                counted = self._plain.get(key[0], key[0])
+                heapq.heappush(self._freed.setdefault(counted, []), key[1])
 
     def keep_clock_read(self, read: bool) -> None:
         """At the end of a frozen test: store whether it read the clock, so its replays freeze only if it did.
