@@ -1,0 +1,102 @@
+"""Secrets the rules by name and by URL did not catch: camelCase credential names (``accessToken``, ``clientSecret``) in
+requests and answers, a signed URL's credentials in a request body and split over a stream's events, JSON nested two
+strings deep; and ``llm-replay scrub`` keeping an XML body well-formed. The real openai SDK against the loopback fake;
+an older cassette made by putting the secret back where the scrub replaced it and keying it as it was keyed then."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from test_embedded_json_secrets import _chat, _told
+
+import llm_replay
+from llm_replay.cli import main
+from llm_replay.model.fingerprint import CanonicalRequest
+from llm_replay.stores.sqlite import SQLiteCache
+
+CAMEL_NAMES = ["accessToken", "refreshToken", "idToken", "clientSecret", "privateKey", "sessionToken", "secretAccessKey", "clientAssertion"]
+SECRET = "Zq8" + "vT3nLp7Wx2Rk9Bd4Hs6"  # no variable holds it, no key shape: a secret only by where it stands
+GOOGLE_TOKEN = "ya29." + "a0AfB_byC9x8Yq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0AyQ"  # fake, in Google's OAuth shape: the audit knows it
+
+
+def _ask(fake: Any, content: str = "hi", tool_result: str | None = None, **extra: Any) -> str:
+    """One chat call; with ``tool_result``, the app sends a tool's answer back (a JSON body it got from elsewhere)."""
+    client = openai.OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": content}]
+    if tool_result is not None:
+        messages += [{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "login", "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": "c1", "content": tool_result}]
+    return client.chat.completions.create(model="gpt-4o-mini", messages=messages, extra_body=extra or None).choices[0].message.content
+
+
+def _as_an_older_version_stored_it(cassette: Path, secret: str) -> None:
+    """``secret`` put back where the scrub replaced it, and each recording keyed by its request as stored then."""
+    with sqlite3.connect(cassette) as db:
+        rows = db.execute("SELECT fingerprint, occurrence, request, body FROM interactions").fetchall()
+        for fingerprint, occurrence, request, body in rows:
+            request = request.replace("<scrubbed>", secret)
+            body = body.replace(b"<scrubbed>", secret.encode()) if isinstance(body, bytes) else body.replace("<scrubbed>", secret)
+            db.execute("UPDATE interactions SET fingerprint = ?, request = ?, body = ? WHERE fingerprint = ? AND occurrence = ?",
+                       (CanonicalRequest.from_json(request).fingerprint, request, body, fingerprint, occurrence))
+    assert secret.encode() in cassette.read_bytes()
+
+
+def _audited(cassette: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert main(["audit", str(cassette)]) == 1
+    return capsys.readouterr().out
+
+
+# 1. camelCase credential names
+
+
+def test_camel_case_credential_names_in_a_request_body_are_stored_scrubbed_and_any_value_replays(server, tmp_path):
+    """In a tool's result the app sends back (JSON text in a string) and in the JSON body itself."""
+    def fields(value: str) -> dict[str, str]:
+        return {name: f"{value}-{name}" for name in CAMEL_NAMES}
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _ask(server, tool_result=json.dumps(fields(SECRET)), auth=fields(SECRET))
+    assert SECRET.encode() in server.requests[-1]["body"], "the live request carried them"
+    assert SECRET.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _ask(server, tool_result=json.dumps(fields("another-value-in-ci")), auth=fields("another-value-in-ci")) == live
+    assert replaying.replayed == 1
+
+
+@pytest.mark.parametrize("pieces", [None, 3], ids=["whole", "streamed 3 characters an event"])
+@pytest.mark.parametrize("name", ["accessToken", "ClientSecret"])
+def test_a_camel_case_credential_in_a_tool_call_the_model_answers_is_stored_scrubbed(name, pieces, server, tmp_path):
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert _chat(server, _told(name, pieces), stream=pieces is not None) != "<scrubbed>"
+    assert b"horse-battery-staple" not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert _chat(server, _told(name, pieces), stream=pieces is not None) == "<scrubbed>"
+
+
+def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays(server, tmp_path, capsys):
+    """Recorded before the name counted: the token in the stored request, and the recording keyed with it. The lookup
+    is keyed scrubbed now; the recording is found again under its old key, and ``llm-replay scrub`` removes the token."""
+    cassette = tmp_path / "c.sqlite3"
+    sent = json.dumps({"accessToken": GOOGLE_TOKEN, "expiresIn": 3599})
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _ask(server, tool_result=sent)
+    _as_an_older_version_stored_it(cassette, GOOGLE_TOKEN)
+    assert "column request (JSON, keys included): Google OAuth access token 'ya29.a…0AyQ'" in _audited(cassette, capsys)
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _ask(server, tool_result=sent) == live
+    assert replaying.replayed == 1
+    assert main(["scrub", str(cassette)]) == 0 and GOOGLE_TOKEN.encode() not in cassette.read_bytes()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _ask(server, tool_result=sent) == live
+    assert replaying.replayed == 1
