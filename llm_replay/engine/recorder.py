@@ -29,6 +29,12 @@ _NEVER_RECORDED = frozenset({429})
 _KEY_REFUSED = frozenset({401, 403})
 
 
+def is_kept(status: int) -> bool:
+    """Whether a live answer with this status is recorded: a rate limit or a server error is not (it says nothing about
+    the request, and the SDK retries it live). Every layer that records asks here."""
+    return status not in _NEVER_RECORDED and status < 500
+
+
 def _damaged(error: CassetteError) -> bool:
     """Whether a store refused to read one recording because of its stored value (not because the store is gone)."""
     from ..stores.sqlite import DamagedRecording
@@ -324,7 +330,7 @@ class Recorder:
         compares the answer it overwrites with the new one (``drift``)."""
         if self._on_live is not None:
             self._on_live(self, request, response.status, latency_s)
-        if response.status in _NEVER_RECORDED or response.status >= 500:
+        if not is_kept(response.status):
             self._not_kept(key)
             return
         fingerprint, occurrence = key

@@ -22,7 +22,7 @@ from langchain_core.load import dumpd, load
 from langchain_core.outputs import Generation
 
 from ..engine.langchain_keys import is_langchain_request, langchain_request, without_credential_headers
-from ..engine.recorder import _NEVER_RECORDED, Recorder
+from ..engine.recorder import Recorder, is_kept
 from ..engine.settings import Mode
 from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest
@@ -241,7 +241,7 @@ class RecorderCache(_CassetteBackedCache):
         """Record an error answer about the request (a 400, a refused key) as the call's entry, as the HTTP layer records
         it, so that a replay gives the app the same error; a rate limit or a server error leaves the call waiting (the
         SDK retries it, and only its answer is kept)."""
-        if response.status in _NEVER_RECORDED or response.status >= 500:  # as Recorder.record: never kept
+        if not is_kept(response.status):
             return
         try:
             self._pending[call.asked].remove(call)
