@@ -39,9 +39,12 @@ _JSON_HEADERS = {"content-type": ["application/json"]}
 class _ModelCall:
     """The model call a lookup let through (a miss, or a recorded error answer), as the HTTP layer beneath sees it:
     the LangChain key that stands for it, the error answer its requests get (replayed, or kept from the provider), and
-    the request it sent last, so that a request that is not its own is never taken for it."""
+    the request it sent last, so that a request that is not its own is never taken for it.
 
-    __slots__ = ("cache", "asked", "request", "key", "answer", "sent", "succeeded")
+    ``batch``: the lookups one model call answers together, this one last. An LLM's ``generate([a, b])`` looks up every
+    prompt, then sends those that missed in one request, so an error answer to it is every one's answer."""
+
+    __slots__ = ("cache", "asked", "request", "key", "answer", "sent", "succeeded", "batch")
 
     def __init__(self, cache: RecorderCache, asked: tuple[str, str], request: CanonicalRequest, key: Key, answer: Interaction | None = None) -> None:
         self.cache = cache
@@ -51,6 +54,27 @@ class _ModelCall:
         self.answer = answer
         self.sent: str | None = None  # the fingerprint of the last HTTP request it sent
         self.succeeded = False  # whether that request got a success answer
+        self.batch: list[_ModelCall] = [self]
+
+    def joined(self, earlier: _ModelCall | None) -> _ModelCall:
+        """This call, in the batch of the ``earlier`` call let through in this context if that one is still being
+        gathered: the same cache and model settings, and no request sent since."""
+        if earlier is not None and earlier.gathering(self.cache, self.asked[1]):
+            self.batch = [*earlier.batch, self]
+        return self
+
+    def replayed_answer(self) -> Interaction | None:
+        """The error answer its request gets without asking the provider, when every lookup of the batch has one: the
+        latest recorded (a batch's request answered them all at once); with a lookup that missed, the request is another,
+        and goes to the provider as the mode allows."""
+        answers = [member.answer for member in self.batch]
+        if any(answer is None for answer in answers):
+            return None
+        return max(answers, key=lambda answer: answer.recorded_at)  # type: ignore[union-attr]
+
+    def gathering(self, cache: RecorderCache, llm_string: str) -> bool:
+        """Whether a lookup of ``llm_string`` may be answered by this call's model request, not yet sent."""
+        return cache is self.cache and self.sent is None and self.asked[1] == llm_string
 
     def owns(self, cache: RecorderCache, fingerprint: str) -> bool:
         """Whether an HTTP request is this call's: its first, or the SDK's retry of one that got an error or no answer.
@@ -205,15 +229,17 @@ class RecorderCache(_CassetteBackedCache):
         __tracebackhide__ = True
         request, key = self.recorder.keyed(self._request(prompt, llm_string))
         found = self.recorder.lookup(request, key, strict=self.strict)
+        earlier = _MODEL_CALL.get()
         if found is None:
-            call = _ModelCall(self, (prompt, llm_string), request, key)
+            call = _ModelCall(self, (prompt, llm_string), request, key).joined(earlier)
             self._pending.setdefault(call.asked, []).append(call)
             _MODEL_CALL.set(call)
             return None
         if found.response.status >= 400:  # an error answer (``keep_error``): the model is called, its request gets it
-            _MODEL_CALL.set(_ModelCall(self, (prompt, llm_string), request, key, found))
+            _MODEL_CALL.set(_ModelCall(self, (prompt, llm_string), request, key, found).joined(earlier))
             return None
-        _MODEL_CALL.set(None)
+        if earlier is None or not earlier.gathering(self, llm_string):  # a hit amid a batch's lookups leaves the batch be
+            _MODEL_CALL.set(None)
         try:
             return self._generations(found)
         except CassetteError as error:  # a miss, not the plain error: the app's ``except Exception`` must not hide it
@@ -238,17 +264,18 @@ class RecorderCache(_CassetteBackedCache):
         return call.request, call.key
 
     def keep_error(self, call: _ModelCall, response: RecordedResponse, latency_s: float) -> None:
-        """Record an error answer about the request (a 400, a refused key) as the call's entry, as the HTTP layer records
-        it, so that a replay gives the app the same error; a rate limit or a server error leaves the call waiting (the
-        SDK retries it, and only its answer is kept)."""
+        """Record an error answer about the request (a 400, a refused key) as the entry of each lookup the call answers
+        (its batch), as the HTTP layer records it, so that a replay gives the app the same error; a rate limit or a server
+        error leaves the call waiting (the SDK retries it, and only its answer is kept)."""
         if not is_kept(response.status):
             return
-        try:
-            self._pending[call.asked].remove(call)
-        except (KeyError, ValueError):
-            return  # answered already (an update of the same prompt took its key)
-        self.recorder.record(call.request, call.key, response, latency_s)
-        call.answer = Interaction.of(call.request, response, fingerprint=call.key[0], occurrence=call.key[1], recorded_at=utc_stamp())
+        for member in call.batch:
+            try:
+                self._pending[member.asked].remove(member)
+            except (KeyError, ValueError):
+                continue  # answered already (an update of the same prompt took its key), or replayed its own error
+            self.recorder.record(member.request, member.key, response, latency_s)
+            member.answer = Interaction.of(member.request, response, fingerprint=member.key[0], occurrence=member.key[1], recorded_at=utc_stamp())
 
     def ended(self) -> None:
         """The test is over: count the misses the model never answered (it raised, and the app went on) as live answers
@@ -349,7 +376,7 @@ class _PastTheCache:
         call = _MODEL_CALL.get()
         if call is not None:
             if call.claims(self._cache, key[0]):
-                return call.answer
+                return call.replayed_answer()
             _MODEL_CALL.set(None)  # that call is over: this request and the next are answered as any other
         return self._recorder.lookup(request, key, strict=strict)
 
