@@ -6,6 +6,7 @@ an older cassette made by putting the secret back where the scrub replaced it an
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,9 @@ def test_camel_case_credential_names_in_a_request_body_are_stored_scrubbed_and_a
     assert SECRET.encode() not in cassette.read_bytes()
     server.stop()
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
-        assert _ask(server, tool_result=json.dumps(fields("another-value-in-ci")), auth=fields("another-value-in-ci")) == live
+        answer = _ask(server, tool_result=json.dumps(fields("another-value-in-ci")), auth=fields("another-value-in-ci"))
     assert replaying.replayed == 1
+    assert answer == re.sub(r'": "[^"]*"', '": "<scrubbed>"', live), "the echo of the tool result in the answer is scrubbed too"
 
 
 @pytest.mark.parametrize("pieces", [None, 3], ids=["whole", "streamed 3 characters an event"])
@@ -84,19 +86,19 @@ def test_a_camel_case_credential_in_a_tool_call_the_model_answers_is_stored_scru
 
 
 def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays(server, tmp_path, capsys):
-    """Recorded before the name counted: the token in the stored request, and the recording keyed with it. The lookup
-    is keyed scrubbed now; the recording is found again under its old key, and ``llm-replay scrub`` removes the token."""
+    """Recorded before the name counted: the token in the stored request's JSON body, and the recording keyed with it.
+    The lookup is keyed scrubbed now; the recording is found again under its old key, also after ``llm-replay scrub``
+    removed the token."""
     cassette = tmp_path / "c.sqlite3"
-    sent = json.dumps({"accessToken": GOOGLE_TOKEN, "expiresIn": 3599})
+    sent = {"accessToken": GOOGLE_TOKEN, "expiresIn": 3599}
     with llm_replay.use_cassette(cassette, mode="record"):
-        live = _ask(server, tool_result=sent)
+        live = _ask(server, auth=sent)
     _as_an_older_version_stored_it(cassette, GOOGLE_TOKEN)
     assert "column request (JSON, keys included): Google OAuth access token 'ya29.a…0AyQ'" in _audited(cassette, capsys)
     server.stop()
-    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
-        assert _ask(server, tool_result=sent) == live
-    assert replaying.replayed == 1
-    assert main(["scrub", str(cassette)]) == 0 and GOOGLE_TOKEN.encode() not in cassette.read_bytes()
-    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
-        assert _ask(server, tool_result=sent) == live
-    assert replaying.replayed == 1
+    for scrubbed in (False, True):
+        if scrubbed:
+            assert main(["scrub", str(cassette)]) == 0 and GOOGLE_TOKEN.encode() not in cassette.read_bytes()
+        with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+            assert _ask(server, auth=sent) == live
+        assert replaying.replayed == 1

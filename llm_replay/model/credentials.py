@@ -32,6 +32,10 @@ SECRET_BODY_FIELDS = frozenset({
     "access_token", "refresh_token", "id_token", "client_secret", "password", "passwd", "api_key", "apikey",
     "secret_access_key", "aws_secret_access_key", "session_token", "aws_session_token", "private_key", "client_assertion",
 })
+# The body field names as the rules compare them (``squashed``), and the fewest of them every one contains
+# (``awssessiontoken`` holds ``sessiontoken``): a text that holds none names no secret field in any spelling.
+SECRET_NAME_WORDS = frozenset(name.replace("_", "") for name in SECRET_BODY_FIELDS)
+SECRET_NAME_STEMS = tuple(sorted(word for word in SECRET_NAME_WORDS if not any(other != word and other in word for other in SECRET_NAME_WORDS)))
 # Names of environment variables whose values are secret: *KEY*, *TOKEN*, *SECRET*, *PASSWORD*.
 SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
 
@@ -49,10 +53,17 @@ def is_secret_header(name: str) -> bool:
     return lowered in SECRET_HEADERS or re.search(_SECRET_HEADER_WORDS, lowered) is not None
 
 
+def squashed(name: str) -> str:
+    """A name in the one spelling the rules compare: ``access_token``, ``access-token``, ``accessToken`` and
+    ``AccessToken`` are all ``accesstoken``."""
+    return name.lower().replace("-", "").replace("_", "")
+
+
 def is_secret_body_field(name: str) -> bool:
-    """Whether a form or JSON body field holds a credential (``access_token``, ``client_secret``, ``password``)."""
-    lowered = name.lower().replace("-", "_")
-    return lowered in SECRET_BODY_FIELDS or lowered.endswith("_api_key")
+    """Whether a form or JSON body field holds a credential (``access_token``, ``clientSecret``, ``password``), in any
+    case, snake, kebab or camel."""
+    word = squashed(name)
+    return word in SECRET_NAME_WORDS or word.endswith("apikey")
 
 
 def is_secret_field(name: str) -> bool:

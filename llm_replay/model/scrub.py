@@ -24,9 +24,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from .credentials import (
     SECRET_BODY_FIELDS,
     SECRET_ENV_WORDS,
+    SECRET_NAME_STEMS,
     is_secret_body_field,
     is_secret_header,
     is_secret_query_param,
+    squashed,
 )
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubber at start-up, before any request
     from .fingerprint import CanonicalRequest
@@ -35,9 +37,8 @@ if TYPE_CHECKING:  # only named in signatures: the pytest plugin builds a Scrubb
 
 MIN_SECRET_LENGTH = 8  # shorter values ("true", "1", "dev") are settings, and replacing them would mangle bodies
 PATTERN_PLACEHOLDER = "<scrubbed>"
-_FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*_api[-_]key"
-# The names as plain text: every match of _FIELD_NAMES contains one (``x_api_key`` contains ``api_key``).
-_FIELD_WORDS = tuple(sorted(SECRET_BODY_FIELDS))
+# Each name in any case, snake, kebab or camel (``access_token``, ``access-token``, ``accessToken``).
+_FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]?") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*api[-_]?key"
 # The query parameters of a signed URL that carry its credentials (Azure SAS, AWS SigV4 and GCS V4 presigning).
 _SIGNED_URL_PARAMS = ("sig", "signature", "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature")
 # What a body holding one of them holds, as services write them (the regex, which ignores case, costs ~0.2 µs a byte)
@@ -80,7 +81,7 @@ class _NameRules:
         self.aws_xml_bytes = re.compile(rf"(?i)(<(?:{aws})>)[^<]*".encode())
         self.form_field = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
         self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
-        self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*_api', '_api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
+        self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*api', 'api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
         self.userinfo_hint = re.compile(r"://[^/\s@]*:[^/\s@]*@")
         self.json_field_bytes, self.embedded_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
             re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE)
@@ -95,16 +96,19 @@ def name_rules() -> _NameRules:
 
 
 def _might_name_a_secret(text: str) -> bool:
-    """``name_rules().hint.search(text)``, the same answer in a few µs where the regex takes 100-200 µs on a request.
+    """Whether ``name_rules().hint.search(text)`` may find something, in a few µs where the regex takes 100-200 µs on
+    a request.
 
     Python's regex engine tries each of the case-insensitive names at every position; plain substring
-    searches in the lowered text do not. Exact for ASCII text (all an ASCII letter can match is its
-    other case); any other text is left to the regex (Unicode case folding has exceptions).
+    searches in the text lowered without ``-`` and ``_`` (``squashed``: one search per name for every spelling) do
+    not. For ASCII text it says True wherever the regex does (all an ASCII letter can match is its other case), and
+    also for a separator inside a word (``pass_word``); any other text is left to the regex (Unicode case folding has
+    exceptions).
     """
     if not text.isascii():
         return name_rules().hint.search(text) is not None
-    words = text.lower().replace("-", "_")
-    return any(map(words.__contains__, _FIELD_WORDS)) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
+    words = squashed(text)
+    return any(map(words.__contains__, SECRET_NAME_STEMS)) or ("@" in text and name_rules().userinfo_hint.search(text) is not None)
 
 
 # While a live answer is recorded: (value, placeholder name) of each credential its request sent (``sent_credentials``).
@@ -315,13 +319,13 @@ class Scrubber:
 
     def as_looked_up(self, stored: CanonicalRequest) -> CanonicalRequest:
         """A request a cassette stored, scrubbed as a lookup scrubs one now: one recorded before a rule was added (a
-        secret-named field in JSON text held in a string, as a tool call's arguments are sent back; a query parameter
-        named as a credential since) is found under the key its request has now (``RekeyIndex``, on a miss). Only a
-        request such a rule may change (an escaped quote, a secret query parameter) is scrubbed again."""
+        secret-named field in JSON text held in a string, as a tool call's arguments are sent back; a camelCase name,
+        ``accessToken``; a query parameter named as a credential since) is found under the key its request has now
+        (``RekeyIndex``, on a miss)."""
         query = tuple(pair for pair in stored.query if not is_secret_query_param(pair[0]))  # as canonicalize drops them
         if query != stored.query:
             stored = replace(stored, query=query)
-        return self.request(stored) if '\\"' in stored.to_json() else stored
+        return self.request(stored)
 
     def response(self, response: RecordedResponse) -> RecordedResponse:
         """The response without cookies, account identifiers or headers named like credentials, and with no secret

@@ -21,7 +21,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from .credentials import SECRET_BODY_FIELDS
+from .credentials import SECRET_NAME_STEMS
 
 if TYPE_CHECKING:  # event_stream.py is imported where an event stream is met, not with every answer
     from .event_stream import Frame
@@ -32,9 +32,6 @@ _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 _JOINED = "\n\x00\n"  # between fields' texts read as one: no secret runs across it
 _ARRAY_START = re.compile(rb"\s*\[\s*\{")  # Gemini's JSON-array stream: a list of chunk objects
 _BETWEEN_CHUNKS = re.compile(r"[\s,]*")
-# The secret field names as plain words, none inside another (``aws_session_token`` holds ``session_token``): a
-# secret-named field in a joined text holds one of them.
-_NAME_WORDS = tuple(sorted(word for word in SECRET_BODY_FIELDS if not any(other != word and other in word for other in SECRET_BODY_FIELDS)))
 
 
 def looks_streamed(body: bytes) -> bool:
@@ -73,13 +70,14 @@ def may_spell_a_name(text: bytes) -> bool:
     """Whether the joined pieces of ``text``'s strings could hold a secret-named JSON field (``{"api_key": "…"}`` streamed
     as a tool call's arguments) or a URL's password (``https://user:pass@host``), decided without parsing: a field's
     name comes with an escaped quote (``\\"``) and its words whole or split as ``may_be_split`` looks for them (any
-    case, ``-`` or ``_``); a URL's password with an ``@`` and its ``://`` whole or split."""
+    case, snake, kebab or camel: searched in the text lowered without ``-`` and ``_``); a URL's password with an ``@``
+    and its ``://`` whole or split."""
     if b"@" in text and (b"://" in text or may_be_split(text, ("://",))):
         return True
     if b'\\"' not in text:
         return False
-    words = text.lower().replace(b"-", b"_")
-    return any(word.encode() in words for word in _NAME_WORDS) or may_be_split(words, _NAME_WORDS)
+    words = text.lower().replace(b"-", b"").replace(b"_", b"")
+    return any(word.encode() in words for word in SECRET_NAME_STEMS) or may_be_split(words, SECRET_NAME_STEMS)
 
 
 @functools.lru_cache(maxsize=256)
