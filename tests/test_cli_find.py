@@ -53,7 +53,7 @@ def cassette(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store.close()
     for test_file in ("test_geo.py", "test_fun.py", "test_chain.py"):
         (tmp_path / "tests" / test_file).parent.mkdir(exist_ok=True)
-        (tmp_path / "tests" / test_file).write_text("")
+        (tmp_path / "tests" / test_file).write_text("".join(f"def {test.split('::')[1]}(): ...\n" for r in recordings for test in r.tests if test_file in test))
     # A run in which every test passed; test_embed without its recording: it and the gone test's become unused.
     used = recordings[:4] + recordings[5:]
     passes = {test: [r.key for r in used if test in r.tests] for r in recordings for test in r.tests}

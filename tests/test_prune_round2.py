@@ -7,9 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import cassette_file
+from conftest import cassette_file, write_ini
 
 from llm_replay.cli import main
+from llm_replay.stores.spec import open_store
 
 CONDITIONAL = '''
 import os
@@ -56,3 +57,65 @@ def test_a_test_this_run_does_not_define_keeps_its_recordings(llm_pytester: pyte
     assert main(["prune"]) == 0
     assert capsys.readouterr().out.startswith("deleted 0 recordings"), "nor does llm-replay prune"
     assert prompts(cassette_file(llm_pytester)) == {"always", "windows"}
+
+
+HOLDING = '''
+import os
+
+import openai
+
+
+def ask(prompts):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    for prompt in filter(None, prompts.split(",")):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+
+
+def test_y(llm_cache):
+    ask(os.environ.get("Y_ASKS", "y,both"))
+'''
+BEING_WRITTEN = '''
+
+def test_x(llm_cache):
+    ask(os.environ.get("X_ASKS", "x,both"))
+    assert not os.environ.get("X_FAILS"), "x is not done yet"
+'''
+
+
+def _redis_prompts(url: str) -> set[str]:
+    store = open_store(url, readonly=True)
+    try:
+        return {interaction.request.body["messages"][0]["content"] for interaction in store.interactions()}  # type: ignore[index]
+    finally:
+        store.close()
+
+
+def test_a_failing_test_deleted_since_lets_go_with_rm_by_test_over_redis(llm_pytester: pytest.Pytester, redis_server, server, env, capsys):
+    """test_x, being written, replays test_y's answer y and fails; test_y asks nothing now; test_x is given up. Over Redis
+    no run can tell a deleted test (it may be another branch's), so test_x held y for ever: llm-replay prune said 'they
+    go once those tests pass', which test_x never will; and llm-replay rm --test test_x left its hold on y, and its
+    ownership of the answer it shared with test_y ('kept: also used by test_y'): nothing let those go but deleting them
+    by key."""
+    url = redis_server.url()
+    write_ini(llm_pytester, f"llm_cassette = {url}")
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=HOLDING.format(base_url=server.base_url) + BEING_WRITTEN)
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    env.setenv("X_ASKS", "y")
+    env.setenv("X_FAILS", "1")
+    env.setenv("Y_ASKS", "")
+    llm_pytester.runpytest("--llm-mode=replay").assert_outcomes(passed=1, failed=1)
+    llm_pytester.makepyfile(test_app=HOLDING.format(base_url=server.base_url))  # test_x is given up
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert "kept 1 recording used by tests whose latest run did not pass: test_app.py::test_x" in out, out
+    assert "a test deleted since lets them go with llm-replay rm --test <its id>" in out, out
+    assert main(["rm", "--test", "test_app.py::test_x"]) == 0
+    out = capsys.readouterr().out
+    assert "kept" in out and "also used by test_app.py::test_y" in out and "deleted 1 recording" in out, out
+    assert _redis_prompts(url) == {"y", "both"}
+    assert main(["prune"]) == 0
+    assert capsys.readouterr().out.startswith("deleted 2 recordings"), "test_y passed without them; test_x holds nothing now"
+    assert _redis_prompts(url) == set()

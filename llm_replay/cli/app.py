@@ -148,7 +148,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from ..engine.project import run_ledger
+    from ..engine.project import pytest_rootdir_and_ini, run_ledger
     from .listing import resolve_key
     from .removal import erase, plan_removal
 
@@ -158,9 +158,9 @@ def _rm(args: argparse.Namespace) -> int:
     with _opened(spec) as cassette:  # chosen read-only: a refused or empty choice leaves the cassette as it was
         keys = [resolve_key(cassette, key) for key in args.keys] if args.keys else None  # every key found, or nothing deleted
         ledger = run_ledger(spec)
-        removal = plan_removal(cassette, _selection(args, cassette, keys=keys), ledger.passes(), ledger.holds())
+        removal = plan_removal(cassette, _selection(args, cassette, keys=keys), ledger.passes(), ledger.holds(), pytest_rootdir_and_ini(Path.cwd())[0])
     _print(removal.lines())
-    if args.dry_run or not removal.doomed:
+    if args.dry_run or not (removal.doomed or removal.released):
         count = len(removal.doomed) if args.dry_run else 0
         print(f"{'would delete' if args.dry_run else 'deleted'} {count} recording{'s' if count != 1 else ''} from {spec}")
         return EXIT_OK

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
-from ..engine.pruning import delete_unchanged
+from ..engine.pruning import delete_unchanged, still_defined
+from ..model.interaction import OwnerChange
 from ..stores.summaries import summaries_of
 from .listing import key_text, list_lines
 from .selection import Listed, Selection, owned_by
@@ -20,18 +21,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Removal:
-    """What ``rm`` will delete, and what it keeps because another test uses it too."""
+    """What ``rm`` will delete, what it keeps because another test uses it too, and the chosen tests this checkout no
+    longer defines (deleted: from now on they own and hold nothing, so what they shared goes once its other tests let go)."""
 
     doomed: list[Listed]
     shared: list[tuple[Listed, list[str]]]  # each with the other tests that use it
     test: str | None
+    released: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """The recordings to delete (as ls shows them) and those kept, with why."""
         lines = list_lines(self.doomed)[:-1] if self.doomed else []
         for row, others in self.shared:
             lines.append(f"kept {key_text(row)}: also used by {', '.join(others)} (llm-replay rm {key_text(row)} deletes it anyway)")
-        if self.test is not None and not self.doomed and not self.shared:  # a mistyped id would otherwise pass for done
+        if self.released:
+            lines.append(
+                f"not defined in this checkout: {', '.join(self.released)}; rm --test lets go of what it owned or used with other "
+                "tests (the bookkeeping forgets it, and it is no owner of what is kept)"
+            )
+        if self.test is not None and not self.doomed and not self.shared and not self.released:  # a mistyped id would otherwise pass for done
             lines.append(
                 f"no recording owned by test {self.test!r} matches: llm-replay ls shows each recording's tests "
                 "(--test takes a node id as pytest prints it, a file, a folder or a class)"
@@ -39,11 +47,13 @@ class Removal:
         return lines
 
 
-def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, TestPass], holds: Mapping[Key, set[str]]) -> Removal:
+def plan_removal(
+    cassette: "Store", selection: Selection, passes: Mapping[str, TestPass], holds: Mapping[Key, set[str]], rootdir: Path | None = None
+) -> Removal:
     """What ``selection`` picks; with ``--test``, a recording another test also uses is kept (deleting it
     would break that test). Users are its stored owners, the tests whose latest pass used it (a run that only
     replays writes no owner into the cassette; the run bookkeeping has it) and those that used it in runs they did not
-    pass since (``holds``)."""
+    pass since (``holds``). A chosen test the checkout under ``rootdir`` no longer defines is released (none without one)."""
     rows = list(selection.select(summaries_of(cassette, shown=True)))
     test = selection.test
     if test is None:
@@ -59,13 +69,30 @@ def plan_removal(cassette: "Store", selection: Selection, passes: Mapping[str, T
             shared.append((row, others))
         else:
             doomed.append(row)
-    return Removal(doomed, shared, test)
+    if rootdir is None:
+        return Removal(doomed, shared, test)
+    named = {owner for row in rows for owner in row.tests} | {user for holders in users.values() for user in holders}
+    return Removal(doomed, shared, test, _deleted(named, test, rootdir))
+
+
+def _deleted(tests: Iterable[str], selector: str, rootdir: Path) -> tuple[str, ...]:
+    """The pytest tests (``path::name``) ``selector`` names that the checkout no longer defines: over a cassette shared
+    with other checkouts (Redis) no run can tell them deleted, so they held what they shared with other tests for ever."""
+    sources: dict[str, bytes | None] = {}
+    return tuple(sorted(test for test in tests if "::" in test and owned_by(test, selector) and not still_defined(test, rootdir, sources)))
 
 
 def erase(cassette: "Store", ledger: "RunLedger", removal: Removal) -> str:
     """Delete the planned recordings as they were listed (secure delete, and the file compacted as the cassette
     closes: their bytes leave the file), and forget them in the run bookkeeping. A recording another session wrote
-    again after the listing (a refresh) is not the one chosen: it stays."""
+    again after the listing (a refresh) is not the one chosen: it stays. Released tests stop owning what is kept, and
+    the bookkeeping forgets them."""
     removed = delete_unchanged(cassette, ledger, {row.key: row.row.recorded_at for row in removal.doomed})
+    if removal.released:
+        released = set(removal.released)
+        # the tests it shared with own it from now on: a recording left with no owner would never be pruned
+        changes = {row.key: OwnerChange(added=tuple(others), removed=removal.released) for row, others in removal.shared if released.intersection(row.tests)}
+        cassette.change_owners(changes)
+        ledger.release(removal.released)
     erased = " (erased from the file, not only unlinked)" if isinstance(cassette.path, Path) else ""
     return f"deleted {removed} recording{'s' if removed != 1 else ''} from {cassette.describe()}{erased}"

@@ -88,16 +88,19 @@ def _deleted_tests(outcome: RunOutcome, owners: Iterable[str], rootdir: Path) ->
     functions = {test.split("[", 1)[0] for test in outcome.collected}
     missing = {test for test in outcome.vanished(owners) if test.split("[", 1)[0] not in functions}
     sources: dict[str, bytes | None] = {}
-    return {test for test in missing if not _still_named(test, rootdir, sources)}
+    return {test for test in missing if not still_defined(test, rootdir, sources)}
 
 
-def _still_named(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> bool:
-    """Whether the test's file still spells each of its names (class, function) as a whole word; a file that cannot be
-    read counts as naming it. ``sources``: each file's text as read so far (one read per file)."""
+def still_defined(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> bool:
+    """Whether the test's file exists and still spells each of its names (class, function) as a whole word: a test this
+    run did not collect may be one it does not define (``if sys.platform == ...:``), not a deleted one. A file that
+    cannot be read counts as defining it. ``sources``: each file's text as read so far (one read per file)."""
     file, *names = test.split("[", 1)[0].split("::")
     if file not in sources:
         try:
             sources[file] = (rootdir / file).read_bytes()
+        except FileNotFoundError:
+            sources[file] = b""
         except OSError:
             sources[file] = None
     source = sources[file]
@@ -105,7 +108,7 @@ def _still_named(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> 
         return True
     # a doctest's name is dotted (module.function): its last part is what the file spells
     words = (name.rsplit(".", 1)[-1].encode() for name in names)
-    return all(re.search(rb"(?<!\w)" + re.escape(word) + rb"(?!\w)", source) for word in words)
+    return bool(source) and all(re.search(rb"(?<!\w)" + re.escape(word) + rb"(?!\w)", source) for word in words)
 
 
 def _unknown_use_line(crashed: list[str]) -> str:
@@ -183,7 +186,7 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
         shown = ", ".join(tests[:5]) + (f" and {len(tests) - 5} more" if len(tests) > 5 else "")
         lines.append(
             f"kept {len(kept)} {'recording' if len(kept) == 1 else 'recordings'} used by tests whose latest run did not pass: "
-            f"{shown} (they go once those tests pass without them)"
+            f"{shown} (they go once those tests pass without them; a test deleted since lets them go with llm-replay rm --test <its id>)"
         )
     if elsewhere:
         lines.append(

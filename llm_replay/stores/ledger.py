@@ -126,6 +126,14 @@ class RunLedger:
                 db.executemany("DELETE FROM pass_uses WHERE fingerprint = ? AND occurrence = ?", keys)
                 db.executemany("DELETE FROM holds WHERE fingerprint = ? AND occurrence = ?", keys)
 
+    def release(self, tests: Iterable[str]) -> None:
+        """Forget deleted tests: their latest pass and what they used in runs they did not pass hold nothing now."""
+        rows = [(test,) for test in tests]
+        if rows and self.path.is_file():
+            with self._connection(write=True) as db:
+                for table in ("passes", "pass_uses", "holds"):
+                    db.executemany(f"DELETE FROM {table} WHERE test_id = ?", rows)
+
     def _connection(self, write: bool = False) -> "_Opened":
         return _Opened(self.path, write)
 
