@@ -24,6 +24,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
 from ..model.scrub import sent_credentials
+from .late_imports import keep_originals_again, watch_late_imports, withholding
 from .placeholders import PLACEHOLDER_KEY
 
 _STATE = "_llm_replay_state"
@@ -184,6 +185,8 @@ class _ReusablePatchers:
         self._steps: list[Any] = []
         self._undo: list[Any] = []  # what puts things back; empty while the patches are off
         self._keep_on = False
+        self._stale = False  # an HTTP library was imported while the patches were being changed: rebuild them
+        self._paused = False  # the patches are off while a library is imported, and go back on after
 
     def enter(self, recorder: Recorder) -> VcrCassetteAdapter:
         """Count one more activation; the first puts the patches on (unless they were left on)."""
@@ -192,10 +195,49 @@ class _ReusablePatchers:
                 adapter = VcrCassetteAdapter()
                 self._steps = _steps(adapter)
                 self._adapter = adapter
+            elif self._stale:
+                self._rebuild(on=False)
             if not self._undo:
                 self._apply()
             self._active.append((recorder, threading.get_ident()))
             return self._adapter
+
+    def pause_for_import(self) -> None:
+        """An HTTP library vcrpy has not kept is being imported (late_imports.py): the patches come off until it is."""
+        if self._locked():
+            try:
+                self._paused = self._paused or bool(self._undo)
+                self._remove()
+            finally:
+                self._lock.release()
+
+    def library_imported(self) -> None:
+        """The import ended: the patches are rebuilt to take the library in, and put back on if they were on, before the
+        code that imported it runs on."""
+        if self._locked():
+            try:
+                if self._adapter is not None:
+                    self._rebuild(on=self._paused or bool(self._undo))
+                self._paused = False
+            finally:
+                self._lock.release()
+
+    def _locked(self) -> bool:
+        """The lock, unless another thread holds it (changing the patches, it may be waiting for this very import): then
+        it rebuilds them at its next activation (``_stale``)."""
+        if self._lock.acquire(blocking=False):
+            return True
+        self._stale = True
+        return False
+
+    def _rebuild(self, on: bool) -> None:
+        """The patches built again over the same adapter, after vcrpy has kept the originals of what is imported now."""
+        self._remove()
+        self._stale = False
+        keep_originals_again()
+        self._steps = _steps(self._adapter)  # type: ignore[arg-type]
+        if on:
+            self._apply()
 
     def leave(self, recorder: Recorder) -> None:
         """Count one activation less; the last takes the patches off, unless they are kept on between activations."""
@@ -272,8 +314,14 @@ class _ReusablePatchers:
 
 
 def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
-    """What vcrpy's CassettePatcherBuilder would enter: plain ``mock.patch.object`` as (target, attribute,
-    replacement) triples, anything else kept as the context manager it is."""
+    """What vcrpy's CassettePatcherBuilder would enter, for the HTTP libraries imported so far (late_imports.py)."""
+    watch_late_imports(_REUSABLE.pause_for_import, _REUSABLE.library_imported)
+    return withholding(lambda: _built_steps(adapter))
+
+
+def _built_steps(adapter: VcrCassetteAdapter) -> list[Any]:
+    """vcrpy's patchers: plain ``mock.patch.object`` as (target, attribute, replacement) triples, anything else kept as
+    the context manager it is."""
     from unittest import mock
 
     from vcr.patch import CassettePatcherBuilder, ConnectionRemover

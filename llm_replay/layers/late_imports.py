@@ -1,0 +1,143 @@
+"""vcrpy's patches without importing every HTTP library vcrpy knows: one the session has not imported yet is
+patched when it is imported.
+
+Importing ``vcr.patch`` imports each library it can patch (botocore, urllib3, requests, httpx, aiohttp, tornado…)
+to keep their originals: with boto3 and requests installed, ~150 ms of a session's first llm_cache test for
+libraries its tests may never load. It is imported with the absent ones withheld (in its own thread only), and a
+finder first on ``sys.meta_path`` watches for them. While one is imported, the patches are off (its classes subclass
+the real ``http.client`` ones, as they would without llm_replay); once the outermost such import has finished (a
+package that imports another is whole), vcrpy's module is loaded again to keep its originals, and the patches are
+rebuilt and put back on, before the importing code can use it. So a library that a test body imports after llm_cache
+started is intercepted as if it had been imported first. A thread that imports one while another thread is changing
+the patches (the very first llm_cache test starting) is not waited for: the patches are rebuilt at the next
+activation instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any, Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+# The top-level packages of the modules vcr.patch imports to keep their originals (vcrpy 9.4).
+PATCHED_LIBRARIES = ("botocore", "urllib3", "requests", "httplib2", "tornado", "aiohttp", "httpx", "httpx_curl_cffi", "pyreqwest", "httpx2")
+
+
+class _Watch(MetaPathFinder):
+    """Withholds the libraries vcrpy has not kept while its module loads, and reports each import of one later."""
+
+    def __init__(self, absent: set[str], importing: Callable[[], None], imported: Callable[[], None]) -> None:
+        self.absent = absent
+        self.importing = importing
+        self.imported = imported
+        self.withholding_thread: int | None = None
+        self._depth = threading.local()  # how many watched imports this thread is inside
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> ModuleSpec | None:
+        if fullname not in self.absent:  # every import of the session passes here: one set look-up
+            return None
+        if self.withholding_thread == threading.get_ident():
+            raise ModuleNotFoundError(f"{fullname} is withheld while vcr.patch loads (llm_replay patches it once imported)", name=fullname)
+        spec = self._found_elsewhere(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenReport(spec.loader, self)
+        return spec
+
+    def _found_elsewhere(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None) -> ModuleSpec | None:
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            if finder is not self and find is not None:
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    return spec
+        return None
+
+    def entering(self) -> None:
+        """A watched import starts; the outermost one first takes the patches off (``importing``)."""
+        depth = getattr(self._depth, "value", 0)
+        if depth == 0:
+            self.importing()
+        self._depth.value = depth + 1
+
+    def left(self, name: str, imported: bool) -> None:
+        """A watched import ended; once the outermost has, vcrpy keeps what was imported (``imported``)."""
+        self._depth.value -= 1
+        if imported:
+            self.absent.discard(name)
+        if self._depth.value == 0:
+            self.imported()
+
+    def load_withholding(self, load: Callable[[], T]) -> T:
+        """``load()`` with the libraries still absent unimportable in this thread."""
+        self.withholding_thread = threading.get_ident()
+        try:
+            return load()
+        finally:
+            self.withholding_thread = None
+
+
+class _ThenReport(Loader):
+    """A library's own loader, then the report that it is imported; the module keeps its own loader afterwards."""
+
+    def __init__(self, loader: Loader, watch: _Watch) -> None:
+        self.loader = loader
+        self.watch = watch
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.watch.entering()
+        imported = False
+        try:
+            self.loader.exec_module(module)
+            imported = True
+        finally:
+            module.__loader__ = self.loader
+            if module.__spec__ is not None:
+                module.__spec__.loader = self.loader
+            self.watch.left(module.__name__, imported)
+
+    def __getattr__(self, name: str) -> Any:  # resource readers, get_source…
+        return getattr(self.loader, name)
+
+
+_WATCH: _Watch | None = None
+
+
+def watch_late_imports(importing: Callable[[], None], imported: Callable[[], None]) -> None:
+    """From now on, the HTTP libraries this process has not imported are withheld from vcrpy (``withholding``), and
+    an import of one of them is framed by ``importing`` (take the patches off: a library whose classes subclass
+    ``http.client``'s must find the real ones, not vcrpy's stubs) and ``imported`` (``keep_originals_again``, then
+    rebuild the patches and put them back on). Once only, and only before ``vcr.patch`` is imported: imported already
+    (pytest-recording, a conftest), it has imported every library it knows."""
+    global _WATCH
+    if _WATCH is not None or "vcr.patch" in sys.modules:
+        return
+    _WATCH = _Watch({name for name in PATCHED_LIBRARIES if name not in sys.modules}, importing, imported)
+    sys.meta_path.insert(0, _WATCH)
+
+
+def withholding(build: Callable[[], T]) -> T:
+    """``build()`` (importing vcr.patch, building its patchers) with the libraries still absent unimportable in this
+    thread: vcrpy skips each one as if it were not installed."""
+    return build() if _WATCH is None else _WATCH.load_withholding(build)
+
+
+def keep_originals_again() -> None:
+    """Load ``vcr.patch`` again, so it keeps the originals of the libraries imported since, the others still withheld.
+
+    Only with every patch of ours off. What it kept before wins over what it finds now: were another vcrpy cassette's
+    patches on at this moment, it would otherwise keep them as originals."""
+    module = sys.modules.get("vcr.patch")
+    if module is None:  # dropped since (pytester's in-process sessions restore sys.modules): imported afresh
+        withholding(lambda: importlib.import_module("vcr.patch"))
+        return
+    kept = {name: value for name, value in vars(module).items() if value is not None and not name.startswith("__")}
+    withholding(lambda: importlib.reload(module))
+    vars(module).update(kept)
