@@ -35,13 +35,13 @@ def _ask(fake: Any, content: str = "hi", tool_result: str | None = None, **extra
     return client.chat.completions.create(model="gpt-4o-mini", messages=messages, extra_body=extra or None).choices[0].message.content
 
 
-def _as_an_older_version_stored_it(cassette: Path, secret: str) -> None:
-    """``secret`` put back where the scrub replaced it, and each recording keyed by its request as stored then."""
+def _as_an_older_version_stored_it(cassette: Path, secret: str, scrubbed: str = "<scrubbed>") -> None:
+    """``secret`` put back where the scrub wrote ``scrubbed``, and each recording keyed by its request as stored then."""
     with sqlite3.connect(cassette) as db:
         rows = db.execute("SELECT fingerprint, occurrence, request, body FROM interactions").fetchall()
         for fingerprint, occurrence, request, body in rows:
-            request = request.replace("<scrubbed>", secret)
-            body = body.replace(b"<scrubbed>", secret.encode()) if isinstance(body, bytes) else body.replace("<scrubbed>", secret)
+            request = request.replace(scrubbed, secret)
+            body = body.replace(scrubbed.encode(), secret.encode()) if isinstance(body, bytes) else body.replace(scrubbed, secret)
             db.execute("UPDATE interactions SET fingerprint = ?, request = ?, body = ? WHERE fingerprint = ? AND occurrence = ?",
                        (CanonicalRequest.from_json(request).fingerprint, request, body, fingerprint, occurrence))
     assert secret.encode() in cassette.read_bytes()
@@ -102,3 +102,60 @@ def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_
         with llm_replay.use_cassette(cassette, mode="replay") as replaying:
             assert _ask(server, auth=sent) == live
         assert replaying.replayed == 1
+
+
+# 2. A signed URL in a request body
+
+
+def _sas(signed_at: str, signature: str) -> str:
+    """An Azure SAS URL to a blob, as storage hands one out: its times and signature change with every signing."""
+    return (f"https://acct.blob.core.windows.net/uploads/cat.png?sv=2021-08-06&st={signed_at}T21%3A00%3A00Z&se={signed_at}T22%3A00%3A00Z"
+            f"&sr=b&sp=r&sig={signature}")
+
+
+def _presigned(signed_at: str, signature: str) -> str:
+    """An S3 presigned URL, as boto3's generate_presigned_url writes one."""
+    return ("https://bucket.s3.amazonaws.com/uploads/cat.png?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            f"&X-Amz-Credential=AKIAQ7XK2M9P3KDHX2RZ%2F{signed_at.replace('-', '')}%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={signed_at.replace('-', '')}T210000Z"
+            f"&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}")
+
+
+SIGNATURE = "Hx7%2Bq9KzP2mWv4LbN8RtY3cJ6dFgA1sE5uO0iQwXyZk%3D"
+SIGNED_URLS = {"Azure SAS": _sas, "S3 presigned": _presigned}
+
+
+def _describe(fake: Any, url: str) -> str:
+    """The app passes an image URL it got from storage to the model."""
+    return _ask(fake, content=[{"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": url}}])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", SIGNED_URLS)
+def test_a_signed_url_in_a_request_is_stored_without_its_credentials_and_a_url_signed_again_replays(kind, server, tmp_path):
+    signed = SIGNED_URLS[kind]
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _describe(server, signed("2026-12-07", SIGNATURE))
+    stored = cassette.read_bytes()
+    assert SIGNATURE.encode() not in stored and b"AKIAQ7XK2M9P3KDHX2RZ" not in stored
+    assert b"uploads/cat.png" in stored, "the blob it names stays in the key"
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _describe(server, signed("2026-12-08", "Zt4" + SIGNATURE[3:])) == live, "signed again the next day"
+    assert replaying.replayed == 1
+
+
+@pytest.mark.parametrize("kind", SIGNED_URLS)
+def test_a_signed_url_in_an_older_cassettes_request_fails_the_audit_and_still_replays(kind, server, tmp_path, capsys):
+    """Recorded before requests were scrubbed of it: the URL whole in the stored request, which is keyed with it."""
+    url = SIGNED_URLS[kind]("2026-12-07", SIGNATURE)
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _describe(server, url)
+    (recorded,) = SQLiteCache(cassette, readonly=True).interactions()
+    _as_an_older_version_stored_it(cassette, url, scrubbed=recorded.request.body["messages"][0]["content"][1]["image_url"]["url"])
+    assert f"column request (JSON, keys included): signed URL signature '{SIGNATURE[:6]}…" in _audited(cassette, capsys)
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _describe(server, url) == live
+        assert _describe(server, SIGNED_URLS[kind]("2026-12-08", "Zt4" + SIGNATURE[3:])) == live
+    assert replaying.replayed == 2

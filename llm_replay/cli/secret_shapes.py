@@ -2,7 +2,8 @@
 
 detect-secrets knows AWS access keys, GitHub, GitLab, Slack, Stripe, Twilio, SendGrid, JWTs, URL passwords…;
 the shapes below are the ones it does not (Anthropic, OpenAI project keys, Google API keys and OAuth tokens,
-Hugging Face, AWS session tokens, Azure AD client secrets, bearer tokens, whole private-key blocks). Its
+Hugging Face, AWS session tokens, Azure AD client secrets, signed URLs' signatures, bearer tokens, whole private-key
+blocks). Its
 keyword and entropy detectors are left out: on model output they flag every other sentence.
 Only the ``llm-replay`` command needs it (``pip install detect-secrets``); nothing else imports this.
 """
@@ -78,6 +79,9 @@ OWN_SHAPES: tuple[Shape, ...] = (
     Shape("Azure AD client secret", r"[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}", ("Q~",), back=4),
     Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}|github_pat_[A-Za-z0-9_]{22,}",
           ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), loose=r"gh[pousr]_[A-Za-z0-9]{36,}"),
+    # an Azure SAS ``sig=``, an S3 or GCS presigned URL's ``X-Amz-Signature=``/``X-Goog-Signature=`` (base64 or hex, as
+    # written in a URL): an older cassette's request kept one
+    Shape("signed URL signature", r"(?i:sig|signature)=(?P<value>[A-Za-z0-9%+/_.=-]{16,})", ("sig=", "signature="), fold=True),
     Shape("bearer token", r"(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*", ("bearer",), fold=True),
     Shape("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n){0,8000}?-----END [A-Z ]*PRIVATE KEY-----", ("-----BEGIN ",)),
 )

@@ -44,6 +44,13 @@ _SIGNED_URL_PARAMS = ("sig", "signature", "x-amz-credential", "x-amz-security-to
 # What a body holding one of them holds, as services write them (the regex, which ignores case, costs ~0.2 µs a byte)
 _SIGNED_URL_HINTS = (b"sig=", b"Sig=", b"ignature=", b"-Amz-", b"-amz-", b"-Goog-", b"-goog-")
 _SIGNED_URL_TEXT_HINTS = tuple(hint.decode() for hint in _SIGNED_URL_HINTS)
+# What else changes each time a URL is signed (Azure SAS start and expiry, its user delegation key's, AWS's and Google's
+# signing time): replaced with the credentials in a request's signed URL, so a URL signed again on the next run is
+# keyed the same (an answer's are kept: a later fetch of the URL is keyed by them).
+_SIGNING_TIMES = ("st", "se", "skt", "ske", "x-amz-date", "x-goog-date")
+# What a request's string holding a signed URL holds: its signature, as services write it (sig=, Signature=,
+# X-Amz-Signature=); fewer looks than _SIGNED_URL_TEXT_HINTS, as every request pays them where it has an "=".
+_SIGNATURE_TEXT_HINTS = ("ig=", "IG=", "ature=", "ATURE=")
 # The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
 # a comment), Gemini's JSON array of chunks, or blank before one. Any other answer (a JSON object, text, audio) is told
 # from a stream by it and never loads streamed_text.py.
@@ -74,6 +81,9 @@ class _NameRules:
         names = "|".join(map(re.escape, _SIGNED_URL_PARAMS))
         self.url_query = re.compile(rf"(?i)((?:[?&]|\\u0026)(?:{names})=)[^&#\"'\s<>\\]+")
         self.url_query_bytes = re.compile(self.url_query.pattern.encode(), re.IGNORECASE)
+        # the same in a request's strings (an image URL the app got from storage), its signing times too
+        times = "|".join(map(re.escape, _SIGNING_TIMES))
+        self.request_url_query = re.compile(rf"(?i)([?&](?:{names}|{times})=)[^&#\"'\s<>\\]+")
         # AWS temporary credentials as the endpoints botocore fetches them from answer (STS's XML, SSO's camelCase JSON):
         # answers only, never sent back in a body (they sign requests), so requests need no such rule
         aws = r"secret[-_]?access[-_]?key|session[-_]?token"
@@ -299,7 +309,7 @@ class Scrubber:
         secrets, in_json = env.secrets, env.in_json
         text = request.to_json()
         binary = bool(base64_texts(request.body_kind, request.body))
-        if not binary and not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text):
+        if not binary and not any(value in text for value in in_json) and not self._pattern_in(request) and not _might_name_a_secret(text) and not _might_hold_a_signed_url(text):
             return request  # the usual case, decided without building anything
         query = tuple((self.text(key, secrets), self.text(value, secrets)) for key, value in request.query if not is_secret_query_param(key))
         body = _without_secret_fields(request.body)
@@ -337,7 +347,7 @@ class Scrubber:
             secrets = sorted([*secrets, *sent], key=lambda item: -len(item[0]))
         rules = name_rules()
         headers = {
-            self.text(name, secrets): [_url_credentials(rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)), rules) for value in values]
+            self.text(name, secrets): [_url_credentials(rules.userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", self.text(value, secrets)), rules.url_query) for value in values]
             for name, values in response.headers.items()
             if not is_secret_header(name)
         }
@@ -467,7 +477,7 @@ class Scrubber:
             value = self.text(value, secrets)
             if "@" in value and name_rules().userinfo_hint.search(value):  # a URL's password in a prompt or a field
                 value = name_rules().userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", value)
-            return value
+            return _url_credentials(value, name_rules().request_url_query, _SIGNATURE_TEXT_HINTS)  # an image URL from storage
         if isinstance(value, list):
             return [self._value(item, secrets) for item in value]
         if isinstance(value, dict):
@@ -475,11 +485,17 @@ class Scrubber:
         return value
 
 
-def _url_credentials(value: str, rules: _NameRules) -> str:
-    """A response header's value (``Location``) with a signed URL's credentials replaced."""
-    if "://" in value and any(map(value.__contains__, _SIGNED_URL_TEXT_HINTS)):
-        return rules.url_query.sub(rf"\1{PATTERN_PLACEHOLDER}", value)
+def _url_credentials(value: str, pattern: re.Pattern[str], hints: tuple[str, ...] = _SIGNED_URL_TEXT_HINTS) -> str:
+    """A text with a signed URL's credentials replaced: a response header's value (``Location``, ``url_query``) or a
+    request's string (``request_url_query``, where ``hints`` look for the signature only)."""
+    if "://" in value and any(map(value.__contains__, hints)):
+        return pattern.sub(rf"\1{PATTERN_PLACEHOLDER}", value)
     return value
+
+
+def _might_hold_a_signed_url(text: str) -> bool:
+    """Whether a request's canonical text may hold a signed URL in a string (an ``=``: its query is stored as pairs)."""
+    return "=" in text and any(map(text.__contains__, _SIGNATURE_TEXT_HINTS))
 
 
 def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
