@@ -186,24 +186,28 @@ def canonicalize(method: str, url: str, body: bytes | str | None, content_type: 
 
 def respelled(request: CanonicalRequest) -> CanonicalRequest:
     """``request`` with what it can spell several ways for one value spelled one way, or ``request`` itself when it
-    spells it so already: JSON numbers (``0.0`` as ``0``, ``1e16`` as ``10000000000000000``), the host in lower case
-    and without its scheme's default port. Only for the second look-up on a miss: keys stay as they are.
+    spells it so already: JSON numbers (``0.0`` as ``0``, ``1e16`` as ``10000000000000000``); the host in lower case,
+    without its scheme's default port or a trailing dot, IDNA ``xn--`` labels in Unicode; the path with unreserved
+    characters unescaped and other escapes in upper case (``%2D`` as ``-``, ``%3a`` as ``%3A``: RFC 3986 6.2.2).
+    Only for the second look-up on a miss (and counting repeats): keys stay as they are.
 
     A float becomes an int only when it is integral, so two bodies respell alike exactly when their numbers are equal
     (Python compares int and float exactly); a bool is never a number here (``true`` is not ``1``).
     """
-    host = request.host
-    if isinstance(host, str) and (not host.islower() or host.endswith(_PORT_ENDINGS)):  # plainly written: the common case
+    host, path = request.host, request.path
+    if isinstance(host, str) and not _plainly_written(host):
         host = _plain_host(host)
+    if isinstance(path, str) and "%" in path:
+        path = _plain_path(path)
     body, text = request.body, request.to_json()
     try:
         if request.body_kind == "json" and (".0" in text or "e+" in text):
             # How Python writes an integral float: "100.0", "-0.0", past 1e16 "1e+16" (two substring searches: a
             # regex costs as much as the dump). Read again by the C scanner, each float turned int where integral.
             body = _PLAIN_NUMBERS.decode(text)["body"]
-        if host == request.host and body is request.body:
+        if host == request.host and path == request.path and body is request.body:
             return request
-        plain = CanonicalRequest._made(request.method, host, request.path, request.query, body, request.body_kind)
+        plain = CanonicalRequest._made(request.method, host, path, request.query, body, request.body_kind)
     except RecursionError:  # a body nested right at Python's limit: keep its spelling
         return request
     return request if plain.to_json() == text else plain  # "1.0" was in a string only
@@ -218,19 +222,55 @@ def _plain_float(text: str) -> float | int:
 _PLAIN_NUMBERS = json.JSONDecoder(parse_float=_plain_float)
 
 
+def _plainly_written(host: str) -> bool:
+    """Whether ``_plain_host`` would leave ``host`` as it is, by C-speed tests that pass for nearly every host."""
+    return host.islower() and not host.endswith(_ODD_ENDINGS) and ".:" not in host and "xn--" not in host
+
+
 def _plain_host(host: str) -> str:
-    """``scheme://host[:port]`` with the host in lower case and the scheme's default port dropped; the user part
-    before ``@`` (scrubbed, and case-sensitive) as it is."""
+    """``scheme://host[:port]`` with the host name in lower case, without the root's trailing dot, its IDNA ``xn--``
+    labels in Unicode, and the scheme's default port dropped; the user part before ``@`` (scrubbed, and
+    case-sensitive) as it is."""
     scheme, separator, netloc = host.partition("://")
     if not separator:
         return host
     user, at, place = netloc.rpartition("@")
     place = place.lower().removesuffix(_DEFAULT_PORTS.get(scheme, ""))
-    return f"{scheme}://{user}{at}{place}"
+    name, colon, port = place.rpartition(":") if ":" in place and not place.endswith("]") else (place, "", "")  # [v6]
+    name = name.removesuffix(".")  # "api.openai.com." names the same host, absolutely
+    if "xn--" in name:
+        name = ".".join(map(_unicode_label, name.split(".")))
+    return f"{scheme}://{user}{at}{name}{colon}{port}"
+
+
+def _unicode_label(label: str) -> str:
+    """An IDNA A-label (``xn--bcher-kva``) as the Unicode label it stands for (``bücher``): decoding is exact, where
+    encoding depends on the IDNA version. A label that is no A-label (not Punycode, or plain ASCII once decoded, as
+    ``xn--abc-``) is another name, kept as it is."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        decoded = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return label
+    return decoded if not decoded.isascii() and decoded.encode("punycode") == label[4:].encode("ascii") else label
+
+
+def _plain_path(path: str) -> str:
+    """The path with each percent-escape of an unreserved character as that character and the others in upper case:
+    the spellings RFC 3986 (6.2.2) makes equal. ``%3A`` stays: a reserved character and its escape may differ."""
+    return _ESCAPE.sub(_plain_escape, path)
+
+
+def _plain_escape(escape: re.Match[str]) -> str:
+    character = chr(int(escape[1], 16))
+    return character if character in _UNRESERVED else escape[0].upper()
 
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
-_PORT_ENDINGS = tuple(_DEFAULT_PORTS.values())
+_ODD_ENDINGS = (*_DEFAULT_PORTS.values(), ".")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def _finish(method: str, host: str, path: str, query: tuple[tuple[str, str], ...], body: bytes | str | None, content_type: str) -> CanonicalRequest:
@@ -396,23 +436,30 @@ class FieldDifference(NamedTuple):  # a value record as a NamedTuple: a frozen d
 
 
 def differences(recorded: CanonicalRequest, requested: CanonicalRequest) -> list[FieldDifference]:
-    """Every leaf field that differs, by path (``messages[1].content``), in a stable order; not a host that differs
-    only in spelling (case, a default port), which replays as the same host (``respelled``)."""
+    """Every leaf field that differs, by path (``messages[1].content``), in a stable order; not a host or a URL path
+    that differs only in spelling (case, a default port, an escape), which replays as the same (``respelled``)."""
     old = dict(field_paths(recorded.as_dict()))
     new = dict(field_paths(requested.as_dict()))
     return [
         FieldDifference(path, old.get(path, _MISSING), new.get(path, _MISSING))
         for path in sorted(old.keys() | new.keys())
-        if not _same(old.get(path, _MISSING), new.get(path, _MISSING)) and not (path == "host" and _same_host(recorded.host, requested.host))
+        if not _same(old.get(path, _MISSING), new.get(path, _MISSING)) and not _same_url_part(path, old.get(path), new.get(path))
     ]
 
 
-def _same_host(recorded: str, requested: str) -> bool:
-    """One host in two spellings: ``https://API.example.com:443`` and ``https://api.example.com`` (a stored request
-    edited by hand may hold no text there: then plain equality)."""
+def _same_url_part(field: str, recorded: Any, requested: Any) -> bool:
+    """Whether a canonical request's ``host`` or ``path`` holds one value in two spellings (``https://API.example.com:443``
+    and ``https://api.example.com``, ``/v1/models/gpt%2D4`` and ``/v1/models/gpt-4``); a stored request edited by hand
+    may hold no text there: then plain equality."""
+    plain = _URL_SPELLINGS.get(field)
+    if plain is None:
+        return False
     if not isinstance(recorded, str) or not isinstance(requested, str):
         return recorded == requested
-    return _plain_host(recorded) == _plain_host(requested)
+    return plain(recorded) == plain(requested)
+
+
+_URL_SPELLINGS = {"host": _plain_host, "path": _plain_path}
 
 
 def _same(recorded: Any, requested: Any) -> bool:
@@ -428,7 +475,9 @@ def distance(recorded: CanonicalRequest, requested: CanonicalRequest) -> float:
     a changed text by how much of it changed (so a prompt with one word edited is closest)."""
     from difflib import SequenceMatcher  # only a miss asks: difflib's import is a third of the plugin's start-up
 
-    endpoint = (recorded.method, recorded.path) != (requested.method, requested.path) or not _same_host(recorded.host, requested.host)
+    endpoint = recorded.method != requested.method or not (
+        _same_url_part("path", recorded.path, requested.path) and _same_url_part("host", recorded.host, requested.host)
+    )
     total = 1000.0 if endpoint else 0.0
     for difference in differences(recorded, requested):
         if isinstance(difference.recorded, str) and isinstance(difference.requested, str):
