@@ -159,3 +159,30 @@ def test_a_signed_url_in_an_older_cassettes_request_fails_the_audit_and_still_re
         assert _describe(server, url) == live
         assert _describe(server, SIGNED_URLS[kind]("2026-12-08", "Zt4" + SIGNATURE[3:])) == live
     assert replaying.replayed == 2
+
+
+# 5. A signed URL the model streams
+
+
+def _streamed_answer(fake: Any, said: str, pieces: int | None) -> str:
+    client = openai.OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0,
+                           default_headers={"x-fake-answer": said, **({"x-fake-piece-size": str(pieces)} if pieces else {})})
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "where is my picture?"}]) as answer:
+        return answer.get_final_completion().choices[0].message.content
+
+
+@pytest.mark.parametrize("pieces", [None, 7, 2], ids=["whole in one event", "7 characters an event", "2 characters an event"])
+@pytest.mark.parametrize("kind", SIGNED_URLS)
+def test_a_signed_url_the_model_streams_is_stored_without_its_credentials(kind, pieces, server, tmp_path):
+    url = SIGNED_URLS[kind]("2026-12-07", SIGNATURE)
+    said = f"Here it is: {url} (valid for an hour)."
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert _streamed_answer(server, said, pieces) == said
+    assert SIGNATURE.encode() not in cassette.read_bytes()
+    assert not any(SIGNATURE[at : at + 8].encode() in cassette.read_bytes() for at in range(0, len(SIGNATURE) - 8)), "no piece of it either"
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        replayed = _streamed_answer(server, said, pieces)
+    assert replayed.startswith("Here it is: ") and replayed.endswith("(valid for an hour).") and "ignature=<scrubbed>&" not in replayed
+    assert replayed.replace(SIGNATURE, "<scrubbed>") == replayed and re.search(r"(?i)sig(nature)?=<scrubbed>", replayed), replayed

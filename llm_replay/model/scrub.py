@@ -81,6 +81,9 @@ class _NameRules:
         names = "|".join(map(re.escape, _SIGNED_URL_PARAMS))
         self.url_query = re.compile(rf"(?i)((?:[?&]|\\u0026)(?:{names})=)[^&#\"'\s<>\\]+")
         self.url_query_bytes = re.compile(self.url_query.pattern.encode(), re.IGNORECASE)
+        # in a stream's joined text, a value whose first piece the scrub of each event replaced already (``sig=<scrubbed>``
+        # then the rest of it, in the next event's piece)
+        self.joined_url_query = re.compile(rf"(?i)([?&](?:{names})=)(?:{re.escape(PATTERN_PLACEHOLDER)})?[^&#\"'\s<>\\]+")
         # the same in a request's strings (an image URL the app got from storage), its signing times too
         times = "|".join(map(re.escape, _SIGNING_TIMES))
         self.request_url_query = re.compile(rf"(?i)([?&](?:{names}|{times})=)[^&#\"'\s<>\\]+")
@@ -360,8 +363,7 @@ class Scrubber:
                 body = self._named(body, headers, rules)
             if b"ccessKey" in body or b"essionToken" in body:  # SecretAccessKey, sessionToken…: AWS credentials
                 body = _without_aws_credentials(body, rules)
-            if b"://" in body and any(map(body.__contains__, _SIGNED_URL_HINTS)):  # a signed URL (an image URL DALL-E answers)
-                body = rules.url_query_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+            body = _without_signed_urls(body, rules)
         if body is not response.body and body != response.body:  # a placeholder is not as long as what it stands for
             headers = {name: [str(len(body))] if name.lower() == "content-length" else values for name, values in headers.items()}
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
@@ -370,7 +372,7 @@ class Scrubber:
         """A response body (or an event stream's payload) without secret values, pattern matches, secret-named JSON
         fields' values and URL passwords (and secret-named form fields' values where ``headers`` say it is a form)."""
         rules = name_rules()
-        body = self.data(body, secrets)
+        body = _without_signed_urls(self.data(body, secrets), rules)
         return self._named(body, headers, rules) if rules.hint_bytes.search(body) else body
 
     def _named(self, body: bytes, headers: Mapping[str, list[str]] | None, rules: _NameRules) -> bytes:
@@ -399,10 +401,11 @@ class Scrubber:
     def _may_split(self, raw: bytes, secrets: Sequence[tuple[str, str]]) -> bool:
         """Whether a stream's pieces could spell a secret that no piece holds whole: a pattern may match anything; a
         secret value only if some piece ends with its start (``may_be_split``, a few searches, nothing parsed); a
-        secret-named field or a URL's password only if its name or ``://`` is there (``may_spell_a_name``)."""
-        from .streamed_text import may_be_split, may_spell_a_name
+        secret-named field or a URL's password only if its name or ``://`` is there (``may_spell_a_name``); a signed
+        URL's credentials only if ``://`` and its signature's name are (``may_sign_a_url``)."""
+        from .streamed_text import may_be_split, may_sign_a_url, may_spell_a_name
 
-        return bool(self._text_patterns) or may_be_split(raw, (value for value, _ in secrets)) or may_spell_a_name(raw)
+        return bool(self._text_patterns) or may_be_split(raw, (value for value, _ in secrets)) or may_spell_a_name(raw) or may_sign_a_url(raw)
 
     def _unsplit(self, stream: StreamedBody, secrets: Sequence[tuple[str, str]]) -> bytes:
         """The stream's body with every secret value and pattern match that its events spread over several pieces
@@ -507,12 +510,23 @@ def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
 
 def _named_spans(text: str) -> list[tuple[int, int, str]]:
     """Where, in a stream's joined text, the rules by name apply: the string value of a secret-named JSON field
-    (a tool call's arguments), a URL's password; each becomes ``<scrubbed>``, its quotes and ``@`` kept."""
-    if not _might_name_a_secret(text):
-        return []
-    rules = name_rules()
-    matches = [*rules.json_field.finditer(text), *rules.userinfo.finditer(text)]
-    return [(match.end(1) + 1, match.end() - 1, PATTERN_PLACEHOLDER) for match in matches]
+    (a tool call's arguments), a URL's password, a signed URL's credentials; each becomes ``<scrubbed>``, its quotes,
+    ``@`` and ``name=`` kept."""
+    spans = []
+    if _might_name_a_secret(text):
+        rules = name_rules()
+        matches = [*rules.json_field.finditer(text), *rules.userinfo.finditer(text)]
+        spans = [(match.end(1) + 1, match.end() - 1, PATTERN_PLACEHOLDER) for match in matches]
+    if "://" in text and any(map(text.__contains__, _SIGNED_URL_TEXT_HINTS)):
+        spans += [(match.end(1), match.end(), PATTERN_PLACEHOLDER) for match in name_rules().joined_url_query.finditer(text)]
+    return spans
+
+
+def _without_signed_urls(body: bytes, rules: _NameRules) -> bytes:
+    """An answer (or a stream's events, each whole) with a signed URL's credentials replaced (an image URL DALL-E answers)."""
+    if b"://" in body and any(map(body.__contains__, _SIGNED_URL_HINTS)):
+        return rules.url_query_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
+    return body
 
 
 def _without_secret_fields(value: Any) -> Any:

@@ -80,6 +80,20 @@ def may_spell_a_name(text: bytes) -> bool:
     return any(word.encode() in words for word in SECRET_NAME_STEMS) or may_be_split(words, SECRET_NAME_STEMS)
 
 
+def may_sign_a_url(text: bytes) -> bool:
+    """Whether the joined pieces of ``text``'s strings could hold a signed URL's credentials (an Azure SAS image URL the
+    model writes out): its ``://`` and its signature's name (``sig=``, ``X-Amz-Signature=``, any case), each whole or
+    split as ``may_be_split`` looks for them. Its query's ``?`` and ``=`` are whole in some piece: a stream without
+    both (most of them) pays two searches."""
+    if b"=" not in text or b"?" not in text or (b"://" not in text and not may_be_split(text, ("://",))):
+        return False
+    lowered = text.lower()
+    return b"sig=" in lowered or b"signature=" in lowered or may_be_split(lowered, _SIGNATURE_NAMES)
+
+
+_SIGNATURE_NAMES = ("sig=", "signature=")
+
+
 @functools.lru_cache(maxsize=256)
 def _starts_before_a_quote(data: bytes) -> "re.Pattern[bytes]":
     """Matches each occurrence of the first two bytes of ``data``, capturing how much more of it follows right before
