@@ -25,12 +25,16 @@ def _langchain_global_cache_restored():
     set_llm_cache(previous)
 
 
-def _generate(server, cassette, mode: Mode, prompts: list[str], *, asynchronously: bool = False) -> tuple[str, Recorder]:
-    """``OpenAI.generate(prompts)`` (or ``agenerate``) under the LangChain layer alone: its answers' texts, or the error
-    it raised; and the recorder, for its counts."""
+@pytest.fixture
+def llm(server) -> OpenAI:
+    return OpenAI(model="gpt-3.5-turbo-instruct", base_url=server.base_url, api_key=server.api_key, max_retries=0)
+
+
+def _generate(llm: OpenAI, cassette, mode: Mode, prompts: list[str], *, asynchronously: bool = False) -> tuple[str, Recorder]:
+    """``llm.generate(prompts)`` (or ``agenerate``) under the LangChain layer alone: its answers' texts, or the error it
+    raised; and the recorder, for its counts."""
     store = SQLiteCache(cassette)
     recorder = Recorder(store, mode, test_id="test_app.py::test_batch")
-    llm = OpenAI(model="gpt-3.5-turbo-instruct", base_url=server.base_url, api_key=server.api_key, max_retries=0)
     try:
         with activated(recorder, layers=("langchain",)):
             result = asyncio.run(llm.agenerate(prompts)) if asynchronously else llm.generate(prompts)
@@ -43,36 +47,36 @@ def _generate(server, cassette, mode: Mode, prompts: list[str], *, asynchronousl
 
 
 @pytest.mark.parametrize("asynchronously", [False, True], ids=["generate", "agenerate"])
-def test_a_batch_refused_live_is_refused_offline(server, tmp_path, asynchronously):
+def test_a_batch_refused_live_is_refused_offline(server, llm, tmp_path, asynchronously):
     """The 400 is the answer to every prompt of the batch; one recorded before (``b``, a hit amid the lookups) is
     not part of the request and keeps its answer."""
     cassette = tmp_path / "batch.sqlite3"
-    earlier, _ = _generate(server, cassette, Mode.RECORD, ["b"])
+    earlier, _ = _generate(llm, cassette, Mode.RECORD, ["b"])
     server.fail_next(400, message="prompt refused for test")
-    live, recorded = _generate(server, cassette, Mode.RECORD, ["a", "b", "c"], asynchronously=asynchronously)
+    live, recorded = _generate(llm, cassette, Mode.RECORD, ["a", "b", "c"], asynchronously=asynchronously)
     assert live.startswith("BadRequestError 400") and "prompt refused for test" in live, live
     assert server.requests[-1]["json"]["prompt"] == ["a", "c"]
     assert (recorded.recorded, recorded.replayed, recorded.unrecorded) == (2, 1, 0)
 
     server.stop()
-    replayed, replayer = _generate(server, cassette, Mode.REPLAY, ["a", "b", "c"], asynchronously=asynchronously)
+    replayed, replayer = _generate(llm, cassette, Mode.REPLAY, ["a", "b", "c"], asynchronously=asynchronously)
     assert replayed == live
     assert (replayer.missed, replayer.replayed) == (0, 3)
-    assert _generate(server, cassette, Mode.REPLAY, ["b"])[0] == earlier
+    assert _generate(llm, cassette, Mode.REPLAY, ["b"])[0] == earlier
 
 
-def test_a_batch_with_a_new_prompt_beside_a_recorded_refusal_asks_the_provider(server, tmp_path):
+def test_a_batch_with_a_new_prompt_beside_a_recorded_refusal_asks_the_provider(server, llm, tmp_path):
     """``b``'s recorded 400 answered a request for ``b`` alone; ``generate([a, b])`` sends another request, so it goes
     to the provider (record mode), whose answer becomes ``a``'s entry too, and the replay gives it offline."""
     cassette = tmp_path / "batch.sqlite3"
     server.fail_next(400, message="b refused for test")
-    _generate(server, cassette, Mode.RECORD, ["b"])
+    _generate(llm, cassette, Mode.RECORD, ["b"])
     asked = len(server.requests)
     server.fail_next(400, message="a and b refused for test")
-    live, recorded = _generate(server, cassette, Mode.RECORD, ["a", "b"])
+    live, recorded = _generate(llm, cassette, Mode.RECORD, ["a", "b"])
     assert len(server.requests) == asked + 1 and "a and b refused for test" in live, live
     assert recorded.recorded == 1
 
     server.stop()
-    replayed, replayer = _generate(server, cassette, Mode.REPLAY, ["a", "b"])
+    replayed, replayer = _generate(llm, cassette, Mode.REPLAY, ["a", "b"])
     assert replayer.missed == 0 and replayed == live
