@@ -36,8 +36,8 @@ class RefreshedMeanwhile:
     def __init__(self, inner: Store, other: Store, fresh: Any) -> None:
         self.inner, self.other, self.fresh = inner, other, fresh
 
-    def index(self, owned: bool = False) -> Any:
-        found = self.inner.index(owned=owned)
+    def index(self, owned: bool = False, unreadable: Any = None) -> Any:
+        found = self.inner.index(owned=owned, unreadable=unreadable)
         self.other.put(self.fresh)
         return found
 

@@ -38,7 +38,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
     try:
         # read once, again only after ownership was written; a recording no test owns counts only where a test of
         # this run became its owner (settled below), so a run that writes nothing reads the owned ones alone
-        index = cassette.index(owned=not outcome.writes)
+        unreadable: dict[Key, str] = {}  # a row whose owners cannot be read costs the run that row's bookkeeping only
+        index = cassette.index(owned=not outcome.writes, unreadable=unreadable)
         files = where_test_files_are(cassette, rootdir)
         # a test missing from a file this run collected whole was deleted or renamed, in this checkout; over a cassette
         # other checkouts share (Redis) it may be another branch's test, as a missing file may be another branch's
@@ -55,7 +56,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
         if outcome.writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index, holds)
-            index = cassette.index(owned=True)
+            index = cassette.index(owned=True, unreadable=unreadable)
+        lines += [f"llm_replay: {line}" for line in _unreadable_owner_lines(cassette, unreadable, known, holds)]
         # what the tests that did not pass used, in this run or since their latest pass: no pass records it, nor may it go
         held = outcome.held() | holds.keys()
         unused = [key for key in prunable(index, known, files, among=passes) if key not in held]
@@ -174,7 +176,8 @@ def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, com
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
     """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
-    unused, elsewhere, kept = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune")
+    unreadable: dict[Key, str] = {}
+    unused, elsewhere, kept = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune", unreadable)
     noun = "recording" if len(unused) == 1 else "recordings"
     if dry_run:
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
@@ -192,6 +195,20 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
         lines.append(
             f"({elsewhere} test(s) last passed on another branch, or on a commit this branch no longer holds: those "
             "passes free nothing here; run the tests on this branch first)"
+        )
+    return lines + (_unreadable_owner_lines(cassette, unreadable, ledger.passes(), ledger.holds()) if unreadable else [])
+
+
+def _unreadable_owner_lines(cassette: "Store", unreadable: Mapping[Key, str], passes: Mapping[str, TestPass], holds: Mapping[Key, set[str]]) -> list[str]:
+    """What to say of each recording whose owners could not be read (left out of the bookkeeping, never deleted): which
+    it is, and the refresh that rewrites it, of the tests the bookkeeping saw use it."""
+    lines = []
+    for key, reason in unreadable.items():
+        users = sorted({test for test, last in passes.items() if key in last.used} | holds.get(key, set()))
+        refresh = " or ".join(f"pytest --llm-mode=refresh '{test}'" for test in users) or "pytest --llm-mode=refresh <the test that asks it>"
+        lines.append(
+            f"recording {key[0]}#{key[1]} in {cassette.describe()}: its owners cannot be read ({reason}), so it is left out of the "
+            f"bookkeeping and pruning, and the rest is kept; a refresh of the test that asks it rewrites it: {refresh}"
         )
     return lines
 
@@ -220,9 +237,12 @@ def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | N
     return here, len(passes) - len(here)
 
 
-def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str) -> tuple[dict[Key, str], int, dict[Key, set[str]]]:
+def _unused_and_elsewhere(
+    cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str, unreadable: dict[Key, str] | None = None
+) -> tuple[dict[Key, str], int, dict[Key, set[str]]]:
     """What the rule frees (each with its recorded_at as read), how many passes were made elsewhere, and what tests
-    that have not passed since hold of it."""
+    that have not passed since hold of it. ``unreadable``: where to note a recording whose owners cannot be read (left
+    out) rather than stop at it."""
     passes = ledger.passes()
     if not passes:
         raise CommandError(
@@ -232,7 +252,7 @@ def _unused_and_elsewhere(cassette: "Store", ledger: "RunLedger", rootdir: Path,
     here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
     files = where_test_files_are(cassette, rootdir)
     holds = held_by_tests(ledger.holds(), files)
-    index = cassette.index(owned=True)
+    index = cassette.index(owned=True, unreadable=unreadable)
     free = prunable(index, here, files)
     return _stamps_of(index, [key for key in free if key not in holds]), elsewhere, {key: holds[key] for key in free if key in holds}
 

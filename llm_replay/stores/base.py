@@ -55,9 +55,10 @@ class Store(Protocol):
     def requests(self) -> Iterator[tuple[str, int, str]]:
         """(fingerprint, occurrence, canonical request JSON) of every interaction, oldest first; no bodies."""
 
-    def index(self, owned: bool = False) -> list[tuple["Key", tuple[str, ...], str]]:
+    def index(self, owned: bool = False, unreadable: dict["Key", str] | None = None) -> list[tuple["Key", tuple[str, ...], str]]:
         """Every key with the tests that own it and when it was recorded (for pruning), without the bodies, in key
-        order; ``owned``: only the recordings some test owns (all that ownership and pruning can count)."""
+        order; ``owned``: only the recordings some test owns (all that ownership and pruning can count). A recording
+        whose owners cannot be read is an error, or, given ``unreadable``, left out and noted there with what is wrong."""
 
     def change_owners(self, changes: Mapping["Key", "OwnerChange"]) -> None:
         """Add and remove owning tests of these interactions, atomically against the owners stored now (not as

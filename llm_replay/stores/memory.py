@@ -79,8 +79,9 @@ class InMemoryCache:
         if test_id in self._instants:
             self._clock_reads[test_id] = read
 
-    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
-        """Every key with the tests that own it and when it was recorded; ``owned``: only those some test owns."""
+    def index(self, owned: bool = False, unreadable: dict[Key, str] | None = None) -> list[tuple[Key, tuple[str, ...], str]]:
+        """Every key with the tests that own it and when it was recorded; ``owned``: only those some test owns (owners
+        in memory are always readable: ``unreadable`` stays empty)."""
         return [(key, interaction.tests, interaction.recorded_at) for key, interaction in sorted(self._entries.items()) if interaction.tests or not owned]
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:

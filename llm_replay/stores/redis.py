@@ -437,9 +437,9 @@ class RedisCache:
         ]
         return iter([(fingerprint, occurrence, request) for _, (fingerprint, occurrence), request in sorted(rows)])
 
-    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
+    def index(self, owned: bool = False, unreadable: dict[Key, str] | None = None) -> list[tuple[Key, tuple[str, ...], str]]:
         """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies;
-        ``owned``: only those some test owns."""
+        ``owned``: only those some test owns (owners are a set of the server's: ``unreadable`` stays empty)."""
         return [
             (key, _tests(owners), recorded_at.decode())
             for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at")

@@ -503,9 +503,10 @@ class SQLiteCache:
 
     # -- ownership and deletion (pruning, refresh, llm-replay rm) -----------------------------------
 
-    def index(self, owned: bool = False) -> list[tuple[Key, tuple[str, ...], str]]:
+    def index(self, owned: bool = False, unreadable: dict[Key, str] | None = None) -> list[tuple[Key, tuple[str, ...], str]]:
         """Every key with the tests that own it and when it was recorded, without loading the bodies; ``owned``: only
-        those some test owns (SQLite skips the rest: no row of theirs is made in Python)."""
+        those some test owns (SQLite skips the rest: no row of theirs is made in Python). A row whose key or owners
+        cannot be read raises a DamagedRecording naming it, or, given ``unreadable``, is left out and noted there."""
         with self._lock:
             if self._reading() is None:
                 return []
@@ -519,13 +520,19 @@ class SQLiteCache:
                 for fingerprint, occurrence, tests, recorded_at in rows
             ]
         except _Unreadable:
-            for fingerprint, occurrence, tests, _ in rows:
-                with self._damage(fingerprint, occurrence):
-                    _column("occurrence", occurrence, _count)
-                    _owners(tests)
-            raise
+            listed = list(self._readable_index(rows, unreadable))
         listed.sort()  # by key: no two rows share one
         return listed
+
+    def _readable_index(self, rows: list[tuple], unreadable: dict[Key, str] | None) -> Iterator[tuple[Key, tuple[str, ...], str]]:
+        """The index rows that read (the slow path, once some row did not): a bad one raises, or goes to ``unreadable``."""
+        for fingerprint, occurrence, tests, recorded_at in rows:
+            try:
+                yield (fingerprint, _column("occurrence", occurrence, _count)), _owners(tests), recorded_at
+            except _Unreadable as error:
+                if unreadable is None:
+                    raise self._damaged(fingerprint, occurrence, error) from None
+                unreadable[fingerprint, occurrence] = str(error)
 
     def change_owners(self, changes: Mapping[Key, OwnerChange]) -> None:
         """Add and remove owning tests, read and written in one transaction (absent keys are ignored)."""
