@@ -186,3 +186,50 @@ def test_a_signed_url_the_model_streams_is_stored_without_its_credentials(kind, 
         replayed = _streamed_answer(server, said, pieces)
     assert replayed.startswith("Here it is: ") and replayed.endswith("(valid for an hour).") and "ignature=<scrubbed>&" not in replayed
     assert replayed.replace(SIGNATURE, "<scrubbed>") == replayed and re.search(r"(?i)sig(nature)?=<scrubbed>", replayed), replayed
+
+
+# 4. JSON nested two strings deep
+
+PASSWORD = "Tr0ub4dor-" + "horse-battery-staple"  # a secret only by its field's name
+ANTHROPIC_KEY = "sk-" + "ant-api03-Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4Kp9Ml3Nb6Vc8Xz1Qw5Er7Ty2Ui4Op6As8Df0Gh3Jk5Lz7Xc9Vb1NmAA"  # fake
+
+
+def _twice_encoded(secret: str) -> str:
+    """A tool's result as agent frameworks send it back: JSON whose field holds the tool's own JSON answer as text."""
+    return json.dumps({"tool": "vault", "output": json.dumps({"api_key": secret, "region": "eu"})})
+
+
+def test_a_secret_named_field_two_strings_deep_in_a_request_is_stored_scrubbed_and_any_value_replays(server, tmp_path):
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        _ask(server, tool_result=_twice_encoded(PASSWORD))
+    assert PASSWORD.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        _ask(server, tool_result=_twice_encoded("another-value-in-ci"))
+    assert replaying.replayed == 1
+
+
+@pytest.mark.parametrize("pieces", [None, 4], ids=["whole", "streamed 4 characters an event"])
+def test_a_secret_named_field_two_strings_deep_in_a_tool_call_the_model_answers_is_stored_scrubbed(pieces, server, tmp_path):
+    """The model's arguments hold JSON text in a string: ``{"payload": "{\\"api_key\\": \\"…\\"}"}``."""
+    headers = {**_told("payload", pieces), "x-fake-answer": json.dumps({"api_key": PASSWORD, "region": "eu"})}
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert json.loads(_chat(server, headers, stream=pieces is not None))["api_key"] == PASSWORD
+    assert b"horse-battery-staple" not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        assert json.loads(_chat(server, headers, stream=pieces is not None)) == {"api_key": "<scrubbed>", "region": "eu"}
+
+
+def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_replays(server, tmp_path, capsys):
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _ask(server, tool_result=_twice_encoded(ANTHROPIC_KEY))
+    _as_an_older_version_stored_it(cassette, ANTHROPIC_KEY)
+    assert "column request (JSON, keys included): Anthropic API key 'sk-ant…NmAA'" in _audited(cassette, capsys)
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _ask(server, tool_result=_twice_encoded(ANTHROPIC_KEY)) == live
+    assert replaying.replayed == 1

@@ -75,6 +75,13 @@ class _NameRules:
         self.embedded_field = re.compile(
             rf'(?i)(\\"(?:{_FIELD_NAMES})\\"(?:\s|\\[nrt])*:(?:\s|\\[nrt])*)\\"(?:[^"\\]|\\[^"\\]|\\\\(?:\\["\\]|[^"\\]))*\\"'
         )
+        # and two strings deep (a tool's JSON result held as text in a field of the JSON an agent framework sends back, as
+        # an answer's bytes write it): its quotes are \\\", the value's characters and escapes any run of backslashes that
+        # is no quote of its own (a quote deeper in is 7 or more), and it ends at a quote after exactly three
+        deep = r'(?<!\\)\\{3}"'
+        self.deep_field_bytes = re.compile(
+            rf'(?i)({deep}(?:{_FIELD_NAMES}){deep}(?:\s|\\+[nrt])*:(?:\s|\\+[nrt])*){deep}(?:[^"\\]|\\+[^"\\]|\\{{7,}}")*\\{{3}}"'.encode()
+        )
         # a signed URL's credentials in an answer (an image URL's Azure SAS signature, an S3 or GCS presigned URL's), which
         # a request's query never keeps; not ``key=``, ``code=``…, which a model's own text writes in example URLs. The value
         # ends where the parameter does (also at an escaped quote or ``\u0026`` in JSON)
@@ -380,6 +387,8 @@ class Scrubber:
         body = rules.json_field_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
         if b'\\"' in body:  # JSON text in a JSON string: a tool call's arguments
             body = rules.embedded_field_bytes.sub(rb'\1\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\"', body)
+            if b'\\\\\\"' in body:  # and JSON text in a string of those: a tool call's argument holding JSON
+                body = rules.deep_field_bytes.sub(rb'\1\\\\\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\\\\\"', body)
         body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
         if headers and any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
             body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
@@ -517,6 +526,8 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
         rules = name_rules()
         matches = [*rules.json_field.finditer(text), *rules.userinfo.finditer(text)]
         spans = [(match.end(1) + 1, match.end() - 1, PATTERN_PLACEHOLDER) for match in matches]
+        if '\\"' in text:  # JSON text in a string of the joined JSON text (a tool call's argument holding JSON)
+            spans += [(match.end(1) + 2, match.end() - 2, PATTERN_PLACEHOLDER) for match in rules.embedded_field.finditer(text)]
     if "://" in text and any(map(text.__contains__, _SIGNED_URL_TEXT_HINTS)):
         spans += [(match.end(1), match.end(), PATTERN_PLACEHOLDER) for match in name_rules().joined_url_query.finditer(text)]
     return spans
@@ -551,7 +562,16 @@ def _without_embedded_fields(text: str) -> str:
     as ``_named`` replaces them in an answer (there, written with the string's escapes)."""
     if '"' not in text or not _might_name_a_secret(text):
         return text
-    return name_rules().json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', text)
+    text = name_rules().json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', text)
+    return _without_fields_one_string_deeper(text)
+
+
+def _without_fields_one_string_deeper(text: str) -> str:
+    """JSON text with the values of credential fields in JSON text held in its strings replaced: a tool's JSON result
+    that an agent framework sends back as text in a field of its own JSON (``{"output": "{\\"api_key\\": …}"}``)."""
+    if '\\"' not in text:
+        return text
+    return name_rules().embedded_field.sub(rf'\1\\"{PATTERN_PLACEHOLDER}\\"', text)
 
 
 def _strings(value: Any) -> Iterator[str]:
