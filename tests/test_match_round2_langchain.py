@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import openai
 import pytest
 from langchain_openai import OpenAI
@@ -79,4 +80,35 @@ def test_a_batch_with_a_new_prompt_beside_a_recorded_refusal_asks_the_provider(s
 
     server.stop()
     replayed, replayer = _generate(llm, cassette, Mode.REPLAY, ["a", "b"])
+    assert replayer.missed == 0 and replayed == live
+
+
+def test_a_batch_sent_in_parts_is_kept_as_its_entries_and_a_refused_part_fails_it_offline(server, tmp_path):
+    """With ``batch_size=1`` the LLM sends one request per prompt, one after another: the second request is the batch's
+    too (it was recorded at the HTTP layer, which no replay asks), and a 400 to it fails the whole ``generate``, live and
+    replayed (the replay missed ``a``)."""
+    sent = []
+
+    def refuse_the_second(request: httpx.Request) -> None:
+        sent.append(request)
+        if len(sent) == 4:  # the second request of the second generate
+            server.fail_next(400, message="second part refused for test")
+
+    client = httpx.Client(event_hooks={"request": [refuse_the_second]})
+    llm = OpenAI(model="gpt-3.5-turbo-instruct", base_url=server.base_url, api_key=server.api_key, max_retries=0, batch_size=1, http_client=client)
+    answered = tmp_path / "answered.sqlite3"
+    live, recorded = _generate(llm, answered, Mode.RECORD, ["a", "b"])
+    assert len(sent) == 2 and recorded.recorded == 2 and live.endswith("b #2"), live
+    store = SQLiteCache(answered)
+    assert [interaction.request.host for interaction in store.interactions()] == ["langchain://"] * 2
+    store.close()
+
+    refused = tmp_path / "refused.sqlite3"
+    live, recorded = _generate(llm, refused, Mode.RECORD, ["a", "b"])
+    assert len(sent) == 4 and "second part refused for test" in live, live
+    assert (recorded.recorded, recorded.unrecorded) == (2, 0)
+
+    server.stop()
+    assert _generate(llm, answered, Mode.REPLAY, ["a", "b"])[0].endswith("b #2")
+    replayed, replayer = _generate(llm, refused, Mode.REPLAY, ["a", "b"])
     assert replayer.missed == 0 and replayed == live

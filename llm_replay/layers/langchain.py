@@ -42,9 +42,10 @@ class _ModelCall:
     the request it sent last, so that a request that is not its own is never taken for it.
 
     ``batch``: the lookups one model call answers together, this one last. An LLM's ``generate([a, b])`` looks up every
-    prompt, then sends those that missed in one request, so an error answer to it is every one's answer."""
+    prompt, then sends those that missed in one request (or one per ``batch_size`` prompts, one after another), and an
+    error answer to any fails them all."""
 
-    __slots__ = ("cache", "asked", "request", "key", "answer", "sent", "succeeded", "batch")
+    __slots__ = ("cache", "asked", "request", "key", "answer", "sent", "succeeded", "answered", "batch")
 
     def __init__(self, cache: RecorderCache, asked: tuple[str, str], request: CanonicalRequest, key: Key, answer: Interaction | None = None) -> None:
         self.cache = cache
@@ -54,6 +55,7 @@ class _ModelCall:
         self.answer = answer
         self.sent: str | None = None  # the fingerprint of the last HTTP request it sent
         self.succeeded = False  # whether that request got a success answer
+        self.answered = 0  # how many of its requests did: a batch sends at most one per lookup
         self.batch: list[_ModelCall] = [self]
 
     def joined(self, earlier: _ModelCall | None) -> _ModelCall:
@@ -77,10 +79,15 @@ class _ModelCall:
         return cache is self.cache and self.sent is None and self.asked[1] == llm_string
 
     def owns(self, cache: RecorderCache, fingerprint: str) -> bool:
-        """Whether an HTTP request is this call's: its first, or the SDK's retry of one that got an error or no answer.
-        Once the model raised and the app went on (a ``stream()``, another SDK call), LangChain never tells the cache, so
-        a request of another shape, or one after a success, is not; nor is one after the test whose cache this is."""
-        return cache is self.cache and (self.sent is None or (fingerprint == self.sent and not self.succeeded))
+        """Whether an HTTP request is this call's: its first, the SDK's retry of one that got an error or no answer, or a
+        batch's next request after a success, while it has lookups left. Once the model raised and the app went on (a
+        ``stream()``, another SDK call), LangChain never tells the cache, so a request of another shape, or one after a
+        success beyond those, is not; nor is one after the test whose cache this is."""
+        if cache is not self.cache:
+            return False
+        if self.succeeded:
+            return self.answered < len(self.batch)
+        return self.sent is None or fingerprint == self.sent
 
     def claims(self, cache: RecorderCache, fingerprint: str) -> bool:
         """Whether the request is this call's (``owns``), which then waits for its answer."""
@@ -388,7 +395,9 @@ class _PastTheCache:
             self._recorder.record(request, key, response, latency_s)
             return
         call.succeeded = response.status < 400
-        if not call.succeeded:
+        if call.succeeded:
+            call.answered += 1
+        else:
             self._cache.keep_error(call, response, latency_s)
 
 
