@@ -233,3 +233,28 @@ def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_r
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert _ask(server, tool_result=_twice_encoded(ANTHROPIC_KEY)) == live
     assert replaying.replayed == 1
+
+
+# 3. llm-replay scrub and an XML body
+
+
+def test_scrub_keeps_an_xml_answer_well_formed(tmp_path, capsys):
+    """A key the recording scrubber does not know (no variable holds it) in an XML answer of an older cassette: what
+    ``llm-replay scrub`` writes in its place is the placeholder as XML text, not a tag."""
+    from xml.etree import ElementTree
+
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+    from llm_replay.model.scrub import Scrubber
+
+    xml = f'<?xml version="1.0"?><Settings><Provider name="anthropic"><Key>{ANTHROPIC_KEY}</Key></Provider></Settings>'.encode()
+    path = tmp_path / "c.sqlite3"
+    cassette = SQLiteCache(path, scrubber=Scrubber(environ={}))
+    cassette.put(Interaction.of(canonicalize("GET", "https://config.example.com/settings.xml", b"", ""), RecordedResponse(200, "OK", {"content-type": ["application/xml"]}, xml)))
+    cassette.close()
+    assert ElementTree.fromstring(xml).find("Provider/Key").text == ANTHROPIC_KEY
+    capsys.readouterr()
+    assert main(["scrub", str(path)]) == 0
+    (stored,) = SQLiteCache(path, readonly=True).interactions()
+    assert ANTHROPIC_KEY.encode() not in stored.response.body
+    assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == "<scrubbed>"

@@ -104,9 +104,13 @@ class Audit:
         return text
 
     def _replaced(self, text: str) -> str:
+        """``text`` with each secret found in it replaced; in markup (XML, HTML: the text starts with ``<``) by the
+        placeholder as text (``&lt;scrubbed&gt;``), which a parser reads as ``<scrubbed>``, so the body stays well-formed."""
         values = sorted({value for _, value in self.detect(text) if value}, key=len, reverse=True)
+        markup = bool(values) and text.lstrip()[:1] == "<"
         for value in values:
-            text = text.replace(value, self._placeholders.get(value, PATTERN_PLACEHOLDER))
+            placeholder = self._placeholders.get(value, PATTERN_PLACEHOLDER)
+            text = text.replace(value, placeholder.replace("<", "&lt;").replace(">", "&gt;") if markup else placeholder)
         return text
 
     def _stream_replaced(self, text: str) -> str | None:
