@@ -3,15 +3,17 @@ the cassette costs the run only that row's bookkeeping."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import cassette_file, recorded_damaged_and_sound, write_ini
+from conftest import cassette_file, write_ini
 
 from llm_replay.cli import main
 from llm_replay.engine.project import run_ledger
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.runs import RunRecord
 from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.stores.spec import open_store
 
@@ -124,25 +126,30 @@ def test_a_failing_test_deleted_since_lets_go_with_rm_by_test_over_redis(llm_pyt
     assert _redis_prompts(url) == set()
 
 
-def test_a_damaged_owners_column_costs_the_run_only_that_rows_bookkeeping(llm_pytester: pytest.Pytester, server, env, capsys):
+def test_a_damaged_owners_column_costs_the_run_only_that_rows_bookkeeping(llm_pytester: pytest.Pytester, capsys):
     """One row's tests column overwritten by another program: the end of the run read every row's owners, failed on that
     one and kept none of the run's bookkeeping ('could not record this run's usage'), so no test's pass counted and no
     prune could go on; nor did it name the test whose refresh rewrites the row."""
-    path = recorded_damaged_and_sound(llm_pytester, server, env)
+    llm_pytester.makepyfile(test_app="def test_sound(llm_cache):\n    pass\n")
+    path = cassette_file(llm_pytester)
+    request = canonicalize("POST", "https://api.test/v1/chat/completions", b'{"model": "m", "messages": []}')
+    damaged = Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2026-01-01T00:00:00+00:00", tests=("test_app.py::test_damaged",))
+    store = SQLiteCache(path)
+    store.put(damaged)
+    store.close()
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE interactions SET tests = 'not json' WHERE tests LIKE '%test_damaged%'")
+        db.execute("UPDATE interactions SET tests = 'not json'")
     db.close()
     ledger = run_ledger(path, llm_pytester.path)
-    result = llm_pytester.runpytest("--llm-mode=record", "-k", "sound")
+    ledger.record(RunRecord("recorded", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 2), {"test_app.py::test_damaged": [damaged.key]}, {})
+    result = llm_pytester.runpytest("--llm-mode=replay")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["llm_replay: recording *#0 in *: its owners cannot be read (column tests is 'not json', *), so it is left out "
-                                 "of the bookkeeping and pruning, and the rest is kept; a refresh of the test that asks it rewrites it: "
-                                 "pytest --llm-mode=refresh 'test_app.py::test_damaged'"])
+    result.stdout.fnmatch_lines([f"llm_replay: recording {damaged.fingerprint}#0 in *: its owners cannot be read (column tests is 'not json', *), so "
+                                 "it is left out of the bookkeeping and pruning, and the rest is kept; a refresh of the test that asks it "
+                                 "rewrites it: pytest --llm-mode=refresh 'test_app.py::test_damaged'"])
     assert ledger.last_run().passed == 1, "this run's bookkeeping is kept"
-    env.chdir(llm_pytester.path)
+    llm_pytester.chdir()
     capsys.readouterr()
     assert main(["prune"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("deleted 0 recordings") and "refresh 'test_app.py::test_damaged'" in out, out
-    llm_pytester.runpytest("--llm-mode=refresh", "test_app.py::test_damaged").assert_outcomes(passed=1)
-    assert ["test_app.py::test_damaged"] in [json.loads(row.tests_json) for row in SQLiteCache(path, readonly=True).summaries()], "rewritten"
