@@ -153,3 +153,36 @@ def test_a_damaged_owners_column_costs_the_run_only_that_rows_bookkeeping(llm_py
     assert main(["prune"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("deleted 0 recordings") and "refresh 'test_app.py::test_damaged'" in out, out
+
+
+LIVE = '''
+import openai
+
+
+def test_x(llm_cache):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "asked live"}}])
+'''
+
+
+def test_a_run_in_mode_off_frees_nothing(llm_pytester: pytest.Pytester, server, env, capsys):
+    """``--llm-mode=off`` calls live and never reads the cassette: its tests passed 'without' every recording they own,
+    so the run counted test_x's recording as unused (and --llm-prune deleted it), and the bookkeeping replaced test_x's
+    latest pass with one that used nothing, so a later llm-replay prune deleted it too."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    llm_pytester.makepyfile(test_app=LIVE.format(base_url=server.base_url))
+    path = cassette_file(llm_pytester)
+    request = canonicalize("POST", f"{server.base_url}/chat/completions", b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "recorded"}]}')
+    recorded = Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2026-01-01T00:00:00+00:00", tests=("test_app.py::test_x",))
+    store = SQLiteCache(path)
+    store.put(recorded)
+    store.close()
+    run_ledger(path, llm_pytester.path).record(RunRecord("r", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 1), {"test_app.py::test_x": [recorded.key]}, {})
+    live = llm_pytester.runpytest("--llm-mode=off")
+    live.assert_outcomes(passed=1)
+    live.stdout.fnmatch_lines(["llm_replay: 0 recordings no longer used by the tests that ran"])
+    llm_pytester.chdir()
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    assert capsys.readouterr().out.startswith("deleted 0 recordings")
+    assert len(SQLiteCache(path, readonly=True)) == 1

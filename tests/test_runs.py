@@ -50,7 +50,7 @@ def test_a_test_passes_when_every_phase_passed_and_a_whole_file_shows_deleted_te
     for nodeid, call in (("t.py::ok", "passed"), ("t.py::bad", "passed"), ("t.py::skipped", "skipped")):
         outcome.add_report(nodeid, "setup", "passed")
         outcome.add_report(nodeid, "call", call)
-        outcome.add_report(nodeid, "teardown", "failed" if nodeid == "t.py::bad" else "passed", (((A[0], 0, 2),), False, False))
+        outcome.add_report(nodeid, "teardown", "failed" if nodeid == "t.py::bad" else "passed", (((A[0], 0, 2),), False, False, True))
     assert outcome.passes() == {"t.py::ok": frozenset({A})}
     assert outcome.replays() == {A: 6}
     assert outcome.vanished(["t.py::renamed", "u.py::other", "t.py::ok"]) == {"t.py::renamed"}, "u.py was narrowed with ::"

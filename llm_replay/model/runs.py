@@ -74,8 +74,9 @@ def _complete_pass(values: tuple) -> bool:
 
 # What llm_cache attaches to a test's teardown report, for pytest-xdist to carry to the controller (a plain tuple:
 # execnet sends no classes of ours): each recording it recorded (count 0) or replayed (fingerprint, occurrence,
-# count), whether it refreshed, and whether it ran in a mode that writes the cassette.
-Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool]
+# count), whether it refreshed, whether it ran in a mode that writes the cassette, and whether it read the cassette at
+# all (mode off does not: its pass says nothing of what it needs, and the books leave it out).
+Usage = tuple[tuple[tuple[str, int, int], ...], bool, bool, bool]
 
 
 _NOT_REPORTED = (True, False, (), False, False)  # TestOutcome's values before any report
@@ -120,6 +121,9 @@ class RunOutcome:
         """One phase of one test finished; ``usage`` is what llm_cache attached to its teardown report."""
         if changes_nothing(when, outcome, usage):
             return
+        if usage and not usage[3]:  # mode off: calls live, reads no recording; judged as if it had not run
+            self._tests.pop(nodeid, None)
+            return
         passed, called, used, refreshed, writes = self._tests.get(nodeid, _NOT_REPORTED)  # TestOutcome's fields
         if outcome != "passed":
             passed = False
@@ -128,7 +132,7 @@ class RunOutcome:
         elif when == "call":
             called = True
         if usage:
-            now_used, now_refreshed, now_writes = usage
+            now_used, now_refreshed, now_writes, _ = usage
             used = tuple(dict.fromkeys(used + tuple((fingerprint, occurrence) for fingerprint, occurrence, _ in now_used)))
             refreshed, writes = refreshed or now_refreshed, writes or now_writes
             for fingerprint, occurrence, count in now_used:

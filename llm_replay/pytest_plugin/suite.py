@@ -474,7 +474,7 @@ class Suite:
         if recorder.unrecorded:  # a live answer not kept (a 5xx, a refused key, a model that raised): what it owned stays
             owned = {**dict.fromkeys(recorder.unplayed(), 0), **owned}
         used = tuple((fingerprint, occurrence, count) for (fingerprint, occurrence), count in owned.items())
-        return used, recorder.mode is Mode.REFRESH and not recorder.unrecorded, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT)
+        return used, recorder.mode is Mode.REFRESH and not recorder.unrecorded, recorder.mode in (Mode.RECORD, Mode.REFRESH, Mode.ADOPT), recorder.mode is not Mode.OFF
 
     def finish_run(self) -> None:
         """Settle ownership, record the run, count what went unused, prune if asked: once, at the end.
