@@ -521,7 +521,7 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
     """Where, in a stream's joined text, the rules by name apply: the string value of a secret-named JSON field
     (a tool call's arguments), a URL's password, a signed URL's credentials; each becomes ``<scrubbed>``, its quotes,
     ``@`` and ``name=`` kept."""
-    spans = []
+    spans: list[tuple[int, int, str]] = []
     if _might_name_a_secret(text):
         rules = name_rules()
         matches = [*rules.json_field.finditer(text), *rules.userinfo.finditer(text)]
