@@ -103,6 +103,44 @@ def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_
         assert replaying.replayed == 1
 
 
+@pytest.mark.parametrize("name", ["accessToken", "clientSecret"])
+def test_a_camel_case_credential_in_a_query_parameter_is_not_stored_and_any_value_replays(name, server, tmp_path):
+    def ask(value: str) -> str:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0, default_query={name: value, "api-version": "1"})
+        return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = ask(SECRET)
+    assert SECRET in server.requests[-1]["query"], "the live request carried it"
+    assert SECRET.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert ask("another-value-in-ci") == live
+    assert replaying.replayed == 1
+
+
+def test_a_recording_keyed_with_a_camel_case_query_credential_is_found_again_on_a_miss(tmp_path):
+    """Recorded before the name counted: its key and stored request hold the parameter."""
+    from llm_replay.engine.matching import MatchRules, RekeyIndex
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+
+    path = tmp_path / "c.sqlite3"
+    asked = canonicalize("GET", f"https://api.example.com/v1/items?sessionToken={SECRET}&page=2", b"", "")
+    old = CanonicalRequest(asked.method, asked.host, asked.path, (("page", "2"), ("sessionToken", SECRET)), asked.body, asked.body_kind)
+    cassette = SQLiteCache(path)
+    cassette.put(Interaction.of(old, RecordedResponse(200, "OK", {}, b'{"items": []}')))
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET request = ?", (old.to_json(),))
+    assert asked.query == (("page", "2"),), "no longer in the key"
+    cassette = SQLiteCache(path, readonly=True)
+    found = RekeyIndex(MatchRules()).find(cassette, asked.fingerprint, 0)
+    assert found is not None and found.response.body == b'{"items": []}'
+    cassette.close()
+
+
 # 2. A signed URL in a request body
 
 

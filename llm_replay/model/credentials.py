@@ -42,15 +42,19 @@ SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
 
 def is_secret_query_param(name: str) -> bool:
     """Whether a query parameter carries a credential (Google's ``key=``, OAuth's ``access_token=``, AWS presigning,
-    Azure API Management's ``subscription-key=``, any ``*_api_key=``)."""
-    lowered = name.lower()
-    return lowered in SECRET_QUERY_PARAMS or lowered.endswith(("_api_key", "-api-key"))
+    Azure API Management's ``subscription-key=``, any ``*_api_key=``), in any case, snake, kebab or camel
+    (``accessToken=``)."""
+    word = squashed(name)
+    return word in _SECRET_QUERY_WORDS or word.endswith("apikey")
 
 
 def is_secret_header(name: str) -> bool:
     """Whether a header carries a credential, by its name: the known ones, and any that says token, secret, password…"""
     lowered = name.lower()
     return lowered in SECRET_HEADERS or re.search(_SECRET_HEADER_WORDS, lowered) is not None
+
+
+_SECRET_QUERY_WORDS = frozenset(name.replace("-", "").replace("_", "") for name in SECRET_QUERY_PARAMS)
 
 
 def squashed(name: str) -> str:
