@@ -27,6 +27,16 @@ def test_a_sequence_miss_outside_pytest_speaks_of_the_block_not_the_test(server,
     assert "the test" not in message, message
 
 
+def test_a_sequence_miss_counts_the_answers_held_in_every_spelling(server, tmp_path):
+    """Places are shared by spellings, so the answers held are too: recorded at ``0``, asked at ``0.0`` a third time,
+    the cassette holds 2 answers for it (it said 0: it counted the asked spelling's key only)."""
+    cassette = tmp_path / "sequence.sqlite3"
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+    _ask(client, cassette, "record", [0, 0])
+    with pytest.raises(llm_replay.CassetteMiss, match=r"identical request no\. 3 in this use_cassette block \(repeats='sequence'\); the cassette holds 2 answers for it"):
+        _ask(client, cassette, "replay", [0, 0.0, 0.0])
+
+
 @pytest.fixture
 def _langchain_global_cache_restored():
     from langchain_core.globals import get_llm_cache, set_llm_cache

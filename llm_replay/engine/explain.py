@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance
+from ..model.fingerprint import CanonicalRequest, FieldDifference, differences, distance, respelled
 from .adoption import AdoptionIndex, candidate_lines
 from .langchain_keys import (
     describe_llm,
@@ -55,7 +55,7 @@ def explain_miss(
     because its recording never read it; ``adopt``: the session's index of what ``--llm-mode=adopt`` would serve,
     built once, so a run where every request misses after an SDK upgrade does not scan the cassette again per miss;
     ``in_test``: a pytest test asked, not a ``use_cassette`` block in a script)."""
-    fingerprint, occurrence = key
+    occurrence = key[1]
     place = "the test" if in_test else "this use_cassette block"
     if is_langchain_request(request):
         return _explain_langchain_miss(request, key, cassette, record_command, place)
@@ -68,11 +68,12 @@ def explain_miss(
         lines.append(f"  prompt:    {_shorten(prompt)}")
     elif request.body is not None:
         lines.append(f"  body:      {_shorten(request.to_json())}")
+    view, stored = rules.view(request), _stored_views(cassette, rules)
     if occurrence:
-        lines.append(_repeat_line("request", occurrence, place, cassette, fingerprint))
+        lines.append(_repeat_line("request", occurrence, place, view, stored))
     count = len(cassette)
     lines.append(f"  cassette:  {cassette.describe()} ({count} recording{'s' if count != 1 else ''})")
-    lines.extend(_closest_lines(rules.view(request), cassette, rules, clock_unread, place))
+    lines.extend(_closest_lines(view, stored, cassette, clock_unread, place))
     if adopt is not None and str(mode) != "adopt":
         lines.extend(_adopt_lines(request, key, cassette, adopt))
     lines.append(f"  to record it: {record_command or 'run again with --llm-mode=record (and an API key)'}")
@@ -93,38 +94,42 @@ def _adopt_lines(request: CanonicalRequest, key: "Key", cassette: "Store", adopt
     ]
 
 
-def _repeat_line(what: str, occurrence: int, place: str, cassette: "Store", fingerprint: str) -> str:
+def _repeat_line(what: str, occurrence: int, place: str, requested: CanonicalRequest, stored: list[tuple["Key", CanonicalRequest]]) -> str:
     """``repeats='sequence'``: which identical request (or LangChain lookup) this is in the test or block, and how many
-    answers the cassette holds for it."""
-    recorded = 0
-    while cassette.get(fingerprint, recorded) is not None:
-        recorded += 1
+    answers the cassette holds for it, in any spelling (the spellings of one request share its places)."""
+    plain = respelled(requested).fingerprint
+    recorded = sum(respelled(view).fingerprint == plain for _, view in stored)
     return (
         f"  repeat:    this is identical {what} no. {occurrence + 1} in {place} (repeats='sequence'); "
         f"the cassette holds {recorded} answer{'s' if recorded != 1 else ''} for it"
     )
 
 
-def _stored_requests(cassette: "Store") -> list[tuple["Key", CanonicalRequest]]:
-    """Every recording's key and request, without loading a single response body."""
-    return [((fingerprint, occurrence), CanonicalRequest.from_json(text)) for fingerprint, occurrence, text in cassette.requests()]
+def _stored_views(cassette: "Store", rules: "MatchRules | None" = None) -> list[tuple["Key", CanonicalRequest]]:
+    """Every recording's key and request as matching sees it under ``rules`` (ignored fields left out, the hook applied;
+    as stored without rules), without loading a single response body."""
+    view = rules.view if rules is not None else _as_it_is
+    return [((fingerprint, occurrence), view(CanonicalRequest.from_json(text))) for fingerprint, occurrence, text in cassette.requests()]
 
 
-def _closest(request: CanonicalRequest, stored: Iterable[tuple["Key", CanonicalRequest]], rules: "MatchRules | None" = None) -> "tuple[Key, CanonicalRequest] | None":
-    """The key of the stored request nearest to ``request``, and that request as matching sees it (ignored fields left out)."""
+def _as_it_is(request: CanonicalRequest) -> CanonicalRequest:
+    return request
+
+
+def _closest(request: CanonicalRequest, stored: Iterable[tuple["Key", CanonicalRequest]]) -> "tuple[Key, CanonicalRequest] | None":
+    """The key and request of the stored request nearest to ``request``."""
     best = None
     best_distance = None
     for key, candidate in stored:
-        view = rules.view(candidate) if rules is not None else candidate
-        candidate_distance = distance(view, request)
+        candidate_distance = distance(candidate, request)
         if best_distance is None or candidate_distance < best_distance:
-            best, best_distance = (key, view), candidate_distance
+            best, best_distance = (key, candidate), candidate_distance
     return best
 
 
-def _closest_lines(requested: CanonicalRequest, cassette: "Store", rules: "MatchRules", clock_unread: bool, place: str) -> list[str]:
-    """The closest recording, compared as matching sees both (ignored fields left out, the hook applied)."""
-    closest = _closest(requested, _stored_requests(cassette), rules)
+def _closest_lines(requested: CanonicalRequest, stored: list[tuple["Key", CanonicalRequest]], cassette: "Store", clock_unread: bool, place: str) -> list[str]:
+    """The closest recording, compared as matching sees both (``stored`` and ``requested`` viewed under the rules)."""
+    closest = _closest(requested, stored)
     if closest is None:
         return [f"  closest recording: none ({_why_nothing(cassette, 'the cassette is empty')})"]
     key, best_view = closest
@@ -177,10 +182,9 @@ def _explain_langchain_miss(request: CanonicalRequest, key: "Key", cassette: "St
     lines = ["no recording for this LangChain cache lookup (mode 'replay': the model is not called)"]
     lines.append(f"  llm:       {describe_llm(request)}")
     lines.append(f"  prompt:    {_shorten(prompt_text(request))}")
-    fingerprint, occurrence = key
-    if occurrence:
-        lines.append(_repeat_line("lookup", occurrence, place, cassette, fingerprint))
-    entries = [(stored_key, stored) for stored_key, stored in _stored_requests(cassette) if is_langchain_request(stored)]
+    entries = [(stored_key, stored) for stored_key, stored in _stored_views(cassette) if is_langchain_request(stored)]
+    if key[1]:
+        lines.append(_repeat_line("lookup", key[1], place, request, entries))
     lines.append(f"  cassette:  {cassette.describe()} ({len(entries)} LangChain entr{'ies' if len(entries) != 1 else 'y'})")
     closest = _closest(request, entries)
     if closest is None:
