@@ -27,7 +27,15 @@ def headers():
 
 def test_none_of_them_imported_yet(llm_cache):
     # vcrpy's patches are built here, for the first llm_cache test: without these, or the rest proves nothing
-    assert not {{"requests", "urllib3", "httpx", "botocore", "boto3"}} & set(sys.modules)
+    assert not {{"requests", "urllib3", "httpx", "httpx2", "openai", "botocore", "boto3"}} & set(sys.modules)
+
+
+def test_openai_imported_in_the_test_body(llm_cache):
+    import openai  # and httpx2 with it
+
+    client = openai.OpenAI(base_url=OPENAI_URL, api_key=os.environ.get("OPENAI_API_KEY", "unset"), max_retries=0)
+    answer = client.chat.completions.create(**chat("asked through openai"))
+    print("ANSWER", answer.choices[0].message.content)
 
 
 def test_requests_imported_in_the_test_body(llm_cache):
@@ -70,14 +78,14 @@ def test_libraries_imported_after_llm_cache_started_are_recorded_and_replayed_of
         aws.setenv(name, value)
     # a fresh interpreter: this process imported all of them long ago
     recorded = llm_pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--llm-mode=record")
-    recorded.assert_outcomes(passed=5)
-    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 3 recorded, 0 missed in 4 tests (mode record, *)"])
+    recorded.assert_outcomes(passed=6)
+    recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 4 recorded, 0 missed in 5 tests (mode record, *)"])
     answers = printed(recorded, "ANSWER")
-    assert len(answers) == 3 and all(answer.startswith("200 ") for answer in answers[:2]), answers
+    assert len(answers) == 4 and all(answer.startswith("200 ") for answer in answers[1:3]), answers
     served = len(server.requests) + len(bedrock_server.requests)
-    assert served == 3, "each call reached its server once while recording"
+    assert served == 4, "each call reached its server once while recording"
     stored = cassette_file(llm_pytester).read_bytes()
-    assert b"asked through requests" in stored and b"asked through httpx" in stored and b"asked through boto3" in stored
+    assert b"asked through openai" in stored and b"asked through requests" in stored and b"asked through httpx" in stored and b"asked through boto3" in stored
 
     server.stop()
     bedrock_server.stop()
@@ -85,7 +93,7 @@ def test_libraries_imported_after_llm_cache_started_are_recorded_and_replayed_of
         aws.delenv(name)
     aws.setenv("CI", "true")
     replayed = llm_pytester.runpytest_subprocess("-s", "-p", "no:randomly")
-    replayed.assert_outcomes(passed=5)
-    replayed.stdout.fnmatch_lines(["llm_replay: 3 replayed, 0 recorded, 0 missed in 4 tests (mode replay, *)"])
+    replayed.assert_outcomes(passed=6)
+    replayed.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 0 missed in 5 tests (mode replay, *)"])
     assert printed(replayed, "ANSWER") == answers, "each library got back what it got when recording"
 
