@@ -22,7 +22,6 @@ from llm_replay.stores.sqlite import SQLiteCache
 
 CAMEL_NAMES = ["accessToken", "refreshToken", "idToken", "clientSecret", "privateKey", "sessionToken", "secretAccessKey", "clientAssertion"]
 SECRET = "Zq8" + "vT3nLp7Wx2Rk9Bd4Hs6"  # no variable holds it, no key shape: a secret only by where it stands
-GOOGLE_TOKEN = "ya29." + "a0AfB_byC9x8Yq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0AyQ"  # fake, in Google's OAuth shape: the audit knows it
 
 
 def _ask(fake: Any, content: str = "hi", tool_result: str | None = None, **extra: Any) -> str:
@@ -85,19 +84,19 @@ def test_a_camel_case_credential_in_a_tool_call_the_model_answers_is_stored_scru
 
 
 def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays(server, tmp_path, capsys):
-    """Recorded before the name counted: the token in the stored request's JSON body, and the recording keyed with it.
-    The lookup is keyed scrubbed now; the recording is found again under its old key, also after ``llm-replay scrub``
-    removed the token."""
+    """Recorded before the name counted: the secret in the stored request's JSON body, and the recording keyed with it.
+    The audit finds it by its field's name (it has no key's shape); the lookup is keyed scrubbed now, and the recording
+    is found again under its old key, also after ``llm-replay scrub`` removed the secret."""
     cassette = tmp_path / "c.sqlite3"
-    sent = {"accessToken": GOOGLE_TOKEN, "expiresIn": 3599}
+    sent = {"clientSecret": SECRET, "expiresIn": 3599}
     with llm_replay.use_cassette(cassette, mode="record"):
         live = _ask(server, auth=sent)
-    _as_an_older_version_stored_it(cassette, GOOGLE_TOKEN)
-    assert "column request (JSON, keys included): Google OAuth access token 'ya29.a…0AyQ'" in _audited(cassette, capsys)
+    _as_an_older_version_stored_it(cassette, SECRET)
+    assert "column request (JSON, keys included): value of a secret-named field 'Zq8vT…Hs6'" in _audited(cassette, capsys)
     server.stop()
     for scrubbed in (False, True):
         if scrubbed:
-            assert main(["scrub", str(cassette)]) == 0 and GOOGLE_TOKEN.encode() not in cassette.read_bytes()
+            assert main(["scrub", str(cassette)]) == 0 and SECRET.encode() not in cassette.read_bytes()
         with llm_replay.use_cassette(cassette, mode="replay") as replaying:
             assert _ask(server, auth=sent) == live
         assert replaying.replayed == 1
@@ -293,3 +292,28 @@ def test_scrub_keeps_an_xml_answer_well_formed(tmp_path, capsys):
     (stored,) = SQLiteCache(path, readonly=True).interactions()
     assert ANTHROPIC_KEY.encode() not in stored.response.body
     assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == "<scrubbed>"
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_at_any_depth_and_scrub_removes_it(depth, tmp_path, capsys):
+    """Stored before the rules read that deep (or knew the name's spelling): the audit finds the value by its field's
+    name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses."""
+    from llm_replay.model.fingerprint import canonicalize
+    from llm_replay.model.interaction import Interaction, RecordedResponse
+
+    value: Any = {"sessionToken": PASSWORD, "region": "eu"}
+    for _ in range(depth):
+        value = {"output": json.dumps(value)}
+    path = tmp_path / "c.sqlite3"
+    cassette = SQLiteCache(path)
+    cassette.put(Interaction.of(canonicalize("POST", "https://api.example.com/v1/run", b"{}", "application/json"), RecordedResponse(200, "OK", {}, b"{}")))
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET body = ?", (json.dumps(value).encode(),))  # as an older version stored it
+    assert "column body (JSON, keys included): value of a secret-named field 'Tr0ub4…aple'" in _audited(path, capsys)
+    assert main(["scrub", str(path)]) == 0
+    (stored,) = SQLiteCache(path, readonly=True).interactions()
+    read = json.loads(stored.response.body)
+    for _ in range(depth):
+        read = json.loads(read["output"])
+    assert read == {"sessionToken": "<scrubbed>", "region": "eu"}

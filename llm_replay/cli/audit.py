@@ -29,11 +29,11 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from ..errors import CassetteError, CommandError
 from ..model.content_coding import decoded as content_decoded
 from ..model.credentials import is_secret_header
-from ..model.scrub import PATTERN_PLACEHOLDER, Scrubber, base64_texts, env_placeholder
+from ..model.scrub import MIN_SECRET_LENGTH, PATTERN_PLACEHOLDER, Scrubber, base64_texts, env_placeholder, named_secret_values
 from ..model.streamed_text import StreamedBody, looks_streamed
 from ..stores.spec import open_store, redacted, scheme
 from ..stores.sqlite import SQLITE_MAGIC, SQLiteCache
-from .secret_shapes import require_detectors, secret_shapes
+from .secret_shapes import is_made_up, require_detectors, secret_shapes
 
 DEFAULT_PATHS = ("cassettes",)
 CASSETTE_SUFFIXES = (".sqlite3", ".sqlite", ".db", ".yaml", ".yml", ".json", ".yaml.gz", ".yml.gz", ".json.gz")
@@ -80,6 +80,9 @@ class Audit:
 
     def _detected(self, text: str, raw: bool) -> Iterator[tuple[str, str]]:
         yield from secret_shapes(text, raw)
+        for value in named_secret_values(text):  # an older cassette's, stored before its name counted (accessToken)
+            if len(value) >= MIN_SECRET_LENGTH and not is_made_up(value):
+                yield "value of a secret-named field", value
         for value, name in self.scrubber.env_secrets():
             if value in text:
                 self._placeholders[value] = env_placeholder(name)

@@ -111,6 +111,11 @@ _ANCHORED = {
 }
 
 
+def is_made_up(value: str) -> bool:
+    """Whether a value is one made up for tests and docs, or a placeholder (``sk-fake-…``, ``<scrubbed>``)."""
+    return _PLACEHOLDER_WORDS.search(value) is not None
+
+
 @lru_cache(maxsize=1)
 def _detectors() -> tuple[Any, ...]:
     try:
@@ -135,12 +140,12 @@ def secret_shapes(text: str, raw: bool = False) -> Iterator[tuple[str, str]]:
     lowered = text.lower()
     for shape in OWN_SHAPES:
         for value in shape.values(text, lowered, raw):
-            if not _PLACEHOLDER_WORDS.search(value) and not _WORDS.fullmatch(value):
+            if not is_made_up(value) and not _WORDS.fullmatch(value):
                 yield shape.kind, value
     for detector in _detectors():
         anchors = _ANCHORED.get(type(detector).__name__)
         if anchors is not None and not any(anchor in lowered for anchor in anchors):
             continue
         for value in detector.analyze_string(text):
-            if isinstance(value, str) and len(value) >= 8 and not _PLACEHOLDER_WORDS.search(value):
+            if isinstance(value, str) and len(value) >= 8 and not is_made_up(value):
                 yield detector.secret_type, value

@@ -79,8 +79,8 @@ class _NameRules:
         # an answer's bytes write it): its quotes are \\\", the value's characters and escapes any run of backslashes that
         # is no quote of its own (a quote deeper in is 7 or more), and it ends at a quote after exactly three
         deep = r'(?<!\\)\\{3}"'
-        self.deep_field_bytes = re.compile(
-            rf'(?i)({deep}(?:{_FIELD_NAMES}){deep}(?:\s|\\+[nrt])*:(?:\s|\\+[nrt])*){deep}(?:[^"\\]|\\+[^"\\]|\\{{7,}}")*\\{{3}}"'.encode()
+        self.deep_field = re.compile(
+            rf'(?i)({deep}(?:{_FIELD_NAMES}){deep}(?:\s|\\+[nrt])*:(?:\s|\\+[nrt])*){deep}(?:[^"\\]|\\+[^"\\]|\\{{7,}}")*\\{{3}}"'
         )
         # a signed URL's credentials in an answer (an image URL's Azure SAS signature, an S3 or GCS presigned URL's), which
         # a request's query never keeps; not ``key=``, ``code=``…, which a model's own text writes in example URLs. The value
@@ -103,9 +103,9 @@ class _NameRules:
         self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
         self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*api', 'api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
         self.userinfo_hint = re.compile(r"://[^/\s@]*:[^/\s@]*@")
-        self.json_field_bytes, self.embedded_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
+        self.json_field_bytes, self.embedded_field_bytes, self.deep_field_bytes, self.form_field_bytes, self.userinfo_bytes, self.hint_bytes = (
             re.compile(pattern.pattern.encode(), pattern.flags & ~re.UNICODE)
-            for pattern in (self.json_field, self.embedded_field, self.form_field, self.userinfo, self.hint)
+            for pattern in (self.json_field, self.embedded_field, self.deep_field, self.form_field, self.userinfo, self.hint)
         )
 
 
@@ -531,6 +531,18 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
     if "://" in text and any(map(text.__contains__, _SIGNED_URL_TEXT_HINTS)):
         spans += [(match.end(1), match.end(), PATTERN_PLACEHOLDER) for match in name_rules().joined_url_query.finditer(text)]
     return spans
+
+
+def named_secret_values(text: str) -> Iterator[str]:
+    """The string value of each secret-named JSON field in ``text``, also in JSON text one and two strings deep (as its
+    escapes write it there), as the rules by name find them: for the audit, which reads what an older cassette stored
+    before a rule was added (a camelCase name). A text naming no such field in any spelling costs one look."""
+    if not any(map(squashed(text).__contains__, SECRET_NAME_STEMS)):
+        return
+    rules = name_rules()
+    for pattern, quote in ((rules.json_field, '"'), (rules.embedded_field, '\\"'), (rules.deep_field, '\\\\\\"')):
+        if quote in text:
+            yield from (text[match.end(1) + len(quote) : match.end() - len(quote)] for match in pattern.finditer(text))
 
 
 def _without_signed_urls(body: bytes, rules: _NameRules) -> bytes:
