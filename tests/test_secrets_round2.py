@@ -102,10 +102,9 @@ def test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_
         assert replaying.replayed == 1
 
 
-@pytest.mark.parametrize("name", ["accessToken", "clientSecret"])
-def test_a_camel_case_credential_in_a_query_parameter_is_not_stored_and_any_value_replays(name, server, tmp_path):
+def test_a_camel_case_credential_in_a_query_parameter_is_not_stored_and_any_value_replays(server, tmp_path):
     def ask(value: str) -> str:
-        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0, default_query={name: value, "api-version": "1"})
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0, default_query={"accessToken": value, "api-version": "1"})
         return client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
 
     cassette = tmp_path / "c.sqlite3"
@@ -294,10 +293,11 @@ def test_scrub_keeps_an_xml_answer_well_formed(tmp_path, capsys):
     assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == "<scrubbed>"
 
 
-@pytest.mark.parametrize("depth", [0, 1, 2])
-def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_at_any_depth_and_scrub_removes_it(depth, tmp_path, capsys):
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_one_and_two_strings_deep_and_scrub_removes_it(depth, tmp_path, capsys):
     """Stored before the rules read that deep (or knew the name's spelling): the audit finds the value by its field's
-    name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses."""
+    name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses (at the top level:
+    test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays)."""
     from llm_replay.model.fingerprint import canonicalize
     from llm_replay.model.interaction import Interaction, RecordedResponse
 
