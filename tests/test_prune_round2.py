@@ -1,9 +1,12 @@
-"""Round two of "nothing recorded is lost": a test this run does not define is not a deleted test, and a damaged row of
-the cassette costs the run only that row's bookkeeping."""
+"""Round two of "nothing recorded is lost": a test this run does not define is not a deleted test; a test deleted while
+it failed lets go with ``llm-replay rm --test``; a damaged row of the cassette costs the run only that row's bookkeeping;
+a run in mode off frees nothing. Cassettes and bookkeeping are seeded as a record run leaves them (each test a run)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from conftest import cassette_file, write_ini
 from llm_replay.cli import main
 from llm_replay.engine.project import run_ledger
 from llm_replay.model.fingerprint import canonicalize
-from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.interaction import Interaction, Key, RecordedResponse
 from llm_replay.model.runs import RunRecord
 from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.stores.spec import open_store
@@ -45,15 +48,41 @@ def prompts(cassette: Path) -> set[str]:
     return found
 
 
+def recording(base_url: str, prompt: str, test: str) -> Interaction:
+    """What ``test`` recorded asking ``prompt`` as the inner tests ask it, long ago."""
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "model": "gpt-4o-mini"})
+    request = canonicalize("POST", f"{base_url}/chat/completions", body, "application/json")
+    response = RecordedResponse(200, "OK", {"content-type": ["application/json"]}, b'{"choices": []}')
+    return Interaction.of(request, response, recorded_at="2026-01-01T00:00:00+00:00", tests=(test,))
+
+
+def recorded(pytester: pytest.Pytester, *recordings: Interaction, url: str | None = None) -> Path:
+    """The inner project's cassette (its file, or ``url``) holding ``recordings``, and bookkeeping in which each owner
+    last passed using its own (what a record run leaves), without running one."""
+    path = cassette_file(pytester)
+    spec = url or str(path)
+    store = open_store(spec)
+    for interaction in recordings:
+        store.put(interaction)
+    store.close()
+    passes: dict[str, list[Key]] = {}
+    for interaction in recordings:
+        for test in interaction.tests:
+            passes.setdefault(test, []).append(interaction.key)
+    run_ledger(spec, pytester.path).record(RunRecord("recorded", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", len(passes)), passes, {})
+    return path
+
+
 def test_a_test_this_run_does_not_define_keeps_its_recordings(llm_pytester: pytest.Pytester, server, env, capsys):
     """test_windows_only exists where ON_WINDOWS is set (a platform, an installed package, an env var). A run without it
     collected the file whole, found no such test and took it for deleted: --llm-prune there deleted its recording, and the
     bookkeeping kept it as passing with nothing, so llm-replay prune did too; the machine that defines it then missed."""
-    env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.makepyfile(test_app=CONDITIONAL.format(base_url=server.base_url))
-    env.setenv("ON_WINDOWS", "1")
-    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
-    env.delenv("ON_WINDOWS")
+    path = recorded(
+        llm_pytester,
+        recording(server.base_url, "always", "test_app.py::test_always"),
+        recording(server.base_url, "windows", "test_app.py::test_windows_only"),
+    )
     pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune")
     pruned.assert_outcomes(passed=1)
     pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
@@ -61,7 +90,7 @@ def test_a_test_this_run_does_not_define_keeps_its_recordings(llm_pytester: pyte
     capsys.readouterr()
     assert main(["prune"]) == 0
     assert capsys.readouterr().out.startswith("deleted 0 recordings"), "nor does llm-replay prune"
-    assert prompts(cassette_file(llm_pytester)) == {"always", "windows"}
+    assert prompts(path) == {"always", "windows"}
 
 
 HOLDING = '''
@@ -103,9 +132,10 @@ def test_a_failing_test_deleted_since_lets_go_with_rm_by_test_over_redis(llm_pyt
     by key."""
     url = redis_server.url()
     write_ini(llm_pytester, f"llm_cassette = {url}")
-    env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.makepyfile(test_app=HOLDING.format(base_url=server.base_url) + BEING_WRITTEN)
-    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=2)
+    x, y = "test_app.py::test_x", "test_app.py::test_y"
+    both = replace(recording(server.base_url, "both", x), tests=(x, y))
+    recorded(llm_pytester, recording(server.base_url, "x", x), both, recording(server.base_url, "y", y), url=url)
     env.setenv("X_ASKS", "y")
     env.setenv("X_FAILS", "1")
     env.setenv("Y_ASKS", "")
@@ -131,23 +161,18 @@ def test_a_damaged_owners_column_costs_the_run_only_that_rows_bookkeeping(llm_py
     one and kept none of the run's bookkeeping ('could not record this run's usage'), so no test's pass counted and no
     prune could go on; nor did it name the test whose refresh rewrites the row."""
     llm_pytester.makepyfile(test_app="def test_sound(llm_cache):\n    pass\n")
-    path = cassette_file(llm_pytester)
-    request = canonicalize("POST", "https://api.test/v1/chat/completions", b'{"model": "m", "messages": []}')
-    damaged = Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2026-01-01T00:00:00+00:00", tests=("test_app.py::test_damaged",))
-    store = SQLiteCache(path)
-    store.put(damaged)
-    store.close()
+    damaged = recording("https://api.test/v1", "damaged", "test_app.py::test_damaged")
+    path = recorded(llm_pytester, damaged)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE interactions SET tests = 'not json'")
     db.close()
     ledger = run_ledger(path, llm_pytester.path)
-    ledger.record(RunRecord("recorded", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 2), {"test_app.py::test_damaged": [damaged.key]}, {})
     result = llm_pytester.runpytest("--llm-mode=replay")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"llm_replay: recording {damaged.fingerprint}#0 in *: its owners cannot be read (column tests is 'not json', *), so "
                                  "it is left out of the bookkeeping and pruning, and the rest is kept; a refresh of the test that asks it "
                                  "rewrites it: pytest --llm-mode=refresh 'test_app.py::test_damaged'"])
-    assert ledger.last_run().passed == 1, "this run's bookkeeping is kept"
+    assert "test_app.py::test_sound" in ledger.passes(), "this run's bookkeeping is kept"
     llm_pytester.chdir()
     capsys.readouterr()
     assert main(["prune"]) == 0
@@ -171,13 +196,7 @@ def test_a_run_in_mode_off_frees_nothing(llm_pytester: pytest.Pytester, server, 
     latest pass with one that used nothing, so a later llm-replay prune deleted it too."""
     env.setenv("OPENAI_API_KEY", server.api_key)
     llm_pytester.makepyfile(test_app=LIVE.format(base_url=server.base_url))
-    path = cassette_file(llm_pytester)
-    request = canonicalize("POST", f"{server.base_url}/chat/completions", b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "recorded"}]}')
-    recorded = Interaction.of(request, RecordedResponse(200, "OK", {}, b"{}"), recorded_at="2026-01-01T00:00:00+00:00", tests=("test_app.py::test_x",))
-    store = SQLiteCache(path)
-    store.put(recorded)
-    store.close()
-    run_ledger(path, llm_pytester.path).record(RunRecord("r", "2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00", 1), {"test_app.py::test_x": [recorded.key]}, {})
+    path = recorded(llm_pytester, recording(server.base_url, "recorded", "test_app.py::test_x"))
     live = llm_pytester.runpytest("--llm-mode=off")
     live.assert_outcomes(passed=1)
     live.stdout.fnmatch_lines(["llm_replay: 0 recordings no longer used by the tests that ran"])
