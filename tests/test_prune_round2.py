@@ -13,6 +13,7 @@ import pytest
 from conftest import cassette_file, write_ini
 
 from llm_replay.cli import main
+from llm_replay.cli.selection import Selection
 from llm_replay.engine.project import run_ledger
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, Key, RecordedResponse
@@ -205,3 +206,17 @@ def test_a_run_in_mode_off_frees_nothing(llm_pytester: pytest.Pytester, server, 
     assert main(["prune"]) == 0
     assert capsys.readouterr().out.startswith("deleted 0 recordings")
     assert len(SQLiteCache(path, readonly=True)) == 1
+
+
+def test_rm_by_test_outside_the_project_releases_nothing(llm_pytester: pytest.Pytester, server, env, capsys):
+    """Run from a folder outside the project (with --cassette), every test's file is missing there: rm --test must not take
+    that for deleted tests and strip the test's ownership of what it shares."""
+    llm_pytester.makepyfile(test_app=HOLDING.format(base_url=server.base_url) + BEING_WRITTEN)
+    x, y = "test_app.py::test_x", "test_app.py::test_y"
+    path = recorded(llm_pytester, recording(server.base_url, "x", x), replace(recording(server.base_url, "both", x), tests=(x, y)))
+    elsewhere = llm_pytester.mkdir("elsewhere")
+    (elsewhere / "pytest.ini").write_text("[pytest]\n")
+    env.chdir(elsewhere)
+    assert main(["rm", "--test", x, "--cassette", str(path)]) == 0
+    assert "not defined in this checkout" not in capsys.readouterr().out
+    assert [row.tests for row in Selection().select(SQLiteCache(path, readonly=True).summaries())] == [(x, y)], "x deleted, both kept as it was"

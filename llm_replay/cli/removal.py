@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..engine.pruning import delete_unchanged, still_defined
 from ..model.interaction import OwnerChange
@@ -75,9 +75,13 @@ def plan_removal(
     return Removal(doomed, shared, test, _deleted(named, test, rootdir))
 
 
-def _deleted(tests: Iterable[str], selector: str, rootdir: Path) -> tuple[str, ...]:
+def _deleted(tests: set[str], selector: str, rootdir: Path) -> tuple[str, ...]:
     """The pytest tests (``path::name``) ``selector`` names that the checkout no longer defines: over a cassette shared
-    with other checkouts (Redis) no run can tell them deleted, so they held what they shared with other tests for ever."""
+    with other checkouts (Redis) no run can tell them deleted, so they held what they shared with other tests for ever.
+    None where the rootdir holds no test file of any of ``tests`` (rm run outside the project, with --cassette)."""
+    files = {test.split("::", 1)[0] for test in tests if "::" in test}
+    if not any((rootdir / file).is_file() for file in files):
+        return ()
     sources: dict[str, bytes | None] = {}
     return tuple(sorted(test for test in tests if "::" in test and owned_by(test, selector) and not still_defined(test, rootdir, sources)))
 
