@@ -220,3 +220,21 @@ def test_rm_by_test_outside_the_project_releases_nothing(llm_pytester: pytest.Py
     assert main(["rm", "--test", x, "--cassette", str(path)]) == 0
     assert "not defined in this checkout" not in capsys.readouterr().out
     assert [row.tests for row in Selection().select(SQLiteCache(path, readonly=True).summaries())] == [(x, y)], "x deleted, both kept as it was"
+
+
+def test_an_owners_key_another_program_overwrote_costs_llm_replay_prune_only_that_recording_over_redis(llm_pytester, redis_server, server, env, capsys):
+    """Another program wrote a string where a recording's owners set lives: reading the index failed with WRONGTYPE, so
+    llm-replay prune (and the end of every run, which keeps no bookkeeping then) stopped at it."""
+    url = redis_server.url()
+    write_ini(llm_pytester, f"llm_cassette = {url}")
+    damaged = recording(server.base_url, "damaged", "test_app.py::test_damaged")
+    recorded(llm_pytester, damaged, recording(server.base_url, "sound", "test_app.py::test_sound"), url=url)
+    owners = f"{url.rsplit('prefix=', 1)[1]}:owners:{damaged.fingerprint}:0"
+    redis_server.client().set(owners, "not a set")
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("deleted 0 recordings"), out
+    assert f"recording {damaged.fingerprint}#0 in {url}: its owners cannot be read ({owners} holds" in out, out
+    assert f"remove it first: redis-cli DEL {owners}" in out and "pytest --llm-mode=refresh 'test_app.py::test_damaged'" in out, out

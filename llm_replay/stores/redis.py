@@ -407,9 +407,10 @@ class RedisCache:
                 keys.append(_key_of(member))
         return sorted(keys)
 
-    def _batched(self, keys: list[Key], *commands: str) -> Iterator[tuple[Key, list[Any]]]:
+    def _batched(self, keys: list[Key], *commands: str, tolerant: bool = False) -> Iterator[tuple[Key, list[Any]]]:
         """(key, [reply of each command]) for every key, ``_BATCH`` keys per round trip. A command reads
-        ``"METHOD KIND [FIELD …]"`` and runs on the key's ``PREFIX:KIND:FP:OCC`` (``"hmget rec request recorded_at"``)."""
+        ``"METHOD KIND [FIELD …]"`` and runs on the key's ``PREFIX:KIND:FP:OCC`` (``"hmget rec request recorded_at"``).
+        ``tolerant``: a command that fails (a key of another type) gives its error as its reply instead of raising."""
         for start in range(0, len(keys), _BATCH):
             chunk = keys[start : start + _BATCH]
             with self._talking():
@@ -418,7 +419,7 @@ class RedisCache:
                     for command in commands:
                         name, kind, *fields = command.split()
                         getattr(pipe, name)(self._key(kind, fingerprint, occurrence), *fields)
-                replies = pipe.execute()
+                replies = pipe.execute(raise_on_error=not tolerant)
             width = len(commands)
             for index, key in enumerate(chunk):
                 yield key, replies[index * width : (index + 1) * width]
@@ -439,12 +440,27 @@ class RedisCache:
 
     def index(self, owned: bool = False, unreadable: dict[Key, str] | None = None) -> list[tuple[Key, tuple[str, ...], str]]:
         """Every key with the tests that own it and when it was recorded (for pruning), without loading the bodies;
-        ``owned``: only those some test owns (owners are a set of the server's: ``unreadable`` stays empty)."""
-        return [
-            (key, _tests(owners), recorded_at.decode())
-            for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at")
-            if recorded_at is not None and (owners or not owned)  # None: deleted since the keys were listed
-        ]
+        ``owned``: only those some test owns. A recording whose keys another program overwrote (its owners no set of
+        test ids) fails the read, or, given ``unreadable``, is left out and noted there with how to remove the bad key."""
+        found = []
+        for key, (owners, recorded_at) in self._batched(self._members(), "smembers owners", "hget rec recorded_at", tolerant=unreadable is not None):
+            if recorded_at is None or not (owners or not owned):  # None: deleted since the keys were listed
+                continue
+            try:
+                found.append(self._index_row(key, owners, recorded_at))
+            except ValueError as error:
+                if unreadable is None:
+                    raise
+                unreadable[key] = str(error)
+        return found
+
+    def _index_row(self, key: Key, owners: Any, recorded_at: Any) -> tuple[Key, tuple[str, ...], str]:
+        """One recording's index row; a ValueError names a key llm_replay cannot read and the command that removes it."""
+        for kind, reply in (("owners", owners), ("rec", recorded_at)):
+            if isinstance(reply, Exception):
+                name = self._key(kind, *key)
+                raise ValueError(f"{name} holds what llm_replay does not keep there: {reply}; remove it first: redis-cli DEL {name}")
+        return key, _tests(owners), recorded_at.decode()
 
     def __len__(self) -> int:
         with self._talking():
