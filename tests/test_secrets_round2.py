@@ -271,9 +271,11 @@ def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_r
 # 3. llm-replay scrub and an XML body
 
 
-def test_scrub_keeps_an_xml_answer_well_formed(tmp_path, capsys):
-    """A key the recording scrubber does not know (no variable holds it) in an XML answer of an older cassette: what
-    ``llm-replay scrub`` writes in its place is the placeholder as XML text, not a tag."""
+@pytest.mark.parametrize("found_by", ["its shape", "its variable"])
+def test_scrub_keeps_an_xml_answer_well_formed(found_by, tmp_path, capsys, monkeypatch):
+    """An XML answer of an older cassette with a key: ``llm-replay scrub`` finds it by its shape (no variable holds it)
+    or replaces its variable's value as it stores the recording again; what it writes in its place is the placeholder
+    as XML text, not a tag."""
     from xml.etree import ElementTree
 
     from llm_replay.model.fingerprint import canonicalize
@@ -286,11 +288,15 @@ def test_scrub_keeps_an_xml_answer_well_formed(tmp_path, capsys):
     cassette.put(Interaction.of(canonicalize("GET", "https://config.example.com/settings.xml", b"", ""), RecordedResponse(200, "OK", {"content-type": ["application/xml"]}, xml)))
     cassette.close()
     assert ElementTree.fromstring(xml).find("Provider/Key").text == ANTHROPIC_KEY
+    if found_by == "its variable":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
     capsys.readouterr()
     assert main(["scrub", str(path)]) == 0
     (stored,) = SQLiteCache(path, readonly=True).interactions()
     assert ANTHROPIC_KEY.encode() not in stored.response.body
-    assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == "<scrubbed>"
+    expected = "<scrubbed:ANTHROPIC_API_KEY>" if found_by == "its variable" else "<scrubbed>"
+    assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == expected
+
 
 
 @pytest.mark.parametrize("depth", [1, 2])

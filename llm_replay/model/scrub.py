@@ -371,6 +371,8 @@ class Scrubber:
             if b"ccessKey" in body or b"essionToken" in body:  # SecretAccessKey, sessionToken…: AWS credentials
                 body = _without_aws_credentials(body, rules)
             body = _without_signed_urls(body, rules)
+            if b"<scrubbed" in body and _is_xml(body, headers):
+                body = _XML_PLACEHOLDER.sub(rb"&lt;\1&gt;", body)
         if body is not response.body and body != response.body:  # a placeholder is not as long as what it stands for
             headers = {name: [str(len(body))] if name.lower() == "content-length" else values for name, values in headers.items()}
         return replace(response, reason=self.text(response.reason, secrets), headers=headers, body=body)
@@ -508,6 +510,16 @@ def _url_credentials(value: str, pattern: re.Pattern[str], hints: tuple[str, ...
 def _might_hold_a_signed_url(text: str) -> bool:
     """Whether a request's canonical text may hold a signed URL in a string (an ``=``: its query is stored as pairs)."""
     return "=" in text and any(map(text.__contains__, _SIGNATURE_TEXT_HINTS))
+
+
+# A placeholder written in an XML answer (a variable's value, a pattern's match): a tag there, unclosed, so the answer no
+# longer parsed; written as XML text instead, which a parser reads as the placeholder.
+_XML_PLACEHOLDER = re.compile(rb"<(scrubbed(?::[^<>]*)?)>")
+
+
+def _is_xml(body: bytes, headers: Mapping[str, list[str]]) -> bool:
+    """Whether an answer is XML (its declaration, or its Content-Type says so): not HTML, which a browser reads either way."""
+    return body.lstrip()[:5] == b"<?xml" or any("xml" in value for name, values in headers.items() if name.lower() == "content-type" for value in values)
 
 
 def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
