@@ -13,18 +13,22 @@ from typing import Any
 
 import openai
 import pytest
-from test_embedded_json_secrets import _chat, _told
+from test_embedded_json_secrets import PASSWORD, _chat, _told
+from test_unusual_secret_places import ANTHROPIC_KEY
 
 import llm_replay
 from llm_replay.cli import main
-from llm_replay.model.fingerprint import CanonicalRequest
+from llm_replay.engine.matching import MatchRules, RekeyIndex
+from llm_replay.model.fingerprint import CanonicalRequest, canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.scrub import Scrubber
 from llm_replay.stores.sqlite import SQLiteCache
 
 CAMEL_NAMES = ["accessToken", "refreshToken", "idToken", "clientSecret", "privateKey", "sessionToken", "secretAccessKey", "clientAssertion"]
 SECRET = "Zq8" + "vT3nLp7Wx2Rk9Bd4Hs6"  # no variable holds it, no key shape: a secret only by where it stands
 
 
-def _ask(fake: Any, content: str = "hi", tool_result: str | None = None, **extra: Any) -> str:
+def _ask(fake: Any, content: Any = "hi", tool_result: str | None = None, **extra: Any) -> str:
     """One chat call; with ``tool_result``, the app sends a tool's answer back (a JSON body it got from elsewhere)."""
     client = openai.OpenAI(base_url=fake.base_url, api_key=fake.api_key, max_retries=0)
     messages: list[Any] = [{"role": "user", "content": content}]
@@ -120,10 +124,6 @@ def test_a_camel_case_credential_in_a_query_parameter_is_not_stored_and_any_valu
 
 def test_a_recording_keyed_with_a_camel_case_query_credential_is_found_again_on_a_miss(tmp_path):
     """Recorded before the name counted: its key and stored request hold the parameter."""
-    from llm_replay.engine.matching import MatchRules, RekeyIndex
-    from llm_replay.model.fingerprint import canonicalize
-    from llm_replay.model.interaction import Interaction, RecordedResponse
-
     path = tmp_path / "c.sqlite3"
     asked = canonicalize("GET", f"https://api.example.com/v1/items?sessionToken={SECRET}&page=2", b"", "")
     old = CanonicalRequest(asked.method, asked.host, asked.path, (("page", "2"), ("sessionToken", SECRET)), asked.body, asked.body_kind)
@@ -162,7 +162,7 @@ SIGNED_URLS = {"Azure SAS": _sas, "S3 presigned": _presigned}
 def _describe(fake: Any, signed_at: str, signature: str) -> str:
     """The app passes image URLs it got from storage to the model, each signed at ``signed_at``."""
     images = [{"type": "image_url", "image_url": {"url": signed(signed_at, signature)}} for signed in SIGNED_URLS.values()]
-    return _ask(fake, content=[{"type": "text", "text": "describe"}, *images])  # type: ignore[arg-type]
+    return _ask(fake, content=[{"type": "text", "text": "describe"}, *images])
 
 
 def test_a_signed_url_in_a_request_is_stored_without_its_credentials_and_a_url_signed_again_replays(server, tmp_path):
@@ -223,8 +223,6 @@ def test_a_signed_url_the_model_streams_is_stored_without_its_credentials(kind, 
 
 # 4. JSON nested two strings deep
 
-PASSWORD = "Tr0ub4dor-" + "horse-battery-staple"  # a secret only by its field's name
-ANTHROPIC_KEY = "sk-" + "ant-api03-Zx9Kq2Lm7Pv4Rt8Wn3Bc6Hj1Df5Gs0Ay2Eu7Io4Kp9Ml3Nb6Vc8Xz1Qw5Er7Ty2Ui4Op6As8Df0Gh3Jk5Lz7Xc9Vb1NmAA"  # fake
 
 
 def _twice_encoded(secret: str) -> str:
@@ -268,45 +266,12 @@ def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_r
     assert replaying.replayed == 1
 
 
-# 3. llm-replay scrub and an XML body
-
-
-@pytest.mark.parametrize("found_by", ["its shape", "its variable"])
-def test_scrub_keeps_an_xml_answer_well_formed(found_by, tmp_path, capsys, monkeypatch):
-    """An XML answer of an older cassette with a key: ``llm-replay scrub`` finds it by its shape (no variable holds it)
-    or replaces its variable's value as it stores the recording again; what it writes in its place is the placeholder
-    as XML text, not a tag."""
-    from xml.etree import ElementTree
-
-    from llm_replay.model.fingerprint import canonicalize
-    from llm_replay.model.interaction import Interaction, RecordedResponse
-    from llm_replay.model.scrub import Scrubber
-
-    xml = f'<?xml version="1.0"?><Settings><Provider name="anthropic"><Key>{ANTHROPIC_KEY}</Key></Provider></Settings>'.encode()
-    path = tmp_path / "c.sqlite3"
-    cassette = SQLiteCache(path, scrubber=Scrubber(environ={}))
-    cassette.put(Interaction.of(canonicalize("GET", "https://config.example.com/settings.xml", b"", ""), RecordedResponse(200, "OK", {"content-type": ["application/xml"]}, xml)))
-    cassette.close()
-    assert ElementTree.fromstring(xml).find("Provider/Key").text == ANTHROPIC_KEY
-    if found_by == "its variable":
-        monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    capsys.readouterr()
-    assert main(["scrub", str(path)]) == 0
-    (stored,) = SQLiteCache(path, readonly=True).interactions()
-    assert ANTHROPIC_KEY.encode() not in stored.response.body
-    expected = "<scrubbed:ANTHROPIC_API_KEY>" if found_by == "its variable" else "<scrubbed>"
-    assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == expected
-
-
 
 @pytest.mark.parametrize("depth", [1, 2])
 def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_one_and_two_strings_deep_and_scrub_removes_it(depth, tmp_path, capsys):
     """Stored before the rules read that deep (or knew the name's spelling): the audit finds the value by its field's
     name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses (at the top level:
     test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays)."""
-    from llm_replay.model.fingerprint import canonicalize
-    from llm_replay.model.interaction import Interaction, RecordedResponse
-
     value: Any = {"sessionToken": PASSWORD, "region": "eu"}
     for _ in range(depth):
         value = {"output": json.dumps(value)}
@@ -323,3 +288,29 @@ def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audi
     for _ in range(depth):
         read = json.loads(read["output"])
     assert read == {"sessionToken": "<scrubbed>", "region": "eu"}
+
+
+# 3. llm-replay scrub and an XML body
+
+
+@pytest.mark.parametrize("found_by", ["its shape", "its variable"])
+def test_scrub_keeps_an_xml_answer_well_formed(found_by, tmp_path, capsys, monkeypatch):
+    """An XML answer of an older cassette with a key: ``llm-replay scrub`` finds it by its shape (no variable holds it)
+    or replaces its variable's value as it stores the recording again; what it writes in its place is the placeholder
+    as XML text, not a tag."""
+    from xml.etree import ElementTree
+
+    xml = f'<?xml version="1.0"?><Settings><Provider name="anthropic"><Key>{ANTHROPIC_KEY}</Key></Provider></Settings>'.encode()
+    path = tmp_path / "c.sqlite3"
+    cassette = SQLiteCache(path, scrubber=Scrubber(environ={}))
+    cassette.put(Interaction.of(canonicalize("GET", "https://config.example.com/settings.xml", b"", ""), RecordedResponse(200, "OK", {"content-type": ["application/xml"]}, xml)))
+    cassette.close()
+    assert ElementTree.fromstring(xml).find("Provider/Key").text == ANTHROPIC_KEY
+    if found_by == "its variable":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    capsys.readouterr()
+    assert main(["scrub", str(path)]) == 0
+    (stored,) = SQLiteCache(path, readonly=True).interactions()
+    assert ANTHROPIC_KEY.encode() not in stored.response.body
+    expected = "<scrubbed:ANTHROPIC_API_KEY>" if found_by == "its variable" else "<scrubbed>"
+    assert ElementTree.fromstring(stored.response.body).find("Provider/Key").text == expected
