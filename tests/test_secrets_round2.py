@@ -224,7 +224,6 @@ def test_a_signed_url_the_model_streams_is_stored_without_its_credentials(kind, 
 # 4. JSON nested two strings deep
 
 
-
 def _twice_encoded(secret: str) -> str:
     """A tool's result as agent frameworks send it back: JSON whose field holds the tool's own JSON answer as text."""
     return json.dumps({"tool": "vault", "output": json.dumps({"api_key": secret, "region": "eu"})})
@@ -264,7 +263,6 @@ def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_r
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert _ask(server, tool_result=_twice_encoded(ANTHROPIC_KEY)) == live
     assert replaying.replayed == 1
-
 
 
 @pytest.mark.parametrize("depth", [1, 2])
