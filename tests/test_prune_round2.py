@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 from conftest import cassette_file, write_ini
+from test_prune_race import FRESH, RefreshedMeanwhile
 
 from llm_replay.cli import main
 from llm_replay.cli.selection import Selection
 from llm_replay.engine.project import run_ledger
+from llm_replay.engine.pruning import prune_unused
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, Key, RecordedResponse
 from llm_replay.model.runs import RunRecord
+from llm_replay.stores.ledger import RunLedger
 from llm_replay.stores.sqlite import SQLiteCache
 from llm_replay.stores.spec import open_store
 
@@ -238,3 +241,24 @@ def test_an_owners_key_another_program_overwrote_costs_llm_replay_prune_only_tha
     assert out.startswith("deleted 0 recordings"), out
     assert f"recording {damaged.fingerprint}#0 in {url}: its owners cannot be read ({owners} holds" in out, out
     assert f"remove it first: redis-cli DEL {owners}" in out and "pytest --llm-mode=refresh 'test_app.py::test_damaged'" in out, out
+
+
+def test_a_prune_that_lost_a_race_reads_what_is_left_past_a_damaged_row(tmp_path: Path) -> None:
+    """A prune that deleted fewer recordings than it chose (another session wrote one again meanwhile) reads what is left
+    to forget the rest in the bookkeeping: that read stopped at a damaged owners column, after the delete, with an error."""
+    cassette, other = SQLiteCache(tmp_path / "cassette.sqlite3"), SQLiteCache(tmp_path / "cassette.sqlite3")
+    try:
+        chosen, gone = (recording("https://api.test/v1", prompt, "t.py::test_a") for prompt in ("chosen", "gone"))
+        for interaction in (chosen, gone, recording("https://api.test/v1", "damaged", "t.py::test_b")):
+            cassette.put(interaction)
+        with sqlite3.connect(tmp_path / "cassette.sqlite3") as db:
+            db.execute("UPDATE interactions SET tests = 'not json' WHERE tests LIKE '%test_b%'")
+        db.close()
+        ledger = RunLedger(tmp_path / "ledger.sqlite3")
+        ledger.record(RunRecord("run", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1), {"t.py::test_a": ()}, {})
+        lines = prune_unused(RefreshedMeanwhile(cassette, other, replace(chosen, recorded_at=FRESH)), ledger, tmp_path)  # type: ignore[arg-type]
+        assert lines[0].startswith("deleted 1 recording"), lines
+        assert cassette.get(*chosen.key) is not None and cassette.get(*gone.key) is None
+    finally:
+        cassette.close()
+        other.close()

@@ -263,8 +263,9 @@ def delete_unchanged(cassette: "Store", ledger: "RunLedger", stamped: Mapping[Ke
     removed = cassette.delete(stamped, stamped)
     if removed == len(stamped):
         ledger.forget(stamped)
-    else:  # rare: read what is left rather than guess which stayed
-        left = {key for key, _, _ in cassette.index()}
+    else:  # rare: read what is left rather than guess which stayed (a row whose owners cannot be read is left too)
+        unreadable: dict[Key, str] = {}
+        left = {key for key, _, _ in cassette.index(unreadable=unreadable)} | unreadable.keys()
         ledger.forget([key for key in stamped if key not in left])
     return removed
 
