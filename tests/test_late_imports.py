@@ -1,6 +1,7 @@
 """HTTP libraries a session imports after llm_cache started are intercepted: vcrpy's patches are built without the
 ones not imported yet (late_imports.py withholds them, ~150 ms saved with boto3 and requests installed) and rebuilt
-when one is imported, in a test body or between tests."""
+when one is imported, in a test body or between tests. vcrpy's package init (its cassettes, PyYAML) waits until a test
+uses vcrpy itself."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def headers():
 def test_none_of_them_imported_yet(llm_cache):
     # vcrpy's patches are built here, for the first llm_cache test: without these, or the rest proves nothing
     assert not {{"requests", "urllib3", "httpx", "httpx2", "openai", "botocore", "boto3"}} & set(sys.modules)
+    # nor vcrpy's cassettes and their serializer, which the patches do not need
+    assert not {{"vcr.cassette", "vcr.config", "yaml", "wrapt"}} & set(sys.modules)
 
 
 def test_openai_imported_in_the_test_body(llm_cache):
@@ -68,6 +71,13 @@ def test_boto3_imported_in_the_test_body(llm_cache):
     messages = [{{"role": "user", "content": [{{"text": "asked through boto3"}}]}}]
     answer = client.converse(modelId="us.amazon.nova-micro-v1:0", messages=messages)
     print("ANSWER", json.dumps(answer["output"]))
+
+
+def test_vcrpy_itself_afterwards(tmp_path):
+    import vcr
+
+    with vcr.use_cassette(str(tmp_path / "own.yaml"), record_mode="none") as cassette:
+        assert isinstance(cassette, vcr.cassette.Cassette) and isinstance(vcr.VCR(), vcr.config.VCR)
 '''
 
 
@@ -78,7 +88,7 @@ def test_libraries_imported_after_llm_cache_started_are_recorded_and_replayed_of
         aws.setenv(name, value)
     # a fresh interpreter: this process imported all of them long ago
     recorded = llm_pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--llm-mode=record")
-    recorded.assert_outcomes(passed=6)
+    recorded.assert_outcomes(passed=7)
     recorded.stdout.fnmatch_lines(["llm_replay: 0 replayed, 4 recorded, 0 missed in 5 tests (mode record, *)"])
     answers = printed(recorded, "ANSWER")
     assert len(answers) == 4 and all(answer.startswith("200 ") for answer in answers[1:3]), answers
@@ -93,7 +103,7 @@ def test_libraries_imported_after_llm_cache_started_are_recorded_and_replayed_of
         aws.delenv(name)
     aws.setenv("CI", "true")
     replayed = llm_pytester.runpytest_subprocess("-s", "-p", "no:randomly")
-    replayed.assert_outcomes(passed=6)
+    replayed.assert_outcomes(passed=7)
     replayed.stdout.fnmatch_lines(["llm_replay: 4 replayed, 0 recorded, 0 missed in 5 tests (mode replay, *)"])
     assert printed(replayed, "ANSWER") == answers, "each library got back what it got when recording"
 

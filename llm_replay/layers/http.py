@@ -24,7 +24,7 @@ from ..errors import CassetteError, CassetteMiss
 from ..model.fingerprint import CanonicalRequest, canonicalize
 from ..model.interaction import Interaction, Key, RecordedResponse
 from ..model.scrub import sent_credentials
-from .late_imports import keep_originals_again, watch_late_imports, withholding
+from .late_imports import defer_vcr_package_init, keep_originals_again, watch_late_imports, withholding
 from .placeholders import PLACEHOLDER_KEY
 
 _STATE = "_llm_replay_state"
@@ -315,6 +315,7 @@ class _ReusablePatchers:
 
 def _steps(adapter: VcrCassetteAdapter) -> list[Any]:
     """What vcrpy's CassettePatcherBuilder would enter, for the HTTP libraries imported so far (late_imports.py)."""
+    defer_vcr_package_init()
     watch_late_imports(_REUSABLE.pause_for_import, _REUSABLE.library_imported)
     return withholding(lambda: _built_steps(adapter))
 

@@ -16,6 +16,7 @@ activation instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
 from importlib.abc import Loader, MetaPathFinder
@@ -121,6 +122,30 @@ def watch_late_imports(importing: Callable[[], None], imported: Callable[[], Non
         return
     _WATCH = _Watch({name for name in PATCHED_LIBRARIES if name not in sys.modules}, importing, imported)
     sys.meta_path.insert(0, _WATCH)
+
+
+def defer_vcr_package_init() -> None:
+    """vcrpy's package without its ``__init__`` until a name is asked of it (PEP 562's module ``__getattr__``).
+
+    The patches need ``vcr.patch`` and ``vcr.stubs`` alone; the package's ``__init__`` loads its cassettes' machinery
+    (config, cassette, matchers, persisters, PyYAML, wrapt: ~120 M instructions, ~30 ms), which llm_replay's replay
+    never uses. ``import vcr`` then ``vcr.VCR`` or ``vcr.use_cassette`` (a test's own vcrpy, YAML import) runs it then.
+    Imported already (pytest-recording, a conftest), vcrpy is left as it is."""
+    if "vcr" in sys.modules:
+        return
+    spec = importlib.util.find_spec("vcr")
+    if spec is None or spec.loader is None:  # not installed: importing vcr.patch says so
+        return
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def finish_init(name: str) -> Any:
+        del package.__dict__["__getattr__"]
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__getattr__ = finish_init  # type: ignore[attr-defined]
+    sys.modules["vcr"] = package
 
 
 def withholding(build: Callable[[], T]) -> T:
