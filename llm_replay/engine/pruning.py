@@ -16,6 +16,7 @@ from ..errors import CassetteError, CommandError
 from ..model.interaction import Key, OwnerChange
 from ..model.runs import RunOutcome, RunRecord, TestPass, gone, prunable, written_before_run
 from .history import checked_out, in_history
+from .live_sessions import ended, others_running, running_elsewhere
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -33,6 +34,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
     from ..stores.spec import open_store, scheme
 
     if scheme(cassette_spec) is None and not Path(cassette_spec).is_file():
+        ended(ledger, [uid])  # it may have noted itself running: no record ends it
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
     cassette = open_store(cassette_spec, readonly=not (outcome.writes or prune))
     try:
@@ -47,6 +49,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         passes = outcome.passes(vanished)
         lines = []
         checkout = checked_out(rootdir)
+        # asked before the bookkeeping is read: a session that ended since has its use there (its record ended it)
+        running = others_running(ledger, uid) if prune else []
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
             ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
@@ -71,6 +75,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             return lines
         if outcome.crashed or outcome.interrupted:
             return lines + [_unknown_use_line(outcome.crashed)]
+        if running and unused:
+            return lines + [f"llm_replay: --llm-prune deleted nothing: {running_elsewhere(running, cassette.describe())}"]
         removed = delete_unchanged(cassette, ledger, _stamps_of(index, unused))
         lines.append(f"llm_replay: --llm-prune deleted {removed} {'recording' if removed == 1 else 'recordings'} no longer used by the tests that ran, from {cassette.describe()}")
         failed = sum(not test.complete_pass for test in outcome.tests.values())
@@ -175,12 +181,18 @@ def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, com
 
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
-    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it."""
+    """``llm-replay prune``: delete every recording whose owning tests all passed, in later runs, without it; nothing
+    while another session runs against the cassette (CommandError: what it replays is not in the bookkeeping yet)."""
     unreadable: dict[Key, str] = {}
+    running = others_running(ledger)  # before the bookkeeping is read: a session that ended since has its use there
     unused, elsewhere, kept = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune", unreadable)
     noun = "recording" if len(unused) == 1 else "recordings"
+    if running and unused and not dry_run:
+        raise CommandError(f"deleted nothing ({len(unused)} {noun} would go): {running_elsewhere(running, cassette.describe())}")
     if dry_run:
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
+        if running and unused:
+            lines.append(f"(not now: {running_elsewhere(running, cassette.describe())})")
     else:
         removed = delete_unchanged(cassette, ledger, unused)
         lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]

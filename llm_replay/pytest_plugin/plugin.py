@@ -140,6 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and _REFRESH_SINCE in workerinput:  # a pytest-xdist worker: one refresh with its siblings
         config.stash[SUITE].refresh_since = workerinput[_REFRESH_SINCE]
+        config.stash[SUITE].live_session = tuple(workerinput[_LIVE_SESSION])  # noted as the controller's session
     config.stash[SUITE].ledger_folder = _ledger_folder(config)
     try:  # one message for the session, not one error per test (and before pytest-xdist starts workers)
         config.stash[SUITE].check_cassette()
@@ -602,6 +603,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 _XDIST_REPORT = "llm_replay"
 _REFRESH_SINCE = "llm_replay_refresh_since"
+_LIVE_SESSION = "llm_replay_live_session"
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -611,6 +613,7 @@ def pytest_configure_node(node: Any) -> None:
     suite = node.config.stash.get(SUITE, None)
     if suite is not None:
         node.workerinput[_REFRESH_SINCE] = suite.refresh_since
+        node.workerinput[_LIVE_SESSION] = suite.live_session
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # imported where used: merely loading the pytest plugin must 
     from ..stores.memory import InMemoryCache
     from ..engine.savings import Savings
     from ..stores.base import Store
+    from ..stores.ledger import RunLedger
 
 
 class Totals:
@@ -137,6 +138,9 @@ class Suite:
         self.ledger_folder: Callable[[], Path] | None = None
         self.run_uid = uuid.uuid4().hex
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        # the session as a prune meanwhile sees it (engine.live_sessions): a pytest-xdist worker takes its controller's
+        self.live_session = (self.run_uid, os.getpid(), self.started_at)
+        self._registered = False
         self.prune = False
         self.autouse = False  # ini llm_autouse: every test uses llm_cache
         self.outcome = RunOutcome()
@@ -266,7 +270,17 @@ class Suite:
             self._readonly = readonly
             if not readonly:
                 self._interrupt_on_sigterm()
+            self._register()
         return self._cassette
+
+    def _register(self) -> None:
+        """Note this session as running against the suite cassette, once, so that a prune meanwhile keeps what its
+        tests replay; the record of its run, at its end, ends it."""
+        if not self._registered:
+            from ..engine.live_sessions import register
+
+            self._registered = True
+            register(self._ledger(), *self.live_session)
 
     def _interrupt_on_sigterm(self) -> None:
         """While the cassette may be written, SIGTERM ends the session as Ctrl-C does, so the cassette is closed as
@@ -495,26 +509,31 @@ class Suite:
 
     def _finish_run(self) -> None:
         from ..engine.pruning import finish_run
-        from ..stores.ledger import RunLedger, ledger_path
 
         saved = self.replay_savings()
         self.close()
-        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
-        if self.ledger_folder is not None:
-            try:
-                folder = self.ledger_folder()
-            except OSError:
-                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
         self.end_lines = [saved.line()] if saved else []
         self.end_lines += finish_run(
             self.cassette_spec,
-            RunLedger(ledger_path(folder, self.cassette_spec)),
+            self._ledger(),
             self.outcome,
             uid=self.run_uid,
             started_at=self.started_at,
             rootdir=self.rootdir,
             prune=self.prune,
         )
+
+    def _ledger(self) -> RunLedger:
+        """The suite cassette's run bookkeeping, in pytest's cache dir (or where the cache provider would keep it)."""
+        from ..stores.ledger import RunLedger, ledger_path
+
+        folder = self.rootdir / ".pytest_cache" / "d" / "llm_replay"  # the cache provider's own default place
+        if self.ledger_folder is not None:
+            try:
+                folder = self.ledger_folder()
+            except OSError:
+                pass  # a read-only checkout: writing there fails too, and finish_run says the bookkeeping was not kept
+        return RunLedger(ledger_path(folder, self.cassette_spec))
 
     def replay_savings(self) -> Savings | None:
         """Tokens, API time and cost that this run's replays of the suite cassette saved; None if nothing replayed."""

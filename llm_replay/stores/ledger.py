@@ -1,5 +1,5 @@
 """Run bookkeeping, kept out of the committed cassette: which tests passed and what each used, what the tests that did
-not pass used since, replay counts.
+not pass used since, replay counts, and the sessions running against the cassette now (engine.live_sessions).
 
 It changes every run, so it lives in pytest's cache directory (``.pytest_cache/d/llm_replay/`` under the
 rootdir, or wherever ini ``cache_dir`` points), one small SQLite file per cassette: a run that records
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS usage (
     fingerprint TEXT NOT NULL, occurrence INTEGER NOT NULL, last_used_run TEXT NOT NULL, replays INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (fingerprint, occurrence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (uid TEXT PRIMARY KEY, pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -59,8 +60,10 @@ class RunLedger:
         self, run: RunRecord, passes: Mapping[str, Iterable[Key]], replays: Mapping[Key, int], unpassed: Mapping[str, Iterable[Key]] | None = None
     ) -> None:
         """Remember a finished run: each passing test's pass replaces its previous one; replays add up. ``unpassed``:
-        what each test that did not pass used; it holds those recordings until the test passes (which lets them go)."""
+        what each test that did not pass used; it holds those recordings until the test passes (which lets them go).
+        The run's session stops being live in the same transaction: a prune that finds it ended finds its use too."""
         with self._connection(write=True) as db:
+            db.execute("DELETE FROM sessions WHERE uid = ?", (run.uid,))
             db.executemany("DELETE FROM holds WHERE test_id = ?", [(test,) for test in passes])
             db.executemany("INSERT OR IGNORE INTO holds VALUES (?,?,?)", [(test, *key) for test, keys in (unpassed or {}).items() for key in keys])
             db.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?)", (run.uid, run.started_at, run.finished_at, run.passed))
@@ -133,6 +136,26 @@ class RunLedger:
             with self._connection(write=True) as db:
                 for table in ("passes", "pass_uses", "holds"):
                     db.executemany(f"DELETE FROM {table} WHERE test_id = ?", rows)
+
+    def start_session(self, uid: str, pid: int, host: str, started_at: str) -> None:
+        """Note a session running against the cassette (its process: ``pid`` on ``host``), until it ends."""
+        with self._connection(write=True) as db:
+            db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?)", (uid, pid, host, started_at))
+
+    def sessions(self) -> list[tuple[str, int, str, str]]:
+        """The sessions noted as running and not ended since: uid, pid, host, when each started."""
+        if not self.path.is_file():
+            return []
+        with self._connection() as db:
+            known = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()  # older bookkeeping has none
+            return db.execute("SELECT uid, pid, host, started_at FROM sessions").fetchall() if known else []
+
+    def end_sessions(self, uids: Iterable[str]) -> None:
+        """Forget sessions that ended (or died) without their run being recorded."""
+        rows = [(uid,) for uid in uids]
+        if rows and self.path.is_file():
+            with self._connection(write=True) as db:
+                db.executemany("DELETE FROM sessions WHERE uid = ?", rows)
 
     def _connection(self, write: bool = False) -> "_Opened":
         return _Opened(self.path, write)
