@@ -138,6 +138,15 @@ def cassette_file(pytester: pytest.Pytester) -> Path:
     return pytester.path / "cassettes" / "llm_cache.sqlite3"
 
 
+# An inner test file's helper (after its ``import openai``): each comma-separated prompt asked of ``{base_url}`` in turn.
+ASK_EACH = '''
+
+def ask(prompts):
+    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
+    for prompt in filter(None, prompts.split(",")):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
+'''
+
 DAMAGED_AND_SOUND = '''
 import datetime
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import ASK_EACH
 from test_prune_round2 import prompts, recorded, recording
 
 from llm_replay.cli import main
@@ -29,13 +30,7 @@ import pathlib
 import time
 
 import openai
-
-
-def ask(prompts):
-    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
-    for prompt in filter(None, prompts.split(",")):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
-
+''' + ASK_EACH + '''
 
 def test_owner(llm_cache):
     ask(os.environ.get("OWNER_ASKS", "shared"))

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import cassette_file, write_ini
+from conftest import ASK_EACH, cassette_file, write_ini
 from test_prune_race import FRESH, RefreshedMeanwhile
 
 from llm_replay.cli import main
@@ -101,13 +101,7 @@ HOLDING = '''
 import os
 
 import openai
-
-
-def ask(prompts):
-    client = openai.OpenAI(base_url="{base_url}", max_retries=0)
-    for prompt in filter(None, prompts.split(",")):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": prompt}}])
-
+''' + ASK_EACH + '''
 
 def test_y(llm_cache):
     ask(os.environ.get("Y_ASKS", "y,both"))
