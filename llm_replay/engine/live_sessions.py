@@ -67,13 +67,13 @@ def others_running(ledger: "RunLedger", own_uid: str | None = None) -> list[Live
     return live
 
 
-def running_elsewhere(sessions: list[LiveSession], cassette: str) -> str:
-    """Why a prune deletes nothing now, and when it can."""
+def running_elsewhere(sessions: list[LiveSession], cassette: str, deleting: str = "this prune would delete", then: str = "prune again") -> str:
+    """Why a prune (or a refresh's replacement: ``deleting``) deletes nothing now, and when it can."""
     shown = "; ".join(session.describe() for session in sessions)
     who = "another pytest session runs" if len(sessions) == 1 else f"{len(sessions)} other pytest sessions run"
     return (
         f"{who} against {cassette} ({shown}): what a running session's tests replay is known only when it ends, and may be what "
-        "this prune would delete; prune again once it has ended (a session killed stops counting once its process is gone)"
+        f"{deleting}; {then} once it has ended (a session killed stops counting once its process is gone)"
     )
 
 

@@ -16,7 +16,7 @@ from ..errors import CassetteError, CommandError
 from ..model.interaction import Key, OwnerChange
 from ..model.runs import RunOutcome, RunRecord, TestPass, gone, prunable, written_before_run
 from .history import checked_out, in_history
-from .live_sessions import ended, others_running, running_elsewhere
+from .live_sessions import LiveSession, ended, others_running, running_elsewhere
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -50,7 +50,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         lines = []
         checkout = checked_out(rootdir)
         # asked before the bookkeeping is read: a session that ended since has its use there (its record ended it)
-        running = others_running(ledger, uid) if prune else []
+        running = others_running(ledger, uid) if prune or outcome.refreshes else []
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
             ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
@@ -59,7 +59,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
         if outcome.writes:
-            lines += settle_ownership(cassette, outcome, known, started_at, index, holds)
+            lines += settle_ownership(cassette, outcome, known, started_at, index, holds, running)
             index = cassette.index(owned=True, unreadable=unreadable)
         lines += [f"llm_replay: {line}" for line in _unreadable_owner_lines(cassette, unreadable, known, holds)]
         # what the tests that did not pass used, in this run or since their latest pass: no pass records it, nor may it go
@@ -138,13 +138,16 @@ def settle_ownership(
     started_at: str,
     index: Iterable[tuple[Key, tuple[str, ...], str]],
     holds: Mapping[Key, set[str]],
+    running: list[LiveSession],
 ) -> list[str]:
     """Every test owns what it used (in its latest pass, or in a run it did not pass since: ``holds``); a test that
     passed a refresh owns only what it used in it.
 
     What a refreshed test owned before and no longer uses loses it as owner; a recording left with no owner
     (stored, or a test whose latest pass used it) is deleted: the refresh replaced it, even if its key changed.
-    Recordings written after this run began are never touched (another session may be recording).
+    Recordings written after this run began are never touched (another session may be recording). While other sessions
+    run (``running``), a replaced recording stays with its owners: a test of theirs may replay it, and a prune takes it
+    once they have ended (its refreshed owners passed without it).
     """
     tests = outcome.tests
     refreshed = {test for test, result in tests.items() if result.refreshed and result.complete_pass}
@@ -159,19 +162,27 @@ def settle_ownership(
         users.setdefault(key, set()).update(holders)
     changed: dict[Key, OwnerChange] = {}
     replaced: dict[Key, str] = {}  # each with the recorded_at it must still have (not written again meanwhile)
+    kept = 0
     for key, stored, recorded_at in index:
         owners = set(stored) | users.get(key, set())
         dropped = {test for test in owners & refreshed if key not in tests[test].used}
         if not written_before_run(recorded_at, started_at):
             dropped = set()
+        if dropped and dropped == owners:
+            if not running:
+                replaced[key] = recorded_at
+                continue
+            dropped, kept = set(), kept + 1
         owners -= dropped
-        if dropped and not owners:
-            replaced[key] = recorded_at
-        elif owners != set(stored):
+        if owners != set(stored):
             changed[key] = OwnerChange(added=tuple(sorted(owners - set(stored))), removed=tuple(sorted(dropped)))
     cassette.change_owners(changed)
     removed = cassette.delete(replaced.keys(), recorded_at=replaced)
-    return [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
+    lines = [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
+    if kept:
+        why = running_elsewhere(running, cassette.describe(), "this refresh replaced", "a prune deletes it")
+        lines.append(f"llm_replay: refresh kept {kept} earlier {'recording' if kept == 1 else 'recordings'} of the refreshed tests: {why}")
+    return lines
 
 
 def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:

@@ -159,6 +159,11 @@ class RunOutcome:
         return Counter(self._replays)
 
     @property
+    def refreshes(self) -> bool:
+        """Whether some test ran in refresh mode (what it replaced may be deleted at the run's end)."""
+        return any(values[3] for values in self._tests.values())  # TestOutcome.refreshed
+
+    @property
     def writes(self) -> bool:
         """Whether some test ran in a mode that writes the cassette."""
         return any(values[4] for values in self._tests.values())  # TestOutcome.writes

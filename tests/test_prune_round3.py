@@ -1,0 +1,50 @@
+"""Round three of "nothing recorded is lost": a refresh deletes nothing another running session may replay; a failing
+test's hold outlives a checkout without its file; a damaged owners row can be deleted by its key. Cassettes and
+bookkeeping are seeded as a record run leaves them (test_prune_round2.recorded)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+
+import pytest
+from conftest import ASK_EACH
+from test_prune_round2 import prompts, recorded, recording
+
+from llm_replay.cli import main
+from llm_replay.engine.project import run_ledger
+from llm_replay.engine.pruning import now_stamp
+
+ASKING = '''
+import os
+
+import openai
+''' + ASK_EACH + '''
+
+def test_owner(llm_cache):
+    ask(os.environ.get("OWNER_ASKS", "old"))
+'''
+
+
+def test_a_refresh_keeps_what_it_replaced_while_another_session_runs(llm_pytester: pytest.Pytester, server, env, capsys) -> None:
+    """test_owner now asks 'new': its refresh replaced 'old', and deleted it, while another session ran against the
+    cassette, whose tests may replay 'old' (their use reaches the bookkeeping only when that session ends): a prune
+    deletes nothing then, a refresh did. Now the refresh keeps it, owned by test_owner as before, names the session, and
+    a prune once it has ended deletes it (test_owner's refresh passed without it)."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("OWNER_ASKS", "new")
+    llm_pytester.makepyfile(test_app=ASKING.format(base_url=server.base_url))
+    cassette = recorded(llm_pytester, recording(server.base_url, "old", "test_app.py::test_owner"))
+    ledger = run_ledger(str(cassette), llm_pytester.path)
+    ledger.start_session("running", os.getpid(), socket.gethostname(), now_stamp())  # this process: alive
+    refreshed = llm_pytester.runpytest("--llm-mode=refresh")
+    refreshed.assert_outcomes(passed=1)
+    refreshed.stdout.fnmatch_lines(["llm_replay: refresh kept 1 earlier recording of the refreshed tests: another pytest session runs against *"])
+    assert prompts(cassette) == {"old", "new"}
+    ledger.end_sessions(["running"])
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    assert capsys.readouterr().out.startswith("deleted 1 recording"), "it goes once the session has ended"
+    assert prompts(cassette) == {"new"}
