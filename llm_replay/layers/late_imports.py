@@ -15,6 +15,7 @@ activation instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -27,21 +28,26 @@ from typing import Any, Callable, Sequence, TypeVar
 T = TypeVar("T")
 # The top-level packages of the modules vcr.patch imports to keep their originals (vcrpy 9.4).
 PATCHED_LIBRARIES = ("botocore", "urllib3", "requests", "httplib2", "tornado", "aiohttp", "httpx", "httpx_curl_cffi", "pyreqwest", "httpx2")
+# vcrpy's own cassettes (a test's vcr.use_cassette, vcr.VCR): they need every library vcrpy knows already imported.
+VCRPY_CASSETTES = "vcr.cassette"
 
 
 class _Watch(MetaPathFinder):
     """Withholds the libraries vcrpy has not kept while its module loads, and reports each import of one later."""
 
     def __init__(self, absent: set[str], importing: Callable[[], None], imported: Callable[[], None]) -> None:
-        self.absent = absent
+        self.watched = {*absent, VCRPY_CASSETTES}  # the libraries vcrpy has not kept, and its cassettes until they load
         self.importing = importing
         self.imported = imported
         self.withholding_thread: int | None = None
         self._depth = threading.local()  # how many watched imports this thread is inside
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname not in self.absent:  # every import of the session passes here: one set look-up
+        if fullname not in self.watched:  # every import of the session passes here: one set look-up
             return None
+        if fullname == VCRPY_CASSETTES:
+            self.release_withheld()
+            return None  # loaded by the finders after this one
         if self.withholding_thread == threading.get_ident():
             raise ModuleNotFoundError(f"{fullname} is withheld while vcr.patch loads (llm_replay patches it once imported)", name=fullname)
         spec = self._found_elsewhere(fullname, path, target)
@@ -65,13 +71,27 @@ class _Watch(MetaPathFinder):
             self.importing()
         self._depth.value = depth + 1
 
-    def left(self, name: str, imported: bool) -> None:
+    def left(self, name: str | None, imported: bool) -> None:
         """A watched import ended; once the outermost has, vcrpy keeps what was imported (``imported``)."""
         self._depth.value -= 1
         if imported:
-            self.absent.discard(name)
+            self.watched.discard(name)  # type: ignore[arg-type]
         if self._depth.value == 0:
             self.imported()
+
+    def release_withheld(self) -> None:
+        """vcrpy's own cassettes are loading (a test uses vcrpy itself): they patch what ``vcr.patch`` keeps, so every
+        installed library still withheld is imported now, as ``import vcr`` alone does, and kept in one rebuild. Else one
+        first imported under such a cassette is not patched by it, and one that vcrpy's stubs import while its cassette
+        builds its patchers set off a rebuild of ours in the middle of that import."""
+        self.watched.discard(VCRPY_CASSETTES)
+        self.entering()
+        try:
+            for name in sorted(self.watched):
+                with contextlib.suppress(ImportError):  # not installed: vcr.patch skips it as well
+                    importlib.import_module(name)
+        finally:
+            self.left(None, False)
 
     def load_withholding(self, load: Callable[[], T]) -> T:
         """``load()`` with the libraries still absent unimportable in this thread."""
@@ -98,6 +118,12 @@ class _ThenReport(Loader):
         try:
             self.loader.exec_module(module)
             imported = True
+        except BaseException:
+            # importlib drops a module whose body failed once this returns: dropped now, so that the rebuild (vcr.patch
+            # loaded again) finds it absent, not half made
+            if sys.modules.get(module.__name__) is module:
+                del sys.modules[module.__name__]
+            raise
         finally:
             module.__loader__ = self.loader
             if module.__spec__ is not None:
