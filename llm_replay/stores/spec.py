@@ -72,6 +72,6 @@ def open_store(spec: str | os.PathLike[str], *, readonly: bool = False, must_exi
     kind = scheme(text)
     if kind is not None:
         return _OPENERS[kind](os.path.expandvars(text), readonly, scrubber)
-    if must_exist and not Path(text).is_file():
+    if must_exist and not Path(text).exists():  # what exists but is no file (a folder, a pipe) SQLiteCache names
         raise CassetteError(f"no cassette at {text}; record one with pytest --llm-mode=record, or name a cassette that exists")
     return _open_sqlite(text, readonly, scrubber)

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -781,7 +782,16 @@ def _owners(text: Any) -> tuple[str, ...]:
     return tuple(owners)
 
 
+_NOT_FILES = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
 def _check_is_sqlite(path: Path) -> None:
+    try:  # opening a named pipe to read waits for a writer for ever: look at what it is first
+        kind = _NOT_FILES.get(stat.S_IFMT(path.stat().st_mode))
+    except OSError:
+        kind = None  # missing (or a link to nowhere): an empty cassette; unreadable: named by the open below
+    if kind is not None:
+        raise CassetteError(f"cassette {path} is {kind}, not a file; point --llm-cassette (ini llm_cassette) at a file")
     try:
         with path.open("rb") as handle:
             head = handle.read(len(SQLITE_MAGIC))
