@@ -9,7 +9,7 @@ import socket
 import sqlite3
 
 import pytest
-from conftest import ASK_EACH
+from conftest import ASK_EACH, cassette_file
 from test_prune_round2 import prompts, recorded, recording
 
 from llm_replay.cli import main
@@ -48,3 +48,36 @@ def test_a_refresh_keeps_what_it_replaced_while_another_session_runs(llm_pyteste
     assert main(["prune"]) == 0
     assert capsys.readouterr().out.startswith("deleted 1 recording"), "it goes once the session has ended"
     assert prompts(cassette) == {"new"}
+
+
+BEING_FIXED = '''
+import os
+
+import openai
+''' + ASK_EACH + '''
+
+def test_x(llm_cache):
+    ask("x")
+    assert not os.environ.get("X_FAILS"), "x is not done yet"
+'''
+
+
+def test_a_failing_tests_hold_outlives_a_checkout_without_its_file(llm_pytester: pytest.Pytester, server, env, capsys) -> None:
+    """test_x records 'x' and fails on a feature branch, holding it; on a branch without test_x.py (or with it stashed) its file is
+    absent, so its hold counted as a deleted test's: llm-replay prune there deleted 'x', and back on the feature branch
+    test_x missed it. A failing test now holds what it used until it passes, or until llm-replay rm --test lets go."""
+    llm_pytester.makepyfile(test_x=BEING_FIXED.format(base_url=server.base_url), test_app="def test_y(llm_cache):\n    pass\n")
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("X_FAILS", "1")
+    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1, failed=1)
+    feature = (llm_pytester.path / "test_x.py").read_text()
+    (llm_pytester.path / "test_x.py").unlink()  # another branch
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("deleted 0 recordings") and "kept 1 recording used by tests whose latest run did not pass: test_x.py::test_x" in out, out
+    (llm_pytester.path / "test_x.py").write_text(feature)  # back on the feature branch
+    env.delenv("X_FAILS")
+    llm_pytester.runpytest("--llm-mode=replay", "test_x.py").assert_outcomes(passed=1)
+    assert prompts(cassette_file(llm_pytester)) == {"x"}

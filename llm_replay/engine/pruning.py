@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from ..errors import CassetteError, CommandError
 from ..model.interaction import Key, OwnerChange
-from ..model.runs import RunOutcome, RunRecord, TestPass, gone, prunable, written_before_run
+from ..model.runs import RunOutcome, RunRecord, TestPass, prunable, written_before_run
 from .history import checked_out, in_history
 from .live_sessions import LiveSession, ended, others_running, running_elsewhere
 
@@ -54,7 +54,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
             ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
-            known, holds = ledger.passes(), held_by_tests(ledger.holds(), files)
+            known, holds = ledger.passes(), ledger.holds()
         except CassetteError as error:  # a read-only checkout: this run's own passes still count
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
@@ -236,14 +236,6 @@ def _unreadable_owner_lines(cassette: "Store", unreadable: Mapping[Key, str], pa
     return lines
 
 
-def held_by_tests(holds: Mapping[Key, set[str]], rootdir: Path | None) -> dict[Key, set[str]]:
-    """The recordings tests used in runs they did not pass (since their latest pass), by the tests that still exist: a
-    test that fails keeps what it used until it passes, and a deleted one (its file gone) holds nothing, as for owners."""
-    files: dict[str, bool] = {}
-    found = {key: {test for test in tests if not gone(test, rootdir, files)} for key, tests in holds.items()}
-    return {key: tests for key, tests in found.items() if tests}
-
-
 def on_this_branch(passes: Mapping[str, TestPass], checkout: tuple[str, str] | None, rootdir: Path) -> tuple[dict[str, TestPass], int]:
     """The passes that speak for the code checked out now, and how many do not. The bookkeeping outlives a checkout:
     a test that passed on another branch without a recording (it asks something else there, committed or not) says
@@ -274,7 +266,7 @@ def _unused_and_elsewhere(
         )
     here, elsewhere = on_this_branch(passes, checked_out(rootdir), rootdir)
     files = where_test_files_are(cassette, rootdir)
-    holds = held_by_tests(ledger.holds(), files)
+    holds = ledger.holds()
     index = cassette.index(owned=True, unreadable=unreadable)
     free = prunable(index, here, files)
     return _stamps_of(index, [key for key in free if key not in holds]), elsewhere, {key: holds[key] for key in free if key in holds}
