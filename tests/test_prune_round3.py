@@ -15,6 +15,7 @@ from test_prune_round2 import prompts, recorded, recording
 from llm_replay.cli import main
 from llm_replay.engine.project import run_ledger
 from llm_replay.engine.pruning import now_stamp
+from llm_replay.stores.sqlite import SQLiteCache
 
 ASKING = '''
 import os
@@ -81,3 +82,25 @@ def test_a_failing_tests_hold_outlives_a_checkout_without_its_file(llm_pytester:
     env.delenv("X_FAILS")
     llm_pytester.runpytest("--llm-mode=replay", "test_x.py").assert_outcomes(passed=1)
     assert prompts(cassette_file(llm_pytester)) == {"x"}
+
+
+def test_rm_deletes_a_recording_whose_owners_cannot_be_read_by_its_key(tmp_path, env, capsys) -> None:
+    """A row whose tests column another program overwrote stopped ls, show and rm, whose message said to set it right
+    in place with sqlite3: rm by its key read every row's owners first, that one too. rm KEY now reads only the rows
+    named, deletes the damaged one and says its owners could not be read; the message of ls names that rm."""
+    path = tmp_path / "c.sqlite3"
+    store = SQLiteCache(path)
+    for prompt in ("damaged", "sound"):
+        store.put(recording("https://api.test/v1", prompt, f"t.py::test_{prompt}"))
+    store.close()
+    with sqlite3.connect(path) as db:
+        fingerprint = db.execute("SELECT fingerprint FROM interactions WHERE tests LIKE '%test_damaged%'").fetchone()[0]
+        db.execute("UPDATE interactions SET tests = 'not json' WHERE fingerprint = ?", (fingerprint,))
+    db.close()
+    env.chdir(tmp_path)
+    assert main(["ls", "--cassette", str(path)]) == 2
+    assert f"delete it (llm-replay rm --cassette {path} '{fingerprint}#0')" in capsys.readouterr().err
+    assert main(["rm", "--cassette", str(path), fingerprint[:12]]) == 0
+    out = capsys.readouterr().out
+    assert "its owners cannot be read (column tests is 'not json'" in out and "deleted 1 recording" in out, out
+    assert prompts(path) == {"sound"}

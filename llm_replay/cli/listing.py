@@ -96,9 +96,12 @@ def _tests_text(tests: tuple[str, ...]) -> str:
 
 
 def resolve_key(cassette: "Store", key: str) -> Key:
-    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies)."""
+    """The one recording whose fingerprint starts with ``key`` (``abc123`` or ``abc123#2``), read from the index (no bodies);
+    one whose owners cannot be read is found too (``rm`` deletes it by its key)."""
     prefix, _, occurrence = key.partition("#")
-    matches = [found for found, _, _ in cassette.index() if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence)]
+    unreadable: dict[Key, str] = {}
+    keys = [found for found, _, _ in cassette.index(unreadable=unreadable)] + [found for found in unreadable if type(found[1]) is int]
+    matches = sorted(found for found in keys if found[0].startswith(prefix) and (not occurrence or str(found[1]) == occurrence))
     if not matches:
         raise CommandError(f"no recording with key {key!r} in {cassette.describe()}; `llm-replay ls` lists the keys")
     if len(matches) > 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
@@ -28,10 +28,14 @@ class Removal:
     shared: list[tuple[Listed, list[str]]]  # each with the other tests that use it
     test: str | None
     released: tuple[str, ...] = ()
+    unreadable: Mapping[Key, str] = field(default_factory=dict)  # doomed (chosen without --test) with owners that cannot be read: why
 
     def lines(self) -> list[str]:
         """The recordings to delete (as ls shows them) and those kept, with why."""
         lines = list_lines(self.doomed)[:-1] if self.doomed else []
+        for row in self.doomed:
+            if row.key in self.unreadable:
+                lines.append(f"{key_text(row)}: its owners cannot be read ({self.unreadable[row.key]}); it goes all the same (without --test, owners choose nothing)")
         for row, others in self.shared:
             lines.append(f"kept {key_text(row)}: also used by {', '.join(others)} (llm-replay rm {key_text(row)} deletes it anyway)")
         if self.released:
@@ -54,10 +58,12 @@ def plan_removal(
     would break that test). Users are its stored owners, the tests whose latest pass used it (a run that only
     replays writes no owner into the cassette; the run bookkeeping has it) and those that used it in runs they did not
     pass since (``holds``). A chosen test the checkout under ``rootdir`` no longer defines is released (none without one)."""
-    rows = list(selection.select(summaries_of(cassette, shown=True)))
     test = selection.test
-    if test is None:
-        return Removal(rows, [], test)
+    if test is None:  # by key or by filters alone: owners decide nothing, so a row whose owners cannot be read may go
+        unreadable: dict[Key, str] = {}
+        rows = list(selection.select(summaries_of(cassette, shown=True, keys=selection.only, unreadable=unreadable)))
+        return Removal(rows, [], test, unreadable={row.key: unreadable[row.key] for row in rows if row.key in unreadable})
+    rows = list(selection.select(summaries_of(cassette, shown=True)))
     users: dict[Key, set[str]] = {key: set(holders) for key, holders in holds.items()}
     for user, last in passes.items():
         for key in last.used:

@@ -91,8 +91,9 @@ class _Unreadable(ValueError):
         self.column = column
 
 
-# The columns llm-replay rm finds recordings by: damaged, they are set right in place rather than deleted.
-_KEY_COLUMNS = frozenset({"occurrence", "tests"})
+# The columns llm-replay rm finds recordings by: damaged, they are set right in place rather than deleted (rm by key
+# reads a row whose owners cannot be read, and deletes it).
+_KEY_COLUMNS = frozenset({"occurrence"})
 _NO_CLOCK = (None, None)  # a test with no stored instant
 
 
@@ -330,10 +331,11 @@ class SQLiteCache:
             rows = self._rows("SELECT fingerprint, occurrence, request FROM interactions ORDER BY recorded_at, fingerprint, occurrence")
         return iter(rows)
 
-    def summaries(self, shown: bool = False, keys: Iterable[Key] | None = None) -> Iterator[RecordingSummary]:
+    def summaries(self, shown: bool = False, keys: Iterable[Key] | None = None, unreadable: dict[Key, str] | None = None) -> Iterator[RecordingSummary]:
         """Every recording without its response body, ordered by key, read as it is consumed (listings of
         100,000 recordings stay small and fast); ``shown`` adds what a listing shows of each request.
-        ``keys``: only these recordings (those there are), looked up by key rather than read with the rest."""
+        ``keys``: only these recordings (those there are), looked up by key rather than read with the rest.
+        ``unreadable``: a row whose owners cannot be read is noted there and listed as owned by none, not an error."""
         shown = shown and sqlite3.sqlite_version_info >= (3, 38)
         query = f"SELECT {_SUMMARY_COLUMNS}, {_SHOWN_COLUMNS} FROM {_SHOWN_FROM}" if shown else f"SELECT {_SUMMARY_COLUMNS} FROM interactions"
         pad = () if shown else _NOT_SHOWN
@@ -353,8 +355,7 @@ class SQLiteCache:
                     cursor = self._query(f"{query} WHERE (fingerprint, occurrence) IN (VALUES {pairs}) ORDER BY fingerprint, occurrence", tuple(part for key in chunk for part in key))
             while rows := self._fetched(cursor.fetchmany, 2000):
                 for row in rows:
-                    self._check_summary(row)
-                    yield RecordingSummary._make(row + pad)
+                    yield RecordingSummary._make(self._checked_summary(row, unreadable) + pad)
 
     def replayed_usage(self, replays: Mapping[Key, int]) -> Iterator[tuple[str | None, str, int, int, int, float]]:
         """The tokens and latency of the recordings replayed ``replays[key]`` times each, added up in SQL by model,
@@ -468,10 +469,17 @@ class SQLiteCache:
             raise self._damaged(row[0], row[1], error) from None
         return interaction
 
-    def _check_summary(self, row: tuple) -> None:
-        """A listing's row: its owners, which every listing reads (a listing shows a request it cannot read as such)."""
-        with self._damage(row[0], row[1]):
+    def _checked_summary(self, row: tuple, unreadable: dict[Key, str] | None) -> tuple:
+        """A listing's row with its owners checked, which every listing reads (a listing shows a request it cannot read
+        as such); one whose owners cannot be read raises, or, given ``unreadable``, is noted there and owned by none."""
+        try:
             _owners(row[5])
+        except _Unreadable as error:
+            if unreadable is None:
+                raise self._damaged(row[0], row[1], error) from None
+            unreadable[row[0], row[1]] = str(error)
+            return (*row[:5], "[]", *row[6:])
+        return row
 
     def _instant(self, test_id: str, text: Any) -> datetime:
         try:

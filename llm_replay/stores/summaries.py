@@ -7,9 +7,10 @@ them from its interactions, slower but the same.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple
 
 if TYPE_CHECKING:
+    from ..model.interaction import Key
     from .base import Store
 
 
@@ -34,12 +35,13 @@ class RecordingSummary(NamedTuple):
     last_text: str | None = None
 
 
-def summaries_of(store: "Store", shown: bool = False) -> Iterator[RecordingSummary]:
+def summaries_of(store: "Store", shown: bool = False, keys: Iterable[Key] | None = None, unreadable: dict[Key, str] | None = None) -> Iterator[RecordingSummary]:
     """Every recording of ``store`` in key order, without its answer: SQLite's own columns (``shown``: with what a
-    listing shows of each request), else read from each interaction."""
+    listing shows of each request; ``keys``: only those; ``unreadable``: a row whose owners cannot be read noted there,
+    not an error), else read from each interaction."""
     own = getattr(store, "summaries", None)
     if own is not None:
-        yield from own(shown=shown)
+        yield from own(shown=shown, keys=keys, unreadable=unreadable)
         return
     for interaction in store.interactions():
         input_tokens, output_tokens = interaction.usage()
