@@ -1,0 +1,60 @@
+"""The network guard, round 3: a loopback name's answers that are not loopback stay blocked, and loopback spelled as
+bytes or as an IPv4-mapped IPv6 address stays open. Remote targets are TEST-NET addresses reached through a closed
+socket, so nothing can leave the machine even if the guard let the attempt through (the real connect then fails
+with EBADF, which is not what the tests expect)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from llm_replay import NetworkBlocked
+from llm_replay.layers.network import blocking_network, installed_guard
+
+
+def _closed_socket(family: socket.AddressFamily = socket.AF_INET, kind: socket.SocketKind = socket.SOCK_STREAM) -> socket.socket:
+    sock = socket.socket(family, kind)
+    sock.close()
+    return sock
+
+
+def test_what_a_loopback_name_resolved_to_off_the_machine_stays_blocked(monkeypatch):
+    """The guard lets localhost, *.localhost and ip6-localhost through as loopback by name, and the system resolver
+    answers them: from /etc/hosts, or from DNS (a search domain, a wildcard record) with any address. Those answers
+    were remembered as allowed like an allow-listed name's, so a client that resolved 'app.localhost' and connected
+    to the answer (as httpx, requests, urllib and asyncio all do) reached 198.51.100.1 unnoticed."""
+    assert installed_guard() is None, "the resolver below must be the one the guard asks"
+    answers = {"app.localhost": "198.51.100.1", "ip6-localhost": "198.51.100.2", "localhost": "198.51.100.3", "db.invalid": "198.51.100.4"}
+
+    def resolver(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:  # stands in for DNS
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with blocking_network(["db.invalid"]):
+        for name in ("app.localhost", "ip6-localhost", "localhost"):
+            address = socket.getaddrinfo(name, 443)[0][4]
+            with pytest.raises(NetworkBlocked, match=rf"connect to {address[0]}:443"):
+                _closed_socket().connect(address)
+        allowed = socket.getaddrinfo("db.invalid", 5432)[0][4]  # an allow-listed name's answers are trusted as before
+        with pytest.raises(OSError) as error:
+            _closed_socket().connect(allowed)
+        assert not isinstance(error.value, NetworkBlocked)
+
+
+def test_loopback_given_as_bytes_or_ipv4_mapped_stays_open(server):
+    """connect((b'127.0.0.1', port)) and connect(('::ffff:127.0.0.1', port)) reach this machine (CPython takes bytes
+    hosts; a dual-stack IPv6 socket carries IPv4), but the guard refused them as remote ("connect to b'127.0.0.1'")."""
+    port = int(server.base_url.split(":")[2].split("/")[0])
+    with blocking_network():
+        for family, host in ((socket.AF_INET, b"127.0.0.1"), (socket.AF_INET, bytearray(b"127.0.0.1")), (socket.AF_INET6, "::ffff:127.0.0.1")):
+            with socket.socket(family) as sock:
+                sock.settimeout(5)
+                sock.connect((host, port))
+        with pytest.raises(NetworkBlocked, match=r"connect to 192\.0\.2\.1:9\b"):
+            _closed_socket().connect((b"192.0.2.1", 9))
+        with pytest.raises(NetworkBlocked, match=r"send a datagram to 192\.0\.2\.1:9\b"):
+            _closed_socket(kind=socket.SOCK_DGRAM).sendto(b"x", (b"192.0.2.1", 9))
+        with pytest.raises(NetworkBlocked, match=r"connect to ::ffff:192\.0\.2\.1:9\b"):
+            _closed_socket(socket.AF_INET6).connect(("::ffff:192.0.2.1", 9, 0, 0))
