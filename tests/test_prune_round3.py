@@ -104,3 +104,34 @@ def test_rm_deletes_a_recording_whose_owners_cannot_be_read_by_its_key(tmp_path,
     out = capsys.readouterr().out
     assert "its owners cannot be read (column tests is 'not json'" in out and "deleted 1 recording" in out, out
     assert prompts(path) == {"sound"}
+
+
+GENERATED = '''
+import os
+
+import openai
+''' + ASK_EACH + '''
+
+for case in os.environ.get("CASES", "a,b").split(","):
+    def check(llm_cache, case=case):
+        ask(case)
+
+    globals()["test_case_" + case] = check
+'''
+
+
+def test_a_test_made_by_name_at_run_time_is_not_taken_for_deleted(llm_pytester: pytest.Pytester, server, env) -> None:
+    """test_case_b is made in a loop (globals()[name] = ...), from the environment: a run that made only test_case_a
+    collected the file whole, and the file never spells 'test_case_b', so it took it for deleted and --llm-prune deleted
+    its recording. A file that makes tests by name (globals(), setattr(), exec()) cannot tell: its missing tests keep."""
+    llm_pytester.makepyfile(test_app=GENERATED.format(base_url=server.base_url))
+    cassette = recorded(
+        llm_pytester,
+        recording(server.base_url, "a", "test_app.py::test_case_a"),
+        recording(server.base_url, "b", "test_app.py::test_case_b"),
+    )
+    env.setenv("CASES", "a")
+    pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune")
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
+    assert prompts(cassette) == {"a", "b"}

@@ -99,10 +99,17 @@ def _deleted_tests(outcome: RunOutcome, owners: Iterable[str], rootdir: Path) ->
     return {test for test in missing if not still_defined(test, rootdir, sources)}
 
 
+# A module that names its tests at run time (``globals()["test_" + case] = ...``, the builtin ``setattr(cls, name, ...)``,
+# ``exec``) may define one this run did not make: which it makes cannot be read off its text. ``monkeypatch.setattr(``
+# is no such call (preceded by a dot).
+_MAKES_TESTS_BY_NAME = re.compile(rb"(?<![\w.])(?:globals\(\)|setattr\(|exec\()")
+
+
 def still_defined(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> bool:
     """Whether the test's file exists and still spells each of its names (class, function) as a whole word: a test this
     run did not collect may be one it does not define (``if sys.platform == ...:``), not a deleted one. A file that
-    cannot be read counts as defining it. ``sources``: each file's text as read so far (one read per file)."""
+    cannot be read, or that makes tests by a name it never spells (``_MAKES_TESTS_BY_NAME``), counts as defining it.
+    ``sources``: each file's text as read so far (one read per file)."""
     file, *names = test.split("[", 1)[0].split("::")
     if file not in sources:
         try:
@@ -112,7 +119,7 @@ def still_defined(test: str, rootdir: Path, sources: dict[str, bytes | None]) ->
         except OSError:
             sources[file] = None
     source = sources[file]
-    if source is None:
+    if source is None or _MAKES_TESTS_BY_NAME.search(source):
         return True
     # a doctest's name is dotted (module.function): its last part is what the file spells
     words = (name.rsplit(".", 1)[-1].encode() for name in names)
