@@ -6,7 +6,8 @@ replay layer can beat. vcrpy also patches ``MockTransport`` while a cassette is 
 replay rows run the very same client; their transport raises if a replay ever reaches it.
 
 The anchors (the ``bench`` extra, in a venv of its own): vcrpy, pytest-recording and cassetter. Whole pytest
-sessions run the same test file with no plugin (the floor), then with one tool at a time.
+sessions run the same test file with one tool at a time, each beside a session with no plugin (the floor) started at
+the same moment, so that both meet the same machine.
 
 Prints one table of medians and ratios, then the targets of issues 7 and 16 with PASS/MISS (UNSURE where the
 target lies within the median's confidence interval over the rounds).
@@ -20,7 +21,6 @@ import importlib
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, NamedTuple
 
 import httpx2
 import openai
@@ -433,19 +433,57 @@ def _session_env(offline: bool = False) -> dict[str, str]:
     return env
 
 
-def run_pytest(project: Path, *args: str, offline: bool = False) -> float:
-    """CPU seconds (user + system) of one pytest session in a subprocess; fails loudly unless every test passed.
+class Started(NamedTuple):
+    """A pytest session running in a subprocess, its output going to a temporary file (which no wait can block on)."""
+
+    process: subprocess.Popen
+    output: IO[str]
+    project: Path
+
+
+def start_pytest(project: Path, *args: str, offline: bool = False) -> Started:
+    """One pytest session, started; ``cpu_seconds`` waits for it. ``offline``: the tests' transport raises, so a
+    session passes only if every call was replayed."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    output = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, cwd=project, env=_session_env(offline), stdout=output, stderr=subprocess.STDOUT)
+    return Started(process, output, project)
+
+
+def cpu_seconds(started: Started) -> float:
+    """CPU seconds (user + system) of a started session, its own alone (``os.wait4``: two sessions running at once
+    are told apart); fails loudly unless every test passed.
 
     CPU time, not wall time: on a machine shared with other work, wall time measures the neighbours.
-    A pytest session is one thread, so on an idle machine the two agree. ``offline``: the tests' transport
-    raises, so a session passes only if every call was replayed.
+    A pytest session is one thread, so on an idle machine the two agree.
     """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project, env=_session_env(offline), capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        raise RuntimeError(f"pytest {' '.join(args)} in {project} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    process = started.process
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    with started.output as output:
+        if process.returncode != 0:
+            output.seek(0)
+            raise RuntimeError(f"{' '.join(process.args)} in {started.project} failed:\n{output.read()[-6000:]}")  # type: ignore[arg-type]
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_pytest(project: Path, *args: str, offline: bool = False) -> float:
+    """CPU seconds of one pytest session (see ``cpu_seconds``)."""
+    return cpu_seconds(start_pytest(project, *args, offline=offline))
+
+
+def run_pair(first: Session, second: Session, swap: bool = False) -> tuple[float, float]:
+    """CPU seconds of two sessions started at the same moment, one per core (``swap`` starts ``second`` first).
+
+    Paired so, both meet the same machine: this VM's speed drifts by a quarter within minutes (the same 10,000-test
+    floor session took 14.9 s and 18.8 s 45 minutes apart), and sessions run one after the other turned that drift
+    into most of a per-test difference's noise. What slows one half of a pair (a neighbour, the shared cache) slows
+    the other alike.
+    """
+    order = (second, first) if swap else (first, second)
+    started = [start_pytest(session.project, *session.args, offline=session.offline) for session in order]
+    seconds = [cpu_seconds(process) for process in started]
+    return (seconds[1], seconds[0]) if swap else (seconds[0], seconds[1])
 
 
 def _session_project(project: Path, tests: int, conftest: str = "") -> Path:
@@ -533,21 +571,24 @@ def how_much_more(ours: list[float], theirs: list[float], name: str) -> str:
 
 
 def session_rows(workdir: Path, tests: int, cassette_size: int, rounds: int, anchors: bool) -> list[Row]:
-    """Whole pytest sessions of ``tests`` tests, one replayed call each, in interleaved rounds (each round runs
-    every session once, so a busy machine slows all alike); each tool's added time is taken against the floor
-    of its own round."""
+    """Whole pytest sessions of ``tests`` tests, one replayed call each: in every round each tool's session runs at
+    the same moment as a floor session of its own (``run_pair``), and its added time is taken against that floor."""
     sessions = _sessions(workdir / f"sessions-{tests}", tests, cassette_size, anchors)
     for session in sessions.values():  # warm-up: bytecode and assertion-rewrite caches, page cache
         run_pytest(session.project, *session.args, offline=session.offline)
+    floor = sessions.pop("floor")
     cpu: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
+    floors: dict[str, list[float]] = {name: [] for name in sessions}
+    for round_number in range(rounds):
         for name, session in sessions.items():
-            cpu[name].append(run_pytest(session.project, *session.args, offline=session.offline))
-    floor = cpu.pop("floor")
-    added = {name: [(seconds - floor_s) / tests * 1e6 for seconds, floor_s in zip(samples, floor)] for name, samples in cpu.items()}
-    rows = [Row(f"pytest session CPU, {tests:,} tests x 1 call, no plugin (floor)", statistics.median(floor) * 1e6, "1.00x floor")]
+            floor_seconds, seconds = run_pair(floor, session, swap=round_number % 2 == 1)
+            floors[name].append(floor_seconds)
+            cpu[name].append(seconds)
+    added = {name: [(seconds - floor_s) / tests * 1e6 for seconds, floor_s in zip(samples, floors[name])] for name, samples in cpu.items()}
+    every_floor = [seconds for samples in floors.values() for seconds in samples]
+    rows = [Row(f"pytest session CPU, {tests:,} tests x 1 call, no plugin (floor)", statistics.median(every_floor) * 1e6, "1.00x floor")]
     for name, samples in cpu.items():
-        whole = statistics.median(samples) / statistics.median(floor)
+        whole = statistics.median(samples) / statistics.median(floors[name])
         rows.append(Row(f"pytest session CPU, {tests:,} tests, {name}", statistics.median(samples) * 1e6, f"{whole:.2f}x floor"))
     for name, samples in added.items():
         row = added_row(f"  {name}: added per test over the floor ({tests:,} tests)", samples)
@@ -593,29 +634,36 @@ def pytest_sessionfinish(session):
 '''
 
 
-def _phase_us(project: Path, args: list[str]) -> float:
-    """The median test's setup + teardown, timed by pytest hooks inside the session."""
-    run_pytest(project, *args)
-    phases = json.loads((project / "phases.json").read_text())
-    return statistics.median(setup + teardown for setup, teardown in zip(phases["setup"], phases["teardown"])) * 1e6
+def _phases_us(sessions: tuple[Session, Session], swap: bool) -> tuple[float, float]:
+    """Each session's median test setup + teardown, timed by pytest hooks inside it; the two run at once
+    (``run_pair``), each in a project of its own for its hooks' file."""
+    run_pair(*sessions, swap=swap)
+    medians = []
+    for session in sessions:
+        phases = json.loads((session.project / "phases.json").read_text())
+        medians.append(statistics.median(setup + teardown for setup, teardown in zip(phases["setup"], phases["teardown"])) * 1e6)
+    return medians[0], medians[1]
 
 
 def fixture_rows(workdir: Path, tests: int, rounds: int) -> list[Row]:
     """What ``llm_cache`` adds to a test's setup + teardown when the test makes no call, and what the installed
-    plugin adds to a test that does not use it; interleaved rounds, each against the same round's plain tests."""
-    plain, cached = workdir / "trivial_plain", workdir / "trivial_llm_cache"
-    for project, fixture in ((plain, ""), (cached, ", llm_cache")):
+    plugin adds to a test that does not use it; each round's pairs run at once."""
+    with_plugin, without = [*only("llm_replay"), "--llm-mode=replay"], only(None)
+    sessions = {}
+    for name, fixture, args in (("plain", "", with_plugin), ("llm_cache", ", llm_cache", with_plugin), ("no_plugin", "", without)):
+        project = workdir / f"trivial_{name}"
         project.mkdir()
         (project / "pytest.ini").write_text("[pytest]\n")
         (project / "conftest.py").write_text(PHASE_TIMER)
         (project / "test_trivial.py").write_text(TRIVIAL_TESTS.format(tests=tests, fixture=fixture))
-    with_plugin, without = [*only("llm_replay"), "--llm-mode=replay"], only(None)
-    run_pytest(plain, *with_plugin), run_pytest(cached, *with_plugin), run_pytest(plain, *without)  # warm-up
+        sessions[name] = Session(project, args, offline=False)
+        run_pytest(project, *args)  # warm-up
     fixture, installed = [], []
-    for _ in range(rounds):
-        plain_us = _phase_us(plain, with_plugin)
-        fixture.append(_phase_us(cached, with_plugin) - plain_us)
-        installed.append(plain_us - _phase_us(plain, without))
+    for round_number in range(rounds):
+        plain_us, cached_us = _phases_us((sessions["plain"], sessions["llm_cache"]), swap=round_number % 2 == 1)
+        fixture.append(cached_us - plain_us)
+        bare_us, plain_us = _phases_us((sessions["no_plugin"], sessions["plain"]), swap=round_number % 2 == 1)
+        installed.append(plain_us - bare_us)
     return [
         added_row(f"llm_cache fixture setup + teardown, added per test ({tests:,} tests, no call)", fixture),
         added_row(f"  a test without llm_cache: setup + teardown added by the installed plugin ({tests:,} tests)", installed),
@@ -629,10 +677,10 @@ def collect_only_row(workdir: Path, runs: int) -> Row:
     (project / "pytest.ini").write_text("[pytest]\n")
     for n in range(5):
         (project / f"test_module_{n}.py").write_text("".join(f"def test_{k}():\n    assert {k} == {k}\n\n\n" for k in range(10)))
-    ours, none = ["--collect-only", *only("llm_replay")], ["--collect-only", *only(None)]
-    run_pytest(project, *ours), run_pytest(project, *none)
-    # Interleaved pairs: whatever else the machine does slows both halves of a pair alike.
-    differences = [(run_pytest(project, *ours) - run_pytest(project, *none)) * 1e6 for _ in range(runs)]
+    ours, none = Session(project, ["--collect-only", *only("llm_replay")], False), Session(project, ["--collect-only", *only(None)], False)
+    run_pytest(project, *ours.args), run_pytest(project, *none.args)
+    pairs = (run_pair(none, ours, swap=run_number % 2 == 1) for run_number in range(runs))
+    differences = [(ours_s - none_s) * 1e6 for none_s, ours_s in pairs]
     # a whole session's CPU time varies by more than this costs: worded as noise when its pairs disagree
     return added_row(f"pytest --collect-only, 50 tests: CPU added by installed llm_replay ({runs} pairs)", differences)
 

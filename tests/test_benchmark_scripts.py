@@ -108,3 +108,20 @@ def test_run_py_says_which_anchor_is_missing_instead_of_stopping(run_py):
             assert missing and "not installed" in missing
         else:
             assert missing is None
+
+
+def test_run_py_times_two_sessions_run_at_once_each_by_its_own_cpu(run_py, tmp_path, monkeypatch):
+    # run.py's session rows start a tool's session and its floor together (the VM's drift hits both alike) and must
+    # still tell their CPU apart: a session that spins 0.3 s of CPU beside one that does nothing, started second
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # bare sessions: a second each, not several
+    busy, idle = tmp_path / "busy", tmp_path / "idle"
+    for project, body in ((busy, "import time\n    end = time.process_time() + 0.3\n    while time.process_time() < end:\n        pass"), (idle, "pass")):
+        project.mkdir()
+        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "test_it.py").write_text(f"def test_it():\n    {body}\n")
+    sessions = run_py.Session(busy, [], False), run_py.Session(idle, [], False)
+    busy_s, idle_s = run_py.run_pair(*sessions, swap=True)
+    assert busy_s > idle_s + 0.2
+    (idle / "test_it.py").write_text("def test_it():\n    assert 'spelled in the output' == ''\n")
+    with pytest.raises(RuntimeError, match="spelled in the output"):
+        run_py.run_pair(*sessions)
