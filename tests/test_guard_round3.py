@@ -58,3 +58,25 @@ def test_loopback_given_as_bytes_or_ipv4_mapped_stays_open(server):
             _closed_socket(kind=socket.SOCK_DGRAM).sendto(b"x", (b"192.0.2.1", 9))
         with pytest.raises(NetworkBlocked, match=r"connect to ::ffff:192\.0\.2\.1:9\b"):
             _closed_socket(socket.AF_INET6).connect(("::ffff:192.0.2.1", 9, 0, 0))
+
+
+@pytest.mark.parametrize("named", ["http://127.0.0.1:{port}", "http://0.0.0.0:{port}", "http://localhost:{port}"])
+def test_a_loopback_proxy_is_refused_however_its_address_is_spelled(monkeypatch, named):
+    """The proxy that HTTPS_PROXY names on this machine was recognised only by the exact (address, port) the variable
+    gave: ::ffff:127.0.0.1, b'127.0.0.1', the name localhost, or 127.0.0.1 for a proxy named by 0.0.0.0 (which listens
+    on every address) reached it unblocked, and the proxy carried the request off the machine."""
+    assert installed_guard() is None, "the guard reads the proxy variables as it goes in"
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", named.format(port=port))
+    with blocking_network():
+        for family, host in [
+            (socket.AF_INET, "127.0.0.1"), (socket.AF_INET, b"127.0.0.1"), (socket.AF_INET, "localhost"), (socket.AF_INET, "0.0.0.0"),
+            (socket.AF_INET, "127.0.0.2"), (socket.AF_INET6, "::ffff:127.0.0.1"), (socket.AF_INET6, "::1"), (socket.AF_INET6, "::"),
+        ]:
+            with pytest.raises(NetworkBlocked, match="the proxy that HTTPS_PROXY names"):
+                _closed_socket(family).connect((host, port))
+        with pytest.raises(OSError) as error:  # another port of loopback stays open
+            _closed_socket().connect(("127.0.0.1", port + 1 if port < 65535 else port - 1))
+        assert not isinstance(error.value, NetworkBlocked)

@@ -59,10 +59,8 @@ class HostPolicy:
             return True
         address = _address(host)
         if address is not None:
-            if address.version == 6 and address.ipv4_mapped is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
-                address = address.ipv4_mapped
-            return address.is_loopback or address.is_unspecified or host in self._resolved or any(address in net for net in self._networks)
-        return _is_loopback_name(host) or host == _own_name() or any(fnmatch.fnmatchcase(host, entry) for entry in self.allowed)
+            return _reaches_this_machine(address) or host in self._resolved or any(address in net for net in self._networks)
+        return _names_this_machine(host) or any(fnmatch.fnmatchcase(host, entry) for entry in self.allowed)
 
     def remember(self, results: list[Any]) -> None:
         """Addresses an allowed name resolved to may be connected to."""
@@ -160,7 +158,7 @@ class NetworkGuard:
         if self._saved:
             return
         guard = self
-        proxies = loopback_proxies(os.environ)
+        proxies = _LocalProxies(loopback_proxies(os.environ))
         real = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto", "sendmsg")}
         real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")})
 
@@ -171,7 +169,7 @@ class NetworkGuard:
                 refusing = guard.refusing(host)
                 if refusing is not None:
                     raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
-                variables = proxies.get(address[:2]) if proxies else None
+                variables = proxies.named(host, address[1]) if proxies else None
                 if variables:  # a loopback proxy carries what it is sent off the machine
                     refusing = next((scope for scope in guard._applying() if not scope.policy.allows_everything), None)
                     if refusing is not None:
@@ -377,18 +375,54 @@ def loopback_proxies(environ: Mapping[str, str]) -> dict[tuple[str, int], tuple[
     return found
 
 
+class _LocalProxies:
+    """The ports of the proxies on this machine, and the machine's addresses they were named by. A proxy listening on
+    every address is reached at any of them, in any spelling (``::ffff:127.0.0.1``, ``localhost``, ``b"127.0.0.1"``), so
+    a connect is to it when its port is one of theirs and its host is this machine (looked at only then)."""
+
+    def __init__(self, proxies: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
+        self.ports: dict[int, tuple[str, ...]] = {}
+        for (_, port), variables in proxies.items():
+            self.ports[port] = tuple(dict.fromkeys((*self.ports.get(port, ()), *variables)))
+        self.addresses = frozenset(address for address, _ in proxies)
+
+    def __bool__(self) -> bool:
+        return bool(self.ports)
+
+    def named(self, host: str, port: Any) -> tuple[str, ...] | None:
+        """The variables naming the proxy a connect to ``host``:``port`` reaches, if it reaches one."""
+        variables = self.ports.get(port)
+        return variables if variables and self._on_this_machine(host.strip("[]").lower()) else None
+
+    def _on_this_machine(self, host: str) -> bool:
+        address = _address(host)
+        if address is None:
+            return _names_this_machine(host)
+        return _reaches_this_machine(address) or str(address) in self.addresses
+
+
 def _local_addresses(host: str, port: int) -> tuple[str, ...]:
     """The addresses a client connects to for ``host`` when it is this machine; none when it is not."""
     address = _address(host)
     if address is not None:
-        return (str(address),) if address.is_loopback or address.is_unspecified else ()
-    if not (_is_loopback_name(host) or host == _own_name()):
+        return (str(address),) if _reaches_this_machine(address) else ()
+    if not _names_this_machine(host):
         return ()
     try:
         resolved = {info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
     except OSError:
         resolved = set()
     return tuple(sorted({"127.0.0.1", "::1", *resolved})) if host != _own_name() else tuple(sorted(resolved))
+
+
+def _reaches_this_machine(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, or the unspecified address (``0.0.0.0``, ``::``), which a connect takes for this machine."""
+    return address.is_loopback or address.is_unspecified
+
+
+def _names_this_machine(host: str) -> bool:
+    """A loopback name, or the machine's own name (lower case)."""
+    return _is_loopback_name(host) or host == _own_name()
 
 
 def _is_loopback_name(host: str) -> bool:
@@ -407,10 +441,13 @@ def _own_name() -> str:
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` is, if it is one; an IPv4-mapped IPv6 address as the IPv4 one it reaches (``::ffff:127.0.0.1``
+    is loopback, ``::ffff:192.0.2.1`` is not)."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
+    return address.ipv4_mapped or address if address.version == 6 else address
 
 
 def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
