@@ -130,6 +130,8 @@ class VcrCassetteAdapter:
 
 
 _ABSENT = object()
+# How long an HTTP library's import waits for another thread changing the patches (a build takes milliseconds).
+_IMPORT_WAIT = 2.0
 _PLACEHOLDER_MISS = (
     "not sent: this test records (mode '{mode}') but the request to {url} carries llm_replay's placeholder "
     "API key. The session replays (CI is set, or --llm-mode=replay), so llm_replay gave the SDK key variables "
@@ -223,9 +225,11 @@ class _ReusablePatchers:
                 self._lock.release()
 
     def _locked(self) -> bool:
-        """The lock, unless another thread holds it (changing the patches, it may be waiting for this very import): then
-        it rebuilds them at its next activation (``_stale``)."""
-        if self._lock.acquire(blocking=False):
+        """The lock, once the thread changing the patches lets go (the first llm_cache test building them): an import
+        that went ahead would subclass vcrpy's stubs the patches put on meanwhile, and its library's calls would go
+        unpatched. A thread holding it past ``_IMPORT_WAIT`` may be waiting for this very import (vcr.patch importing the
+        same library): then the import goes ahead and the patches are rebuilt at the next activation (``_stale``)."""
+        if self._lock.acquire(timeout=_IMPORT_WAIT):
             return True
         self._stale = True
         return False
