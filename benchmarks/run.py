@@ -759,9 +759,10 @@ def targets(rows: list[Row]) -> list[str]:
     replays = [row for row in rows if row.name.startswith("llm_replay replay, ") and row.median_us]
     worst = max(float(row.ratio.split("x")[0]) for row in replays)
     check(worst <= 1.3, f"replay per call <= 1.3x the floor at every size (paired ratios): worst {worst:.2f}x")
-    sqlite_rows = [row.median_us for row in replays if ", SQLite, " in row.name]
-    growth = sqlite_rows[-1] / sqlite_rows[0]  # type: ignore[operator]
-    check(growth <= 1.3, f"flat with size (SQLite, largest / smallest cassette): {growth:.2f}x")
+    # each size's paired ratio to the floor, not its µs: sizes are timed minutes apart, and the machine drifts between
+    sqlite_ratios = [float(row.ratio.split("x")[0]) for row in replays if ", SQLite, " in row.name]
+    growth = sqlite_ratios[-1] / sqlite_ratios[0]
+    check(growth <= 1.3, f"flat with size (SQLite, largest / smallest cassette, in paired ratios to the floor): {growth:.2f}x")
     vcr, ours = _find(rows, "vcrpy replay per call, 1,000"), _find(rows, "llm_replay replay, SQLite, 1,000 ")
     if vcr and ours:
         check(vcr.median_us / ours.median_us >= 50, f"at 1,000 interactions >= 50x faster per call than vcrpy: {vcr.median_us / ours.median_us:.0f}x")  # type: ignore[operator]

@@ -92,3 +92,14 @@ def test_a_target_line_gives_a_noisy_row_no_figure_and_a_clear_one_its_figure_at
     assert bench.measured(bench.added_row("added", [-300.0, 100.0, 800.0]), slow) == "within noise (75% interval -300 µs to 800 µs over 3 rounds)"
     clear = bench.measured(bench.added_row("added", [390.0, 400.0, 410.0]), slow)
     assert clear.startswith("400 µs (75% interval 390 µs to 410 µs over 3 rounds) (~200 µs at the reference run's speed"), clear
+
+
+def test_flat_with_size_compares_the_sizes_paired_ratios_not_their_microseconds(bench):
+    """The 02:14 run on 2026-12-08 printed "MISS flat with size: 2.00x": the 100,000-recording row took 1.06 ms against
+    528 µs at 10 recordings, while its paired ratio to the floor was 1.27x against 1.06x: the machine had slowed
+    between the two rows, which are timed minutes apart."""
+    rows = [bench.Row("llm_replay replay, SQLite, 10 interactions", 528.0, "1.06x floor"),
+            bench.Row("llm_replay replay, SQLite, 100,000 interactions", 1060.0, "1.27x floor")]
+    assert "PASS  flat with size (SQLite, largest / smallest cassette, in paired ratios to the floor): 1.20x" in bench.targets(rows)
+    rows[1] = bench.Row("llm_replay replay, SQLite, 100,000 interactions", 600.0, "1.45x floor")
+    assert any(line.startswith("MISS  flat with size") for line in bench.targets(rows))
