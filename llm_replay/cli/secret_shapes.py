@@ -80,8 +80,9 @@ OWN_SHAPES: tuple[Shape, ...] = (
     Shape("GitHub token", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}|github_pat_[A-Za-z0-9_]{22,}",
           ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), loose=r"gh[pousr]_[A-Za-z0-9]{36,}"),
     # an Azure SAS ``sig=``, an S3 or GCS presigned URL's ``X-Amz-Signature=``/``X-Goog-Signature=`` (base64 or hex, as
-    # written in a URL): an older cassette's request kept one
-    Shape("signed URL signature", r"(?i:sig|signature)=(?P<value>[A-Za-z0-9%+/_.=-]{16,})", ("sig=", "signature="), fold=True),
+    # written in a URL; ``sig%3D…`` up to ``%26`` in a URL percent-encoded whole): an older cassette's request kept one
+    Shape("signed URL signature", r"(?i:sig|signature)(?:=|%3[Dd])(?P<value>(?:[A-Za-z0-9+/_.=-]|%(?!26)[0-9A-Fa-f]{2}){16,})",
+          ("sig=", "signature=", "sig%3d", "signature%3d"), fold=True),
     Shape("bearer token", r"(?i:bearer)\s+[A-Za-z0-9._~+/-]{16,}=*", ("bearer",), fold=True),
     Shape("private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.|\n){0,8000}?-----END [A-Z ]*PRIVATE KEY-----", ("-----BEGIN ",)),
 )

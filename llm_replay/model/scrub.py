@@ -41,9 +41,19 @@ PATTERN_PLACEHOLDER = "<scrubbed>"
 _FIELD_NAMES = "|".join(sorted(name.replace("_", "[-_]?") for name in SECRET_BODY_FIELDS)) + r"|[a-z0-9_-]*api[-_]?key"
 # The query parameters of a signed URL that carry its credentials (Azure SAS, AWS SigV4 and GCS V4 presigning).
 _SIGNED_URL_PARAMS = ("sig", "signature", "x-amz-credential", "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature")
-# What a body holding one of them holds, as services write them (the regex, which ignores case, costs ~0.2 µs a byte)
-_SIGNED_URL_HINTS = (b"sig=", b"Sig=", b"ignature=", b"-Amz-", b"-amz-", b"-Goog-", b"-goog-")
+# What a body holding one of them holds, as services write them (the regex, which ignores case, costs ~0.2 µs a byte),
+# and as a URL percent-encoded whole writes them (``sig%3D``)
+_SIGNED_URL_HINTS = (b"sig=", b"Sig=", b"ignature=", b"-Amz-", b"-amz-", b"-Goog-", b"-goog-", b"ig%3D", b"ig%3d", b"ature%3D", b"ature%3d")
 _SIGNED_URL_TEXT_HINTS = tuple(hint.decode() for hint in _SIGNED_URL_HINTS)
+# What a text holding a URL holds: its ``://``, or that percent-encoded (a URL passed whole as another URL's parameter)
+_URL_MARKS = ("://", "%3A%2F%2F", "%3a%2f%2f")
+_URL_MARKS_BYTES = tuple(mark.encode() for mark in _URL_MARKS)
+# Where a signed URL's parameter starts: after ``?`` or ``&``, or ``;`` (HTML's ``&amp;``, ``&#38;``), JSON's ``\u0026``
+# (Go's encoder), or ``%26``/``%3F`` in a URL percent-encoded whole, whose ``=`` is ``%3D``; its value ends where the
+# parameter does (at ``%26`` too, and at an escaped quote in JSON). Used ignoring case.
+_PARAM_START = r"(?:[?&;]|\\u0026|%26|%3F)"
+_PARAM_EQUALS = r"(?:=|%3D)"
+_PARAM_VALUE = r"(?:[^&#\"'\s<>\\%]|%(?!26))+"
 # What else changes each time a URL is signed (Azure SAS start and expiry, its user delegation key's, AWS's and Google's
 # signing time): replaced with the credentials in a request's signed URL, so a URL signed again on the next run is
 # keyed the same (an answer's are kept: a later fetch of the URL is keyed by them).
@@ -51,6 +61,8 @@ _SIGNING_TIMES = ("st", "se", "skt", "ske", "x-amz-date", "x-goog-date")
 # What a request's string holding a signed URL holds: its signature, as services write it (sig=, Signature=,
 # X-Amz-Signature=); fewer looks than _SIGNED_URL_TEXT_HINTS, as every request pays them where it has an "=".
 _SIGNATURE_TEXT_HINTS = ("ig=", "IG=", "ature=", "ATURE=")
+# and as a URL percent-encoded whole writes it (``sig%3D``), looked for only where a ``%3`` is
+_ENCODED_SIGNATURE_TEXT_HINTS = ("ig%3", "IG%3", "ature%3", "ATURE%3")
 # The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
 # a comment), Gemini's JSON array of chunks, or blank before one. Any other answer (a JSON object, text, audio) is told
 # from a stream by it and never loads streamed_text.py.
@@ -86,14 +98,14 @@ class _NameRules:
         # a request's query never keeps; not ``key=``, ``code=``…, which a model's own text writes in example URLs. The value
         # ends where the parameter does (also at an escaped quote or ``\u0026`` in JSON)
         names = "|".join(map(re.escape, _SIGNED_URL_PARAMS))
-        self.url_query = re.compile(rf"(?i)((?:[?&]|\\u0026)(?:{names})=)[^&#\"'\s<>\\]+")
+        self.url_query = re.compile(rf"(?i)({_PARAM_START}(?:{names}){_PARAM_EQUALS}){_PARAM_VALUE}")
         self.url_query_bytes = re.compile(self.url_query.pattern.encode(), re.IGNORECASE)
         # in a stream's joined text, a value whose first piece the scrub of each event replaced already (``sig=<scrubbed>``
         # then the rest of it, in the next event's piece)
-        self.joined_url_query = re.compile(rf"(?i)([?&](?:{names})=)(?:{re.escape(PATTERN_PLACEHOLDER)})?[^&#\"'\s<>\\]+")
+        self.joined_url_query = re.compile(rf"(?i)({_PARAM_START}(?:{names}){_PARAM_EQUALS})(?:{re.escape(PATTERN_PLACEHOLDER)})?{_PARAM_VALUE}")
         # the same in a request's strings (an image URL the app got from storage), its signing times too
         times = "|".join(map(re.escape, _SIGNING_TIMES))
-        self.request_url_query = re.compile(rf"(?i)([?&](?:{names}|{times})=)[^&#\"'\s<>\\]+")
+        self.request_url_query = re.compile(rf"(?i)({_PARAM_START}(?:{names}|{times}){_PARAM_EQUALS}){_PARAM_VALUE}")
         # AWS temporary credentials as the endpoints botocore fetches them from answer (STS's XML, SSO's camelCase JSON):
         # answers only, never sent back in a body (they sign requests), so requests need no such rule
         aws = r"secret[-_]?access[-_]?key|session[-_]?token"
@@ -491,7 +503,7 @@ class Scrubber:
             value = self.text(value, secrets)
             if "@" in value and name_rules().userinfo_hint.search(value):  # a URL's password in a prompt or a field
                 value = name_rules().userinfo.sub(rf"\1:{PATTERN_PLACEHOLDER}@", value)
-            return _url_credentials(value, name_rules().request_url_query, _SIGNATURE_TEXT_HINTS)  # an image URL from storage
+            return _url_credentials(value, name_rules().request_url_query, _SIGNATURE_TEXT_HINTS + _ENCODED_SIGNATURE_TEXT_HINTS)  # an image URL from storage
         if isinstance(value, list):
             return [self._value(item, secrets) for item in value]
         if isinstance(value, dict):
@@ -502,14 +514,23 @@ class Scrubber:
 def _url_credentials(value: str, pattern: re.Pattern[str], hints: tuple[str, ...] = _SIGNED_URL_TEXT_HINTS) -> str:
     """A text with a signed URL's credentials replaced: a response header's value (``Location``, ``url_query``) or a
     request's string (``request_url_query``, where ``hints`` look for the signature only)."""
-    if "://" in value and any(map(value.__contains__, hints)):
+    if _may_hold_a_url(value, hints):
         return pattern.sub(rf"\1{PATTERN_PLACEHOLDER}", value)
     return value
 
 
+def _may_hold_a_url(text: Any, hints: tuple[Any, ...], marks: tuple[Any, ...] = _URL_MARKS) -> bool:
+    """Whether ``text`` (str, or bytes with bytes ``hints`` and ``marks``) may hold a URL with one of ``hints``: its
+    ``://`` (or percent-encoded, ``%3A%2F%2F``) and a hint."""
+    return any(map(text.__contains__, marks)) and any(map(text.__contains__, hints))
+
+
 def _might_hold_a_signed_url(text: str) -> bool:
-    """Whether a request's canonical text may hold a signed URL in a string (an ``=``: its query is stored as pairs)."""
-    return "=" in text and any(map(text.__contains__, _SIGNATURE_TEXT_HINTS))
+    """Whether a request's canonical text may hold a signed URL in a string (an ``=``, or ``%3D`` in a URL percent-encoded
+    whole: its query is stored as pairs)."""
+    return ("=" in text and any(map(text.__contains__, _SIGNATURE_TEXT_HINTS))) or (
+        "%3" in text and any(map(text.__contains__, _ENCODED_SIGNATURE_TEXT_HINTS))
+    )
 
 
 # A placeholder written in an XML answer (a variable's value, a pattern's match): a tag there, unclosed, so the answer no
@@ -540,7 +561,7 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
         spans = [(match.end(1) + 1, match.end() - 1, PATTERN_PLACEHOLDER) for match in matches]
         if '\\"' in text:  # JSON text in a string of the joined JSON text (a tool call's argument holding JSON)
             spans += [(match.end(1) + 2, match.end() - 2, PATTERN_PLACEHOLDER) for match in rules.embedded_field.finditer(text)]
-    if "://" in text and any(map(text.__contains__, _SIGNED_URL_TEXT_HINTS)):
+    if _may_hold_a_url(text, _SIGNED_URL_TEXT_HINTS):
         spans += [(match.end(1), match.end(), PATTERN_PLACEHOLDER) for match in name_rules().joined_url_query.finditer(text)]
     return spans
 
@@ -559,7 +580,7 @@ def named_secret_values(text: str) -> Iterator[str]:
 
 def _without_signed_urls(body: bytes, rules: _NameRules) -> bytes:
     """An answer (or a stream's events, each whole) with a signed URL's credentials replaced (an image URL DALL-E answers)."""
-    if b"://" in body and any(map(body.__contains__, _SIGNED_URL_HINTS)):
+    if _may_hold_a_url(body, _SIGNED_URL_HINTS, _URL_MARKS_BYTES):
         return rules.url_query_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
     return body
 

@@ -82,16 +82,16 @@ def may_spell_a_name(text: bytes) -> bool:
 
 def may_sign_a_url(text: bytes) -> bool:
     """Whether the joined pieces of ``text``'s strings could hold a signed URL's credentials (an Azure SAS image URL the
-    model writes out): its ``://`` and its signature's name (``sig=``, ``X-Amz-Signature=``, any case), each whole or
-    split as ``may_be_split`` looks for them. Its query's ``?`` and ``=`` are whole in some piece: a stream without
-    both (most of them) pays two searches."""
+    model writes out): its ``://`` and its signature's name (``sig=``, ``X-Amz-Signature=``, any case; ``sig%3D`` in a
+    URL passed percent-encoded as another's parameter), each whole or split as ``may_be_split`` looks for them. Its
+    query's ``?`` and ``=`` are whole in some piece: a stream without both (most of them) pays two searches."""
     if b"=" not in text or b"?" not in text or (b"://" not in text and not may_be_split(text, ("://",))):
         return False
     lowered = text.lower()
-    return b"sig=" in lowered or b"signature=" in lowered or may_be_split(lowered, _SIGNATURE_NAMES)
+    return any(name.encode() in lowered for name in _SIGNATURE_NAMES) or may_be_split(lowered, _SIGNATURE_NAMES)
 
 
-_SIGNATURE_NAMES = ("sig=", "signature=")
+_SIGNATURE_NAMES = ("sig=", "signature=", "sig%3d", "signature%3d")
 
 
 @functools.lru_cache(maxsize=256)

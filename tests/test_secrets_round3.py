@@ -1,0 +1,100 @@
+"""Secrets in places the first two rounds did not read: a signed URL written with its ``&`` escaped for HTML or JSON, or
+percent-encoded whole (a URL passed as a query parameter of another URL); a secret-named field in JSON three or more
+strings deep. The real openai SDK against the loopback fake; an older cassette made by putting the secret back where the
+scrub replaced it and keying the recording as it was keyed then."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+from urllib.parse import quote
+
+import pytest
+from test_embedded_json_secrets import PASSWORD
+from test_secrets_round2 import SIGNATURE, _as_an_older_version_stored_it, _ask, _audited, _sas, _streamed_answer
+
+import llm_replay
+from llm_replay.stores.sqlite import SQLiteCache
+
+# 1. A signed URL with its separators escaped
+
+
+def _html(url: str) -> str:
+    return url.replace("&", "&amp;")
+
+
+def _json_escaped_ampersand(url: str) -> str:
+    """As Go's encoder writes a URL in JSON text, which a tool's result holds: ``&`` as ``\\u0026``."""
+    return url.replace("&", "\\u0026")
+
+
+def _passed_to_a_proxy(url: str) -> str:
+    """An image proxy's URL taking the signed URL as a query parameter: the signed URL percent-encoded whole."""
+    return "https://images.example.com/resize?w=512&src=" + quote(url, safe="")
+
+
+ENCODINGS: dict[str, Callable[[str], str]] = {
+    "HTML-escaped": _html,
+    "HTML numeric entity": lambda url: url.replace("&", "&#38;"),
+    "JSON-escaped": _json_escaped_ampersand,
+    "percent-encoded whole": _passed_to_a_proxy,
+}
+# what a signature looks like once its URL is written so: its own %2B and %3D encoded once more when passed whole
+_WRITTEN_SIGNATURES = (SIGNATURE, quote(SIGNATURE, safe=""))
+
+
+def _no_signature_in(data: bytes) -> bool:
+    return not any(written.encode() in data for written in _WRITTEN_SIGNATURES)
+
+
+def _as_replayed(live: str) -> str:
+    """The fake's answer echoes the prompt: replayed, it holds the placeholder where the signature was."""
+    for written in _WRITTEN_SIGNATURES:
+        live = live.replace(written, "<scrubbed>")
+    return live
+
+
+@pytest.mark.parametrize("pieces", [None, 5], ids=["one answer", "streamed 5 characters an event"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_escaped_or_encoded_signed_url_in_an_answer_is_stored_without_its_signature(encoding, pieces, server, tmp_path):
+    said = f"Here it is: {ENCODINGS[encoding](_sas('2026-12-07', SIGNATURE))} (valid for an hour)."
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert _streamed_answer(server, said, pieces) == said
+    assert _no_signature_in(cassette.read_bytes())
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        replayed = _streamed_answer(server, said, pieces)
+    assert replayed.startswith("Here it is: https://") and replayed.endswith("(valid for an hour).") and "<scrubbed>" in replayed
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_an_escaped_or_encoded_signed_url_in_a_request_is_stored_without_it_and_a_url_signed_again_replays(encoding, server, tmp_path):
+    def describe(signed_at: str, signature: str) -> str:
+        return _ask(server, content=f"describe the picture at {ENCODINGS[encoding](_sas(signed_at, signature))}")
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = describe("2026-12-07", SIGNATURE)
+    stored = cassette.read_bytes()
+    assert _no_signature_in(stored) and b"acct.blob.core.windows.net" in stored
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert describe("2026-12-08", "Zt4" + SIGNATURE[3:]) == _as_replayed(live), "signed again the next day"
+    assert replaying.replayed == 1
+
+
+def test_a_url_passed_whole_in_an_older_cassettes_request_fails_the_audit_and_still_replays(server, tmp_path, capsys):
+    """Recorded before the rule read a percent-encoded URL: the URL whole in the stored request, keyed with it. The audit
+    finds its signature; the lookup, keyed without it now, finds the recording under its old key."""
+    url = _passed_to_a_proxy(_sas("2026-12-07", SIGNATURE))
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        live = _ask(server, content=url)
+    (recorded,) = SQLiteCache(cassette, readonly=True).interactions()
+    _as_an_older_version_stored_it(cassette, url, scrubbed=recorded.request.body["messages"][0]["content"])
+    assert f"column request (JSON, keys included): signed URL signature '{quote(SIGNATURE, safe='')[:6]}…" in _audited(cassette, capsys)
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        assert _ask(server, content=url) == _as_replayed(live)
+    assert replaying.replayed == 1
