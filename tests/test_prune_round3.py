@@ -15,6 +15,7 @@ from test_prune_round2 import prompts, recorded, recording
 from llm_replay.cli import main
 from llm_replay.engine.project import run_ledger
 from llm_replay.engine.pruning import now_stamp
+from llm_replay.model.runs import RunRecord
 from llm_replay.stores.sqlite import SQLiteCache
 
 ASKING = '''
@@ -135,3 +136,25 @@ def test_a_test_made_by_name_at_run_time_is_not_taken_for_deleted(llm_pytester: 
     pruned.assert_outcomes(passed=1)
     pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
     assert prompts(cassette) == {"a", "b"}
+
+
+def test_a_test_that_last_passed_on_another_branch_is_not_deleted_by_its_files_absence(llm_pytester: pytest.Pytester, server, env, capsys) -> None:
+    """test_n, added on branch feature, recorded 'n' and passed there. On a branch without test_new.py (a cassette not
+    committed, or carried over uncommitted, stays in the working tree) its file is absent, so llm-replay prune took it
+    for deleted and deleted 'n'; back on feature, test_n missed it. A test whose latest pass was made elsewhere and
+    whose file is absent here is another branch's test: it keeps what it owns (llm-replay rm --test lets go)."""
+    llm_pytester.makepyfile(test_app="def test_y(llm_cache):\n    pass\n")
+    cassette = cassette_file(llm_pytester)
+    cassette.parent.mkdir()
+    store = SQLiteCache(cassette)
+    new = recording(server.base_url, "n", "test_new.py::test_n")
+    store.put(new)
+    store.close()
+    feature = RunRecord("feature", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1, ("feature", "f" * 40))
+    run_ledger(str(cassette), llm_pytester.path).record(feature, {"test_new.py::test_n": [new.key]}, {})
+    env.chdir(llm_pytester.path)  # no git here: every pass made in git is another branch's
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("deleted 0 recordings") and "1 test(s) last passed on another branch" in out, out
+    assert prompts(cassette) == {"n"}

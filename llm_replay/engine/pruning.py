@@ -66,7 +66,8 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         held = outcome.held() | holds.keys()
         unused = [key for key in prunable(index, known, files, among=passes) if key not in held]
         if unused:  # git is asked about other commits only when something would go
-            unused = [key for key in prunable(index, on_this_branch(known, checkout, rootdir)[0], files, among=passes) if key not in held]
+            here = on_this_branch(known, checkout, rootdir)[0]
+            unused = [key for key in prunable(index, here, files, among=passes, elsewhere=known.keys() - here.keys()) if key not in held]
         noun = "recording" if len(unused) == 1 else "recordings"
         lines.append(f"llm_replay: {len(unused)} {noun} no longer used by the tests that ran")
         if not prune:
@@ -275,7 +276,7 @@ def _unused_and_elsewhere(
     files = where_test_files_are(cassette, rootdir)
     holds = ledger.holds()
     index = cassette.index(owned=True, unreadable=unreadable)
-    free = prunable(index, here, files)
+    free = prunable(index, here, files, elsewhere=passes.keys() - here.keys())
     return _stamps_of(index, [key for key in free if key not in holds]), elsewhere, {key: holds[key] for key in free if key in holds}
 
 

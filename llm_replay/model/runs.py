@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import TYPE_CHECKING, Collection, Iterable, Mapping
 
 if TYPE_CHECKING:  # only named in signatures: the pytest plugin loads this module at start-up
     from .interaction import Key
@@ -170,15 +170,20 @@ class RunOutcome:
 
 
 def prunable(
-    index: Iterable[tuple[Key, tuple[str, ...], str]], passes: Mapping[str, TestPass], rootdir: Path | None, among: Iterable[str] | None = None
+    index: Iterable[tuple[Key, tuple[str, ...], str]],
+    passes: Mapping[str, TestPass],
+    rootdir: Path | None,
+    among: Iterable[str] | None = None,
+    elsewhere: Collection[str] = (),
 ) -> list[Key]:
     """The recordings every owner passed without, in runs begun after the recording was written, from (key, owners,
     recorded_at). Owners are the tests stored with the recording plus any test whose latest pass used it. A recording
     no test owns is never prunable (it goes only when named), nor one an owner of which is no pytest node id
     (``path::name``): ``llm-replay import`` stores the source YAML's path, as given, as the owner of what it imported.
     An owner whose test file no longer exists under ``rootdir`` no longer holds it (``rootdir`` None: a cassette other
-    checkouts share, where a file missing here may be another branch's, so none is gone). ``among``: only recordings owned
-    by one of these tests (a run's own tests)."""
+    checkouts share, where a file missing here may be another branch's, so none is gone), unless its latest pass was made
+    ``elsewhere`` (on another branch: its file is absent here, not deleted). ``among``: only recordings owned by one of
+    these tests (a run's own tests)."""
     users: dict[Key, set[str]] = {}
     for test, last in passes.items():
         for key in last.used:
@@ -190,7 +195,7 @@ def prunable(
         if not stored or (chosen is not None and chosen.isdisjoint(stored)) or not all(_is_test(owner) for owner in stored):
             continue
         owners = set(stored) | users.get(key, set())
-        if all((owner in passes and key not in passes[owner].used) or gone(owner, rootdir, files) for owner in owners) and written_before(
+        if all((owner in passes and key not in passes[owner].used) or (owner not in elsewhere and gone(owner, rootdir, files)) for owner in owners) and written_before(
             recorded_at, owners, passes
         ):
             found.append(key)
