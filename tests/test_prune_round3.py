@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+from pathlib import Path
 
 import pytest
 from conftest import ASK_EACH, cassette_file
@@ -15,8 +16,21 @@ from test_prune_round2 import prompts, recorded, recording
 from llm_replay.cli import main
 from llm_replay.engine.project import run_ledger
 from llm_replay.engine.pruning import now_stamp
+from llm_replay.model.interaction import Interaction
 from llm_replay.model.runs import RunRecord
 from llm_replay.stores.sqlite import SQLiteCache
+
+
+def stored(pytester: pytest.Pytester, *recordings: Interaction) -> Path:
+    """The inner project's cassette holding ``recordings``, with no bookkeeping of who passed."""
+    path = cassette_file(pytester)
+    path.parent.mkdir(exist_ok=True)
+    store = SQLiteCache(path)
+    for interaction in recordings:
+        store.put(interaction)
+    store.close()
+    return path
+
 
 ASKING = '''
 import os
@@ -52,37 +66,22 @@ def test_a_refresh_keeps_what_it_replaced_while_another_session_runs(llm_pyteste
     assert prompts(cassette) == {"new"}
 
 
-BEING_FIXED = '''
-import os
-
-import openai
-''' + ASK_EACH + '''
-
-def test_x(llm_cache):
-    ask("x")
-    assert not os.environ.get("X_FAILS"), "x is not done yet"
-'''
-
-
 def test_a_failing_tests_hold_outlives_a_checkout_without_its_file(llm_pytester: pytest.Pytester, server, env, capsys) -> None:
-    """test_x records 'x' and fails on a feature branch, holding it; on a branch without test_x.py (or with it stashed) its file is
-    absent, so its hold counted as a deleted test's: llm-replay prune there deleted 'x', and back on the feature branch
-    test_x missed it. A failing test now holds what it used until it passes, or until llm-replay rm --test lets go."""
-    llm_pytester.makepyfile(test_x=BEING_FIXED.format(base_url=server.base_url), test_app="def test_y(llm_cache):\n    pass\n")
-    env.setenv("OPENAI_API_KEY", server.api_key)
-    env.setenv("X_FAILS", "1")
-    llm_pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1, failed=1)
-    feature = (llm_pytester.path / "test_x.py").read_text()
-    (llm_pytester.path / "test_x.py").unlink()  # another branch
+    """test_x recorded 'x' and failed on a feature branch, holding it (the bookkeeping is seeded as that run leaves it).
+    On a branch without test_x.py (or with it stashed) its file is absent, so its hold counted as a deleted test's:
+    llm-replay prune there deleted 'x', and back on the feature branch test_x missed it. A failing test now holds what
+    it used until it passes, or until llm-replay rm --test lets go."""
+    llm_pytester.makepyfile(test_app="def test_y(llm_cache):\n    pass\n")  # no test_x.py on this branch
+    x = recording(server.base_url, "x", "test_x.py::test_x")
+    cassette = stored(llm_pytester, x)
+    failed = RunRecord("failed", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1)
+    run_ledger(str(cassette), llm_pytester.path).record(failed, {"test_app.py::test_y": ()}, {}, unpassed={"test_x.py::test_x": [x.key]})
     env.chdir(llm_pytester.path)
     capsys.readouterr()
     assert main(["prune"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("deleted 0 recordings") and "kept 1 recording used by tests whose latest run did not pass: test_x.py::test_x" in out, out
-    (llm_pytester.path / "test_x.py").write_text(feature)  # back on the feature branch
-    env.delenv("X_FAILS")
-    llm_pytester.runpytest("--llm-mode=replay", "test_x.py").assert_outcomes(passed=1)
-    assert prompts(cassette_file(llm_pytester)) == {"x"}
+    assert prompts(cassette) == {"x"}, "back on the feature branch, test_x replays it"
 
 
 def test_rm_deletes_a_recording_whose_owners_cannot_be_read_by_its_key(tmp_path, env, capsys) -> None:
@@ -144,12 +143,8 @@ def test_a_test_that_last_passed_on_another_branch_is_not_deleted_by_its_files_a
     for deleted and deleted 'n'; back on feature, test_n missed it. A test whose latest pass was made elsewhere and
     whose file is absent here is another branch's test: it keeps what it owns (llm-replay rm --test lets go)."""
     llm_pytester.makepyfile(test_app="def test_y(llm_cache):\n    pass\n")
-    cassette = cassette_file(llm_pytester)
-    cassette.parent.mkdir()
-    store = SQLiteCache(cassette)
     new = recording(server.base_url, "n", "test_new.py::test_n")
-    store.put(new)
-    store.close()
+    cassette = stored(llm_pytester, new)
     feature = RunRecord("feature", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1, ("feature", "f" * 40))
     run_ledger(str(cassette), llm_pytester.path).record(feature, {"test_new.py::test_n": [new.key]}, {})
     env.chdir(llm_pytester.path)  # no git here: every pass made in git is another branch's
