@@ -1,6 +1,7 @@
 """Round three of "nothing recorded is lost": a refresh deletes nothing another running session may replay; a failing
-test's hold outlives a checkout without its file; a damaged owners row can be deleted by its key. Cassettes and
-bookkeeping are seeded as a record run leaves them (test_prune_round2.recorded)."""
+test's hold, and a test that last passed on another branch, outlive a checkout without its file; a test made by name at
+run time is not taken for deleted; a damaged owners row can be deleted by its key. Cassettes and bookkeeping are seeded
+as the runs before leave them (test_prune_round2.recorded, stored)."""
 
 from __future__ import annotations
 
