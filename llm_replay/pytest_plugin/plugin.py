@@ -539,6 +539,10 @@ class _RunWatcher:
         narrowed = _narrowed_files(session, items, tests) if any("::" in arg for arg in config.args) else ()
         self.outcome.add_collected(tests, narrowed, self.broken)
 
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C, or pytest.exit() whatever its return code: the test it stopped reported nothing of what it used."""
+        self.outcome.interrupted = True
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         usage = getattr(report, "llm_replay", None)
         if changes_nothing(report.when, report.outcome, usage):  # two reports of three: no test id to scrub
@@ -587,7 +591,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
-    suite.outcome.interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+    suite.outcome.interrupted |= session.exitstatus == pytest.ExitCode.INTERRUPTED
     try:
         suite.finish_run()
     except CassetteError as error:
