@@ -80,3 +80,53 @@ def test_a_loopback_proxy_is_refused_however_its_address_is_spelled(monkeypatch,
         with pytest.raises(OSError) as error:  # another port of loopback stays open
             _closed_socket().connect(("127.0.0.1", port + 1 if port < 65535 else port - 1))
         assert not isinstance(error.value, NetworkBlocked)
+
+
+ALLOW_LIST_SPELLINGS = '''
+import socket
+
+import pytest
+
+from llm_replay import NetworkBlocked
+from llm_replay.layers.network import installed_guard
+
+
+def test_allowed(llm_cache):
+    policy = installed_guard().policy
+    assert [host for host in ("db.invalid", "x.corp.invalid", "10.0.0.5", "10.0.0.77") if not policy.allows_name(host)] == []
+    assert [host for host in ("10.0.1.5", "corp.invalid", "db.invalid,") if policy.allows_name(host)] == []
+    closed = socket.socket()
+    closed.close()
+    with pytest.raises(OSError) as error:  # let through to the real connect, which fails on the closed socket
+        closed.connect(("10.0.0.5", 80))
+    assert not isinstance(error.value, NetworkBlocked)
+'''
+
+
+def test_an_allow_list_on_one_line_and_address_globs_allow_what_they_name(llm_pytester):
+    """`llm_allow_hosts = db.invalid, *.corp.invalid 10.0.0.*` on one line was one entry, 'db.invalid, *.corp.invalid
+    10.0.0.*', matching no host: each was blocked, and the message listed it as allowed. And an address glob (10.0.0.*,
+    which llm_ignore_hosts' own error suggests) matched only names, so 10.0.0.5 was blocked."""
+    llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_allow_hosts = db.invalid, *.corp.invalid 10.0.0.*\n")
+    llm_pytester.makepyfile(test_allow=ALLOW_LIST_SPELLINGS)
+    result = llm_pytester.runpytest_inprocess("--llm-mode=replay", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+
+
+def test_use_cassette_takes_one_host_as_a_string_not_its_letters(server):
+    """use_cassette(allow_hosts='*.internal') handed the string to the guard, which read it as its letters: the entry
+    '*' allowed every host. ignore_hosts='127.0.0.1:PORT' became '1', '2', '7', ... and matched nothing."""
+    from llm_replay import CassetteMiss, use_cassette
+
+    with use_cassette(None, "replay", allow_hosts="*.internal"):
+        with pytest.raises(NetworkBlocked, match=r"connect to 192\.0\.2\.1:80"):
+            _closed_socket().connect(("192.0.2.1", 80))
+    address = server.base_url.split("/")[2]
+    with use_cassette(None, "replay", ignore_hosts=address):
+        openai = pytest.importorskip("openai")
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0)
+        try:
+            answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        except CassetteMiss as miss:
+            pytest.fail(f"the ignored host was not called live: {miss}")
+        assert answer.choices[0].message.content

@@ -90,12 +90,13 @@ def parse_bool(value: str | bool, source: str) -> bool:
 
 
 def parse_hosts(value: str | Sequence[str], source: str) -> tuple[str, ...]:
-    """A host list option's entries: a list, tuple or set of strings, or one string as the only entry (never split
-    into its letters). Anything else is an error naming ``source``."""
+    """A host list option's entries: a list, tuple or set of strings, or one string (never split into its letters).
+    Each string may hold several, separated by commas or spaces (``llm_allow_hosts = a.internal, b.internal`` on one
+    ini line): no host has either, so such an entry matched nothing. Anything else is an error naming ``source``."""
     if isinstance(value, str):
-        return (value,)
+        value = (value,)
     if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(entry, str) for entry in value):
-        return tuple(value)
+        return tuple(host for entry in value for host in entry.replace(",", " ").split())
     raise ValueError(f"{source} must be a list of hosts, e.g. ['api.example.com', '*.internal:8080'] (or one host as a string), not {value!r}")
 
 

@@ -128,10 +128,10 @@ def use_cassette(
     repeats: str = "cache",
     match_ignore: str | Sequence[str] = (),
     before_fingerprint: BeforeFingerprint | None = None,
-    allow_hosts: Iterable[str] = (),
+    allow_hosts: str | Sequence[str] = (),
     scrubber: Scrubber | None = None,
     before_record: BeforeRecord | None = None,
-    ignore_hosts: Iterable[str] = (),
+    ignore_hosts: str | Sequence[str] = (),
     max_age: str | float | None = None,
     on_expired: str = "warn",
 ) -> Iterator[Recorder]:
@@ -153,7 +153,10 @@ def use_cassette(
     from ..stores.spec import open_store
 
     chosen = parse_mode(mode, "use_cassette(mode=...)") if mode is not None else session_mode(None, None)[0]
-    options = CacheSettings().updated({"max_age": max_age, "on_expired": on_expired, "before_record": before_record}, "use_cassette(...)")
+    options = CacheSettings().updated(
+        {"max_age": max_age, "on_expired": on_expired, "before_record": before_record, "allow_hosts": allow_hosts, "ignore_hosts": ignore_hosts},
+        "use_cassette(...)",
+    )  # the host lists as llm_cache takes them: one host as a string is its one entry, never its letters
     rules = MatchRules(ignore_paths(match_ignore, "use_cassette(match_ignore=...)"), before_fingerprint)
     cassette = InMemoryCache(scrubber) if path is None else open_store(path, readonly=chosen.read_only, scrubber=scrubber)
     try:
@@ -169,9 +172,9 @@ def use_cassette(
             max_age=options.max_age,
             on_expired=options.on_expired,
             before_record=options.before_record,
-            ignore_hosts=ignore_hosts,
+            ignore_hosts=options.ignore_hosts,
         )
-        with activated(recorder, allowed_hosts=allow_hosts):
+        with activated(recorder, allowed_hosts=options.allow_hosts):
             yield recorder
     finally:
         cassette.close()

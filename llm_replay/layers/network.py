@@ -41,13 +41,14 @@ NO_TEST_ADVICE = (
 class HostPolicy:
     """Which hosts a replaying test may reach: loopback, the machine itself, and the allow-list.
 
-    Allow-list entries are host names, globs (``*.internal``), IP addresses or networks (``10.0.0.0/8``).
+    Allow-list entries are host names, globs (``*.internal``, ``10.0.0.*``), IP addresses or networks (``10.0.0.0/8``).
     Addresses that an allowed name resolved to are allowed too (not those of a loopback name: see ``remember``).
     """
 
     def __init__(self, allowed_hosts: Iterable[str] = ()) -> None:
         self.allowed = tuple(entry.strip().lower() for entry in allowed_hosts if entry.strip())
         self._networks = tuple(network for network in map(_network, self.allowed) if network is not None)
+        self._globs = tuple(entry for entry in self.allowed if any(mark in entry for mark in "*?["))  # also for addresses
         self.allows_everything = "*" in self.allowed or any(network.prefixlen == 0 for network in self._networks)
         self._resolved: set[str] = set()
         self._lock = threading.Lock()
@@ -59,7 +60,12 @@ class HostPolicy:
             return True
         address = _address(host)
         if address is not None:
-            return _reaches_this_machine(address) or host in self._resolved or any(address in net for net in self._networks)
+            return (
+                _reaches_this_machine(address)
+                or host in self._resolved
+                or any(address in net for net in self._networks)
+                or any(fnmatch.fnmatchcase(host, glob) for glob in self._globs)
+            )
         return _names_this_machine(host) or any(fnmatch.fnmatchcase(host, entry) for entry in self.allowed)
 
     def remember(self, results: list[Any]) -> None:
