@@ -154,3 +154,36 @@ def test_a_test_that_last_passed_on_another_branch_is_not_deleted_by_its_files_a
     out = capsys.readouterr().out
     assert out.startswith("deleted 0 recordings") and "1 test(s) last passed on another branch" in out, out
     assert prompts(cassette) == {"n"}
+
+
+EXITING = '''
+import os
+
+import openai
+import pytest
+''' + ASK_EACH + '''
+
+def test_owner(llm_cache):
+    ask(os.environ.get("OWNER_ASKS", "shared"))
+
+
+def test_new(llm_cache):
+    ask("shared")
+    pytest.exit("enough for today", returncode=int(os.environ["RETURNCODE"]))
+'''
+
+
+def test_a_run_a_test_ends_with_pytest_exit_and_a_returncode_prunes_nothing(llm_pytester: pytest.Pytester, server, env) -> None:
+    """test_new replays test_owner's 'shared' (test_owner asks nothing now), then calls pytest.exit(..., returncode=0):
+    its use never reaches a report. The run counted as interrupted only with exit status 2 (Ctrl-C, or pytest.exit
+    without a return code), so --llm-prune deleted 'shared' under test_new (with returncode=1 too). Any pytest.exit now
+    counts as an interruption: what the test it stopped used is unknown."""
+    returncode = 0
+    llm_pytester.makepyfile(test_app=EXITING.format(base_url=server.base_url))
+    cassette = recorded(llm_pytester, recording(server.base_url, "shared", "test_app.py::test_owner"))
+    env.setenv("OWNER_ASKS", "")
+    env.setenv("RETURNCODE", str(returncode))
+    pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune", "-p", "no:randomly")
+    assert pruned.ret == returncode
+    pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted nothing: the run was interrupted*"])
+    assert prompts(cassette) == {"shared"}
