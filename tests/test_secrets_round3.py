@@ -6,14 +6,18 @@ scrub replaced it and keying the recording as it was keyed then."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, Callable
 from urllib.parse import quote
 
 import pytest
-from test_embedded_json_secrets import PASSWORD
+from test_embedded_json_secrets import PASSWORD, _chat
 from test_secrets_round2 import SIGNATURE, _as_an_older_version_stored_it, _ask, _audited, _sas, _streamed_answer
 
 import llm_replay
+from llm_replay.cli import main
+from llm_replay.model.fingerprint import canonicalize
+from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.stores.sqlite import SQLiteCache
 
 # 1. A signed URL with its separators escaped
@@ -98,3 +102,64 @@ def test_a_url_passed_whole_in_an_older_cassettes_request_fails_the_audit_and_st
     with llm_replay.use_cassette(cassette, mode="replay") as replaying:
         assert _ask(server, content=url) == _as_replayed(live)
     assert replaying.replayed == 1
+
+
+# 2. A secret-named field three or more strings deep
+
+
+def _encoded(value: Any, times: int) -> Any:
+    """``value`` as JSON text held in a field of JSON text, ``times`` over: an agent framework's tool result holding a
+    tool's result that holds a service's JSON answer."""
+    for _ in range(times):
+        value = {"output": json.dumps(value)}
+    return value
+
+
+@pytest.mark.parametrize("deep", [3, 5])
+def test_a_secret_named_field_three_or_more_strings_deep_in_a_request_is_stored_scrubbed_and_any_value_replays(deep, server, tmp_path):
+    """The tool's result the app sends back is one string deep already: ``deep - 1`` more encodings inside it."""
+    def tool_result(value: str) -> str:
+        return json.dumps(_encoded({"api_key": value, "region": "eu"}, deep - 1))
+
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        _ask(server, tool_result=tool_result(PASSWORD))
+    assert PASSWORD.encode() in server.requests[-1]["body"], "the live request carried it"
+    assert PASSWORD.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay") as replaying:
+        _ask(server, tool_result=tool_result("another-value-in-ci"))
+    assert replaying.replayed == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["one answer", "streamed whole in one event"])
+def test_a_secret_named_field_three_strings_deep_in_a_tool_call_the_model_answers_is_stored_scrubbed(stream, server, tmp_path):
+    """The model's arguments (one string deep) hold JSON text whose field holds JSON text with the key."""
+    headers = {"x-fake-argument": "payload", "x-fake-answer": json.dumps(_encoded({"api_key": PASSWORD, "region": "eu"}, 1))}
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        assert PASSWORD in _chat(server, headers, stream=stream)
+    assert PASSWORD.encode() not in cassette.read_bytes()
+    server.stop()
+    with llm_replay.use_cassette(cassette, mode="replay"):
+        replayed = json.loads(_chat(server, headers, stream=stream))
+    assert json.loads(replayed["output"]) == {"api_key": "<scrubbed>", "region": "eu"}
+
+
+@pytest.mark.parametrize("deep", [3, 4])
+def test_a_secret_named_fields_value_deep_in_an_older_cassettes_answer_fails_the_audit_and_scrub_removes_it(deep, tmp_path, capsys):
+    """Stored before the rules read that deep: the audit finds the value by its field's name, and ``llm-replay scrub``
+    leaves JSON that still parses, every level of it."""
+    path = tmp_path / "c.sqlite3"
+    cassette = SQLiteCache(path)
+    cassette.put(Interaction.of(canonicalize("POST", "https://api.example.com/v1/run", b"{}", "application/json"), RecordedResponse(200, "OK", {}, b"{}")))
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET body = ?", (json.dumps(_encoded({"sessionToken": PASSWORD, "region": "eu"}, deep)).encode(),))
+    assert "column body (JSON, keys included): value of a secret-named field 'Tr0ub4…aple'" in _audited(path, capsys)
+    assert main(["scrub", str(path)]) == 0
+    (stored,) = SQLiteCache(path, readonly=True).interactions()
+    read = json.loads(stored.response.body)
+    for _ in range(deep):
+        read = json.loads(read["output"])
+    assert read == {"sessionToken": "<scrubbed>", "region": "eu"}

@@ -403,6 +403,8 @@ class Scrubber:
             body = rules.embedded_field_bytes.sub(rb'\1\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\"', body)
             if b'\\\\\\"' in body:  # and JSON text in a string of those: a tool call's argument holding JSON
                 body = rules.deep_field_bytes.sub(rb'\1\\\\\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\\\\\"', body)
+                if _THREE_DEEPER.encode() in body:  # and deeper still
+                    body = _in_deeper_strings_bytes(body)
         body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
         if headers and any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
             body = rules.form_field_bytes.sub(rb"\1" + PATTERN_PLACEHOLDER.encode(), body)
@@ -566,16 +568,84 @@ def _named_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def named_secret_values(text: str) -> Iterator[str]:
+def named_secret_values(text: str, deep: int = 0) -> Iterator[str]:
     """The string value of each secret-named JSON field in ``text``, also in JSON text one and two strings deep (as its
-    escapes write it there), as the rules by name find them: for the audit, which reads what an older cassette stored
-    before a rule was added (a camelCase name). A text naming no such field in any spelling costs one look."""
+    escapes write it there), and deeper in the strings that hold more (``_deeper_strings``), as the rules by name find
+    them: for the audit, which reads what an older cassette stored before a rule was added (a camelCase name). A text
+    naming no such field in any spelling costs one look."""
     if not any(map(squashed(text).__contains__, SECRET_NAME_STEMS)):
         return
     rules = name_rules()
     for pattern, quote in ((rules.json_field, '"'), (rules.embedded_field, '\\"'), (rules.deep_field, '\\\\\\"')):
         if quote in text:
             yield from (text[match.end(1) + len(quote) : match.end() - len(quote)] for match in pattern.finditer(text))
+    for string in _deeper_strings(text, _THREE_DEEPER, deep):
+        yield from named_secret_values(string, deep + 1)
+
+
+# JSON text nested deeper than the rules' regular expressions read (a string's JSON text, two strings deep, in a text): a
+# string holding it is decoded and read again, up to this many strings deep, so the cost stays bounded (each level reads
+# again only the strings that hold a quote two levels further in)
+_MAX_STRINGS_DEEP = 8
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING_LITERAL_BYTES = re.compile(_STRING_LITERAL.pattern.encode(), re.DOTALL)
+# a quote of JSON text two strings deeper than a text's own strings, as the text writes it (\\\"), and three (7 backslashes)
+_TWO_DEEPER = '\\\\\\"'
+_THREE_DEEPER = "\\" * 7 + '"'
+
+
+def _deeper_strings(text: str, mark: str, deep: int) -> Iterator[str]:
+    """The decoded value of each JSON string in ``text`` that holds ``mark``, while ``deep`` (how many strings deep ``text``
+    is) is under the cap."""
+    if deep >= _MAX_STRINGS_DEEP or mark not in text:
+        return
+    for match in _STRING_LITERAL.finditer(text):
+        if mark in match.group():
+            decoded = _decoded_string(match.group())
+            if decoded is not None:
+                yield decoded
+
+
+def _decoded_string(literal: str | bytes) -> str | None:
+    """A JSON string literal's value (None if it is none: a stray quote in text that is not JSON)."""
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _in_deeper_strings(text: str, deep: int) -> str:
+    """JSON text ``deep`` strings deep with the credential fields replaced in its strings whose JSON text holds JSON text
+    in turn (three or more strings deep from ``text``'s own level: deeper than ``_without_embedded_fields`` reads)."""
+    if deep >= _MAX_STRINGS_DEEP or _TWO_DEEPER not in text:
+        return text
+
+    def scrubbed(match: re.Match[str]) -> str:
+        literal = match.group()
+        decoded = _decoded_string(literal) if _TWO_DEEPER in literal else None
+        if decoded is None:
+            return literal
+        new = _without_embedded_fields(decoded, deep + 1)
+        return literal if new == decoded else json.dumps(new, ensure_ascii=False)
+
+    return _STRING_LITERAL.sub(scrubbed, text)
+
+
+def _in_deeper_strings_bytes(body: bytes) -> bytes:
+    """An answer's JSON with the credential fields replaced three or more strings deep (deeper than ``_named``'s regular
+    expressions read): each string that holds such text decoded, scrubbed and written again."""
+    mark = _THREE_DEEPER.encode()
+
+    def scrubbed(match: re.Match[bytes]) -> bytes:
+        literal = match.group()
+        decoded = _decoded_string(literal) if mark in literal else None
+        if decoded is None:
+            return literal
+        new = _without_embedded_fields(decoded, 1)
+        return literal if new == decoded else json.dumps(new, ensure_ascii=False).encode()
+
+    return _STRING_LITERAL_BYTES.sub(scrubbed, body)
 
 
 def _without_signed_urls(body: bytes, rules: _NameRules) -> bytes:
@@ -602,13 +672,14 @@ def _without_secret_fields(value: Any) -> Any:
     }
 
 
-def _without_embedded_fields(text: str) -> str:
-    """A string with the values of credential fields in the JSON text it holds replaced (``{"api_key": "<scrubbed>"}``),
-    as ``_named`` replaces them in an answer (there, written with the string's escapes)."""
+def _without_embedded_fields(text: str, deep: int = 1) -> str:
+    """A string (``deep`` strings deep in a body) with the values of credential fields in the JSON text it holds replaced
+    (``{"api_key": "<scrubbed>"}``), as ``_named`` replaces them in an answer (there, written with the string's escapes),
+    and in JSON text held deeper (``_in_deeper_strings``)."""
     if '"' not in text or not _might_name_a_secret(text):
         return text
     text = name_rules().json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', text)
-    return _without_fields_one_string_deeper(text)
+    return _in_deeper_strings(_without_fields_one_string_deeper(text), deep)
 
 
 def _without_fields_one_string_deeper(text: str) -> str:
