@@ -187,3 +187,22 @@ def test_a_run_a_test_ends_with_pytest_exit_and_a_returncode_prunes_nothing(llm_
     assert pruned.ret == returncode
     pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted nothing: the run was interrupted*"])
     assert prompts(cassette) == {"shared"}
+
+
+def test_a_run_on_a_branch_whose_file_lacks_a_test_does_not_take_it_for_deleted(llm_pytester: pytest.Pytester, server) -> None:
+    """On branch feature, test_app.py gained test_z (it passed there, recording 'z') and test_w (it failed there,
+    holding 'w'). On a branch whose test_app.py lacks both (never spelling them), a run collects the file whole and
+    took both for deleted: its --llm-prune deleted 'z' and 'w', and its record wiped test_w's hold. A missing test whose
+    latest pass was made on another branch, or that holds what it used in a run it did not pass, is not taken for
+    deleted (llm-replay rm --test lets go)."""
+    llm_pytester.makepyfile(test_app="def test_y(llm_cache):\n    pass\n")
+    z, w = recording(server.base_url, "z", "test_app.py::test_z"), recording(server.base_url, "w", "test_app.py::test_w")
+    cassette = stored(llm_pytester, z, w)
+    feature = RunRecord("feature", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1, ("feature", "f" * 40))
+    ledger = run_ledger(str(cassette), llm_pytester.path)
+    ledger.record(feature, {"test_app.py::test_z": [z.key]}, {}, unpassed={"test_app.py::test_w": [w.key]})
+    pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune")  # no git here: every pass made in git is another branch's
+    pruned.assert_outcomes(passed=1)
+    pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
+    assert prompts(cassette) == {"z", "w"}
+    assert ledger.holds() == {w.key: {"test_app.py::test_w"}}

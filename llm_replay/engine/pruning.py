@@ -46,9 +46,11 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         # a test missing from a file this run collected whole was deleted or renamed, in this checkout; over a cassette
         # other checkouts share (Redis) it may be another branch's test, as a missing file may be another branch's
         vanished = _deleted_tests(outcome, {test for _, owners, _ in index for test in owners}, files) if files is not None else set()
+        checkout = checked_out(rootdir)
+        if vanished:
+            vanished = _surely_deleted(vanished, ledger, checkout, rootdir)
         passes = outcome.passes(vanished)
         lines = []
-        checkout = checked_out(rootdir)
         # asked before the bookkeeping is read: a session that ended since has its use there (its record ended it)
         running = others_running(ledger, uid) if prune or outcome.refreshes else []
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
@@ -104,6 +106,19 @@ def _deleted_tests(outcome: RunOutcome, owners: Iterable[str], rootdir: Path) ->
 # ``exec``) may define one this run did not make: which it makes cannot be read off its text. ``monkeypatch.setattr(``
 # is no such call (preceded by a dot).
 _MAKES_TESTS_BY_NAME = re.compile(rb"(?<![\w.])(?:globals\(\)|setattr\(|exec\()")
+
+
+def _surely_deleted(vanished: set[str], ledger: "RunLedger", checkout: tuple[str, str] | None, rootdir: Path) -> set[str]:
+    """The tests a file this run collected whole lacks that are deleted, not another branch's: not those whose latest
+    pass was made on another branch (the file there defines them), nor those that hold what they used in a run they did
+    not pass (they hold it until they pass or llm-replay rm --test lets go, as where their file is absent). None where
+    the bookkeeping cannot be read."""
+    try:
+        passes, holds = ledger.passes(), ledger.holds()
+    except CassetteError:
+        return set()
+    here, _ = on_this_branch(passes, checkout, rootdir)
+    return vanished - (passes.keys() - here.keys()) - {test for tests in holds.values() for test in tests}
 
 
 def still_defined(test: str, rootdir: Path, sources: dict[str, bytes | None]) -> bool:
