@@ -130,3 +130,23 @@ def test_use_cassette_takes_one_host_as_a_string_not_its_letters(server):
         except CassetteMiss as miss:
             pytest.fail(f"the ignored host was not called live: {miss}")
         assert answer.choices[0].message.content
+
+
+def test_a_dns_query_to_the_resolver_on_this_machine_is_blocked(monkeypatch, tmp_path):
+    """A DNS query by hand (dnspython, as email-validator and pymongo's mongodb+srv:// use) goes to the nameserver that
+    /etc/resolv.conf names; on Ubuntu and GitHub's runners that is systemd-resolved's stub at 127.0.0.53, which
+    forwards it off the machine. Loopback, so the guard let it through, though it promises no DNS query leaves."""
+    from llm_replay.layers import network
+
+    assert installed_guard() is None, "the guard reads resolv.conf as it goes in"
+    (tmp_path / "resolv.conf").write_text("# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.invalid\n")
+    monkeypatch.setattr(network, "RESOLV_CONF", str(tmp_path / "resolv.conf"), raising=False)
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x03api\x06openai\x03com\x00\x00\x01\x00\x01"
+    with blocking_network():
+        with pytest.raises(NetworkBlocked, match=r"send a datagram to 127\.0\.0\.53:53, the DNS resolver on this machine"):
+            _closed_socket(kind=socket.SOCK_DGRAM).sendto(query, ("127.0.0.53", 53))
+        with pytest.raises(NetworkBlocked, match="the DNS resolver on this machine"):  # over TCP, at any spelling of it
+            _closed_socket().connect(("localhost", 53))
+        with pytest.raises(OSError) as error:  # another loopback port stays open
+            _closed_socket(kind=socket.SOCK_DGRAM).sendto(query, ("127.0.0.53", 5353))
+        assert not isinstance(error.value, NetworkBlocked)

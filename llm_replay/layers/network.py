@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 from contextvars import ContextVar, Token
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
@@ -127,11 +128,11 @@ class NetworkGuard:
                 return scope
         return None
 
-    def refuse(self, scope: _Scope, host: str, port: Any, action: str, proxy: tuple[str, ...] = ()) -> NetworkBlocked:
+    def refuse(self, scope: _Scope, host: str, port: Any, action: str, forwarder: _Explain | None = None) -> NetworkBlocked:
         """The error for a blocked attempt, after telling the listener (so a swallowed one still fails the test).
-        ``proxy``: the variables naming the loopback proxy ``host`` is."""
+        ``forwarder``: what ``host`` is when it is a proxy or resolver on this machine (it says so in the message)."""
         advice = scope.advice if isinstance(scope.advice, str) else scope.advice()
-        message = _proxy_message(host, port, proxy, advice) if proxy else _message(host, port, action, scope.policy, advice)
+        message = forwarder(host, port, action, advice) if forwarder else _message(host, port, action, scope.policy, advice)
         thread = threading.current_thread()
         if thread is not threading.main_thread():  # a thread an earlier test started may still be running
             message += f" (the attempt was made in thread {thread.name!r}, which may have been started by an earlier test)"
@@ -164,7 +165,7 @@ class NetworkGuard:
         if self._saved:
             return
         guard = self
-        proxies = _LocalProxies(loopback_proxies(os.environ))
+        forwarders = _Forwarders(loopback_proxies(os.environ), loopback_nameservers(RESOLV_CONF))
         real = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "sendto", "sendmsg")}
         real.update({name: getattr(socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")})
 
@@ -175,11 +176,11 @@ class NetworkGuard:
                 refusing = guard.refusing(host)
                 if refusing is not None:
                     raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
-                variables = proxies.named(host, address[1]) if proxies else None
-                if variables:  # a loopback proxy carries what it is sent off the machine
+                forwarder = forwarders.at(host, address[1]) if forwarders else None
+                if forwarder:  # a loopback proxy or DNS resolver carries what it is sent off the machine
                     refusing = next((scope for scope in guard._applying() if not scope.policy.allows_everything), None)
                     if refusing is not None:
-                        raise guard.refuse(refusing, host, address[1], action, proxy=variables)
+                        raise guard.refuse(refusing, host, address[1], action, forwarder)
 
         def check_name(name: Any, port: Any, action: str) -> str | None:
             __tracebackhide__ = True
@@ -350,12 +351,21 @@ def _message(host: str, port: Any, action: str, policy: HostPolicy, advice: str)
     )
 
 
-def _proxy_message(host: str, port: Any, variables: tuple[str, ...], advice: str) -> str:
+def _proxy_message(variables: tuple[str, ...], host: str, port: Any, action: str, advice: str) -> str:
     return (
         f"llm_replay blocked an attempt to connect to {host}:{port}, the proxy that {' and '.join(variables)} "
         f"name{'s' if len(variables) == 1 else ''}: in mode 'replay' no connection leaves the machine, and a proxy carries "
         "what it is sent off it. If the request is for a service your tests run themselves, let it bypass the proxy "
         f"(NO_PROXY), or replay without the proxy (env {' '.join(f'-u {name}' for name in variables)} pytest); {advice}"
+    )
+
+
+def _resolver_message(nameservers: tuple[str, ...], host: str, port: Any, action: str, advice: str) -> str:
+    return (
+        f"llm_replay blocked an attempt to {action} {host}:{port}, the DNS resolver on this machine that {RESOLV_CONF} "
+        f"names ({', '.join(nameservers)}): in mode 'replay' not even a DNS query leaves the machine, and it forwards what "
+        "it is asked off it. Look names up with socket.getaddrinfo, which the guard lets through for loopback names and the "
+        f"allow-list (ini llm_allow_hosts); {advice}"
     )
 
 
@@ -381,24 +391,44 @@ def loopback_proxies(environ: Mapping[str, str]) -> dict[tuple[str, int], tuple[
     return found
 
 
-class _LocalProxies:
-    """The ports of the proxies on this machine, and the machine's addresses they were named by. A proxy listening on
-    every address is reached at any of them, in any spelling (``::ffff:127.0.0.1``, ``localhost``, ``b"127.0.0.1"``), so
-    a connect is to it when its port is one of theirs and its host is this machine (looked at only then)."""
+RESOLV_CONF = "/etc/resolv.conf"
+_Explain = Callable[[str, Any, str, str], str]  # (host, port, action, advice) -> the message for a blocked attempt
 
-    def __init__(self, proxies: Mapping[tuple[str, int], tuple[str, ...]]) -> None:
-        self.ports: dict[int, tuple[str, ...]] = {}
+
+def loopback_nameservers(path: str) -> tuple[str, ...]:
+    """The nameservers on this machine that the system resolver asks (systemd-resolved's stub at 127.0.0.53, a
+    dnsmasq): a DNS query sent to one by hand (dnspython) is forwarded off the machine."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as config:
+            lines = [line.split() for line in config]
+    except OSError:
+        return ()
+    addresses = (_address(words[1]) for words in lines if len(words) > 1 and words[0] == "nameserver")
+    return tuple(str(address) for address in addresses if address is not None and _reaches_this_machine(address))
+
+
+class _Forwarders:
+    """The ports of the proxies and DNS resolvers on this machine, and the machine's addresses they were named by.
+    One listening on every address is reached at any of them, in any spelling (``::ffff:127.0.0.1``, ``localhost``,
+    ``b"127.0.0.1"``), so an attempt is to it when its port is one of theirs and its host is this machine (looked at
+    only then)."""
+
+    def __init__(self, proxies: Mapping[tuple[str, int], tuple[str, ...]], nameservers: tuple[str, ...]) -> None:
+        named: dict[int, tuple[str, ...]] = {}
         for (_, port), variables in proxies.items():
-            self.ports[port] = tuple(dict.fromkeys((*self.ports.get(port, ()), *variables)))
-        self.addresses = frozenset(address for address, _ in proxies)
+            named[port] = tuple(dict.fromkeys((*named.get(port, ()), *variables)))
+        self.ports: dict[int, _Explain] = {port: partial(_proxy_message, variables) for port, variables in named.items()}
+        if nameservers:
+            self.ports.setdefault(53, partial(_resolver_message, nameservers))
+        self.addresses = frozenset((*(address for address, _ in proxies), *nameservers))
 
     def __bool__(self) -> bool:
         return bool(self.ports)
 
-    def named(self, host: str, port: Any) -> tuple[str, ...] | None:
-        """The variables naming the proxy a connect to ``host``:``port`` reaches, if it reaches one."""
-        variables = self.ports.get(port)
-        return variables if variables and self._on_this_machine(host.strip("[]").lower()) else None
+    def at(self, host: str, port: Any) -> _Explain | None:
+        """What explains a blocked attempt at ``host``:``port``, when a proxy or resolver on this machine listens there."""
+        explain = self.ports.get(port)
+        return explain if explain and self._on_this_machine(host.strip("[]").lower()) else None
 
     def _on_this_machine(self, host: str) -> bool:
         address = _address(host)
