@@ -100,6 +100,19 @@ with llm_replay.use_cassette(None, mode="record") as recorder:
     print("RECORDED", recorder.recorded)
 """
 
+# httpx imported, then dropped from sys.modules (as pytester's in-process sessions restore it) and imported again.
+DROPPED_AND_IMPORTED_AGAIN = """
+build_the_patches()
+for round in ("first", "second"):
+    with llm_replay.use_cassette(None, mode="record") as recorder:
+        import httpx
+
+        httpx.post(URL + "/chat/completions", json=chat(round + " httpx"), headers=HEADERS, timeout=10)
+        print("RECORDED", recorder.recorded)
+    for name in [name for name in sys.modules if name.partition(".")[0] in ("httpx", "httpcore")]:
+        del sys.modules[name]
+"""
+
 
 def run(llm_pytester: pytest.Pytester, server, body: str, **values: str) -> pytest.RunResult:
     """``body`` after the prologue, run in a fresh interpreter."""
@@ -136,3 +149,11 @@ def test_a_library_imported_in_another_thread_while_the_first_build_runs_is_patc
     result = run(llm_pytester, server, IMPORTED_IN_ANOTHER_THREAD_DURING_THE_FIRST_BUILD)
     assert result.ret == 0 and not result.errlines, result.errlines
     assert printed(result, "RECORDED") == ["1"] and len(server.requests) == 1
+
+
+def test_a_library_dropped_from_sys_modules_and_imported_again_is_patched_again(llm_pytester, server):
+    # only a library's first import was watched, and vcr.patch kept the classes of the module dropped since: the new
+    # httpx's calls went live unpatched, so unrecorded (in replay, only the network guard stood in their way)
+    result = run(llm_pytester, server, DROPPED_AND_IMPORTED_AGAIN)
+    assert result.ret == 0 and not result.errlines, result.errlines
+    assert printed(result, "RECORDED") == ["1", "1"] and len(server.requests) == 2

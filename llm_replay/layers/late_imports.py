@@ -33,17 +33,19 @@ VCRPY_CASSETTES = "vcr.cassette"
 
 
 class _Watch(MetaPathFinder):
-    """Withholds the libraries vcrpy has not kept while its module loads, and reports each import of one later."""
+    """Withholds the libraries vcrpy has not kept while its module loads, and reports each import of one later: the
+    first, and any after its module was dropped from ``sys.modules`` (pytester's in-process sessions restore it) or
+    reloaded, whose classes vcrpy has not kept either."""
 
-    def __init__(self, absent: set[str], importing: Callable[[], None], imported: Callable[[], None]) -> None:
-        self.watched = {*absent, VCRPY_CASSETTES}  # the libraries vcrpy has not kept, and its cassettes until they load
+    def __init__(self, importing: Callable[[], None], imported: Callable[[], None]) -> None:
+        self.watched = {*PATCHED_LIBRARIES, VCRPY_CASSETTES}  # only asked about when not in sys.modules, or reloaded
         self.importing = importing
         self.imported = imported
         self.withholding_thread: int | None = None
         self._depth = threading.local()  # how many watched imports this thread is inside
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if fullname not in self.watched:  # every import of the session passes here: one set look-up
+        if fullname not in self.watched:  # every fresh import of the session passes here: one set look-up
             return None
         if fullname == VCRPY_CASSETTES:
             self.release_withheld()
@@ -71,11 +73,9 @@ class _Watch(MetaPathFinder):
             self.importing()
         self._depth.value = depth + 1
 
-    def left(self, name: str | None, imported: bool) -> None:
+    def left(self) -> None:
         """A watched import ended; once the outermost has, vcrpy keeps what was imported (``imported``)."""
         self._depth.value -= 1
-        if imported:
-            self.watched.discard(name)  # type: ignore[arg-type]
         if self._depth.value == 0:
             self.imported()
 
@@ -87,11 +87,11 @@ class _Watch(MetaPathFinder):
         self.watched.discard(VCRPY_CASSETTES)
         self.entering()
         try:
-            for name in sorted(self.watched):
+            for name in PATCHED_LIBRARIES:
                 with contextlib.suppress(ImportError):  # not installed: vcr.patch skips it as well
                     importlib.import_module(name)
         finally:
-            self.left(None, False)
+            self.left()
 
     def load_withholding(self, load: Callable[[], T]) -> T:
         """``load()`` with the libraries still absent unimportable in this thread."""
@@ -114,10 +114,8 @@ class _ThenReport(Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.watch.entering()
-        imported = False
         try:
             self.loader.exec_module(module)
-            imported = True
         except BaseException:
             # importlib drops a module whose body failed once this returns: dropped now, so that the rebuild (vcr.patch
             # loaded again) finds it absent, not half made
@@ -128,7 +126,7 @@ class _ThenReport(Loader):
             module.__loader__ = self.loader
             if module.__spec__ is not None:
                 module.__spec__.loader = self.loader
-            self.watch.left(module.__name__, imported)
+            self.watch.left()
 
     def __getattr__(self, name: str) -> Any:  # resource readers, get_source…
         return getattr(self.loader, name)
@@ -146,7 +144,7 @@ def watch_late_imports(importing: Callable[[], None], imported: Callable[[], Non
     global _WATCH
     if _WATCH is not None or "vcr.patch" in sys.modules:
         return
-    _WATCH = _Watch({name for name in PATCHED_LIBRARIES if name not in sys.modules}, importing, imported)
+    _WATCH = _Watch(importing, imported)
     sys.meta_path.insert(0, _WATCH)
 
 
@@ -183,12 +181,41 @@ def withholding(build: Callable[[], T]) -> T:
 def keep_originals_again() -> None:
     """Load ``vcr.patch`` again, so it keeps the originals of the libraries imported since, the others still withheld.
 
-    Only with every patch of ours off. What it kept before wins over what it finds now: were another vcrpy cassette's
-    patches on at this moment, it would otherwise keep them as originals."""
+    Only with every patch of ours off. What it kept before wins over what it finds now (were another vcrpy cassette's
+    patches on at this moment, it would otherwise keep them as originals), unless it came from a library whose module
+    has been replaced since (dropped from ``sys.modules``, imported again): that library's, and the vcrpy stubs built
+    on it, are forgotten, so its new classes are kept and patched."""
     module = sys.modules.get("vcr.patch")
     if module is None:  # dropped since (pytester's in-process sessions restore sys.modules): imported afresh
         withholding(lambda: importlib.import_module("vcr.patch"))
         return
-    kept = {name: value for name, value in vars(module).items() if value is not None and not name.startswith("__")}
+    namespace = vars(module)
+    replaced = {value.__name__.partition(".")[0] for value in namespace.values() if _replaced(value)}
+    if replaced:
+        _forget_kept_from(replaced)
+    kept = {name: value for name, value in namespace.items() if value is not None and not name.startswith("__")}
     withholding(lambda: importlib.reload(module))
-    vars(module).update(kept)
+    namespace.update(kept)
+
+
+def _replaced(value: object) -> bool:
+    """A module that ``sys.modules`` no longer holds (dropped, or imported again as another module object)."""
+    return isinstance(value, ModuleType) and sys.modules.get(value.__name__) is not value
+
+
+def _forget_kept_from(packages: set[str]) -> None:
+    """What vcr.patch kept of ``packages`` (libraries replaced since), and vcrpy's stub modules built on them."""
+    kept = vars(sys.modules["vcr.patch"])
+    for name in [name for name, value in kept.items() if _package_of(value) in packages]:
+        del kept[name]
+    for name in [name for name in list(sys.modules) if name.startswith("vcr.stubs.")]:
+        stubs = sys.modules.get(name)
+        if isinstance(stubs, ModuleType) and any(_package_of(value) in packages for value in vars(stubs).values()):
+            del sys.modules[name]  # imported afresh by the next build
+            vars(sys.modules["vcr.stubs"]).pop(name.rpartition(".")[2], None)
+
+
+def _package_of(value: object) -> str:
+    """The top-level package a module, class or function comes from ("" when it says none)."""
+    name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+    return name.partition(".")[0] if isinstance(name, str) else ""
