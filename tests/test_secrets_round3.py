@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
 import pytest
 from test_embedded_json_secrets import PASSWORD, _chat
 from test_secrets_round2 import SIGNATURE, _as_an_older_version_stored_it, _ask, _audited, _sas, _streamed_answer
+from test_unusual_secret_places import ANTHROPIC_KEY
 
 import llm_replay
 from llm_replay.cli import main
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
+from llm_replay.model.scrub import Scrubber
 from llm_replay.stores.sqlite import SQLiteCache
 
 # 1. A signed URL with its separators escaped
@@ -163,3 +166,35 @@ def test_a_secret_named_fields_value_deep_in_an_older_cassettes_answer_fails_the
     for _ in range(deep):
         read = json.loads(read["output"])
     assert read == {"sessionToken": "<scrubbed>", "region": "eu"}
+
+
+# 3. What llm-replay prints of an older cassette
+
+
+def _older_cassette(path: Path, answer: bytes) -> str:
+    """A recording whose answer an older llm_replay stored with a secret (before its rule counted); its key."""
+    cassette = SQLiteCache(path, scrubber=Scrubber(environ={}))
+    cassette.put(Interaction.of(canonicalize("POST", "https://api.example.com/v1/login", b'{"user": "ada"}', "application/json"), RecordedResponse(200, "OK", {}, b"{}")))
+    cassette.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE interactions SET body = ?", (answer,))
+        (key,) = db.execute("SELECT fingerprint FROM interactions").fetchone()
+    return key
+
+
+@pytest.mark.parametrize("command", ["show", "diff", "textconv"])
+def test_what_llm_replay_prints_of_an_older_cassette_is_scrubbed(command, tmp_path, capsys, env):
+    """``show``, ``diff`` (a CI job comparing the main branch's cassette with a pull request's) and ``textconv`` (``git
+    diff``, ``git log -p``) print a recording whole: a secret an older version stored, found by its field's name (a
+    camelCase name), a signed URL's signature, or as the value of a key the printing machine holds, went to the log."""
+    env.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    answer = {"accessToken": PASSWORD, "picture": _html(_sas("2026-12-07", SIGNATURE)), "echo": ANTHROPIC_KEY}
+    old, new = tmp_path / "old.sqlite3", tmp_path / "new.sqlite3"
+    key = _older_cassette(old, json.dumps({"user": "ada"}).encode())
+    _older_cassette(new, json.dumps(answer).encode())
+    capsys.readouterr()
+    main({"show": ["show", key[:12], "--cassette", str(new)], "diff": ["diff", str(old), str(new)], "textconv": ["textconv", str(new)]}[command])
+    printed = capsys.readouterr().out
+    assert "accessToken" in printed and "acct.blob.core.windows.net" in printed, printed
+    for secret in (PASSWORD, SIGNATURE, ANTHROPIC_KEY):
+        assert secret not in printed, (secret, printed)

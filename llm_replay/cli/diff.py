@@ -10,7 +10,7 @@ from ..engine.drift import classify
 from ..engine.drift_classes import DRIFT_CLASSES, IDENTICAL
 from ..model.interaction import Interaction
 from ..stores.union import same_answer
-from .listing import endpoint_text, key_text, prompt_words, show_lines
+from .listing import as_printed, endpoint_text, key_text, prompt_words, show_lines
 
 if TYPE_CHECKING:
     from ..stores.base import Store
@@ -20,8 +20,8 @@ _MAX_BODY_DIFF_LINES = 30
 
 def diff_lines(old: "Store", new: "Store") -> list[str]:
     """``+``/``-``/``~`` lines by key, with a short diff of each changed recording; empty when equal."""
-    before = {i.key: i for i in old.interactions()}
-    after = {i.key: i for i in new.interactions()}
+    before = {i.key: as_printed(i) for i in old.interactions()}
+    after = {i.key: as_printed(i) for i in new.interactions()}
     lines: list[str] = []
     added = removed = 0
     changed: Counter[str] = Counter()  # by drift class, as refresh and verify name them

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..model.interaction import Interaction, Key
 
 if TYPE_CHECKING:
     from ..engine.pricing import PriceBook
+    from ..model.scrub import Scrubber
     from ..stores.base import Store
     from ..stores.ledger import RunLedger
     from .selection import Listed
@@ -126,8 +128,23 @@ def find_by_key(cassette: "Store", key: str) -> Interaction:
     return found
 
 
+def as_printed(interaction: Interaction) -> Interaction:
+    """A recording as ``show``, ``diff`` and ``textconv`` print it: scrubbed by the rules of now, as a pytest run in this
+    project would store it, so a secret an older cassette kept (stored before its rule counted, or the value of a key
+    the printing machine holds) never reaches a terminal or a CI log. ``llm-replay audit`` tells what the file holds."""
+    return _project_scrubber(Path.cwd()).interaction(interaction)
+
+
+@functools.lru_cache(maxsize=4)
+def _project_scrubber(directory: Path) -> "Scrubber":
+    from ..engine.project import ini_scrubber
+
+    return ini_scrubber(directory)
+
+
 def show_lines(interaction: Interaction) -> list[str]:
     """Everything about one recording, in a stable order: the same recording always prints the same text."""
+    interaction = as_printed(interaction)
     request, response = interaction.request, interaction.response
     lines = [
         f"key:       {interaction.fingerprint}#{interaction.occurrence}",
