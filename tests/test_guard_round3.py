@@ -150,3 +150,23 @@ def test_a_dns_query_to_the_resolver_on_this_machine_is_blocked(monkeypatch, tmp
         with pytest.raises(OSError) as error:  # another loopback port stays open
             _closed_socket(kind=socket.SOCK_DGRAM).sendto(query, ("127.0.0.53", 5353))
         assert not isinstance(error.value, NetworkBlocked)
+
+
+IGNORED_ON_A_PORT = '''
+from llm_replay.layers.network import installed_guard
+
+
+def test_guard(llm_cache):
+    guard = installed_guard()
+    assert guard.refusing("192.0.2.1") is not None, "a remote address is refused"
+    assert guard.refusing("vectors.invalid") is None, "an ignored host with a port is reachable"
+'''
+
+
+def test_ignoring_every_host_on_one_port_does_not_open_the_network(llm_pytester):
+    """llm_ignore_hosts = *:6333 (every host's vector database goes live) handed the guard the host part '*', which
+    allowed every host on every port: the whole replay session was online, proxies and resolvers included."""
+    llm_pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\nllm_ignore_hosts = *:6333 vectors.invalid:80\n")
+    llm_pytester.makepyfile(test_ignored=IGNORED_ON_A_PORT)
+    result = llm_pytester.runpytest_inprocess("--llm-mode=replay", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)

@@ -24,8 +24,9 @@ class HostPatterns:
         )
 
     def hosts(self) -> tuple[str, ...]:
-        """The host part of every entry (what the network guard lets through, on any port)."""
-        return tuple(dict.fromkeys(name for name, _ in self._split))
+        """The host part of every entry (what the network guard lets through, on any port). Not that of an entry for
+        every host on some ports (``*:6333``): the guard does not look at ports, and ``*`` would open every host on all."""
+        return tuple(dict.fromkeys(name for name, port in self._split if port is None or name.strip("*")))
 
 
 def _host_and_port(entry: str) -> tuple[str, str | None]:
