@@ -591,7 +591,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         workeroutput[_XDIST_REPORT] = suite.worker_report()
         suite.close()
         return
-    suite.outcome.interrupted |= session.exitstatus == pytest.ExitCode.INTERRUPTED
+    suite.outcome.interrupted |= session.exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
     try:
         suite.finish_run()
     except CassetteError as error:
