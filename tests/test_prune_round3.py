@@ -206,3 +206,23 @@ def test_a_run_on_a_branch_whose_file_lacks_a_test_does_not_take_it_for_deleted(
     pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])
     assert prompts(cassette) == {"z", "w"}
     assert ledger.holds() == {w.key: {"test_app.py::test_w"}}
+
+
+INTERNAL_ERROR = '''
+def pytest_runtest_makereport(item, call):
+    if item.name == "test_new" and call.when == "call":
+        raise RuntimeError("a plugin's bug")
+'''
+
+
+def test_a_session_ended_by_an_internal_error_prunes_nothing(llm_pytester: pytest.Pytester, server, env) -> None:
+    """A session that stops with INTERNALERROR (a plugin's hook raising; pytest-xdist's controller when a worker calls
+    pytest.exit) still reaches its end: test_new, which replayed test_owner's 'shared', reported nothing of it, and
+    --llm-prune deleted 'shared' as if the run had ended well. Exit status 3 now counts as an interruption."""
+    llm_pytester.makepyfile(test_app=EXITING.format(base_url=server.base_url).replace("    pytest.exit", "    # pytest.exit"))
+    llm_pytester.makeconftest(INTERNAL_ERROR)
+    cassette = recorded(llm_pytester, recording(server.base_url, "shared", "test_app.py::test_owner"))
+    env.setenv("OWNER_ASKS", "")
+    pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune", "-p", "no:randomly")
+    assert pruned.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert prompts(cassette) == {"shared"}
