@@ -18,6 +18,7 @@ from test_unusual_secret_places import ANTHROPIC_KEY
 
 import llm_replay
 from llm_replay.cli import main
+from llm_replay.engine.matching import MatchRules, RekeyIndex
 from llm_replay.model.fingerprint import canonicalize
 from llm_replay.model.interaction import Interaction, RecordedResponse
 from llm_replay.model.scrub import Scrubber
@@ -198,3 +199,53 @@ def test_what_llm_replay_prints_of_an_older_cassette_is_scrubbed(command, tmp_pa
     assert "accessToken" in printed and "acct.blob.core.windows.net" in printed, printed
     for secret in (PASSWORD, SIGNATURE, ANTHROPIC_KEY):
         assert secret not in printed, (secret, printed)
+
+
+# 4. A LangChain model's settings written as Python
+
+
+def _ask_for_a_city(fake: Any, cache: Any, token: str) -> Any:
+    """A structured answer (``response_format`` a class), with a gateway's token and a secret given at the call: LangChain
+    writes the call's settings in its cache key as a Python list (``[('extra_headers', {'X-Gateway-Token': '…'}), …]``),
+    kept as text because the class in it is no JSON."""
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    model = ChatOpenAI(model="gpt-4o-mini", base_url=fake.base_url, api_key=fake.api_key, max_retries=0, cache=cache,
+                       default_headers={"x-fake-answer": '{"name": "Paris"}'})
+    answer = model.invoke("capital of France?", response_format=City, extra_headers={"X-Gateway-Token": token}, extra_body={"client_secret": token})
+    return answer.content
+
+
+def test_a_credential_in_a_langchain_cache_key_written_as_python_is_stored_scrubbed_and_any_value_replays(server, tmp_path, capsys):
+    from llm_replay.langchain import SQLiteCache as LangChainCache
+
+    path = tmp_path / "c.sqlite3"
+    cache = LangChainCache(path)
+    live = _ask_for_a_city(server, cache, PASSWORD)
+    assert PASSWORD.encode() in server.requests[-1]["body"], "the live request carried it"
+    cache.cassette.close()
+    assert PASSWORD.encode() not in path.read_bytes()
+    server.stop()
+    assert _ask_for_a_city(server, LangChainCache(path), "another-value-in-ci") == live
+
+
+def test_a_credential_in_an_older_langchain_cache_key_fails_the_audit_and_is_found_again_on_a_miss(server, tmp_path, capsys):
+    """Stored before the rule read Python: the token in the stored key, keyed with it. The audit finds it by its name; a
+    pytest session's miss path (``RekeyIndex``) finds the recording under the key the call has now."""
+    from llm_replay.langchain import SQLiteCache as LangChainCache
+
+    path = tmp_path / "c.sqlite3"
+    cache = LangChainCache(path)
+    _ask_for_a_city(server, cache, PASSWORD)
+    cache.cassette.close()
+    (recorded,) = SQLiteCache(path, readonly=True).interactions()
+    _as_an_older_version_stored_it(path, f"'{PASSWORD}'", scrubbed="'<scrubbed>'")  # where the Python rule wrote it
+    assert "column request (JSON, keys included): value of a secret-named field 'Tr0ub4…aple'" in _audited(path, capsys)
+    cassette = SQLiteCache(path, readonly=True)
+    assert cassette.get(recorded.fingerprint, 0) is None, "keyed with the token"
+    found = RekeyIndex(MatchRules()).find(cassette, recorded.fingerprint, 0)
+    assert found is not None and found.response.body == recorded.response.body

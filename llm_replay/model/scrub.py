@@ -111,6 +111,11 @@ class _NameRules:
         aws = r"secret[-_]?access[-_]?key|session[-_]?token"
         self.aws_json_bytes = re.compile(rf'(?i)("(?:{aws})"\s*:\s*)"(?:[^"\\]|\\.)*"'.encode())
         self.aws_xml_bytes = re.compile(rf"(?i)(<(?:{aws})>)[^<]*".encode())
+        # a secret-named field's, or a header's named as a credential, string value in a Python repr: a LangChain model's
+        # settings given at the call, in its cache key (``[('extra_body', {'client_secret': '…'}), ('extra_headers',
+        # {'X-Gateway-Token': '…'})]``), which stays text when a class among them is no JSON
+        header = r"(?:[a-z0-9]+[-_])*(?:token|secret|password|passwd|credentials?|api[-_]?key|auth|authorization|cookie\d*|signature)(?:[-_][a-z0-9]+)*"
+        self.repr_field = re.compile(rf"(?i)('(?:{_FIELD_NAMES}|{header})'\s*[:,]\s*)'(?:[^'\\]|\\.)*'")
         self.form_field = re.compile(rf"(?i)((?:^|&)(?:{_FIELD_NAMES})=)[^&]*")
         self.userinfo = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@\"'<>]*):[^/\s@\"'<>]+@")
         self.hint = re.compile(rf"(?i)(?:{_FIELD_NAMES.replace('[a-z0-9_-]*api', 'api')})|://[^/\s@]*:[^/\s@]*@")  # might a rule apply?
@@ -585,7 +590,7 @@ def named_secret_values(text: str, deep: int = 0) -> Iterator[str]:
     if not any(map(squashed(text).__contains__, SECRET_NAME_STEMS)):
         return
     rules = name_rules()
-    for pattern, quote in ((rules.json_field, '"'), (rules.embedded_field, '\\"'), (rules.deep_field, '\\\\\\"')):
+    for pattern, quote in ((rules.json_field, '"'), (rules.embedded_field, '\\"'), (rules.deep_field, '\\\\\\"'), (rules.repr_field, "'")):
         if quote in text:
             yield from (text[match.end(1) + len(quote) : match.end() - len(quote)] for match in pattern.finditer(text))
     for string in _deeper_strings(text, _THREE_DEEPER, deep):
@@ -685,8 +690,10 @@ def _without_embedded_fields(text: str, deep: int = 1) -> str:
     """A string (``deep`` strings deep in a body) with the values of credential fields in the JSON text it holds replaced
     (``{"api_key": "<scrubbed>"}``), as ``_named`` replaces them in an answer (there, written with the string's escapes),
     and in JSON text held deeper (``_in_deeper_strings``)."""
-    if '"' not in text or not _might_name_a_secret(text):
+    if ('"' not in text and "'" not in text) or not _might_name_a_secret(text):
         return text
+    if "'" in text:  # a Python repr: a LangChain model's settings in its cache key
+        text = name_rules().repr_field.sub(rf"\1'{PATTERN_PLACEHOLDER}'", text)
     text = name_rules().json_field.sub(rf'\1"{PATTERN_PLACEHOLDER}"', text)
     return _in_deeper_strings(_without_fields_one_string_deeper(text), deep)
 
