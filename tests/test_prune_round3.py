@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import ASK_EACH, cassette_file
+from conftest import ASK_EACH, cassette_file, write_ini
 from test_prune_round2 import prompts, recorded, recording
 
 from llm_replay.cli import main
@@ -226,3 +226,37 @@ def test_a_session_ended_by_an_internal_error_prunes_nothing(llm_pytester: pytes
     pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune", "-p", "no:randomly")
     assert pruned.ret == pytest.ExitCode.INTERNAL_ERROR
     assert prompts(cassette) == {"shared"}
+
+
+MIXED = '''
+import os
+
+import openai
+import pytest
+''' + ASK_EACH + '''
+
+def test_owner(llm_cache):
+    ask(os.environ.get("OWNER_ASKS", "old"))
+
+
+@pytest.mark.llm_cache(mode="replay")
+def test_new(llm_cache):
+    ask("old")
+    pytest.exit("enough for today")
+'''
+
+
+def test_an_interrupted_refresh_keeps_what_it_replaced(llm_pytester: pytest.Pytester, server, env) -> None:
+    """ini llm_mode = refresh; test_owner now asks 'new', so its refresh replaced 'old'; test_new (marked to replay)
+    replayed 'old', then the run was stopped (pytest.exit, Ctrl-C): its use never reached a report, and the end of the
+    run deleted 'old' under it. A refresh of an interrupted run keeps what it replaced, for a prune once a whole run
+    says who uses it."""
+    env.setenv("OPENAI_API_KEY", server.api_key)
+    env.setenv("OWNER_ASKS", "new")
+    write_ini(llm_pytester, "llm_mode = refresh")
+    llm_pytester.makepyfile(test_app=MIXED.format(base_url=server.base_url))
+    cassette = recorded(llm_pytester, recording(server.base_url, "old", "test_app.py::test_owner"))
+    stopped = llm_pytester.runpytest("-p", "no:randomly")
+    assert stopped.ret == pytest.ExitCode.INTERRUPTED
+    stopped.stdout.fnmatch_lines(["llm_replay: refresh kept 1 earlier recording of the refreshed tests: the run was interrupted*"])
+    assert prompts(cassette) == {"old", "new"}

@@ -61,7 +61,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
         if outcome.writes:
-            lines += settle_ownership(cassette, outcome, known, started_at, index, holds, running)
+            lines += settle_ownership(cassette, outcome, known, started_at, index, holds, _unknown_use(outcome, running, cassette))
             index = cassette.index(owned=True, unreadable=unreadable)
         lines += [f"llm_replay: {line}" for line in _unreadable_owner_lines(cassette, unreadable, known, holds)]
         # what the tests that did not pass used, in this run or since their latest pass: no pass records it, nor may it go
@@ -145,13 +145,25 @@ def still_defined(test: str, rootdir: Path, sources: dict[str, bytes | None]) ->
 def _unknown_use_line(crashed: list[str]) -> str:
     """Why --llm-prune deleted nothing: a test whose worker died, or that the run was interrupted in, may have used any
     recording."""
+    return f"llm_replay: --llm-prune deleted nothing: {_stopped_in(crashed)}; run the tests again to prune"
+
+
+def _stopped_in(crashed: list[str]) -> str:
+    """Which test's use is unknown: the one the run was interrupted in, or those whose pytest-xdist worker died."""
     if not crashed:
-        return "llm_replay: --llm-prune deleted nothing: the run was interrupted, so what its last test used is unknown; run the tests again to prune"
+        return "the run was interrupted, so what its last test used is unknown"
     others = f" (and {len(crashed) - 1} more)" if len(crashed) > 1 else ""
-    return (
-        f"llm_replay: --llm-prune deleted nothing: the pytest-xdist worker running {crashed[0]}{others} crashed, so what it "
-        "used is unknown; run the tests again to prune"
-    )
+    return f"the pytest-xdist worker running {crashed[0]}{others} crashed, so what it used is unknown"
+
+
+def _unknown_use(outcome: RunOutcome, running: list[LiveSession], cassette: "Store") -> str | None:
+    """Why a recording a refresh replaced may still be used by a test no report of this run tells of (this run stopped
+    in a test, or another session runs), and when a prune takes it; None when every use is known."""
+    if outcome.crashed or outcome.interrupted:
+        return f"{_stopped_in(outcome.crashed)}; a prune deletes it once the tests have run again"
+    if running:
+        return running_elsewhere(running, cassette.describe(), "this refresh replaced", "a prune deletes it")
+    return None
 
 
 def settle_ownership(
@@ -161,16 +173,16 @@ def settle_ownership(
     started_at: str,
     index: Iterable[tuple[Key, tuple[str, ...], str]],
     holds: Mapping[Key, set[str]],
-    running: list[LiveSession],
+    unknown_use: str | None,
 ) -> list[str]:
     """Every test owns what it used (in its latest pass, or in a run it did not pass since: ``holds``); a test that
     passed a refresh owns only what it used in it.
 
     What a refreshed test owned before and no longer uses loses it as owner; a recording left with no owner
     (stored, or a test whose latest pass used it) is deleted: the refresh replaced it, even if its key changed.
-    Recordings written after this run began are never touched (another session may be recording). While other sessions
-    run (``running``), a replaced recording stays with its owners: a test of theirs may replay it, and a prune takes it
-    once they have ended (its refreshed owners passed without it).
+    Recordings written after this run began are never touched (another session may be recording). Where some test's use
+    is unknown (``unknown_use`` says why: another session runs, this run stopped in a test), a replaced recording stays
+    with its owners: that test may replay it, and a prune takes it later (its refreshed owners passed without it).
     """
     tests = outcome.tests
     refreshed = {test for test, result in tests.items() if result.refreshed and result.complete_pass}
@@ -192,7 +204,7 @@ def settle_ownership(
         if not written_before_run(recorded_at, started_at):
             dropped = set()
         if dropped and dropped == owners:
-            if not running:
+            if unknown_use is None:
                 replaced[key] = recorded_at
                 continue
             dropped, kept = set(), kept + 1
@@ -203,8 +215,7 @@ def settle_ownership(
     removed = cassette.delete(replaced.keys(), recorded_at=replaced)
     lines = [f"llm_replay: refresh replaced {removed} earlier {'recording' if removed == 1 else 'recordings'} of the refreshed tests"] if removed else []
     if kept:
-        why = running_elsewhere(running, cassette.describe(), "this refresh replaced", "a prune deletes it")
-        lines.append(f"llm_replay: refresh kept {kept} earlier {'recording' if kept == 1 else 'recordings'} of the refreshed tests: {why}")
+        lines.append(f"llm_replay: refresh kept {kept} earlier {'recording' if kept == 1 else 'recordings'} of the refreshed tests: {unknown_use}")
     return lines
 
 
