@@ -5,8 +5,10 @@ scrub replaced it and keying the recording as it was keyed then."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -14,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from test_embedded_json_secrets import PASSWORD, _chat
 from test_secrets_round2 import SIGNATURE, _as_an_older_version_stored_it, _ask, _audited, _sas, _streamed_answer
-from test_unusual_secret_places import ANTHROPIC_KEY
+from test_unusual_secret_places import ANTHROPIC_KEY, AWS_SECRET, AWS_TOKEN
 
 import llm_replay
 from llm_replay.cli import main
@@ -249,3 +251,48 @@ def test_a_credential_in_an_older_langchain_cache_key_fails_the_audit_and_is_fou
     assert cassette.get(recorded.fingerprint, 0) is None, "keyed with the token"
     found = RekeyIndex(MatchRules()).find(cassette, recorded.fingerprint, 0)
     assert found is not None and found.response.body == recorded.response.body
+
+
+# 5. AWS credentials a container or an instance hands botocore
+
+
+def _container_credentials() -> bytes:
+    """What the ECS/EKS container credential endpoint and EC2's instance metadata answer: the session token is ``Token``."""
+    return json.dumps({"AccessKeyId": "ASIAQ7EXAMPLE3KDHX2R", "SecretAccessKey": AWS_SECRET, "Token": AWS_TOKEN,
+                       "Expiration": "2099-12-07T22:00:00Z", "RoleArn": "arn:aws:iam::123456789012:role/ci"}).encode()
+
+
+class _CredentialEndpoint(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = _container_credentials()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_aws_credentials_a_container_endpoint_answers_while_recording_are_stored_scrubbed(aws, tmp_path):
+    """A CI job on ECS or CodeBuild (or EKS pod identity): botocore fetches the task role's credentials over HTTP, through
+    urllib3, while the suite records. Its ``Token`` (the session token) reached the cassette beside the scrubbed secret key."""
+    import botocore.session
+
+    endpoint = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CredentialEndpoint)
+    threading.Thread(target=endpoint.serve_forever, args=(0.05,), daemon=True).start()
+    aws.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{endpoint.server_address[1]}/v2/credentials/ci")
+    cassette = tmp_path / "c.sqlite3"
+    try:
+        with llm_replay.use_cassette(cassette, mode="record") as recording:
+            fetched = botocore.session.get_session().get_credentials().get_frozen_credentials()
+    finally:
+        endpoint.shutdown()
+        endpoint.server_close()
+    assert (fetched.secret_key, fetched.token) == (AWS_SECRET, AWS_TOKEN), "botocore got them live"
+    assert recording.recorded == 1
+    stored = cassette.read_bytes()
+    assert AWS_SECRET.encode() not in stored and AWS_TOKEN.encode() not in stored
+    (recorded,) = SQLiteCache(cassette, readonly=True).interactions()
+    assert json.loads(recorded.response.body) == {**json.loads(_container_credentials()), "SecretAccessKey": "<scrubbed>", "Token": "<scrubbed>"}

@@ -111,6 +111,9 @@ class _NameRules:
         aws = r"secret[-_]?access[-_]?key|session[-_]?token"
         self.aws_json_bytes = re.compile(rf'(?i)("(?:{aws})"\s*:\s*)"(?:[^"\\]|\\.)*"'.encode())
         self.aws_xml_bytes = re.compile(rf"(?i)(<(?:{aws})>)[^<]*".encode())
+        # the container credential endpoint's and instance metadata's answer (ECS, CodeBuild, EKS pod identity, EC2) names
+        # its session token ``Token``: taken only beside a ``SecretAccessKey`` (a logprob's ``token`` is no credential)
+        self.aws_token_bytes = re.compile(rb'("Token"\s*:\s*)"(?:[^"\\]|\\.)*"')
         # a secret-named field's, or a header's named as a credential, string value in a Python repr: a LangChain model's
         # settings given at the call, in its cache key (``[('extra_body', {'client_secret': '…'}), ('extra_headers',
         # {'X-Gateway-Token': '…'})]``), which stays text when a class among them is no JSON
@@ -562,6 +565,8 @@ def _is_xml(body: bytes, headers: Mapping[str, list[str]]) -> bool:
 def _without_aws_credentials(body: bytes, rules: _NameRules) -> bytes:
     """An answer with AWS temporary credentials' secret parts replaced: in JSON, and in XML as an escaped placeholder
     (``&lt;scrubbed&gt;``, which botocore reads as ``<scrubbed>``); the access key id, no secret alone, is kept."""
+    if b'"SecretAccessKey"' in body:
+        body = rules.aws_token_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
     body = rules.aws_json_bytes.sub(rb'\1"' + PATTERN_PLACEHOLDER.encode() + b'"', body)
     return rules.aws_xml_bytes.sub(rb"\1&lt;" + PATTERN_PLACEHOLDER[1:-1].encode() + b"&gt;", body)
 
