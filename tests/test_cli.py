@@ -169,7 +169,8 @@ def test_summary_counts_unused_and_llm_prune_deletes_what_passing_tests_no_longe
 
     recorded.makepyfile(test_app=app_tests(server.base_url, "Capital of France", "Tell me a joke"))  # test_broken is deleted
     partial = recorded.runpytest("--llm-prune", "-k", "capital")  # test_tell is deselected: never judged
-    partial.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 1 recording *"])
+    partial.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted 0 recordings *"])  # test_broken failed: it holds until rm --test
+    assert run_cli(capsys, "rm", "--test", "test_app.py::test_broken")[0] == 0
     out = run_cli(capsys, "ls")[1]
     assert "joke" in out and "broken" not in out and out.endswith("2 recordings\n"), "only the deleted test's recording went"
 
