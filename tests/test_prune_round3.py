@@ -37,10 +37,16 @@ ASKING = '''
 import os
 
 import openai
+import pytest
 ''' + ASK_EACH + '''
 
 def test_owner(llm_cache):
-    ask(os.environ.get("OWNER_ASKS", "old"))
+    ask(os.environ["OWNER_ASKS"])
+'''
+NEW_REPLAYS_SHARED = ASKING + '''
+
+def test_new(llm_cache):
+    ask("shared")
 '''
 
 
@@ -156,20 +162,7 @@ def test_a_test_that_last_passed_on_another_branch_is_not_deleted_by_its_files_a
     assert prompts(cassette) == {"n"}
 
 
-EXITING = '''
-import os
-
-import openai
-import pytest
-''' + ASK_EACH + '''
-
-def test_owner(llm_cache):
-    ask(os.environ.get("OWNER_ASKS", "shared"))
-
-
-def test_new(llm_cache):
-    ask("shared")
-    pytest.exit("enough for today", returncode=int(os.environ["RETURNCODE"]))
+EXITING = NEW_REPLAYS_SHARED + '''    pytest.exit("enough for today", returncode=0)
 '''
 
 
@@ -178,13 +171,11 @@ def test_a_run_a_test_ends_with_pytest_exit_and_a_returncode_prunes_nothing(llm_
     its use never reaches a report. The run counted as interrupted only with exit status 2 (Ctrl-C, or pytest.exit
     without a return code), so --llm-prune deleted 'shared' under test_new (with returncode=1 too). Any pytest.exit now
     counts as an interruption: what the test it stopped used is unknown."""
-    returncode = 0
     llm_pytester.makepyfile(test_app=EXITING.format(base_url=server.base_url))
     cassette = recorded(llm_pytester, recording(server.base_url, "shared", "test_app.py::test_owner"))
     env.setenv("OWNER_ASKS", "")
-    env.setenv("RETURNCODE", str(returncode))
     pruned = llm_pytester.runpytest("--llm-mode=replay", "--llm-prune", "-p", "no:randomly")
-    assert pruned.ret == returncode
+    assert pruned.ret == pytest.ExitCode.OK
     pruned.stdout.fnmatch_lines(["llm_replay: --llm-prune deleted nothing: the run was interrupted*"])
     assert prompts(cassette) == {"shared"}
 
@@ -219,7 +210,7 @@ def test_a_session_ended_by_an_internal_error_prunes_nothing(llm_pytester: pytes
     """A session that stops with INTERNALERROR (a plugin's hook raising; pytest-xdist's controller when a worker calls
     pytest.exit) still reaches its end: test_new, which replayed test_owner's 'shared', reported nothing of it, and
     --llm-prune deleted 'shared' as if the run had ended well. Exit status 3 now counts as an interruption."""
-    llm_pytester.makepyfile(test_app=EXITING.format(base_url=server.base_url).replace("    pytest.exit", "    # pytest.exit"))
+    llm_pytester.makepyfile(test_app=NEW_REPLAYS_SHARED.format(base_url=server.base_url))
     llm_pytester.makeconftest(INTERNAL_ERROR)
     cassette = recorded(llm_pytester, recording(server.base_url, "shared", "test_app.py::test_owner"))
     env.setenv("OWNER_ASKS", "")
@@ -228,16 +219,7 @@ def test_a_session_ended_by_an_internal_error_prunes_nothing(llm_pytester: pytes
     assert prompts(cassette) == {"shared"}
 
 
-MIXED = '''
-import os
-
-import openai
-import pytest
-''' + ASK_EACH + '''
-
-def test_owner(llm_cache):
-    ask(os.environ.get("OWNER_ASKS", "old"))
-
+MIXED = ASKING + '''
 
 @pytest.mark.llm_cache(mode="replay")
 def test_new(llm_cache):
