@@ -57,3 +57,14 @@ def test_llm_replay_commands_name_a_device_as_no_cassette(capsys):
     """The same for the llm-replay commands (here /dev/null, a character device)."""
     assert main(["ls", "--cassette", os.devnull]) == 2
     assert f"cassette {os.devnull} is a character device, not a file" in capsys.readouterr().err
+
+
+def test_a_cassette_path_ending_in_a_slash_is_a_folder_not_a_file_named_like_it(llm_pytester, capsys):
+    """--llm-cassette=recordings/ (a folder meant) recorded into a file named 'recordings': the path lost its slash."""
+    llm_pytester.makepyfile("def test_it(llm_cache):\n    pass\n")
+    result = llm_pytester.runpytest_inprocess("--llm-mode=record", "--llm-cassette=recordings/")
+    expected = "cassette recordings/ names a folder (it ends in '/'); a cassette is one file: point --llm-cassette (ini llm_cassette) at a file inside it, e.g. recordings/llm_cache.sqlite3"
+    assert expected in result.stdout.str() + result.stderr.str()
+    assert result.ret != 0 and not (llm_pytester.path / "recordings").exists()
+    assert main(["ls", "--cassette", "recordings/"]) == 2
+    assert expected in capsys.readouterr().err

@@ -47,9 +47,17 @@ def scheme(spec: str | os.PathLike[str]) -> str | None:
 
 
 def resolved(spec: str | os.PathLike[str], base: Path) -> str:
-    """A path made absolute against ``base`` (where the user typed it); a URL as it is."""
+    """A path made absolute against ``base`` (where the user typed it); a URL as it is. A path ending in a separator
+    names a folder, which resolving would turn into a file of that name: an error."""
     text = os.fspath(spec)
-    return text if scheme(text) else str((base / os.path.expanduser(text)).resolve())
+    if scheme(text):
+        return text
+    if text.endswith(("/", os.sep)):
+        raise CassetteError(
+            f"cassette {text} names a folder (it ends in '/'); a cassette is one file: point --llm-cassette (ini llm_cassette) "
+            f"at a file inside it, e.g. {Path(text) / 'llm_cache.sqlite3'}"
+        )
+    return str((base / os.path.expanduser(text)).resolve())
 
 
 def hosts(spec: str | os.PathLike[str]) -> tuple[str, ...]:
