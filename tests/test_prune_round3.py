@@ -242,3 +242,22 @@ def test_an_interrupted_refresh_keeps_what_it_replaced(llm_pytester: pytest.Pyte
     assert stopped.ret == pytest.ExitCode.INTERRUPTED
     stopped.stdout.fnmatch_lines(["llm_replay: refresh kept 1 earlier recording of the refreshed tests: the run was interrupted*"])
     assert prompts(cassette) == {"old", "new"}
+
+
+def test_rm_unused_deletes_nothing_while_another_session_runs(llm_pytester: pytest.Pytester, server, env, capsys) -> None:
+    """llm-replay rm --unused deletes what llm-replay prune would; a prune deletes nothing while another session runs
+    (its tests may replay what the bookkeeping frees), rm --unused deleted it all the same. It now refuses in the same
+    words; --dry-run lists."""
+    other = recording(server.base_url, "other", "test_app.py::test_other")
+    cassette = recorded(llm_pytester, other)
+    ledger = run_ledger(str(cassette), llm_pytester.path)
+    ledger.record(RunRecord("later", "2026-01-02T00:00:00+00:00", "2026-01-02T00:01:00+00:00", 1), {"test_app.py::test_other": ()}, {})
+    ledger.start_session("running", os.getpid(), socket.gethostname(), now_stamp())
+    llm_pytester.makepyfile(test_app="def test_other(llm_cache):\n    pass\n")
+    env.chdir(llm_pytester.path)
+    capsys.readouterr()
+    assert main(["rm", "--unused", "--dry-run"]) == 0
+    assert "would delete 1 recording" in capsys.readouterr().out
+    assert main(["rm", "--unused"]) == 2
+    assert "deleted nothing (1 recording would go): another pytest session runs against" in capsys.readouterr().err
+    assert prompts(cassette) == {"other"}

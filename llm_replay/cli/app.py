@@ -177,7 +177,8 @@ def _selection(args: argparse.Namespace, cassette: Store, keys: Iterable[tuple[s
     only = frozenset(keys) if keys is not None else None
     if args.unused:
         rootdir, _ = pytest_rootdir_and_ini(Path.cwd())
-        unused = frozenset(unused_recordings(cassette, run_ledger(_cassette_spec(args)), rootdir, f"llm-replay {args.command} --unused"))
+        deleting = args.command == "rm" and not args.dry_run
+        unused = frozenset(unused_recordings(cassette, run_ledger(_cassette_spec(args)), rootdir, f"llm-replay {args.command} --unused", deleting))
         only = unused if only is None else only & unused
     return Selection(
         test=args.test, model=args.model, endpoint=args.endpoint, since=parse_since(args.since), before=parse_older_than(args.older_than), only=only

@@ -219,10 +219,21 @@ def settle_ownership(
     return lines
 
 
-def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune") -> list[Key]:
+def unused_recordings(cassette: "Store", ledger: "RunLedger", rootdir: Path, command: str = "llm-replay prune", deleting: bool = False) -> list[Key]:
     """The recordings whose owning tests all passed, in later runs, without them, and that no test which has not
-    passed since used (``prune``, ``ls --unused``)."""
-    return list(_unused_and_elsewhere(cassette, ledger, rootdir, command)[0])
+    passed since used (``ls --unused``, ``rm --unused``). ``deleting``: none while another session runs, as for prune
+    (CommandError)."""
+    running = others_running(ledger) if deleting else []  # before the bookkeeping is read, as for prune
+    unused = list(_unused_and_elsewhere(cassette, ledger, rootdir, command)[0])
+    _not_while_running(running, len(unused), cassette)
+    return unused
+
+
+def _not_while_running(running: list[LiveSession], count: int, cassette: "Store") -> None:
+    """A prune that would delete ``count`` recordings while another session runs deletes nothing: what that session's
+    tests replay is not in the bookkeeping yet (CommandError naming it)."""
+    if running and count:
+        raise CommandError(f"deleted nothing ({count} {'recording' if count == 1 else 'recordings'} would go): {running_elsewhere(running, cassette.describe())}")
 
 
 def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run: bool = False) -> list[str]:
@@ -231,14 +242,13 @@ def prune_unused(cassette: "Store", ledger: "RunLedger", rootdir: Path, dry_run:
     unreadable: dict[Key, str] = {}
     running = others_running(ledger)  # before the bookkeeping is read: a session that ended since has its use there
     unused, elsewhere, kept = _unused_and_elsewhere(cassette, ledger, rootdir, "llm-replay prune", unreadable)
-    noun = "recording" if len(unused) == 1 else "recordings"
-    if running and unused and not dry_run:
-        raise CommandError(f"deleted nothing ({len(unused)} {noun} would go): {running_elsewhere(running, cassette.describe())}")
     if dry_run:
+        noun = "recording" if len(unused) == 1 else "recordings"
         lines = [f"would delete {len(unused)} {noun} that every owning test passed without:", *(f"  {fingerprint[:12]}#{occurrence}" for fingerprint, occurrence in unused)]
         if running and unused:
             lines.append(f"(not now: {running_elsewhere(running, cassette.describe())})")
     else:
+        _not_while_running(running, len(unused), cassette)
         removed = delete_unchanged(cassette, ledger, unused)
         lines = [f"deleted {removed} {'recording' if removed == 1 else 'recordings'} that every owning test passed without, from {cassette.describe()}"]
     if kept:
