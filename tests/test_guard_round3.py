@@ -5,13 +5,14 @@ with EBADF, which is not what the tests expect)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
 import pytest
 
 from llm_replay import NetworkBlocked
-from llm_replay.layers.network import blocking_network, installed_guard
+from llm_replay.layers.network import blocking_network, installed_guard, network_open
 
 
 def _closed_socket(family: socket.AddressFamily = socket.AF_INET, kind: socket.SocketKind = socket.SOCK_STREAM) -> socket.socket:
@@ -170,3 +171,24 @@ def test_ignoring_every_host_on_one_port_does_not_open_the_network(llm_pytester)
     llm_pytester.makepyfile(test_ignored=IGNORED_ON_A_PORT)
     result = llm_pytester.runpytest_inprocess("--llm-mode=replay", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
+
+
+def test_an_asyncio_task_outliving_a_recording_block_is_guarded_again():
+    """An asyncio task copies its context, and with it the scope of the block it was created in: a task a recording
+    test started (its scope open to every host) kept reaching any host after that test ended, in the replaying tests
+    after it, as a thread never did (a thread that opened no scope is held to every scope open now)."""
+    async def later(go: asyncio.Event) -> None:
+        await go.wait()
+        _closed_socket().connect(("192.0.2.1", 80))
+
+    async def main() -> None:
+        go = asyncio.Event()
+        with network_open():  # a test that records, in a replay session
+            task = asyncio.ensure_future(later(go))
+        with blocking_network():  # the next test, replaying
+            go.set()
+            with pytest.raises(NetworkBlocked, match=r"connect to 192\.0\.2\.1:80"):
+                await task
+
+    with blocking_network():  # the session's guard, installed from test to test
+        asyncio.run(main())

@@ -117,7 +117,9 @@ class NetworkGuard:
         current = _SCOPE.get()
         if current is None:
             return ()
-        if current is not _UNSET:
+        # A scope closed since: an asyncio task copies its context, and with it the scope of the test that started it;
+        # once that test ended, the task is held like a thread that opened none.
+        if current is not _UNSET and current in self.open_scopes:
             return (current,)
         return tuple(self.open_scopes) or (self.base,)
 
