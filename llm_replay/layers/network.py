@@ -355,7 +355,7 @@ def _message(host: str, port: Any, action: str, policy: HostPolicy, advice: str)
 
 def _proxy_message(variables: tuple[str, ...], host: str, port: Any, action: str, advice: str) -> str:
     return (
-        f"llm_replay blocked an attempt to connect to {host}:{port}, the proxy that {' and '.join(variables)} "
+        f"llm_replay blocked an attempt to {action} {host}:{port}, the proxy that {' and '.join(variables)} "
         f"name{'s' if len(variables) == 1 else ''}: in mode 'replay' no connection leaves the machine, and a proxy carries "
         "what it is sent off it. If the request is for a service your tests run themselves, let it bypass the proxy "
         f"(NO_PROXY), or replay without the proxy (env {' '.join(f'-u {name}' for name in variables)} pytest); {advice}"
