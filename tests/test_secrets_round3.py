@@ -300,3 +300,17 @@ def test_aws_credentials_a_container_endpoint_answers_while_recording_are_stored
     assert AWS_SECRET.encode() not in stored and AWS_TOKEN.encode() not in stored
     (recorded,) = SQLiteCache(cassette, readonly=True).interactions()
     assert json.loads(recorded.response.body) == {**json.loads(_container_credentials()), "SecretAccessKey": "<scrubbed>", "Token": "<scrubbed>"}
+
+
+def test_a_strict_miss_does_not_print_a_secret_the_closest_recording_of_an_older_cassette_kept(server, tmp_path):
+    """The miss message compares the request with the closest recording, field by field: an older cassette's stored value
+    (before its rule counted) went to the CI log beside the placeholder the request has now."""
+    cassette = tmp_path / "c.sqlite3"
+    with llm_replay.use_cassette(cassette, mode="record"):
+        _ask(server, content="what is the capital of France?", auth={"accessToken": PASSWORD})
+    _as_an_older_version_stored_it(cassette, PASSWORD)
+    server.stop()
+    with pytest.raises(llm_replay.CassetteMiss) as miss, llm_replay.use_cassette(cassette, mode="replay"):
+        _ask(server, content="what is the capital of Spain?", auth={"accessToken": PASSWORD})
+    assert "closest recording" in str(miss.value) and "Spain" in str(miss.value)
+    assert PASSWORD not in str(miss.value), str(miss.value)

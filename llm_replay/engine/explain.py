@@ -134,8 +134,10 @@ def _closest_lines(requested: CanonicalRequest, stored: list[tuple["Key", Canoni
         return [f"  closest recording: none ({_why_nothing(cassette, 'the cassette is empty')})"]
     key, best_view = closest
     best = cassette.get(*key)  # the one recording whose response and metadata the message needs
-    recorded_by = f" by {', '.join(best.tests)}" if best.tests else ""
-    header = f"  closest recording: {best.request.method} {best.request.url}, recorded {best.recorded_at}{recorded_by}"
+    # shown as scrubbed now: what an older cassette stored before a rule counted never reaches the CI log
+    scrubbed, best_view = cassette.scrubber.as_looked_up(best.request), cassette.scrubber.as_looked_up(best_view)
+    recorded_by = f" by {', '.join(cassette.scrubber.test_ids(best.tests))}" if best.tests else ""
+    header = f"  closest recording: {scrubbed.method} {scrubbed.url}, recorded {best.recorded_at}{recorded_by}"
     diff = differences(best_view, requested)
     if not diff:
         return [header, f"    same request, but not at this occurrence: record {place} again to add the missing answers"]
