@@ -8,9 +8,10 @@ finder first on ``sys.meta_path`` watches for them. While one is imported, the p
 the real ``http.client`` ones, as they would without llm_replay); once the outermost such import has finished (a
 package that imports another is whole), vcrpy's module is loaded again to keep its originals, and the patches are
 rebuilt and put back on, before the importing code can use it. So a library that a test body imports after llm_cache
-started is intercepted as if it had been imported first. A thread that imports one while another thread is changing
-the patches (the very first llm_cache test starting) waits for it first. Once vcrpy's own cassettes load (a test uses
-vcrpy itself), every library still withheld is imported, as ``import vcr`` alone would.
+started is intercepted as if it had been imported first, and so is one dropped from ``sys.modules`` and imported again.
+A thread that imports one while another thread is changing the patches (the very first llm_cache test starting) waits
+for it first. Once vcrpy's own cassettes load (a test uses vcrpy itself), every library still withheld is imported, as
+``import vcr`` alone would.
 """
 
 from __future__ import annotations
