@@ -548,7 +548,7 @@ def _might_hold_a_signed_url(text: str) -> bool:
     """Whether a request's canonical text may hold a signed URL in a string (an ``=``, or ``%3D`` in a URL percent-encoded
     whole: its query is stored as pairs)."""
     return ("=" in text and any(map(text.__contains__, _SIGNATURE_TEXT_HINTS))) or (
-        "%3" in text and any(map(text.__contains__, _ENCODED_SIGNATURE_TEXT_HINTS))
+        "%" in text and "%3" in text and any(map(text.__contains__, _ENCODED_SIGNATURE_TEXT_HINTS))  # "%": memchr, ~30 ns
     )
 
 
