@@ -61,7 +61,7 @@ _SIGNING_TIMES = ("st", "se", "skt", "ske", "x-amz-date", "x-goog-date")
 # What a request's string holding a signed URL holds: its signature, as services write it (sig=, Signature=,
 # X-Amz-Signature=); fewer looks than _SIGNED_URL_TEXT_HINTS, as every request pays them where it has an "=".
 _SIGNATURE_TEXT_HINTS = ("ig=", "IG=", "ature=", "ATURE=")
-# and as a URL percent-encoded whole writes it (``sig%3D``), looked for only where a ``%3`` is
+# and as a URL percent-encoded whole writes it (``sig%3D``), looked for only where a ``%3`` is (after a ``%``)
 _ENCODED_SIGNATURE_TEXT_HINTS = ("ig%3", "IG%3", "ature%3", "ATURE%3")
 # The first byte of a stream: an event stream's first length, or a server-sent event's field (data:, event:, id:, retry:,
 # a comment), Gemini's JSON array of chunks, or blank before one. Any other answer (a JSON object, text, audio) is told
@@ -420,7 +420,7 @@ class Scrubber:
             body = rules.embedded_field_bytes.sub(rb'\1\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\"', body)
             if b'\\\\\\"' in body:  # and JSON text in a string of those: a tool call's argument holding JSON
                 body = rules.deep_field_bytes.sub(rb'\1\\\\\\"' + PATTERN_PLACEHOLDER.encode() + rb'\\\\\\"', body)
-                if _THREE_DEEPER.encode() in body:  # and deeper still
+                if _THREE_DEEPER_BYTES in body:  # and deeper still
                     body = _in_deeper_strings_bytes(body)
         body = rules.userinfo_bytes.sub(rb"\1:" + PATTERN_PLACEHOLDER.encode() + b"@", body)
         if headers and any("x-www-form-urlencoded" in value for name, values in headers.items() if name.lower() == "content-type" for value in values):
@@ -611,6 +611,7 @@ _STRING_LITERAL_BYTES = re.compile(_STRING_LITERAL.pattern.encode(), re.DOTALL)
 # a quote of JSON text two strings deeper than a text's own strings, as the text writes it (\\\"), and three (7 backslashes)
 _TWO_DEEPER = '\\\\\\"'
 _THREE_DEEPER = "\\" * 7 + '"'
+_THREE_DEEPER_BYTES = _THREE_DEEPER.encode()
 
 
 def _deeper_strings(text: str, mark: str, deep: int) -> Iterator[str]:
@@ -639,32 +640,26 @@ def _in_deeper_strings(text: str, deep: int) -> str:
     in turn (three or more strings deep from ``text``'s own level: deeper than ``_without_embedded_fields`` reads)."""
     if deep >= _MAX_STRINGS_DEEP or _TWO_DEEPER not in text:
         return text
-
-    def scrubbed(match: re.Match[str]) -> str:
-        literal = match.group()
-        decoded = _decoded_string(literal) if _TWO_DEEPER in literal else None
-        if decoded is None:
-            return literal
-        new = _without_embedded_fields(decoded, deep + 1)
-        return literal if new == decoded else json.dumps(new, ensure_ascii=False)
-
-    return _STRING_LITERAL.sub(scrubbed, text)
+    return _STRING_LITERAL.sub(lambda match: _scrubbed_literal(match.group(), _TWO_DEEPER, deep + 1), text)
 
 
 def _in_deeper_strings_bytes(body: bytes) -> bytes:
     """An answer's JSON with the credential fields replaced three or more strings deep (deeper than ``_named``'s regular
-    expressions read): each string that holds such text decoded, scrubbed and written again."""
-    mark = _THREE_DEEPER.encode()
+    expressions read)."""
+    return _STRING_LITERAL_BYTES.sub(lambda match: _scrubbed_literal(match.group(), _THREE_DEEPER_BYTES, 1), body)
 
-    def scrubbed(match: re.Match[bytes]) -> bytes:
-        literal = match.group()
-        decoded = _decoded_string(literal) if mark in literal else None
-        if decoded is None:
-            return literal
-        new = _without_embedded_fields(decoded, 1)
-        return literal if new == decoded else json.dumps(new, ensure_ascii=False).encode()
 
-    return _STRING_LITERAL_BYTES.sub(scrubbed, body)
+def _scrubbed_literal(literal: Any, mark: Any, deep: int) -> Any:
+    """A JSON string literal (str, or bytes) that holds ``mark``, its value (``deep`` strings deep) decoded, scrubbed
+    (``_without_embedded_fields``) and written again if a field's value changed; any other literal as it is."""
+    decoded = _decoded_string(literal) if mark in literal else None
+    if decoded is None:
+        return literal
+    new = _without_embedded_fields(decoded, deep)
+    if new == decoded:
+        return literal
+    written = json.dumps(new, ensure_ascii=False)
+    return written.encode() if isinstance(literal, bytes) else written
 
 
 def _without_signed_urls(body: bytes, rules: _NameRules) -> bytes:
