@@ -36,12 +36,13 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
     if scheme(cassette_spec) is None and not Path(cassette_spec).is_file():
         ended(ledger, [uid])  # it may have noted itself running: no record ends it
         return ["llm_replay: --llm-prune: no cassette yet, nothing to prune"] if prune else []
-    cassette = open_store(cassette_spec, readonly=not (outcome.writes or prune))
+    writes = outcome.writes  # each ask scans every test of the run
+    cassette = open_store(cassette_spec, readonly=not (writes or prune))
     try:
         # read once, again only after ownership was written; a recording no test owns counts only where a test of
         # this run became its owner (settled below), so a run that writes nothing reads the owned ones alone
         unreadable: dict[Key, str] = {}  # a row whose owners cannot be read costs the run that row's bookkeeping only
-        index = cassette.index(owned=not outcome.writes, unreadable=unreadable)
+        index = cassette.index(owned=not writes, unreadable=unreadable)
         files = where_test_files_are(cassette, rootdir)
         # a test missing from a file this run collected whole was deleted or renamed, in this checkout; over a cassette
         # other checkouts share (Redis) it may be another branch's test, as a missing file may be another branch's
@@ -52,7 +53,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         passes = outcome.passes(vanished)
         lines = []
         # asked before the bookkeeping is read: a session that ended since has its use there (its record ended it)
-        running = others_running(ledger, uid) if prune or outcome.refreshes else []
+        running = others_running(ledger, uid) if prune or (writes and outcome.refreshes) else []
         unpassed = {test: result.used for test, result in outcome.tests.items() if not result.complete_pass and result.used}
         try:
             ledger.record(RunRecord(uid, started_at, now_stamp(), len(outcome.passes()), checkout), passes, outcome.replays(), unpassed)
@@ -60,7 +61,7 @@ def finish_run(cassette_spec: str, ledger: "RunLedger", outcome: RunOutcome, *, 
         except CassetteError as error:  # a read-only checkout: this run's own passes still count
             lines.append(f"llm_replay: this run's bookkeeping was not kept: {error}")
             known, holds = {test: TestPass(uid, started_at, used, checkout) for test, used in passes.items()}, {}
-        if outcome.writes:
+        if writes:
             lines += settle_ownership(cassette, outcome, known, started_at, index, holds, _unknown_use(outcome, running, cassette))
             index = cassette.index(owned=True, unreadable=unreadable)
         lines += [f"llm_replay: {line}" for line in _unreadable_owner_lines(cassette, unreadable, known, holds)]
