@@ -1,7 +1,9 @@
-"""Round three of "nothing recorded is lost": a refresh deletes nothing another running session may replay; a failing
-test's hold, and a test that last passed on another branch, outlive a checkout without its file; a test made by name at
-run time is not taken for deleted; a damaged owners row can be deleted by its key. Cassettes and bookkeeping are seeded
-as the runs before leave them (test_prune_round2.recorded, stored)."""
+"""Round three of "nothing recorded is lost": a refresh deletes nothing another running session, or the test a stopped
+run ended in, may replay; rm --unused deletes nothing while another session runs; a run stopped by pytest.exit (any
+return code) or an INTERNALERROR prunes nothing; a failing test's hold, and a test that last passed on another branch,
+outlive a checkout without the test (its file absent, or the file lacking it); a test made by name at run time is not
+taken for deleted; a damaged owners row can be deleted by its key. Cassettes and bookkeeping are seeded as the runs
+before leave them (test_prune_round2.recorded, stored)."""
 
 from __future__ import annotations
 
