@@ -192,3 +192,21 @@ def test_an_asyncio_task_outliving_a_recording_block_is_guarded_again():
 
     with blocking_network():  # the session's guard, installed from test to test
         asyncio.run(main())
+
+
+def test_a_connect_by_a_loopback_name_that_resolves_off_the_machine_is_blocked(monkeypatch):
+    """sock.connect(('app.localhost', 80)) passed the guard by name, and the system resolved the name inside the call,
+    from DNS when /etc/hosts has no line for it: a remote answer was connected to."""
+    assert installed_guard() is None, "the resolver below must be the one the guard asks"
+
+    def resolver(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:  # stands in for DNS
+        address = {"app.localhost": "198.51.100.1", "ip6-localhost": "::1"}[host]
+        return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with blocking_network():
+        with pytest.raises(NetworkBlocked, match=r"connect to app\.localhost, which resolved to 198\.51\.100\.1:80"):
+            _closed_socket().connect(("app.localhost", 80))
+        with pytest.raises(OSError) as error:  # a loopback answer: let through to the real connect
+            _closed_socket(socket.AF_INET6).connect(("ip6-localhost", 80, 0, 0))
+        assert not isinstance(error.value, NetworkBlocked)

@@ -178,11 +178,26 @@ class NetworkGuard:
                 refusing = guard.refusing(host)
                 if refusing is not None:
                     raise guard.refuse(refusing, host, address[1] if len(address) > 1 else None, action)
+                if host != "localhost" and _is_loopback_name(host.lower()):
+                    check_answers(host, address[1] if len(address) > 1 else None, action)
                 forwarder = forwarders.at(host, address[1]) if forwarders else None
                 if forwarder:  # a loopback proxy or DNS resolver carries what it is sent off the machine
                     refusing = next((scope for scope in guard._applying() if not scope.policy.allows_everything), None)
                     if refusing is not None:
                         raise guard.refuse(refusing, host, address[1], action, forwarder)
+
+        def check_answers(name: str, port: Any, action: str) -> None:
+            """A loopback name given to connect or sendto is resolved inside the call, from DNS when /etc/hosts has no
+            line for it (``localhost`` always has one): what it resolves to must be open too."""
+            __tracebackhide__ = True
+            try:
+                answers = real["getaddrinfo"](name, port)
+            except OSError:
+                return  # the call itself fails the same way
+            for answer in answers:
+                refusing = guard.refusing(str(answer[4][0]))
+                if refusing is not None:
+                    raise guard.refuse(refusing, str(answer[4][0]), port, f"{action} {name}, which resolved to")
 
         def check_name(name: Any, port: Any, action: str) -> str | None:
             __tracebackhide__ = True
