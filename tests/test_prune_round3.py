@@ -12,6 +12,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
+import openai  # noqa: F401  (imported here once: an inner session's own import of it is dropped with that session, ~0.6 s each)
 import pytest
 from conftest import ASK_EACH, cassette_file, write_ini
 from test_prune_round2 import prompts, recorded, recording
