@@ -38,7 +38,7 @@ def test_example_suite_replays_offline_from_the_top_level_cassette() -> None:
     assert f"rootdir: {ROOT}" in result.stdout and "configfile: pyproject.toml" in result.stdout
     assert "4 passed in" in result.stdout and "warning" not in result.stdout, result.stdout
     assert "llm_replay: 5 replayed, 0 recorded, 0 missed in 4 tests (mode replay, cassette cassettes/llm_cache.sqlite3)" in result.stdout
-    quoted = _readme_block_after("The first command at the top of this page prints:")
+    quoted = _readme_block_after("The first command above prints:")
     assert quoted and all(line in result.stdout.splitlines() for line in quoted), f"README quotes {quoted}, the run printed:\n{result.stdout}"
     # The main suite replays the committed recordings, never writes them (no usage rows, no WAL left beside it).
     assert _digest(CASSETTE) == before

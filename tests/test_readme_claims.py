@@ -46,7 +46,7 @@ def test_the_first_commands_install_gives_what_its_quoted_output_shows() -> None
     first = _bash_blocks(README)[0]
     extras = re.search(r'pip install -q -e "\.\[([^\]]+)\]"', first)
     assert extras, f"the first command installs no extras: {first}"
-    quoted = README[README.index("The first command at the top of this page prints:"):].split("```", 2)[1]
+    quoted = README[README.index("The first command above prints:"):].split("```", 2)[1]
     assert "replays saved" in quoted
     if "$" in quoted.split("replays saved", 1)[1].splitlines()[0]:
         assert "genai-prices" in _extras_required(set(extras.group(1).split(","))), (
