@@ -177,3 +177,13 @@ def test_one_string_where_a_list_is_taken_is_its_one_entry():
     assert (settings.match_ignore, settings.adopt_body_paths) == (("metadata.id",), ("model",))
     widened = settings.updated({"allow_hosts": ["b.test", "api.test"], "ignore_hosts": None}, "a marker")
     assert (widened.allow_hosts, widened.ignore_hosts) == (("api.test", "b.test"), ("vectors.test:6333",))
+
+
+def test_an_empty_cassette_option_stops_rather_than_falling_back_to_the_default(llm_pytester):
+    # `pytest --llm-cassette=$CASSETTE` with the variable unset recorded into cassettes/llm_cache.sqlite3 unannounced
+    llm_pytester.makepyfile(test_x="def test_x(llm_cache):\n    pass\n")
+    result = llm_pytester.runpytest("--llm-cassette=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --llm-cassette is empty: give a file or a redis:// URL, or leave the option out*"])
+    _output(result)
+    assert not (llm_pytester.path / "cassettes").exists()

@@ -261,6 +261,8 @@ def _cassette_spec(config: pytest.Config) -> str:
     from ..stores.spec import resolved
 
     cli = config.getoption("--llm-cassette")
+    if cli is not None and not cli.strip():  # `--llm-cassette=$CASSETTE` with the variable unset: not the default
+        raise pytest.UsageError(f"--llm-cassette is empty: give a file or a redis:// URL, or leave the option out for ini llm_cassette (else {DEFAULT_CASSETTE})")
     if cli:
         return resolved(cli, Path(config.invocation_params.dir))
     return resolved(config.getini("llm_cassette") or DEFAULT_CASSETTE, Path(config.rootpath))
