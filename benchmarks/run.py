@@ -716,7 +716,7 @@ def _find(rows: list[Row], prefix: str) -> Row | None:
     return next((row for row in rows if row.name.startswith(prefix) and row.median_us is not None), None)
 
 
-# The floor session of 1,000 tests (no plugin) in the run pasted in docs/performance.md: this machine's speed against
+# The floor session of 1,000 tests (no plugin) in the reference run (docs/performance.md, "The reference run"): this machine's speed against
 # it says how its µs compare with that run's. The targets are still checked in this machine's own µs.
 REFERENCE_FLOOR_SESSION_US = 2.38e6
 FLOOR_SESSION = "pytest session CPU, 1,000 tests x 1 call, no plugin (floor)"
