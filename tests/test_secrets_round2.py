@@ -265,10 +265,10 @@ def test_a_key_two_strings_deep_in_an_older_cassette_fails_the_audit_and_still_r
     assert replaying.replayed == 1
 
 
-@pytest.mark.parametrize("depth", [1, 2])
-def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_one_and_two_strings_deep_and_scrub_removes_it(depth, tmp_path, capsys):
-    """Stored before the rules read that deep (or knew the name's spelling): the audit finds the value by its field's
-    name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses (at the top level:
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_a_secret_named_fields_value_in_an_older_cassettes_answer_fails_the_audit_strings_deep_and_scrub_removes_it(depth, tmp_path, capsys):
+    """Stored before the rules read that deep (or knew the name's spelling; three and more deep since d59ea36): the
+    audit finds the value by its field's name, as deep as the scrub reads, and ``llm-replay scrub`` leaves JSON that still parses (at the top level:
     test_a_camel_case_credential_in_an_older_cassette_fails_the_audit_and_still_replays)."""
     value: Any = {"sessionToken": PASSWORD, "region": "eu"}
     for _ in range(depth):
