@@ -11,7 +11,7 @@ the same moment, so that both meet the same machine.
 
 Prints one table of medians and ratios, then the targets of issues 7 and 16 with PASS/MISS (UNSURE where the
 target lies within the median's confidence interval over the rounds).
-About 13 minutes on 2 cores; ``--quick`` for a smoke run with fewer repeats and smaller sizes.
+About 10 minutes on 2 cores; ``--quick`` for a smoke run with fewer repeats and smaller sizes.
 """
 
 from __future__ import annotations
@@ -810,7 +810,7 @@ def main() -> None:
     sizes = [10, 1_000] if quick else [10, 1_000, 10_000, 100_000]
     count, repeats = (100, 3) if quick else (300, 7)
     # (tests, rounds, with the anchors): sessions of 10,000 tests compare llm_replay with the floor only.
-    session_plan = [(200, 1, True)] if quick else [(1_000, 15, True), (10_000, 5, False)]
+    session_plan = [(200, 1, True)] if quick else [(1_000, 15, True), (10_000, 9, False)]
     session_cassette = 1_000 if quick else 10_000
 
     started = time.perf_counter()
@@ -831,7 +831,7 @@ def main() -> None:
         rows += vcrpy_rows(workdir, [10, 1_000], floor_us, replay_us, quick)
         for tests, rounds, anchors in session_plan:
             rows += session_rows(workdir, tests, session_cassette, rounds, anchors)
-        rows += fixture_rows(workdir, 2 * session_plan[0][0], 3 if quick else 5)
+        rows += fixture_rows(workdir, 2 * session_plan[0][0], 3 if quick else 9)
         rows.append(collect_only_row(workdir, 3 if quick else 11))
         rows.append(plugin_import_row(7))
         rows += langchain_rows()
